@@ -8,6 +8,7 @@
 //! interpreter ([`Backend::Interp`]); compiled backends plug in behind the same API.
 
 mod cache;
+pub mod cpu;
 pub mod kernels;
 mod model;
 pub mod npy;

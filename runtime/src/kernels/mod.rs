@@ -1,8 +1,12 @@
-//! CPU kernel library: tuned dense linear algebra that generated code calls into.
+//! CPU kernel library: tuned dense kernels that the CPU backend calls into.
 //!
 //! Everything around these kernels (bias, activation, residual add) is generated and fused by
-//! codegen; the kernels here do the heavy, hard-to-generate part.
+//! codegen (`crate::cpu::codegen`); the kernels here do the heavy, hard-to-generate part.
 
+pub mod conv;
+pub mod depthwise;
 pub mod gemm;
+pub mod gemv;
+pub mod pool;
 
 pub use gemm::{sgemm, GemmError, MatMut, MatRef};

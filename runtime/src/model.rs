@@ -3,6 +3,7 @@
 //! cache and its concurrency).
 
 use crate::cache::{lock, Caller, Lookup, SpecializationCache};
+use crate::cpu::ThreadPool;
 use crate::specialization::{Signature, Specialization};
 use crate::{Backend, RunError};
 use lathe_compiler::pipeline::Pipeline;
@@ -21,20 +22,25 @@ pub struct ModelOptions {
     pub opt_level: u8,
     /// How many specializations (one per input signature) are kept; at least 1.
     pub cache_capacity: usize,
-    /// Threads a backend may use for one call; `None` picks a default. Stored for the CPU
-    /// backend; the interpreter runs each call on the caller's thread.
+    /// Threads the CPU backend may use for one call; `None` means one per core. The
+    /// interpreter runs each call on the caller's thread.
     pub threads: Option<usize>,
 }
 
 impl Default for ModelOptions {
     fn default() -> ModelOptions {
         ModelOptions {
-            backend: Backend::Interp,
+            backend: Backend::Cpu,
             opt_level: 2,
             cache_capacity: 8,
             threads: None,
         }
     }
+}
+
+/// One thread per core (what `threads: None` means).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Counters of a model's calls and compiles since it was loaded.
@@ -63,6 +69,8 @@ pub struct Model {
     pipeline: Pipeline,
     input_names: Arc<[String]>,
     cache: SpecializationCache,
+    /// The CPU backend's threads, shared by every specialization of the model.
+    pool: Option<Arc<ThreadPool>>,
 }
 
 impl fmt::Debug for Model {
@@ -104,12 +112,17 @@ impl Model {
             .map_err(|e| RunError::Options(format!("opt_level {}: {e}", options.opt_level)))?;
         let input_names = graph.inputs().iter().map(|i| i.name.clone()).collect();
         let cache = SpecializationCache::new(&graph.name, options.cache_capacity);
+        let pool = (options.backend == Backend::Cpu).then(|| {
+            let threads = options.threads.unwrap_or_else(default_threads);
+            Arc::new(ThreadPool::new(threads))
+        });
         Ok(Model {
             graph,
             options,
             pipeline,
             input_names,
             cache,
+            pool,
         })
     }
 
@@ -204,6 +217,7 @@ impl Model {
             signature.clone(),
             &self.pipeline,
             self.options.backend,
+            self.pool.as_ref(),
         ) {
             Ok(spec) => {
                 let spec = Arc::new(spec);

@@ -2,6 +2,7 @@
 //! known) and optimized, ready to run. Immutable once built, so it is shared as
 //! `Arc<Specialization>` by every call with that signature.
 
+use crate::cpu::{CpuPlan, PlanStats, ThreadPool};
 use crate::{Backend, RunError};
 use lathe_compiler::pipeline::{NoHooks, Pipeline};
 use lathe_compiler::specialize::specialize;
@@ -74,6 +75,8 @@ pub struct Specialization {
     graph: Graph,
     compile_time: Duration,
     backend: Backend,
+    /// The compiled plan, for [`Backend::Cpu`].
+    cpu: Option<CpuPlan>,
 }
 
 impl Specialization {
@@ -83,6 +86,7 @@ impl Specialization {
         signature: Signature,
         pipeline: &Pipeline,
         backend: Backend,
+        pool: Option<&Arc<ThreadPool>>,
     ) -> Result<Specialization, RunError> {
         let span = tracing::info_span!("specialize", model = %graph.name, %signature);
         let _enter = span.enter();
@@ -94,6 +98,21 @@ impl Specialization {
                 signature: signature.to_string(),
                 source,
             })?;
+        let cpu = match backend {
+            Backend::Cpu => {
+                let pool = pool
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(ThreadPool::new(1)));
+                Some(
+                    CpuPlan::compile(&g, pool).map_err(|message| RunError::Compile {
+                        signature: signature.to_string(),
+                        backend,
+                        message,
+                    })?,
+                )
+            }
+            Backend::Interp => None,
+        };
         let compile_time = start.elapsed();
         tracing::info!(
             time_ms = compile_time.as_secs_f64() * 1e3,
@@ -105,6 +124,7 @@ impl Specialization {
             graph: g,
             compile_time,
             backend,
+            cpu,
         })
     }
 
@@ -123,10 +143,26 @@ impl Specialization {
         &self.signature
     }
 
+    /// The backend it was compiled for.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The CPU plan's statistics (steps, kernels, arena bytes), for [`Backend::Cpu`].
+    pub fn plan_stats(&self) -> Option<PlanStats> {
+        self.cpu.as_ref().map(CpuPlan::stats)
+    }
+
+    /// The CPU plan, for [`Backend::Cpu`].
+    pub fn cpu_plan(&self) -> Option<&CpuPlan> {
+        self.cpu.as_ref()
+    }
+
     /// Runs on `inputs` (in signature order), returning the outputs in output order.
     pub(crate) fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
-        match self.backend {
-            Backend::Interp => Ok(lathe_ir::interp::run(&self.graph, inputs)?),
+        match &self.cpu {
+            Some(plan) => plan.run(inputs).map_err(RunError::Kernel),
+            None => Ok(lathe_ir::interp::run(&self.graph, inputs)?),
         }
     }
 }

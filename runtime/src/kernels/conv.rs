@@ -1,1 +1,618 @@
-//! (being written)
+//! `conv2d` over NHWC inputs and constant HWIO filters, computed a range of output rows at a
+//! time.
+//!
+//! # Layout
+//!
+//! The output is the `[rows, cols]` matrix `[N*OH*OW, out_channels]` (NHWC, row-major). The
+//! filter `[kh, kw, in, out]` read row-major *is* the `[kh*kw*in, out]` matrix of im2col, so
+//! it is copied once in [`Conv2d::new`] and used as the GEMM's `B` on every call.
+//!
+//! # Tiling
+//!
+//! * A 1×1, stride-1, unpadded convolution is a plain GEMM on the input: `A` is `x` itself
+//!   (row `r` of the output reads row `r` of `x`), no copy and no scratch.
+//! * Everything else builds, per tile of [`Conv2d::tile_rows`] output rows, the im2col matrix in
+//!   the caller's scratch (row = the `kh*kw*in` window values in the filter's HWI order, zeros
+//!   for padding), then runs one single-threaded [`sgemm`] per tile and group. Tiles are 128
+//!   to 512 rows, about 1 MiB of im2col (half the L2); `benches/conv.rs` measured the choice.
+//!
+//! Grouped convolutions (input channels a multiple of the filter's, as TensorFlow allows) run
+//! one GEMM per group on column slices of the filter and of the output.
+//!
+//! This file also holds [`Window`], the window geometry shared with the depthwise and pooling
+//! kernels; it reproduces the reference interpreter's (TensorFlow's) padding rules.
+
+use super::gemm::{sgemm, MatMut, MatRef};
+use lathe_ir::ops::{ConvAttrs, DataFormat, Op, Padding};
+use lathe_ir::{DType, Tensor, TensorType};
+use std::ops::Range;
+
+/// The concrete geometry of a window op over an NHWC input `[n, h, w, c]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    /// Padding before the first input row / column.
+    pub pt: usize,
+    pub pl: usize,
+}
+
+/// Output size and leading pad of one spatial axis, as `lathe_ir::ops::conv` computes them
+/// (the caller has already run the op's `infer`, so the window fits).
+fn axis(
+    input: usize,
+    k: usize,
+    stride: usize,
+    dilation: usize,
+    pad: Option<[usize; 2]>,
+) -> (usize, usize) {
+    let span = (k - 1) * dilation + 1;
+    match pad {
+        Some([before, after]) => ((input + before + after - span) / stride + 1, before),
+        None => {
+            // SAME: ceil(in / stride) outputs, the odd padding cell at the end.
+            let out = input.div_ceil(stride);
+            let total = match out {
+                0 => 0,
+                _ => ((out - 1) * stride + span).saturating_sub(input),
+            };
+            (out, total / 2)
+        }
+    }
+}
+
+/// The taps `t < k` whose input coordinate `base + t*d - pad` lies in `0..size`: always a
+/// contiguous range.
+fn taps(base: usize, pad: usize, size: usize, k: usize, d: usize) -> Range<usize> {
+    let lo = pad.saturating_sub(base).div_ceil(d);
+    let hi = (size + pad).saturating_sub(base).div_ceil(d).min(k);
+    lo.min(hi)..hi
+}
+
+impl Window {
+    /// The geometry of a `k` window with `strides`, `dilations` and `padding` over `nhwc`.
+    /// The window must fit (the op's `infer` checks that).
+    pub fn new(
+        nhwc: [usize; 4],
+        k: [usize; 2],
+        strides: [usize; 2],
+        dilations: [usize; 2],
+        padding: &Padding,
+    ) -> Window {
+        let pad = |a: usize| match padding {
+            Padding::Valid => Some([0, 0]),
+            Padding::Explicit(p) => Some(p[a]),
+            Padding::Same => None,
+        };
+        let (oh, pt) = axis(nhwc[1], k[0], strides[0], dilations[0], pad(0));
+        let (ow, pl) = axis(nhwc[2], k[1], strides[1], dilations[1], pad(1));
+        Window {
+            n: nhwc[0],
+            h: nhwc[1],
+            w: nhwc[2],
+            c: nhwc[3],
+            oh,
+            ow,
+            kh: k[0],
+            kw: k[1],
+            sh: strides[0],
+            sw: strides[1],
+            dh: dilations[0],
+            dw: dilations[1],
+            pt,
+            pl,
+        }
+    }
+
+    /// Output pixels: `n * oh * ow`.
+    pub fn rows(&self) -> usize {
+        self.n * self.oh * self.ow
+    }
+
+    /// Elements of the input.
+    pub fn input_len(&self) -> usize {
+        self.n * self.h * self.w * self.c
+    }
+
+    /// The taps `ky` of output row `oy` that read input rows (not padding).
+    pub fn ky_range(&self, oy: usize) -> Range<usize> {
+        taps(oy * self.sh, self.pt, self.h, self.kh, self.dh)
+    }
+
+    /// The taps `kx` of output column `ox` that read input columns (not padding).
+    pub fn kx_range(&self, ox: usize) -> Range<usize> {
+        taps(ox * self.sw, self.pl, self.w, self.kw, self.dw)
+    }
+
+    /// Input row of tap `ky` of output row `oy` (the tap must be in [`Self::ky_range`]).
+    pub fn iy(&self, oy: usize, ky: usize) -> usize {
+        oy * self.sh + ky * self.dh - self.pt
+    }
+
+    /// Input column of tap `kx` of output column `ox` (the tap must be in [`Self::kx_range`]).
+    pub fn ix(&self, ox: usize, kx: usize) -> usize {
+        ox * self.sw + kx * self.dw - self.pl
+    }
+
+    /// Splits output rows into runs along one output row of one image:
+    /// `(img, oy, ox range, index of the run's first row within rows)`.
+    pub fn runs(
+        &self,
+        rows: Range<usize>,
+    ) -> impl Iterator<Item = (usize, usize, Range<usize>, usize)> + '_ {
+        let start = rows.start;
+        let mut r = rows.start;
+        std::iter::from_fn(move || {
+            if r >= rows.end || self.ow == 0 {
+                return None;
+            }
+            let (line, ox0) = (r / self.ow, r % self.ow);
+            let ox1 = self.ow.min(ox0 + (rows.end - r));
+            let run = (line / self.oh, line % self.oh, ox0..ox1, r - start);
+            r += ox1 - ox0;
+            Some(run)
+        })
+    }
+}
+
+/// Checks what every kernel here needs of an input type: f32, NHWC, concrete shape.
+pub(crate) fn nhwc_f32(op: &str, format: DataFormat, x: &TensorType) -> Result<[usize; 4], String> {
+    if format != DataFormat::Nhwc {
+        return Err(format!(
+            "{op} kernel needs NHWC data, got {} (transpose it first)",
+            format.name()
+        ));
+    }
+    if x.dtype != DType::F32 {
+        return Err(format!("{op} kernel needs f32 data, got {x}"));
+    }
+    match x.shape.as_known() {
+        Some(d) if d.len() == 4 => Ok([d[0], d[1], d[2], d[3]]),
+        _ => Err(format!(
+            "{op} kernel needs a concrete 4-D input shape, got {x}"
+        )),
+    }
+}
+
+/// A filter's values in row-major order, if it is an f32 tensor.
+pub(crate) fn f32_values(op: &str, t: &Tensor) -> Result<Vec<f32>, String> {
+    let a = t
+        .as_array::<f32>()
+        .ok_or_else(|| format!("{op} kernel needs an f32 filter, got {}", t.ty()))?;
+    Ok(a.iter().copied().collect())
+}
+
+/// Output rows per im2col tile: about 256K floats (1 MiB, half of L2) of im2col, 128 to
+/// 512 rows. Measured (`benches/conv.rs`, ResNet-50 shapes): tiles under 128 rows lose up to
+/// 2x to the GEMM's per-call cost (it packs the filter on every call); 128 to 512 are level.
+fn tile_rows(depth: usize) -> usize {
+    ((1 << 18) / depth.max(1)).clamp(128, 512)
+}
+
+/// A `conv2d` (NHWC input, HWIO constant filter) ready to run on ranges of output rows.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    win: Window,
+    groups: usize,
+    /// Input channels per group.
+    ci: usize,
+    /// Output channels (all groups).
+    co: usize,
+    /// `kh * kw * ci`: the im2col row length and the filter matrix's row count.
+    depth: usize,
+    /// The filter as the `[depth, co]` row-major matrix.
+    filter: Vec<f32>,
+    /// 1×1, stride 1, no padding: `x` is already the im2col matrix.
+    pointwise: bool,
+    tile: usize,
+}
+
+impl Conv2d {
+    /// Prepares `conv2d` of an input of type `x` with the constant `filter` (`[kh, kw, in, out]`).
+    /// Errors for what the kernel does not do (NCHW, non-f32, unknown shapes) and for operands
+    /// the op itself rejects (with the interpreter's message).
+    pub fn new(attrs: &ConvAttrs, x: &TensorType, filter: &Tensor) -> Result<Conv2d, String> {
+        let nhwc = nhwc_f32("conv2d", attrs.format, x)?;
+        Op::Conv2D(attrs.clone()).infer(&[x.clone(), filter.ty()], &[None, Some(filter)])?;
+        let fs = filter.shape();
+        let (kh, kw, ci, co) = (fs[0], fs[1], fs[2], fs[3]);
+        let win = Window::new(
+            nhwc,
+            [kh, kw],
+            attrs.strides,
+            attrs.dilations,
+            &attrs.padding,
+        );
+        let depth = kh * kw * ci;
+        let pointwise =
+            kh == 1 && kw == 1 && attrs.strides == [1, 1] && (win.oh, win.ow) == (win.h, win.w);
+        Ok(Conv2d {
+            win,
+            groups: nhwc[3] / ci,
+            ci,
+            co,
+            depth,
+            filter: f32_values("conv2d", filter)?,
+            pointwise,
+            tile: tile_rows(depth),
+        })
+    }
+
+    /// Output rows: `N * OH * OW`.
+    pub fn rows(&self) -> usize {
+        self.win.rows()
+    }
+
+    /// Output columns: the output channels.
+    pub fn cols(&self) -> usize {
+        self.co
+    }
+
+    /// Elements of the input `x` that [`Self::run_rows`] expects.
+    pub fn input_len(&self) -> usize {
+        self.win.input_len()
+    }
+
+    /// Output rows computed per GEMM call (a range longer than this is done in tiles).
+    pub fn tile_rows(&self) -> usize {
+        if self.pointwise {
+            usize::MAX
+        } else {
+            self.tile
+        }
+    }
+
+    /// The same convolution with im2col tiles of `rows` output rows (for tuning and
+    /// benchmarks; the default comes from the im2col row length). No effect on pointwise
+    /// convolutions.
+    pub fn with_tile_rows(mut self, rows: usize) -> Conv2d {
+        self.tile = rows.max(1);
+        self
+    }
+
+    /// f32 elements of scratch that [`Self::run_rows`] needs for a range of `rows` rows
+    /// (zero for a pointwise convolution).
+    pub fn scratch_len(&self, rows: usize) -> usize {
+        if self.pointwise {
+            0
+        } else {
+            rows.min(self.tile) * self.depth
+        }
+    }
+
+    /// Computes output rows `rows` into `out` (`rows.len() * cols()` elements, row-major) on
+    /// the calling thread. `x` is the whole NHWC input; `scratch` holds at least
+    /// [`Self::scratch_len`]`(rows.len())` elements (its contents are overwritten).
+    ///
+    /// Panics, with a message, on a range past [`Self::rows`] or slices of the wrong length.
+    pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
+        assert!(
+            x.len() == self.input_len(),
+            "conv2d: input has {} elements, expected {}",
+            x.len(),
+            self.input_len()
+        );
+        assert!(
+            rows.start <= rows.end && rows.end <= self.rows(),
+            "conv2d: rows {rows:?} out of 0..{}",
+            self.rows()
+        );
+        assert!(
+            out.len() == rows.len() * self.co,
+            "conv2d: output slice has {} elements, expected {}",
+            out.len(),
+            rows.len() * self.co
+        );
+        let need = self.scratch_len(rows.len());
+        assert!(
+            scratch.len() >= need,
+            "conv2d: scratch has {} elements, needs {need}",
+            scratch.len()
+        );
+        let (c, ci, co) = (self.win.c, self.ci, self.co);
+        let cog = co / self.groups;
+        let mut t0 = rows.start;
+        while t0 < rows.end {
+            let t1 = rows.end.min(t0.saturating_add(self.tile_rows()));
+            let m = t1 - t0;
+            let o = &mut out[(t0 - rows.start) * co..][..m * co];
+            for g in 0..self.groups {
+                let a = if self.pointwise {
+                    MatRef {
+                        data: &x[t0 * c + g * ci..],
+                        rows: m,
+                        cols: ci,
+                        strides: (c, 1),
+                    }
+                } else {
+                    let cols = &mut scratch[..m * self.depth];
+                    self.im2col(x, t0..t1, g, cols);
+                    MatRef::row_major(cols, m, self.depth)
+                };
+                let b = MatRef {
+                    data: &self.filter[g * cog..],
+                    rows: self.depth,
+                    cols: cog,
+                    strides: (co, 1),
+                };
+                let c = MatMut {
+                    data: &mut o[g * cog..],
+                    rows: m,
+                    cols: cog,
+                    strides: (co, 1),
+                };
+                sgemm(a, b, c, false, 1)
+                    .expect("conv2d: operand shapes were checked in Conv2d::new");
+            }
+            t0 = t1;
+        }
+    }
+
+    /// Writes the im2col rows of output rows `rows`, group `g`, into `dst` (`rows.len() * depth`).
+    fn im2col(&self, x: &[f32], rows: Range<usize>, g: usize, dst: &mut [f32]) {
+        let win = &self.win;
+        let (c, ci, kw) = (win.c, self.ci, win.kw);
+        let mut patches = dst.chunks_exact_mut(self.depth);
+        for (img, oy, oxs, _) in win.runs(rows) {
+            let ys = win.ky_range(oy);
+            for ox in oxs {
+                let patch = patches.next().expect("dst holds one patch per row");
+                let xs = win.kx_range(ox);
+                // Whole rows of taps that are padding.
+                patch[..ys.start * kw * ci].fill(0.0);
+                patch[ys.end * kw * ci..].fill(0.0);
+                for ky in ys.clone() {
+                    let line = &x[(img * win.h + win.iy(oy, ky)) * win.w * c..][..win.w * c];
+                    let dst = &mut patch[ky * kw * ci..][..kw * ci];
+                    dst[..xs.start * ci].fill(0.0);
+                    dst[xs.end * ci..].fill(0.0);
+                    if self.groups == 1 && win.dw == 1 {
+                        // The in-bounds taps are one contiguous stretch of the input row.
+                        let ix = win.ix(ox, xs.start);
+                        dst[xs.start * c..xs.end * c]
+                            .copy_from_slice(&line[ix * c..][..xs.len() * c]);
+                    } else {
+                        for kx in xs.clone() {
+                            let src = &line[win.ix(ox, kx) * c + g * ci..][..ci];
+                            dst[kx * ci..][..ci].copy_from_slice(src);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift).
+    pub(crate) struct Rng(pub u64);
+
+    impl Rng {
+        pub fn next(&mut self) -> u64 {
+            let x = &mut self.0;
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x
+        }
+        /// Uniform in `lo..=hi`.
+        pub fn int(&mut self, lo: usize, hi: usize) -> usize {
+            lo + (self.next() % (hi - lo + 1) as u64) as usize
+        }
+        /// Values in [-1, 1).
+        pub fn values(&mut self, len: usize) -> Vec<f32> {
+            (0..len)
+                .map(|_| ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
+                .collect()
+        }
+        pub fn padding(&mut self, k: [usize; 2]) -> Padding {
+            match self.int(0, 2) {
+                0 => Padding::Valid,
+                1 => Padding::Same,
+                _ => Padding::Explicit([
+                    [self.int(0, k[0] - 1), self.int(0, k[0] - 1)],
+                    [self.int(0, k[1] - 1), self.int(0, k[1] - 1)],
+                ]),
+            }
+        }
+    }
+
+    /// The interpreter's answer for `op` on f32 operands.
+    pub(crate) fn reference(op: &Op, inputs: &[(&[usize], &[f32])]) -> (Vec<usize>, Vec<f32>) {
+        let ts: Vec<Tensor> = inputs
+            .iter()
+            .map(|(s, v)| Tensor::from_vec(s, v.to_vec()))
+            .collect();
+        let refs: Vec<&Tensor> = ts.iter().collect();
+        let out = op.eval(&refs).expect("reference evaluation").remove(0);
+        let vals = out
+            .as_array::<f32>()
+            .expect("f32 result")
+            .iter()
+            .copied()
+            .collect();
+        (out.shape().to_vec(), vals)
+    }
+
+    /// Asserts `|got - want| <= tol * max(1, |want|)` elementwise.
+    pub(crate) fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * w.abs().max(1.0),
+                "{what}: element {i} is {g}, want {w}"
+            );
+        }
+    }
+
+    /// Runs `conv` on `rows` in tiles of `chunk` rows (as the backend splits work).
+    fn run_in_chunks(conv: &Conv2d, x: &[f32], rows: Range<usize>, chunk: usize) -> Vec<f32> {
+        let mut out = vec![f32::NAN; rows.len() * conv.cols()];
+        let mut scratch = vec![f32::NAN; conv.scratch_len(chunk)];
+        let mut r = rows.start;
+        while r < rows.end {
+            let e = rows.end.min(r + chunk);
+            conv.run_rows(
+                x,
+                r..e,
+                &mut out[(r - rows.start) * conv.cols()..(e - rows.start) * conv.cols()],
+                &mut scratch,
+            );
+            r = e;
+        }
+        out
+    }
+
+    fn check(rng: &mut Rng, x_shape: [usize; 4], f_shape: [usize; 4], attrs: &ConvAttrs) {
+        let x = rng.values(x_shape.iter().product());
+        let f = rng.values(f_shape.iter().product());
+        let what = format!("conv2d x {x_shape:?} f {f_shape:?} {attrs:?}");
+        let (shape, want) = reference(
+            &Op::Conv2D(attrs.clone()),
+            &[(&x_shape, &x), (&f_shape, &f)],
+        );
+        let ft = Tensor::from_vec(&f_shape, f);
+        let conv = Conv2d::new(attrs, &TensorType::known(DType::F32, &x_shape), &ft).expect(&what);
+        assert_eq!(
+            (conv.rows(), conv.cols()),
+            (shape[0] * shape[1] * shape[2], shape[3]),
+            "{what}"
+        );
+        // Tolerance: f32 sums of k products of values in [-1, 1).
+        let k = f_shape[0] * f_shape[1] * f_shape[2];
+        let tol = 1e-5 * (k as f32).sqrt().max(1.0) * 4.0;
+        let all = run_in_chunks(&conv, &x, 0..conv.rows(), conv.rows().max(1));
+        assert_close(&all, &want, tol, &what);
+        // An odd sub-range in odd chunks.
+        let rows = conv.rows();
+        let (a, b) = (rng.int(0, rows), rng.int(0, rows));
+        let sub = a.min(b)..a.max(b);
+        let got = run_in_chunks(&conv, &x, sub.clone(), rng.int(1, 40));
+        assert_close(
+            &got,
+            &want[sub.start * conv.cols()..sub.end * conv.cols()],
+            tol,
+            &what,
+        );
+    }
+
+    #[test]
+    fn matches_interpreter_on_random_convolutions() {
+        let mut rng = Rng(0x5eed_c0de);
+        for _ in 0..150 {
+            let k = [rng.int(1, 4), rng.int(1, 4)];
+            let strides = [rng.int(1, 3), rng.int(1, 3)];
+            let dilations = if rng.int(0, 3) == 0 {
+                [rng.int(1, 3), rng.int(1, 3)]
+            } else {
+                [1, 1]
+            };
+            let padding = rng.padding(k);
+            let groups = if rng.int(0, 4) == 0 { rng.int(2, 3) } else { 1 };
+            let ci = rng.int(1, 9);
+            let co = groups * rng.int(1, 9);
+            let span = |a: usize| (k[a] - 1) * dilations[a] + 1;
+            let x_shape = [
+                rng.int(1, 2),
+                rng.int(span(0), span(0) + 9),
+                rng.int(span(1), span(1) + 9),
+                ci * groups,
+            ];
+            let attrs = ConvAttrs {
+                strides,
+                dilations,
+                padding,
+                format: DataFormat::Nhwc,
+            };
+            check(&mut rng, x_shape, [k[0], k[1], ci, co], &attrs);
+        }
+    }
+
+    #[test]
+    fn model_shaped_convolutions() {
+        let mut rng = Rng(7);
+        let conv = |s: usize, padding: Padding| ConvAttrs {
+            strides: [s, s],
+            dilations: [1, 1],
+            padding,
+            format: DataFormat::Nhwc,
+        };
+        // Pointwise (no im2col), stride-2 pointwise, 3x3 SAME stride 1 and 2, a 7x7 stem, odd channels.
+        check(
+            &mut rng,
+            [1, 14, 14, 64],
+            [1, 1, 64, 40],
+            &conv(1, Padding::Same),
+        );
+        check(
+            &mut rng,
+            [1, 14, 14, 33],
+            [1, 1, 33, 17],
+            &conv(2, Padding::Valid),
+        );
+        check(
+            &mut rng,
+            [1, 15, 15, 19],
+            [3, 3, 19, 37],
+            &conv(1, Padding::Same),
+        );
+        check(
+            &mut rng,
+            [2, 16, 15, 8],
+            [3, 3, 8, 24],
+            &conv(2, Padding::Same),
+        );
+        check(
+            &mut rng,
+            [1, 32, 32, 3],
+            [7, 7, 3, 16],
+            &conv(2, Padding::Same),
+        );
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_do() {
+        let f = Tensor::from_vec(&[3, 3, 4, 8], vec![0.0f32; 288]);
+        let mut attrs = ConvAttrs {
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Same,
+            format: DataFormat::Nchw,
+        };
+        let x = TensorType::known(DType::F32, &[1, 4, 8, 8]);
+        let e = Conv2d::new(&attrs, &x, &f).unwrap_err();
+        assert!(e.contains("needs NHWC"), "{e}");
+        attrs.format = DataFormat::Nhwc;
+        let e = Conv2d::new(&attrs, &TensorType::known(DType::F32, &[1, 8, 8, 5]), &f).unwrap_err();
+        assert!(e.contains("has 5 channels"), "{e}");
+        let e = Conv2d::new(&attrs, &TensorType::known(DType::F64, &[1, 8, 8, 4]), &f).unwrap_err();
+        assert!(e.contains("needs f32"), "{e}");
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d: output slice has 7 elements, expected 16")]
+    fn run_rows_checks_lengths() {
+        let f = Tensor::from_vec(&[1, 1, 2, 8], vec![0.0f32; 16]);
+        let attrs = ConvAttrs {
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Valid,
+            format: DataFormat::Nhwc,
+        };
+        let conv = Conv2d::new(&attrs, &TensorType::known(DType::F32, &[1, 2, 2, 2]), &f).unwrap();
+        conv.run_rows(&[0.0; 8], 0..2, &mut [0.0; 7], &mut []);
+    }
+}

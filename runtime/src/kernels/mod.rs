@@ -7,6 +7,8 @@ pub mod conv;
 pub mod depthwise;
 pub mod gemm;
 pub mod gemv;
+pub mod pad;
 pub mod pool;
+pub mod reduce;
 
 pub use gemm::{sgemm, GemmError, MatMut, MatRef};

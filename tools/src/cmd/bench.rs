@@ -41,8 +41,8 @@ pub struct BenchArgs {
     /// Seed of the random inputs.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
-    /// Where to run: `interp` (the reference interpreter).
-    #[arg(long, default_value = "interp")]
+    /// Where to run: `cpu` (native code) or `interp` (the reference interpreter).
+    #[arg(long, default_value = "cpu")]
     pub backend: Backend,
     #[command(flatten)]
     pub opt: OptArgs,
@@ -67,15 +67,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
         (read_inputs(&graph, &args.inputs)?, "from files".to_string())
     };
     let threads = match args.backend {
+        Backend::Cpu => args
+            .threads
+            .map_or_else(lathe_runtime::default_threads, |n| n as usize),
         // The interpreter runs each call on the caller's thread.
-        Backend::Interp => 1,
+        Backend::Interp => {
+            if let Some(n) = args.threads.filter(|&n| n != 1) {
+                eprintln!(
+                    "note: the {} backend runs on one thread; --threads {n} has no effect",
+                    args.backend
+                );
+            }
+            1
+        }
     };
-    if let Some(n) = args.threads.filter(|&n| n as usize != threads) {
-        eprintln!(
-            "note: the {} backend runs on one thread; --threads {n} has no effect",
-            args.backend
-        );
-    }
     let named: Vec<(&str, Tensor)> = inputs
         .iter()
         .map(|(n, t)| (n.as_str(), t.clone()))

@@ -5,6 +5,8 @@ use anyhow::Result;
 use clap::Args;
 use lathe_compiler::pipeline::{NoHooks, PassRecord};
 use lathe_ir::{Dim, Graph, TensorType};
+use lathe_runtime::cpu::PlanStats;
+use lathe_runtime::{Backend, Model, ModelOptions};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,7 +30,8 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let g = super::load_model(&args.model)?;
     let mut optimized = g.clone();
     let passes = args.opt.pipeline()?.run(&mut optimized, &mut NoHooks)?;
-    let report = Report::of(&g, &optimized, passes);
+    let mut report = Report::of(&g, &optimized, passes);
+    report.plan = Some(cpu_plan(&g, args.opt.level));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
@@ -48,6 +51,58 @@ struct Report {
     nodes_optimized: usize,
     ops_optimized: BTreeMap<&'static str, usize>,
     passes: Vec<PassRecord>,
+    plan: Option<PlanReport>,
+}
+
+/// The CPU backend's plan for one specialization: what `lathe run` would execute.
+struct PlanReport {
+    /// The signature compiled (unknown dims bound to 1), or why none could be.
+    signature: String,
+    stats: Result<(PlanStats, f64), String>,
+}
+
+/// Compiles the CPU plan for the model's declared input shapes, binding each unknown or
+/// symbolic dim to 1 (batch 1).
+fn cpu_plan(g: &Graph, level: u8) -> PlanReport {
+    let types: Vec<TensorType> = g
+        .inputs()
+        .iter()
+        .map(|i| {
+            let dims: Vec<usize> =
+                i.ty.shape
+                    .dims()
+                    .iter()
+                    .map(|d| d.known().unwrap_or(1))
+                    .collect();
+            TensorType::known(i.ty.dtype, &dims)
+        })
+        .collect();
+    let signature = g
+        .inputs()
+        .iter()
+        .zip(&types)
+        .map(|(i, t)| format!("{}: {t}", i.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let options = ModelOptions {
+        backend: Backend::Cpu,
+        opt_level: level,
+        threads: Some(1),
+        ..ModelOptions::default()
+    };
+    let stats = Model::with_options(g.clone(), options)
+        .map_err(|e| e.to_string())
+        .and_then(|m| m.specialize_for(&types).map_err(|e| e.to_string()))
+        .and_then(|spec| {
+            let ms = spec.compile_time().as_secs_f64() * 1e3;
+            spec.plan_stats()
+                .map(|s| (s, ms))
+                .ok_or_else(|| "no cpu plan".to_string())
+        });
+    PlanReport {
+        signature: format!("({signature})"),
+        stats,
+    }
 }
 
 fn histogram(g: &Graph) -> BTreeMap<&'static str, usize> {
@@ -79,6 +134,7 @@ impl Report {
             nodes_optimized: optimized.len(),
             ops_optimized: histogram(optimized),
             passes,
+            plan: None,
         }
     }
 
@@ -99,7 +155,30 @@ impl Report {
                 })
                 .collect()
         };
+        let plan = self.plan.as_ref().map(|p| match &p.stats {
+            Ok((st, ms)) => json!({
+                "signature": p.signature,
+                "compile_ms": ms,
+                "steps": st.steps,
+                "gemm_steps": st.gemm_steps,
+                "window_steps": st.window_steps,
+                "generated_steps": st.generated_steps,
+                "epilogues": st.epilogues,
+                "interp_steps": st.interp_steps,
+                "arena_bytes": st.arena_bytes,
+                "arena_lower_bound": st.arena_lower_bound,
+                "output_bytes": st.output_bytes,
+            }),
+            Err(e) => json!({"signature": p.signature, "error": e}),
+        });
+        let peak = self
+            .plan
+            .as_ref()
+            .and_then(|p| p.stats.as_ref().ok())
+            .map(|(st, _)| st.arena_bytes);
         json!({
+            "peak_arena_bytes": peak,
+            "cpu_plan": plan,
             "inputs": sig(&self.inputs),
             "outputs": sig(&self.outputs),
             "ops": self.ops,
@@ -157,6 +236,26 @@ impl Report {
             total,
             self.passes.iter().filter(|p| p.changed).count()
         ));
+        if let Some(p) = &self.plan {
+            match &p.stats {
+                Ok((st, ms)) => s.push_str(&format!(
+                    "cpu plan for {}: {} steps ({} gemm, {} window, {} generated, {} epilogues fused, \
+                     {} on the interpreter), compiled in {ms:.1} ms\n\
+                     peak arena: {} (lower bound {}), outputs {}\n",
+                    p.signature,
+                    st.steps,
+                    st.gemm_steps,
+                    st.window_steps,
+                    st.generated_steps,
+                    st.epilogues,
+                    st.interp_steps,
+                    human_bytes(st.arena_bytes),
+                    human_bytes(st.arena_lower_bound),
+                    human_bytes(st.output_bytes),
+                )),
+                Err(e) => s.push_str(&format!("cpu plan for {}: {e}\n", p.signature)),
+            }
+        }
         s
     }
 }

@@ -20,9 +20,12 @@ pub struct RunArgs {
     /// Write each output to DIR/<output name>.npy (characters outside [A-Za-z0-9_.-] become `_`).
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Where to run: `interp` (the reference interpreter).
-    #[arg(long, default_value = "interp")]
+    /// Where to run: `cpu` (native code) or `interp` (the reference interpreter).
+    #[arg(long, default_value = "cpu")]
     pub backend: Backend,
+    /// Threads the cpu backend may use (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
     #[command(flatten)]
     pub opt: OptArgs,
 }
@@ -43,6 +46,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         } else {
             args.opt.level
         },
+        threads: args.threads.map(|n| n as usize),
         ..ModelOptions::default()
     };
     let model = Model::with_options(graph, options)?;

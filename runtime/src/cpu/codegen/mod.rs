@@ -1,1 +1,165 @@
-//! Cranelift code generation for fused bodies (being written).
+//! Cranelift code generation for fused bodies: one fused body (`fused.elementwise`,
+//! `fused.reduction`, or the elementwise part of an epilogue) becomes one native function, a
+//! [`RowKernel`].
+//!
+//! # Iteration space
+//!
+//! All outputs of a body share one shape `S`. The kernel sees `S` as `rows() × row_len()`:
+//! the product of `S` without its last axis, times the last axis. Every other value of the body
+//! is placed in that space by NumPy broadcasting: a value whose last axis has size 1 (per-row
+//! inputs `[..., 1]`, scalars, splat constants, results of reductions) is *row-uniform* and is
+//! computed once per row; a value varying along its last axis is computed per element. Inputs
+//! broadcast over rows are read with row stride 0 (or with `(row / d) % n` terms for partial
+//! broadcasts); inputs broadcast along the row are loaded once per row and splatted.
+//!
+//! # Loop structure
+//!
+//! ```text
+//! for row in row_start..row_end:
+//!     for each reduction phase:          // reductions over the last axis, grouped by stage
+//!         row-uniform values it needs     // computed once, before the loop
+//!         for j in 0..n step 16:          // four f32x4 vectors per iteration, one accumulator each
+//!             acc += expression DAG at j  // recomputed from the inputs, not materialized
+//!         leftover vector, leftover elements; horizontal combine → per-row scalar
+//!     for j in 0..row_len step 16:        // the output loop
+//!         evaluate every output at j, then store them all (outputs may alias inputs)
+//!     leftover vector, leftover elements
+//! ```
+//!
+//! A reduction whose argument depends on another reduction (layer norm's variance needs the
+//! mean) runs in a later phase; independent reductions over rows of one length share a loop.
+//! `softmax`/`log_softmax` expand to max, `exp(x - max)`, sum. Shapes are compile-time
+//! constants, so trip counts and tails are too. Values are `f32x4` throughout (Cranelift's
+//! x86-64 SIMD is 128-bit); leftover elements are computed in lane 0 of a splat.
+//!
+//! # ABI
+//!
+//! The native function is `extern "C" fn(inputs: *const *const f32, outputs: *const *mut f32,
+//! row_start: usize, row_end: usize)`: two arrays of base pointers (one per body input, one per
+//! body output, each the whole dense row-major tensor) and the row range. Constant tensors of
+//! the body are copied into memory the kernel owns and addressed by baked pointers; splat
+//! constants become immediates. The kernel keeps no state: many threads may run it at once on
+//! disjoint row ranges.
+//!
+//! Transcendental functions are polynomial/rational approximations; see [`math`] for the
+//! methods and their accuracy (max relative error ≲ 1e-6, erfc absolute 1e-6).
+
+mod analyze;
+mod jit;
+mod lower;
+pub mod math;
+
+use std::ops::Range;
+use std::time::Instant;
+
+/// Why a body could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    /// The body uses an op, dtype or shape the row-kernel codegen does not handle; the message
+    /// names the body node and its op, e.g. "node `foo` (sin): ...".
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// Cranelift failed (a bug in the lowering or an unsupported host).
+    #[error("codegen backend: {0}")]
+    Backend(String),
+}
+
+/// One fused body compiled to one native function by Cranelift. Send + Sync.
+pub struct RowKernel {
+    code: jit::Code,
+    /// Constant tensors the code reads through baked pointers (they must outlive it).
+    _tables: Vec<Box<[f32]>>,
+    rows: usize,
+    row_len: usize,
+    num_inputs: usize,
+    num_outputs: usize,
+}
+
+impl std::fmt::Debug for RowKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowKernel")
+            .field("rows", &self.rows)
+            .field("row_len", &self.row_len)
+            .field("num_inputs", &self.num_inputs)
+            .field("num_outputs", &self.num_outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowKernel {
+    /// Compiles `body`: every input, output and value is f32 with a fully known shape, else
+    /// [`CodegenError::Unsupported`].
+    pub fn compile(body: &lathe_ir::Graph) -> Result<RowKernel, CodegenError> {
+        let span = tracing::debug_span!("codegen.compile", body = %body.name);
+        let _guard = span.enter();
+        let start = Instant::now();
+        let plan = analyze::analyze(body)?;
+        let tables: Vec<*const f32> = plan.tables.iter().map(|t| t.as_ptr()).collect();
+        let disasm = tracing::enabled!(tracing::Level::TRACE);
+        let code = jit::compile(&plan, &tables, disasm)?;
+        if let Some(d) = &code.disasm {
+            tracing::trace!(body = %body.name, "machine code:\n{d}");
+        }
+        tracing::debug!(
+            body = %body.name,
+            nodes = plan.nodes.len(),
+            phases = plan.phases.len(),
+            rows = plan.rows,
+            row_len = plan.row_len,
+            elapsed_us = start.elapsed().as_micros() as u64,
+            "compiled row kernel"
+        );
+        Ok(RowKernel {
+            code,
+            rows: plan.rows,
+            row_len: plan.row_len,
+            num_inputs: plan.num_inputs,
+            num_outputs: plan.outputs.len(),
+            _tables: plan.tables,
+        })
+    }
+
+    /// Rows of the iteration space: the product of the output shape without its last dim
+    /// (1 for rank 0 and 1).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Elements per row: the last dim of the output shape (1 for rank 0).
+    pub fn row_len(&self) -> usize {
+        self.row_len
+    }
+
+    /// Computes output rows `rows` (a sub-range of `0..self.rows()`). `inputs[i]` points at
+    /// the whole of body input i (dense row-major, its own shape, broadcast by the kernel);
+    /// `outputs[j]` at the whole of output j.
+    ///
+    /// # Safety
+    ///
+    /// Pointers must be valid for their full shapes (reads for inputs, writes for outputs). An
+    /// output may be the very same pointer as an input of the same shape (in place); other
+    /// overlaps are not allowed. Several threads may call `run` at once on disjoint row ranges.
+    ///
+    /// # Panics
+    ///
+    /// When the pointer counts differ from the body's inputs and outputs, or `rows` is not a
+    /// sub-range of `0..self.rows()`.
+    pub unsafe fn run(&self, inputs: &[*const f32], outputs: &[*mut f32], rows: Range<usize>) {
+        assert_eq!(inputs.len(), self.num_inputs, "RowKernel::run: input count");
+        assert_eq!(
+            outputs.len(),
+            self.num_outputs,
+            "RowKernel::run: output count"
+        );
+        assert!(
+            rows.start <= rows.end && rows.end <= self.rows,
+            "RowKernel::run: rows {rows:?} not within 0..{}",
+            self.rows
+        );
+        // SAFETY: the caller guarantees the pointers; the code was compiled for exactly these
+        // counts and shapes.
+        unsafe {
+            (self.code.entry)(inputs.as_ptr(), outputs.as_ptr(), rows.start, rows.end);
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Lowers a [`Plan`] to one Cranelift function: a loop over rows; per row, one loop per
+//! reduction phase, then the output loop (see the module docs of `codegen` for the ABI).
+//!
+//! Every element value is an `f32x4`. Row-uniform values are splats computed once per row,
+//! before the first loop that needs them. Each loop runs `UNROLL` vectors per iteration, then
+//! single vectors, then single elements (loaded into lane 0's splat, computed as a vector, and
+//! lane 0 stored or accumulated), all at offsets known at compile time because shapes are.
+
+use super::analyze::{Expr, Id, LeafSource, Plan};
+use super::math::Math;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::{F32, F32X4};
+use cranelift_codegen::ir::{InstBuilder, MemFlags, Type, Value};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use lathe_ir::ops::ReduceKind;
+use std::collections::HashMap;
+
+/// Vectors per loop iteration (independent accumulators per reduction).
+const UNROLL: usize = 4;
+/// Lanes of an `f32x4`.
+const LANES: usize = 4;
+
+/// Where in a row one copy of the loop body evaluates.
+#[derive(Clone, Copy)]
+struct Site {
+    /// Byte offset from the row start held in a loop variable, if inside a loop.
+    dynamic: Option<Value>,
+    /// Constant byte offset added to it.
+    offset: i32,
+    /// One element splatted (tails), rather than four consecutive elements.
+    lane: bool,
+}
+
+/// Emits the kernel for `plan` into `b`, whose function has the signature
+/// `(inputs: ptr, outputs: ptr, row_start: ptr, row_end: ptr)`.
+pub(crate) fn emit(
+    plan: &Plan,
+    tables: &[*const f32],
+    b: &mut FunctionBuilder,
+    ptr: Type,
+    fma: bool,
+) {
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let (inputs, outputs, start, end) = (params[0], params[1], params[2], params[3]);
+    let flags = MemFlags::trusted();
+    let input_base: Vec<Value> = (0..plan.num_inputs)
+        .map(|i| b.ins().load(ptr, flags, inputs, (i * 8) as i32))
+        .collect();
+    let output_base: Vec<Value> = (0..plan.outputs.len())
+        .map(|i| b.ins().load(ptr, flags, outputs, (i * 8) as i32))
+        .collect();
+    let leaf_base: Vec<Value> = plan
+        .leaves
+        .iter()
+        .map(|l| match l.source {
+            LeafSource::Input(i) => input_base[i],
+            LeafSource::Table(t) => b.ins().iconst(ptr, tables[t] as i64),
+        })
+        .collect();
+
+    let row_var = b.declare_var(ptr);
+    b.def_var(row_var, start);
+    let row_block = b.create_block();
+    let exit = b.create_block();
+    let any = b.ins().icmp(IntCC::UnsignedLessThan, start, end);
+    b.ins().brif(any, row_block, &[], exit, &[]);
+
+    b.switch_to_block(row_block);
+    let row = b.use_var(row_var);
+    let leaf_row: Vec<Value> = plan
+        .leaves
+        .iter()
+        .zip(&leaf_base)
+        .map(|(leaf, &base)| {
+            let mut p = base;
+            for t in &leaf.row_terms {
+                let mut idx = row;
+                if t.div != 1 {
+                    idx = b.ins().udiv_imm(idx, t.div as i64);
+                }
+                if t.modulo != 0 {
+                    idx = b.ins().urem_imm(idx, t.modulo as i64);
+                }
+                let bytes = b.ins().imul_imm(idx, (t.stride * 4) as i64);
+                p = b.ins().iadd(p, bytes);
+            }
+            p
+        })
+        .collect();
+    let out_bytes = b.ins().imul_imm(row, (plan.row_len * 4) as i64);
+    let out_row: Vec<Value> = output_base
+        .iter()
+        .map(|&o| b.ins().iadd(o, out_bytes))
+        .collect();
+
+    let mut l = Lower {
+        plan,
+        m: Math { b, fma },
+        ptr,
+        leaf_row,
+        uniform: HashMap::new(),
+    };
+    for phase in &plan.phases {
+        l.reduction_phase(phase.len, &phase.reductions);
+    }
+    l.output_phase(&out_row);
+
+    let b = l.m.b;
+    let next = b.ins().iadd_imm(row, 1);
+    b.def_var(row_var, next);
+    let more = b.ins().icmp(IntCC::UnsignedLessThan, next, end);
+    b.ins().brif(more, row_block, &[], exit, &[]);
+    b.switch_to_block(exit);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+}
+
+struct Lower<'p, 'a, 'b> {
+    plan: &'p Plan,
+    m: Math<'a, 'b>,
+    ptr: Type,
+    /// Each leaf's address at the current row's first element.
+    leaf_row: Vec<Value>,
+    /// Row-uniform values (splats) computed so far in this row.
+    uniform: HashMap<Id, Value>,
+}
+
+impl Lower<'_, '_, '_> {
+    /// Computes, in the current block, every row-uniform value that `id`'s loop needs.
+    fn prepare(&mut self, id: Id, seen: &mut Vec<bool>) {
+        if seen[id] {
+            return;
+        }
+        seen[id] = true;
+        if let Expr::Splat(_) = self.plan.nodes[id].expr {
+            return;
+        }
+        if self.plan.nodes[id].len == 1 {
+            self.uniform_value(id);
+            return;
+        }
+        match self.plan.nodes[id].expr {
+            Expr::Unary(_, x) => self.prepare(x, seen),
+            Expr::Binary(_, x, y) => {
+                self.prepare(x, seen);
+                self.prepare(y, seen);
+            }
+            Expr::Leaf(_) | Expr::Splat(_) | Expr::Reduce { .. } => {}
+        }
+    }
+
+    /// The splat of a row-uniform node, computing it (and its operands) here if needed.
+    fn uniform_value(&mut self, id: Id) -> Value {
+        if let Some(&v) = self.uniform.get(&id) {
+            return v;
+        }
+        let v = match self.plan.nodes[id].expr {
+            Expr::Leaf(l) => {
+                let x = self
+                    .m
+                    .b
+                    .ins()
+                    .load(F32, MemFlags::trusted(), self.leaf_row[l], 0);
+                self.m.b.ins().splat(F32X4, x)
+            }
+            Expr::Splat(c) => self.m.c(c),
+            Expr::Unary(u, x) => {
+                let x = self.uniform_value(x);
+                self.m.unary(u, x)
+            }
+            Expr::Binary(op, x, y) => {
+                let x = self.uniform_value(x);
+                let y = self.uniform_value(y);
+                self.m.binary(op, x, y)
+            }
+            Expr::Reduce { kind, arg, count } => {
+                assert_eq!(
+                    self.plan.nodes[arg].len, 1,
+                    "the schedule computes reductions over a row before their uses"
+                );
+                // A reduction of `count` copies of one value.
+                let x = self.uniform_value(arg);
+                match kind {
+                    ReduceKind::Sum => {
+                        let n = self.m.c(count as f32);
+                        self.m.mul(x, n)
+                    }
+                    ReduceKind::Mean | ReduceKind::Max | ReduceKind::Min => x,
+                    ReduceKind::Prod => self.power(x, count),
+                }
+            }
+        };
+        self.uniform.insert(id, v);
+        v
+    }
+
+    /// `x^n` by square-and-multiply (`n >= 1`).
+    fn power(&mut self, x: Value, n: usize) -> Value {
+        let (mut acc, mut base, mut k) = (None, x, n);
+        while k > 0 {
+            if k & 1 == 1 {
+                acc = Some(match acc {
+                    None => base,
+                    Some(a) => self.m.mul(a, base),
+                });
+            }
+            k >>= 1;
+            if k > 0 {
+                base = self.m.mul(base, base);
+            }
+        }
+        acc.unwrap_or_else(|| self.m.c(1.0))
+    }
+
+    /// Evaluates node `id` at `site`, sharing values within one site through `memo`.
+    fn eval(&mut self, id: Id, site: Site, memo: &mut HashMap<Id, Value>) -> Value {
+        if let Expr::Splat(c) = self.plan.nodes[id].expr {
+            return self.m.c(c);
+        }
+        if self.plan.nodes[id].len == 1 {
+            return *self
+                .uniform
+                .get(&id)
+                .expect("row-uniform values are prepared before the loop");
+        }
+        if let Some(&v) = memo.get(&id) {
+            return v;
+        }
+        let v = match self.plan.nodes[id].expr {
+            Expr::Leaf(l) => {
+                let mut addr = self.leaf_row[l];
+                if let Some(d) = site.dynamic {
+                    addr = self.m.b.ins().iadd(addr, d);
+                }
+                let flags = MemFlags::new().with_notrap();
+                if site.lane {
+                    let x = self.m.b.ins().load(F32, flags, addr, site.offset);
+                    self.m.b.ins().splat(F32X4, x)
+                } else {
+                    self.m.b.ins().load(F32X4, flags, addr, site.offset)
+                }
+            }
+            Expr::Unary(u, x) => {
+                let x = self.eval(x, site, memo);
+                self.m.unary(u, x)
+            }
+            Expr::Binary(op, x, y) => {
+                let x = self.eval(x, site, memo);
+                let y = self.eval(y, site, memo);
+                self.m.binary(op, x, y)
+            }
+            Expr::Splat(_) | Expr::Reduce { .. } => unreachable!("row-uniform nodes have len 1"),
+        };
+        memo.insert(id, v);
+        v
+    }
+
+    /// Emits a loop over a row of `len` elements: `vector(site)` for each `UNROLL` vectors per
+    /// iteration, then for leftover vectors and elements.
+    fn row_loop(&mut self, len: usize, body: &mut dyn FnMut(&mut Self, &[Site])) {
+        let step = UNROLL * LANES;
+        let iters = len / step;
+        if iters > 0 {
+            let b = &mut *self.m.b;
+            let off_var = b.declare_var(self.ptr);
+            let zero = b.ins().iconst(self.ptr, 0);
+            b.def_var(off_var, zero);
+            let header = b.create_block();
+            let after = b.create_block();
+            b.ins().jump(header, &[]);
+            b.switch_to_block(header);
+            let off = b.use_var(off_var);
+            let sites: Vec<Site> = (0..UNROLL)
+                .map(|u| Site {
+                    dynamic: Some(off),
+                    offset: (u * LANES * 4) as i32,
+                    lane: false,
+                })
+                .collect();
+            body(self, &sites);
+            let b = &mut *self.m.b;
+            let next = b.ins().iadd_imm(off, (step * 4) as i64);
+            b.def_var(off_var, next);
+            let more = b
+                .ins()
+                .icmp_imm(IntCC::UnsignedLessThan, next, (iters * step * 4) as i64);
+            b.ins().brif(more, header, &[], after, &[]);
+            b.switch_to_block(after);
+        }
+        let mut pos = iters * step;
+        while pos + LANES <= len {
+            let site = Site {
+                dynamic: None,
+                offset: (pos * 4) as i32,
+                lane: false,
+            };
+            body(self, &[site]);
+            pos += LANES;
+        }
+        while pos < len {
+            let site = Site {
+                dynamic: None,
+                offset: (pos * 4) as i32,
+                lane: true,
+            };
+            body(self, &[site]);
+            pos += 1;
+        }
+    }
+
+    /// One loop over a row of `len` elements computing `reductions`; their results become
+    /// row-uniform values.
+    fn reduction_phase(&mut self, len: usize, reductions: &[Id]) {
+        let mut seen = vec![false; self.plan.nodes.len()];
+        let mut parts = vec![];
+        for &r in reductions {
+            let Expr::Reduce { kind, arg, count } = self.plan.nodes[r].expr else {
+                unreachable!("phases hold reductions")
+            };
+            self.prepare(arg, &mut seen);
+            let init = self.m.c(identity(kind));
+            let accs: Vec<Variable> = (0..UNROLL)
+                .map(|_| {
+                    let v = self.m.b.declare_var(F32X4);
+                    self.m.b.def_var(v, init);
+                    v
+                })
+                .collect();
+            parts.push((r, kind, arg, count, accs, init));
+        }
+        self.row_loop(len, &mut |l: &mut Self, sites: &[Site]| {
+            let mut memos: Vec<HashMap<Id, Value>> = sites.iter().map(|_| HashMap::new()).collect();
+            for (_, kind, arg, _, accs, init) in &parts {
+                for (u, site) in sites.iter().enumerate() {
+                    let mut v = l.eval(*arg, *site, &mut memos[u]);
+                    if site.lane {
+                        // Only lane 0 is a real element: put it into the identity vector.
+                        let x = l.m.b.ins().extractlane(v, 0);
+                        v = l.m.b.ins().insertlane(*init, x, 0);
+                    }
+                    let acc = l.m.b.use_var(accs[u]);
+                    let acc = combine(&mut l.m, *kind, acc, v);
+                    l.m.b.def_var(accs[u], acc);
+                }
+            }
+        });
+        for (r, kind, _, count, accs, _) in parts {
+            let mut acc = self.m.b.use_var(accs[0]);
+            for &a in &accs[1..] {
+                let a = self.m.b.use_var(a);
+                acc = combine(&mut self.m, kind, acc, a);
+            }
+            let b = &mut *self.m.b;
+            let lanes: Vec<Value> = (0..LANES as u8)
+                .map(|i| b.ins().extractlane(acc, i))
+                .collect();
+            let s01 = scalar_combine(b, kind, lanes[0], lanes[1]);
+            let s23 = scalar_combine(b, kind, lanes[2], lanes[3]);
+            let mut s = scalar_combine(b, kind, s01, s23);
+            if kind == ReduceKind::Mean {
+                let n = b.ins().f32const(count as f32);
+                s = b.ins().fdiv(s, n);
+            }
+            let v = b.ins().splat(F32X4, s);
+            self.uniform.insert(r, v);
+        }
+    }
+
+    /// The final loop: computes every output at every element of the row and stores it.
+    fn output_phase(&mut self, out_row: &[Value]) {
+        let mut seen = vec![false; self.plan.nodes.len()];
+        for &o in &self.plan.outputs {
+            self.prepare(o, &mut seen);
+        }
+        let outputs = self.plan.outputs.clone();
+        self.row_loop(self.plan.row_len, &mut |l: &mut Self, sites: &[Site]| {
+            // Compute everything before storing anything: an output may alias an input.
+            let mut values = vec![];
+            for site in sites {
+                let mut memo = HashMap::new();
+                for &o in &outputs {
+                    values.push((*site, l.eval(o, *site, &mut memo)));
+                }
+            }
+            let flags = MemFlags::new().with_notrap();
+            for (k, (site, v)) in values.into_iter().enumerate() {
+                let mut addr = out_row[k % outputs.len()];
+                if let Some(d) = site.dynamic {
+                    addr = l.m.b.ins().iadd(addr, d);
+                }
+                if site.lane {
+                    let x = l.m.b.ins().extractlane(v, 0);
+                    l.m.b.ins().store(flags, x, addr, site.offset);
+                } else {
+                    l.m.b.ins().store(flags, v, addr, site.offset);
+                }
+            }
+        });
+    }
+}
+
+/// The value a reduction starts from.
+fn identity(kind: ReduceKind) -> f32 {
+    match kind {
+        ReduceKind::Sum | ReduceKind::Mean => 0.0,
+        ReduceKind::Prod => 1.0,
+        ReduceKind::Max => f32::NEG_INFINITY,
+        ReduceKind::Min => f32::INFINITY,
+    }
+}
+
+/// Combines two vectors of partial results (NaN-propagating max/min, as the interpreter).
+fn combine(m: &mut Math, kind: ReduceKind, a: Value, b: Value) -> Value {
+    match kind {
+        ReduceKind::Sum | ReduceKind::Mean => m.b.ins().fadd(a, b),
+        ReduceKind::Prod => m.b.ins().fmul(a, b),
+        ReduceKind::Max => m.b.ins().fmax(a, b),
+        ReduceKind::Min => m.b.ins().fmin(a, b),
+    }
+}
+
+fn scalar_combine(b: &mut FunctionBuilder, kind: ReduceKind, x: Value, y: Value) -> Value {
+    match kind {
+        ReduceKind::Sum | ReduceKind::Mean => b.ins().fadd(x, y),
+        ReduceKind::Prod => b.ins().fmul(x, y),
+        ReduceKind::Max => b.ins().fmax(x, y),
+        ReduceKind::Min => b.ins().fmin(x, y),
+    }
+}

@@ -1,0 +1,481 @@
+//! Running a plan: one call binds the storages to memory (the caller's inputs, the plan's
+//! constants, a pooled arena, fresh output tensors), then runs the steps in order, splitting
+//! each large kernel into tasks over the thread pool.
+//!
+//! Tasks of one step write disjoint rows (or columns) of their output, so handing them raw
+//! pointers into the same buffer is sound; every pointer is derived from a storage of the
+//! right size for its buffer (checked when the plan is built: a buffer is a dense view of its
+//! whole storage).
+
+use super::plan::*;
+use super::threads::ThreadPool;
+use crate::kernels::gemm::{sgemm, MatMut, MatRef};
+use crate::kernels::gemv::gemv;
+use lathe_ir::{DType, Tensor};
+use std::cell::RefCell;
+use std::ops::Range;
+
+/// Output rows a generated kernel handles per task, at least (in elements, rows × row length).
+const MIN_TASK_ELEMS: usize = 16 * 1024;
+
+/// A cache line of bytes: the arena's unit, so every offset is 64-byte aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub struct Line(pub [u8; 64]);
+
+impl std::fmt::Debug for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Line")
+    }
+}
+
+/// The memory of one call.
+pub struct Frame {
+    /// Base pointer of every storage.
+    ptrs: Vec<*mut u8>,
+    /// Output tensors being written (f32), by output storage.
+    outputs: Vec<(usize, Vec<f32>)>,
+}
+
+// SAFETY: a frame is only shared between the tasks of one step, which touch disjoint output
+// regions and only read the rest (see the module notes).
+unsafe impl Sync for Frame {}
+unsafe impl Send for Frame {}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Frame {
+    /// Binds `plan`'s storages: inputs (already in plan order, checked by the caller), the
+    /// arena and fresh outputs. `keep` receives copies of inputs that are not dense f32.
+    pub fn bind(
+        plan: &Plan,
+        inputs: &[Tensor],
+        arena: &mut [Line],
+        keep: &mut Vec<Vec<u32>>,
+    ) -> Frame {
+        let base = arena.as_mut_ptr() as *mut u8;
+        let mut outputs = vec![];
+        let mut ptrs = Vec::with_capacity(plan.storages.len());
+        for (s, st) in plan.storages.iter().enumerate() {
+            let p = match &st.kind {
+                StorageKind::Input(i) => match dense_f32(&inputs[*i]) {
+                    Some(p) => p,
+                    None => {
+                        let bytes = inputs[*i].clone().into_standard_layout().to_le_bytes();
+                        let mut words = vec![0u32; bytes.len().div_ceil(4)];
+                        // SAFETY: `words` holds at least `bytes.len()` bytes.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                bytes.as_ptr(),
+                                words.as_mut_ptr() as *mut u8,
+                                bytes.len(),
+                            )
+                        };
+                        keep.push(words);
+                        keep.last_mut().unwrap().as_mut_ptr() as *mut u8
+                    }
+                },
+                StorageKind::Const(t) => match dense_f32(t) {
+                    Some(p) => p,
+                    // Non-f32 constants are only read by interpreter steps, as tensors.
+                    None => std::ptr::null_mut(),
+                },
+                // SAFETY: the arena holds `plan.stats.arena_bytes` bytes, and the memory plan put
+                // every arena storage inside it.
+                StorageKind::Arena { offset } => unsafe { base.add(*offset) },
+                StorageKind::Output => {
+                    let mut v = vec![0f32; st.bytes / 4];
+                    let p = v.as_mut_ptr() as *mut u8;
+                    outputs.push((s, v));
+                    p
+                }
+            };
+            ptrs.push(p);
+        }
+        Frame { ptrs, outputs }
+    }
+
+    fn ptr(&self, plan: &Plan, b: BufId) -> *mut f32 {
+        self.ptrs[plan.bufs[b].storage] as *mut f32
+    }
+
+    /// The buffer as a slice.
+    ///
+    /// # Safety
+    /// No task may write the buffer while the slice lives.
+    unsafe fn f32s<'a>(&self, plan: &Plan, b: BufId) -> &'a [f32] {
+        std::slice::from_raw_parts(self.ptr(plan, b), plan.bufs[b].len())
+    }
+
+    /// Takes the output tensors, in output order.
+    pub fn into_outputs(mut self, plan: &Plan) -> Vec<Tensor> {
+        plan.outputs
+            .iter()
+            .map(|&b| {
+                let buf = &plan.bufs[b];
+                match self.outputs.iter().position(|(s, _)| *s == buf.storage) {
+                    Some(i) => {
+                        let v = std::mem::take(&mut self.outputs[i].1);
+                        Tensor::from_vec(&buf.dims, v)
+                    }
+                    None => self.tensor(plan, b),
+                }
+            })
+            .collect()
+    }
+
+    /// A copy of a buffer as a tensor (for the interpreter and non-f32 outputs).
+    fn tensor(&self, plan: &Plan, b: BufId) -> Tensor {
+        let buf = &plan.bufs[b];
+        if let StorageKind::Const(t) = &plan.storages[buf.storage].kind {
+            if t.shape() == buf.dims.as_slice() {
+                return (**t).clone();
+            }
+            let bytes = t.to_le_bytes();
+            return Tensor::from_le_bytes(buf.dtype, &buf.dims, &bytes)
+                .expect("a constant reshaped to its own size");
+        }
+        let n = buf.len() * buf.dtype.size_bytes();
+        // SAFETY: the storage holds the buffer's bytes and nothing writes it now.
+        let bytes = unsafe { std::slice::from_raw_parts(self.ptrs[buf.storage], n) };
+        Tensor::from_le_bytes(buf.dtype, &buf.dims, bytes).expect("a buffer holds its type's bytes")
+    }
+
+    /// Runs every step.
+    pub fn run(&self, plan: &Plan, pool: &ThreadPool) -> Result<(), String> {
+        for step in &plan.steps {
+            let _span = tracing::trace_span!("kernel", node = %step.name, op = step.op).entered();
+            self.step(plan, step, pool)
+                .map_err(|m| format!("node `{}` ({}): {m}", step.name, step.op))?;
+        }
+        Ok(())
+    }
+
+    fn step(&self, plan: &Plan, step: &Step, pool: &ThreadPool) -> Result<(), String> {
+        match &step.kernel {
+            Kernel::Gemm {
+                gemm,
+                a,
+                b,
+                c,
+                epilogue,
+            } => self.gemm(plan, gemm, *a, *b, *c, epilogue.as_ref(), pool),
+            Kernel::Window {
+                kernel,
+                x,
+                out,
+                epilogue,
+            } => {
+                self.window(plan, kernel, *x, *out, epilogue.as_ref(), pool);
+                Ok(())
+            }
+            Kernel::Rows {
+                kernel,
+                inputs,
+                outputs,
+            } => {
+                let ins: Vec<*const f32> = inputs
+                    .iter()
+                    .map(|&b| self.ptr(plan, b) as *const f32)
+                    .collect();
+                let outs: Vec<*mut f32> = outputs.iter().map(|&b| self.ptr(plan, b)).collect();
+                let rows = kernel.rows();
+                let per_task = (MIN_TASK_ELEMS / kernel.row_len().max(1)).max(1);
+                let tasks = rows.div_ceil(per_task).clamp(1, pool.threads());
+                let chunk = rows.div_ceil(tasks);
+                let (ins, outs) = (SendPtrs(ins), SendPtrs(outs));
+                pool.run(tasks, &|t| {
+                    let r = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
+                    // SAFETY: pointers are the plan's buffers; tasks write disjoint rows.
+                    unsafe { kernel.run(ins.get(), outs.get(), r) };
+                });
+                Ok(())
+            }
+            Kernel::Pad { kernel, x, out } => {
+                // SAFETY: x is read, out written, by this step alone (distinct storages).
+                let (xs, o) = unsafe {
+                    (
+                        self.f32s(plan, *x),
+                        std::slice::from_raw_parts_mut(self.ptr(plan, *out), plan.bufs[*out].len()),
+                    )
+                };
+                kernel.run(xs, o);
+                Ok(())
+            }
+            Kernel::Reduce { kernel, x, out } => {
+                // SAFETY: x is read, out written, by this step alone (distinct storages).
+                let (xs, o) = unsafe {
+                    (
+                        self.f32s(plan, *x),
+                        std::slice::from_raw_parts_mut(self.ptr(plan, *out), plan.bufs[*out].len()),
+                    )
+                };
+                kernel.run(xs, o);
+                Ok(())
+            }
+            Kernel::Interp {
+                op,
+                inputs,
+                outputs,
+                ..
+            } => {
+                let tensors: Vec<Tensor> = inputs.iter().map(|&b| self.tensor(plan, b)).collect();
+                let refs: Vec<&Tensor> = tensors.iter().collect();
+                let results = op.eval(&refs)?;
+                for (&o, t) in outputs.iter().zip(results) {
+                    let buf = &plan.bufs[o];
+                    if t.dtype() != buf.dtype || t.shape() != buf.dims.as_slice() {
+                        return Err(format!(
+                            "the interpreter produced {} where the plan expects {}{:?}",
+                            t.ty(),
+                            buf.dtype,
+                            buf.dims
+                        ));
+                    }
+                    let bytes = t.into_standard_layout().to_le_bytes();
+                    // SAFETY: the output storage holds exactly the buffer's bytes.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            bytes.as_ptr(),
+                            self.ptrs[buf.storage],
+                            bytes.len(),
+                        )
+                    };
+                }
+                Ok(())
+            }
+            Kernel::Copy { from, to } => {
+                let n = plan.bufs[*from].len() * plan.bufs[*from].dtype.size_bytes();
+                let (src, dst) = (plan.bufs[*from].storage, plan.bufs[*to].storage);
+                if let StorageKind::Const(t) = &plan.storages[src].kind {
+                    if dense_f32(t).is_none() {
+                        let bytes = t.to_le_bytes();
+                        // SAFETY: the destination holds `n` bytes.
+                        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptrs[dst], n) };
+                        return Ok(());
+                    }
+                }
+                // SAFETY: distinct storages of `n` bytes each.
+                unsafe { std::ptr::copy_nonoverlapping(self.ptrs[src], self.ptrs[dst], n) };
+                Ok(())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        plan: &Plan,
+        g: &super::matmul::BatchedGemm,
+        a: BufId,
+        b: BufId,
+        c: BufId,
+        epilogue: Option<&Epilogue>,
+        pool: &ThreadPool,
+    ) -> Result<(), String> {
+        // SAFETY: A and B are only read during this step; C is written by disjoint tasks.
+        let (a_all, b_all) = unsafe { (self.f32s(plan, a), self.f32s(plan, b)) };
+        let c_ptr = SendPtr(self.ptr(plan, c));
+        let c_len = plan.bufs[c].len();
+        let threads = pool.threads();
+        let batches = g.batch_count();
+        let dense_c_row = g.c == (g.n, 1);
+        if batches == 1 && g.m == 1 && dense_c_row && g.n >= 64 && g.k > 0 {
+            // Batch-1 dense layer: memory-bound, split over columns.
+            let tasks = (g.n / 64).clamp(1, threads);
+            let chunk = g.n.div_ceil(tasks);
+            let av = MatRef {
+                data: a_all,
+                rows: 1,
+                cols: g.k,
+                strides: g.a,
+            };
+            let bv = MatRef {
+                data: b_all,
+                rows: g.k,
+                cols: g.n,
+                strides: g.b,
+            };
+            pool.run(tasks, &|t| {
+                let cols = (t * chunk).min(g.n)..((t + 1) * chunk).min(g.n);
+                // SAFETY: each task writes its own columns of C's one row.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(c_ptr.get().add(cols.start), cols.len())
+                };
+                gemv(av, bv, cols, out);
+            });
+            if let Some(e) = epilogue {
+                self.rows(plan, e, 0..e.kernel.rows(), pool);
+            }
+            return Ok(());
+        }
+        // Tasks: (batch, row chunk) pairs.
+        let row_chunk = if batches >= threads {
+            g.m
+        } else {
+            let per = threads.div_ceil(batches);
+            g.m.div_ceil(per).max(16)
+        };
+        let chunks = g.m.div_ceil(row_chunk).max(1);
+        let tasks = batches * chunks;
+        let err = std::sync::Mutex::new(None);
+        let tiled = epilogue.filter(|e| e.tiled);
+        pool.run(tasks, &|t| {
+            let (bi, ci) = (t / chunks, t % chunks);
+            let rows = (ci * row_chunk).min(g.m)..((ci + 1) * row_chunk).min(g.m);
+            let [oa, ob, oc] = g.offsets(bi);
+            let oa = oa + rows.start * g.a.0;
+            let oc = oc + rows.start * g.c.0;
+            let av = MatRef {
+                data: &a_all[oa.min(a_all.len())..],
+                rows: rows.len(),
+                cols: g.k,
+                strides: g.a,
+            };
+            let bv = MatRef {
+                data: &b_all[ob.min(b_all.len())..],
+                rows: g.k,
+                cols: g.n,
+                strides: g.b,
+            };
+            // SAFETY: this task's rows of this batch's C are written by no other task; the
+            // slice may reach over other tasks' rows but only this task's are written.
+            let cdata = unsafe {
+                std::slice::from_raw_parts_mut(
+                    c_ptr.get().add(oc.min(c_len)),
+                    c_len - oc.min(c_len),
+                )
+            };
+            let cv = MatMut {
+                data: cdata,
+                rows: rows.len(),
+                cols: g.n,
+                strides: g.c,
+            };
+            if let Err(e) = sgemm(av, bv, cv, false, 1) {
+                *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                return;
+            }
+            if let Some(e) = tiled {
+                // C is dense rows: its element offset says which output row this is.
+                let r0 = oc / g.n.max(1);
+                self.rows_on(plan, e, r0..r0 + rows.len());
+            }
+        });
+        if let Some(e) = err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        if let Some(e) = epilogue.filter(|e| !e.tiled) {
+            self.rows(plan, e, 0..e.kernel.rows(), pool);
+        }
+        Ok(())
+    }
+
+    fn window(
+        &self,
+        plan: &Plan,
+        k: &Window,
+        x: BufId,
+        out: BufId,
+        epilogue: Option<&Epilogue>,
+        pool: &ThreadPool,
+    ) {
+        // SAFETY: x is only read during this step.
+        let xs = unsafe { self.f32s(plan, x) };
+        let out_ptr = SendPtr(self.ptr(plan, out));
+        let (rows, cols) = (k.rows(), k.cols());
+        let tile = k.tile_rows().min(rows.max(1));
+        let tasks = (rows * cols / MIN_TASK_ELEMS).clamp(1, pool.threads());
+        let chunk = rows.div_ceil(tasks);
+        let tiled = epilogue.filter(|e| e.tiled);
+        pool.run(tasks, &|t| {
+            let mine = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
+            SCRATCH.with(|s| {
+                let mut scratch = s.borrow_mut();
+                let mut r = mine.start;
+                while r < mine.end {
+                    let tile_rows = r..(r + tile).min(mine.end);
+                    let need = k.scratch_len(tile_rows.len());
+                    if scratch.len() < need {
+                        scratch.resize(need, 0.0);
+                    }
+                    // SAFETY: this task alone writes these rows of the output.
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out_ptr.get().add(tile_rows.start * cols),
+                            tile_rows.len() * cols,
+                        )
+                    };
+                    k.run_rows(xs, tile_rows.clone(), o, &mut scratch[..need]);
+                    if let Some(e) = tiled {
+                        self.rows_on(plan, e, tile_rows.clone());
+                    }
+                    r = tile_rows.end;
+                }
+            });
+        });
+        if let Some(e) = epilogue.filter(|e| !e.tiled) {
+            self.rows(plan, e, 0..e.kernel.rows(), pool);
+        }
+    }
+
+    /// Runs an epilogue over `rows`, split across the pool.
+    fn rows(&self, plan: &Plan, e: &Epilogue, rows: Range<usize>, pool: &ThreadPool) {
+        let per_task = (MIN_TASK_ELEMS / e.kernel.row_len().max(1)).max(1);
+        let n = rows.len();
+        let tasks = n.div_ceil(per_task).clamp(1, pool.threads());
+        let chunk = n.div_ceil(tasks);
+        pool.run(tasks, &|t| {
+            let r = (rows.start + t * chunk).min(rows.end)
+                ..(rows.start + (t + 1) * chunk).min(rows.end);
+            self.rows_on(plan, e, r);
+        });
+    }
+
+    /// Runs an epilogue over `rows` on this thread.
+    fn rows_on(&self, plan: &Plan, e: &Epilogue, rows: Range<usize>) {
+        let ins: Vec<*const f32> = e
+            .inputs
+            .iter()
+            .map(|&b| self.ptr(plan, b) as *const f32)
+            .collect();
+        let outs: Vec<*mut f32> = e.outputs.iter().map(|&b| self.ptr(plan, b)).collect();
+        // SAFETY: the plan's buffers, full size; the caller owns these rows of the outputs.
+        unsafe { e.kernel.run(&ins, &outs, rows) };
+    }
+}
+
+/// A pointer to the data of a dense f32 tensor.
+fn dense_f32(t: &Tensor) -> Option<*mut u8> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    t.as_array::<f32>()
+        .and_then(|a| a.as_slice())
+        .map(|s| s.as_ptr() as *mut u8)
+}
+
+struct SendPtr(*mut f32);
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not its field).
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: used only to hand disjoint output regions to tasks of one step.
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+struct SendPtrs<T>(Vec<T>);
+
+impl<T> SendPtrs<T> {
+    fn get(&self) -> &[T] {
+        &self.0
+    }
+}
+// SAFETY: as for `SendPtr`.
+unsafe impl<T> Sync for SendPtrs<T> {}
+unsafe impl<T> Send for SendPtrs<T> {}

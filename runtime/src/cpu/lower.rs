@@ -1,0 +1,778 @@
+//! Lowering: a specialized, optimized graph becomes a [`Plan`] of kernel calls.
+//!
+//! Nodes are visited in topological order and each picks its kernel:
+//!
+//! | node | kernel |
+//! |---|---|
+//! | `fused.epilogue` around matmul / batch_matmul / einsum | strided batched GEMM, tail generated |
+//! | `fused.epilogue` around conv2d / depthwise_conv2d | window kernel, tail generated |
+//! | `fused.elementwise`, `fused.reduction` | one generated function (Cranelift) |
+//! | lone elementwise ops, softmax, last-axis reductions | one generated function |
+//! | max_pool, avg_pool | window kernel |
+//! | reshape, squeeze, expand_dims, identity | nothing: a new view of the same storage |
+//! | anything else (or a kernel that declines) | the reference interpreter on that op |
+//!
+//! The interpreter fallback keeps every graph runnable and correct; `PlanStats::interp_steps`
+//! says how much of a model it covers, and each fallback logs why at debug level.
+//!
+//! After the steps come the storage decisions: graph outputs are written straight into the
+//! tensors handed to the caller, a generated kernel writes over an input that dies at that
+//! step (in place), and the rest get arena offsets from the memory plan.
+
+use super::codegen::RowKernel;
+use super::matmul::BatchedGemm;
+use super::memory::{self, Lifetime};
+use super::plan::*;
+use crate::kernels::conv::Conv2d;
+use crate::kernels::depthwise::DepthwiseConv2d;
+use crate::kernels::pool::{Pool2d, PoolKind};
+use crate::kernels::reduce::MiddleReduce;
+use lathe_ir::ops::{FusedKind, Op};
+use lathe_ir::{DType, Graph, NodeId, TensorType, ValueId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Lowers `g` (every shape known) to a plan.
+pub fn lower(g: &Graph) -> Result<Plan, String> {
+    let mut b = Builder::default();
+    let order = g.topo_order().map_err(|e| e.to_string())?;
+    for id in order {
+        b.node(g, id)?;
+    }
+    for (j, out) in g.outputs().iter().enumerate() {
+        b.claim_output(j, out.value);
+    }
+    b.in_place();
+    Ok(b.finish())
+}
+
+#[derive(Default)]
+struct Builder {
+    storages: Vec<Storage>,
+    bufs: Vec<Buf>,
+    steps: Vec<Step>,
+    values: HashMap<ValueId, BufId>,
+    inputs: Vec<BufId>,
+    outputs: Vec<BufId>,
+    /// Storages already handed to a graph output.
+    claimed: Vec<bool>,
+}
+
+fn dims_of(ty: &TensorType, what: &str) -> Result<Vec<usize>, String> {
+    ty.shape
+        .as_known()
+        .ok_or_else(|| format!("{what} has shape {} (not specialized)", ty.shape))
+}
+
+fn f32_only(tys: &[&TensorType]) -> bool {
+    tys.iter().all(|t| t.dtype == DType::F32)
+}
+
+impl Builder {
+    fn new_storage(&mut self, kind: StorageKind, bytes: usize) -> usize {
+        self.storages.push(Storage { kind, bytes });
+        self.claimed.push(false);
+        self.storages.len() - 1
+    }
+
+    fn new_buf(&mut self, storage: usize, dtype: DType, dims: Vec<usize>) -> BufId {
+        self.bufs.push(Buf {
+            storage,
+            dtype,
+            dims,
+        });
+        self.bufs.len() - 1
+    }
+
+    /// A fresh arena buffer for a value of type `ty`.
+    fn fresh(&mut self, ty: &TensorType, what: &str) -> Result<BufId, String> {
+        let dims = dims_of(ty, what)?;
+        let bytes = dims.iter().product::<usize>() * ty.dtype.size_bytes();
+        let s = self.new_storage(StorageKind::Arena { offset: 0 }, bytes);
+        Ok(self.new_buf(s, ty.dtype, dims))
+    }
+
+    fn buf(&self, v: ValueId) -> BufId {
+        self.values[&v]
+    }
+
+    fn node(&mut self, g: &Graph, id: NodeId) -> Result<(), String> {
+        let node = g.node(id);
+        let name = g.display_name(id);
+        let at = |m: String| format!("node `{name}` ({}): {m}", node.op.mnemonic());
+        match &node.op {
+            Op::Input { index } => {
+                let dims = dims_of(&node.outputs[0], "input").map_err(at)?;
+                let bytes = dims.iter().product::<usize>() * node.outputs[0].dtype.size_bytes();
+                let s = self.new_storage(StorageKind::Input(*index), bytes);
+                let buf = self.new_buf(s, node.outputs[0].dtype, dims);
+                self.inputs.push(buf);
+                self.values.insert(ValueId::first(id), buf);
+                return Ok(());
+            }
+            Op::Const(t) => {
+                let t = Arc::new((**t).clone().into_standard_layout());
+                let s = self.new_storage(StorageKind::Const(t.clone()), t.size_bytes());
+                let buf = self.new_buf(s, t.dtype(), t.shape().to_vec());
+                self.values.insert(ValueId::first(id), buf);
+                return Ok(());
+            }
+            Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims | Op::Identity => {
+                let src = self.buf(node.inputs[0]);
+                let dims = dims_of(&node.outputs[0], "output").map_err(at)?;
+                let storage = self.bufs[src].storage;
+                let buf = self.new_buf(storage, node.outputs[0].dtype, dims);
+                self.values.insert(ValueId::first(id), buf);
+                return Ok(());
+            }
+            _ => {}
+        }
+        let outputs = node
+            .outputs
+            .iter()
+            .map(|t| self.fresh(t, "output"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(at)?;
+        for (i, &o) in outputs.iter().enumerate() {
+            self.values.insert(
+                ValueId {
+                    node: id,
+                    output: i as u32,
+                },
+                o,
+            );
+        }
+        let inputs: Vec<BufId> = node.inputs.iter().map(|v| self.buf(*v)).collect();
+        let kernel = match self.kernel(g, id, &inputs, &outputs) {
+            Ok(k) => k,
+            Err(reason) => {
+                tracing::debug!(node = %name, op = node.op.mnemonic(), %reason, "interpreter fallback");
+                Kernel::Interp {
+                    op: node.op.clone(),
+                    inputs: inputs.clone(),
+                    outputs: outputs.clone(),
+                    reason,
+                }
+            }
+        };
+        let reads = match &kernel {
+            Kernel::Gemm { a, b, epilogue, .. } => {
+                let mut r = vec![*a, *b];
+                r.extend(epilogue.iter().flat_map(|e| e.inputs.iter().skip(1)));
+                r
+            }
+            Kernel::Window { x, epilogue, .. } => {
+                let mut r = vec![*x];
+                r.extend(epilogue.iter().flat_map(|e| e.inputs.iter().skip(1)));
+                r
+            }
+            _ => inputs.clone(),
+        };
+        self.steps.push(Step {
+            name,
+            op: node.op.mnemonic(),
+            kernel,
+            reads,
+            writes: outputs,
+        });
+        Ok(())
+    }
+
+    /// The compiled kernel for a node, or why there is none.
+    fn kernel(
+        &mut self,
+        g: &Graph,
+        id: NodeId,
+        inputs: &[BufId],
+        outputs: &[BufId],
+    ) -> Result<Kernel, String> {
+        let node = g.node(id);
+        let in_tys: Vec<&TensorType> = node.inputs.iter().map(|v| g.value_type(*v)).collect();
+        let out_tys: Vec<&TensorType> = node.outputs.iter().collect();
+        if !f32_only(&out_tys) {
+            return Err("non-f32 outputs".into());
+        }
+        match &node.op {
+            Op::Fused {
+                kind: FusedKind::Epilogue,
+                body,
+            } => self.epilogue(body, inputs, outputs),
+            Op::Fused { body, .. } => match RowKernel::compile(body) {
+                Ok(kernel) => Ok(Kernel::Rows {
+                    kernel,
+                    inputs: inputs.to_vec(),
+                    outputs: outputs.to_vec(),
+                }),
+                Err(e) => match (middle_reduce(body), inputs.first(), outputs.first()) {
+                    (Some(kernel), Some(&x), Some(&out)) if inputs.len() == 1 => {
+                        Ok(Kernel::Reduce { kernel, x, out })
+                    }
+                    _ => Err(e.to_string()),
+                },
+            },
+            Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
+                if inputs.len() != 2 || !f32_only(&in_tys) {
+                    return Err("needs two f32 operands".into());
+                }
+                let gemm = BatchedGemm::from_op(
+                    &node.op,
+                    &self.bufs[inputs[0]].dims,
+                    &self.bufs[inputs[1]].dims,
+                    &self.bufs[outputs[0]].dims,
+                )?;
+                Ok(Kernel::Gemm {
+                    gemm,
+                    a: inputs[0],
+                    b: inputs[1],
+                    c: outputs[0],
+                    epilogue: None,
+                })
+            }
+            Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
+                let filter = node.inputs.get(1).and_then(|v| g.const_value(*v));
+                Ok(Kernel::Window {
+                    kernel: window(&node.op, in_tys[0], filter)?,
+                    x: inputs[0],
+                    out: outputs[0],
+                    epilogue: None,
+                })
+            }
+            op if matches!(op.family(), lathe_ir::ops::Family::Elementwise)
+                || matches!(op, Op::Softmax | Op::Reduce { .. }) =>
+            {
+                let (body, used) = single_op_body(g, id)?;
+                if let (Some(kernel), [x]) = (middle_reduce(&body), used.as_slice()) {
+                    return Ok(Kernel::Reduce {
+                        kernel,
+                        x: inputs[*x],
+                        out: outputs[0],
+                    });
+                }
+                Ok(Kernel::Rows {
+                    kernel: RowKernel::compile(&body).map_err(|e| e.to_string())?,
+                    inputs: used.iter().map(|&i| inputs[i]).collect(),
+                    outputs: outputs.to_vec(),
+                })
+            }
+            Op::Pad {
+                mode: lathe_ir::ops::PadMode::Constant,
+            } if in_tys[0].dtype == DType::F32 => {
+                let pads = node
+                    .inputs
+                    .get(1)
+                    .and_then(|v| g.const_value(*v))
+                    .and_then(|t| t.to_i64_vec().ok())
+                    .ok_or("the paddings are not a constant")?;
+                let value = match node.inputs.get(2) {
+                    None => 0.0,
+                    Some(v) => g
+                        .const_value(*v)
+                        .and_then(|t| t.to_f64_vec().first().copied())
+                        .ok_or("the pad value is not a constant")?
+                        as f32,
+                };
+                let in_dims = self.bufs[inputs[0]].dims.clone();
+                let amount = |i: usize| usize::try_from(pads[i]).map_err(|_| "negative padding");
+                let kernel = crate::kernels::pad::ConstPad {
+                    before: (0..in_dims.len())
+                        .map(|a| amount(2 * a))
+                        .collect::<Result<_, _>>()?,
+                    after: (0..in_dims.len())
+                        .map(|a| amount(2 * a + 1))
+                        .collect::<Result<_, _>>()?,
+                    in_dims,
+                    value,
+                };
+                if kernel.out_dims() != self.bufs[outputs[0]].dims
+                    || pads.len() != 2 * kernel.in_dims.len()
+                {
+                    return Err("paddings do not match the output shape".into());
+                }
+                Ok(Kernel::Pad {
+                    kernel,
+                    x: inputs[0],
+                    out: outputs[0],
+                })
+            }
+            _ => Err("no compiled kernel for this op".into()),
+        }
+    }
+
+    /// A `fused.epilogue`: the anchor's kernel writing into the buffer the tail then updates in
+    /// place, tile by tile.
+    fn epilogue(
+        &mut self,
+        body: &Graph,
+        inputs: &[BufId],
+        outputs: &[BufId],
+    ) -> Result<Kernel, String> {
+        let split = split_epilogue(body)?;
+        let anchor = body.node(split.anchor);
+        let operand = |v: ValueId| -> Result<BufId, String> {
+            match &body.node(v.node).op {
+                Op::Input { index } => Ok(inputs[*index]),
+                _ => Err("anchor operand is neither a body input nor a constant".into()),
+            }
+        };
+        let anchor_ty = &anchor.outputs[0];
+        // The anchor writes into the body output it is, else into the tail's first output
+        // (which the tail then overwrites in place).
+        let c = match split.anchor_output {
+            Some(j) => outputs[j],
+            None => outputs[split.tail_outputs[0]],
+        };
+        if dims_of(anchor_ty, "anchor")? != self.bufs[c].dims {
+            return Err("the anchor's result and the fused output differ in shape".into());
+        }
+        let epilogue = match &split.tail {
+            None => None,
+            Some(tail) => {
+                let kernel = RowKernel::compile(tail).map_err(|e| format!("epilogue: {e}"))?;
+                let mut ins = vec![c];
+                ins.extend_from_slice(inputs);
+                let outs: Vec<BufId> = split.tail_outputs.iter().map(|&j| outputs[j]).collect();
+                Some(Epilogue {
+                    kernel,
+                    inputs: ins,
+                    outputs: outs,
+                    tiled: false,
+                })
+            }
+        };
+        let cols = *self.bufs[c].dims.last().unwrap_or(&1);
+        let rows = self.bufs[c].len() / cols.max(1);
+        match &anchor.op {
+            Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
+                let tys: Vec<&TensorType> =
+                    anchor.inputs.iter().map(|v| body.value_type(*v)).collect();
+                if anchor.inputs.len() != 2 || !f32_only(&tys) {
+                    return Err("needs two f32 operands".into());
+                }
+                let a = self.operand_or_const(body, anchor.inputs[0], &operand)?;
+                let b = self.operand_or_const(body, anchor.inputs[1], &operand)?;
+                let gemm = BatchedGemm::from_op(
+                    &anchor.op,
+                    &self.bufs[a].dims,
+                    &self.bufs[b].dims,
+                    &dims_of(anchor_ty, "anchor")?,
+                )?;
+                let mut epilogue = epilogue;
+                if let Some(e) = epilogue.as_mut() {
+                    e.tiled = gemm.c_is_dense_rows()
+                        && e.kernel.rows() == rows
+                        && e.kernel.row_len() == cols;
+                }
+                Ok(Kernel::Gemm {
+                    gemm,
+                    a,
+                    b,
+                    c,
+                    epilogue,
+                })
+            }
+            Op::Conv2D(_) | Op::DepthwiseConv2D(_) => {
+                let filter = anchor
+                    .inputs
+                    .get(1)
+                    .and_then(|v| body.const_value(*v))
+                    .ok_or("the filter is not a constant")?;
+                let x_ty = body.value_type(anchor.inputs[0]);
+                let kernel = window(&anchor.op, x_ty, Some(filter))?;
+                let x = operand(anchor.inputs[0])?;
+                let mut epilogue = epilogue;
+                if let Some(e) = epilogue.as_mut() {
+                    e.tiled =
+                        e.kernel.rows() == kernel.rows() && e.kernel.row_len() == kernel.cols();
+                }
+                Ok(Kernel::Window {
+                    kernel,
+                    x,
+                    out: c,
+                    epilogue,
+                })
+            }
+            other => Err(format!(
+                "no kernel for epilogue anchor {}",
+                other.mnemonic()
+            )),
+        }
+    }
+
+    /// A buffer for an anchor operand: the node input it is, or a constant of the body.
+    fn operand_or_const(
+        &mut self,
+        body: &Graph,
+        v: ValueId,
+        operand: &dyn Fn(ValueId) -> Result<BufId, String>,
+    ) -> Result<BufId, String> {
+        if let Some(t) = body.const_value(v) {
+            let t = Arc::new(t.clone().into_standard_layout());
+            let s = self.new_storage(StorageKind::Const(t.clone()), t.size_bytes());
+            return Ok(self.new_buf(s, t.dtype(), t.shape().to_vec()));
+        }
+        operand(v)
+    }
+
+    /// Graph output `j` is `v`: its storage becomes the output tensor when that is safe,
+    /// else a copy step fills a fresh one.
+    fn claim_output(&mut self, j: usize, v: ValueId) {
+        let buf = self.buf(v);
+        let s = self.bufs[buf].storage;
+        let is_arena = matches!(self.storages[s].kind, StorageKind::Arena { .. });
+        if is_arena && !self.claimed[s] && self.bufs[buf].dtype == DType::F32 {
+            self.storages[s].kind = StorageKind::Output;
+            self.claimed[s] = true;
+            self.outputs.push(buf);
+            return;
+        }
+        let (dtype, dims) = (self.bufs[buf].dtype, self.bufs[buf].dims.clone());
+        let bytes = self.storages[s].bytes;
+        let kind = if dtype == DType::F32 {
+            StorageKind::Output
+        } else {
+            StorageKind::Arena { offset: 0 }
+        };
+        let to_s = self.new_storage(kind, bytes);
+        self.claimed[to_s] = true;
+        let to = self.new_buf(to_s, dtype, dims);
+        self.steps.push(Step {
+            name: format!("output {j}"),
+            op: "copy",
+            kernel: Kernel::Copy { from: buf, to },
+            reads: vec![buf],
+            writes: vec![to],
+        });
+        self.outputs.push(to);
+    }
+
+    /// Lets generated kernels write over an input that dies at their step: the output's storage
+    /// merges into the input's.
+    fn in_place(&mut self) {
+        let n = self.storages.len();
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn find(p: &mut [usize], mut s: usize) -> usize {
+            while p[s] != s {
+                p[s] = p[p[s]];
+                s = p[s];
+            }
+            s
+        }
+        let mut last_read = vec![0usize; n];
+        let mut first_write = vec![usize::MAX; n];
+        for (i, step) in self.steps.iter().enumerate() {
+            for &r in &step.reads {
+                last_read[self.bufs[r].storage] = i;
+            }
+            for &w in &step.writes {
+                let s = self.bufs[w].storage;
+                first_write[s] = first_write[s].min(i);
+            }
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            let Kernel::Rows {
+                inputs, outputs, ..
+            } = &step.kernel
+            else {
+                continue;
+            };
+            let mut used = vec![];
+            for &o in outputs {
+                let so = find(&mut parent, self.bufs[o].storage);
+                if !matches!(self.storages[so].kind, StorageKind::Arena { .. })
+                    || first_write[so] != i
+                {
+                    continue;
+                }
+                for &inp in inputs {
+                    let si = find(&mut parent, self.bufs[inp].storage);
+                    let fits = self.bufs[inp].dims == self.bufs[o].dims
+                        && self.bufs[inp].dtype == self.bufs[o].dtype
+                        && self.storages[si].bytes == self.storages[so].bytes;
+                    let arena = matches!(self.storages[si].kind, StorageKind::Arena { .. });
+                    let once = inputs
+                        .iter()
+                        .filter(|&&x| self.bufs[x].storage == self.bufs[inp].storage)
+                        .count()
+                        == 1;
+                    if fits
+                        && arena
+                        && once
+                        && si != so
+                        && last_read[si] == i
+                        && !used.contains(&si)
+                    {
+                        parent[so] = si;
+                        last_read[si] = last_read[si].max(last_read[so]);
+                        used.push(si);
+                        break;
+                    }
+                }
+            }
+        }
+        for b in &mut self.bufs {
+            b.storage = find(&mut parent, b.storage);
+        }
+    }
+
+    fn finish(mut self) -> Plan {
+        // Lifetimes of the arena storages still in use, then their offsets.
+        let n = self.storages.len();
+        let (mut first, mut last) = (vec![usize::MAX; n], vec![0usize; n]);
+        for (i, step) in self.steps.iter().enumerate() {
+            for &b in step.reads.iter().chain(&step.writes) {
+                let s = self.bufs[b].storage;
+                first[s] = first[s].min(i);
+                last[s] = last[s].max(i);
+            }
+        }
+        // Outputs kept in the arena (non-f32 ones) are read after the last step.
+        for &b in &self.outputs {
+            let s = self.bufs[b].storage;
+            last[s] = self.steps.len();
+        }
+        let arena: Vec<usize> = (0..n)
+            .filter(|&s| {
+                matches!(self.storages[s].kind, StorageKind::Arena { .. }) && first[s] != usize::MAX
+            })
+            .collect();
+        let lifetimes: Vec<Lifetime> = arena
+            .iter()
+            .map(|&s| Lifetime {
+                bytes: self.storages[s].bytes,
+                first: first[s],
+                last: last[s],
+            })
+            .collect();
+        let placed = memory::plan(&lifetimes);
+        for (&s, &offset) in arena.iter().zip(&placed.offsets) {
+            self.storages[s].kind = StorageKind::Arena { offset };
+        }
+        let mut stats = PlanStats {
+            steps: self.steps.len(),
+            arena_bytes: placed.bytes,
+            arena_lower_bound: memory::lower_bound(&lifetimes),
+            ..PlanStats::default()
+        };
+        for s in &self.storages {
+            if matches!(s.kind, StorageKind::Output) {
+                stats.output_bytes += s.bytes;
+            }
+        }
+        for step in &self.steps {
+            match &step.kernel {
+                Kernel::Gemm { epilogue, .. } => {
+                    stats.gemm_steps += 1;
+                    stats.epilogues += epilogue.is_some() as usize;
+                }
+                Kernel::Window { epilogue, .. } => {
+                    stats.window_steps += 1;
+                    stats.epilogues += epilogue.is_some() as usize;
+                }
+                Kernel::Rows { .. } => stats.generated_steps += 1,
+                Kernel::Reduce { .. } | Kernel::Pad { .. } => stats.window_steps += 1,
+                Kernel::Interp { .. } => stats.interp_steps += 1,
+                Kernel::Copy { .. } => {}
+            }
+        }
+        Plan {
+            storages: self.storages,
+            bufs: self.bufs,
+            steps: self.steps,
+            outputs: self.outputs,
+            inputs: self.inputs,
+            stats,
+        }
+    }
+}
+
+/// The window kernel for a conv/pool op on input type `x`.
+fn window(op: &Op, x: &TensorType, filter: Option<&lathe_ir::Tensor>) -> Result<Window, String> {
+    if x.dtype != DType::F32 {
+        return Err("non-f32 input".into());
+    }
+    match op {
+        Op::Conv2D(attrs) => {
+            let f = filter.ok_or("the filter is not a constant")?;
+            Ok(Window::Conv(Conv2d::new(attrs, x, f)?))
+        }
+        Op::DepthwiseConv2D(attrs) => {
+            let f = filter.ok_or("the filter is not a constant")?;
+            Ok(Window::Depthwise(DepthwiseConv2d::new(attrs, x, f)?))
+        }
+        Op::MaxPool(attrs) => Ok(Window::Pool(Pool2d::new(PoolKind::Max, attrs, x)?)),
+        Op::AvgPool(attrs) => Ok(Window::Pool(Pool2d::new(PoolKind::Avg, attrs, x)?)),
+        other => Err(format!("{} is not a window op", other.mnemonic())),
+    }
+}
+
+/// A body that is one f32 reduction of its one input over a run of middle axes.
+fn middle_reduce(body: &Graph) -> Option<MiddleReduce> {
+    let [out] = body.outputs() else { return None };
+    let node = body.node(out.value.node);
+    let Op::Reduce { kind, .. } = node.op else {
+        return None;
+    };
+    let x = *node.inputs.first()?;
+    if !matches!(body.node(x.node).op, Op::Input { index: 0 }) || body.inputs().len() != 1 {
+        return None;
+    }
+    let ty = body.value_type(x);
+    let dims = ty.shape.as_known()?;
+    if ty.dtype != DType::F32 {
+        return None;
+    }
+    let mut axes: Vec<usize> = body
+        .const_value(*node.inputs.get(1)?)?
+        .to_i64_vec()
+        .ok()?
+        .into_iter()
+        .map(|a| if a < 0 { a + dims.len() as i64 } else { a })
+        .map(|a| usize::try_from(a).ok())
+        .collect::<Option<_>>()?;
+    axes.sort_unstable();
+    axes.dedup();
+    MiddleReduce::new(kind, &dims, &axes)
+}
+
+/// An epilogue body taken apart: the anchor node and the elementwise tail after it.
+struct EpilogueSplit {
+    anchor: NodeId,
+    /// The body output that is the anchor's own result, if any.
+    anchor_output: Option<usize>,
+    /// The tail as a graph of inputs `[anchor result, body inputs...]`, if there is one.
+    tail: Option<Graph>,
+    /// Which body outputs the tail's outputs are, in order.
+    tail_outputs: Vec<usize>,
+}
+
+fn split_epilogue(body: &Graph) -> Result<EpilogueSplit, String> {
+    let order = body.topo_order().map_err(|e| e.to_string())?;
+    let anchor = order
+        .iter()
+        .copied()
+        .find(|&n| {
+            matches!(
+                body.node(n).op,
+                Op::MatMul { .. }
+                    | Op::BatchMatMul { .. }
+                    | Op::Einsum { .. }
+                    | Op::Conv2D(_)
+                    | Op::DepthwiseConv2D(_)
+            )
+        })
+        .ok_or("the epilogue has no anchor")?;
+    let anchor_value = ValueId::first(anchor);
+    let mut tail = Graph::new(format!("{}_tail", body.name));
+    let mut map: HashMap<ValueId, ValueId> = HashMap::new();
+    map.insert(
+        anchor_value,
+        tail.add_input("anchor", body.node(anchor).outputs[0].clone()),
+    );
+    for (i, input) in body.inputs().iter().enumerate() {
+        let v = tail.add_input(format!("in{i}_{}", input.name), input.ty.clone());
+        map.insert(ValueId::first(input.node), v);
+    }
+    let mut tail_nodes = 0;
+    for &n in &order {
+        let node = body.node(n);
+        if n == anchor || matches!(node.op, Op::Input { .. }) {
+            continue;
+        }
+        if let Op::Const(t) = &node.op {
+            let v = tail.add_const((**t).clone(), node.name.clone());
+            map.insert(ValueId::first(n), v);
+            continue;
+        }
+        let ins = node
+            .inputs
+            .iter()
+            .map(|v| {
+                map.get(v)
+                    .copied()
+                    .ok_or("an epilogue op reads the anchor's inputs' producers")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let id = tail
+            .add_node_typed(
+                node.op.clone(),
+                ins,
+                node.outputs.clone(),
+                node.name.clone(),
+            )
+            .map_err(|e| e.to_string())?;
+        for k in 0..node.outputs.len() {
+            map.insert(
+                ValueId {
+                    node: n,
+                    output: k as u32,
+                },
+                ValueId {
+                    node: id,
+                    output: k as u32,
+                },
+            );
+        }
+        tail_nodes += 1;
+    }
+    let mut anchor_output = None;
+    let mut tail_outputs = vec![];
+    for (j, out) in body.outputs().iter().enumerate() {
+        if out.value == anchor_value {
+            if anchor_output.is_some() {
+                return Err("the anchor's result is output twice".into());
+            }
+            anchor_output = Some(j);
+        } else {
+            tail.add_output(out.name.clone(), map[&out.value])
+                .map_err(|e| e.to_string())?;
+            tail_outputs.push(j);
+        }
+    }
+    let tail = (tail_nodes > 0 && !tail_outputs.is_empty()).then_some(tail);
+    if tail.is_none() && anchor_output.is_none() {
+        return Err("the epilogue computes nothing".into());
+    }
+    Ok(EpilogueSplit {
+        anchor,
+        anchor_output,
+        tail,
+        tail_outputs,
+    })
+}
+
+/// A one-node body for a lone op, so codegen can compile it like a fused node. Constant
+/// operands are copied in; returns the body and which of the node's inputs it takes.
+fn single_op_body(g: &Graph, id: NodeId) -> Result<(Graph, Vec<usize>), String> {
+    let node = g.node(id);
+    let mut body = Graph::new(node.op.mnemonic());
+    let mut ins = vec![];
+    let mut used = vec![];
+    for (i, v) in node.inputs.iter().enumerate() {
+        match g.const_value(*v) {
+            Some(t) => ins.push(body.add_const(t.clone(), format!("c{i}"))),
+            None => {
+                ins.push(body.add_input(format!("x{i}"), g.value_type(*v).clone()));
+                used.push(i);
+            }
+        }
+    }
+    let n = body
+        .add_node_typed(
+            node.op.clone(),
+            ins,
+            node.outputs.clone(),
+            g.display_name(id),
+        )
+        .map_err(|e| e.to_string())?;
+    for k in 0..node.outputs.len() {
+        body.add_output(
+            format!("y{k}"),
+            ValueId {
+                node: n,
+                output: k as u32,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok((body, used))
+}

@@ -1,0 +1,205 @@
+//! The executable plan's data: storages (where bytes live), buffers (typed views of a storage)
+//! and steps (one kernel call each, in a topological order of the graph).
+
+use super::codegen::RowKernel;
+use super::matmul::BatchedGemm;
+use crate::kernels::conv::Conv2d;
+use crate::kernels::depthwise::DepthwiseConv2d;
+use crate::kernels::pool::Pool2d;
+use lathe_ir::ops::Op;
+use lathe_ir::{DType, Tensor};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Index of a [`Buf`] in [`Plan::bufs`].
+pub type BufId = usize;
+
+/// Where a storage's bytes are during a call.
+#[derive(Clone, Debug)]
+pub enum StorageKind {
+    /// The caller's input tensor `i`, read in place.
+    Input(usize),
+    /// A constant of the graph, owned by the plan (standard layout).
+    Const(Arc<Tensor>),
+    /// A region of the call's arena, at a byte offset set by the memory plan.
+    Arena { offset: usize },
+    /// A fresh tensor handed to the caller as a graph output (no copy at the end).
+    Output,
+}
+
+/// Bytes that some values share (a value and its reshapes, or an in-place kernel's input and
+/// output).
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub kind: StorageKind,
+    pub bytes: usize,
+}
+
+/// A typed, dense, row-major view of a whole storage.
+#[derive(Clone, Debug)]
+pub struct Buf {
+    pub storage: usize,
+    pub dtype: DType,
+    pub dims: Vec<usize>,
+}
+
+impl Buf {
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+}
+
+/// A convolution-like kernel that computes ranges of output rows (`[N·OH·OW, C]` view).
+#[derive(Debug)]
+pub enum Window {
+    Conv(Conv2d),
+    Depthwise(DepthwiseConv2d),
+    Pool(Pool2d),
+}
+
+impl Window {
+    pub fn rows(&self) -> usize {
+        match self {
+            Window::Conv(k) => k.rows(),
+            Window::Depthwise(k) => k.rows(),
+            Window::Pool(k) => k.rows(),
+        }
+    }
+
+    pub fn cols(&self) -> usize {
+        match self {
+            Window::Conv(k) => k.cols(),
+            Window::Depthwise(k) => k.cols(),
+            Window::Pool(k) => k.cols(),
+        }
+    }
+
+    /// Scratch f32s for a tile of `rows` rows.
+    pub fn scratch_len(&self, rows: usize) -> usize {
+        match self {
+            Window::Conv(k) => k.scratch_len(rows),
+            Window::Depthwise(_) | Window::Pool(_) => 0,
+        }
+    }
+
+    pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
+        match self {
+            Window::Conv(k) => k.run_rows(x, rows, out, scratch),
+            Window::Depthwise(k) => k.run_rows(x, rows, out),
+            Window::Pool(k) => k.run_rows(x, rows, out),
+        }
+    }
+
+    /// Rows per tile: enough work per kernel call to amortize its set-up (the GEMM packs its
+    /// weights once per call), small enough that the tile is still in cache for the epilogue.
+    pub fn tile_rows(&self) -> usize {
+        match self {
+            Window::Conv(_) => 128,
+            Window::Depthwise(_) | Window::Pool(_) => 64,
+        }
+    }
+}
+
+/// An elementwise tail run on the rows an anchor kernel has just written.
+#[derive(Debug)]
+pub struct Epilogue {
+    pub kernel: RowKernel,
+    /// The tail's inputs: the anchor's result first, then the fused body's inputs.
+    pub inputs: Vec<BufId>,
+    pub outputs: Vec<BufId>,
+    /// Whether output rows of the anchor map one to one onto the tail's rows, so the tail can
+    /// run tile by tile; otherwise it runs once the anchor has finished.
+    pub tiled: bool,
+}
+
+/// What a step runs.
+#[derive(Debug)]
+pub enum Kernel {
+    /// A batch of strided GEMMs `c = a · b`, then the epilogue.
+    Gemm {
+        gemm: BatchedGemm,
+        a: BufId,
+        b: BufId,
+        c: BufId,
+        epilogue: Option<Epilogue>,
+    },
+    /// A window kernel (convolution, depthwise convolution, pooling), then the epilogue.
+    Window {
+        kernel: Window,
+        x: BufId,
+        out: BufId,
+        epilogue: Option<Epilogue>,
+    },
+    /// Constant padding.
+    Pad {
+        kernel: crate::kernels::pad::ConstPad,
+        x: BufId,
+        out: BufId,
+    },
+    /// A reduction over middle axes (global average pooling).
+    Reduce {
+        kernel: crate::kernels::reduce::MiddleReduce,
+        x: BufId,
+        out: BufId,
+    },
+    /// A generated kernel (a fused body or a single elementwise/row op).
+    Rows {
+        kernel: RowKernel,
+        inputs: Vec<BufId>,
+        outputs: Vec<BufId>,
+    },
+    /// The reference interpreter on one op, for what has no compiled kernel (yet). Correct,
+    /// slow, and counted in [`PlanStats::interp_steps`].
+    Interp {
+        op: Op,
+        inputs: Vec<BufId>,
+        outputs: Vec<BufId>,
+        /// Why no compiled kernel was used.
+        reason: String,
+    },
+    /// A copy of one buffer into another of the same size (a graph output that is also an
+    /// input, a constant or another output).
+    Copy { from: BufId, to: BufId },
+}
+
+/// One kernel call.
+#[derive(Debug)]
+pub struct Step {
+    /// The graph node's display name, for errors and tracing.
+    pub name: String,
+    /// The node's op mnemonic.
+    pub op: &'static str,
+    pub kernel: Kernel,
+    pub reads: Vec<BufId>,
+    pub writes: Vec<BufId>,
+}
+
+/// Counts describing a plan (for `lathe inspect` and tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanStats {
+    pub steps: usize,
+    pub gemm_steps: usize,
+    pub window_steps: usize,
+    pub generated_steps: usize,
+    pub epilogues: usize,
+    pub interp_steps: usize,
+    /// Bytes of the arena: the peak of intermediate memory.
+    pub arena_bytes: usize,
+    /// Bytes alive at the busiest step: the lower bound any arena plan could reach.
+    pub arena_lower_bound: usize,
+    /// Bytes of the graph outputs, allocated per call and handed to the caller.
+    pub output_bytes: usize,
+}
+
+/// Everything a call needs besides its inputs.
+#[derive(Debug)]
+pub struct Plan {
+    pub storages: Vec<Storage>,
+    pub bufs: Vec<Buf>,
+    pub steps: Vec<Step>,
+    /// The buffer of each graph output, in output order.
+    pub outputs: Vec<BufId>,
+    /// Graph input buffers, in input order.
+    pub inputs: Vec<BufId>,
+    pub stats: PlanStats,
+}

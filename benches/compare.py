@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lathe side by side with onnxruntime and TensorFlow on the benchmark models, same machine, one run.
 
-Usage: python compare.py MODELDIR [name ...] [--lathe PATH] [--backend interp|cpu]
+Usage: python compare.py MODELDIR [name ...] [--lathe PATH] [--backend cpu|interp]
                          [--anchors PATH] [--iterations N] [--json]
 
 MODELDIR is what ../shared/bench/make_models.py wrote (NAME/frozen.pb, input.npy, output.npy,
@@ -112,7 +112,7 @@ def main():
     ap.add_argument("modeldir")
     ap.add_argument("names", nargs="*", help=f"models (default: {' '.join(DEFAULT_MODELS)})")
     ap.add_argument("--lathe", default=DEFAULT_LATHE, help="the lathe binary (default: %(default)s)")
-    ap.add_argument("--backend", default="interp", choices=["interp", "cpu"])
+    ap.add_argument("--backend", default="cpu", choices=["interp", "cpu"])
     ap.add_argument("--anchors", default=DEFAULT_ANCHORS, help="anchors.py (default: %(default)s)")
     ap.add_argument("--iterations", type=int, default=None,
                     help="lathe's timed runs (default: at least 20 and at least 3 s, like anchors.py)")

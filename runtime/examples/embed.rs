@@ -26,13 +26,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Import happens once, at start-up; `lathe_compiler::load` reads .pb and .lir files.
     let graph = lathe_compiler::load(&path)?;
+    // Native code on the CPU; each call may split its kernels over 2 threads. A service that
+    // runs many requests at once may prefer `threads: Some(1)` and one request per core.
     let model = Arc::new(Model::with_options(
         graph,
         ModelOptions {
-            backend: Backend::Interp,
+            backend: Backend::Cpu,
             opt_level: 2,
             cache_capacity: 8,
-            ..ModelOptions::default()
+            threads: Some(2),
         },
     )?);
     for input in model.inputs() {

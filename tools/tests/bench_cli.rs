@@ -100,7 +100,7 @@ fn check_report(report: &Value, runs: u64) {
         "{report}"
     );
     assert_eq!(report["runs"].as_u64(), Some(runs), "{report}");
-    assert_eq!(report["backend"], "interp", "{report}");
+    assert_eq!(report["backend"], "cpu", "{report}");
     assert!(
         report["threads"].as_u64().is_some_and(|t| t >= 1),
         "{report}"
@@ -180,7 +180,7 @@ fn text_report() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
     assert!(
-        lines[1].starts_with("backend:  interp (1 thread), pipeline: -O2"),
+        lines[1].starts_with("backend:  cpu (") && lines[1].ends_with("), pipeline: -O2"),
         "{out}"
     );
     assert_eq!(
@@ -234,4 +234,24 @@ fn errors_are_one_line() {
     let o = lathe(&[path_str(&model), "--iterations", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn threads_and_backend_are_reported_and_profile_names_steps() {
+    let f = Fixture::open("cnn_tiny");
+    let (report, err) = bench_json(&f.model_path(), 3, &["--threads", "3", "--profile"]);
+    check_report(&report, 3);
+    assert_eq!(report["threads"].as_u64(), Some(3), "{report}");
+    // The profile goes to stderr: totals per kernel kind, then the slowest steps by name.
+    assert!(
+        err.contains("profile:") && err.contains("slowest steps:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("conv2d") || err.contains("fused.epilogue"),
+        "{err}"
+    );
+    let (interp, _) = bench_json(&f.model_path(), 2, &["--backend", "interp"]);
+    assert_eq!(interp["backend"], "interp", "{interp}");
+    assert_eq!(interp["threads"].as_u64(), Some(1), "{interp}");
 }

@@ -11,12 +11,17 @@ use super::plan::*;
 use super::threads::ThreadPool;
 use crate::kernels::gemm::{sgemm, MatMut, MatRef};
 use crate::kernels::gemv::gemv;
+use crate::kernels::packed::{gemm_packed, PackedB};
 use lathe_ir::{DType, Tensor};
 use std::cell::RefCell;
 use std::ops::Range;
 
 /// Output rows a generated kernel handles per task, at least (in elements, rows × row length).
 const MIN_TASK_ELEMS: usize = 16 * 1024;
+
+/// Floating-point operations a dense kernel's task gets, at least: about a microsecond of
+/// work, which is what handing a task to another thread costs at worst.
+const MIN_TASK_FLOPS: usize = 200_000;
 
 /// A cache line of bytes: the arena's unit, so every offset is 64-byte aligned.
 #[derive(Clone, Copy)]
@@ -143,12 +148,21 @@ impl Frame {
         Tensor::from_le_bytes(buf.dtype, &buf.dims, bytes).expect("a buffer holds its type's bytes")
     }
 
-    /// Runs every step.
-    pub fn run(&self, plan: &Plan, pool: &ThreadPool) -> Result<(), String> {
-        for step in &plan.steps {
+    /// Runs every step; with `times`, adds each step's wall time to its entry.
+    pub fn run(
+        &self,
+        plan: &Plan,
+        pool: &ThreadPool,
+        mut times: Option<&mut [std::time::Duration]>,
+    ) -> Result<(), String> {
+        for (i, step) in plan.steps.iter().enumerate() {
             let _span = tracing::trace_span!("kernel", node = %step.name, op = step.op).entered();
+            let start = times.as_ref().map(|_| std::time::Instant::now());
             self.step(plan, step, pool)
                 .map_err(|m| format!("node `{}` ({}): {m}", step.name, step.op))?;
+            if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
+                t[i] += start.elapsed();
+            }
         }
         Ok(())
     }
@@ -159,9 +173,17 @@ impl Frame {
                 gemm,
                 a,
                 b,
+                packed,
                 c,
                 epilogue,
-            } => self.gemm(plan, gemm, *a, *b, *c, epilogue.as_ref(), pool),
+            } => self.gemm(
+                plan,
+                gemm,
+                (*a, *b, packed.as_deref()),
+                *c,
+                epilogue.as_ref(),
+                pool,
+            ),
             Kernel::Window {
                 kernel,
                 x,
@@ -264,13 +286,11 @@ impl Frame {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn gemm(
         &self,
         plan: &Plan,
         g: &super::matmul::BatchedGemm,
-        a: BufId,
-        b: BufId,
+        (a, b, packed): (BufId, BufId, Option<&PackedB>),
         c: BufId,
         epilogue: Option<&Epilogue>,
         pool: &ThreadPool,
@@ -311,12 +331,14 @@ impl Frame {
             }
             return Ok(());
         }
-        // Tasks: (batch, row chunk) pairs.
+        // Tasks: (batch, row chunk) pairs, as many as the work is worth.
+        let flops = 2 * g.m * g.n * g.k * batches;
+        let threads = (flops / MIN_TASK_FLOPS).clamp(1, threads);
         let row_chunk = if batches >= threads {
             g.m
         } else {
             let per = threads.div_ceil(batches);
-            g.m.div_ceil(per).max(16)
+            g.m.div_ceil(per).max(4)
         };
         let chunks = g.m.div_ceil(row_chunk).max(1);
         let tasks = batches * chunks;
@@ -354,7 +376,9 @@ impl Frame {
                 cols: g.n,
                 strides: g.c,
             };
-            if let Err(e) = sgemm(av, bv, cv, false, 1) {
+            if let Some(p) = packed {
+                gemm_packed(av, p, cv, false);
+            } else if let Err(e) = sgemm(av, bv, cv, false, 1) {
                 *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 return;
             }
@@ -387,7 +411,7 @@ impl Frame {
         let out_ptr = SendPtr(self.ptr(plan, out));
         let (rows, cols) = (k.rows(), k.cols());
         let tile = k.tile_rows().min(rows.max(1));
-        let tasks = (rows * cols / MIN_TASK_ELEMS).clamp(1, pool.threads());
+        let tasks = (rows * k.flops_per_row() / MIN_TASK_FLOPS).clamp(1, pool.threads());
         let chunk = rows.div_ceil(tasks);
         let tiled = epilogue.filter(|e| e.tiled);
         pool.run(tasks, &|t| {

@@ -25,6 +25,7 @@ use super::memory::{self, Lifetime};
 use super::plan::*;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
+use crate::kernels::packed::PackedB;
 use crate::kernels::pool::{Pool2d, PoolKind};
 use crate::kernels::reduce::MiddleReduce;
 use lathe_ir::ops::{FusedKind, Op};
@@ -220,10 +221,12 @@ impl Builder {
                     &self.bufs[inputs[1]].dims,
                     &self.bufs[outputs[0]].dims,
                 )?;
+                let packed = self.pack(&gemm, inputs[1]);
                 Ok(Kernel::Gemm {
                     gemm,
                     a: inputs[0],
                     b: inputs[1],
+                    packed,
                     c: outputs[0],
                     epilogue: None,
                 })
@@ -362,10 +365,12 @@ impl Builder {
                         && e.kernel.rows() == rows
                         && e.kernel.row_len() == cols;
                 }
+                let packed = self.pack(&gemm, b);
                 Ok(Kernel::Gemm {
                     gemm,
                     a,
                     b,
+                    packed,
                     c,
                     epilogue,
                 })
@@ -396,6 +401,24 @@ impl Builder {
                 other.mnemonic()
             )),
         }
+    }
+
+    /// B packed for the GEMM kernel, when it is a constant f32 matrix shared by every GEMM of
+    /// the batch (weights) and the product is not a matrix-vector one (which streams B as is).
+    fn pack(&self, gemm: &BatchedGemm, b: BufId) -> Option<Arc<PackedB>> {
+        let StorageKind::Const(t) = &self.storages[self.bufs[b].storage].kind else {
+            return None;
+        };
+        if gemm.m == 1 || gemm.batch.iter().any(|l| l.1[1] != 0) {
+            return None;
+        }
+        let data = t.as_array::<f32>()?.as_slice()?;
+        Some(Arc::new(PackedB::new(crate::kernels::MatRef {
+            data,
+            rows: gemm.k,
+            cols: gemm.n,
+            strides: gemm.b,
+        })))
     }
 
     /// A buffer for an anchor operand: the node input it is, or a constant of the body.

@@ -81,6 +81,35 @@ impl CpuPlan {
     /// Runs on `inputs`, which must have exactly the dtypes and shapes the plan was compiled
     /// for (checked: a mismatch is an error naming the input).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+        self.run_timed(inputs, None)
+    }
+
+    /// The plan's steps, in order: `(node, op, kernel)` where kernel names what runs it
+    /// (`gemm`, `window`, `generated`, `interp`, ...), for profiles.
+    pub fn steps(&self) -> Vec<(String, String, &'static str)> {
+        self.plan
+            .steps
+            .iter()
+            .map(|s| (s.name.clone(), s.op.to_string(), s.kernel.kind()))
+            .collect()
+    }
+
+    /// [`CpuPlan::run`], adding each step's wall time to `times[step]` (one entry per step of
+    /// [`CpuPlan::steps`]).
+    pub fn run_timed(
+        &self,
+        inputs: &[Tensor],
+        times: Option<&mut [std::time::Duration]>,
+    ) -> Result<Vec<Tensor>, String> {
+        if let Some(t) = &times {
+            if t.len() != self.plan.steps.len() {
+                return Err(format!(
+                    "{} step times for {} steps",
+                    t.len(),
+                    self.plan.steps.len()
+                ));
+            }
+        }
         if inputs.len() != self.plan.inputs.len() {
             return Err(format!(
                 "the plan takes {} inputs, got {}",
@@ -111,7 +140,7 @@ impl CpuPlan {
         }
         let mut keep = vec![];
         let frame = Frame::bind(&self.plan, inputs, &mut arena, &mut keep);
-        let result = frame.run(&self.plan, &self.pool);
+        let result = frame.run(&self.plan, &self.pool, times);
         let outputs = frame.into_outputs(&self.plan);
         self.arenas
             .lock()

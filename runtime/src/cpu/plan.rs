@@ -5,6 +5,7 @@ use super::codegen::RowKernel;
 use super::matmul::BatchedGemm;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
+use crate::kernels::packed::PackedB;
 use crate::kernels::pool::Pool2d;
 use lathe_ir::ops::Op;
 use lathe_ir::{DType, Tensor};
@@ -90,12 +91,21 @@ impl Window {
         }
     }
 
-    /// Rows per tile: enough work per kernel call to amortize its set-up (the GEMM packs its
-    /// weights once per call), small enough that the tile is still in cache for the epilogue.
+    /// Rows per tile: enough work per kernel call to amortize its set-up, small enough that
+    /// the tile is still in cache for the epilogue.
     pub fn tile_rows(&self) -> usize {
         match self {
-            Window::Conv(_) => 128,
+            Window::Conv(k) => k.tile_rows(),
             Window::Depthwise(_) | Window::Pool(_) => 64,
+        }
+    }
+
+    /// Floating-point operations per output row, to decide how many threads a step is worth.
+    pub fn flops_per_row(&self) -> usize {
+        match self {
+            Window::Conv(k) => 2 * k.depth() * k.cols(),
+            Window::Depthwise(k) => 2 * k.taps() * k.cols(),
+            Window::Pool(k) => k.taps() * k.cols(),
         }
     }
 }
@@ -120,6 +130,8 @@ pub enum Kernel {
         gemm: BatchedGemm,
         a: BufId,
         b: BufId,
+        /// B packed once at compile time, when it is a constant shared by the whole batch.
+        packed: Option<Arc<PackedB>>,
         c: BufId,
         epilogue: Option<Epilogue>,
     },
@@ -160,6 +172,30 @@ pub enum Kernel {
     /// A copy of one buffer into another of the same size (a graph output that is also an
     /// input, a constant or another output).
     Copy { from: BufId, to: BufId },
+}
+
+impl Kernel {
+    /// A short name of the kind of kernel, for profiles.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Kernel::Gemm { epilogue, .. } | Kernel::Window { epilogue, .. }
+                if epilogue.is_some() =>
+            {
+                if matches!(self, Kernel::Gemm { .. }) {
+                    "gemm+epilogue"
+                } else {
+                    "window+epilogue"
+                }
+            }
+            Kernel::Gemm { .. } => "gemm",
+            Kernel::Window { .. } => "window",
+            Kernel::Pad { .. } => "pad",
+            Kernel::Reduce { .. } => "reduce",
+            Kernel::Rows { .. } => "generated",
+            Kernel::Interp { .. } => "interp",
+            Kernel::Copy { .. } => "copy",
+        }
+    }
 }
 
 /// One kernel call.

@@ -179,7 +179,7 @@ fn worker(shared: &Shared) {
         let mut spins = 0u32;
         while shared.epoch.load(Ordering::Acquire) == seen {
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(64) && start.elapsed() > SPIN {
                 let g = lock(&shared.sleep);
                 shared.sleepers.fetch_add(1, Ordering::SeqCst);
                 let g = shared

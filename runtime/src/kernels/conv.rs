@@ -5,7 +5,8 @@
 //!
 //! The output is the `[rows, cols]` matrix `[N*OH*OW, out_channels]` (NHWC, row-major). The
 //! filter `[kh, kw, in, out]` read row-major *is* the `[kh*kw*in, out]` matrix of im2col, so
-//! it is copied once in [`Conv2d::new`] and used as the GEMM's `B` on every call.
+//! it is packed once in [`Conv2d::new`] ([`PackedB`], one per group) and used as the GEMM's
+//! `B` on every call.
 //!
 //! # Tiling
 //!
@@ -13,8 +14,9 @@
 //!   (row `r` of the output reads row `r` of `x`), no copy and no scratch.
 //! * Everything else builds, per tile of [`Conv2d::tile_rows`] output rows, the im2col matrix in
 //!   the caller's scratch (row = the `kh*kw*in` window values in the filter's HWI order, zeros
-//!   for padding), then runs one single-threaded [`sgemm`] per tile and group. Tiles are 128
-//!   to 512 rows, about 1 MiB of im2col (half the L2); `benches/conv.rs` measured the choice.
+//!   for padding), then runs one single-threaded [`gemm_packed`] per tile and group. Tiles are
+//!   128 to 512 rows, about 1 MiB of im2col (half the L2); `benches/conv.rs` measured the
+//!   choice (with the `gemm` crate, which repacked the filter per call).
 //!
 //! Grouped convolutions (input channels a multiple of the filter's, as TensorFlow allows) run
 //! one GEMM per group on column slices of the filter and of the output.
@@ -22,7 +24,8 @@
 //! This file also holds [`Window`], the window geometry shared with the depthwise and pooling
 //! kernels; it reproduces the reference interpreter's (TensorFlow's) padding rules.
 
-use super::gemm::{sgemm, MatMut, MatRef};
+use super::gemm::{MatMut, MatRef};
+use super::packed::{gemm_packed, PackedB};
 use lathe_ir::ops::{ConvAttrs, DataFormat, Op, Padding};
 use lathe_ir::{DType, Tensor, TensorType};
 use std::ops::Range;
@@ -193,8 +196,9 @@ pub(crate) fn f32_values(op: &str, t: &Tensor) -> Result<Vec<f32>, String> {
 }
 
 /// Output rows per im2col tile: about 256K floats (1 MiB, half of L2) of im2col, 128 to
-/// 512 rows. Measured (`benches/conv.rs`, ResNet-50 shapes): tiles under 128 rows lose up to
-/// 2x to the GEMM's per-call cost (it packs the filter on every call); 128 to 512 are level.
+/// 512 rows. Measured (`benches/conv.rs`, ResNet-50 shapes) with the `gemm` crate: tiles
+/// under 128 rows lost up to 2x to its per-call cost (it packed the filter on every call);
+/// 128 to 512 were level. [`gemm_packed`] has no such cost; the bounds were not re-measured.
 fn tile_rows(depth: usize) -> usize {
     ((1 << 18) / depth.max(1)).clamp(128, 512)
 }
@@ -210,8 +214,8 @@ pub struct Conv2d {
     co: usize,
     /// `kh * kw * ci`: the im2col row length and the filter matrix's row count.
     depth: usize,
-    /// The filter as the `[depth, co]` row-major matrix.
-    filter: Vec<f32>,
+    /// Per group, its `[depth, co / groups]` slice of the filter matrix, packed.
+    filter: Vec<PackedB>,
     /// 1×1, stride 1, no padding: `x` is already the im2col matrix.
     pointwise: bool,
     tile: usize,
@@ -236,19 +240,37 @@ impl Conv2d {
         let depth = kh * kw * ci;
         let pointwise =
             kh == 1 && kw == 1 && attrs.strides == [1, 1] && (win.oh, win.ow) == (win.h, win.w);
+        let groups = nhwc[3] / ci;
+        let values = f32_values("conv2d", filter)?;
+        let cog = co / groups;
+        let filter = (0..groups)
+            .map(|g| {
+                PackedB::new(MatRef {
+                    data: &values[g * cog..],
+                    rows: depth,
+                    cols: cog,
+                    strides: (co, 1),
+                })
+            })
+            .collect();
         Ok(Conv2d {
             win,
-            groups: nhwc[3] / ci,
+            groups,
             ci,
             co,
             depth,
-            filter: f32_values("conv2d", filter)?,
+            filter,
             pointwise,
             tile: tile_rows(depth),
         })
     }
 
     /// Output rows: `N * OH * OW`.
+    /// Multiply-adds per output element (`kh · kw · in_per_group`).
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
     pub fn rows(&self) -> usize {
         self.win.rows()
     }
@@ -339,20 +361,13 @@ impl Conv2d {
                     self.im2col(x, t0..t1, g, cols);
                     MatRef::row_major(cols, m, self.depth)
                 };
-                let b = MatRef {
-                    data: &self.filter[g * cog..],
-                    rows: self.depth,
-                    cols: cog,
-                    strides: (co, 1),
-                };
                 let c = MatMut {
                     data: &mut o[g * cog..],
                     rows: m,
                     cols: cog,
                     strides: (co, 1),
                 };
-                sgemm(a, b, c, false, 1)
-                    .expect("conv2d: operand shapes were checked in Conv2d::new");
+                gemm_packed(a, &self.filter[g], c, false);
             }
             t0 = t1;
         }

@@ -369,6 +369,11 @@ impl DepthwiseConv2d {
     }
 
     /// Output rows: `N * OH * OW`.
+    /// Window taps per output element (`kh · kw`).
+    pub fn taps(&self) -> usize {
+        self.win.kh * self.win.kw
+    }
+
     pub fn rows(&self) -> usize {
         self.win.rows()
     }

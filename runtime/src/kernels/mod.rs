@@ -7,6 +7,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod gemm;
 pub mod gemv;
+pub mod packed;
 pub mod pad;
 pub mod pool;
 pub mod reduce;

@@ -44,8 +44,46 @@ pub struct BenchArgs {
     /// Where to run: `cpu` (native code) or `interp` (the reference interpreter).
     #[arg(long, default_value = "cpu")]
     pub backend: Backend,
+    /// After timing, run as many profiled calls and print where the time goes, step by step
+    /// (cpu backend; on stderr).
+    #[arg(long)]
+    pub profile: bool,
     #[command(flatten)]
     pub opt: OptArgs,
+}
+
+/// Prints the steps that take the most time, and the totals per kind of kernel.
+fn print_profile(
+    steps: &[(String, String, &'static str)],
+    times: &[std::time::Duration],
+    runs: usize,
+) {
+    let per_run = |d: std::time::Duration| d.as_secs_f64() * 1e3 / runs.max(1) as f64;
+    let total: f64 = times.iter().map(|&d| per_run(d)).sum();
+    let mut by_kind: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+    for ((_, _, kind), &t) in steps.iter().zip(times) {
+        let e = by_kind.entry(kind).or_default();
+        e.0 += per_run(t);
+        e.1 += 1;
+    }
+    eprintln!("profile: {total:.3} ms per run in {} steps", steps.len());
+    for (kind, (ms, n)) in &by_kind {
+        eprintln!(
+            "  {ms:>9.3} ms {:>5.1}%  {n:>4} × {kind}",
+            100.0 * ms / total.max(1e-9)
+        );
+    }
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by(|&a, &b| times[b].cmp(&times[a]));
+    eprintln!("slowest steps:");
+    for &i in order.iter().take(15) {
+        let (name, op, kind) = &steps[i];
+        let ms = per_run(times[i]);
+        eprintln!(
+            "  {ms:>9.3} ms {:>5.1}%  {op} [{kind}] {name}",
+            100.0 * ms / total.max(1e-9)
+        );
+    }
 }
 
 /// The fewest timed runs and the least timed seconds when `--iterations` is not given, and the
@@ -57,6 +95,7 @@ const MAX_RUNS: usize = 2000;
 /// Runs `lathe bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
     let graph = super::load_model(&args.model)?;
+    let graph_inputs: Vec<String> = graph.inputs().iter().map(|i| i.name.clone()).collect();
     let (inputs, input_note) = if args.inputs.is_empty() {
         let random = random_inputs(&graph, args.seed)?;
         for note in &random.notes {
@@ -113,7 +152,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Model::with_options(g, options(0))?
         }
     };
-    model.specialize_for(&signature)?;
+    let spec = model.specialize_for(&signature)?;
     let compile = start.elapsed();
 
     for _ in 0..args.warmup {
@@ -136,8 +175,28 @@ pub fn run(args: BenchArgs) -> Result<()> {
         model.run(&named)?;
         times_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let runs = times_ms.len();
     let stats = Stats::of(times_ms);
     let compile_ms = compile.as_secs_f64() * 1e3;
+    if args.profile {
+        match spec.cpu_plan() {
+            Some(plan) => {
+                let ordered: Vec<Tensor> = graph_inputs
+                    .iter()
+                    .filter_map(|d| inputs.iter().find(|(n, _)| n == d))
+                    .map(|(_, t)| t.clone())
+                    .collect();
+                let steps = plan.steps();
+                let mut times = vec![std::time::Duration::ZERO; steps.len()];
+                for _ in 0..runs {
+                    plan.run_timed(&ordered, Some(&mut times))
+                        .map_err(anyhow::Error::msg)?;
+                }
+                print_profile(&steps, &times, runs);
+            }
+            None => eprintln!("note: --profile needs the cpu backend"),
+        }
+    }
 
     if args.json {
         let report = serde_json::json!({

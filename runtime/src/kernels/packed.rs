@@ -1,0 +1,835 @@
+//! Single-precision GEMM against a constant `B` packed once: `C = A·B` or `C += A·B`.
+//!
+//! Weights (convolution filters, dense layers) are known when a model is compiled, so
+//! [`PackedB`] lays `B` out once in the micro-kernel's panel order and every call skips the
+//! repacking a general GEMM does. [`gemm_packed`] is single-threaded: callers split the rows of
+//! `A` and `C` across threads and call it per row range (many threads may share one `PackedB`).
+//!
+//! # Structure (Goto/BLIS)
+//!
+//! * `B` (`k × n`) is cut into blocks of at most `kc` rows (`kc` chosen so one block of `B`,
+//!   `kc × n`, stays in L2) and each block into `NR`-column panels, row-major inside a panel
+//!   (`NR` floats per `k` step, 64-byte aligned), the last panel zero-padded.
+//! * Per call, for each `k` block and each sliver of `MR` rows of `A` (at most `MR × kc`, it
+//!   stays in L1), the micro-kernel runs over every panel of `B`: an `R × NR` tile of `C` held
+//!   in registers, one broadcast of `A` and `NR / lanes` FMAs per row per `k` step. `A` is not
+//!   packed: with contiguous columns (an im2col tile, activation rows) the kernel reads its rows
+//!   in place, because a transposing pack measured as costly as the product itself for narrow
+//!   `B` (n = 64). Only when its columns are strided, or its row stride would make the sliver's
+//!   rows share L1 sets (a multiple of 2 KiB, say), is the sliver first copied to rows with a
+//!   conflict-free stride.
+//! * Tiles on the right edge (`n % NR`) or with a non-unit column stride of `C` are computed
+//!   into a small aligned buffer and merged; the bottom edge (`m % MR`) runs a kernel compiled
+//!   for exactly that many rows.
+//!
+//! Micro-kernels, chosen at run time (once, cached) by [`Isa::detect`]: AVX-512F `12 × 32`
+//! (24 of the 32 zmm registers accumulate), AVX2+FMA `6 × 16`, and a portable scalar one.
+//! `benches/benches/gemm.rs` (`-- packed`) measures them against [`super::sgemm`]: on the
+//! 2-core Zen 4 development machine (double-pumped AVX-512, so ymm and zmm FMAs both peak at
+//! 32 FLOP/cycle, about 116 GFLOP/s per core) the AVX-512 kernel reached 85 to 99% of that on
+//! ResNet-50's shapes with 128 to 512 rows; the AVX2 kernel is close behind on most.
+//!
+//! Views follow [`super::gemm`]'s contract (element `(i, j)` at `data[i*row + j*col]`); misuse
+//! (shapes that do not compose, short slices, overlapping `C`) panics with a message.
+
+use super::gemm::{MatMut, MatRef};
+use std::fmt;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+/// Largest `k` block.
+const KC_MAX: usize = 512;
+/// Floats of `B` per `k` block that should stay in L2 (512 KiB, half of this machine's L2).
+const B_BLOCK_FLOATS: usize = 1 << 17;
+/// Largest `MR × NR` over all micro-kernels (the edge tile buffer).
+const TILE_MAX: usize = 12 * 32;
+
+/// The instruction set a micro-kernel is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// AVX-512F: `12 × 32` tiles.
+    Avx512,
+    /// AVX2 and FMA: `6 × 16` tiles.
+    Avx2,
+    /// Portable Rust: `4 × 16` tiles (correct, slow).
+    Scalar,
+}
+
+impl Isa {
+    /// Every micro-kernel, fastest first.
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Scalar];
+
+    /// The best micro-kernel this CPU runs (detected once per process).
+    pub fn detect() -> Isa {
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            Isa::ALL
+                .into_iter()
+                .find(|isa| isa.supported())
+                .unwrap_or(Isa::Scalar)
+        })
+    }
+
+    /// Whether this CPU runs the micro-kernel.
+    pub fn supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            Isa::Scalar => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Rows of a micro-kernel tile.
+    fn mr(self) -> usize {
+        match self {
+            Isa::Avx512 => 12,
+            Isa::Avx2 => 6,
+            Isa::Scalar => 4,
+        }
+    }
+
+    /// Columns of a micro-kernel tile (the panel width of a [`PackedB`]).
+    fn nr(self) -> usize {
+        match self {
+            Isa::Avx512 => 32,
+            Isa::Avx2 | Isa::Scalar => 16,
+        }
+    }
+}
+
+/// 64 bytes of floats, so a `Vec` of them is cache-line aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// `B` (`k × n`) packed once into the micro-kernel's panel layout. `Send + Sync`: share one
+/// across the threads that split a product's rows.
+#[derive(Clone)]
+pub struct PackedB {
+    isa: Isa,
+    k: usize,
+    n: usize,
+    /// Rows per `k` block (the last block may be shorter).
+    kc: usize,
+    /// `n` rounded up to the panel width.
+    n_pad: usize,
+    /// Block `[k0, k0 + kb)` starts at `k0 * n_pad`; its panel `jp` at `+ jp * kb * NR`.
+    data: Vec<Line>,
+}
+
+impl fmt::Debug for PackedB {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackedB")
+            .field("isa", &self.isa)
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("kc", &self.kc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackedB {
+    /// Packs `b` (any strides) for the best micro-kernel of this CPU.
+    ///
+    /// Panics, with a message, when `b`'s slice is too short for its view.
+    pub fn new(b: MatRef<'_>) -> PackedB {
+        PackedB::with_isa(b, Isa::detect())
+    }
+
+    /// Packs `b` for a given micro-kernel (for tests and benchmarks).
+    ///
+    /// Panics when this CPU does not run `isa`, or `b`'s slice is too short for its view.
+    pub fn with_isa(b: MatRef<'_>, isa: Isa) -> PackedB {
+        assert!(
+            isa.supported(),
+            "PackedB: this CPU does not support {isa:?}"
+        );
+        check_view("PackedB", "B", b.data.len(), b.rows, b.cols, b.strides);
+        let (k, n, nr) = (b.rows, b.cols, isa.nr());
+        let n_pad = n.div_ceil(nr) * nr;
+        let kc_cap = (B_BLOCK_FLOATS / n_pad.max(1)).clamp(128, KC_MAX);
+        let kc = k.div_ceil(k.div_ceil(kc_cap).max(1)).max(1);
+        let mut flat = vec![0.0f32; k * n_pad];
+        let (rs, cs) = b.strides;
+        for k0 in (0..k).step_by(kc) {
+            let kb = kc.min(k - k0);
+            let block = &mut flat[k0 * n_pad..(k0 + kb) * n_pad];
+            for (jp, panel) in block.chunks_exact_mut(kb * nr).enumerate() {
+                for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
+                    for (j, dst) in row.iter_mut().enumerate() {
+                        let col = jp * nr + j;
+                        if col < n {
+                            *dst = b.data[(k0 + p) * rs + col * cs];
+                        }
+                    }
+                }
+            }
+        }
+        let mut data = vec![Line([0.0; 16]); flat.len().div_ceil(16)];
+        for (line, src) in data.iter_mut().zip(flat.chunks(16)) {
+            line.0[..src.len()].copy_from_slice(src);
+        }
+        PackedB {
+            isa,
+            k,
+            n,
+            kc,
+            n_pad,
+            data,
+        }
+    }
+
+    /// Rows of `B` (the product's inner dimension).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of `B` (and of `C`).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The micro-kernel this `B` was packed for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    fn floats(&self) -> &[f32] {
+        // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes, align 64),
+        // so `len` lines are `16 * len` initialized, properly aligned floats.
+        unsafe {
+            std::slice::from_raw_parts(self.data.as_ptr().cast::<f32>(), self.data.len() * 16)
+        }
+    }
+}
+
+/// Elements a view needs: one past its largest offset (0 if empty); `None` on overflow.
+fn needed(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1)
+        .checked_mul(rs)?
+        .checked_add((cols - 1).checked_mul(cs)?)?
+        .checked_add(1)
+}
+
+/// Panics unless the `rows × cols` view with `strides` fits a slice of `len` elements.
+fn check_view(what: &str, operand: &str, len: usize, rows: usize, cols: usize, s: (usize, usize)) {
+    let need = needed(rows, cols, s).filter(|&e| isize::try_from(e).is_ok());
+    let Some(need) = need else {
+        panic!("{what}: {operand} ({rows}x{cols}, strides {s:?}) is too large to address");
+    };
+    assert!(
+        need <= len,
+        "{what}: {operand} ({rows}x{cols}, strides {s:?}) needs {need} elements, its slice has {len}"
+    );
+}
+
+/// True when no two elements of a `rows × cols` view share an offset (the sufficient test of
+/// `kernels::gemm`: one stride spans the other's whole extent).
+fn distinct(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> bool {
+    if rows <= 1 && cols <= 1 || rows == 0 || cols == 0 {
+        return true;
+    }
+    if rows <= 1 {
+        return cs > 0;
+    }
+    if cols <= 1 {
+        return rs > 0;
+    }
+    (cs > 0 && rs >= cols * cs) || (rs > 0 && cs >= rows * rs)
+}
+
+/// `C = A·B` (or `C += A·B` when `accumulate`) on the calling thread, with `A` `m × k`
+/// (any strides; column stride 1 is the fast case), `b` `k × n`, `C` `m × n` (any row stride;
+/// column stride 1 is the fast case). With `k == 0`, `C` is zeroed (or left as is).
+///
+/// Panics, with a message and before writing anything, when the shapes do not compose, a
+/// slice is too short for its view, or `C`'s elements overlap.
+pub fn gemm_packed(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool) {
+    let (m, k, n) = (a.rows, b.k, b.n);
+    assert!(
+        a.cols == k && c.rows == m && c.cols == n,
+        "gemm_packed: shapes do not compose: A is {}x{}, B is {}x{}, C is {}x{}",
+        a.rows,
+        a.cols,
+        b.k,
+        b.n,
+        c.rows,
+        c.cols
+    );
+    check_view("gemm_packed", "A", a.data.len(), m, k, a.strides);
+    check_view("gemm_packed", "C", c.data.len(), m, n, c.strides);
+    assert!(
+        distinct(m, n, c.strides),
+        "gemm_packed: C's strides {:?} make distinct elements overlap",
+        c.strides
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    c.data[i * c.strides.0 + j * c.strides.1] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    // SAFETY: the views were checked above: every element of A and C lies in its slice, C's
+    // elements are distinct and C is borrowed mutably; `b` was packed for `b.isa`, which
+    // `PackedB::with_isa` checked this CPU supports.
+    unsafe { drive(a, b, c, accumulate) }
+}
+
+/// One micro-kernel call: `C[0..R, 0..NR] (+)= A[0..R, 0..kc] · panel`, with `A` element
+/// `(i, p)` at `a + i*lda + p` and `C` at `c` with row stride `ldc` and unit column stride.
+struct Tile {
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+}
+
+/// A micro-kernel for a fixed row count.
+type Kernel = unsafe fn(&Tile);
+
+/// The kernels of `isa` for `1..=MR` rows.
+fn kernels(isa: Isa) -> &'static [Kernel] {
+    macro_rules! table {
+        ($f:ident, $($r:literal)*) => {
+            &[$($f::<$r> as Kernel),*]
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    use x86::{avx2, avx512};
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => table!(avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => table!(avx2, 1 2 3 4 5 6),
+        _ => table!(scalar, 1 2 3 4),
+    }
+}
+
+/// Whether `mr` rows of `A`, `lda` floats apart, crowd one L1 set (32 KiB, 8 ways, 64-byte
+/// lines: addresses 4 KiB apart share a set). Read in place they would evict each other on
+/// every `k` step; measured on Zen 4, `lda` = 1024 or 4608 lost 10 to 20%.
+fn rows_collide(lda: usize, mr: usize) -> bool {
+    let mut per_set = [0u8; 64];
+    for i in 0..mr {
+        per_set[(i * lda / 16) % 64] += 1;
+    }
+    per_set.iter().any(|&n| n > 4)
+}
+
+/// Copies rows `rows` × columns `ks` of `a` into `dst`, row `i` at `i * ld`.
+fn copy_sliver(a: &MatRef<'_>, rows: Range<usize>, ks: Range<usize>, ld: usize, dst: &mut [f32]) {
+    let (rs, cs) = a.strides;
+    for (i, r) in rows.enumerate() {
+        let base = r * rs + ks.start * cs;
+        let dst = &mut dst[i * ld..][..ks.len()];
+        if cs == 1 {
+            dst.copy_from_slice(&a.data[base..][..ks.len()]);
+        } else {
+            for (p, d) in dst.iter_mut().enumerate() {
+                *d = a.data[base + p * cs];
+            }
+        }
+    }
+}
+
+#[repr(C, align(64))]
+struct Aligned<const N: usize>([f32; N]);
+
+/// The blocked loops around the micro-kernel.
+///
+/// # Safety
+///
+/// `a` and `c` satisfy [`gemm_packed`]'s checks, `m, n, k > 0`, and this CPU runs `b.isa`.
+unsafe fn drive(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool) {
+    let (m, k, n) = (a.rows, b.k, b.n);
+    let (mr, nr) = (b.isa.mr(), b.isa.nr());
+    let kernels = kernels(b.isa);
+    let (ars, acs) = a.strides;
+    let (crs, ccs) = c.strides;
+    // `A` is read in place (an im2col tile or activation rows: copying would cost as much as
+    // the product when `B` is narrow) unless its columns are strided or its rows would
+    // thrash L1; then each `mr × kc` sliver is first copied to rows one cache line longer
+    // than a block (distinct sets).
+    let copy = acs != 1 || (m > 1 && rows_collide(ars, mr.min(m)));
+    let ld = b.kc.next_multiple_of(16) + 16;
+    let mut sliver = if copy {
+        vec![0.0f32; mr * ld]
+    } else {
+        Vec::new()
+    };
+    let mut tmp = Aligned::<TILE_MAX>([0.0; TILE_MAX]);
+    let bp = b.floats().as_ptr();
+    let ap = a.data.as_ptr();
+    let cp = c.data.as_mut_ptr();
+    for k0 in (0..k).step_by(b.kc) {
+        let kb = b.kc.min(k - k0);
+        let acc = accumulate || k0 > 0;
+        for i0 in (0..m).step_by(mr) {
+            let rows = mr.min(m - i0);
+            let kernel = kernels[rows - 1];
+            let (sa, lda) = if copy {
+                copy_sliver(&a, i0..i0 + rows, k0..k0 + kb, ld, &mut sliver);
+                (sliver.as_ptr(), ld)
+            } else {
+                // SAFETY: element (i0, k0) is in A (i0 < m, k0 < k, checked view).
+                (unsafe { ap.add(i0 * ars + k0) }, ars)
+            };
+            for j0 in (0..n).step_by(nr) {
+                let cols = nr.min(n - j0);
+                // SAFETY: block `k0` of B holds `kb * n_pad` floats from `k0 * n_pad`; the
+                // panel of columns `j0..j0 + nr` is `kb * nr` of them.
+                let panel = unsafe { bp.add(k0 * b.n_pad + j0 * kb) };
+                if ccs == 1 && cols == nr {
+                    let tile = Tile {
+                        kc: kb,
+                        a: sa,
+                        lda,
+                        b: panel,
+                        // SAFETY: rows i0..i0+rows, columns j0..j0+nr of C exist (checked).
+                        c: unsafe { cp.add(i0 * crs + j0) },
+                        ldc: crs,
+                        accumulate: acc,
+                    };
+                    // SAFETY: `rows` rows of A from `sa` (stride `lda`, `kb` columns), the
+                    // panel and the C tile are in range as above; the CPU runs `b.isa`.
+                    unsafe { kernel(&tile) };
+                } else {
+                    // Right edge or strided C: through a tile buffer.
+                    let tile = Tile {
+                        kc: kb,
+                        a: sa,
+                        lda,
+                        b: panel,
+                        c: tmp.0.as_mut_ptr(),
+                        ldc: nr,
+                        accumulate: false,
+                    };
+                    // SAFETY: as above; `tmp` holds `mr * nr <= TILE_MAX` floats.
+                    unsafe { kernel(&tile) };
+                    for i in 0..rows {
+                        for j in 0..cols {
+                            // SAFETY: (i0 + i, j0 + j) is an element of C (checked).
+                            let dst = unsafe { &mut *cp.add((i0 + i) * crs + (j0 + j) * ccs) };
+                            let v = tmp.0[i * nr + j];
+                            *dst = if acc { *dst + v } else { v };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The portable micro-kernel: `R × 16`, written so the compiler may vectorize it.
+///
+/// # Safety
+///
+/// `t` describes valid `A` (`R × kc`), panel (`kc × 16`) and `C` (`R × 16`) ranges.
+unsafe fn scalar<const R: usize>(t: &Tile) {
+    const NR: usize = 16;
+    let mut acc = [[0.0f32; NR]; R];
+    for p in 0..t.kc {
+        // SAFETY: `p < kc`: row `p` of the panel is in range.
+        let bp = unsafe { std::slice::from_raw_parts(t.b.add(p * NR), NR) };
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: element (i, p) of A, `i < R`, `p < kc`.
+            let av = unsafe { *t.a.add(i * t.lda + p) };
+            for (x, &bv) in row.iter_mut().zip(bp) {
+                *x += av * bv;
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: row `i < R` of the C tile, `NR` contiguous floats.
+        let c = unsafe { std::slice::from_raw_parts_mut(t.c.add(i * t.ldc), NR) };
+        for (dst, &v) in c.iter_mut().zip(row) {
+            *dst = if t.accumulate { *dst + v } else { v };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Tile;
+    use std::arch::x86_64::*;
+
+    /// The AVX-512 micro-kernel: `R × 32`, two zmm accumulators per row, `A` broadcast from
+    /// memory.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX-512F; `t` describes valid `A` (`R × kc`), panel (`kc × 32`,
+    /// 64-byte aligned) and `C` (`R × 32`) ranges.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512<const R: usize>(t: &Tile) {
+        for i in 0..R {
+            // Fetch the C tile while the products run (a hint: never faults).
+            let c = t.c.wrapping_add(i * t.ldc);
+            _mm_prefetch::<_MM_HINT_T0>(c.cast());
+            _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(31).cast());
+        }
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let (mut a, mut b) = (t.a, t.b);
+        let lda = t.lda;
+        for _ in 0..t.kc {
+            // SAFETY (whole loop): `kc` steps over the panel (32 floats each) and over the
+            // rows of A (one column per step) stay in the ranges the caller vouches for.
+            unsafe {
+                let b0 = _mm512_load_ps(b);
+                let b1 = _mm512_load_ps(b.add(16));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(i * lda));
+                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(1);
+                b = b.add(32);
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: row `i < R` of the C tile holds 32 floats.
+            unsafe {
+                let c = t.c.add(i * t.ldc);
+                let (mut x0, mut x1) = (row[0], row[1]);
+                if t.accumulate {
+                    x0 = _mm512_add_ps(x0, _mm512_loadu_ps(c));
+                    x1 = _mm512_add_ps(x1, _mm512_loadu_ps(c.add(16)));
+                }
+                _mm512_storeu_ps(c, x0);
+                _mm512_storeu_ps(c.add(16), x1);
+            }
+        }
+    }
+
+    /// The AVX2 micro-kernel: `R × 16`, two ymm accumulators per row.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX2 and FMA; `t` describes valid `A` (`R × kc`), panel (`kc × 16`,
+    /// 32-byte aligned) and `C` (`R × 16`) ranges.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2<const R: usize>(t: &Tile) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let (mut a, mut b) = (t.a, t.b);
+        let lda = t.lda;
+        for _ in 0..t.kc {
+            // SAFETY: as in `avx512`, with 16-float panel rows.
+            unsafe {
+                let b0 = _mm256_load_ps(b);
+                let b1 = _mm256_load_ps(b.add(8));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(i * lda));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(1);
+                b = b.add(16);
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: row `i < R` of the C tile holds 16 floats.
+            unsafe {
+                let c = t.c.add(i * t.ldc);
+                let (mut x0, mut x1) = (row[0], row[1]);
+                if t.accumulate {
+                    x0 = _mm256_add_ps(x0, _mm256_loadu_ps(c));
+                    x1 = _mm256_add_ps(x1, _mm256_loadu_ps(c.add(8)));
+                }
+                _mm256_storeu_ps(c, x0);
+                _mm256_storeu_ps(c.add(8), x1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::conv::tests::Rng;
+
+    /// `C = A·B` (or `+=`) in f64, element by element.
+    fn naive(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], cs: (usize, usize), accumulate: bool) {
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                let mut acc = 0.0f64;
+                for p in 0..a.cols {
+                    acc += a.data[i * a.strides.0 + p * a.strides.1] as f64
+                        * b.data[p * b.strides.0 + j * b.strides.1] as f64;
+                }
+                let dst = &mut c[i * cs.0 + j * cs.1];
+                *dst = if accumulate {
+                    (*dst as f64 + acc) as f32
+                } else {
+                    acc as f32
+                };
+            }
+        }
+    }
+
+    /// How a case lays out its operands.
+    #[derive(Clone, Copy, Debug)]
+    struct Layout {
+        /// A stored transposed (column stride `m`).
+        ta: bool,
+        /// B stored transposed.
+        tb: bool,
+        /// C column-major; otherwise row-major with `pad` extra floats per row.
+        tc: bool,
+        pad: usize,
+        accumulate: bool,
+    }
+
+    fn case(isa: Isa, (m, n, k): (usize, usize, usize), l: Layout, rng: &mut Rng) {
+        let a_data = rng.values(m * k);
+        let b_data = rng.values(k * n);
+        let a = if l.ta {
+            MatRef::row_major(&a_data, k, m).t()
+        } else {
+            MatRef::row_major(&a_data, m, k)
+        };
+        let b = if l.tb {
+            MatRef::row_major(&b_data, n, k).t()
+        } else {
+            MatRef::row_major(&b_data, k, n)
+        };
+        let (cs, c_len) = if l.tc {
+            ((1, m), m * n)
+        } else {
+            ((n + l.pad, 1), m * (n + l.pad))
+        };
+        let mut want = rng.values(c_len);
+        let mut got = want.clone();
+        naive(a, b, &mut want, cs, l.accumulate);
+        let packed = PackedB::with_isa(b, isa);
+        assert_eq!((packed.k(), packed.n()), (k, n));
+        gemm_packed(
+            a,
+            &packed,
+            MatMut {
+                data: &mut got,
+                rows: m,
+                cols: n,
+                strides: cs,
+            },
+            l.accumulate,
+        );
+        let tol = 1e-5 * (k as f32).sqrt().max(1.0);
+        for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * w.abs().max(1.0),
+                "{isa:?} {m}x{n}x{k} {l:?}: element {idx} is {g}, want {w}"
+            );
+        }
+    }
+
+    fn isas() -> Vec<Isa> {
+        let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.supported()).collect();
+        assert!(isas.contains(&Isa::detect()));
+        isas
+    }
+
+    const PLAIN: Layout = Layout {
+        ta: false,
+        tb: false,
+        tc: false,
+        pad: 0,
+        accumulate: false,
+    };
+
+    #[test]
+    fn matches_naive_on_edge_shapes() {
+        let mut rng = Rng(0x9ac4ed);
+        // (m, n, k): ones, primes, n off the panel width, k past one block (n = 512 blocks
+        // k by 256, n = 64 by 512).
+        let shapes = [
+            (1, 1, 1),
+            (1, 7, 3),
+            (5, 1, 13),
+            (13, 31, 7),
+            (12, 32, 1),
+            (25, 33, 97),
+            (37, 17, 131),
+            (6, 48, 600),
+            (29, 64, 1031),
+            (11, 512, 523),
+            (131, 96, 70),
+            (25, 40, 1024),
+        ];
+        for isa in isas() {
+            for &shape in &shapes {
+                for bits in 0..16u32 {
+                    let layout = Layout {
+                        ta: bits & 1 != 0,
+                        tb: bits & 2 != 0,
+                        tc: bits & 4 != 0,
+                        pad: if bits & 4 == 0 {
+                            (bits as usize >> 1) & 3
+                        } else {
+                            0
+                        },
+                        accumulate: bits & 8 != 0,
+                    };
+                    case(isa, shape, layout, &mut rng);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_naive_on_random_shapes() {
+        let mut rng = Rng(0x5eed);
+        for isa in isas() {
+            for _ in 0..40 {
+                let shape = (rng.int(1, 70), rng.int(1, 150), rng.int(1, 700));
+                let bits = rng.int(0, 15) as u32;
+                let layout = Layout {
+                    ta: bits & 1 != 0,
+                    tb: bits & 2 != 0,
+                    tc: bits & 4 != 0,
+                    pad: rng.int(0, 3),
+                    accumulate: bits & 8 != 0,
+                };
+                case(isa, shape, layout, &mut rng);
+            }
+            // Model-sized: many full tiles, several k blocks.
+            case(isa, (140, 256, 1152), PLAIN, &mut rng);
+        }
+    }
+
+    #[test]
+    fn empty_and_zero_k() {
+        let b = PackedB::new(MatRef::row_major(&[], 0, 3));
+        let mut c = vec![5.0f32; 6];
+        gemm_packed(
+            MatRef::row_major(&[], 2, 0),
+            &b,
+            MatMut::row_major(&mut c, 2, 3),
+            true,
+        );
+        assert_eq!(c, vec![5.0; 6]);
+        gemm_packed(
+            MatRef::row_major(&[], 2, 0),
+            &b,
+            MatMut::row_major(&mut c, 2, 3),
+            false,
+        );
+        assert_eq!(c, vec![0.0; 6]);
+        let b = PackedB::new(MatRef::row_major(&[1.0; 12], 4, 3));
+        gemm_packed(
+            MatRef::row_major(&[], 0, 4),
+            &b,
+            MatMut::row_major(&mut [], 0, 3),
+            false,
+        );
+        let b = PackedB::new(MatRef::row_major(&[], 4, 0));
+        gemm_packed(
+            MatRef::row_major(&[1.0; 8], 2, 4),
+            &b,
+            MatMut::row_major(&mut [], 2, 0),
+            false,
+        );
+    }
+
+    #[test]
+    fn broadcast_a_rows() {
+        let b = PackedB::new(MatRef::row_major(&[3.0, 4.0, 5.0, 6.0], 2, 2));
+        let mut c = vec![0.0f32; 6];
+        let a = MatRef {
+            data: &[1.0, 2.0],
+            rows: 3,
+            cols: 2,
+            strides: (0, 1),
+        };
+        gemm_packed(a, &b, MatMut::row_major(&mut c, 3, 2), false);
+        assert_eq!(c, vec![13.0, 16.0, 13.0, 16.0, 13.0, 16.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm_packed: shapes do not compose: A is 2x3, B is 4x2, C is 2x2")]
+    fn rejects_bad_shapes() {
+        let b = PackedB::new(MatRef::row_major(&[0.0; 8], 4, 2));
+        gemm_packed(
+            MatRef::row_major(&[0.0; 6], 2, 3),
+            &b,
+            MatMut::row_major(&mut [0.0; 4], 2, 2),
+            false,
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "gemm_packed: A (2x3, strides (3, 1)) needs 6 elements, its slice has 5"
+    )]
+    fn rejects_short_a() {
+        let b = PackedB::new(MatRef::row_major(&[0.0; 6], 3, 2));
+        gemm_packed(
+            MatRef::row_major(&[0.0; 5], 2, 3),
+            &b,
+            MatMut::row_major(&mut [0.0; 4], 2, 2),
+            false,
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "gemm_packed: C (2x2, strides (2, 1)) needs 4 elements, its slice has 3"
+    )]
+    fn rejects_short_c() {
+        let b = PackedB::new(MatRef::row_major(&[0.0; 6], 3, 2));
+        gemm_packed(
+            MatRef::row_major(&[0.0; 6], 2, 3),
+            &b,
+            MatMut::row_major(&mut [0.0; 3], 2, 2),
+            false,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "PackedB: B (3x2, strides (2, 1)) needs 6 elements, its slice has 5")]
+    fn rejects_short_b() {
+        PackedB::new(MatRef::row_major(&[0.0; 5], 3, 2));
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm_packed: C's strides (1, 1) make distinct elements overlap")]
+    fn rejects_overlapping_c() {
+        let b = PackedB::new(MatRef::row_major(&[0.0; 6], 3, 2));
+        gemm_packed(
+            MatRef::row_major(&[0.0; 6], 2, 3),
+            &b,
+            MatMut {
+                data: &mut [0.0; 4],
+                rows: 2,
+                cols: 2,
+                strides: (1, 1),
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn packed_b_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<PackedB>();
+    }
+}

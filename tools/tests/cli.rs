@@ -372,8 +372,34 @@ fn run_output_dir_that_is_a_file_is_a_one_line_error() {
 
 /// The keys `inspect --json` always has.
 const INSPECT_KEYS: [&str; 6] = ["inputs", "nodes", "ops", "outputs", "param_bytes", "params"];
-/// The keys it may add about optimization (the `-O`/`--passes` pipeline's effect).
-const INSPECT_OPT_KEYS: [&str; 3] = ["nodes_optimized", "ops_optimized", "passes"];
+/// The keys it may add about optimization (the `-O`/`--passes` pipeline's effect) and the CPU
+/// plan.
+const INSPECT_OPT_KEYS: [&str; 5] = [
+    "nodes_optimized",
+    "ops_optimized",
+    "passes",
+    "cpu_plan",
+    "peak_arena_bytes",
+];
+
+#[test]
+fn inspect_reports_the_cpu_plan_and_its_peak_arena() {
+    let f = Fixture::open("resnet_tiny");
+    let text = success(&lathe(&["inspect", "--json", path_str(&f.model_path())]));
+    let j: Value = serde_json::from_str(&text).expect("inspect --json prints JSON");
+    let plan = &j["cpu_plan"];
+    let peak = j["peak_arena_bytes"]
+        .as_u64()
+        .expect("peak_arena_bytes is a number");
+    assert_eq!(plan["arena_bytes"].as_u64(), Some(peak), "{plan}");
+    // The plan never needs more than every intermediate at once, nor less than the busiest step.
+    let lower = plan["arena_lower_bound"].as_u64().unwrap();
+    assert!(peak >= lower && lower > 0, "{plan}");
+    assert_eq!(plan["interp_steps"].as_u64(), Some(0), "{plan}");
+    assert!(plan["epilogues"].as_u64().unwrap() > 0, "{plan}");
+    let text = success(&lathe(&["inspect", path_str(&f.model_path())]));
+    assert!(text.contains("peak arena: "), "{text}");
+}
 
 #[test]
 fn inspect_json_reports_mlp_tiny() {
@@ -717,7 +743,7 @@ fn usage_errors_exit_non_zero_without_panicking() {
     }
     let o = lathe(&["run", path_str(&f.model_path()), "--backend", "cuda"]);
     assert!(
-        stderr(&o).contains("unknown backend `cuda` (available: interp)"),
+        stderr(&o).contains("unknown backend `cuda` (available: cpu, interp)"),
         "{}",
         stderr(&o)
     );

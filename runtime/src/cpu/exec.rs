@@ -15,13 +15,14 @@ use crate::kernels::packed::{gemm_packed, PackedB};
 use lathe_ir::{DType, Tensor};
 use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 
 /// Output rows a generated kernel handles per task, at least (in elements, rows × row length).
 const MIN_TASK_ELEMS: usize = 16 * 1024;
 
 /// Floating-point operations a dense kernel's task gets, at least: about a microsecond of
 /// work, which is what handing a task to another thread costs at worst.
-const MIN_TASK_FLOPS: usize = 200_000;
+const MIN_TASK_FLOPS: usize = 100_000;
 
 /// A cache line of bytes: the arena's unit, so every offset is 64-byte aligned.
 #[derive(Clone, Copy)]
@@ -155,16 +156,48 @@ impl Frame {
         pool: &ThreadPool,
         mut times: Option<&mut [std::time::Duration]>,
     ) -> Result<(), String> {
-        for (i, step) in plan.steps.iter().enumerate() {
-            let _span = tracing::trace_span!("kernel", node = %step.name, op = step.op).entered();
-            let start = times.as_ref().map(|_| std::time::Instant::now());
-            self.step(plan, step, pool)
-                .map_err(|m| format!("node `{}` ({}): {m}", step.name, step.op))?;
-            if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
-                t[i] += start.elapsed();
+        for wave in &plan.waves {
+            if wave.len() > 1 && pool.threads() > 1 && balanced(&plan.steps[wave.clone()]) {
+                // Independent branches: one step per task; each step's own split runs inline
+                // (the pool is busy with this wave).
+                let spent: Vec<std::sync::atomic::AtomicU64> =
+                    wave.clone().map(|_| Default::default()).collect();
+                let err = std::sync::Mutex::new(None);
+                pool.run(wave.len(), &|t| {
+                    let step = &plan.steps[wave.start + t];
+                    let start = std::time::Instant::now();
+                    if let Err(e) = self.timed_step(plan, step, pool) {
+                        *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    }
+                    spent[t].store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                });
+                if let Some(e) = err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                    return Err(e);
+                }
+                if let Some(t) = times.as_deref_mut() {
+                    for (k, ns) in spent.iter().enumerate() {
+                        t[wave.start + k] +=
+                            std::time::Duration::from_nanos(ns.load(Ordering::Relaxed));
+                    }
+                }
+                continue;
+            }
+            for i in wave.clone() {
+                let start = times.as_ref().map(|_| std::time::Instant::now());
+                self.timed_step(plan, &plan.steps[i], pool)?;
+                if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
+                    t[i] += start.elapsed();
+                }
             }
         }
         Ok(())
+    }
+
+    /// One step, in a tracing span, with its error located.
+    fn timed_step(&self, plan: &Plan, step: &Step, pool: &ThreadPool) -> Result<(), String> {
+        let _span = tracing::trace_span!("kernel", node = %step.name, op = step.op).entered();
+        self.step(plan, step, pool)
+            .map_err(|m| format!("node `{}` ({}): {m}", step.name, step.op))
     }
 
     fn step(&self, plan: &Plan, step: &Step, pool: &ThreadPool) -> Result<(), String> {
@@ -469,6 +502,14 @@ impl Frame {
         // SAFETY: the plan's buffers, full size; the caller owns these rows of the outputs.
         unsafe { e.kernel.run(&ins, &outs, rows) };
     }
+}
+
+/// Whether a wave's steps are worth running side by side: none of them has most of the work
+/// (a lopsided wave runs better one step at a time, each split over every thread).
+fn balanced(steps: &[Step]) -> bool {
+    let total: usize = steps.iter().map(|s| s.work).fold(0, usize::saturating_add);
+    let max = steps.iter().map(|s| s.work).max().unwrap_or(0);
+    max.saturating_mul(10) <= total.saturating_mul(7)
 }
 
 /// A pointer to the data of a dense f32 tensor.

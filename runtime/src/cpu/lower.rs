@@ -30,7 +30,7 @@ use crate::kernels::pool::{Pool2d, PoolKind};
 use crate::kernels::reduce::MiddleReduce;
 use lathe_ir::ops::{FusedKind, Op};
 use lathe_ir::{DType, Graph, NodeId, TensorType, ValueId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Lowers `g` (every shape known) to a plan.
@@ -169,12 +169,14 @@ impl Builder {
             }
             _ => inputs.clone(),
         };
+        let work = kernel.work(&self.bufs);
         self.steps.push(Step {
             name,
             op: node.op.mnemonic(),
             kernel,
             reads,
             writes: outputs,
+            work,
         });
         Ok(())
     }
@@ -464,6 +466,7 @@ impl Builder {
             kernel: Kernel::Copy { from: buf, to },
             reads: vec![buf],
             writes: vec![to],
+            work: self.bufs[to].len(),
         });
         self.outputs.push(to);
     }
@@ -537,21 +540,51 @@ impl Builder {
         }
     }
 
+    /// Splits the steps into waves: a step joins the current wave unless it reads a storage
+    /// the wave writes, or writes one the wave reads or writes.
+    fn waves(&self) -> Vec<std::ops::Range<usize>> {
+        let mut waves = vec![];
+        let mut start = 0;
+        let (mut reads, mut writes) = (HashSet::new(), HashSet::new());
+        for (i, step) in self.steps.iter().enumerate() {
+            let r: Vec<usize> = step.reads.iter().map(|&b| self.bufs[b].storage).collect();
+            let w: Vec<usize> = step.writes.iter().map(|&b| self.bufs[b].storage).collect();
+            let conflict = r.iter().any(|s| writes.contains(s))
+                || w.iter().any(|s| writes.contains(s) || reads.contains(s));
+            if conflict {
+                waves.push(start..i);
+                start = i;
+                reads.clear();
+                writes.clear();
+            }
+            reads.extend(r);
+            writes.extend(w);
+        }
+        if start < self.steps.len() {
+            waves.push(start..self.steps.len());
+        }
+        waves
+    }
+
     fn finish(mut self) -> Plan {
-        // Lifetimes of the arena storages still in use, then their offsets.
+        let waves = self.waves();
+        // Lifetimes of the arena storages still in use, in waves (steps of one wave may run
+        // at the same time, so they must not share bytes), then their offsets.
         let n = self.storages.len();
         let (mut first, mut last) = (vec![usize::MAX; n], vec![0usize; n]);
-        for (i, step) in self.steps.iter().enumerate() {
-            for &b in step.reads.iter().chain(&step.writes) {
-                let s = self.bufs[b].storage;
-                first[s] = first[s].min(i);
-                last[s] = last[s].max(i);
+        for (w, wave) in waves.iter().enumerate() {
+            for step in &self.steps[wave.clone()] {
+                for &b in step.reads.iter().chain(&step.writes) {
+                    let s = self.bufs[b].storage;
+                    first[s] = first[s].min(w);
+                    last[s] = last[s].max(w);
+                }
             }
         }
         // Outputs kept in the arena (non-f32 ones) are read after the last step.
         for &b in &self.outputs {
             let s = self.bufs[b].storage;
-            last[s] = self.steps.len();
+            last[s] = waves.len();
         }
         let arena: Vec<usize> = (0..n)
             .filter(|&s| {
@@ -572,6 +605,7 @@ impl Builder {
         }
         let mut stats = PlanStats {
             steps: self.steps.len(),
+            parallel_waves: waves.iter().filter(|w| w.len() > 1).count(),
             arena_bytes: placed.bytes,
             arena_lower_bound: memory::lower_bound(&lifetimes),
             ..PlanStats::default()
@@ -601,6 +635,7 @@ impl Builder {
             storages: self.storages,
             bufs: self.bufs,
             steps: self.steps,
+            waves,
             outputs: self.outputs,
             inputs: self.inputs,
             stats,

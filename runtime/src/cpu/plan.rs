@@ -175,6 +175,19 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Estimated floating-point operations (or elements moved) of one run.
+    pub fn work(&self, bufs: &[Buf]) -> usize {
+        match self {
+            Kernel::Gemm { gemm, .. } => 2 * gemm.m * gemm.n * gemm.k * gemm.batch_count(),
+            Kernel::Window { kernel, .. } => kernel.rows() * kernel.flops_per_row(),
+            Kernel::Rows { kernel, .. } => 4 * kernel.rows() * kernel.row_len(),
+            Kernel::Pad { out, .. } | Kernel::Reduce { x: out, .. } => bufs[*out].len(),
+            Kernel::Copy { to, .. } => bufs[*to].len(),
+            // Unknown, and slow: never worth balancing against.
+            Kernel::Interp { .. } => usize::MAX / 4,
+        }
+    }
+
     /// A short name of the kind of kernel, for profiles.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -208,6 +221,8 @@ pub struct Step {
     pub kernel: Kernel,
     pub reads: Vec<BufId>,
     pub writes: Vec<BufId>,
+    /// Estimated work (floating-point operations, or elements moved), to balance waves.
+    pub work: usize,
 }
 
 /// Counts describing a plan (for `lathe inspect` and tests).
@@ -225,6 +240,8 @@ pub struct PlanStats {
     pub arena_lower_bound: usize,
     /// Bytes of the graph outputs, allocated per call and handed to the caller.
     pub output_bytes: usize,
+    /// Waves of independent steps with more than one step (branches that may run in parallel).
+    pub parallel_waves: usize,
 }
 
 /// Everything a call needs besides its inputs.
@@ -233,6 +250,10 @@ pub struct Plan {
     pub storages: Vec<Storage>,
     pub bufs: Vec<Buf>,
     pub steps: Vec<Step>,
+    /// Waves: runs of consecutive steps independent of each other (no step reads or writes
+    /// what another of its wave writes, and the memory plan never lets two of them share
+    /// arena bytes), which the scheduler may run at the same time.
+    pub waves: Vec<std::ops::Range<usize>>,
     /// The buffer of each graph output, in output order.
     pub outputs: Vec<BufId>,
     /// Graph input buffers, in input order.

@@ -164,6 +164,7 @@ impl Report {
                 "window_steps": st.window_steps,
                 "generated_steps": st.generated_steps,
                 "epilogues": st.epilogues,
+                "parallel_waves": st.parallel_waves,
                 "interp_steps": st.interp_steps,
                 "arena_bytes": st.arena_bytes,
                 "arena_lower_bound": st.arena_lower_bound,
@@ -240,7 +241,7 @@ impl Report {
             match &p.stats {
                 Ok((st, ms)) => s.push_str(&format!(
                     "cpu plan for {}: {} steps ({} gemm, {} window, {} generated, {} epilogues fused, \
-                     {} on the interpreter), compiled in {ms:.1} ms\n\
+                     {} on the interpreter, {} waves of parallel branches), compiled in {ms:.1} ms\n\
                      peak arena: {} (lower bound {}), outputs {}\n",
                     p.signature,
                     st.steps,
@@ -249,6 +250,7 @@ impl Report {
                     st.generated_steps,
                     st.epilogues,
                     st.interp_steps,
+                    st.parallel_waves,
                     human_bytes(st.arena_bytes),
                     human_bytes(st.arena_lower_bound),
                     human_bytes(st.output_bytes),

@@ -115,6 +115,17 @@ impl Frame {
         std::slice::from_raw_parts(self.ptr(plan, b), plan.bufs[b].len())
     }
 
+    /// A single-threaded step's input and output slices.
+    ///
+    /// # Safety
+    /// `x` and `out` are distinct storages that nothing else touches while the slices live.
+    unsafe fn in_out<'a>(&self, plan: &Plan, x: BufId, out: BufId) -> (&'a [f32], &'a mut [f32]) {
+        (
+            self.f32s(plan, x),
+            std::slice::from_raw_parts_mut(self.ptr(plan, out), plan.bufs[out].len()),
+        )
+    }
+
     /// Takes the output tensors, in output order.
     pub fn into_outputs(mut self, plan: &Plan) -> Vec<Tensor> {
         plan.outputs
@@ -249,24 +260,16 @@ impl Frame {
                 Ok(())
             }
             Kernel::Pad { kernel, x, out } => {
-                // SAFETY: x is read, out written, by this step alone (distinct storages).
-                let (xs, o) = unsafe {
-                    (
-                        self.f32s(plan, *x),
-                        std::slice::from_raw_parts_mut(self.ptr(plan, *out), plan.bufs[*out].len()),
-                    )
-                };
+                // SAFETY: a step's input and output are distinct storages (only generated
+                // kernels write in place), and this step alone touches them now.
+                let (xs, o) = unsafe { self.in_out(plan, *x, *out) };
                 kernel.run(xs, o);
                 Ok(())
             }
             Kernel::Reduce { kernel, x, out } => {
-                // SAFETY: x is read, out written, by this step alone (distinct storages).
-                let (xs, o) = unsafe {
-                    (
-                        self.f32s(plan, *x),
-                        std::slice::from_raw_parts_mut(self.ptr(plan, *out), plan.bufs[*out].len()),
-                    )
-                };
+                // SAFETY: a step's input and output are distinct storages (only generated
+                // kernels write in place), and this step alone touches them now.
+                let (xs, o) = unsafe { self.in_out(plan, *x, *out) };
                 kernel.run(xs, o);
                 Ok(())
             }

@@ -7,6 +7,7 @@
 //! right size for its buffer (checked when the plan is built: a buffer is a dense view of its
 //! whole storage).
 
+use super::codegen::RowKernel;
 use super::plan::*;
 use super::threads::ThreadPool;
 use crate::kernels::gemm::{sgemm, MatMut, MatRef};
@@ -242,21 +243,8 @@ impl Frame {
                 inputs,
                 outputs,
             } => {
-                let ins: Vec<*const f32> = inputs
-                    .iter()
-                    .map(|&b| self.ptr(plan, b) as *const f32)
-                    .collect();
-                let outs: Vec<*mut f32> = outputs.iter().map(|&b| self.ptr(plan, b)).collect();
-                let rows = kernel.rows();
-                let per_task = (MIN_TASK_ELEMS / kernel.row_len().max(1)).max(1);
-                let tasks = rows.div_ceil(per_task).clamp(1, pool.threads());
-                let chunk = rows.div_ceil(tasks);
-                let (ins, outs) = (SendPtrs(ins), SendPtrs(outs));
-                pool.run(tasks, &|t| {
-                    let r = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
-                    // SAFETY: pointers are the plan's buffers; tasks write disjoint rows.
-                    unsafe { kernel.run(ins.get(), outs.get(), r) };
-                });
+                self.bind_rows(plan, kernel, inputs, outputs)
+                    .run_split(pool);
                 Ok(())
             }
             Kernel::Pad { kernel, x, out } => {
@@ -363,7 +351,7 @@ impl Frame {
                 gemv(av, bv, cols, out);
             });
             if let Some(e) = epilogue {
-                self.rows(plan, e, 0..e.kernel.rows(), pool);
+                self.bind_epilogue(plan, e).run_split(pool);
             }
             return Ok(());
         }
@@ -379,7 +367,9 @@ impl Frame {
         let chunks = g.m.div_ceil(row_chunk).max(1);
         let tasks = batches * chunks;
         let err = std::sync::Mutex::new(None);
-        let tiled = epilogue.filter(|e| e.tiled);
+        let tiled = epilogue
+            .filter(|e| e.tiled)
+            .map(|e| self.bind_epilogue(plan, e));
         pool.run(tasks, &|t| {
             let (bi, ci) = (t / chunks, t % chunks);
             let rows = (ci * row_chunk).min(g.m)..((ci + 1) * row_chunk).min(g.m);
@@ -418,17 +408,17 @@ impl Frame {
                 *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 return;
             }
-            if let Some(e) = tiled {
+            if let Some(e) = &tiled {
                 // C is dense rows: its element offset says which output row this is.
                 let r0 = oc / g.n.max(1);
-                self.rows_on(plan, e, r0..r0 + rows.len());
+                e.run(r0..r0 + rows.len());
             }
         });
         if let Some(e) = err.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
         if let Some(e) = epilogue.filter(|e| !e.tiled) {
-            self.rows(plan, e, 0..e.kernel.rows(), pool);
+            self.bind_epilogue(plan, e).run_split(pool);
         }
         Ok(())
     }
@@ -449,7 +439,9 @@ impl Frame {
         let tile = k.tile_rows().min(rows.max(1));
         let tasks = (rows * k.flops_per_row() / MIN_TASK_FLOPS).clamp(1, pool.threads());
         let chunk = rows.div_ceil(tasks);
-        let tiled = epilogue.filter(|e| e.tiled);
+        let tiled = epilogue
+            .filter(|e| e.tiled)
+            .map(|e| self.bind_epilogue(plan, e));
         pool.run(tasks, &|t| {
             let mine = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
             SCRATCH.with(|s| {
@@ -469,41 +461,38 @@ impl Frame {
                         )
                     };
                     k.run_rows(xs, tile_rows.clone(), o, &mut scratch[..need]);
-                    if let Some(e) = tiled {
-                        self.rows_on(plan, e, tile_rows.clone());
+                    if let Some(e) = &tiled {
+                        e.run(tile_rows.clone());
                     }
                     r = tile_rows.end;
                 }
             });
         });
         if let Some(e) = epilogue.filter(|e| !e.tiled) {
-            self.rows(plan, e, 0..e.kernel.rows(), pool);
+            self.bind_epilogue(plan, e).run_split(pool);
         }
     }
 
-    /// Runs an epilogue over `rows`, split across the pool.
-    fn rows(&self, plan: &Plan, e: &Epilogue, rows: Range<usize>, pool: &ThreadPool) {
-        let per_task = (MIN_TASK_ELEMS / e.kernel.row_len().max(1)).max(1);
-        let n = rows.len();
-        let tasks = n.div_ceil(per_task).clamp(1, pool.threads());
-        let chunk = n.div_ceil(tasks);
-        pool.run(tasks, &|t| {
-            let r = (rows.start + t * chunk).min(rows.end)
-                ..(rows.start + (t + 1) * chunk).min(rows.end);
-            self.rows_on(plan, e, r);
-        });
+    /// A generated kernel with this call's pointers to its buffers, computed once per step.
+    fn bind_rows<'k>(
+        &self,
+        plan: &Plan,
+        kernel: &'k RowKernel,
+        inputs: &[BufId],
+        outputs: &[BufId],
+    ) -> BoundRows<'k> {
+        BoundRows {
+            kernel,
+            ins: inputs
+                .iter()
+                .map(|&b| self.ptr(plan, b) as *const f32)
+                .collect(),
+            outs: outputs.iter().map(|&b| self.ptr(plan, b)).collect(),
+        }
     }
 
-    /// Runs an epilogue over `rows` on this thread.
-    fn rows_on(&self, plan: &Plan, e: &Epilogue, rows: Range<usize>) {
-        let ins: Vec<*const f32> = e
-            .inputs
-            .iter()
-            .map(|&b| self.ptr(plan, b) as *const f32)
-            .collect();
-        let outs: Vec<*mut f32> = e.outputs.iter().map(|&b| self.ptr(plan, b)).collect();
-        // SAFETY: the plan's buffers, full size; the caller owns these rows of the outputs.
-        unsafe { e.kernel.run(&ins, &outs, rows) };
+    fn bind_epilogue<'k>(&self, plan: &Plan, e: &'k Epilogue) -> BoundRows<'k> {
+        self.bind_rows(plan, &e.kernel, &e.inputs, &e.outputs)
     }
 }
 
@@ -513,6 +502,36 @@ fn balanced(steps: &[Step]) -> bool {
     let total: usize = steps.iter().map(|s| s.work).fold(0, usize::saturating_add);
     let max = steps.iter().map(|s| s.work).max().unwrap_or(0);
     max.saturating_mul(10) <= total.saturating_mul(7)
+}
+
+/// A generated kernel bound to one call's buffers.
+struct BoundRows<'k> {
+    kernel: &'k RowKernel,
+    ins: Vec<*const f32>,
+    outs: Vec<*mut f32>,
+}
+
+// SAFETY: the pointers are the plan's buffers for this call; tasks given disjoint row ranges
+// write disjoint rows (see the module notes).
+unsafe impl Sync for BoundRows<'_> {}
+
+impl BoundRows<'_> {
+    /// Rows `rows` on this thread.
+    fn run(&self, rows: Range<usize>) {
+        // SAFETY: full-size buffers of the plan; the caller owns these rows of the outputs.
+        unsafe { self.kernel.run(&self.ins, &self.outs, rows) };
+    }
+
+    /// Every row, split across the pool when there are enough elements.
+    fn run_split(&self, pool: &ThreadPool) {
+        let rows = self.kernel.rows();
+        let per_task = (MIN_TASK_ELEMS / self.kernel.row_len().max(1)).max(1);
+        let tasks = rows.div_ceil(per_task).clamp(1, pool.threads());
+        let chunk = rows.div_ceil(tasks);
+        pool.run(tasks, &|t| {
+            self.run((t * chunk).min(rows)..((t + 1) * chunk).min(rows))
+        });
+    }
 }
 
 /// A pointer to the data of a dense f32 tensor.
@@ -536,14 +555,3 @@ impl SendPtr {
 // SAFETY: used only to hand disjoint output regions to tasks of one step.
 unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
-
-struct SendPtrs<T>(Vec<T>);
-
-impl<T> SendPtrs<T> {
-    fn get(&self) -> &[T] {
-        &self.0
-    }
-}
-// SAFETY: as for `SendPtr`.
-unsafe impl<T> Sync for SendPtrs<T> {}
-unsafe impl<T> Send for SendPtrs<T> {}

@@ -128,7 +128,7 @@ impl fmt::Display for GemmError {
 impl std::error::Error for GemmError {}
 
 /// Elements a view needs: one past the largest offset it addresses (0 if it is empty).
-fn needed(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> Option<usize> {
+pub(crate) fn needed(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> Option<usize> {
     if rows == 0 || cols == 0 {
         return Some(0);
     }
@@ -165,7 +165,7 @@ fn check(
 /// True when no two elements of a `rows × cols` view with these strides share an offset.
 /// Sufficient test (covers every layout codegen produces): one stride spans the other's
 /// whole extent.
-fn distinct(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> bool {
+pub(crate) fn distinct(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> bool {
     // An empty view has no elements to alias, whatever its strides; nor does one element.
     if rows == 0 || cols == 0 || (rows <= 1 && cols <= 1) {
         return true;

@@ -32,7 +32,8 @@
 //! Views follow [`super::gemm`]'s contract (element `(i, j)` at `data[i*row + j*col]`); misuse
 //! (shapes that do not compose, short slices, overlapping `C`) panics with a message.
 
-use super::gemm::{MatMut, MatRef};
+// The view checks are `kernels::gemm`'s: one definition of what a view needs and of aliasing.
+use super::gemm::{distinct, needed, MatMut, MatRef};
 use std::fmt;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -210,17 +211,6 @@ impl PackedB {
     }
 }
 
-/// Elements a view needs: one past its largest offset (0 if empty); `None` on overflow.
-fn needed(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> Option<usize> {
-    if rows == 0 || cols == 0 {
-        return Some(0);
-    }
-    (rows - 1)
-        .checked_mul(rs)?
-        .checked_add((cols - 1).checked_mul(cs)?)?
-        .checked_add(1)
-}
-
 /// Panics unless the `rows × cols` view with `strides` fits a slice of `len` elements.
 fn check_view(what: &str, operand: &str, len: usize, rows: usize, cols: usize, s: (usize, usize)) {
     let need = needed(rows, cols, s).filter(|&e| isize::try_from(e).is_ok());
@@ -231,21 +221,6 @@ fn check_view(what: &str, operand: &str, len: usize, rows: usize, cols: usize, s
         need <= len,
         "{what}: {operand} ({rows}x{cols}, strides {s:?}) needs {need} elements, its slice has {len}"
     );
-}
-
-/// True when no two elements of a `rows × cols` view share an offset (the sufficient test of
-/// `kernels::gemm`: one stride spans the other's whole extent).
-fn distinct(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> bool {
-    if rows <= 1 && cols <= 1 || rows == 0 || cols == 0 {
-        return true;
-    }
-    if rows <= 1 {
-        return cs > 0;
-    }
-    if cols <= 1 {
-        return rs > 0;
-    }
-    (cs > 0 && rs >= cols * cs) || (rs > 0 && cs >= rows * rs)
 }
 
 /// `C = A·B` (or `C += A·B` when `accumulate`) on the calling thread, with `A` `m × k`

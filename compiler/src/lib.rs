@@ -7,3 +7,6 @@ pub use import::{load, ImportError, ModelFormat};
 pub mod passes;
 pub mod pipeline;
 pub mod specialize;
+pub mod specialized;
+
+pub use specialized::SpecializedGraph;

@@ -6,8 +6,9 @@ use crate::cache::{lock, Caller, Lookup, SpecializationCache};
 use crate::cpu::ThreadPool;
 use crate::specialization::{Signature, Specialization};
 use crate::{Backend, RunError};
-use lathe_compiler::pipeline::Pipeline;
+use lathe_compiler::pipeline::{PassHooks, PassRecord, Pipeline};
 use lathe_compiler::specialize::check_signature;
+use lathe_compiler::SpecializedGraph;
 use lathe_ir::{Graph, GraphInput, GraphOutput, Tensor, TensorType};
 use std::fmt;
 use std::sync::Arc;
@@ -20,6 +21,9 @@ pub struct ModelOptions {
     pub backend: Backend,
     /// The optimization level each specialization is compiled at, 0–3 (above 3 is 3).
     pub opt_level: u8,
+    /// A pipeline to run on each specialization instead of `opt_level`'s, as text
+    /// (`fixed-point(fold-constants,cse),fuse`; see `lathe_compiler::pipeline::Pipeline::parse`).
+    pub passes: Option<String>,
     /// How many specializations (one per input signature) are kept; at least 1.
     pub cache_capacity: usize,
     /// Threads the CPU backend may use for one call; `None` means one per core. The
@@ -32,6 +36,7 @@ impl Default for ModelOptions {
         ModelOptions {
             backend: Backend::Cpu,
             opt_level: 2,
+            passes: None,
             cache_capacity: 8,
             threads: None,
         }
@@ -108,8 +113,12 @@ impl Model {
                 "threads must be at least 1 (or None for the default)".to_string(),
             ));
         }
-        let pipeline = Pipeline::for_level(options.opt_level)
-            .map_err(|e| RunError::Options(format!("opt_level {}: {e}", options.opt_level)))?;
+        let pipeline = match &options.passes {
+            Some(text) => Pipeline::parse(text)
+                .map_err(|e| RunError::Options(format!("passes `{text}`: {e}")))?,
+            None => Pipeline::for_level(options.opt_level)
+                .map_err(|e| RunError::Options(format!("opt_level {}: {e}", options.opt_level)))?,
+        };
         let input_names = graph.inputs().iter().map(|i| i.name.clone()).collect();
         let cache = SpecializationCache::new(&graph.name, options.cache_capacity);
         let pool = (options.backend == Backend::Cpu).then(|| {
@@ -177,6 +186,18 @@ impl Model {
     pub fn specialize_for(&self, inputs: &[TensorType]) -> Result<Arc<Specialization>, RunError> {
         let signature = Signature::new(self.input_names.clone(), inputs.to_vec());
         self.specialization(signature, Caller::AheadOfTime)
+    }
+
+    /// The graph a call with inputs of these types runs: the model's graph specialized to them
+    /// and optimized by the model's pipeline, with `hooks` called around every pass (for
+    /// `lathe dump`). Neither cached nor compiled for the backend.
+    pub fn optimized_graph(
+        &self,
+        inputs: &[TensorType],
+        hooks: &mut dyn PassHooks,
+    ) -> Result<(SpecializedGraph, Vec<PassRecord>), RunError> {
+        let signature = Signature::new(self.input_names.clone(), inputs.to_vec());
+        crate::specialization::optimize_for(&self.graph, &signature, &self.pipeline, hooks)
     }
 
     /// How many specializations the cache holds now.

@@ -4,8 +4,8 @@
 
 use crate::cpu::{CpuPlan, PlanStats, ThreadPool};
 use crate::{Backend, RunError};
-use lathe_compiler::pipeline::{NoHooks, Pipeline};
-use lathe_compiler::specialize::specialize;
+use lathe_compiler::pipeline::{NoHooks, PassHooks, PassRecord, Pipeline};
+use lathe_compiler::SpecializedGraph;
 use lathe_ir::{Graph, Tensor, TensorType};
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -68,11 +68,29 @@ impl fmt::Display for Signature {
     }
 }
 
+/// `graph` specialized to `signature` and optimized by `pipeline`, with `hooks` called around
+/// every pass: what a specialization compiles, and what `lathe dump` prints.
+pub(crate) fn optimize_for(
+    graph: &Graph,
+    signature: &Signature,
+    pipeline: &Pipeline,
+    hooks: &mut dyn PassHooks,
+) -> Result<(SpecializedGraph, Vec<PassRecord>), RunError> {
+    let mut g = SpecializedGraph::specialize(graph, signature.types())?;
+    let records = g
+        .optimize(pipeline, hooks)
+        .map_err(|source| RunError::Optimize {
+            signature: signature.to_string(),
+            source,
+        })?;
+    Ok((g, records))
+}
+
 /// A model's graph specialized to one signature and optimized: every value's shape is known.
 #[derive(Debug)]
 pub struct Specialization {
     signature: Signature,
-    graph: Graph,
+    graph: SpecializedGraph,
     compile_time: Duration,
     backend: Backend,
     /// The compiled plan, for [`Backend::Cpu`].
@@ -91,13 +109,7 @@ impl Specialization {
         let span = tracing::info_span!("specialize", model = %graph.name, %signature);
         let _enter = span.enter();
         let start = Instant::now();
-        let mut g = specialize(graph, signature.types())?;
-        pipeline
-            .run(&mut g, &mut NoHooks)
-            .map_err(|source| RunError::Optimize {
-                signature: signature.to_string(),
-                source,
-            })?;
+        let (g, _) = optimize_for(graph, &signature, pipeline, &mut NoHooks)?;
         let cpu = match backend {
             Backend::Cpu => {
                 let pool = pool
@@ -116,7 +128,7 @@ impl Specialization {
         let compile_time = start.elapsed();
         tracing::info!(
             time_ms = compile_time.as_secs_f64() * 1e3,
-            nodes = g.len(),
+            nodes = g.graph().len(),
             "compiled specialization"
         );
         Ok(Specialization {
@@ -130,7 +142,7 @@ impl Specialization {
 
     /// The specialized, optimized graph.
     pub fn graph(&self) -> &Graph {
-        &self.graph
+        self.graph.graph()
     }
 
     /// How long specializing and optimizing took.
@@ -162,7 +174,7 @@ impl Specialization {
     pub(crate) fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
         match &self.cpu {
             Some(plan) => plan.run(inputs).map_err(RunError::Kernel),
-            None => Ok(lathe_ir::interp::run(&self.graph, inputs)?),
+            None => Ok(lathe_ir::interp::run(self.graph.graph(), inputs)?),
         }
     }
 }

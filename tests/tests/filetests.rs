@@ -8,7 +8,14 @@
 //! - `; check-next: PATTERN` — the line right after the previous match contains PATTERN;
 //! - `; check-not: PATTERN` — no line between the previous match and the next one (or the end)
 //!   contains PATTERN;
-//! - `; no-eval` — skip the differential check below.
+//! - `; no-eval` — skip the differential check below;
+//! - `; print: plan` — check the CPU plan compiled from the result (steps, kernels, buffers and
+//!   their arena offsets) instead of the IR; the plan's outputs must then also equal the
+//!   interpreter's on the input graph. The lowering tests in `filetests/lower/` use it.
+//!
+//! Bless mode: with `LATHE_BLESS=1`, a file whose checks fail has its check lines replaced by
+//! the exact output (`; check:` on the first line, `; check-next:` on each after it), so a
+//! deliberate change of a printer or a lowering is one command, reviewed in the diff.
 //!
 //! In a pattern, `{{...}}` matches any run of characters (the text between the braces only
 //! documents what is expected there, e.g. `conv2d(%{{T}}, %{{W}})`), so checks need not pin
@@ -19,8 +26,11 @@
 //! matches its checks but changes the answer fails.
 
 use lathe_compiler::pipeline::{NoHooks, Pipeline};
+use lathe_compiler::SpecializedGraph;
 use lathe_ir::{DType, Dim, Graph, Tensor};
+use lathe_runtime::cpu::{CpuPlan, ThreadPool};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, PartialEq)]
 enum Check {
@@ -33,6 +43,8 @@ struct FileTest {
     pipeline: String,
     checks: Vec<Check>,
     eval: bool,
+    /// Check the printed CPU plan rather than the IR.
+    plan: bool,
 }
 
 fn collapse(s: &str) -> String {
@@ -43,6 +55,7 @@ fn directives(text: &str) -> Result<FileTest, String> {
     let mut pipeline = None;
     let mut checks = Vec::new();
     let mut eval = true;
+    let mut plan = false;
     for line in text.lines() {
         let Some((_, comment)) = line.split_once(';') else {
             continue;
@@ -60,6 +73,12 @@ fn directives(text: &str) -> Result<FileTest, String> {
             checks.push(Check::Not(collapse(p)));
         } else if c == "no-eval" {
             eval = false;
+        } else if let Some(p) = c.strip_prefix("print:") {
+            match p.trim() {
+                "plan" => plan = true,
+                "ir" => plan = false,
+                other => return Err(format!("unknown `; print: {other}` (ir or plan)")),
+            }
         } else if c.starts_with("check") {
             return Err(format!("unknown directive `; {c}`"));
         }
@@ -71,6 +90,7 @@ fn directives(text: &str) -> Result<FileTest, String> {
         pipeline: pipeline.ok_or("missing `; run: PASSES` line")?,
         checks,
         eval,
+        plan,
     })
 }
 
@@ -226,22 +246,87 @@ fn run_file(path: &Path) -> Result<(), String> {
         .run(&mut g, &mut NoHooks)
         .map_err(|e| e.to_string())?;
     let printed = lathe_ir::text::print(&g);
-    filecheck(&t.checks, &printed).map_err(|e| format!("{e}\n--- output ---\n{printed}"))?;
     // The printed result must itself be valid IR text.
     lathe_ir::text::parse(&printed).map_err(|e| format!("output does not parse back: {e}"))?;
+    let plan = if t.plan {
+        let specialized = SpecializedGraph::new(g.clone())
+            .map_err(|e| format!("a plan needs known shapes: {e}"))?;
+        let pool = Arc::new(ThreadPool::new(1));
+        Some(CpuPlan::compile(&specialized, pool).map_err(|e| format!("lowering: {e}"))?)
+    } else {
+        None
+    };
+    let output = match &plan {
+        Some(p) => p.print(&g.name),
+        None => printed.clone(),
+    };
+    let checked = if t.checks.is_empty() {
+        Err("no `; check:` lines (a file test must check something)".to_string())
+    } else {
+        filecheck(&t.checks, &output)
+    };
+    if let Err(e) = checked {
+        if std::env::var_os("LATHE_BLESS").is_some_and(|v| v == "1") {
+            std::fs::write(path, bless(&text, &output)).map_err(|e| e.to_string())?;
+            eprintln!("blessed {}", path.display());
+        } else {
+            return Err(format!(
+                "{e}\n--- output ---\n{output}(LATHE_BLESS=1 rewrites the checks to this output)"
+            ));
+        }
+    }
     if t.eval {
         for seed in [1, 2] {
             let inputs = random_inputs(&original, seed);
             let before = lathe_ir::interp::run(&original, &inputs)
                 .map_err(|e| format!("interpreting the input: {e}"))?;
-            let after = lathe_ir::interp::run(&g, &inputs)
-                .map_err(|e| format!("interpreting the output: {e}"))?;
-            same_outputs(&before, &after).map_err(|e| {
-                format!("the rewrite changed the result: {e}\n--- output ---\n{printed}")
-            })?;
+            let after = match &plan {
+                Some(p) => p
+                    .run(&inputs)
+                    .map_err(|e| format!("running the plan: {e}"))?,
+                None => lathe_ir::interp::run(&g, &inputs)
+                    .map_err(|e| format!("interpreting the output: {e}"))?,
+            };
+            same_outputs(&before, &after)
+                .map_err(|e| format!("the result changed: {e}\n--- output ---\n{output}"))?;
         }
     }
     Ok(())
+}
+
+/// `text` with its check lines replaced by checks for exactly `output`, placed where the first
+/// check line was (or after the `; run:` line when there was none).
+fn bless(text: &str, output: &str) -> String {
+    let is_check = |l: &str| {
+        l.split_once(';')
+            .is_some_and(|(before, c)| before.trim().is_empty() && c.trim().starts_with("check"))
+    };
+    let mut checks = String::new();
+    for (i, line) in output.lines().enumerate() {
+        let kind = if i == 0 { "check" } else { "check-next" };
+        let line = line.trim();
+        if !line.is_empty() {
+            checks.push_str(&format!("; {kind}: {line}\n"));
+        }
+    }
+    let mut out = String::new();
+    let mut placed = false;
+    for line in text.lines() {
+        if is_check(line) {
+            if !placed {
+                out.push_str(&checks);
+                placed = true;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if !placed && line.trim_start().starts_with("; run:") {
+            out.push_str(&checks);
+            placed = true;
+        }
+    }
+    out
 }
 
 fn lir_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -308,4 +393,21 @@ fn filecheck_semantics() {
         directives("; run: cse\n; check-nxt: y").is_err(),
         "misspelled directive"
     );
+    assert!(directives("; run: cse\n; print: plan").unwrap().plan);
+    assert!(directives("; run: cse\n; print: asm").is_err());
+}
+
+#[test]
+fn bless_replaces_checks_with_the_output() {
+    let text = "; a test\n; run: cse\n; check: old\n; check-next: older\ngraph @g() {}\n";
+    let blessed = bless(text, "new 1\n  new 2\n");
+    assert_eq!(
+        blessed,
+        "; a test\n; run: cse\n; check: new 1\n; check-next: new 2\ngraph @g() {}\n"
+    );
+    let t = directives(&blessed).unwrap();
+    assert!(filecheck(&t.checks, "new 1\nnew 2\n").is_ok());
+    // Without check lines the checks go right after the run line.
+    let blessed = bless("; run: cse\ngraph @g() {}\n", "x\n");
+    assert_eq!(blessed, "; run: cse\n; check: x\ngraph @g() {}\n");
 }

@@ -22,13 +22,15 @@ mod lower;
 pub mod matmul;
 pub mod memory;
 mod plan;
+mod print;
 pub mod threads;
 
 pub use plan::PlanStats;
 pub use threads::ThreadPool;
 
 use exec::{Frame, Line};
-use lathe_ir::{Graph, Tensor};
+use lathe_compiler::SpecializedGraph;
+use lathe_ir::Tensor;
 use std::sync::{Arc, Mutex};
 
 /// A graph compiled for the CPU: the steps, their kernels and the memory plan.
@@ -41,8 +43,9 @@ pub struct CpuPlan {
 }
 
 impl CpuPlan {
-    /// Compiles `graph` (every shape known: a specialization) to run on `pool`.
-    pub fn compile(graph: &Graph, pool: Arc<ThreadPool>) -> Result<CpuPlan, String> {
+    /// Compiles a specialized graph (every shape known, verified) to run on `pool`.
+    pub fn compile(graph: &SpecializedGraph, pool: Arc<ThreadPool>) -> Result<CpuPlan, String> {
+        let graph = graph.graph();
         let span = tracing::info_span!("codegen", graph = %graph.name);
         let _enter = span.enter();
         let plan = lower::lower(graph)?;
@@ -57,6 +60,12 @@ impl CpuPlan {
             pool,
             arenas: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The plan as text: one line per step with its kernel, then the buffers it reads and
+    /// writes and where they live (see `print.rs`).
+    pub fn print(&self, name: &str) -> String {
+        print::print(&self.plan, name)
     }
 
     /// What the plan is made of, and its memory.

@@ -9,8 +9,6 @@ use super::opt::OptArgs;
 use crate::inputs::read_inputs;
 use anyhow::{bail, Result};
 use clap::Args;
-use lathe_compiler::pipeline::NoHooks;
-use lathe_compiler::specialize::specialize;
 use lathe_ir::{DType, Dim, Graph, Tensor, TensorType};
 use lathe_runtime::{Backend, Model, ModelOptions};
 use std::path::PathBuf;
@@ -134,24 +132,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     // Compilation: loading the model, then specializing it to this input signature and
     // optimizing the result, ahead of the first call.
-    let pipeline = args.opt.pipeline()?;
     let start = Instant::now();
-    let options = |opt_level| ModelOptions {
+    let options = args.opt.model_options(ModelOptions {
         backend: args.backend,
-        opt_level,
         threads: args.threads.map(|n| n as usize),
         ..ModelOptions::default()
-    };
-    let model = match &args.opt.passes {
-        None => Model::with_options(graph, options(args.opt.level))?,
-        Some(_) => {
-            // The runtime compiles at a level, not a pass list: specialize and run the passes
-            // here, and give the model the result with nothing left to do.
-            let mut g = specialize(&graph, &signature)?;
-            pipeline.run(&mut g, &mut NoHooks)?;
-            Model::with_options(g, options(0))?
-        }
-    };
+    });
+    let model = Model::with_options(graph, options)?;
     let spec = model.specialize_for(&signature)?;
     let compile = start.elapsed();
 

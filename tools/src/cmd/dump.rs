@@ -1,13 +1,20 @@
 //! `lathe dump`: print a model's IR as text, DOT or SVG, after optimization, and watch any
 //! pass's effect (`--print-ir-after-all`, `--print-ir-before/after PASS`, `--dump-dir`).
+//!
+//! By default it shows exactly what `lathe run` executes: the graph specialized to the input
+//! shapes (`--input`, `--shape`, or the declared ones with unknown dims bound to 1) and
+//! optimized by the same pipeline the runtime uses; `--format plan` prints the CPU plan compiled
+//! from it. `--generic` optimizes the graph as imported instead, symbolic dims and all.
 
 use super::opt::OptArgs;
+use crate::inputs::read_inputs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use lathe_compiler::pipeline::{PassHooks, PassRecord};
 use lathe_ir::dot::{render_svg, to_dot, DotOptions};
 use lathe_ir::text::{print_with, PrintOptions};
-use lathe_ir::Graph;
+use lathe_ir::{Graph, TensorType};
+use lathe_runtime::{Backend, Model, ModelOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -20,6 +27,9 @@ pub enum Format {
     Dot,
     /// SVG drawn by Graphviz's `dot` (must be installed).
     Svg,
+    /// The CPU plan compiled from the optimized specialization: steps, kernels, buffers and
+    /// their arena offsets.
+    Plan,
 }
 
 /// Arguments of `lathe dump`.
@@ -52,6 +62,16 @@ pub struct DumpArgs {
     /// Leave constants out of DOT/SVG pictures.
     #[arg(long)]
     pub hide_constants: bool,
+    /// Specialize to the shapes of these inputs, as NAME=FILE.npy (as `run` takes them).
+    #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
+    pub inputs: Vec<String>,
+    /// Specialize input NAME to this shape, as NAME=1,224,224,3 (a model with one input may omit
+    /// `NAME=`). Inputs named by neither option take their declared shape, unknown dims as 1.
+    #[arg(long = "shape", value_name = "NAME=DIMS")]
+    pub shapes: Vec<String>,
+    /// Optimize the graph as imported, without specializing it to input shapes.
+    #[arg(long, conflicts_with_all = ["inputs", "shapes"])]
+    pub generic: bool,
 }
 
 /// Renders graphs in the chosen format.
@@ -67,12 +87,14 @@ impl Renderer {
             Format::Text => print_with(g, &self.text),
             Format::Dot => to_dot(g, &self.dot),
             Format::Svg => render_svg(&to_dot(g, &self.dot)).map_err(anyhow::Error::msg)?,
+            // Plans are printed once, at the end; graphs around passes are printed as text.
+            Format::Plan => print_with(g, &self.text),
         })
     }
 
     fn extension(&self) -> &'static str {
         match self.format {
-            Format::Text => "lir",
+            Format::Text | Format::Plan => "lir",
             Format::Dot => "dot",
             Format::Svg => "svg",
         }
@@ -167,7 +189,10 @@ pub fn run(args: DumpArgs) -> Result<()> {
             bail!("unknown pass `{p}`");
         }
     }
-    let mut graph = super::load_model(&args.model)?;
+    if args.generic && args.format == Format::Plan {
+        bail!("--format plan needs a specialization (drop --generic)");
+    }
+    let graph = super::load_model(&args.model)?;
     let pipeline = args.opt.pipeline()?;
     if let Some(dir) = &args.dump_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -189,21 +214,104 @@ pub fn run(args: DumpArgs) -> Result<()> {
         out: Vec::new(),
         error: None,
     };
-    if pipeline.steps.is_empty() {
-        // No pass runs, so no hook fires: the input is all there is to dump.
-        hooks.write_file(0, "input", &graph);
-    }
-    let result = pipeline.run(&mut graph, &mut hooks);
+    let result = if args.generic {
+        let mut graph = graph;
+        if pipeline.steps.is_empty() {
+            // No pass runs, so no hook fires: the input is all there is to dump.
+            hooks.write_file(0, "input", &graph);
+        }
+        pipeline
+            .run(&mut graph, &mut hooks)
+            .map(|_| Dumped::Graph(graph))
+            .map_err(anyhow::Error::from)
+    } else {
+        specialized(&args, graph, &mut hooks)
+    };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&hooks.out)?;
     if let Some(e) = hooks.error {
         return Err(e);
     }
-    result?;
+    let dumped = result?;
     let printing =
         args.print_ir_after_all || args.print_ir_after.is_some() || args.print_ir_before.is_some();
     if !printing {
-        write!(stdout, "{}", renderer.render(&graph)?)?;
+        match dumped {
+            Dumped::Graph(g) => write!(stdout, "{}", renderer.render(&g)?)?,
+            Dumped::Plan(text) => write!(stdout, "{text}")?,
+        }
     }
     Ok(())
+}
+
+/// What `dump` prints at the end.
+enum Dumped {
+    Graph(Graph),
+    Plan(String),
+}
+
+/// Specializes `graph` to the signature the arguments give and optimizes it as the runtime
+/// does (the same `Model` code path as `run`), calling the hooks around every pass.
+fn specialized(args: &DumpArgs, graph: Graph, hooks: &mut DumpHooks<'_>) -> Result<Dumped> {
+    let types = signature(&graph, &args.inputs, &args.shapes)?;
+    let options = args.opt.model_options(ModelOptions {
+        backend: Backend::Cpu,
+        threads: Some(1),
+        ..ModelOptions::default()
+    });
+    let name = graph.name.clone();
+    let model = Model::with_options(graph, options)?;
+    let (g, records) = model.optimized_graph(&types, hooks)?;
+    if records.is_empty() {
+        // No pass ran, so no hook fired: the specialization is all there is to dump.
+        hooks.write_file(0, "input", g.graph());
+    }
+    if args.format == Format::Plan {
+        let spec = model.specialize_for(&types)?;
+        let plan = spec
+            .cpu_plan()
+            .ok_or_else(|| anyhow::anyhow!("no cpu plan was compiled"))?;
+        return Ok(Dumped::Plan(plan.print(&name)));
+    }
+    Ok(Dumped::Graph(g.into_graph()))
+}
+
+/// The input types to specialize to: from `--input` files, `--shape` options, or the declared
+/// types with unknown dims bound to 1.
+fn signature(g: &Graph, inputs: &[String], shapes: &[String]) -> Result<Vec<TensorType>> {
+    let mut types = super::declared_signature(g);
+    if !inputs.is_empty() {
+        for (name, t) in read_inputs(g, inputs)? {
+            let i = g
+                .inputs()
+                .iter()
+                .position(|d| d.name == name)
+                .ok_or_else(|| anyhow::anyhow!("model has no input named `{name}`"))?;
+            types[i] = t.ty();
+        }
+    }
+    for s in shapes {
+        let (name, dims) = match s.split_once('=') {
+            Some((n, d)) => (n.to_string(), d),
+            None if g.inputs().len() == 1 => (g.inputs()[0].name.clone(), s.as_str()),
+            None => bail!("--shape {s}: name the input (NAME=DIMS); the model has several"),
+        };
+        let i = g
+            .inputs()
+            .iter()
+            .position(|d| d.name == name)
+            .ok_or_else(|| anyhow::anyhow!("--shape {s}: the model has no input named `{name}`"))?;
+        let dims: Vec<usize> = if dims.trim().is_empty() {
+            vec![]
+        } else {
+            dims.split(',')
+                .map(|d| d.trim().parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    anyhow::anyhow!("--shape {s}: dims must be numbers like 1,224,224,3")
+                })?
+        };
+        types[i] = TensorType::known(g.inputs()[i].ty.dtype, &dims);
+    }
+    Ok(types)
 }

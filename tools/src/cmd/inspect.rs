@@ -28,10 +28,17 @@ pub struct InspectArgs {
 /// Runs `lathe inspect`.
 pub fn run(args: InspectArgs) -> Result<()> {
     let g = super::load_model(&args.model)?;
-    let mut optimized = g.clone();
-    let passes = args.opt.pipeline()?.run(&mut optimized, &mut NoHooks)?;
-    let mut report = Report::of(&g, &optimized, passes);
-    report.plan = Some(cpu_plan(&g, args.opt.level));
+    let types = super::declared_signature(&g);
+    let options = args.opt.model_options(ModelOptions {
+        backend: Backend::Cpu,
+        threads: Some(1),
+        ..ModelOptions::default()
+    });
+    let model = Model::with_options(g.clone(), options)?;
+    // What `lathe run` executes for these shapes: the specialization, optimized.
+    let (optimized, passes) = model.optimized_graph(&types, &mut NoHooks)?;
+    let mut report = Report::of(&g, optimized.graph(), passes);
+    report.plan = Some(cpu_plan(&model, &g, &types));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
@@ -61,38 +68,11 @@ struct PlanReport {
     stats: Result<(PlanStats, f64), String>,
 }
 
-/// Compiles the CPU plan for the model's declared input shapes, binding each unknown or
-/// symbolic dim to 1 (batch 1).
-fn cpu_plan(g: &Graph, level: u8) -> PlanReport {
-    let types: Vec<TensorType> = g
-        .inputs()
-        .iter()
-        .map(|i| {
-            let dims: Vec<usize> =
-                i.ty.shape
-                    .dims()
-                    .iter()
-                    .map(|d| d.known().unwrap_or(1))
-                    .collect();
-            TensorType::known(i.ty.dtype, &dims)
-        })
-        .collect();
-    let signature = g
-        .inputs()
-        .iter()
-        .zip(&types)
-        .map(|(i, t)| format!("{}: {t}", i.name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let options = ModelOptions {
-        backend: Backend::Cpu,
-        opt_level: level,
-        threads: Some(1),
-        ..ModelOptions::default()
-    };
-    let stats = Model::with_options(g.clone(), options)
+/// Compiles the CPU plan of `model` for the input types `types`.
+fn cpu_plan(model: &Model, g: &Graph, types: &[TensorType]) -> PlanReport {
+    let stats = model
+        .specialize_for(types)
         .map_err(|e| e.to_string())
-        .and_then(|m| m.specialize_for(&types).map_err(|e| e.to_string()))
         .and_then(|spec| {
             let ms = spec.compile_time().as_secs_f64() * 1e3;
             spec.plan_stats()
@@ -100,7 +80,7 @@ fn cpu_plan(g: &Graph, level: u8) -> PlanReport {
                 .ok_or_else(|| "no cpu plan".to_string())
         });
     PlanReport {
-        signature: format!("({signature})"),
+        signature: super::describe_signature(g, types),
         stats,
     }
 }
@@ -209,8 +189,12 @@ impl Report {
         for (n, t) in &self.outputs {
             s.push_str(&format!("  {n}: {t}\n"));
         }
+        let specialized = match &self.plan {
+            Some(p) => format!(" of the specialization for {}", p.signature),
+            None => String::new(),
+        };
         s.push_str(&format!(
-            "nodes: {} ({} after optimization)\n",
+            "nodes: {} ({} after optimization{specialized})\n",
             self.nodes, self.nodes_optimized
         ));
         s.push_str(&format!(

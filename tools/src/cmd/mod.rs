@@ -7,10 +7,32 @@ pub mod opt;
 pub mod run;
 
 use anyhow::Result;
-use lathe_ir::Graph;
+use lathe_ir::{Graph, TensorType};
 use std::path::Path;
 
 /// Loads a model in any supported format.
 pub fn load_model(path: &Path) -> Result<Graph> {
     Ok(lathe_compiler::load(path)?)
+}
+
+/// The model's declared input types with every unknown or symbolic dimension bound to 1
+/// (batch 1): the signature `inspect` and `dump` specialize to when given no inputs.
+pub fn declared_signature(g: &Graph) -> Vec<TensorType> {
+    g.inputs()
+        .iter()
+        .map(|i| {
+            let dims: Vec<usize> =
+                i.ty.shape
+                    .dims()
+                    .iter()
+                    .map(|d| d.known().unwrap_or(1))
+                    .collect();
+            TensorType::known(i.ty.dtype, &dims)
+        })
+        .collect()
+}
+
+/// `(x: f32[1,784], y: i32[1])`.
+pub fn describe_signature(g: &Graph, types: &[TensorType]) -> String {
+    lathe_compiler::specialize::describe_signature(g, types)
 }

@@ -3,6 +3,7 @@
 use anyhow::{anyhow, Result};
 use clap::Args;
 use lathe_compiler::pipeline::{level_text, Pipeline};
+use lathe_runtime::ModelOptions;
 
 /// How to optimize the graph before using it.
 #[derive(Args, Clone, Debug)]
@@ -22,6 +23,16 @@ impl OptArgs {
         match &self.passes {
             Some(p) => p.clone(),
             None => level_text(self.level).to_string(),
+        }
+    }
+
+    /// `options` with the pipeline these options select: what every command hands the runtime,
+    /// so `run`, `bench`, `inspect` and `dump` optimize a specialization the same way.
+    pub fn model_options(&self, options: ModelOptions) -> ModelOptions {
+        ModelOptions {
+            opt_level: self.level,
+            passes: self.passes.clone(),
+            ..options
         }
     }
 

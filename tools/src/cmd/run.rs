@@ -4,7 +4,6 @@ use super::opt::OptArgs;
 use crate::inputs::read_inputs;
 use anyhow::{Context, Result};
 use clap::Args;
-use lathe_compiler::pipeline::NoHooks;
 use lathe_ir::Tensor;
 use lathe_runtime::{Backend, Model, ModelOptions};
 use std::path::PathBuf;
@@ -32,23 +31,15 @@ pub struct RunArgs {
 
 /// Runs `lathe run`.
 pub fn run(args: RunArgs) -> Result<()> {
-    let mut graph = super::load_model(&args.model)?;
+    let graph = super::load_model(&args.model)?;
     let inputs = read_inputs(&graph, &args.inputs)?;
-    // The runtime optimizes each specialization (concrete input shapes) at `-O N`; an explicit
-    // `--passes` pipeline runs here, once, on the graph as imported.
-    if args.opt.passes.is_some() {
-        args.opt.pipeline()?.run(&mut graph, &mut NoHooks)?;
-    }
-    let options = ModelOptions {
+    // The runtime specializes the graph to the inputs' shapes and optimizes that with `-O N`
+    // or `--passes`, as `dump` shows.
+    let options = args.opt.model_options(ModelOptions {
         backend: args.backend,
-        opt_level: if args.opt.passes.is_some() {
-            0
-        } else {
-            args.opt.level
-        },
         threads: args.threads.map(|n| n as usize),
         ..ModelOptions::default()
-    };
+    });
     let model = Model::with_options(graph, options)?;
     let named: Vec<(&str, Tensor)> = inputs
         .iter()

@@ -1,0 +1,120 @@
+//! The CPU plan as text: what `lathe dump --format plan` prints and the lowering file tests
+//! (`tests/filetests/lower/`) check. One line per step, grouped by wave:
+//!
+//! ```text
+//! cpu plan @mlp: 3 steps, 3 waves, arena 4096 B (lower bound 4096 B), outputs 40 B
+//!   wave 0
+//!     s0 "dense/MatMul" fused.epilogue: gemm m=1 n=512 k=784 packed +epilogue(tiled)
+//!         %0 f32[1,784] input 0, %1 f32[784,512] const -> %3 f32[1,512] arena+0
+//!   ...
+//!   return %9 f32[1,10] output
+//! ```
+//!
+//! `%N` names a buffer (a typed view of a storage); two buffers with the same place are views of
+//! the same bytes (a reshape, or a kernel writing in place). A buffer read twice is listed once.
+
+use super::plan::{Kernel, Plan, StorageKind, Window};
+use std::fmt::Write as _;
+
+/// Prints `plan` for the graph called `name`.
+pub(crate) fn print(plan: &Plan, name: &str) -> String {
+    let st = &plan.stats;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "cpu plan @{name}: {} steps, {} waves, arena {} B (lower bound {} B), outputs {} B",
+        st.steps,
+        plan.waves.len(),
+        st.arena_bytes,
+        st.arena_lower_bound,
+        st.output_bytes
+    );
+    for (w, wave) in plan.waves.iter().enumerate() {
+        let _ = writeln!(s, "  wave {w}");
+        for i in wave.clone() {
+            let step = &plan.steps[i];
+            let _ = writeln!(
+                s,
+                "    s{i} {:?} {}: {}",
+                step.name,
+                step.op,
+                kernel(&step.kernel)
+            );
+            let mut reads: Vec<String> = vec![];
+            for &b in &step.reads {
+                let r = buf(plan, b);
+                if !reads.contains(&r) {
+                    reads.push(r);
+                }
+            }
+            let writes: Vec<String> = step.writes.iter().map(|&b| buf(plan, b)).collect();
+            let _ = writeln!(s, "        {} -> {}", reads.join(", "), writes.join(", "));
+        }
+    }
+    let outs: Vec<String> = plan.outputs.iter().map(|&b| buf(plan, b)).collect();
+    let _ = writeln!(s, "  return {}", outs.join(", "));
+    s
+}
+
+/// `%3 f32[1,512] arena+0`.
+fn buf(plan: &Plan, b: usize) -> String {
+    let buf = &plan.bufs[b];
+    let dims: Vec<String> = buf.dims.iter().map(usize::to_string).collect();
+    let place = match &plan.storages[buf.storage].kind {
+        StorageKind::Input(i) => format!("input {i}"),
+        StorageKind::Const(_) => "const".to_string(),
+        StorageKind::Arena { offset } => format!("arena+{offset}"),
+        StorageKind::Output => "output".to_string(),
+    };
+    format!("%{b} {}[{}] {place}", buf.dtype, dims.join(","))
+}
+
+/// The kernel and its parameters.
+fn kernel(k: &Kernel) -> String {
+    let epilogue = |e: &Option<super::plan::Epilogue>| match e {
+        Some(e) if e.tiled => " +epilogue(tiled)".to_string(),
+        Some(_) => " +epilogue(after)".to_string(),
+        None => String::new(),
+    };
+    match k {
+        Kernel::Gemm {
+            gemm,
+            packed,
+            epilogue: e,
+            ..
+        } => format!(
+            "gemm m={} n={} k={}{}{}{}",
+            gemm.m,
+            gemm.n,
+            gemm.k,
+            match gemm.batch_count() {
+                1 => String::new(),
+                n => format!(" batch={n}"),
+            },
+            if packed.is_some() { " packed" } else { "" },
+            epilogue(e)
+        ),
+        Kernel::Window {
+            kernel,
+            epilogue: e,
+            ..
+        } => {
+            let what = match kernel {
+                Window::Conv(_) => "conv",
+                Window::Depthwise(_) => "depthwise",
+                Window::Pool(_) => "pool",
+            };
+            format!(
+                "window {what} rows={} cols={}{}",
+                kernel.rows(),
+                kernel.cols(),
+                epilogue(e)
+            )
+        }
+        Kernel::Rows { kernel, .. } => {
+            format!("generated rows={} len={}", kernel.rows(), kernel.row_len())
+        }
+        Kernel::Interp { reason, .. } => format!("interp ({reason})"),
+        other => other.kind().to_string(),
+    }
+}

@@ -541,10 +541,11 @@ fn inspect_text_summarizes_mlp_tiny() {
 fn dump_with_full_constants_parses_back_for_every_fixture() {
     let dir = TempDir::new("dump_full_constants");
     for f in Fixture::all() {
-        // Unoptimized, the dump is the imported graph.
+        // Unoptimized and not specialized, the dump is the imported graph.
         let text = success(&lathe(&[
             "dump",
             "-O0",
+            "--generic",
             "--full-constants",
             path_str(&f.model_path()),
         ]));
@@ -588,16 +589,21 @@ fn dump_with_full_constants_parses_back_for_every_fixture() {
     }
 }
 
-/// Optimized (the default level), the `--full-constants` dump still parses, verifies, and
-/// computes TensorFlow's outputs.
+/// Optimized (the default level) and specialized to the fixture's inputs, the `--full-constants`
+/// dump (what `run` executes) still parses, verifies, and computes TensorFlow's outputs.
 #[test]
 fn optimized_dump_with_full_constants_parses_back_for_every_fixture() {
     for f in Fixture::all() {
-        let text = success(&lathe(&[
-            "dump",
-            "--full-constants",
-            path_str(&f.model_path()),
-        ]));
+        let mut args = vec![
+            "dump".to_string(),
+            "--full-constants".into(),
+            path_str(&f.model_path()).into(),
+        ];
+        for (k, i) in f.meta.inputs.iter().enumerate() {
+            args.push("--input".into());
+            args.push(named(&i.name, &input_file(&f, k)));
+        }
+        let text = success(&lathe(&args));
         let optimized = lathe_ir::text::parse(&text)
             .unwrap_or_else(|e| panic!("{}: optimized dump does not parse: {e}", f.name));
         lathe_ir::verify(&optimized).unwrap_or_else(|e| panic!("{}: {e}", f.name));
@@ -613,6 +619,36 @@ fn optimized_dump_with_full_constants_parses_back_for_every_fixture() {
                 .unwrap_or_else(|e| panic!("{}: optimized dump: `{}`: {e}", f.name, meta.name));
         }
     }
+}
+
+/// `dump` shows what `run` executes: the specialization for the given shapes, optimized by
+/// the same pipeline, and with `--format plan` the CPU plan compiled from it.
+#[test]
+fn dump_shows_the_specialization_and_its_plan() {
+    let f = Fixture::open("dynamic_batch");
+    let model_path = f.model_path();
+    let model = path_str(&model_path);
+    let generic = success(&lathe(&["dump", "--generic", model]));
+    assert!(generic.contains('?'), "symbolic dims stay: {generic}");
+    let name = &f.meta.inputs[0].name;
+    let shape = format!("{name}=5,{}", f.graph().inputs()[0].ty.shape.dims()[1]);
+    let text = success(&lathe(&["dump", "--shape", &shape, model]));
+    assert!(!text.contains('?'), "every dim bound: {text}");
+    assert!(text.contains("[5,"), "batch 5: {text}");
+    let plan = success(&lathe(&[
+        "dump", "--shape", &shape, "--format", "plan", model,
+    ]));
+    assert!(plan.starts_with("cpu plan @"), "{plan}");
+    assert!(plan.contains("  wave 0\n"), "{plan}");
+    assert!(plan.contains("return %"), "{plan}");
+    assert!(!plan.contains("interp"), "no interpreter step: {plan}");
+    // The same `--passes` reach every command: with no passes nothing is fused.
+    let unfused = success(&lathe(&["dump", "--passes", "", "--format", "plan", model]));
+    assert!(!unfused.contains("fused."), "{unfused}");
+    let e = one_line_error(&lathe(&["dump", "--shape", "nope=1", model]));
+    assert!(e.contains("no input named `nope`"), "{e}");
+    let e = one_line_error(&lathe(&["dump", "--shape", &format!("{name}=a,b"), model]));
+    assert!(e.contains("dims must be numbers"), "{e}");
 }
 
 #[test]

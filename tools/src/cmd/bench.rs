@@ -137,7 +137,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         backend: args.backend,
         threads: args.threads.map(|n| n as usize),
         ..ModelOptions::default()
-    });
+    })?;
     let model = Model::with_options(graph, options)?;
     let spec = model.specialize_for(&signature)?;
     let compile = start.elapsed();

@@ -258,7 +258,7 @@ fn specialized(args: &DumpArgs, graph: Graph, hooks: &mut DumpHooks<'_>) -> Resu
         backend: Backend::Cpu,
         threads: Some(1),
         ..ModelOptions::default()
-    });
+    })?;
     let name = graph.name.clone();
     let model = Model::with_options(graph, options)?;
     let (g, records) = model.optimized_graph(&types, hooks)?;

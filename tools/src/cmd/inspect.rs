@@ -33,7 +33,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         backend: Backend::Cpu,
         threads: Some(1),
         ..ModelOptions::default()
-    });
+    })?;
     let model = Model::with_options(g.clone(), options)?;
     // What `lathe run` executes for these shapes: the specialization, optimized.
     let (optimized, passes) = model.optimized_graph(&types, &mut NoHooks)?;

@@ -28,12 +28,14 @@ impl OptArgs {
 
     /// `options` with the pipeline these options select: what every command hands the runtime,
     /// so `run`, `bench`, `inspect` and `dump` optimize a specialization the same way.
-    pub fn model_options(&self, options: ModelOptions) -> ModelOptions {
-        ModelOptions {
+    /// The pipeline is checked here, so a bad `--passes` is reported as the flag's error.
+    pub fn model_options(&self, options: ModelOptions) -> Result<ModelOptions> {
+        self.pipeline()?;
+        Ok(ModelOptions {
             opt_level: self.level,
             passes: self.passes.clone(),
             ..options
-        }
+        })
     }
 
     /// The pipeline these options select.

@@ -39,7 +39,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         backend: args.backend,
         threads: args.threads.map(|n| n as usize),
         ..ModelOptions::default()
-    });
+    })?;
     let model = Model::with_options(graph, options)?;
     let named: Vec<(&str, Tensor)> = inputs
         .iter()

@@ -9,7 +9,7 @@ output.npy). For each model, each runtime loads the model once; then every round
 onnxruntime, then TensorFlow, one after the other, so the three see the same machine noise (a build
 starting halfway through slows all three, not one). A round times one runtime for at least
 --seconds (and at least 10 runs) and takes the median of those runs. The result per runtime is the
-median of its round medians, with the spread across rounds (smallest and largest round median, as
+median of its round medians, with the spread across rounds (slowest round median minus fastest, as
 a percentage of the result). Lathe runs as `lathe bench --json --iterations N` (N chosen from a
 first calibration call so that a round lasts about --seconds; the time to start the process and
 compile is not in the median); onnxruntime and TensorFlow (the SavedModel's serving_default
@@ -206,23 +206,23 @@ def compare_model(d, runtimes, a):
         if r["rounds_ms"] and "error" not in r:
             med = statistics.median(r["rounds_ms"])
             r["median_ms"] = med
-            r["spread_pct"] = [100 * (min(r["rounds_ms"]) / med - 1), 100 * (max(r["rounds_ms"]) / med - 1)]
+            r["spread_pct"] = 100 * (max(r["rounds_ms"]) - min(r["rounds_ms"])) / med
         if rt.name == "lathe":
             r["compile_ms"] = rt.compile_ms
     lathe_ms = row.get("lathe", {}).get("median_ms")
     for other in ("ort", "tf"):
-        if other in row:
+        if other in row and "lathe" in row:
             row[f"lathe/{other}"] = ratio(lathe_ms, row[other].get("median_ms"))
     return row
 
 
 def print_table(a, result):
-    header = ["model", "lathe ms", "ort ms", "tf ms", "lathe/ort", "lathe/tf", "spread lathe/ort/tf %",
+    header = ["model", "lathe ms", "ort ms", "tf ms", "lathe/ort", "lathe/tf", "spread % " + "/".join(RUNTIMES),
               "compile ms", "check lathe / ort"]
 
     def spread(r):
         s = r.get("spread_pct")
-        return "-" if not s else f"{s[0]:+.0f}/{s[1]:+.0f}"
+        return "-" if s is None else f"{s:.0f}"
 
     def chk(r):
         c = r.get("check")
@@ -236,7 +236,7 @@ def print_table(a, result):
         get = lambda rt: row.get(rt, {})
         table.append([name, fmt(get("lathe").get("median_ms")), fmt(get("ort").get("median_ms")),
                       fmt(get("tf").get("median_ms")), fmt(row.get("lathe/ort"), 2), fmt(row.get("lathe/tf"), 2),
-                      " ".join(spread(get(rt)) for rt in RUNTIMES if rt in row),
+                      "/".join(spread(get(rt)) for rt in RUNTIMES),
                       fmt(get("lathe").get("compile_ms")),
                       " / ".join(chk(get(rt)) for rt in ("lathe", "ort") if rt in row)])
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
@@ -246,8 +246,8 @@ def print_table(a, result):
     lb, la = result["load_before"], result["load_after"]
     print(f"lathe backend {a.backend}; {result['cpus']} cpus; {a.rounds} interleaved rounds of >= {a.seconds} s "
           f"per runtime; load average {lb[0]:.2f} before, {la[0]:.2f} after")
-    print("median of round medians, ms per batch-1 run; lathe/x > 1 means lathe is slower; spread is the "
-          "fastest and slowest round against the median")
+    print("median of round medians, ms per batch-1 run; lathe/x > 1 means lathe is slower; spread is "
+          "(slowest round - fastest round) / median")
     print(line(header))
     print(line(["-" * w for w in widths]))
     for t in table:

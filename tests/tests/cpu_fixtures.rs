@@ -83,8 +83,6 @@ fn benchmark_architectures_compile_without_the_interpreter() {
         "resnet_tiny",
         "encoder_tiny",
         "gelu_chain_tiny",
-        "densenet_tiny",
-        "text_classifier_tiny",
     ] {
         let Some(f) = Fixture::all().into_iter().find(|f| f.name == name) else {
             continue;

@@ -196,7 +196,8 @@ def randomize_norms_and_embeddings(model, rng):
             layer.moving_variance.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
 
 
-def make_input(name, shape, dtype, rng):
+def make_input(shape, dtype, rng):
+    """Standard-normal floats, or token ids uniform over the vocabulary."""
     if dtype.is_integer:
         return rng.integers(0, VOCAB, shape).astype(dtype.as_numpy_dtype)
     return rng.standard_normal(shape).astype(np.float32)
@@ -232,7 +233,7 @@ def export(name, out):
     with open(os.path.join(d, "frozen.pb"), "wb") as f:
         f.write(gd.SerializeToString(deterministic=True))
 
-    x = make_input(name, shape, dtype, rng)
+    x = make_input(shape, dtype, rng)
     y = fn(tf.constant(x)).numpy()
     # The frozen graph must compute what the Keras model does (it is what every runtime reads).
     y_frozen = frozen(tf.constant(x))

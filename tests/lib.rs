@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The fewest fixture directories there may be; fewer means one went missing.
-pub const MIN_FIXTURES: usize = 17;
+pub const MIN_FIXTURES: usize = 19;
 
 /// The directory holding one subdirectory per TensorFlow fixture.
 pub fn fixtures_root() -> PathBuf {

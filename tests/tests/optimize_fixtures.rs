@@ -76,6 +76,8 @@ fn benchmark_architectures_shrink_to_about_one_node_per_layer() {
         ("mobilenet_tiny", 274, 30),
         ("encoder_tiny", 245, 60),
         ("gelu_chain_tiny", 108, 12),
+        ("densenet_tiny", 324, 40),
+        ("text_classifier_tiny", 65, 22),
     ];
     let mut failures = Vec::new();
     for (name, imported, bound) in cases {

@@ -10,9 +10,10 @@ use lathe_tests::{
 use std::collections::BTreeSet;
 
 /// The fixtures `tests/fixtures/README.md` describes; each must be present.
-const KNOWN: [&str; 17] = [
+const KNOWN: [&str; 19] = [
     "cnn_tiny",
     "conv",
+    "densenet_tiny",
     "dynamic_batch",
     "einsum",
     "elementwise",
@@ -28,6 +29,7 @@ const KNOWN: [&str; 17] = [
     "reduce",
     "resnet_tiny",
     "shape",
+    "text_classifier_tiny",
 ];
 
 #[test]

@@ -1,7 +1,7 @@
 //! `lathe bench`: time a model's compilation and its steady-state latency on given or random
-//! inputs, the way `../shared/bench/anchors.py` times other runtimes (warm-up, then at least 20
-//! runs and at least 3 s; percentiles from the sorted times at `n/2`, `n/10`, `9n/10`), so the
-//! numbers can be put side by side (`benches/compare.py`).
+//! inputs (warm-up, then at least 20 runs and at least 3 s, or exactly `--iterations`;
+//! percentiles from the sorted times at `n/2`, `n/10`, `9n/10`); `benches/compare.py` calls it
+//! with `--json` to put Lathe beside onnxruntime and TensorFlow.
 //!
 //! Speed is measured here, never asserted: the numbers depend on the machine.
 

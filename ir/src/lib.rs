@@ -4,6 +4,8 @@
 //! This crate depends on nothing else of Lathe's; importers, passes, codegen and the runtime
 //! all build on it.
 
+#![forbid(unsafe_code)]
+
 pub mod dot;
 pub mod dtype;
 pub mod error;

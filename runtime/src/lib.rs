@@ -7,6 +7,8 @@
 //! on first use and kept in a bounded LRU cache. Backends: native CPU code ([`Backend::Cpu`], the
 //! default; see [`cpu`]) and the reference interpreter ([`Backend::Interp`]), the oracle.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod cache;
 pub mod cpu;
 pub mod kernels;

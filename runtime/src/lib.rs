@@ -15,6 +15,7 @@ pub mod kernels;
 mod model;
 pub mod npy;
 mod specialization;
+mod weights;
 
 pub use model::{default_threads, Model, ModelOptions, ModelStats};
 pub use specialization::{Signature, Specialization};

@@ -3,6 +3,7 @@
 //! `Arc<Specialization>` by every call with that signature.
 
 use crate::cpu::{CpuPlan, PlanStats, ThreadPool};
+use crate::weights::WeightPool;
 use crate::{Backend, RunError};
 use lathe_compiler::pipeline::{NoHooks, Pipeline};
 use lathe_compiler::specialize::specialize;
@@ -87,6 +88,7 @@ impl Specialization {
         pipeline: &Pipeline,
         backend: Backend,
         pool: Option<&Arc<ThreadPool>>,
+        weights: &WeightPool,
     ) -> Result<Specialization, RunError> {
         let span = tracing::info_span!("specialize", model = %graph.name, %signature);
         let _enter = span.enter();
@@ -98,6 +100,12 @@ impl Specialization {
                 signature: signature.to_string(),
                 source,
             })?;
+        // Weights the passes derived (a folded batch norm's filter) that an earlier
+        // specialization already holds are shared, not kept twice.
+        let shared = weights.share(&mut g);
+        if shared > 0 {
+            tracing::debug!(shared, "weights shared with other specializations");
+        }
         let cpu = match backend {
             Backend::Cpu => {
                 let pool = pool

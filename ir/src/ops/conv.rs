@@ -11,8 +11,8 @@ use super::linalg::{
 };
 use super::{ConvAttrs, DataFormat, Op, OpResult, Padding, PoolAttrs};
 use crate::{DType, Dim, Shape, Tensor, TensorType};
-use std::ops::Range;
 use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, CowArray, IxDyn};
+use std::ops::Range;
 
 // ---- window geometry --------------------------------------------------------------------------
 
@@ -757,8 +757,7 @@ mod tests {
     fn window_geometry_splits_same_padding_and_clips_taps() {
         // 5 wide, 4 taps 2 apart (span 7), stride 2: 3 outputs, 6 cells of SAME padding
         // split 3 before and 3 after.
-        let g = WindowGeometry::new(&[1, 5, 5, 1], [4, 4], [2, 2], [2, 2], &Padding::Same)
-            .unwrap();
+        let g = WindowGeometry::new(&[1, 5, 5, 1], [4, 4], [2, 2], [2, 2], &Padding::Same).unwrap();
         assert_eq!((g.oh, g.ow, g.pt, g.pl), (3, 3, 3, 3));
         assert_eq!(g.rows(), 9);
         // Output 0's taps sit at padded rows 0, 2, 4, 6: taps 0 and 1 are padding, 2 and 3
@@ -767,8 +766,7 @@ mod tests {
         assert_eq!((g.row(0, 1), g.row(0, 2)), (None, Some(1)));
         assert_eq!(g.iy(0, 3), 3);
         // The odd cell goes at the end: 4 wide, 2 taps, stride 1 -> 1 cell after.
-        let g = WindowGeometry::new(&[1, 4, 4, 1], [2, 2], [1, 1], [1, 1], &Padding::Same)
-            .unwrap();
+        let g = WindowGeometry::new(&[1, 4, 4, 1], [2, 2], [1, 1], [1, 1], &Padding::Same).unwrap();
         assert_eq!((g.oh, g.pt), (4, 0));
         assert_eq!(g.ky_range(3), 0..1);
         for (oy, ky) in [(0, 0), (2, 1), (3, 1)] {

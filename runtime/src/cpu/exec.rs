@@ -407,13 +407,7 @@ impl Frame {
             // exactly one (batch, row, column) of the product. Nothing else reads C during
             // the step but each task's tiled epilogue, after its GEMM, on its own rows.
             let cv = unsafe {
-                MatMut::from_raw_parts(
-                    c_ptr.get().add(oc_in),
-                    c_len - oc_in,
-                    rows.len(),
-                    g.n,
-                    g.c,
-                )
+                MatMut::from_raw_parts(c_ptr.get().add(oc_in), c_len - oc_in, rows.len(), g.n, g.c)
             };
             if let Some(p) = packed {
                 gemm_packed(av, p, cv, false);

@@ -459,7 +459,11 @@ impl Builder {
                     epilogue,
                     ..
                 } => std::iter::once(*a)
-                    .chain(epilogue.iter().flat_map(|e| e.inputs.iter().skip(1).copied()))
+                    .chain(
+                        epilogue
+                            .iter()
+                            .flat_map(|e| e.inputs.iter().skip(1).copied()),
+                    )
                     .collect(),
                 _ => step.reads.clone(),
             };

@@ -93,7 +93,13 @@ impl Conv2d {
         Op::Conv2D(attrs.clone()).infer(&[x.clone(), filter.ty()], &[None, Some(filter)])?;
         let fs = filter.shape();
         let (kh, kw, ci, co) = (fs[0], fs[1], fs[2], fs[3]);
-        let win = WindowGeometry::new(&nhwc, [kh, kw], attrs.strides, attrs.dilations, &attrs.padding)?;
+        let win = WindowGeometry::new(
+            &nhwc,
+            [kh, kw],
+            attrs.strides,
+            attrs.dilations,
+            &attrs.padding,
+        )?;
         let depth = kh * kw * ci;
         let pointwise =
             kh == 1 && kw == 1 && attrs.strides == [1, 1] && (win.oh, win.ow) == (win.h, win.w);

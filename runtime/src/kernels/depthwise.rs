@@ -24,10 +24,10 @@
 //! Vector code goes through the shared SIMD layer, [`super::simd`].
 
 use super::conv::{f32_values, nhwc_f32};
+use super::simd::{self, Isa, Scalar, Simd};
 use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{ConvAttrs, Op};
 use lathe_ir::{Tensor, TensorType};
-use super::simd::{self, Isa, Scalar, Simd};
 use std::ops::Range;
 
 /// A `depthwise_conv2d` (NHWC input, constant `[kh, kw, in, multiplier]` filter) ready to run

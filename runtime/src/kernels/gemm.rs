@@ -385,14 +385,7 @@ mod tests {
         let mut want = random(m * n, seed + 2);
         let mut got = want.clone();
         naive(a, b, &mut want, cs, accumulate);
-        sgemm(
-            a,
-            b,
-            MatMut::new(&mut got, m, n, cs),
-            accumulate,
-            threads,
-        )
-        .unwrap();
+        sgemm(a, b, MatMut::new(&mut got, m, n, cs), accumulate, threads).unwrap();
         let tol = 1e-5 * (k as f32 + 1.0) * 4.0;
         for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(

@@ -17,8 +17,8 @@
 //!
 //! [`simd`]: super::simd
 
-use super::simd::{self, Isa, Simd};
 use super::gemm::MatRef;
+use super::simd::{self, Isa, Simd};
 use std::ops::Range;
 use std::sync::OnceLock;
 

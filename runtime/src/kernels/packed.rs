@@ -554,12 +554,7 @@ mod tests {
         naive(a, b, &mut want, cs, l.accumulate);
         let packed = PackedB::with_isa(b, isa);
         assert_eq!((packed.k(), packed.n()), (k, n));
-        gemm_packed(
-            a,
-            &packed,
-            MatMut::new(&mut got, m, n, cs),
-            l.accumulate,
-        );
+        gemm_packed(a, &packed, MatMut::new(&mut got, m, n, cs), l.accumulate);
         let tol = 1e-5 * (k as f32).sqrt().max(1.0);
         for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(

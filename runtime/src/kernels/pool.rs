@@ -13,8 +13,8 @@
 //! [`simd`]: super::simd
 
 use super::conv::nhwc_f32;
-use lathe_ir::ops::conv::WindowGeometry;
 use super::simd::{self, Isa, Scalar, Simd};
+use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{Op, PoolAttrs};
 use lathe_ir::TensorType;
 use std::ops::Range;

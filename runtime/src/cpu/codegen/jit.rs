@@ -88,7 +88,13 @@ pub(crate) fn compile(
     let mut fctx = FunctionBuilderContext::new();
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        lower::emit(plan, tables, &mut b, ptr, crate::kernels::simd::has_native_fma());
+        lower::emit(
+            plan,
+            tables,
+            &mut b,
+            ptr,
+            crate::kernels::simd::has_native_fma(),
+        );
         b.finalize();
     }
     ctx.set_disasm(disasm);

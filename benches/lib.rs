@@ -4,6 +4,8 @@
 //!
 //! The side-by-side comparison with other runtimes is `compare.py` (see `README.md`).
 
+#![forbid(unsafe_code)]
+
 use lathe_ir::{Graph, Tensor, TensorType};
 use lathe_runtime::{Backend, Model, ModelOptions};
 use std::path::PathBuf;

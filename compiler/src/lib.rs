@@ -1,6 +1,8 @@
 //! Lathe's compiler: importers that turn saved graphs into IR, specialization to concrete input
 //! shapes, optimization passes, and (to come) code generation.
 
+#![forbid(unsafe_code)]
+
 pub mod import;
 
 pub use import::{load, ImportError, ModelFormat};

@@ -4,6 +4,9 @@
 //! This crate depends on nothing else of Lathe's; importers, passes, codegen and the runtime
 //! all build on it.
 
+// `deny`, not `forbid`: ndarray's `s!` macro expands to an `unsafe` block it allows itself.
+#![deny(unsafe_code)]
+
 pub mod dot;
 pub mod dtype;
 pub mod error;

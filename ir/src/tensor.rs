@@ -397,6 +397,11 @@ impl Tensor {
         T::view(self)
     }
 
+    /// True when the data is in standard (row-major, contiguous) layout already.
+    pub fn is_standard_layout(&self) -> bool {
+        tensor_match!(self, a => a.is_standard_layout())
+    }
+
     /// Returns the same data in standard (row-major, contiguous) layout.
     pub fn into_standard_layout(self) -> Tensor {
         tensor_map!(self, a => if a.is_standard_layout() { a } else { a.as_standard_layout().into_owned() })

@@ -24,6 +24,8 @@
 //! assert_eq!(GraphDef::decode(bytes.as_slice()).unwrap(), GraphDef::default());
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub use prost::Message;
 pub use prost_types;
 

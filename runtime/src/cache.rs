@@ -14,6 +14,7 @@
 //! order would.
 
 use crate::specialization::{Signature, Specialization};
+use crate::weights::WeightPool;
 use crate::{ModelStats, RunError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -48,6 +49,8 @@ pub(crate) struct SpecializationCache {
     model: String,
     capacity: usize,
     state: Mutex<State>,
+    /// The weights of the cached specializations, shared between them.
+    weights: WeightPool,
 }
 
 struct Entry {
@@ -83,7 +86,13 @@ impl SpecializationCache {
                 recent: VecDeque::with_capacity(RECENT_CALLS),
                 stats: ModelStats::default(),
             }),
+            weights: WeightPool::default(),
         }
+    }
+
+    /// The weights of the cached specializations, for a new one to share.
+    pub fn weights(&self) -> &WeightPool {
+        &self.weights
     }
 
     /// Finds `signature`'s slot, or on a miss checks it with `admit` and inserts an empty slot

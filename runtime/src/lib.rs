@@ -7,12 +7,15 @@
 //! on first use and kept in a bounded LRU cache. Backends: native CPU code ([`Backend::Cpu`], the
 //! default; see [`cpu`]) and the reference interpreter ([`Backend::Interp`]), the oracle.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod cache;
 pub mod cpu;
 pub mod kernels;
 mod model;
 pub mod npy;
 mod specialization;
+mod weights;
 
 pub use model::{default_threads, Model, ModelOptions, ModelStats};
 pub use specialization::{Signature, Specialization};

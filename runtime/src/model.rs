@@ -239,6 +239,7 @@ impl Model {
             &self.pipeline,
             self.options.backend,
             self.pool.as_ref(),
+            self.cache.weights(),
         ) {
             Ok(spec) => {
                 let spec = Arc::new(spec);

@@ -3,6 +3,7 @@
 //! `Arc<Specialization>` by every call with that signature.
 
 use crate::cpu::{CpuPlan, PlanStats, ThreadPool};
+use crate::weights::WeightPool;
 use crate::{Backend, RunError};
 use lathe_compiler::pipeline::{NoHooks, PassHooks, PassRecord, Pipeline};
 use lathe_compiler::SpecializedGraph;
@@ -105,11 +106,21 @@ impl Specialization {
         pipeline: &Pipeline,
         backend: Backend,
         pool: Option<&Arc<ThreadPool>>,
+        weights: &WeightPool,
     ) -> Result<Specialization, RunError> {
         let span = tracing::info_span!("specialize", model = %graph.name, %signature);
         let _enter = span.enter();
         let start = Instant::now();
         let (g, _) = optimize_for(graph, &signature, pipeline, &mut NoHooks)?;
+        // Weights the passes derived (a folded batch norm's filter) that an earlier
+        // specialization already holds are shared, not kept twice. Swapping a constant for an
+        // equal one keeps every shape known; `SpecializedGraph::new` checks it again.
+        let mut shared_graph = g.into_graph();
+        let shared = weights.share(&mut shared_graph);
+        if shared > 0 {
+            tracing::debug!(shared, "weights shared with other specializations");
+        }
+        let g = SpecializedGraph::new(shared_graph)?;
         let cpu = match backend {
             Backend::Cpu => {
                 let pool = pool

@@ -2,6 +2,8 @@
 //!
 //! Every subcommand prints errors on stderr as one line and exits non-zero.
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod inputs;
 

@@ -12,6 +12,7 @@ use super::linalg::{
 use super::{ConvAttrs, DataFormat, Op, OpResult, Padding, PoolAttrs};
 use crate::{DType, Dim, Shape, Tensor, TensorType};
 use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, CowArray, IxDyn};
+use std::ops::Range;
 
 // ---- window geometry --------------------------------------------------------------------------
 
@@ -347,40 +348,49 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
     Ok(vec![out])
 }
 
-/// The concrete geometry of a window op over an NHWC input.
-#[derive(Clone, Copy, Debug)]
-struct Window {
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    oh: usize,
-    ow: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    dh: usize,
-    dw: usize,
-    /// Padding before the first row / column.
-    pt: usize,
-    pl: usize,
+/// The concrete geometry of a window op (convolution, depthwise convolution, pooling) over an
+/// NHWC input `[n, h, w, c]`: output size, strides, dilations and the leading pad of each axis.
+/// The one definition of SAME padding and dilation that the interpreter and the CPU kernels
+/// share. The output is viewed as `[n·oh·ow, channels]` rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowGeometry {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    /// Padding before the first input row.
+    pub pt: usize,
+    /// Padding before the first input column.
+    pub pl: usize,
 }
 
-impl Window {
-    fn new(
+impl WindowGeometry {
+    /// The geometry of a `k` window with `strides`, `dilations` and `padding` over an NHWC
+    /// input of shape `nhwc`; an error when the window does not fit the padded input.
+    pub fn new(
         nhwc: &[usize],
         k: [usize; 2],
         strides: [usize; 2],
         dilations: [usize; 2],
         padding: &Padding,
-    ) -> OpResult<Window> {
+    ) -> OpResult<WindowGeometry> {
+        if nhwc.len() != 4 {
+            return Err(format!("a window needs a 4-D input, got {nhwc:?}"));
+        }
         let axis = |a: usize| {
             axis_geometry(nhwc[1 + a], k[a], strides[a], dilations[a], padding, a)
                 .map_err(|e| format!("window of {} does not fit {}", e.span, e.padded))
         };
         let ((oh, pt), (ow, pl)) = (axis(0)?, axis(1)?);
-        Ok(Window {
+        Ok(WindowGeometry {
             n: nhwc[0],
             h: nhwc[1],
             w: nhwc[2],
@@ -398,31 +408,77 @@ impl Window {
         })
     }
 
+    /// Output rows of the `[n·oh·ow, channels]` view: `n * oh * ow`.
+    pub fn rows(&self) -> usize {
+        self.n * self.oh * self.ow
+    }
+
+    /// Elements of the input.
+    pub fn input_len(&self) -> usize {
+        self.n * self.h * self.w * self.c
+    }
+
     /// The input row of tap `ky` for output row `oy`, if it is not padding.
-    fn row(&self, oy: usize, ky: usize) -> Option<usize> {
+    pub fn row(&self, oy: usize, ky: usize) -> Option<usize> {
         (oy * self.sh + ky * self.dh)
             .checked_sub(self.pt)
             .filter(|&y| y < self.h)
     }
 
     /// The input column of tap `kx` for output column `ox`, if it is not padding.
-    fn col(&self, ox: usize, kx: usize) -> Option<usize> {
+    pub fn col(&self, ox: usize, kx: usize) -> Option<usize> {
         (ox * self.sw + kx * self.dw)
             .checked_sub(self.pl)
             .filter(|&x| x < self.w)
     }
 
-    /// The in-bounds taps of output row `oy` (for undilated windows).
-    fn rows(&self, oy: usize) -> std::ops::Range<usize> {
-        let start = oy * self.sh;
-        start.max(self.pt) - self.pt..(start + self.kh).min(self.pt + self.h) - self.pt
+    /// The taps `ky` of output row `oy` that read input rows (not padding): a range.
+    pub fn ky_range(&self, oy: usize) -> Range<usize> {
+        taps(oy * self.sh, self.pt, self.h, self.kh, self.dh)
     }
 
-    /// The in-bounds taps of output column `ox` (for undilated windows).
-    fn cols(&self, ox: usize) -> std::ops::Range<usize> {
-        let start = ox * self.sw;
-        start.max(self.pl) - self.pl..(start + self.kw).min(self.pl + self.w) - self.pl
+    /// The taps `kx` of output column `ox` that read input columns (not padding): a range.
+    pub fn kx_range(&self, ox: usize) -> Range<usize> {
+        taps(ox * self.sw, self.pl, self.w, self.kw, self.dw)
     }
+
+    /// Input row of tap `ky` of output row `oy` (the tap must be in [`Self::ky_range`]).
+    pub fn iy(&self, oy: usize, ky: usize) -> usize {
+        oy * self.sh + ky * self.dh - self.pt
+    }
+
+    /// Input column of tap `kx` of output column `ox` (the tap must be in [`Self::kx_range`]).
+    pub fn ix(&self, ox: usize, kx: usize) -> usize {
+        ox * self.sw + kx * self.dw - self.pl
+    }
+
+    /// Splits output rows into runs along one output row of one image:
+    /// `(img, oy, ox range, index of the run's first row within rows)`.
+    pub fn runs(
+        &self,
+        rows: Range<usize>,
+    ) -> impl Iterator<Item = (usize, usize, Range<usize>, usize)> + '_ {
+        let start = rows.start;
+        let mut r = rows.start;
+        std::iter::from_fn(move || {
+            if r >= rows.end || self.ow == 0 {
+                return None;
+            }
+            let (line, ox0) = (r / self.ow, r % self.ow);
+            let ox1 = self.ow.min(ox0 + (rows.end - r));
+            let run = (line / self.oh, line % self.oh, ox0..ox1, r - start);
+            r += ox1 - ox0;
+            Some(run)
+        })
+    }
+}
+
+/// The taps `t < k` whose input coordinate `base + t*d - pad` lies in `0..size`: always a
+/// contiguous range.
+fn taps(base: usize, pad: usize, size: usize, k: usize, d: usize) -> Range<usize> {
+    let lo = pad.saturating_sub(base).div_ceil(d);
+    let hi = (size + pad).saturating_sub(base).div_ceil(d).min(k);
+    lo.min(hi)..hi
 }
 
 /// `x` in NHWC and standard layout; copies only for NCHW or an unusual layout.
@@ -463,7 +519,7 @@ impl Kernel for ConvKernel<'_> {
             let s = filter.shape();
             (s[0], s[1], s[2], s[3])
         };
-        let win = Window::new(x.shape(), [kh, kw], a.strides, a.dilations, &a.padding)?;
+        let win = WindowGeometry::new(x.shape(), [kh, kw], a.strides, a.dilations, &a.padding)?;
         let f2 = filter
             .view()
             .into_shape_with_order((kh * kw * ci, co))
@@ -483,11 +539,11 @@ const IM2COL_ELEMENTS: usize = 1 << 22;
 fn conv_nhwc<T: Scalar>(
     x: &[T],
     filter: ArrayView2<'_, T>,
-    win: &Window,
+    win: &WindowGeometry,
     groups: usize,
     co: usize,
 ) -> Vec<T> {
-    let Window {
+    let WindowGeometry {
         n,
         h,
         w,
@@ -566,7 +622,7 @@ impl Kernel for DepthwiseKernel<'_> {
             let s = filter.shape();
             (s[0], s[1], s[3])
         };
-        let win = Window::new(x.shape(), [kh, kw], a.strides, a.dilations, &a.padding)?;
+        let win = WindowGeometry::new(x.shape(), [kh, kw], a.strides, a.dilations, &a.padding)?;
         let (x, f) = (slice_of(&x), slice_of(&filter));
         let (c, cm) = (win.c, win.c * m);
         let mut out = vec![T::zero(); win.n * win.oh * win.ow * cm];
@@ -602,7 +658,7 @@ impl Kernel for PoolKernel<'_> {
     fn run<T: Scalar>(&self, xs: &[ArrayViewD<'_, T>]) -> OpResult<ArrayD<T>> {
         let p = self.p;
         let x = to_nhwc(&xs[0], p.format);
-        let win = Window::new(x.shape(), p.ksize, p.strides, [1, 1], &p.padding)?;
+        let win = WindowGeometry::new(x.shape(), p.ksize, p.strides, [1, 1], &p.padding)?;
         let x = slice_of(&x);
         let c = win.c;
         let mut out = vec![T::zero(); win.n * win.oh * win.ow * c];
@@ -610,11 +666,11 @@ impl Kernel for PoolKernel<'_> {
             let (img, oy, ox) = (q / (win.oh * win.ow), q / win.ow % win.oh, q % win.ow);
             // Padded cells take no part: the window is clipped to the input (never empty,
             // which infer guarantees for explicit padding and SAME guarantees by itself).
-            let (ys, xr) = (win.rows(oy), win.cols(ox));
+            let (ys, xr) = (win.ky_range(oy), win.kx_range(ox));
             let count = ys.len() * xr.len();
             let mut first = true;
-            for iy in ys {
-                for ix in xr.clone() {
+            for iy in ys.map(|ky| win.iy(oy, ky)) {
+                for ix in xr.clone().map(|kx| win.ix(ox, kx)) {
                     let v = &x[((img * win.h + iy) * win.w + ix) * c..][..c];
                     if first {
                         o.copy_from_slice(v);
@@ -697,6 +753,30 @@ mod tests {
     }
 
     /// TensorFlow's SAME padding `[before, after]` of one axis, written out independently.
+    #[test]
+    fn window_geometry_splits_same_padding_and_clips_taps() {
+        // 5 wide, 4 taps 2 apart (span 7), stride 2: 3 outputs, 6 cells of SAME padding
+        // split 3 before and 3 after.
+        let g = WindowGeometry::new(&[1, 5, 5, 1], [4, 4], [2, 2], [2, 2], &Padding::Same).unwrap();
+        assert_eq!((g.oh, g.ow, g.pt, g.pl), (3, 3, 3, 3));
+        assert_eq!(g.rows(), 9);
+        // Output 0's taps sit at padded rows 0, 2, 4, 6: taps 0 and 1 are padding, 2 and 3
+        // read input rows 1 and 3.
+        assert_eq!(g.ky_range(0), 2..4);
+        assert_eq!((g.row(0, 1), g.row(0, 2)), (None, Some(1)));
+        assert_eq!(g.iy(0, 3), 3);
+        // The odd cell goes at the end: 4 wide, 2 taps, stride 1 -> 1 cell after.
+        let g = WindowGeometry::new(&[1, 4, 4, 1], [2, 2], [1, 1], [1, 1], &Padding::Same).unwrap();
+        assert_eq!((g.oh, g.pt), (4, 0));
+        assert_eq!(g.ky_range(3), 0..1);
+        for (oy, ky) in [(0, 0), (2, 1), (3, 1)] {
+            let clipped = g.ky_range(oy).contains(&ky);
+            assert_eq!(g.row(oy, ky).is_some(), clipped, "oy {oy} ky {ky}");
+        }
+        let e = WindowGeometry::new(&[1, 2, 2, 1], [3, 3], [1, 1], [1, 1], &Padding::Valid);
+        assert_eq!(e.unwrap_err(), "window of 3 does not fit 2");
+    }
+
     fn same_pads(input: usize, k: usize, s: usize, d: usize) -> [usize; 2] {
         let out = input.div_ceil(s);
         let eff = (k - 1) * d + 1;

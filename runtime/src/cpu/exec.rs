@@ -44,9 +44,12 @@ pub struct Frame {
     outputs: Vec<(usize, Vec<f32>)>,
 }
 
-// SAFETY: a frame is only shared between the tasks of one step, which touch disjoint output
-// regions and only read the rest (see the module notes).
+// SAFETY: a frame's pointers are into memory that outlives the call (the caller's inputs, the
+// plan's constants, the call's arena and output vectors). Shared between the tasks of one
+// step (or of one wave's independent steps), which write disjoint regions of their outputs
+// and only read the rest (see the module notes).
 unsafe impl Sync for Frame {}
+// SAFETY: as for `Sync`; moving the frame moves only pointers and the output vectors it owns.
 unsafe impl Send for Frame {}
 
 thread_local! {
@@ -89,6 +92,8 @@ impl Frame {
                     // Non-f32 constants are only read by interpreter steps, as tensors.
                     None => std::ptr::null_mut(),
                 },
+                // Held by the kernels that use it; nothing reads it from memory.
+                StorageKind::Baked => std::ptr::null_mut(),
                 // SAFETY: the arena holds `plan.stats.arena_bytes` bytes, and the memory plan put
                 // every arena storage inside it.
                 StorageKind::Arena { offset } => unsafe { base.add(*offset) },
@@ -319,8 +324,14 @@ impl Frame {
         epilogue: Option<&Epilogue>,
         pool: &ThreadPool,
     ) -> Result<(), String> {
-        // SAFETY: A and B are only read during this step; C is written by disjoint tasks.
-        let (a_all, b_all) = unsafe { (self.f32s(plan, a), self.f32s(plan, b)) };
+        // SAFETY: A and B are only read during this step (C is a distinct storage: GEMM never
+        // runs in place). A packed B is not read from memory (its storage may be dropped).
+        let a_all = unsafe { self.f32s(plan, a) };
+        let b_all: &[f32] = match packed {
+            Some(_) => &[],
+            // SAFETY: as for A.
+            None => unsafe { self.f32s(plan, b) },
+        };
         let c_ptr = SendPtr(self.ptr(plan, c));
         let c_len = plan.bufs[c].len();
         let threads = pool.threads();
@@ -388,19 +399,15 @@ impl Frame {
                 cols: g.n,
                 strides: g.b,
             };
-            // SAFETY: this task's rows of this batch's C are written by no other task; the
-            // slice may reach over other tasks' rows but only this task's are written.
-            let cdata = unsafe {
-                std::slice::from_raw_parts_mut(
-                    c_ptr.get().add(oc.min(c_len)),
-                    c_len - oc.min(c_len),
-                )
-            };
-            let cv = MatMut {
-                data: cdata,
-                rows: rows.len(),
-                cols: g.n,
-                strides: g.c,
+            let oc_in = oc.min(c_len);
+            // SAFETY: C's storage holds `c_len` floats, so `oc_in..c_len` is in it. The view's
+            // range reaches over other tasks' rows, but the elements it addresses (rows
+            // `rows` of this batch) belong to this task alone: tasks are distinct (batch,
+            // row chunk) pairs and C is the op's output, each of its elements the result of
+            // exactly one (batch, row, column) of the product. Nothing else reads C during
+            // the step but each task's tiled epilogue, after its GEMM, on its own rows.
+            let cv = unsafe {
+                MatMut::from_raw_parts(c_ptr.get().add(oc_in), c_len - oc_in, rows.len(), g.n, g.c)
             };
             if let Some(p) = packed {
                 gemm_packed(av, p, cv, false);
@@ -552,6 +559,8 @@ impl SendPtr {
         self.0
     }
 }
-// SAFETY: used only to hand disjoint output regions to tasks of one step.
+// SAFETY: the pointer is only used to make views of disjoint output regions, one per task of
+// one step (each use states its own contract); sharing the address itself is harmless.
 unsafe impl Sync for SendPtr {}
+// SAFETY: as for `Sync`.
 unsafe impl Send for SendPtr {}

@@ -112,9 +112,7 @@ impl Builder {
                 return Ok(());
             }
             Op::Const(t) => {
-                let t = Arc::new((**t).clone().into_standard_layout());
-                let s = self.new_storage(StorageKind::Const(t.clone()), t.size_bytes());
-                let buf = self.new_buf(s, t.dtype(), t.shape().to_vec());
+                let buf = self.constant(t);
                 self.values.insert(ValueId::first(id), buf);
                 return Ok(());
             }
@@ -430,12 +428,57 @@ impl Builder {
         v: ValueId,
         operand: &dyn Fn(ValueId) -> Result<BufId, String>,
     ) -> Result<BufId, String> {
-        if let Some(t) = body.const_value(v) {
-            let t = Arc::new(t.clone().into_standard_layout());
-            let s = self.new_storage(StorageKind::Const(t.clone()), t.size_bytes());
-            return Ok(self.new_buf(s, t.dtype(), t.shape().to_vec()));
+        if let Op::Const(t) = &body.node(v.node).op {
+            return Ok(self.constant(t));
         }
         operand(v)
+    }
+
+    /// A buffer holding constant `t`: the graph's own tensor when it is already in standard
+    /// layout (shared, not copied), else a standard-layout copy.
+    fn constant(&mut self, t: &Arc<lathe_ir::Tensor>) -> BufId {
+        let t = if t.is_standard_layout() {
+            Arc::clone(t)
+        } else {
+            Arc::new((**t).clone().into_standard_layout())
+        };
+        let s = self.new_storage(StorageKind::Const(Arc::clone(&t)), t.size_bytes());
+        self.new_buf(s, t.dtype(), t.shape().to_vec())
+    }
+
+    /// Lets go of constants that no step reads from memory: those only read as a GEMM's packed
+    /// `B` (the packed panels replace them) and those whose readers baked them into their
+    /// kernels (a convolution's packed filter). The plan then holds each weight once.
+    fn drop_baked_constants(&mut self) {
+        let mut read = vec![false; self.storages.len()];
+        for step in &self.steps {
+            let from_memory: Vec<BufId> = match &step.kernel {
+                Kernel::Gemm {
+                    a,
+                    packed: Some(_),
+                    epilogue,
+                    ..
+                } => std::iter::once(*a)
+                    .chain(
+                        epilogue
+                            .iter()
+                            .flat_map(|e| e.inputs.iter().skip(1).copied()),
+                    )
+                    .collect(),
+                _ => step.reads.clone(),
+            };
+            for b in from_memory {
+                read[self.bufs[b].storage] = true;
+            }
+        }
+        for &b in &self.outputs {
+            read[self.bufs[b].storage] = true;
+        }
+        for (s, storage) in self.storages.iter_mut().enumerate() {
+            if !read[s] && matches!(storage.kind, StorageKind::Const(_)) {
+                storage.kind = StorageKind::Baked;
+            }
+        }
     }
 
     /// Graph output `j` is `v`: its storage becomes the output tensor when that is safe,
@@ -567,6 +610,7 @@ impl Builder {
     }
 
     fn finish(mut self) -> Plan {
+        self.drop_baked_constants();
         let waves = self.waves();
         // Lifetimes of the arena storages still in use, in waves (steps of one wave may run
         // at the same time, so they must not share bytes), then their offsets.

@@ -73,6 +73,19 @@ impl CpuPlan {
         self.plan.stats
     }
 
+    /// The constant tensors the plan reads from memory at run time, shared with the graph it
+    /// was compiled from. Weights that kernels hold packed are not among them.
+    pub fn constants(&self) -> Vec<Arc<Tensor>> {
+        self.plan
+            .storages
+            .iter()
+            .filter_map(|s| match &s.kind {
+                plan::StorageKind::Const(t) => Some(Arc::clone(t)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Why each interpreter step has no compiled kernel: `(node, op, reason)`.
     pub fn interp_steps(&self) -> Vec<(String, String, String)> {
         self.plan

@@ -20,8 +20,11 @@ pub type BufId = usize;
 pub enum StorageKind {
     /// The caller's input tensor `i`, read in place.
     Input(usize),
-    /// A constant of the graph, owned by the plan (standard layout).
+    /// A constant of the graph, shared with it (standard layout).
     Const(Arc<Tensor>),
+    /// A constant that no step reads from memory: every step that uses it holds it in its own
+    /// kernel (packed GEMM panels, a convolution's packed filter). No bytes at run time.
+    Baked,
     /// A region of the call's arena, at a byte offset set by the memory plan.
     Arena { offset: usize },
     /// A fresh tensor handed to the caller as a graph output (no copy at the end).

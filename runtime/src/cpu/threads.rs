@@ -31,8 +31,11 @@ struct Job {
     done: AtomicUsize,
 }
 
-// SAFETY: `f` points at a `Sync` closure that outlives every use (see `Job::work`).
+// SAFETY: `f` points at a `Sync` closure that outlives every use (see `Job::work`); the
+// counters are atomics.
 unsafe impl Send for Job {}
+// SAFETY: as for `Send`: workers only call the `Sync` closure through a shared reference and
+// update the atomic counters.
 unsafe impl Sync for Job {}
 
 impl Job {

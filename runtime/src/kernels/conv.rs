@@ -21,152 +21,15 @@
 //! Grouped convolutions (input channels a multiple of the filter's, as TensorFlow allows) run
 //! one GEMM per group on column slices of the filter and of the output.
 //!
-//! This file also holds [`Window`], the window geometry shared with the depthwise and pooling
-//! kernels; it reproduces the reference interpreter's (TensorFlow's) padding rules.
+//! The window geometry (output size, SAME padding, dilation) is the IR's own
+//! [`WindowGeometry`], so the kernels and the reference interpreter cannot disagree.
 
 use super::gemm::{MatMut, MatRef};
 use super::packed::{gemm_packed, PackedB};
-use lathe_ir::ops::{ConvAttrs, DataFormat, Op, Padding};
+use lathe_ir::ops::conv::WindowGeometry;
+use lathe_ir::ops::{ConvAttrs, DataFormat, Op};
 use lathe_ir::{DType, Tensor, TensorType};
 use std::ops::Range;
-
-/// The concrete geometry of a window op over an NHWC input `[n, h, w, c]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Window {
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub dh: usize,
-    pub dw: usize,
-    /// Padding before the first input row / column.
-    pub pt: usize,
-    pub pl: usize,
-}
-
-/// Output size and leading pad of one spatial axis, as `lathe_ir::ops::conv` computes them
-/// (the caller has already run the op's `infer`, so the window fits).
-fn axis(
-    input: usize,
-    k: usize,
-    stride: usize,
-    dilation: usize,
-    pad: Option<[usize; 2]>,
-) -> (usize, usize) {
-    let span = (k - 1) * dilation + 1;
-    match pad {
-        Some([before, after]) => ((input + before + after - span) / stride + 1, before),
-        None => {
-            // SAME: ceil(in / stride) outputs, the odd padding cell at the end.
-            let out = input.div_ceil(stride);
-            let total = match out {
-                0 => 0,
-                _ => ((out - 1) * stride + span).saturating_sub(input),
-            };
-            (out, total / 2)
-        }
-    }
-}
-
-/// The taps `t < k` whose input coordinate `base + t*d - pad` lies in `0..size`: always a
-/// contiguous range.
-fn taps(base: usize, pad: usize, size: usize, k: usize, d: usize) -> Range<usize> {
-    let lo = pad.saturating_sub(base).div_ceil(d);
-    let hi = (size + pad).saturating_sub(base).div_ceil(d).min(k);
-    lo.min(hi)..hi
-}
-
-impl Window {
-    /// The geometry of a `k` window with `strides`, `dilations` and `padding` over `nhwc`.
-    /// The window must fit (the op's `infer` checks that).
-    pub fn new(
-        nhwc: [usize; 4],
-        k: [usize; 2],
-        strides: [usize; 2],
-        dilations: [usize; 2],
-        padding: &Padding,
-    ) -> Window {
-        let pad = |a: usize| match padding {
-            Padding::Valid => Some([0, 0]),
-            Padding::Explicit(p) => Some(p[a]),
-            Padding::Same => None,
-        };
-        let (oh, pt) = axis(nhwc[1], k[0], strides[0], dilations[0], pad(0));
-        let (ow, pl) = axis(nhwc[2], k[1], strides[1], dilations[1], pad(1));
-        Window {
-            n: nhwc[0],
-            h: nhwc[1],
-            w: nhwc[2],
-            c: nhwc[3],
-            oh,
-            ow,
-            kh: k[0],
-            kw: k[1],
-            sh: strides[0],
-            sw: strides[1],
-            dh: dilations[0],
-            dw: dilations[1],
-            pt,
-            pl,
-        }
-    }
-
-    /// Output pixels: `n * oh * ow`.
-    pub fn rows(&self) -> usize {
-        self.n * self.oh * self.ow
-    }
-
-    /// Elements of the input.
-    pub fn input_len(&self) -> usize {
-        self.n * self.h * self.w * self.c
-    }
-
-    /// The taps `ky` of output row `oy` that read input rows (not padding).
-    pub fn ky_range(&self, oy: usize) -> Range<usize> {
-        taps(oy * self.sh, self.pt, self.h, self.kh, self.dh)
-    }
-
-    /// The taps `kx` of output column `ox` that read input columns (not padding).
-    pub fn kx_range(&self, ox: usize) -> Range<usize> {
-        taps(ox * self.sw, self.pl, self.w, self.kw, self.dw)
-    }
-
-    /// Input row of tap `ky` of output row `oy` (the tap must be in [`Self::ky_range`]).
-    pub fn iy(&self, oy: usize, ky: usize) -> usize {
-        oy * self.sh + ky * self.dh - self.pt
-    }
-
-    /// Input column of tap `kx` of output column `ox` (the tap must be in [`Self::kx_range`]).
-    pub fn ix(&self, ox: usize, kx: usize) -> usize {
-        ox * self.sw + kx * self.dw - self.pl
-    }
-
-    /// Splits output rows into runs along one output row of one image:
-    /// `(img, oy, ox range, index of the run's first row within rows)`.
-    pub fn runs(
-        &self,
-        rows: Range<usize>,
-    ) -> impl Iterator<Item = (usize, usize, Range<usize>, usize)> + '_ {
-        let start = rows.start;
-        let mut r = rows.start;
-        std::iter::from_fn(move || {
-            if r >= rows.end || self.ow == 0 {
-                return None;
-            }
-            let (line, ox0) = (r / self.ow, r % self.ow);
-            let ox1 = self.ow.min(ox0 + (rows.end - r));
-            let run = (line / self.oh, line % self.oh, ox0..ox1, r - start);
-            r += ox1 - ox0;
-            Some(run)
-        })
-    }
-}
 
 /// Checks what every kernel here needs of an input type: f32, NHWC, concrete shape.
 pub(crate) fn nhwc_f32(op: &str, format: DataFormat, x: &TensorType) -> Result<[usize; 4], String> {
@@ -206,7 +69,7 @@ fn tile_rows(depth: usize) -> usize {
 /// A `conv2d` (NHWC input, HWIO constant filter) ready to run on ranges of output rows.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
-    win: Window,
+    win: WindowGeometry,
     groups: usize,
     /// Input channels per group.
     ci: usize,
@@ -230,13 +93,13 @@ impl Conv2d {
         Op::Conv2D(attrs.clone()).infer(&[x.clone(), filter.ty()], &[None, Some(filter)])?;
         let fs = filter.shape();
         let (kh, kw, ci, co) = (fs[0], fs[1], fs[2], fs[3]);
-        let win = Window::new(
-            nhwc,
+        let win = WindowGeometry::new(
+            &nhwc,
             [kh, kw],
             attrs.strides,
             attrs.dilations,
             &attrs.padding,
-        );
+        )?;
         let depth = kh * kw * ci;
         let pointwise =
             kh == 1 && kw == 1 && attrs.strides == [1, 1] && (win.oh, win.ow) == (win.h, win.w);
@@ -361,12 +224,7 @@ impl Conv2d {
                     self.im2col(x, t0..t1, g, cols);
                     MatRef::row_major(cols, m, self.depth)
                 };
-                let c = MatMut {
-                    data: &mut o[g * cog..],
-                    rows: m,
-                    cols: cog,
-                    strides: (co, 1),
-                };
+                let c = MatMut::new(&mut o[g * cog..], m, cog, (co, 1));
                 gemm_packed(a, &self.filter[g], c, false);
             }
             t0 = t1;
@@ -411,6 +269,7 @@ impl Conv2d {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use lathe_ir::ops::Padding;
 
     /// A small deterministic generator (xorshift).
     pub(crate) struct Rng(pub u64);

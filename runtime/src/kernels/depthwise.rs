@@ -21,314 +21,20 @@
 //!
 //! A multiplier above 1 runs a plain scalar loop (no model we target uses one).
 //!
-//! The [`simd`] module here is the small SIMD layer that `pool` and `gemv` share.
+//! Vector code goes through the shared SIMD layer, [`super::simd`].
 
-use super::conv::{f32_values, nhwc_f32, Window};
+use super::conv::{f32_values, nhwc_f32};
+use super::simd::{self, Isa, Scalar, Simd};
+use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{ConvAttrs, Op};
 use lathe_ir::{Tensor, TensorType};
-use simd::{Isa, Scalar, Simd};
 use std::ops::Range;
-
-/// A minimal SIMD abstraction: one trait, implemented for AVX-512, AVX2+FMA and scalar `f32`,
-/// so each kernel is written once as a generic `#[inline(always)]` function and instantiated
-/// per instruction set inside a `#[target_feature]` function ([`multiversion`]).
-pub(crate) mod simd {
-    #[cfg(target_arch = "x86_64")]
-    use std::arch::x86_64::*;
-
-    /// One vector of `LANES` f32 lanes. Every method is `unsafe`: the caller guarantees the
-    /// CPU supports the instruction set and that pointers address `LANES` valid elements.
-    pub trait Simd: Copy {
-        const LANES: usize;
-        type V: Copy;
-        unsafe fn zero() -> Self::V;
-        unsafe fn splat(v: f32) -> Self::V;
-        /// Unaligned load of `LANES` elements.
-        unsafe fn load(p: *const f32) -> Self::V;
-        /// Unaligned store of `LANES` elements.
-        unsafe fn store(p: *mut f32, v: Self::V);
-        /// Loads the first `n < LANES` elements (the others are zero); touches only those.
-        unsafe fn load_n(p: *const f32, n: usize) -> Self::V;
-        /// Stores the first `n < LANES` lanes; touches only those elements.
-        unsafe fn store_n(p: *mut f32, v: Self::V, n: usize);
-        /// `a * b + c` (fused where the hardware has FMA).
-        unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
-        unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
-        unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
-        /// `if a > b { a } else { b }` per lane (so a NaN in `a` never replaces `b`).
-        unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
-        /// The sum of the lanes.
-        unsafe fn sum(v: Self::V) -> f32;
-    }
-
-    /// The instruction set a kernel runs with, detected once when the kernel is prepared.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Isa {
-        #[cfg(target_arch = "x86_64")]
-        Avx512,
-        #[cfg(target_arch = "x86_64")]
-        Avx2,
-        Scalar,
-    }
-
-    impl Isa {
-        /// The widest instruction set this CPU has.
-        pub fn detect() -> Isa {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx2")
-                    && is_x86_feature_detected!("fma")
-                {
-                    return Isa::Avx512;
-                }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    return Isa::Avx2;
-                }
-            }
-            Isa::Scalar
-        }
-
-        /// Every instruction set this CPU can run (for tests).
-        #[cfg(test)]
-        pub fn all_supported() -> Vec<Isa> {
-            let mut v = vec![Isa::Scalar];
-            #[cfg(target_arch = "x86_64")]
-            {
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    v.push(Isa::Avx2);
-                }
-                if Isa::detect() == Isa::Avx512 {
-                    v.push(Isa::Avx512);
-                }
-            }
-            v
-        }
-    }
-
-    /// Plain `f32`: the portable fallback and the tail of every vector loop.
-    #[derive(Clone, Copy)]
-    pub struct Scalar;
-
-    impl Simd for Scalar {
-        const LANES: usize = 1;
-        type V = f32;
-        #[inline(always)]
-        unsafe fn zero() -> f32 {
-            0.0
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> f32 {
-            v
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> f32 {
-            *p
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: f32) {
-            *p = v
-        }
-        #[inline(always)]
-        unsafe fn load_n(_: *const f32, _: usize) -> f32 {
-            0.0
-        }
-        #[inline(always)]
-        unsafe fn store_n(_: *mut f32, _: f32, _: usize) {}
-        #[inline(always)]
-        unsafe fn fma(a: f32, b: f32, c: f32) -> f32 {
-            a * b + c
-        }
-        #[inline(always)]
-        unsafe fn add(a: f32, b: f32) -> f32 {
-            a + b
-        }
-        #[inline(always)]
-        unsafe fn div(a: f32, b: f32) -> f32 {
-            a / b
-        }
-        #[inline(always)]
-        unsafe fn max(a: f32, b: f32) -> f32 {
-            if a > b {
-                a
-            } else {
-                b
-            }
-        }
-        #[inline(always)]
-        unsafe fn sum(v: f32) -> f32 {
-            v
-        }
-    }
-
-    /// 8 lanes of AVX2 with FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[derive(Clone, Copy)]
-    pub struct Avx2;
-
-    #[cfg(target_arch = "x86_64")]
-    impl Simd for Avx2 {
-        const LANES: usize = 8;
-        type V = __m256;
-        #[inline(always)]
-        unsafe fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> __m256 {
-            _mm256_set1_ps(v)
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m256 {
-            _mm256_loadu_ps(p)
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: __m256) {
-            _mm256_storeu_ps(p, v)
-        }
-        #[inline(always)]
-        unsafe fn load_n(p: *const f32, n: usize) -> __m256 {
-            _mm256_maskload_ps(p, avx2_mask(n))
-        }
-        #[inline(always)]
-        unsafe fn store_n(p: *mut f32, v: __m256, n: usize) {
-            _mm256_maskstore_ps(p, avx2_mask(n), v)
-        }
-        #[inline(always)]
-        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
-            _mm256_fmadd_ps(a, b, c)
-        }
-        #[inline(always)]
-        unsafe fn add(a: __m256, b: __m256) -> __m256 {
-            _mm256_add_ps(a, b)
-        }
-        #[inline(always)]
-        unsafe fn div(a: __m256, b: __m256) -> __m256 {
-            _mm256_div_ps(a, b)
-        }
-        #[inline(always)]
-        unsafe fn max(a: __m256, b: __m256) -> __m256 {
-            // MAXPS returns its second operand unless the first is greater.
-            _mm256_max_ps(a, b)
-        }
-        #[inline(always)]
-        unsafe fn sum(v: __m256) -> f32 {
-            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-            _mm_cvtss_f32(s)
-        }
-    }
-
-    /// Lanes `0..n` set (all bits), the others clear.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn avx2_mask(n: usize) -> __m256i {
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
-    }
-
-    /// 16 lanes of AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[derive(Clone, Copy)]
-    pub struct Avx512;
-
-    // The AVX-512 intrinsics are stable since Rust 1.89, above the workspace's declared
-    // rust-version (1.87); the toolchain in use has them. See the module docs.
-    #[cfg(target_arch = "x86_64")]
-    #[allow(clippy::incompatible_msrv)]
-    impl Simd for Avx512 {
-        const LANES: usize = 16;
-        type V = __m512;
-        #[inline(always)]
-        unsafe fn zero() -> __m512 {
-            _mm512_setzero_ps()
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> __m512 {
-            _mm512_set1_ps(v)
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m512 {
-            _mm512_loadu_ps(p)
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: __m512) {
-            _mm512_storeu_ps(p, v)
-        }
-        #[inline(always)]
-        unsafe fn load_n(p: *const f32, n: usize) -> __m512 {
-            _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p)
-        }
-        #[inline(always)]
-        unsafe fn store_n(p: *mut f32, v: __m512, n: usize) {
-            _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, v)
-        }
-        #[inline(always)]
-        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
-            _mm512_fmadd_ps(a, b, c)
-        }
-        #[inline(always)]
-        unsafe fn add(a: __m512, b: __m512) -> __m512 {
-            _mm512_add_ps(a, b)
-        }
-        #[inline(always)]
-        unsafe fn div(a: __m512, b: __m512) -> __m512 {
-            _mm512_div_ps(a, b)
-        }
-        #[inline(always)]
-        unsafe fn max(a: __m512, b: __m512) -> __m512 {
-            // VMAXPS returns its second operand unless the first is greater.
-            _mm512_max_ps(a, b)
-        }
-        #[inline(always)]
-        unsafe fn sum(v: __m512) -> f32 {
-            _mm512_reduce_add_ps(v)
-        }
-    }
-
-    /// Defines `fn $name(isa: Isa, args...)` that runs the generic `$generic::<S>(args...)`
-    /// with `S` the [`Simd`] type of `isa`, compiled with that instruction set enabled.
-    macro_rules! multiversion {
-        ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $generic:ident) => {
-            $(#[$m])*
-            $vis fn $name(isa: $crate::kernels::depthwise::simd::Isa, $($arg: $ty),*) {
-                use $crate::kernels::depthwise::simd::*;
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => {
-                        #[target_feature(enable = "avx512f,avx2,fma")]
-                        unsafe fn imp($($arg: $ty),*) {
-                            $generic::<Avx512>($($arg),*)
-                        }
-                        // SAFETY: `Isa::Avx512` is only chosen (Isa::detect) on a CPU with
-                        // these features.
-                        unsafe { imp($($arg),*) }
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => {
-                        #[target_feature(enable = "avx2,fma")]
-                        unsafe fn imp($($arg: $ty),*) {
-                            $generic::<Avx2>($($arg),*)
-                        }
-                        // SAFETY: as above, `Isa::Avx2` implies AVX2 and FMA.
-                        unsafe { imp($($arg),*) }
-                    }
-                    Isa::Scalar => $generic::<Scalar>($($arg),*),
-                }
-            }
-        };
-    }
-    pub(crate) use multiversion;
-}
 
 /// A `depthwise_conv2d` (NHWC input, constant `[kh, kw, in, multiplier]` filter) ready to run
 /// on ranges of output rows.
 #[derive(Clone, Debug)]
 pub struct DepthwiseConv2d {
-    win: Window,
+    win: WindowGeometry,
     multiplier: usize,
     /// The filter, row-major: tap `(ky, kx)` holds `in * multiplier` contiguous values.
     filter: Vec<f32>,
@@ -347,13 +53,13 @@ impl DepthwiseConv2d {
         Op::DepthwiseConv2D(attrs.clone())
             .infer(&[x.clone(), filter.ty()], &[None, Some(filter)])?;
         let fs = filter.shape();
-        let win = Window::new(
-            nhwc,
+        let win = WindowGeometry::new(
+            &nhwc,
             [fs[0], fs[1]],
             attrs.strides,
             attrs.dilations,
             &attrs.padding,
-        );
+        )?;
         let mut interior = (0..win.ow).filter(|&ox| win.kx_range(ox) == (0..win.kw));
         let interior = match (interior.clone().next(), interior.next_back()) {
             (Some(a), Some(b)) => a..b + 1,

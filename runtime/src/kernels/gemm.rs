@@ -17,6 +17,7 @@
 //! fine: with `k == 0` and `accumulate == false`, `C` is set to zero.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 /// A read-only matrix view: `rows × cols` elements of `data` with strides `(row, col)`.
 #[derive(Clone, Copy, Debug)]
@@ -50,24 +51,92 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// A mutable matrix view: `rows × cols` elements of `data` with strides `(row, col)`.
+/// A writable matrix view: `rows × cols` elements from a base pointer with strides
+/// `(row, col)`.
+///
+/// It holds a pointer, not a `&mut [f32]`, so that tasks of one product can each write their
+/// own rows of a shared output: their views' ranges may overlap (a view spans from its first
+/// to its last element, other tasks' rows in between), but the elements they address do not.
+/// A view only ever touches the elements it addresses.
 #[derive(Debug)]
 pub struct MatMut<'a> {
-    pub data: &'a mut [f32],
+    ptr: *mut f32,
+    /// Elements from `ptr` the view may address (checked against the view's extent).
+    len: usize,
     pub rows: usize,
     pub cols: usize,
     /// Element strides `(row, col)`.
     pub strides: (usize, usize),
+    _borrow: PhantomData<&'a mut [f32]>,
 }
 
 impl<'a> MatMut<'a> {
-    /// A dense row-major `rows × cols` view.
-    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+    /// A view of `data` with strides `(row, col)`.
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, strides: (usize, usize)) -> Self {
         MatMut {
-            data,
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
             rows,
             cols,
-            strides: (cols, 1),
+            strides,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// A dense row-major `rows × cols` view.
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        MatMut::new(data, rows, cols, (cols, 1))
+    }
+
+    /// A view of the `len` elements from `ptr`, shared with other views over the same memory.
+    ///
+    /// # Safety
+    ///
+    /// `ptr..ptr + len` is one allocation, valid for reads and writes for `'a`. While the view
+    /// lives, the elements it addresses (`i * row + j * col` for `i < rows`, `j < cols`) are
+    /// read and written through it alone; the other elements of the range may be used by
+    /// other threads, since the view never touches them.
+    pub unsafe fn from_raw_parts(
+        ptr: *mut f32,
+        len: usize,
+        rows: usize,
+        cols: usize,
+        strides: (usize, usize),
+    ) -> Self {
+        MatMut {
+            ptr,
+            len,
+            rows,
+            cols,
+            strides,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// How many elements from the base pointer the view may address.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the view's range holds no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The base pointer: element `(i, j)` is at `i * row + j * col` from it.
+    pub fn as_mut_ptr(&mut self) -> *mut f32 {
+        self.ptr
+    }
+
+    /// Sets every element to zero, touching nothing else.
+    pub(crate) fn fill_zero(&mut self) {
+        check("C", self.len, self.rows, self.cols, self.strides).expect("a view fits its range");
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                // SAFETY: (i, j) is an element of the view, inside its range (checked above),
+                // and this view alone accesses it (the constructors' contract).
+                unsafe { *self.ptr.add(i * self.strides.0 + j * self.strides.1) = 0.0 };
+            }
         }
     }
 }
@@ -190,7 +259,7 @@ pub(crate) fn distinct(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> bo
 pub fn sgemm(
     a: MatRef<'_>,
     b: MatRef<'_>,
-    c: MatMut<'_>,
+    mut c: MatMut<'_>,
     accumulate: bool,
     threads: usize,
 ) -> Result<(), GemmError> {
@@ -204,7 +273,7 @@ pub fn sgemm(
     }
     check("A", a.data.len(), a.rows, a.cols, a.strides)?;
     check("B", b.data.len(), b.rows, b.cols, b.strides)?;
-    check("C", c.data.len(), c.rows, c.cols, c.strides)?;
+    check("C", c.len(), c.rows, c.cols, c.strides)?;
     if !distinct(m, n, c.strides) {
         return Err(GemmError::AliasedOutput { strides: c.strides });
     }
@@ -213,11 +282,7 @@ pub fn sgemm(
     }
     if k == 0 {
         if !accumulate {
-            for i in 0..m {
-                for j in 0..n {
-                    c.data[i * c.strides.0 + j * c.strides.1] = 0.0;
-                }
-            }
+            c.fill_zero();
         }
         return Ok(());
     }
@@ -229,14 +294,15 @@ pub fn sgemm(
     // Strides were checked above to fit in isize.
     let s = |x: usize| x as isize;
     // SAFETY: every offset the kernel reads or writes is `i*rs + j*cs` with `i < rows`,
-    // `j < cols`, which `check` proved lies inside the corresponding slice; C's elements are
-    // distinct (`distinct`) and C is borrowed mutably, so it aliases neither A nor B.
+    // `j < cols`, which `check` proved lies inside the corresponding range; C's elements are
+    // distinct (`distinct`) and accessed through this view alone (its contract), so no one
+    // else writes them and they alias neither A nor B (which are borrowed shared).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.data.as_mut_ptr(),
+            c.as_mut_ptr(),
             s(c.strides.1),
             s(c.strides.0),
             accumulate,
@@ -319,19 +385,7 @@ mod tests {
         let mut want = random(m * n, seed + 2);
         let mut got = want.clone();
         naive(a, b, &mut want, cs, accumulate);
-        sgemm(
-            a,
-            b,
-            MatMut {
-                data: &mut got,
-                rows: m,
-                cols: n,
-                strides: cs,
-            },
-            accumulate,
-            threads,
-        )
-        .unwrap();
+        sgemm(a, b, MatMut::new(&mut got, m, n, cs), accumulate, threads).unwrap();
         let tol = 1e-5 * (k as f32 + 1.0) * 4.0;
         for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
@@ -477,12 +531,7 @@ mod tests {
         let err = sgemm(
             MatRef::row_major(&a, 2, 3),
             MatRef::row_major(&b, 3, 4),
-            MatMut {
-                data: &mut c,
-                rows: 2,
-                cols: 4,
-                strides: (1, 1),
-            },
+            MatMut::new(&mut c, 2, 4, (1, 1)),
             false,
             1,
         );

@@ -15,10 +15,10 @@
 //! Vectors are AVX-512 or AVX2+FMA, chosen at run time, with a scalar fallback (the shared
 //! [`simd`] layer). More than four rows of `A` are done four at a time.
 //!
-//! [`simd`]: super::depthwise::simd
+//! [`simd`]: super::simd
 
-use super::depthwise::simd::{self, Isa, Simd};
 use super::gemm::MatRef;
+use super::simd::{self, Isa, Simd};
 use std::ops::Range;
 use std::sync::OnceLock;
 

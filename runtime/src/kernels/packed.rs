@@ -36,7 +36,6 @@
 use super::gemm::{distinct, needed, MatMut, MatRef};
 use std::fmt;
 use std::ops::Range;
-use std::sync::OnceLock;
 
 /// Largest `k` block.
 const KC_MAX: usize = 512;
@@ -45,48 +44,10 @@ const B_BLOCK_FLOATS: usize = 1 << 17;
 /// Largest `MR × NR` over all micro-kernels (the edge tile buffer).
 const TILE_MAX: usize = 12 * 32;
 
-/// The instruction set a micro-kernel is compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Isa {
-    /// AVX-512F: `12 × 32` tiles.
-    Avx512,
-    /// AVX2 and FMA: `6 × 16` tiles.
-    Avx2,
-    /// Portable Rust: `4 × 16` tiles (correct, slow).
-    Scalar,
-}
+pub use super::simd::Isa;
 
+/// The micro-kernel's tile for each instruction set.
 impl Isa {
-    /// Every micro-kernel, fastest first.
-    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Scalar];
-
-    /// The best micro-kernel this CPU runs (detected once per process).
-    pub fn detect() -> Isa {
-        static BEST: OnceLock<Isa> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            Isa::ALL
-                .into_iter()
-                .find(|isa| isa.supported())
-                .unwrap_or(Isa::Scalar)
-        })
-    }
-
-    /// Whether this CPU runs the micro-kernel.
-    pub fn supported(self) -> bool {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-            }
-            Isa::Scalar => true,
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-
     /// Rows of a micro-kernel tile.
     fn mr(self) -> usize {
         match self {
@@ -229,7 +190,7 @@ fn check_view(what: &str, operand: &str, len: usize, rows: usize, cols: usize, s
 ///
 /// Panics, with a message and before writing anything, when the shapes do not compose, a
 /// slice is too short for its view, or `C`'s elements overlap.
-pub fn gemm_packed(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool) {
+pub fn gemm_packed(a: MatRef<'_>, b: &PackedB, mut c: MatMut<'_>, accumulate: bool) {
     let (m, k, n) = (a.rows, b.k, b.n);
     assert!(
         a.cols == k && c.rows == m && c.cols == n,
@@ -242,7 +203,7 @@ pub fn gemm_packed(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool) 
         c.cols
     );
     check_view("gemm_packed", "A", a.data.len(), m, k, a.strides);
-    check_view("gemm_packed", "C", c.data.len(), m, n, c.strides);
+    check_view("gemm_packed", "C", c.len(), m, n, c.strides);
     assert!(
         distinct(m, n, c.strides),
         "gemm_packed: C's strides {:?} make distinct elements overlap",
@@ -253,16 +214,12 @@ pub fn gemm_packed(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool) 
     }
     if k == 0 {
         if !accumulate {
-            for i in 0..m {
-                for j in 0..n {
-                    c.data[i * c.strides.0 + j * c.strides.1] = 0.0;
-                }
-            }
+            c.fill_zero();
         }
         return;
     }
-    // SAFETY: the views were checked above: every element of A and C lies in its slice, C's
-    // elements are distinct and C is borrowed mutably; `b` was packed for `b.isa`, which
+    // SAFETY: the views were checked above: every element of A and C lies in its range, C's
+    // elements are distinct and accessed through `c` alone (its contract); `b` was packed for `b.isa`, which
     // `PackedB::with_isa` checked this CPU supports.
     unsafe { drive(a, b, c, accumulate) }
 }
@@ -335,7 +292,7 @@ struct Aligned<const N: usize>([f32; N]);
 /// # Safety
 ///
 /// `a` and `c` satisfy [`gemm_packed`]'s checks, `m, n, k > 0`, and this CPU runs `b.isa`.
-unsafe fn drive(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool) {
+unsafe fn drive(a: MatRef<'_>, b: &PackedB, mut c: MatMut<'_>, accumulate: bool) {
     let (m, k, n) = (a.rows, b.k, b.n);
     let (mr, nr) = (b.isa.mr(), b.isa.nr());
     let kernels = kernels(b.isa);
@@ -355,7 +312,7 @@ unsafe fn drive(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool) {
     let mut tmp = Aligned::<TILE_MAX>([0.0; TILE_MAX]);
     let bp = b.floats().as_ptr();
     let ap = a.data.as_ptr();
-    let cp = c.data.as_mut_ptr();
+    let cp = c.as_mut_ptr();
     for k0 in (0..k).step_by(b.kc) {
         let kb = b.kc.min(k - k0);
         let acc = accumulate || k0 > 0;
@@ -597,17 +554,7 @@ mod tests {
         naive(a, b, &mut want, cs, l.accumulate);
         let packed = PackedB::with_isa(b, isa);
         assert_eq!((packed.k(), packed.n()), (k, n));
-        gemm_packed(
-            a,
-            &packed,
-            MatMut {
-                data: &mut got,
-                rows: m,
-                cols: n,
-                strides: cs,
-            },
-            l.accumulate,
-        );
+        gemm_packed(a, &packed, MatMut::new(&mut got, m, n, cs), l.accumulate);
         let tol = 1e-5 * (k as f32).sqrt().max(1.0);
         for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
@@ -792,12 +739,7 @@ mod tests {
         gemm_packed(
             MatRef::row_major(&[0.0; 6], 2, 3),
             &b,
-            MatMut {
-                data: &mut [0.0; 4],
-                rows: 2,
-                cols: 2,
-                strides: (1, 1),
-            },
+            MatMut::new(&mut [0.0; 4], 2, 2, (1, 1)),
             false,
         );
     }

@@ -10,10 +10,11 @@
 //! average is divided by the cell count, so results equal the interpreter's bit for bit.
 //! Channels past the last whole vector run the scalar instantiation of the same code.
 //!
-//! [`simd`]: super::depthwise::simd
+//! [`simd`]: super::simd
 
-use super::conv::{nhwc_f32, Window};
-use super::depthwise::simd::{self, Isa, Scalar, Simd};
+use super::conv::nhwc_f32;
+use super::simd::{self, Isa, Scalar, Simd};
+use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{Op, PoolAttrs};
 use lathe_ir::TensorType;
 use std::ops::Range;
@@ -29,7 +30,7 @@ pub enum PoolKind {
 #[derive(Clone, Debug)]
 pub struct Pool2d {
     kind: PoolKind,
-    win: Window,
+    win: WindowGeometry,
     isa: Isa,
 }
 
@@ -43,7 +44,7 @@ impl Pool2d {
         };
         let nhwc = nhwc_f32(op.mnemonic(), attrs.format, x)?;
         op.infer(std::slice::from_ref(x), &[None])?;
-        let win = Window::new(nhwc, attrs.ksize, attrs.strides, [1, 1], &attrs.padding);
+        let win = WindowGeometry::new(&nhwc, attrs.ksize, attrs.strides, [1, 1], &attrs.padding)?;
         Ok(Pool2d {
             kind,
             win,

@@ -19,37 +19,49 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Reads a frozen GraphDef file and imports it.
+///
+/// The file's bytes, the decoded message and the IR's tensors would each hold every weight:
+/// the bytes are dropped once decoded, and each constant's message is emptied once its tensor
+/// is made, so at most two copies of the weights live at once, and only while decoding.
 pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
     let bytes = std::fs::read(path).map_err(|e| ImportError::file(path, e.to_string()))?;
-    import_bytes(&bytes, path)
+    let gd = decode(&bytes, path)?;
+    drop(bytes);
+    import_owned(gd, path)
 }
 
 /// Imports a serialized GraphDef; `path` names it in errors.
 pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph, ImportError> {
-    let gd = GraphDef::decode(bytes)
-        .map_err(|e| ImportError::file(path, format!("not a valid TensorFlow GraphDef ({e})")))?;
-    import_graph_def(&gd, path)
+    import_owned(decode(bytes, path)?, path)
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<GraphDef, ImportError> {
+    GraphDef::decode(bytes)
+        .map_err(|e| ImportError::file(path, format!("not a valid TensorFlow GraphDef ({e})")))
 }
 
 /// Imports a decoded GraphDef; `path` names it in errors.
 pub fn import_graph_def(gd: &GraphDef, path: &Path) -> Result<Graph, ImportError> {
-    if gd.node.is_empty() {
-        return Err(ImportError::file(path, "the GraphDef has no nodes"));
-    }
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "graph".into());
-    let mut imp = Importer {
-        file: path,
-        graph: Graph::new(name),
-        values: HashMap::new(),
-    };
-    let order = dependency_order(gd, path)?;
+    let (mut imp, order) = Importer::start(gd, path)?;
     for &i in &order {
         imp.import_node(&gd.node[i])?;
     }
     imp.add_outputs(gd, &order)?;
+    Ok(imp.graph)
+}
+
+/// [`import_graph_def`] on a GraphDef it may consume: each constant's attributes (its tensor)
+/// are dropped as soon as the node is imported, so the message and the IR do not both hold
+/// every weight.
+fn import_owned(mut gd: GraphDef, path: &Path) -> Result<Graph, ImportError> {
+    let (mut imp, order) = Importer::start(&gd, path)?;
+    for &i in &order {
+        imp.import_node(&gd.node[i])?;
+        if gd.node[i].op == "Const" {
+            gd.node[i].attr = Default::default();
+        }
+    }
+    imp.add_outputs(&gd, &order)?;
     Ok(imp.graph)
 }
 
@@ -149,7 +161,25 @@ struct Importer<'a> {
     values: HashMap<String, Vec<Option<ValueId>>>,
 }
 
-impl Importer<'_> {
+impl<'a> Importer<'a> {
+    /// An importer for `gd`, and the order to import its nodes in.
+    fn start(gd: &GraphDef, path: &'a Path) -> Result<(Importer<'a>, Vec<usize>), ImportError> {
+        if gd.node.is_empty() {
+            return Err(ImportError::file(path, "the GraphDef has no nodes"));
+        }
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "graph".into());
+        let order = dependency_order(gd, path)?;
+        let imp = Importer {
+            file: path,
+            graph: Graph::new(name),
+            values: HashMap::new(),
+        };
+        Ok((imp, order))
+    }
+
     fn import_node(&mut self, node: &NodeDef) -> Result<(), ImportError> {
         let err = |m: String| ImportError::node(self.file, &node.name, &node.op, m);
         let mut inputs = Vec::new();

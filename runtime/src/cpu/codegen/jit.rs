@@ -24,6 +24,8 @@ pub(crate) struct Code {
 // (which has exclusive access); the code it owns is immutable, position-fixed, and reentrant
 // (it reads its arguments and kernel-owned constants, and writes only through `outputs`).
 unsafe impl Send for Code {}
+// SAFETY: as for `Send`: shared access only calls `entry`, which is reentrant and touches no
+// state of `Code` (each call writes only through its own `outputs`).
 unsafe impl Sync for Code {}
 
 impl Drop for Code {
@@ -63,30 +65,13 @@ fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
         .map_err(|e| backend(format!("host ISA: {e}")))
 }
 
-/// True when `fma` lowers to a native instruction on this host.
-fn host_has_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("avx")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        true
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
-
 /// Compiles `plan` (whose constant tables live at `tables`) to native code.
 pub(crate) fn compile(
     plan: &Plan,
     tables: &[*const f32],
     disasm: bool,
 ) -> Result<Code, CodegenError> {
-    #[cfg(target_arch = "x86_64")]
-    if !std::is_x86_feature_detected!("sse4.1") {
+    if !crate::kernels::simd::has_vector_rounding() {
         return Err(CodegenError::Backend(
             "the CPU codegen needs SSE4.1 (vector rounding)".into(),
         ));
@@ -103,7 +88,13 @@ pub(crate) fn compile(
     let mut fctx = FunctionBuilderContext::new();
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        lower::emit(plan, tables, &mut b, ptr, host_has_fma());
+        lower::emit(
+            plan,
+            tables,
+            &mut b,
+            ptr,
+            crate::kernels::simd::has_native_fma(),
+        );
         b.finalize();
     }
     ctx.set_disasm(disasm);

@@ -63,6 +63,7 @@ fn buf(plan: &Plan, b: usize) -> String {
     let place = match &plan.storages[buf.storage].kind {
         StorageKind::Input(i) => format!("input {i}"),
         StorageKind::Const(_) => "const".to_string(),
+        StorageKind::Baked => "baked".to_string(),
         StorageKind::Arena { offset } => format!("arena+{offset}"),
         StorageKind::Output => "output".to_string(),
     };

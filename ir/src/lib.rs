@@ -4,6 +4,7 @@
 //! This crate depends on nothing else of Lathe's; importers, passes, codegen and the runtime
 //! all build on it.
 
+pub mod capability;
 pub mod dot;
 pub mod dtype;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod tensor;
 pub mod text;
 pub mod verify;
 
+pub use capability::{Capabilities, Native};
 pub use dtype::DType;
 pub use error::{IrError, Result};
 pub use graph::{Graph, GraphInput, GraphOutput, Node, NodeId, ValueId};

@@ -303,7 +303,9 @@ fn fill_shape_and_views_need_no_interpreter() {
     let mut g = Graph::new("t");
     let x = g.add_input("x", TensorType::known(DType::I64, &[2, 3]));
     let v = g.add_input("v", TensorType::known(DType::Bool, &[]));
-    let s = g.add(Op::Shape { output: DType::I32 }, vec![x], "shape").unwrap();
+    let s = g
+        .add(Op::Shape { output: DType::I32 }, vec![x], "shape")
+        .unwrap();
     let dims = g.add_const(ints(&[3, 2]), "dims");
     let f = g.add(Op::Fill, vec![dims, v], "fill").unwrap();
     let r = g.add(Op::StopGradient, vec![x], "stop").unwrap();
@@ -312,10 +314,7 @@ fn fill_shape_and_views_need_no_interpreter() {
     g.add_output("s", s).unwrap();
     g.add_output("f", f).unwrap();
     g.add_output("r", r).unwrap();
-    let stats = check(
-        &g,
-        &[tensor(DType::I64, &[2, 3], 3), Tensor::scalar(true)],
-    );
+    let stats = check(&g, &[tensor(DType::I64, &[2, 3], 3), Tensor::scalar(true)]);
     assert!(stats.views >= 2, "{stats:?}");
 }
 

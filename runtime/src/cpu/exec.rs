@@ -147,7 +147,10 @@ impl Frame {
                 let buf = &plan.bufs[b];
                 match self.outputs.iter().position(|(s, _)| *s == buf.storage) {
                     Some(i) => {
-                        let t = std::mem::replace(&mut self.outputs[i].1, Tensor::zeros(DType::U8, &[0]));
+                        let t = std::mem::replace(
+                            &mut self.outputs[i].1,
+                            Tensor::zeros(DType::U8, &[0]),
+                        );
                         if t.dtype() == buf.dtype && t.shape() == buf.dims.as_slice() {
                             t
                         } else {
@@ -375,7 +378,11 @@ impl Frame {
                 };
                 // SAFETY: `out` holds `len` elements of this size, written by this step alone.
                 unsafe {
-                    crate::kernels::copy::fill(self.bytes_ptr(plan, *out), &v, plan.bufs[*out].len())
+                    crate::kernels::copy::fill(
+                        self.bytes_ptr(plan, *out),
+                        &v,
+                        plan.bufs[*out].len(),
+                    )
                 };
                 Ok(())
             }
@@ -653,7 +660,9 @@ const MIN_TASK_BYTES: usize = 256 * 1024;
 
 /// How many tasks a copy of `bytes` bytes in `rows` rows is worth.
 fn copy_tasks(bytes: usize, rows: usize, pool: &ThreadPool) -> usize {
-    (bytes / MIN_TASK_BYTES).clamp(1, pool.threads()).min(rows.max(1))
+    (bytes / MIN_TASK_BYTES)
+        .clamp(1, pool.threads())
+        .min(rows.max(1))
 }
 
 /// A byte pointer handed to the tasks of one step.

@@ -19,17 +19,17 @@
 //! tensors handed to the caller, a generated kernel writes over an input that dies at that
 //! step (in place), and the rest get arena offsets from the memory plan.
 
+use super::capability::CpuCapabilities;
 use super::codegen::RowKernel;
 use super::matmul::BatchedGemm;
 use super::memory::{self, Lifetime};
+use super::movement;
 use super::plan::*;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
 use crate::kernels::packed::PackedB;
 use crate::kernels::pool::{Pool2d, PoolKind};
 use crate::kernels::reduce::MiddleReduce;
-use super::capability::CpuCapabilities;
-use super::movement;
 use lathe_ir::ops::{FusedKind, Op};
 use lathe_ir::{Capabilities, DType, Graph, Native, NodeId, Tensor, TensorType, ValueId};
 use std::collections::{HashMap, HashSet};
@@ -143,7 +143,8 @@ impl Builder {
                 // the range is a constant of the plan (too large to have been folded).
                 let args: Option<Vec<&Tensor>> =
                     node.inputs.iter().map(|v| g.const_value(*v)).collect();
-                let args = args.ok_or_else(|| at("start, limit and delta are not constants".into()))?;
+                let args =
+                    args.ok_or_else(|| at("start, limit and delta are not constants".into()))?;
                 let t = node.op.eval(&args).map_err(at)?.remove(0);
                 self.constant(id, t);
                 return Ok(());
@@ -187,12 +188,10 @@ impl Builder {
         }
         let inputs: Vec<BufId> = node.inputs.iter().map(|v| self.buf(*v)).collect();
         let kernel = match self.kernel(g, id, &inputs, &outputs) {
-            Ok(Kernel::Move { fills, parts }) if node.op == Op::Concat => {
-                Kernel::Move {
-                    fills,
-                    parts: self.concat_in_place(parts, outputs[0]),
-                }
-            }
+            Ok(Kernel::Move { fills, parts }) if node.op == Op::Concat => Kernel::Move {
+                fills,
+                parts: self.concat_in_place(parts, outputs[0]),
+            },
             Ok(k) => k,
             Err(reason) => {
                 tracing::debug!(node = %name, op = node.op.mnemonic(), %reason, "interpreter fallback");
@@ -520,7 +519,10 @@ impl Builder {
         for part in parts {
             let m = part.src;
             let sm = self.bufs[m].storage;
-            let slice = part.copy.contiguous_offset().map(|e| e * self.bufs[m].dtype.size_bytes());
+            let slice = part
+                .copy
+                .contiguous_offset()
+                .map(|e| e * self.bufs[m].dtype.size_bytes());
             let movable = matches!(self.storages[sm].kind, StorageKind::Arena { .. })
                 && sm != so
                 && self.bufs[m].offset == 0

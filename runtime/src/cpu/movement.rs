@@ -93,11 +93,7 @@ pub(super) fn lower(op: &Op, o: &Operands) -> Result<Kernel, String> {
                 dims.insert(ax, 1);
                 let mut at = vec![0; out_dims.len()];
                 at[ax] = k;
-                parts.push(o.part(
-                    m,
-                    out,
-                    StridedCopy::into_block(elem, &dims, &out_dims, &at),
-                )?);
+                parts.push(o.part(m, out, StridedCopy::into_block(elem, &dims, &out_dims, &at))?);
             }
             Ok(moves(parts))
         }
@@ -123,7 +119,11 @@ pub(super) fn lower(op: &Op, o: &Operands) -> Result<Kernel, String> {
             if begin.len() != in_dims.len() || begin.iter().any(|&b| b < 0) {
                 return Err(format!("begin {begin:?} does not fit x {in_dims:?}"));
             }
-            let offset = begin.iter().zip(&strides).map(|(&b, s)| b as usize * s).sum();
+            let offset = begin
+                .iter()
+                .zip(&strides)
+                .map(|(&b, s)| b as usize * s)
+                .sum();
             let copy = StridedCopy::new(
                 elem,
                 &out_dims,
@@ -205,7 +205,11 @@ fn pad(mode: PadMode, o: &Operands, x: BufId, out: BufId, elem: usize) -> Result
                         .flatten()
                         .ok_or("the pad value is not a constant")?;
                     if v.dtype() != o.bufs[x].dtype || v.len() != 1 {
-                        return Err(format!("the pad value {} is not one {}", v.ty(), o.bufs[x].dtype));
+                        return Err(format!(
+                            "the pad value {} is not one {}",
+                            v.ty(),
+                            o.bufs[x].dtype
+                        ));
                     }
                     v.to_le_bytes()
                 }
@@ -240,8 +244,9 @@ fn pad(mode: PadMode, o: &Operands, x: BufId, out: BufId, elem: usize) -> Result
                         .collect()
                 })
                 .collect();
-            let kernel = IndexedCopy::new(elem, &in_dims, &maps)
-                .ok_or_else(|| format!("paddings {pads:?} reach past the mirrored edge of x {in_dims:?}"))?;
+            let kernel = IndexedCopy::new(elem, &in_dims, &maps).ok_or_else(|| {
+                format!("paddings {pads:?} reach past the mirrored edge of x {in_dims:?}")
+            })?;
             Ok(Kernel::Indexed { kernel, x, out })
         }
     }
@@ -250,7 +255,13 @@ fn pad(mode: PadMode, o: &Operands, x: BufId, out: BufId, elem: usize) -> Result
 /// A strided slice: its layout read off the interpreter's answer on a tensor of element
 /// indices (so the masks' semantics live only in `ir`), then a strided copy when every step
 /// is positive, else a copy through offset tables.
-fn strided_slice(op: &Op, o: &Operands, x: BufId, out: BufId, elem: usize) -> Result<Kernel, String> {
+fn strided_slice(
+    op: &Op,
+    o: &Operands,
+    x: BufId,
+    out: BufId,
+    elem: usize,
+) -> Result<Kernel, String> {
     let in_dims = o.dims(x).to_vec();
     let n: usize = in_dims.iter().product();
     let out_dims = o.dims(out).to_vec();
@@ -262,9 +273,14 @@ fn strided_slice(op: &Op, o: &Operands, x: BufId, out: BufId, elem: usize) -> Re
         });
     }
     if n > MAX_PROBE_ELEMENTS {
-        return Err(format!("x has {n} elements, more than a strided slice is planned for"));
+        return Err(format!(
+            "x has {n} elements, more than a strided slice is planned for"
+        ));
     }
-    let mut args = vec![Tensor::from_vec(&in_dims, (0..n as i64).collect::<Vec<i64>>())];
+    let mut args = vec![Tensor::from_vec(
+        &in_dims,
+        (0..n as i64).collect::<Vec<i64>>(),
+    )];
     for i in 1..o.inputs.len() {
         let c = o
             .consts
@@ -306,7 +322,13 @@ fn strided_slice(op: &Op, o: &Operands, x: BufId, out: BufId, elem: usize) -> Re
 }
 
 /// Gather as `[batch, outer, limit, inner]` rows picked by `[batch, count]` indices.
-fn gather(batch_dims: i64, o: &Operands, x: BufId, out: BufId, elem: usize) -> Result<Kernel, String> {
+fn gather(
+    batch_dims: i64,
+    o: &Operands,
+    x: BufId,
+    out: BufId,
+    elem: usize,
+) -> Result<Kernel, String> {
     let indices = *o.inputs.get(1).ok_or("gather has no indices")?;
     let params = o.dims(x).to_vec();
     let idx_dims = o.dims(indices).to_vec();
@@ -334,7 +356,9 @@ fn gather(batch_dims: i64, o: &Operands, x: BufId, out: BufId, elem: usize) -> R
         inner: prod(&params[ax + 1..]),
         count: prod(&idx_dims[bd..]),
     };
-    if kernel.rows() * kernel.inner != o.bufs[out].len() || prod(&idx_dims) != kernel.batch * kernel.count {
+    if kernel.rows() * kernel.inner != o.bufs[out].len()
+        || prod(&idx_dims) != kernel.batch * kernel.count
+    {
         return Err("internal error: gather's output does not match its operands".into());
     }
     Ok(Kernel::Gather {

@@ -280,7 +280,12 @@ impl IndexedCopy {
     /// A copy from a dense row-major input of `in_dims` through `maps` (one table of input
     /// indices per axis, its length the output size); `None` when an index is out of range.
     pub fn new(elem: usize, in_dims: &[usize], maps: &[Vec<usize>]) -> Option<IndexedCopy> {
-        if maps.len() != in_dims.len() || maps.iter().zip(in_dims).any(|(m, &n)| m.iter().any(|&i| i >= n)) {
+        if maps.len() != in_dims.len()
+            || maps
+                .iter()
+                .zip(in_dims)
+                .any(|(m, &n)| m.iter().any(|&i| i >= n))
+        {
             return None;
         }
         let strides = row_major_strides(in_dims);
@@ -302,8 +307,16 @@ impl IndexedCopy {
     ) -> Option<IndexedCopy> {
         let out_dims: Vec<usize> = tables.iter().map(Vec::len).collect();
         if !out_dims.contains(&0) {
-            let lo = base + tables.iter().map(|t| t.iter().min().copied().unwrap_or(0)).sum::<isize>();
-            let hi = base + tables.iter().map(|t| t.iter().max().copied().unwrap_or(0)).sum::<isize>();
+            let lo = base
+                + tables
+                    .iter()
+                    .map(|t| t.iter().min().copied().unwrap_or(0))
+                    .sum::<isize>();
+            let hi = base
+                + tables
+                    .iter()
+                    .map(|t| t.iter().max().copied().unwrap_or(0))
+                    .sum::<isize>();
             if lo < 0 || hi >= src_len as isize {
                 return None;
             }
@@ -354,8 +367,12 @@ impl IndexedCopy {
         let mut idx = vec![0usize; outer.len()];
         for r in rows {
             unflatten(r, outer, &mut idx);
-            let row_base: isize =
-                self.base + idx.iter().zip(&self.tables).map(|(&i, t)| t[i]).sum::<isize>();
+            let row_base: isize = self.base
+                + idx
+                    .iter()
+                    .zip(&self.tables)
+                    .map(|(&i, t)| t[i])
+                    .sum::<isize>();
             for (j, &o) in last.iter().enumerate() {
                 // SAFETY: every source offset is inside the source (checked by the
                 // constructor); the destination element is inside this row of the output.

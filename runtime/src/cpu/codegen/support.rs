@@ -38,6 +38,9 @@ pub fn compiles(op: &Op, inputs: &[DType]) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{} is not supported by the CPU codegen", op.mnemonic()))
+        Err(format!(
+            "{} is not supported by the CPU codegen",
+            op.mnemonic()
+        ))
     }
 }

@@ -65,7 +65,12 @@ impl Capabilities for Conservative {
             op.family(),
             Family::Elementwise | Family::Reduce | Family::Linalg | Family::Conv
         );
-        computes && inputs.iter().all(|&d| d == DType::F32)
+        // A reduction's axes are configuration, read at compile time: only its data counts.
+        let data = match op {
+            Op::Reduce { .. } => &inputs[..inputs.len().min(1)],
+            _ => inputs,
+        };
+        computes && data.iter().all(|&d| d == DType::F32)
     }
 }
 
@@ -80,6 +85,11 @@ mod tests {
         assert!(c.fusible(&Op::Unary(UnaryOp::Relu), &[DType::F32]));
         assert!(!c.fusible(&Op::Unary(UnaryOp::Neg), &[DType::I32]));
         assert!(!c.fusible(&Op::Concat, &[DType::F32, DType::I32]));
+        let mean = Op::Reduce {
+            kind: crate::ops::ReduceKind::Mean,
+            keep_dims: true,
+        };
+        assert!(c.fusible(&mean, &[DType::F32, DType::I32]));
         let err = c.native(&Op::Concat, &[DType::F32]).unwrap_err();
         assert!(err.contains("concat"), "{err}");
     }

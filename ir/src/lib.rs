@@ -7,6 +7,7 @@
 // `deny`, not `forbid`: ndarray's `s!` macro expands to an `unsafe` block it allows itself.
 #![deny(unsafe_code)]
 
+pub mod capability;
 pub mod dot;
 pub mod dtype;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod tensor;
 pub mod text;
 pub mod verify;
 
+pub use capability::{Capabilities, Native};
 pub use dtype::DType;
 pub use error::{IrError, Result};
 pub use graph::{Graph, GraphInput, GraphOutput, Node, NodeId, ValueId};

@@ -113,12 +113,16 @@ impl Model {
                 "threads must be at least 1 (or None for the default)".to_string(),
             ));
         }
-        let pipeline = match &options.passes {
+        let mut pipeline = match &options.passes {
             Some(text) => Pipeline::parse(text)
                 .map_err(|e| RunError::Options(format!("passes `{text}`: {e}")))?,
             None => Pipeline::for_level(options.opt_level)
                 .map_err(|e| RunError::Options(format!("opt_level {}: {e}", options.opt_level)))?,
         };
+        if options.backend == Backend::Cpu {
+            // Fusion groups only what the CPU code generator compiles.
+            pipeline.options.capabilities = Arc::new(crate::cpu::CpuCapabilities);
+        }
         let input_names = graph.inputs().iter().map(|i| i.name.clone()).collect();
         let cache = SpecializationCache::new(&graph.name, options.cache_capacity);
         let pool = (options.backend == Backend::Cpu).then(|| {

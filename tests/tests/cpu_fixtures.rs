@@ -105,6 +105,47 @@ fn benchmark_architectures_compile_without_the_interpreter() {
 }
 
 #[test]
+fn every_fixture_moves_data_without_the_interpreter() {
+    // Shape-family ops (views, concat, slices, gather, ...) always have a native kernel, for
+    // every dtype: no fixture plans one of them on the interpreter.
+    const MOVEMENT: [&str; 20] = [
+        "identity",
+        "identity_n",
+        "stop_gradient",
+        "reshape",
+        "squeeze",
+        "expand_dims",
+        "pad",
+        "concat",
+        "transpose",
+        "shape",
+        "strided_slice",
+        "slice",
+        "gather",
+        "pack",
+        "unpack",
+        "fill",
+        "range",
+        "tile",
+        "noop",
+        "copy",
+    ];
+    let mut failures = vec![];
+    for f in Fixture::all() {
+        let m = model(&f, Backend::Cpu, 1);
+        let types: Vec<_> = f.inputs().iter().map(|(_, t)| t.ty()).collect();
+        let spec = m.specialize_for(&types).expect("compiles");
+        let plan = spec.cpu_plan().expect("a cpu plan");
+        for (node, op, reason) in plan.interp_steps() {
+            if MOVEMENT.contains(&op.as_str()) {
+                failures.push(format!("{}: node `{node}` ({op}): {reason}", f.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
 fn one_model_many_threads_every_result_right() {
     let f = Fixture::open("resnet_tiny");
     let inputs = f.inputs();

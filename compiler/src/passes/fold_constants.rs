@@ -333,6 +333,7 @@ mod tests {
         g.add_output("y", n).unwrap();
         let mut cx = PassCx::new(PassOptions {
             fold_max_elements: 32,
+            ..PassOptions::default()
         });
         assert_eq!(FoldConstants.run(&mut g, &mut cx).unwrap(), Changed::No);
     }

@@ -14,9 +14,10 @@ pub mod layout;
 pub mod prune;
 pub mod simplify;
 
-use lathe_ir::{Graph, IrError};
+use lathe_ir::{Capabilities, Graph, IrError};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Whether a pass changed the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,12 +61,16 @@ pub struct PassOptions {
     /// `fold-constants` does not create a constant with more elements than this (so folding
     /// never blows up a model's size, e.g. by materializing a broadcast).
     pub fold_max_elements: usize,
+    /// What the target backend runs natively and may compile into fused bodies; `fuse`
+    /// groups only what it says codegen can compile. Defaults to the IR's conservative answer.
+    pub capabilities: Arc<dyn Capabilities>,
 }
 
 impl Default for PassOptions {
     fn default() -> PassOptions {
         PassOptions {
             fold_max_elements: 1 << 20,
+            capabilities: Arc::new(lathe_ir::capability::Conservative),
         }
     }
 }

@@ -38,10 +38,11 @@ impl std::fmt::Debug for Line {
 
 /// The memory of one call.
 pub struct Frame {
-    /// Base pointer of every storage.
+    /// Base pointer of every storage (bytes; any dtype).
     ptrs: Vec<*mut u8>,
-    /// Output tensors being written (f32), by output storage.
-    outputs: Vec<(usize, Vec<f32>)>,
+    /// Output tensors being written, by output storage: created with the dtype and shape of
+    /// the output buffer, their data written in place and handed to the caller as they are.
+    outputs: Vec<(usize, Tensor)>,
 }
 
 // SAFETY: a frame's pointers are into memory that outlives the call (the caller's inputs, the
@@ -49,7 +50,8 @@ pub struct Frame {
 // step (or of one wave's independent steps), which write disjoint regions of their outputs
 // and only read the rest (see the module notes).
 unsafe impl Sync for Frame {}
-// SAFETY: as for `Sync`; moving the frame moves only pointers and the output vectors it owns.
+// SAFETY: the pointers are into memory the caller keeps alive for the frame's whole life
+// (inputs, constants, the arena) or that the frame owns (outputs); moving it moves no data.
 unsafe impl Send for Frame {}
 
 thread_local! {
@@ -57,50 +59,50 @@ thread_local! {
 }
 
 impl Frame {
-    /// Binds `plan`'s storages: inputs (already in plan order, checked by the caller), the
-    /// arena and fresh outputs. `keep` receives copies of inputs that are not dense f32.
+    /// Binds `plan`'s storages: inputs (already in plan order, checked by the caller) read in
+    /// place when dense, constants, the arena and fresh output tensors. `keep` receives
+    /// standard-layout copies of inputs that are not dense, for the frame to read.
     pub fn bind(
         plan: &Plan,
         inputs: &[Tensor],
         arena: &mut [Line],
-        keep: &mut Vec<Vec<u32>>,
+        keep: &mut Vec<Tensor>,
     ) -> Frame {
         let base = arena.as_mut_ptr() as *mut u8;
         let mut outputs = vec![];
         let mut ptrs = Vec::with_capacity(plan.storages.len());
         for (s, st) in plan.storages.iter().enumerate() {
             let p = match &st.kind {
-                StorageKind::Input(i) => match dense_f32(&inputs[*i]) {
+                StorageKind::Input(i) => match dense_bytes(&inputs[*i]) {
                     Some(p) => p,
                     None => {
-                        let bytes = inputs[*i].clone().into_standard_layout().to_le_bytes();
-                        let mut words = vec![0u32; bytes.len().div_ceil(4)];
-                        // SAFETY: `words` holds at least `bytes.len()` bytes.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                bytes.as_ptr(),
-                                words.as_mut_ptr() as *mut u8,
-                                bytes.len(),
-                            )
-                        };
-                        keep.push(words);
-                        keep.last_mut().unwrap().as_mut_ptr() as *mut u8
+                        keep.push(inputs[*i].clone().into_standard_layout());
+                        dense_bytes(keep.last().expect("just pushed"))
+                            .expect("a standard-layout tensor is dense")
                     }
                 },
-                StorageKind::Const(t) => match dense_f32(t) {
-                    Some(p) => p,
-                    // Non-f32 constants are only read by interpreter steps, as tensors.
-                    None => std::ptr::null_mut(),
-                },
+                // Constants are standard layout (the lowering makes them so); only read.
+                StorageKind::Const(t) => {
+                    dense_bytes(t).expect("constants are held in standard layout")
+                }
                 // Held by the kernels that use it; nothing reads it from memory.
                 StorageKind::Baked => std::ptr::null_mut(),
                 // SAFETY: the arena holds `plan.stats.arena_bytes` bytes, and the memory plan put
                 // every arena storage inside it.
                 StorageKind::Arena { offset } => unsafe { base.add(*offset) },
                 StorageKind::Output => {
-                    let mut v = vec![0f32; st.bytes / 4];
-                    let p = v.as_mut_ptr() as *mut u8;
-                    outputs.push((s, v));
+                    // The output buffer that owns this storage says the tensor's type.
+                    let (dtype, dims) = plan
+                        .outputs
+                        .iter()
+                        .map(|&b| &plan.bufs[b])
+                        .find(|b| b.storage == s)
+                        .map(|b| (b.dtype, b.dims.clone()))
+                        .unwrap_or((DType::U8, vec![st.bytes]));
+                    let mut t = Tensor::zeros(dtype, &dims);
+                    let p = dense_bytes_mut(&mut t).expect("a fresh tensor is dense");
+                    // Moving the tensor moves its array header, not its heap data.
+                    outputs.push((s, t));
                     p
                 }
             };
@@ -109,8 +111,16 @@ impl Frame {
         Frame { ptrs, outputs }
     }
 
+    /// The base of a buffer's storage, as bytes.
+    fn bytes_ptr(&self, plan: &Plan, b: BufId) -> *mut u8 {
+        let buf = &plan.bufs[b];
+        // SAFETY: the lowering keeps every buffer inside its storage (`offset + bytes` at most
+        // the storage's bytes), and the storage is bound to at least that many bytes.
+        unsafe { self.ptrs[buf.storage].add(buf.offset) }
+    }
+
     fn ptr(&self, plan: &Plan, b: BufId) -> *mut f32 {
-        self.ptrs[plan.bufs[b].storage] as *mut f32
+        self.bytes_ptr(plan, b) as *mut f32
     }
 
     /// The buffer as a slice.
@@ -132,7 +142,8 @@ impl Frame {
         )
     }
 
-    /// Takes the output tensors, in output order.
+    /// Takes the output tensors, in output order: the tensors the steps wrote, without a
+    /// copy (reshaped when the output buffer views its storage with other dims).
     pub fn into_outputs(mut self, plan: &Plan) -> Vec<Tensor> {
         plan.outputs
             .iter()
@@ -140,8 +151,17 @@ impl Frame {
                 let buf = &plan.bufs[b];
                 match self.outputs.iter().position(|(s, _)| *s == buf.storage) {
                     Some(i) => {
-                        let v = std::mem::take(&mut self.outputs[i].1);
-                        Tensor::from_vec(&buf.dims, v)
+                        let t = std::mem::replace(
+                            &mut self.outputs[i].1,
+                            Tensor::zeros(DType::U8, &[0]),
+                        );
+                        if t.dtype() == buf.dtype && t.shape() == buf.dims.as_slice() {
+                            t
+                        } else {
+                            let bytes = t.to_le_bytes();
+                            Tensor::from_le_bytes(buf.dtype, &buf.dims, &bytes)
+                                .expect("an output buffer views its whole storage")
+                        }
                     }
                     None => self.tensor(plan, b),
                 }
@@ -149,20 +169,16 @@ impl Frame {
             .collect()
     }
 
-    /// A copy of a buffer as a tensor (for the interpreter and non-f32 outputs).
+    /// A copy of a buffer as a tensor (for the interpreter).
     fn tensor(&self, plan: &Plan, b: BufId) -> Tensor {
         let buf = &plan.bufs[b];
         if let StorageKind::Const(t) = &plan.storages[buf.storage].kind {
-            if t.shape() == buf.dims.as_slice() {
+            if t.shape() == buf.dims.as_slice() && t.dtype() == buf.dtype {
                 return (**t).clone();
             }
-            let bytes = t.to_le_bytes();
-            return Tensor::from_le_bytes(buf.dtype, &buf.dims, &bytes)
-                .expect("a constant reshaped to its own size");
         }
-        let n = buf.len() * buf.dtype.size_bytes();
         // SAFETY: the storage holds the buffer's bytes and nothing writes it now.
-        let bytes = unsafe { std::slice::from_raw_parts(self.ptrs[buf.storage], n) };
+        let bytes = unsafe { std::slice::from_raw_parts(self.bytes_ptr(plan, b), buf.bytes()) };
         Tensor::from_le_bytes(buf.dtype, &buf.dims, bytes).expect("a buffer holds its type's bytes")
     }
 
@@ -286,33 +302,126 @@ impl Frame {
                         ));
                     }
                     let bytes = t.into_standard_layout().to_le_bytes();
-                    // SAFETY: the output storage holds exactly the buffer's bytes.
+                    // SAFETY: the output buffer holds exactly these bytes.
                     unsafe {
                         std::ptr::copy_nonoverlapping(
                             bytes.as_ptr(),
-                            self.ptrs[buf.storage],
+                            self.bytes_ptr(plan, o),
                             bytes.len(),
                         )
                     };
                 }
                 Ok(())
             }
-            Kernel::Copy { from, to } => {
-                let n = plan.bufs[*from].len() * plan.bufs[*from].dtype.size_bytes();
-                let (src, dst) = (plan.bufs[*from].storage, plan.bufs[*to].storage);
-                if let StorageKind::Const(t) = &plan.storages[src].kind {
-                    if dense_f32(t).is_none() {
-                        let bytes = t.to_le_bytes();
-                        // SAFETY: the destination holds `n` bytes.
-                        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptrs[dst], n) };
-                        return Ok(());
-                    }
+            Kernel::Move { fills, parts } => {
+                for (b, value) in fills {
+                    // SAFETY: the buffer holds `len` elements of `value.len()` bytes, written by
+                    // this step alone.
+                    unsafe {
+                        crate::kernels::copy::fill(
+                            self.bytes_ptr(plan, *b),
+                            value,
+                            plan.bufs[*b].len(),
+                        )
+                    };
                 }
-                // SAFETY: distinct storages of `n` bytes each.
-                unsafe { std::ptr::copy_nonoverlapping(self.ptrs[src], self.ptrs[dst], n) };
+                for part in parts {
+                    self.strided_copy(plan, part, pool);
+                }
+                Ok(())
+            }
+            Kernel::Indexed { kernel, x, out } => {
+                let (src, dst) = (
+                    SendBytes(self.bytes_ptr(plan, *x)),
+                    SendBytes(self.bytes_ptr(plan, *out)),
+                );
+                let rows = kernel.rows();
+                let tasks = copy_tasks(plan.bufs[*out].bytes(), rows, pool);
+                let chunk = rows.div_ceil(tasks);
+                pool.run(tasks, &|t| {
+                    let mine = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
+                    // SAFETY: `x` and `out` are distinct storages of this step (the input is
+                    // only read); each task writes its own rows of the output.
+                    unsafe { kernel.run_rows(src.get(), dst.get(), mine) };
+                });
+                Ok(())
+            }
+            Kernel::Gather {
+                kernel,
+                params,
+                indices,
+                out,
+            } => {
+                let (p, i, o) = (
+                    SendBytes(self.bytes_ptr(plan, *params)),
+                    SendBytes(self.bytes_ptr(plan, *indices)),
+                    SendBytes(self.bytes_ptr(plan, *out)),
+                );
+                let rows = kernel.rows();
+                let tasks = copy_tasks(plan.bufs[*out].bytes(), rows, pool);
+                let chunk = rows.div_ceil(tasks.max(1));
+                let err = std::sync::Mutex::new(None);
+                pool.run(tasks, &|t| {
+                    let mine = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
+                    // SAFETY: the buffers have the kernel's geometry (checked when lowered);
+                    // the output is its own storage and each task writes its own rows.
+                    if let Err(e) = unsafe { kernel.run_rows(p.get(), i.get(), o.get(), mine) } {
+                        *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    }
+                });
+                match err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
+            Kernel::Fill { value, out } => {
+                let elem = plan.bufs[*value].dtype.size_bytes();
+                // SAFETY: `value` holds one element; nothing writes it during this step.
+                let v = unsafe {
+                    std::slice::from_raw_parts(self.bytes_ptr(plan, *value), elem).to_vec()
+                };
+                // SAFETY: `out` holds `len` elements of this size, written by this step alone.
+                unsafe {
+                    crate::kernels::copy::fill(
+                        self.bytes_ptr(plan, *out),
+                        &v,
+                        plan.bufs[*out].len(),
+                    )
+                };
+                Ok(())
+            }
+            Kernel::Copy { from, to } => {
+                let n = plan.bufs[*from].bytes();
+                // SAFETY: distinct storages of at least `n` bytes each (every storage, constants
+                // included, is bound to its dense bytes).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.bytes_ptr(plan, *from),
+                        self.bytes_ptr(plan, *to),
+                        n,
+                    )
+                };
                 Ok(())
             }
         }
+    }
+
+    /// One strided copy, split by rows across the pool when it moves enough bytes.
+    fn strided_copy(&self, plan: &Plan, part: &MovePart, pool: &ThreadPool) {
+        let (src, dst) = (
+            SendBytes(self.bytes_ptr(plan, part.src)),
+            SendBytes(self.bytes_ptr(plan, part.dst)),
+        );
+        let rows = part.copy.rows();
+        let tasks = copy_tasks(part.copy.len() * part.copy.elem, rows, pool);
+        let chunk = rows.div_ceil(tasks);
+        pool.run(tasks, &|t| {
+            let mine = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
+            // SAFETY: the copy's extents fit its buffers (checked when lowered); source and
+            // destination are distinct storages, or disjoint slices of one (a concat member
+            // is never copied onto itself); each task writes its own rows.
+            unsafe { part.copy.run_rows(src.get(), dst.get(), mine) };
+        });
     }
 
     fn gemm(
@@ -541,15 +650,39 @@ impl BoundRows<'_> {
     }
 }
 
-/// A pointer to the data of a dense f32 tensor.
-fn dense_f32(t: &Tensor) -> Option<*mut u8> {
-    if t.dtype() != DType::F32 {
-        return None;
-    }
-    t.as_array::<f32>()
-        .and_then(|a| a.as_slice())
-        .map(|s| s.as_ptr() as *mut u8)
+/// A pointer to the bytes of a dense (standard-layout) tensor of any dtype, for reading.
+fn dense_bytes(t: &Tensor) -> Option<*mut u8> {
+    lathe_ir::tensor_match!(t, a => a.as_slice().map(|s| s.as_ptr() as *mut u8))
 }
+
+/// A pointer to the bytes of a dense tensor of any dtype, for writing.
+fn dense_bytes_mut(t: &mut Tensor) -> Option<*mut u8> {
+    lathe_ir::tensor_match!(t, a => a.as_slice_mut().map(|s| s.as_mut_ptr() as *mut u8))
+}
+
+/// Bytes a data-movement task gets, at least: below this, handing work to another thread
+/// costs more than the copy.
+const MIN_TASK_BYTES: usize = 256 * 1024;
+
+/// How many tasks a copy of `bytes` bytes in `rows` rows is worth.
+fn copy_tasks(bytes: usize, rows: usize, pool: &ThreadPool) -> usize {
+    (bytes / MIN_TASK_BYTES)
+        .clamp(1, pool.threads())
+        .min(rows.max(1))
+}
+
+/// A byte pointer handed to the tasks of one step.
+struct SendBytes(*mut u8);
+
+impl SendBytes {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not its field).
+    fn get(&self) -> *mut u8 {
+        self.0
+    }
+}
+// SAFETY: used only to hand disjoint output rows (and shared read-only inputs) to the tasks
+// of one step.
+unsafe impl Sync for SendBytes {}
 
 struct SendPtr(*mut f32);
 

@@ -19,9 +19,11 @@
 //! tensors handed to the caller, a generated kernel writes over an input that dies at that
 //! step (in place), and the rest get arena offsets from the memory plan.
 
+use super::capability::CpuCapabilities;
 use super::codegen::RowKernel;
 use super::matmul::BatchedGemm;
 use super::memory::{self, Lifetime};
+use super::movement;
 use super::plan::*;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
@@ -29,7 +31,7 @@ use crate::kernels::packed::PackedB;
 use crate::kernels::pool::{Pool2d, PoolKind};
 use crate::kernels::reduce::MiddleReduce;
 use lathe_ir::ops::{FusedKind, Op};
-use lathe_ir::{DType, Graph, NodeId, TensorType, ValueId};
+use lathe_ir::{Capabilities, DType, Graph, Native, NodeId, Tensor, TensorType, ValueId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -57,6 +59,8 @@ struct Builder {
     outputs: Vec<BufId>,
     /// Storages already handed to a graph output.
     claimed: Vec<bool>,
+    /// Values that are views of another value's bytes (no step).
+    views: usize,
 }
 
 fn dims_of(ty: &TensorType, what: &str) -> Result<Vec<usize>, String> {
@@ -79,6 +83,7 @@ impl Builder {
     fn new_buf(&mut self, storage: usize, dtype: DType, dims: Vec<usize>) -> BufId {
         self.bufs.push(Buf {
             storage,
+            offset: 0,
             dtype,
             dims,
         });
@@ -91,6 +96,14 @@ impl Builder {
         let bytes = dims.iter().product::<usize>() * ty.dtype.size_bytes();
         let s = self.new_storage(StorageKind::Arena { offset: 0 }, bytes);
         Ok(self.new_buf(s, ty.dtype, dims))
+    }
+
+    /// Node `id`'s value is the constant `t`, owned by the plan.
+    fn constant(&mut self, id: NodeId, t: Tensor) {
+        let t = Arc::new(t.into_standard_layout());
+        let s = self.new_storage(StorageKind::Const(t.clone()), t.size_bytes());
+        let buf = self.new_buf(s, t.dtype(), t.shape().to_vec());
+        self.values.insert(ValueId::first(id), buf);
     }
 
     fn buf(&self, v: ValueId) -> BufId {
@@ -112,19 +125,49 @@ impl Builder {
                 return Ok(());
             }
             Op::Const(t) => {
-                let buf = self.constant(t);
+                let buf = self.const_buf(t);
                 self.values.insert(ValueId::first(id), buf);
                 return Ok(());
             }
-            Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims | Op::Identity => {
-                let src = self.buf(node.inputs[0]);
-                let dims = dims_of(&node.outputs[0], "output").map_err(at)?;
-                let storage = self.bufs[src].storage;
-                let buf = self.new_buf(storage, node.outputs[0].dtype, dims);
-                self.values.insert(ValueId::first(id), buf);
+            Op::Shape { output } => {
+                // Every shape is known: the result is a constant of the plan.
+                let dims = dims_of(g.value_type(node.inputs[0]), "input").map_err(at)?;
+                let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+                self.constant(id, Tensor::from_i64(*output, &[dims.len()], &dims));
+                return Ok(());
+            }
+            Op::Range => {
+                // The output size is known only when start, limit and delta are constants, so
+                // the range is a constant of the plan (too large to have been folded).
+                let args: Option<Vec<&Tensor>> =
+                    node.inputs.iter().map(|v| g.const_value(*v)).collect();
+                let args =
+                    args.ok_or_else(|| at("start, limit and delta are not constants".into()))?;
+                let t = node.op.eval(&args).map_err(at)?.remove(0);
+                self.constant(id, t);
                 return Ok(());
             }
             _ => {}
+        }
+        let in_dtypes: Vec<DType> = node.inputs.iter().map(|v| g.value_type(*v).dtype).collect();
+        if let Ok(Native::View) = CpuCapabilities.native(&node.op, &in_dtypes) {
+            // Output k is a new view of input k's bytes (of input 0 for single-output ops).
+            for (k, ty) in node.outputs.iter().enumerate() {
+                let src = self.buf(node.inputs[if node.inputs.len() > 1 { k } else { 0 }]);
+                let dims = dims_of(ty, "output").map_err(at)?;
+                let (storage, offset) = (self.bufs[src].storage, self.bufs[src].offset);
+                let buf = self.new_buf(storage, ty.dtype, dims);
+                self.bufs[buf].offset = offset;
+                self.values.insert(
+                    ValueId {
+                        node: id,
+                        output: k as u32,
+                    },
+                    buf,
+                );
+                self.views += 1;
+            }
+            return Ok(());
         }
         let outputs = node
             .outputs
@@ -143,6 +186,10 @@ impl Builder {
         }
         let inputs: Vec<BufId> = node.inputs.iter().map(|v| self.buf(*v)).collect();
         let kernel = match self.kernel(g, id, &inputs, &outputs) {
+            Ok(Kernel::Move { fills, parts }) if node.op == Op::Concat => Kernel::Move {
+                fills,
+                parts: self.concat_in_place(parts, outputs[0]),
+            },
             Ok(k) => k,
             Err(reason) => {
                 tracing::debug!(node = %name, op = node.op.mnemonic(), %reason, "interpreter fallback");
@@ -189,9 +236,30 @@ impl Builder {
     ) -> Result<Kernel, String> {
         let node = g.node(id);
         let in_tys: Vec<&TensorType> = node.inputs.iter().map(|v| g.value_type(*v)).collect();
-        let out_tys: Vec<&TensorType> = node.outputs.iter().collect();
-        if !f32_only(&out_tys) {
-            return Err("non-f32 outputs".into());
+        let in_dtypes: Vec<DType> = in_tys.iter().map(|t| t.dtype).collect();
+        // The one capability query decides whether the op is native here at all; the match
+        // below only builds the kernel it names.
+        let route = CpuCapabilities.native(&node.op, &in_dtypes)?;
+        // f32 constant padding keeps its specialized kernel.
+        let f32_const_pad = matches!(
+            node.op,
+            Op::Pad {
+                mode: lathe_ir::ops::PadMode::Constant
+            }
+        ) && in_dtypes[0] == DType::F32;
+        let moves = [
+            Native::Kernel("copy"),
+            Native::Kernel("gather"),
+            Native::Kernel("generate"),
+        ];
+        if moves.contains(&route) && !f32_const_pad {
+            let operands = movement::Operands {
+                bufs: &self.bufs,
+                inputs,
+                outputs,
+                consts: node.inputs.iter().map(|v| g.const_value(*v)).collect(),
+            };
+            return movement::lower(&node.op, &operands);
         }
         match &node.op {
             Op::Fused {
@@ -429,14 +497,14 @@ impl Builder {
         operand: &dyn Fn(ValueId) -> Result<BufId, String>,
     ) -> Result<BufId, String> {
         if let Op::Const(t) = &body.node(v.node).op {
-            return Ok(self.constant(t));
+            return Ok(self.const_buf(t));
         }
         operand(v)
     }
 
     /// A buffer holding constant `t`: the graph's own tensor when it is already in standard
     /// layout (shared, not copied), else a standard-layout copy.
-    fn constant(&mut self, t: &Arc<lathe_ir::Tensor>) -> BufId {
+    fn const_buf(&mut self, t: &Arc<lathe_ir::Tensor>) -> BufId {
         let t = if t.is_standard_layout() {
             Arc::clone(t)
         } else {
@@ -481,13 +549,52 @@ impl Builder {
         }
     }
 
+    /// A concat whose members are contiguous slices of its output (the outer size before the
+    /// axis is 1) has each member's producer write straight into its slice: the member's
+    /// storage moves into the concat's, and its copy disappears. Returns the copies left.
+    ///
+    /// A member moves only when it owns a whole arena storage that nothing has placed yet
+    /// (not a graph input, constant, or another concat's slice), and its slice starts on an
+    /// `ALIGN`ed byte, as every kernel's output does.
+    fn concat_in_place(&mut self, parts: Vec<MovePart>, out: BufId) -> Vec<MovePart> {
+        let so = self.bufs[out].storage;
+        let mut left = vec![];
+        for part in parts {
+            let m = part.src;
+            let sm = self.bufs[m].storage;
+            let slice = part
+                .copy
+                .contiguous_offset()
+                .map(|e| e * self.bufs[m].dtype.size_bytes());
+            let movable = matches!(self.storages[sm].kind, StorageKind::Arena { .. })
+                && sm != so
+                && self.bufs[m].offset == 0
+                && self.bufs[m].bytes() == self.storages[sm].bytes
+                && self.bufs[m].bytes() > 0;
+            match slice {
+                Some(offset) if movable && offset % memory::ALIGN == 0 => {
+                    for b in &mut self.bufs {
+                        if b.storage == sm {
+                            b.storage = so;
+                            b.offset += offset;
+                        }
+                    }
+                    self.views += 1;
+                }
+                _ => left.push(part),
+            }
+        }
+        left
+    }
+
     /// Graph output `j` is `v`: its storage becomes the output tensor when that is safe,
     /// else a copy step fills a fresh one.
     fn claim_output(&mut self, j: usize, v: ValueId) {
         let buf = self.buf(v);
         let s = self.bufs[buf].storage;
         let is_arena = matches!(self.storages[s].kind, StorageKind::Arena { .. });
-        if is_arena && !self.claimed[s] && self.bufs[buf].dtype == DType::F32 {
+        let whole = self.bufs[buf].offset == 0 && self.bufs[buf].bytes() == self.storages[s].bytes;
+        if is_arena && whole && !self.claimed[s] {
             self.storages[s].kind = StorageKind::Output;
             self.claimed[s] = true;
             self.outputs.push(buf);
@@ -495,12 +602,7 @@ impl Builder {
         }
         let (dtype, dims) = (self.bufs[buf].dtype, self.bufs[buf].dims.clone());
         let bytes = self.storages[s].bytes;
-        let kind = if dtype == DType::F32 {
-            StorageKind::Output
-        } else {
-            StorageKind::Arena { offset: 0 }
-        };
-        let to_s = self.new_storage(kind, bytes);
+        let to_s = self.new_storage(StorageKind::Output, bytes);
         self.claimed[to_s] = true;
         let to = self.new_buf(to_s, dtype, dims);
         self.steps.push(Step {
@@ -556,6 +658,8 @@ impl Builder {
                     let si = find(&mut parent, self.bufs[inp].storage);
                     let fits = self.bufs[inp].dims == self.bufs[o].dims
                         && self.bufs[inp].dtype == self.bufs[o].dtype
+                        && self.bufs[inp].offset == 0
+                        && self.bufs[o].offset == 0
                         && self.storages[si].bytes == self.storages[so].bytes;
                     let arena = matches!(self.storages[si].kind, StorageKind::Arena { .. });
                     let once = inputs
@@ -625,7 +729,7 @@ impl Builder {
                 }
             }
         }
-        // Outputs kept in the arena (non-f32 ones) are read after the last step.
+        // Outputs are read after the last step (only matters for one kept in the arena).
         for &b in &self.outputs {
             let s = self.bufs[b].storage;
             last[s] = waves.len();
@@ -652,6 +756,7 @@ impl Builder {
             parallel_waves: waves.iter().filter(|w| w.len() > 1).count(),
             arena_bytes: placed.bytes,
             arena_lower_bound: memory::lower_bound(&lifetimes),
+            views: self.views,
             ..PlanStats::default()
         };
         for s in &self.storages {
@@ -672,7 +777,11 @@ impl Builder {
                 Kernel::Rows { .. } => stats.generated_steps += 1,
                 Kernel::Reduce { .. } | Kernel::Pad { .. } => stats.window_steps += 1,
                 Kernel::Interp { .. } => stats.interp_steps += 1,
-                Kernel::Copy { .. } => {}
+                Kernel::Copy { .. }
+                | Kernel::Move { .. }
+                | Kernel::Indexed { .. }
+                | Kernel::Gather { .. }
+                | Kernel::Fill { .. } => stats.copy_steps += 1,
             }
         }
         Plan {

@@ -16,15 +16,18 @@
 //! Ops without a compiled kernel run on the reference interpreter, one op at a time
 //! ([`PlanStats::interp_steps`] counts them), so every graph the interpreter runs also runs here.
 
+pub mod capability;
 pub mod codegen;
 mod exec;
 mod lower;
 pub mod matmul;
 pub mod memory;
+mod movement;
 mod plan;
 mod print;
 pub mod threads;
 
+pub use capability::{op_native, CpuCapabilities};
 pub use plan::PlanStats;
 pub use threads::ThreadPool;
 
@@ -160,7 +163,7 @@ impl CpuPlan {
         if arena.len() < lines {
             arena = vec![Line([0; 64]); lines];
         }
-        let mut keep = vec![];
+        let mut keep = Vec::new();
         let frame = Frame::bind(&self.plan, inputs, &mut arena, &mut keep);
         let result = frame.run(&self.plan, &self.pool, times);
         let outputs = frame.into_outputs(&self.plan);

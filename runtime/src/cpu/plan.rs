@@ -39,18 +39,35 @@ pub struct Storage {
     pub bytes: usize,
 }
 
-/// A typed, dense, row-major view of a whole storage.
+/// A typed, dense, row-major view of a storage's bytes from `offset` on: the whole storage,
+/// or (for a concat written in place by its producers) one member's slice of it.
 #[derive(Clone, Debug)]
 pub struct Buf {
     pub storage: usize,
+    /// Bytes from the storage's start (0 unless the buffer is a slice of a larger one).
+    pub offset: usize,
     pub dtype: DType,
     pub dims: Vec<usize>,
 }
 
 impl Buf {
+    /// Elements.
     pub fn len(&self) -> usize {
         self.dims.iter().product()
     }
+
+    /// Bytes.
+    pub fn bytes(&self) -> usize {
+        self.len() * self.dtype.size_bytes()
+    }
+}
+
+/// One strided copy of a data-movement step: from buffer `src` into buffer `dst`.
+#[derive(Debug)]
+pub struct MovePart {
+    pub src: BufId,
+    pub dst: BufId,
+    pub copy: crate::kernels::copy::StridedCopy,
 }
 
 /// A convolution-like kernel that computes ranges of output rows (`[N·OH·OW, C]` view).
@@ -175,6 +192,28 @@ pub enum Kernel {
     /// A copy of one buffer into another of the same size (a graph output that is also an
     /// input, a constant or another output).
     Copy { from: BufId, to: BufId },
+    /// Data movement of any dtype (concat, pack, unpack, slices, transpose, tile, constant
+    /// pad): each fill sets a whole buffer to one element's bytes, then the strided copies run,
+    /// each split across the thread pool when large.
+    Move {
+        fills: Vec<(BufId, Vec<u8>)>,
+        parts: Vec<MovePart>,
+    },
+    /// A copy through per-axis index tables (reflect and symmetric pad).
+    Indexed {
+        kernel: crate::kernels::copy::IndexedCopy,
+        x: BufId,
+        out: BufId,
+    },
+    /// Rows of `params` picked by run-time indices (embedding lookup), bounds checked.
+    Gather {
+        kernel: crate::kernels::gather::Gather,
+        params: BufId,
+        indices: BufId,
+        out: BufId,
+    },
+    /// Every element of `out` set to the one element of `value`.
+    Fill { value: BufId, out: BufId },
 }
 
 impl Kernel {
@@ -185,7 +224,14 @@ impl Kernel {
             Kernel::Window { kernel, .. } => kernel.rows() * kernel.flops_per_row(),
             Kernel::Rows { kernel, .. } => 4 * kernel.rows() * kernel.row_len(),
             Kernel::Pad { out, .. } | Kernel::Reduce { x: out, .. } => bufs[*out].len(),
-            Kernel::Copy { to, .. } => bufs[*to].len(),
+            Kernel::Copy { to, .. }
+            | Kernel::Indexed { out: to, .. }
+            | Kernel::Gather { out: to, .. }
+            | Kernel::Fill { out: to, .. } => bufs[*to].len(),
+            Kernel::Move { fills, parts } => {
+                fills.iter().map(|(b, _)| bufs[*b].len()).sum::<usize>()
+                    + parts.iter().map(|p| p.copy.len()).sum::<usize>()
+            }
             // Unknown, and slow: never worth balancing against.
             Kernel::Interp { .. } => usize::MAX / 4,
         }
@@ -209,7 +255,9 @@ impl Kernel {
             Kernel::Reduce { .. } => "reduce",
             Kernel::Rows { .. } => "generated",
             Kernel::Interp { .. } => "interp",
-            Kernel::Copy { .. } => "copy",
+            Kernel::Copy { .. } | Kernel::Move { .. } | Kernel::Indexed { .. } => "copy",
+            Kernel::Gather { .. } => "gather",
+            Kernel::Fill { .. } => "fill",
         }
     }
 }
@@ -237,6 +285,11 @@ pub struct PlanStats {
     pub generated_steps: usize,
     pub epilogues: usize,
     pub interp_steps: usize,
+    /// Data-movement steps (copies, concat, slices, transpose, pad, tile, gather, fill).
+    pub copy_steps: usize,
+    /// Values that are views of another value's bytes (reshape, squeeze, identity, ...) or
+    /// written in place into a concat's buffer by their producer: no step at all.
+    pub views: usize,
     /// Bytes of the arena: the peak of intermediate memory.
     pub arena_bytes: usize,
     /// Bytes alive at the busiest step: the lower bound any arena plan could reach.

@@ -4,7 +4,9 @@
 //! codegen (`crate::cpu::codegen`); the kernels here do the heavy, hard-to-generate part.
 
 pub mod conv;
+pub mod copy;
 pub mod depthwise;
+pub mod gather;
 pub mod gemm;
 pub mod gemv;
 pub mod packed;

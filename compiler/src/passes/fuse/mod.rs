@@ -45,7 +45,7 @@ impl Pass for Fuse {
     fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed, PassError> {
         let err = |e| PassError::ir(self.name(), e);
         let order = g.topo_order().map_err(err)?;
-        let groups = partition::Partition::new(g, order).run();
+        let groups = partition::Partition::new(g, order, cx.options.capabilities.as_ref()).run();
         let chosen: Vec<_> = groups
             .into_iter()
             .filter(|gr| gr.members.len() > 1 || takes_a_constant(g, &gr.members))

@@ -5,7 +5,7 @@
 //! be outlined in any order.
 
 use lathe_ir::ops::{FusedKind, Op};
-use lathe_ir::{Dim, Graph, NodeId, Shape, ValueId};
+use lathe_ir::{Capabilities, DType, Dim, Graph, NodeId, Shape, ValueId};
 
 /// What role a node can play in a group.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,8 +73,21 @@ pub(super) fn same_shape(a: &Shape, b: &Shape) -> bool {
     a == b && a.dims().iter().all(|d| !matches!(d, Dim::Unknown))
 }
 
-/// The class of node `id`.
-pub(super) fn classify(g: &Graph, id: NodeId) -> Class {
+/// The class of node `id`: its role by op, kept only when the backend's capability query
+/// says the op may be compiled into a fused body on these input dtypes (else a boundary, so
+/// fusion never groups what codegen cannot compile).
+pub(super) fn classify(g: &Graph, id: NodeId, caps: &dyn Capabilities) -> Class {
+    let n = g.node(id);
+    let dtypes: Vec<DType> = n.inputs.iter().map(|v| g.value_type(*v).dtype).collect();
+    let class = role(g, id);
+    if class != Class::Boundary && !caps.fusible(&n.op, &dtypes) {
+        return Class::Boundary;
+    }
+    class
+}
+
+/// The role the op of node `id` could play in a group, whatever the backend.
+fn role(g: &Graph, id: NodeId) -> Class {
     let n = g.node(id);
     match &n.op {
         Op::Unary(_) | Op::Binary(_) | Op::Cast { .. } | Op::Select | Op::BiasAdd { .. } => {
@@ -156,7 +169,7 @@ pub(super) struct Partition<'g> {
 
 impl<'g> Partition<'g> {
     /// Partitions `g` (whose topological order is `order`) into groups.
-    pub fn new(g: &'g Graph, order: Vec<NodeId>) -> Partition<'g> {
+    pub fn new(g: &'g Graph, order: Vec<NodeId>, caps: &dyn Capabilities) -> Partition<'g> {
         let bound = g.node_bound();
         let mut pos = vec![usize::MAX; bound];
         let mut class = vec![Class::Boundary; bound];
@@ -164,7 +177,7 @@ impl<'g> Partition<'g> {
         let mut uses = vec![0; bound];
         for (i, &id) in order.iter().enumerate() {
             pos[id.index()] = i;
-            class[id.index()] = classify(g, id);
+            class[id.index()] = classify(g, id, caps);
             succ[id.index()] = g.successors(id);
             for v in &g.node(id).inputs {
                 uses[v.node.index()] += 1;

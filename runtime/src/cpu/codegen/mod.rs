@@ -48,6 +48,7 @@ mod analyze;
 mod jit;
 mod lower;
 pub mod math;
+pub mod support;
 
 use std::ops::Range;
 use std::time::Instant;

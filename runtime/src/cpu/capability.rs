@@ -1,0 +1,138 @@
+//! The CPU backend's answer to the capability query: which ops it runs natively on which
+//! dtypes, and how. Fusion (through `PassOptions::capabilities`), the lowering (`lower.rs`)
+//! and `lathe ops`/`inspect` ([`op_native`]) all ask this one implementation.
+
+use super::codegen::support;
+use lathe_ir::ops::{Family, Op};
+use lathe_ir::{Capabilities, DType, Native};
+
+/// The CPU backend's capabilities.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuCapabilities;
+
+/// Whether `d` is one of `dtypes`' first entry (the data input), or say what is missing.
+fn data(inputs: &[DType]) -> Result<DType, String> {
+    inputs
+        .first()
+        .copied()
+        .ok_or_else(|| "the op has no input".to_string())
+}
+
+fn f32_data(op: &Op, inputs: &[DType], kernel: &'static str) -> Result<Native, String> {
+    match data(inputs)? {
+        DType::F32 => Ok(Native::Kernel(kernel)),
+        d => Err(format!(
+            "the CPU {kernel} kernel is f32 only, {} has a {d} input",
+            op.mnemonic()
+        )),
+    }
+}
+
+impl Capabilities for CpuCapabilities {
+    fn backend(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn native(&self, op: &Op, inputs: &[DType]) -> Result<Native, String> {
+        match op {
+            // Views: the result is the input's bytes under another shape (every dtype).
+            Op::Input { .. }
+            | Op::Const(_)
+            | Op::Identity
+            | Op::IdentityN
+            | Op::StopGradient
+            | Op::NoOp
+            | Op::Reshape
+            | Op::Squeeze { .. }
+            | Op::ExpandDims => Ok(Native::View),
+            // Data movement: byte copies, every dtype.
+            Op::Concat
+            | Op::Pack { .. }
+            | Op::Unpack { .. }
+            | Op::Slice
+            | Op::StridedSlice(_)
+            | Op::Transpose
+            | Op::Tile
+            | Op::Pad { .. } => Ok(Native::Kernel("copy")),
+            Op::Gather { .. } => match inputs.get(1) {
+                Some(d) if d.is_int() => Ok(Native::Kernel("gather")),
+                Some(d) => Err(format!("gather indices must be integers, got {d}")),
+                None => Err("gather has no indices".into()),
+            },
+            Op::Shape { .. } | Op::Fill => Ok(Native::Kernel("generate")),
+            Op::Range => match data(inputs)? {
+                DType::Bool => Err("range of bool".into()),
+                _ => Ok(Native::Kernel("generate")),
+            },
+            Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
+                f32_data(op, inputs, "gemm")
+            }
+            Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
+                f32_data(op, inputs, "window")
+            }
+            Op::Fused { .. } => match inputs.iter().all(|&d| d == DType::F32) {
+                true => Ok(Native::Generated),
+                false => support::compiles(op, inputs).map(|()| Native::Generated),
+            },
+            // Elementwise ops, reductions and the rest: what the code generator compiles.
+            _ => support::compiles(op, inputs).map(|()| Native::Generated),
+        }
+    }
+
+    fn fusible(&self, op: &Op, inputs: &[DType]) -> bool {
+        match op.family() {
+            Family::Elementwise | Family::Reduce => support::compiles(op, inputs).is_ok(),
+            // Contractions anchor an epilogue when their kernel runs them.
+            Family::Linalg | Family::Conv => match op {
+                Op::BiasAdd { .. } => support::compiles(op, inputs).is_ok(),
+                _ => self.native(op, inputs).is_ok(),
+            },
+            _ => false,
+        }
+    }
+}
+
+/// Whether the CPU backend runs `op` natively when its data is of dtype `dtype` (indices and
+/// configuration inputs of their usual types), and how: for `lathe ops` and `inspect`.
+pub fn op_native(op: &Op, dtype: DType) -> Result<Native, String> {
+    let inputs: Vec<DType> = match op {
+        Op::Select => vec![DType::Bool, dtype, dtype],
+        Op::Binary(_) => vec![dtype, dtype],
+        Op::Gather { .. } => vec![dtype, DType::I32, DType::I32],
+        Op::Reduce { .. } => vec![dtype, DType::I32],
+        Op::Range => vec![dtype, dtype, dtype],
+        Op::Fill => vec![DType::I32, dtype],
+        _ => vec![dtype],
+    };
+    CpuCapabilities.native(op, &inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lathe_ir::ops::UnaryOp;
+
+    #[test]
+    fn movement_is_native_for_every_dtype() {
+        for d in [DType::F32, DType::I64, DType::Bool, DType::F16, DType::U8] {
+            for op in [Op::Concat, Op::Transpose, Op::Slice, Op::Tile, Op::Reshape] {
+                assert!(op_native(&op, d).is_ok(), "{} on {d}", op.mnemonic());
+            }
+        }
+        assert_eq!(
+            op_native(&Op::Gather { batch_dims: 0 }, DType::Bool),
+            Ok(Native::Kernel("gather"))
+        );
+    }
+
+    #[test]
+    fn fusion_follows_codegen() {
+        let c = CpuCapabilities;
+        assert!(c.fusible(&Op::Unary(UnaryOp::Relu), &[DType::F32]));
+        assert_eq!(
+            c.fusible(&Op::Unary(UnaryOp::Sin), &[DType::F32]),
+            support::compiles(&Op::Unary(UnaryOp::Sin), &[DType::F32]).is_ok()
+        );
+        assert!(!c.fusible(&Op::Concat, &[DType::F32, DType::F32, DType::I32]));
+    }
+}

@@ -46,8 +46,11 @@
 
 mod analyze;
 mod jit;
+mod libcalls;
 mod lower;
 pub mod math;
+mod scalar;
+pub mod support;
 
 use std::ops::Range;
 use std::time::Instant;
@@ -64,11 +67,27 @@ pub enum CodegenError {
     Backend(String),
 }
 
+/// Fault bit: an integer division, floor division or floor modulo by zero (the element is 0).
+pub(crate) const FAULT_DIV_BY_ZERO: u32 = 1;
+/// Fault bit: an integer raised to a negative power (the element is 0).
+pub(crate) const FAULT_NEGATIVE_POW: u32 = 2;
+
+/// What went wrong in a kernel run whose inputs the interpreter would reject.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelFault {
+    /// An integer division, floor division or floor modulo had a zero divisor.
+    #[error("integer division by zero")]
+    DivisionByZero,
+    /// An integer `pow` had a negative exponent.
+    #[error("integers to negative integer powers are not allowed")]
+    NegativePower,
+}
+
 /// One fused body compiled to one native function by Cranelift. Send + Sync.
 pub struct RowKernel {
     code: jit::Code,
     /// Constant tensors the code reads through baked pointers (they must outlive it).
-    _tables: Vec<Box<[f32]>>,
+    _tables: Vec<Box<[u8]>>,
     rows: usize,
     row_len: usize,
     num_inputs: usize,
@@ -87,14 +106,14 @@ impl std::fmt::Debug for RowKernel {
 }
 
 impl RowKernel {
-    /// Compiles `body`: every input, output and value is f32 with a fully known shape, else
-    /// [`CodegenError::Unsupported`].
+    /// Compiles `body`: every value has a fully known shape and every op is one
+    /// [`support::compiles`] admits, else [`CodegenError::Unsupported`].
     pub fn compile(body: &lathe_ir::Graph) -> Result<RowKernel, CodegenError> {
         let span = tracing::debug_span!("codegen.compile", body = %body.name);
         let _guard = span.enter();
         let start = Instant::now();
         let plan = analyze::analyze(body)?;
-        let tables: Vec<*const f32> = plan.tables.iter().map(|t| t.as_ptr()).collect();
+        let tables: Vec<*const u8> = plan.tables.iter().map(|t| t.as_ptr()).collect();
         let disasm = tracing::enabled!(tracing::Level::TRACE);
         let code = jit::compile(&plan, &tables, disasm)?;
         if let Some(d) = &code.disasm {
@@ -144,7 +163,24 @@ impl RowKernel {
     ///
     /// When the pointer counts differ from the body's inputs and outputs, or `rows` is not a
     /// sub-range of `0..self.rows()`.
-    pub unsafe fn run(&self, inputs: &[*const f32], outputs: &[*mut f32], rows: Range<usize>) {
+    pub unsafe fn run<I, O>(&self, inputs: &[*const I], outputs: &[*mut O], rows: Range<usize>) {
+        // SAFETY: forwarded under the same contract.
+        // Faults are reported by `run_checked`; here the faulting elements hold 0.
+        let _ = unsafe { self.run_checked(inputs, outputs, rows) };
+    }
+
+    /// [`RowKernel::run`], also saying whether an element faulted (an integer division by zero
+    /// or a negative integer power, which the interpreter rejects); such elements hold 0.
+    ///
+    /// # Safety
+    ///
+    /// As [`RowKernel::run`].
+    pub unsafe fn run_checked<I, O>(
+        &self,
+        inputs: &[*const I],
+        outputs: &[*mut O],
+        rows: Range<usize>,
+    ) -> Result<(), KernelFault> {
         assert_eq!(inputs.len(), self.num_inputs, "RowKernel::run: input count");
         assert_eq!(
             outputs.len(),
@@ -157,9 +193,22 @@ impl RowKernel {
             self.rows
         );
         // SAFETY: the caller guarantees the pointers; the code was compiled for exactly these
-        // counts and shapes.
-        unsafe {
-            (self.code.entry)(inputs.as_ptr(), outputs.as_ptr(), rows.start, rows.end);
+        // counts, shapes and dtypes. A slice of thin pointers has the layout of an array of
+        // byte pointers, which is what the code reads.
+        let faults = unsafe {
+            (self.code.entry)(
+                inputs.as_ptr().cast(),
+                outputs.as_ptr().cast(),
+                rows.start,
+                rows.end,
+            )
+        };
+        if faults & FAULT_DIV_BY_ZERO != 0 {
+            Err(KernelFault::DivisionByZero)
+        } else if faults & FAULT_NEGATIVE_POW != 0 {
+            Err(KernelFault::NegativePower)
+        } else {
+            Ok(())
         }
     }
 }

@@ -192,7 +192,22 @@ impl Builder {
         let node = g.node(id);
         let in_tys: Vec<&TensorType> = node.inputs.iter().map(|v| g.value_type(*v)).collect();
         let out_tys: Vec<&TensorType> = node.outputs.iter().collect();
-        if !f32_only(&out_tys) {
+        // Generated code runs every dtype (`codegen::support`); the other kernels are f32.
+        let generated = match &node.op {
+            Op::Fused { kind, .. } => *kind != FusedKind::Epilogue,
+            op => {
+                matches!(op.family(), lathe_ir::ops::Family::Elementwise)
+                    || matches!(
+                        op,
+                        Op::Softmax
+                            | Op::LogSoftmax
+                            | Op::Reduce { .. }
+                            | Op::BiasAdd { .. }
+                            | Op::FusedBatchNorm { .. }
+                    )
+            }
+        };
+        if !generated && !f32_only(&out_tys) {
             return Err("non-f32 outputs".into());
         }
         match &node.op {
@@ -243,7 +258,14 @@ impl Builder {
                 })
             }
             op if matches!(op.family(), lathe_ir::ops::Family::Elementwise)
-                || matches!(op, Op::Softmax | Op::Reduce { .. }) =>
+                || matches!(
+                    op,
+                    Op::Softmax
+                            | Op::LogSoftmax
+                            | Op::Reduce { .. }
+                            | Op::BiasAdd { .. }
+                            | Op::FusedBatchNorm { .. }
+                ) =>
             {
                 let (body, used) = single_op_body(g, id)?;
                 if let (Some(kernel), [x]) = (middle_reduce(&body), used.as_slice()) {

@@ -311,6 +311,28 @@ impl<'g> Analyzer<'g> {
                 self.push(Expr::Select(xs[0], xs[1], xs[2]), len, dtype)
             }
             Op::Reduce { kind, keep_dims } => self.reduce(v.node, *kind, *keep_dims)?,
+            Op::FusedBatchNorm { epsilon, .. } => {
+                // `(x - mean) * (scale / sqrt(variance + epsilon)) + offset`, the statistics
+                // in their own dtype (TensorFlow allows f32 ones for a half input), then
+                // converted to the input's, as the interpreter.
+                let xs = self.operands(v.node, 5)?;
+                let (x, scale, offset, mean, var) = (xs[0], xs[1], xs[2], xs[3], xs[4]);
+                let pd = self.nodes[scale].dtype;
+                let c = self.nodes[var].len;
+                let eps = Tensor::from_f64(pd, &[], &[f64::from(*epsilon)]);
+                let eps = self.push(Expr::Splat(splat_bits(&eps)), 1, pd);
+                let ve = self.push(Expr::Binary(BinaryOp::Add, var, eps), c, pd);
+                let sd = self.push(Expr::Unary(UnaryOp::Sqrt, ve), c, pd);
+                let factor = self.push(Expr::Binary(BinaryOp::Div, scale, sd), c, pd);
+                let (factor, mean, offset) = (
+                    self.cast(factor, dtype),
+                    self.cast(mean, dtype),
+                    self.cast(offset, dtype),
+                );
+                let d = self.binary(v.node, BinaryOp::Sub, x, mean)?;
+                let p = self.binary(v.node, BinaryOp::Mul, d, factor)?;
+                self.binary(v.node, BinaryOp::Add, p, offset)?
+            }
             Op::Softmax | Op::LogSoftmax => {
                 let x = self.operands(v.node, 1)?[0];
                 let count = g

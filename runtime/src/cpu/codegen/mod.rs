@@ -29,20 +29,31 @@
 //! A reduction whose argument depends on another reduction (layer norm's variance needs the
 //! mean) runs in a later phase; independent reductions over rows of one length share a loop.
 //! `softmax`/`log_softmax` expand to max, `exp(x - max)`, sum. Shapes are compile-time
-//! constants, so trip counts and tails are too. Values are `f32x4` throughout (Cranelift's
-//! x86-64 SIMD is 128-bit); leftover elements are computed in lane 0 of a splat.
+//! constants, so trip counts and tails are too.
+//!
+//! # Two lowerings
+//!
+//! A body whose values are all f32 and whose ops the vector math implements (the hot path:
+//! GELU, layer norm, softmax, bias + activation) is lowered to `f32x4` code (Cranelift's x86-64
+//! SIMD is 128-bit; leftover elements are computed in lane 0 of a splat). Every other body
+//! (integers, bool, f64, f16/bf16, casts, selects, comparisons, `sin`/`cos`, general `pow`) is
+//! lowered one element at a time by `scalar.rs`, which states how each dtype is held and
+//! why its results match the interpreter's. [`support::compiles`] is the one answer to "which
+//! op on which dtypes compiles", asked by the analysis itself.
 //!
 //! # ABI
 //!
-//! The native function is `extern "C" fn(inputs: *const *const f32, outputs: *const *mut f32,
-//! row_start: usize, row_end: usize)`: two arrays of base pointers (one per body input, one per
-//! body output, each the whole dense row-major tensor) and the row range. Constant tensors of
-//! the body are copied into memory the kernel owns and addressed by baked pointers; splat
-//! constants become immediates. The kernel keeps no state: many threads may run it at once on
-//! disjoint row ranges.
+//! The native function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
+//! row_start: usize, row_end: usize) -> u32`: two arrays of base pointers (one per body input,
+//! one per body output, each the whole dense row-major tensor of its dtype) and the row range;
+//! it returns fault bits (integer division by zero, negative integer power), 0 when none.
+//! Constant tensors of the body are copied into memory the kernel owns and addressed by baked
+//! pointers; splat constants become immediates. The kernel keeps no state: many threads may
+//! run it at once on disjoint row ranges.
 //!
-//! Transcendental functions are polynomial/rational approximations; see [`math`] for the
-//! methods and their accuracy (max relative error ≲ 1e-6, erfc absolute 1e-6).
+//! Transcendental functions are polynomial/rational approximations in f32; see [`math`] for
+//! the methods and their accuracy (max relative error ≲ 1e-6, erfc absolute 1e-6). f64 and
+//! half-precision bodies call the interpreter's own f64 functions (`libcalls.rs`).
 
 mod analyze;
 mod jit;

@@ -50,6 +50,21 @@ pub fn compiles(op: &Op, input_dtypes: &[DType]) -> Result<(), String> {
             }
             Ok(())
         }
+        Op::FusedBatchNorm { format, .. } => {
+            if *format != DataFormat::Nhwc {
+                return Err(format!(
+                    "fused_batch_norm in {} layout is not generated (only NHWC)",
+                    format.name()
+                ));
+            }
+            let d = data(5)?;
+            if !d.iter().all(|t| t.is_float()) || d[1..].iter().any(|&t| t != d[1]) {
+                return Err(format!(
+                    "fused_batch_norm needs float operands with one parameter dtype, got {d:?}"
+                ));
+            }
+            Ok(())
+        }
         Op::Reduce { .. } => {
             let d = data(1)?[0];
             if d == DType::Bool {

@@ -32,7 +32,8 @@ struct Site {
 }
 
 /// Whether `plan` takes this vector lowering: every value f32, and every op one the f32x4
-/// [`Math`] implements. Other plans take the scalar lowering (`scalar.rs`).
+/// [`Math`] implements exactly enough (`floor_div` is not: `floor` of the f32-rounded quotient
+/// can be one more than the interpreter's, so it takes the f64 scalar path). Other plans take the scalar lowering (`scalar.rs`).
 pub(crate) fn vector_ok(plan: &Plan) -> bool {
     use lathe_ir::ops::{BinaryOp as B, UnaryOp as U};
     plan.nodes.iter().all(|n| {
@@ -49,7 +50,6 @@ pub(crate) fn vector_ok(plan: &Plan) -> bool {
                         | B::Maximum
                         | B::Minimum
                         | B::SquaredDifference
-                        | B::FloorDiv
                 ),
                 Expr::Cast(_) | Expr::Select(..) => false,
             }

@@ -341,7 +341,14 @@ impl Scalar<'_, '_, '_> {
                 let x = self.uniform_value(arg);
                 self.reduce_copies(kind, x, count, self.dtype(id))
             }
-            _ => self.compute(id, None, &mut HashMap::new()),
+            Expr::Splat(_) | Expr::Unary(..) | Expr::Binary(..) | Expr::Cast(_) | Expr::Select(..) => {
+                for x in operands(&self.plan.nodes[id].expr) {
+                    if !matches!(self.plan.nodes[x].expr, Expr::Splat(_)) {
+                        self.uniform_value(x);
+                    }
+                }
+                self.compute(id, None, &mut HashMap::new())
+            }
         };
         self.uniform.insert(id, v);
         v
@@ -1015,6 +1022,17 @@ impl Scalar<'_, '_, '_> {
                 l.store(dt, v, addr);
             }
         });
+    }
+}
+
+/// The operands of an expression.
+fn operands(e: &Expr) -> Vec<Id> {
+    match *e {
+        Expr::Leaf(_) | Expr::Splat(_) => vec![],
+        Expr::Unary(_, x) | Expr::Cast(x) => vec![x],
+        Expr::Binary(_, x, y) => vec![x, y],
+        Expr::Select(c, x, y) => vec![c, x, y],
+        Expr::Reduce { arg, .. } => vec![arg],
     }
 }
 

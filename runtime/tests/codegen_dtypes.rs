@@ -192,12 +192,16 @@ fn check(g: &Graph, inputs: &[Tensor], tol: Tol) {
     let got = run_kernel(&k, g, inputs);
     match lathe_ir::interp::run(g, inputs) {
         Ok(want) => {
-            let got = got.unwrap_or_else(|e| panic!("kernel faulted ({e}), interpreter did not\n{text}"));
+            let got =
+                got.unwrap_or_else(|e| panic!("kernel faulted ({e}), interpreter did not\n{text}"));
             for (g, w) in got.iter().zip(&want) {
                 assert_matches(g, w, tol, &text);
             }
         }
-        Err(e) => assert!(got.is_err(), "interpreter failed ({e}), kernel did not\n{text}"),
+        Err(e) => assert!(
+            got.is_err(),
+            "interpreter failed ({e}), kernel did not\n{text}"
+        ),
     }
 }
 
@@ -396,7 +400,10 @@ fn integer_division_edges() {
     );
     let y = Tensor::from_vec(&[1, 4], vec![-1, -2, 2, 3]);
     let got = run_kernel(&k, &g, &[x, y]).unwrap();
-    assert_eq!(got[0].to_i64_vec().unwrap(), vec![i32::MIN as i64, -3, -3, 1]);
+    assert_eq!(
+        got[0].to_i64_vec().unwrap(),
+        vec![i32::MIN as i64, -3, -3, 1]
+    );
 }
 
 /// `compiles` answers exactly what `RowKernel::compile` does on one-op bodies, for every

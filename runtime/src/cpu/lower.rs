@@ -261,10 +261,10 @@ impl Builder {
                 || matches!(
                     op,
                     Op::Softmax
-                            | Op::LogSoftmax
-                            | Op::Reduce { .. }
-                            | Op::BiasAdd { .. }
-                            | Op::FusedBatchNorm { .. }
+                        | Op::LogSoftmax
+                        | Op::Reduce { .. }
+                        | Op::BiasAdd { .. }
+                        | Op::FusedBatchNorm { .. }
                 ) =>
             {
                 let (body, used) = single_op_body(g, id)?;

@@ -166,7 +166,9 @@ pub(crate) fn splat_bits(t: &Tensor) -> u64 {
         Tensor::F64(a) => a.iter().next().map_or(0, |v| v.to_bits()),
         Tensor::F16(a) => a.iter().next().map_or(0, |v| v.to_bits() as u64),
         Tensor::BF16(a) => a.iter().next().map_or(0, |v| v.to_bits() as u64),
-        _ => tensor_match!(t, a => a.iter().next().map_or(0, |&v| lathe_ir::Elem::to_i64(v) as u64)),
+        _ => {
+            tensor_match!(t, a => a.iter().next().map_or(0, |&v| lathe_ir::Elem::to_i64(v) as u64))
+        }
     }
 }
 
@@ -264,11 +266,8 @@ impl<'g> Analyzer<'g> {
             return Err(err(format!("its type {ty} is empty")));
         }
         if !matches!(node.op, Op::Input { .. } | Op::Const(_)) {
-            let in_dtypes: Vec<DType> = node
-                .inputs
-                .iter()
-                .map(|&i| g.value_type(i).dtype)
-                .collect();
+            let in_dtypes: Vec<DType> =
+                node.inputs.iter().map(|&i| g.value_type(i).dtype).collect();
             super::support::compiles(&node.op, &in_dtypes).map_err(err)?;
         }
         let dtype = ty.dtype;

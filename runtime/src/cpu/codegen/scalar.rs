@@ -166,8 +166,7 @@ impl Scalar<'_, '_, '_> {
             Some(&s) => s,
             None => {
                 let mut sig = Signature::new(self.call_conv);
-                sig.params
-                    .extend(params.iter().map(|&t| AbiParam::new(t)));
+                sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
                 sig.returns.push(AbiParam::new(ret));
                 let s = self.m.b.import_signature(sig);
                 self.sigs.insert(key, s);
@@ -224,9 +223,7 @@ impl Scalar<'_, '_, '_> {
         match dt {
             DType::F32 => b.ins().f32const(f32::from_bits(bits as u32)),
             DType::F64 => b.ins().f64const(f64::from_bits(bits)),
-            DType::F16 => b
-                .ins()
-                .f64const(half::f16::from_bits(bits as u16).to_f64()),
+            DType::F16 => b.ins().f64const(half::f16::from_bits(bits as u16).to_f64()),
             DType::BF16 => b
                 .ins()
                 .f64const(half::bf16::from_bits(bits as u16).to_f64()),
@@ -252,7 +249,12 @@ impl Scalar<'_, '_, '_> {
             DType::F64 => b.ins().load(F64, f, addr, 0),
             DType::F16 => {
                 let bits = b.ins().uload16(I32, f, addr, 0);
-                self.call(libcalls::f16_to_f64 as *const () as usize, &[bits], &[I32], F64)
+                self.call(
+                    libcalls::f16_to_f64 as *const () as usize,
+                    &[bits],
+                    &[I32],
+                    F64,
+                )
             }
             DType::BF16 => {
                 // bf16 is the high half of an f32: exact.
@@ -341,7 +343,11 @@ impl Scalar<'_, '_, '_> {
                 let x = self.uniform_value(arg);
                 self.reduce_copies(kind, x, count, self.dtype(id))
             }
-            Expr::Splat(_) | Expr::Unary(..) | Expr::Binary(..) | Expr::Cast(_) | Expr::Select(..) => {
+            Expr::Splat(_)
+            | Expr::Unary(..)
+            | Expr::Binary(..)
+            | Expr::Cast(_)
+            | Expr::Select(..) => {
                 for x in operands(&self.plan.nodes[id].expr) {
                     if !matches!(self.plan.nodes[x].expr, Expr::Splat(_)) {
                         self.uniform_value(x);
@@ -661,7 +667,10 @@ impl Scalar<'_, '_, '_> {
             return self.boolean(c);
         }
         if dt == DType::F32
-            && matches!(op, Add | Sub | Mul | Div | Maximum | Minimum | SquaredDifference)
+            && matches!(
+                op,
+                Add | Sub | Mul | Div | Maximum | Minimum | SquaredDifference
+            )
         {
             return match op {
                 Add => self.m.b.ins().fadd(x, y),
@@ -899,9 +908,7 @@ impl Scalar<'_, '_, '_> {
         let b = &mut *self.m.b;
         let next = b.ins().iadd_imm(j, 1);
         b.def_var(j_var, next);
-        let more = b
-            .ins()
-            .icmp_imm(IntCC::UnsignedLessThan, next, len as i64);
+        let more = b.ins().icmp_imm(IntCC::UnsignedLessThan, next, len as i64);
         b.ins().brif(more, header, &[], after, &[]);
         b.switch_to_block(after);
     }

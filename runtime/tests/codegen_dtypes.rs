@@ -55,7 +55,7 @@ fn random_tensor(dt: DType, dims: &[usize], rng: &mut Rng, nonzero: bool) -> Ten
         ];
         let v: Vec<f64> = (0..n)
             .map(|_| {
-                let x = if rng.next() % 3 == 0 {
+                let x = if rng.next().is_multiple_of(3) {
                     rng.pick(&edges)
                 } else {
                     ((rng.next() >> 11) as f64 / (1u64 << 53) as f64) * 20.0 - 10.0

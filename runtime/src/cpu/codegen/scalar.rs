@@ -363,7 +363,7 @@ impl Scalar<'_, '_, '_> {
     /// The reduction of `count` copies of `x` (a value of `dt`).
     fn reduce_copies(&mut self, kind: ReduceKind, x: Value, count: usize, dt: DType) -> Value {
         if dt.is_float() {
-            let xf = self.to_f64(x, dt);
+            let xf = self.widen(x, dt);
             let n = self.m.b.ins().f64const(count as f64);
             let r = match kind {
                 ReduceKind::Sum => self.m.b.ins().fmul(xf, n),
@@ -377,7 +377,7 @@ impl Scalar<'_, '_, '_> {
                     self.power(xf, count, one, &mut |b, p, q| b.ins().fmul(p, q))
                 }
             };
-            return self.from_f64(r, dt);
+            return self.narrow(r, dt);
         }
         match kind {
             ReduceKind::Max | ReduceKind::Min => x,
@@ -446,7 +446,7 @@ impl Scalar<'_, '_, '_> {
     }
 
     /// A float value of `dt` as f64 (exact).
-    fn to_f64(&mut self, x: Value, dt: DType) -> Value {
+    fn widen(&mut self, x: Value, dt: DType) -> Value {
         if reg(dt) == F32 {
             self.m.b.ins().fpromote(F64, x)
         } else {
@@ -455,7 +455,7 @@ impl Scalar<'_, '_, '_> {
     }
 
     /// An f64 rounded to the float dtype `dt`, in its register.
-    fn from_f64(&mut self, x: Value, dt: DType) -> Value {
+    fn narrow(&mut self, x: Value, dt: DType) -> Value {
         match dt {
             DType::F32 => self.m.b.ins().fdemote(F32, x),
             _ => self.norm(x, dt),
@@ -546,7 +546,7 @@ impl Scalar<'_, '_, '_> {
         if dt == DType::F32 && !matches!(u, Sin | Cos) {
             return self.f32_lane(x, |m, v| m.unary(u, v));
         }
-        let xf = self.to_f64(x, dt);
+        let xf = self.widen(x, dt);
         let b = &mut *self.m.b;
         let r = match u {
             Neg => b.ins().fneg(xf),
@@ -590,7 +590,7 @@ impl Scalar<'_, '_, '_> {
                 self.f64_call1(f, xf)
             }
         };
-        self.from_f64(r, dt)
+        self.narrow(r, dt)
     }
 
     fn int_unary(&mut self, u: UnaryOp, x: Value, dt: DType) -> Value {
@@ -619,7 +619,7 @@ impl Scalar<'_, '_, '_> {
                 let nz = b.ins().icmp_imm(IntCC::NotEqual, x, 0);
                 let r = b.ins().select(nz, one, zero);
                 if signed {
-                    let m1 = b.ins().iconst(reg(dt), -1i64 as u64 as i64 & mask(dt));
+                    let m1 = b.ins().iconst(reg(dt), mask(dt));
                     let neg = b.ins().icmp_imm(IntCC::SignedLessThan, x, 0);
                     b.ins().select(neg, m1, r)
                 } else {
@@ -686,8 +686,8 @@ impl Scalar<'_, '_, '_> {
                 }
             };
         }
-        let xf = self.to_f64(x, dt);
-        let yf = self.to_f64(y, dt);
+        let xf = self.widen(x, dt);
+        let yf = self.widen(y, dt);
         let b = &mut *self.m.b;
         let r = match op {
             Add => b.ins().fadd(xf, yf),
@@ -718,7 +718,7 @@ impl Scalar<'_, '_, '_> {
             Pow => self.f64_call2(libcalls::powf, xf, yf),
             _ => unreachable!("support rejects {} on floats", op.mnemonic()),
         };
-        self.from_f64(r, dt)
+        self.narrow(r, dt)
     }
 
     fn int_binary(&mut self, op: BinaryOp, x: Value, y: Value, dt: DType) -> Value {
@@ -778,7 +778,7 @@ impl Scalar<'_, '_, '_> {
         let one = b.ins().iconst(t, 1);
         let zero = b.ins().iconst(t, 0);
         let r = if signed {
-            let m1 = b.ins().iconst(t, -1i64 & mask(dt));
+            let m1 = b.ins().iconst(t, mask(dt));
             let is_m1 = b.ins().icmp(IntCC::Equal, y, m1);
             let unsafe_divisor = b.ins().bor(is_zero, is_m1);
             let ys = b.ins().select(unsafe_divisor, one, y);
@@ -839,8 +839,8 @@ impl Scalar<'_, '_, '_> {
             return self.boolean(c);
         }
         if from.is_float() && to.is_float() {
-            let xf = self.to_f64(x, from);
-            return self.from_f64(xf, to);
+            let xf = self.widen(x, from);
+            return self.narrow(xf, to);
         }
         if to.is_float() {
             // From an integer or bool: exact in i64/u64, then one rounding to f64 (and a second
@@ -857,11 +857,11 @@ impl Scalar<'_, '_, '_> {
             } else {
                 b.ins().fcvt_from_sint(F64, wide)
             };
-            return self.from_f64(f, to);
+            return self.narrow(f, to);
         }
         if from.is_float() {
             // Saturating truncation to i64 (u64 for u64), then clamped to the target's range.
-            let xf = self.to_f64(x, from);
+            let xf = self.widen(x, from);
             let b = &mut *self.m.b;
             if to == DType::U64 {
                 return b.ins().fcvt_to_uint_sat(I64, xf);
@@ -965,7 +965,7 @@ impl Scalar<'_, '_, '_> {
                 } else {
                     a
                 };
-                self.from_f64(a, dt)
+                self.narrow(a, dt)
             } else if kind == ReduceKind::Mean {
                 self.int_mean(a, count, dt)
             } else {
@@ -978,7 +978,7 @@ impl Scalar<'_, '_, '_> {
     /// Folds element `v` (of `dt`) into accumulator `a` (f64 for floats).
     fn combine(&mut self, kind: ReduceKind, a: Value, v: Value, dt: DType) -> Value {
         if dt.is_float() {
-            let v = self.to_f64(v, dt);
+            let v = self.widen(v, dt);
             let b = &mut *self.m.b;
             return match kind {
                 ReduceKind::Sum | ReduceKind::Mean => b.ins().fadd(a, v),

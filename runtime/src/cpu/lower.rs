@@ -309,7 +309,14 @@ impl Builder {
                 })
             }
             op if matches!(op.family(), lathe_ir::ops::Family::Elementwise)
-                || matches!(op, Op::Softmax | Op::Reduce { .. }) =>
+                || matches!(
+                    op,
+                    Op::Softmax
+                        | Op::LogSoftmax
+                        | Op::Reduce { .. }
+                        | Op::BiasAdd { .. }
+                        | Op::FusedBatchNorm { .. }
+                ) =>
             {
                 let (body, used) = single_op_body(g, id)?;
                 if let (Some(kernel), [x]) = (middle_reduce(&body), used.as_slice()) {

@@ -9,7 +9,7 @@
 //! a loop of that length; its operands have its `len` or are row-uniform.
 
 use super::CodegenError;
-use lathe_ir::ops::{BinaryOp, DataFormat, ReduceKind, UnaryOp};
+use lathe_ir::ops::{BinaryOp, ReduceKind, UnaryOp};
 use lathe_ir::{DType, Graph, NodeId, Op, Tensor, ValueId};
 use std::collections::HashMap;
 
@@ -21,10 +21,16 @@ pub(crate) type Id = usize;
 pub(crate) enum Expr {
     /// An element read from memory: leaf `Plan::leaves[i]`.
     Leaf(usize),
-    /// A constant, the same everywhere.
-    Splat(f32),
+    /// A constant, the same everywhere: the value's bits in the node's dtype (see
+    /// [`splat_bits`]).
+    Splat(u64),
     Unary(UnaryOp, Id),
+    /// A binary op; comparisons have a bool node, the others the operands' dtype.
     Binary(BinaryOp, Id, Id),
+    /// The operand converted to the node's dtype with the interpreter's `Tensor::cast` rules.
+    Cast(Id),
+    /// `cond ? x : y`, the condition bool.
+    Select(Id, Id, Id),
     /// A reduction over the last axis of its argument, which has `count` elements per row (the
     /// argument's `len`, or the IR axis length when the argument is row-uniform).
     Reduce {
@@ -40,6 +46,8 @@ pub(crate) struct Node {
     pub expr: Expr,
     /// Length of the axis the node varies along within a row; 1 for row-uniform nodes.
     pub len: usize,
+    /// The dtype of the node's value.
+    pub dtype: DType,
 }
 
 /// Where a leaf's data lives.
@@ -66,6 +74,8 @@ pub(crate) struct Leaf {
     pub source: LeafSource,
     /// Row offset terms (empty: every row reads the same elements).
     pub row_terms: Vec<RowTerm>,
+    /// The element type in memory.
+    pub dtype: DType,
 }
 
 /// The reductions computed by one loop over a row.
@@ -81,8 +91,8 @@ pub(crate) struct Phase {
 pub(crate) struct Plan {
     pub nodes: Vec<Node>,
     pub leaves: Vec<Leaf>,
-    /// Constant tensors the kernel owns, row-major f32.
-    pub tables: Vec<Box<[f32]>>,
+    /// Constant tensors the kernel owns, row-major little-endian bytes of their dtype.
+    pub tables: Vec<Box<[u8]>>,
     /// Body outputs, in order.
     pub outputs: Vec<Id>,
     pub num_inputs: usize,
@@ -141,19 +151,39 @@ struct Analyzer<'g> {
     row_len: usize,
     nodes: Vec<Node>,
     leaves: Vec<Leaf>,
-    tables: Vec<Box<[f32]>>,
+    tables: Vec<Box<[u8]>>,
     memo: HashMap<ValueId, Id>,
     /// Hash-consing of expressions, so repeated subexpressions (and softmax's pieces) are shared.
     interned: HashMap<String, Id>,
+}
+
+/// The bits a [`Expr::Splat`] holds for one element of `t` (its first): floats their IEEE
+/// bits (f16/bf16 their 16 bits), integers their value as i64 (two's complement), bool 0/1.
+pub(crate) fn splat_bits(t: &Tensor) -> u64 {
+    use lathe_ir::tensor_match;
+    match t {
+        Tensor::F32(a) => a.iter().next().map_or(0, |v| v.to_bits() as u64),
+        Tensor::F64(a) => a.iter().next().map_or(0, |v| v.to_bits()),
+        Tensor::F16(a) => a.iter().next().map_or(0, |v| v.to_bits() as u64),
+        Tensor::BF16(a) => a.iter().next().map_or(0, |v| v.to_bits() as u64),
+        _ => {
+            tensor_match!(t, a => a.iter().next().map_or(0, |&v| lathe_ir::Elem::to_i64(v) as u64))
+        }
+    }
+}
+
+/// The splat bits of the f32 value `v`.
+fn f32_bits(v: f32) -> u64 {
+    v.to_bits() as u64
 }
 
 impl<'g> Analyzer<'g> {
     fn new(g: &'g Graph) -> Result<Analyzer<'g>, CodegenError> {
         let body = |msg: String| CodegenError::Unsupported(format!("body `{}`: {msg}", g.name));
         for i in g.inputs() {
-            if i.ty.dtype != DType::F32 || !i.ty.shape.is_known() {
+            if !i.ty.shape.is_known() {
                 return Err(body(format!(
-                    "input `{}` is {}; only f32 with a known shape is supported",
+                    "input `{}` is {}; only known shapes are supported",
                     i.name, i.ty
                 )));
             }
@@ -161,10 +191,9 @@ impl<'g> Analyzer<'g> {
         let mut shape: Option<Vec<usize>> = None;
         for o in g.outputs() {
             let ty = g.value_type(o.value);
-            let dims = ty.shape.as_known().filter(|_| ty.dtype == DType::F32);
-            let Some(dims) = dims else {
+            let Some(dims) = ty.shape.as_known() else {
                 return Err(body(format!(
-                    "output `{}` is {ty}; only f32 with a known shape is supported",
+                    "output `{}` is {ty}; only known shapes are supported",
                     o.name
                 )));
             };
@@ -202,15 +231,23 @@ impl<'g> Analyzer<'g> {
         })
     }
 
-    fn push(&mut self, expr: Expr, len: usize) -> Id {
-        let key = format!("{expr:?}/{len}");
+    fn push(&mut self, expr: Expr, len: usize, dtype: DType) -> Id {
+        let key = format!("{expr:?}/{len}/{dtype:?}");
         if let Some(&id) = self.interned.get(&key) {
             return id;
         }
-        self.nodes.push(Node { expr, len });
+        self.nodes.push(Node { expr, len, dtype });
         let id = self.nodes.len() - 1;
         self.interned.insert(key, id);
         id
+    }
+
+    /// `x` converted to `to` (itself when it already is).
+    fn cast(&mut self, x: Id, to: DType) -> Id {
+        if self.nodes[x].dtype == to {
+            return x;
+        }
+        self.push(Expr::Cast(x), self.nodes[x].len, to)
     }
 
     /// The DAG node computing `v`, translating its producers first.
@@ -225,53 +262,76 @@ impl<'g> Analyzer<'g> {
         let Some(dims) = ty.shape.as_known() else {
             return Err(err(format!("its type {ty} has an unknown shape")));
         };
-        if ty.dtype != DType::F32 {
-            return Err(err(format!(
-                "its type is {ty}; only f32 values are supported"
-            )));
-        }
         if dims.contains(&0) {
             return Err(err(format!("its type {ty} is empty")));
         }
+        if !matches!(node.op, Op::Input { .. } | Op::Const(_)) {
+            let in_dtypes: Vec<DType> =
+                node.inputs.iter().map(|&i| g.value_type(i).dtype).collect();
+            super::support::compiles(&node.op, &in_dtypes).map_err(err)?;
+        }
+        let dtype = ty.dtype;
         let id = match &node.op {
-            Op::Input { index } => self.leaf(v.node, LeafSource::Input(*index), &dims)?,
+            Op::Input { index } => self.leaf(v.node, LeafSource::Input(*index), &dims, dtype)?,
             Op::Const(t) => self.constant(v.node, t, &dims)?,
-            Op::Identity | Op::StopGradient | Op::Cast { to: DType::F32 } => {
-                self.operands(v.node, 1)?[0]
+            Op::Identity | Op::StopGradient => self.operands(v.node, 1)?[0],
+            Op::Cast { to } => {
+                let x = self.operands(v.node, 1)?[0];
+                self.cast(x, *to)
             }
             Op::Unary(u) => {
-                use UnaryOp::*;
-                if matches!(u, Sin | Cos | LogicalNot) {
-                    return Err(err(format!(
-                        "{} is not supported by the CPU codegen",
-                        u.mnemonic()
-                    )));
-                }
                 let x = self.operands(v.node, 1)?[0];
-                self.push(Expr::Unary(*u, x), self.nodes[x].len)
+                self.push(Expr::Unary(*u, x), self.nodes[x].len, dtype)
             }
-            Op::BiasAdd {
-                format: DataFormat::Nhwc,
-            } => {
+            Op::BiasAdd { .. } => {
                 let xs = self.operands(v.node, 2)?;
                 self.binary(v.node, BinaryOp::Add, xs[0], xs[1])?
             }
-            Op::Binary(BinaryOp::Pow) => self.pow(v.node)?,
-            Op::Binary(b) => {
-                use BinaryOp::*;
-                if !matches!(
-                    b,
-                    Add | Sub | Mul | Div | Maximum | Minimum | SquaredDifference | FloorDiv
-                ) {
-                    return Err(err(format!(
-                        "{} on f32 is not supported by the CPU codegen",
-                        b.mnemonic()
-                    )));
+            Op::Binary(BinaryOp::Pow) if dtype == DType::F32 => match self.pow(v.node)? {
+                Some(id) => id,
+                None => {
+                    let xs = self.operands(v.node, 2)?;
+                    self.binary(v.node, BinaryOp::Pow, xs[0], xs[1])?
                 }
+            },
+            Op::Binary(b) => {
                 let xs = self.operands(v.node, 2)?;
                 self.binary(v.node, *b, xs[0], xs[1])?
             }
+            Op::Select => {
+                let xs = self.operands(v.node, 3)?;
+                let lens: Vec<usize> = xs.iter().map(|&x| self.nodes[x].len).collect();
+                let len = lens.iter().copied().max().unwrap_or(1);
+                if lens.iter().any(|&l| l != 1 && l != len) {
+                    return Err(err(format!(
+                        "operands vary along rows of different lengths ({lens:?})"
+                    )));
+                }
+                self.push(Expr::Select(xs[0], xs[1], xs[2]), len, dtype)
+            }
             Op::Reduce { kind, keep_dims } => self.reduce(v.node, *kind, *keep_dims)?,
+            Op::FusedBatchNorm { epsilon, .. } => {
+                // `(x - mean) * (scale / sqrt(variance + epsilon)) + offset`, the statistics
+                // in their own dtype (TensorFlow allows f32 ones for a half input), then
+                // converted to the input's, as the interpreter.
+                let xs = self.operands(v.node, 5)?;
+                let (x, scale, offset, mean, var) = (xs[0], xs[1], xs[2], xs[3], xs[4]);
+                let pd = self.nodes[scale].dtype;
+                let c = self.nodes[var].len;
+                let eps = Tensor::from_f64(pd, &[], &[f64::from(*epsilon)]);
+                let eps = self.push(Expr::Splat(splat_bits(&eps)), 1, pd);
+                let ve = self.push(Expr::Binary(BinaryOp::Add, var, eps), c, pd);
+                let sd = self.push(Expr::Unary(UnaryOp::Sqrt, ve), c, pd);
+                let factor = self.push(Expr::Binary(BinaryOp::Div, scale, sd), c, pd);
+                let (factor, mean, offset) = (
+                    self.cast(factor, dtype),
+                    self.cast(mean, dtype),
+                    self.cast(offset, dtype),
+                );
+                let d = self.binary(v.node, BinaryOp::Sub, x, mean)?;
+                let p = self.binary(v.node, BinaryOp::Mul, d, factor)?;
+                self.binary(v.node, BinaryOp::Add, p, offset)?
+            }
             Op::Softmax | Op::LogSoftmax => {
                 let x = self.operands(v.node, 1)?[0];
                 let count = g
@@ -286,6 +346,13 @@ impl<'g> Analyzer<'g> {
                         "its input varies along rows of length {len}, not {count}"
                     )));
                 }
+                // Half-precision inputs are computed in f64 and rounded once, as the
+                // interpreter does.
+                let cd = match dtype {
+                    DType::F16 | DType::BF16 => DType::F64,
+                    d => d,
+                };
+                let x = self.cast(x, cd);
                 let m = self.push(
                     Expr::Reduce {
                         kind: ReduceKind::Max,
@@ -293,9 +360,10 @@ impl<'g> Analyzer<'g> {
                         count,
                     },
                     1,
+                    cd,
                 );
-                let d = self.push(Expr::Binary(BinaryOp::Sub, x, m), len);
-                let e = self.push(Expr::Unary(UnaryOp::Exp, d), len);
+                let d = self.push(Expr::Binary(BinaryOp::Sub, x, m), len, cd);
+                let e = self.push(Expr::Unary(UnaryOp::Exp, d), len, cd);
                 let s = self.push(
                     Expr::Reduce {
                         kind: ReduceKind::Sum,
@@ -303,13 +371,15 @@ impl<'g> Analyzer<'g> {
                         count,
                     },
                     1,
+                    cd,
                 );
-                if node.op == Op::Softmax {
-                    self.push(Expr::Binary(BinaryOp::Div, e, s), len)
+                let r = if node.op == Op::Softmax {
+                    self.push(Expr::Binary(BinaryOp::Div, e, s), len, cd)
                 } else {
-                    let l = self.push(Expr::Unary(UnaryOp::Log, s), 1);
-                    self.push(Expr::Binary(BinaryOp::Sub, d, l), len)
-                }
+                    let l = self.push(Expr::Unary(UnaryOp::Log, s), 1, cd);
+                    self.push(Expr::Binary(BinaryOp::Sub, d, l), len, cd)
+                };
+                self.cast(r, dtype)
             }
             op => {
                 return Err(err(format!(
@@ -344,12 +414,17 @@ impl<'g> Analyzer<'g> {
                 format!("operands vary along rows of different lengths ({lx} and {ly})"),
             ));
         }
-        Ok(self.push(Expr::Binary(b, x, y), lx.max(ly)))
+        let dtype = if b.is_comparison() {
+            DType::Bool
+        } else {
+            self.nodes[x].dtype
+        };
+        Ok(self.push(Expr::Binary(b, x, y), lx.max(ly), dtype))
     }
 
-    /// `pow` with a constant integer exponent, as multiplications (general `pow` is not
-    /// supported: the CPU backend runs it elsewhere).
-    fn pow(&mut self, id: NodeId) -> Result<Id, CodegenError> {
+    /// f32 `pow` with a constant integer exponent in -64..=64, as multiplications; `None` for
+    /// other exponents (computed by the general `pow`).
+    fn pow(&mut self, id: NodeId) -> Result<Option<Id>, CodegenError> {
         let g = self.g;
         let exp_value = g.node(id).inputs[1];
         let e = g
@@ -358,20 +433,15 @@ impl<'g> Analyzer<'g> {
             .map(|t| t.to_f64_vec()[0]);
         let n = match e {
             Some(e) if e.fract() == 0.0 && e.abs() <= 64.0 => e as i32,
-            _ => {
-                return Err(unsupported(
-                    g,
-                    id,
-                    "only a constant integer exponent in -64..=64 is supported",
-                ))
-            }
+            _ => return Ok(None),
         };
         let xs = self.operands(id, 2)?;
         let x = xs[0];
         let len = self.nodes[x].len.max(self.nodes[xs[1]].len);
+        let f32 = DType::F32;
         if n == 0 {
             // powf(x, 0) is 1 for every x, NaN included.
-            return Ok(self.push(Expr::Splat(1.0), 1));
+            return Ok(Some(self.push(Expr::Splat(f32_bits(1.0)), 1, f32)));
         }
         // Square-and-multiply; f32 rounding at each step stays within a few ulp for |n| <= 64.
         let mut acc: Option<Id> = None;
@@ -381,24 +451,24 @@ impl<'g> Analyzer<'g> {
             if k & 1 == 1 {
                 acc = Some(match acc {
                     None => base,
-                    Some(a) => self.push(Expr::Binary(BinaryOp::Mul, a, base), len),
+                    Some(a) => self.push(Expr::Binary(BinaryOp::Mul, a, base), len, f32),
                 });
             }
             k >>= 1;
             if k > 0 {
-                base = self.push(Expr::Binary(BinaryOp::Mul, base, base), len);
+                base = self.push(Expr::Binary(BinaryOp::Mul, base, base), len, f32);
             }
         }
         let mut r = acc.expect("n != 0");
         if n < 0 {
-            r = self.push(Expr::Unary(UnaryOp::Reciprocal, r), len);
+            r = self.push(Expr::Unary(UnaryOp::Reciprocal, r), len, f32);
         }
         // A splat exponent of shape [.., L] could widen the result; keep `len` consistent.
         if self.nodes[r].len != len {
-            let one = self.push(Expr::Splat(1.0), len);
-            r = self.push(Expr::Binary(BinaryOp::Mul, r, one), len);
+            let one = self.push(Expr::Splat(f32_bits(1.0)), len, f32);
+            r = self.push(Expr::Binary(BinaryOp::Mul, r, one), len, f32);
         }
-        Ok(r)
+        Ok(Some(r))
     }
 
     fn reduce(
@@ -453,6 +523,7 @@ impl<'g> Analyzer<'g> {
                 self.nodes[x].len
             )));
         }
+        let dtype = self.nodes[x].dtype;
         Ok(self.push(
             Expr::Reduce {
                 kind,
@@ -460,25 +531,28 @@ impl<'g> Analyzer<'g> {
                 count,
             },
             1,
+            dtype,
         ))
     }
 
     fn constant(&mut self, id: NodeId, t: &Tensor, dims: &[usize]) -> Result<Id, CodegenError> {
-        let Some(a) = t.as_array::<f32>() else {
-            return Err(unsupported(self.g, id, format!("a {} constant", t.dtype())));
-        };
         if t.is_splat() {
-            let v = a.iter().next().copied().unwrap_or(0.0);
-            return Ok(self.push(Expr::Splat(v), 1));
+            return Ok(self.push(Expr::Splat(splat_bits(t)), 1, t.dtype()));
         }
-        let data: Box<[f32]> = a.iter().copied().collect();
+        let data: Box<[u8]> = t.to_le_bytes().into_boxed_slice();
         self.tables.push(data);
         let table = self.tables.len() - 1;
-        self.leaf(id, LeafSource::Table(table), dims)
+        self.leaf(id, LeafSource::Table(table), dims, t.dtype())
     }
 
     /// A leaf read from memory with shape `dims`, broadcast NumPy-style to the iteration space.
-    fn leaf(&mut self, id: NodeId, source: LeafSource, dims: &[usize]) -> Result<Id, CodegenError> {
+    fn leaf(
+        &mut self,
+        id: NodeId,
+        source: LeafSource,
+        dims: &[usize],
+        dtype: DType,
+    ) -> Result<Id, CodegenError> {
         let (len, louter) = match dims.split_last() {
             Some((&l, o)) => (l, o),
             None => (1, &[][..]),
@@ -547,12 +621,17 @@ impl<'g> Analyzer<'g> {
             }
             div *= size;
         }
-        self.leaves.push(Leaf { source, row_terms });
+        self.leaves.push(Leaf {
+            source,
+            row_terms,
+            dtype,
+        });
         let leaf = self.leaves.len() - 1;
         // Leaves are never interned: two leaves are different memory.
         self.nodes.push(Node {
             expr: Expr::Leaf(leaf),
             len,
+            dtype,
         });
         Ok(self.nodes.len() - 1)
     }
@@ -567,8 +646,9 @@ fn schedule(nodes: &[Node]) -> Vec<Phase> {
     for (i, n) in nodes.iter().enumerate() {
         stage[i] = match n.expr {
             Expr::Leaf(_) | Expr::Splat(_) => 0,
-            Expr::Unary(_, x) => stage[x],
+            Expr::Unary(_, x) | Expr::Cast(x) => stage[x],
             Expr::Binary(_, x, y) => stage[x].max(stage[y]),
+            Expr::Select(c, x, y) => stage[c].max(stage[x]).max(stage[y]),
             Expr::Reduce { arg, .. } if nodes[arg].len == 1 => stage[arg],
             Expr::Reduce { arg, .. } => {
                 let s = stage[arg];

@@ -1,16 +1,19 @@
 //! The Cranelift JIT: host ISA, one module per kernel, and the executable memory it owns.
 
 use super::analyze::Plan;
-use super::{lower, CodegenError};
-use cranelift_codegen::ir::{AbiParam, UserFuncName};
+use super::{lower, scalar, CodegenError};
+use cranelift_codegen::ir::{types::I32, AbiParam, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{isa::OwnedTargetIsa, Context};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 
-/// The native signature of a kernel: `(inputs, outputs, row_start, row_end)`.
-pub(crate) type KernelFn = unsafe extern "C" fn(*const *const f32, *const *mut f32, usize, usize);
+/// The native signature of a kernel: `(inputs, outputs, row_start, row_end) -> fault bits`
+/// (the `FAULT_*` constants; 0 when nothing went wrong). Pointers are byte addresses of
+/// tensors of the body's dtypes.
+pub(crate) type KernelFn =
+    unsafe extern "C" fn(*const *const u8, *const *mut u8, usize, usize) -> u32;
 
 /// Compiled code: the module that owns the executable memory, and the entry point in it.
 pub(crate) struct Code {
@@ -68,7 +71,7 @@ fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
 /// Compiles `plan` (whose constant tables live at `tables`) to native code.
 pub(crate) fn compile(
     plan: &Plan,
-    tables: &[*const f32],
+    tables: &[*const u8],
     disasm: bool,
 ) -> Result<Code, CodegenError> {
     if !crate::kernels::simd::has_vector_rounding() {
@@ -84,17 +87,18 @@ pub(crate) fn compile(
     for _ in 0..4 {
         ctx.func.signature.params.push(AbiParam::new(ptr));
     }
+    ctx.func.signature.returns.push(AbiParam::new(I32));
+    let call_conv = ctx.func.signature.call_conv;
     ctx.func.name = UserFuncName::user(0, 0);
     let mut fctx = FunctionBuilderContext::new();
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        lower::emit(
-            plan,
-            tables,
-            &mut b,
-            ptr,
-            crate::kernels::simd::has_native_fma(),
-        );
+        let fma = crate::kernels::simd::has_native_fma();
+        if lower::vector_ok(plan) {
+            lower::emit(plan, tables, &mut b, ptr, fma);
+        } else {
+            scalar::emit(plan, tables, &mut b, ptr, call_conv, fma);
+        }
         b.finalize();
     }
     ctx.set_disasm(disasm);

@@ -31,11 +31,36 @@ struct Site {
     lane: bool,
 }
 
+/// Whether `plan` takes this vector lowering: every value f32, and every op one the f32x4
+/// [`Math`] implements exactly enough (`floor_div` is not: `floor` of the f32-rounded quotient
+/// can be one more than the interpreter's, so it takes the f64 scalar path). Other plans take the scalar lowering (`scalar.rs`).
+pub(crate) fn vector_ok(plan: &Plan) -> bool {
+    use lathe_ir::ops::{BinaryOp as B, UnaryOp as U};
+    plan.nodes.iter().all(|n| {
+        n.dtype == lathe_ir::DType::F32
+            && match n.expr {
+                Expr::Leaf(_) | Expr::Splat(_) | Expr::Reduce { .. } => true,
+                Expr::Unary(u, _) => !matches!(u, U::Sin | U::Cos | U::LogicalNot),
+                Expr::Binary(b, _, _) => matches!(
+                    b,
+                    B::Add
+                        | B::Sub
+                        | B::Mul
+                        | B::Div
+                        | B::Maximum
+                        | B::Minimum
+                        | B::SquaredDifference
+                ),
+                Expr::Cast(_) | Expr::Select(..) => false,
+            }
+    })
+}
+
 /// Emits the kernel for `plan` into `b`, whose function has the signature
 /// `(inputs: ptr, outputs: ptr, row_start: ptr, row_end: ptr)`.
 pub(crate) fn emit(
     plan: &Plan,
-    tables: &[*const f32],
+    tables: &[*const u8],
     b: &mut FunctionBuilder,
     ptr: Type,
     fma: bool,
@@ -114,7 +139,9 @@ pub(crate) fn emit(
     let more = b.ins().icmp(IntCC::UnsignedLessThan, next, end);
     b.ins().brif(more, row_block, &[], exit, &[]);
     b.switch_to_block(exit);
-    b.ins().return_(&[]);
+    // f32 arithmetic cannot fault.
+    let ok = b.ins().iconst(cranelift_codegen::ir::types::I32, 0);
+    b.ins().return_(&[ok]);
     b.seal_all_blocks();
 }
 
@@ -149,6 +176,7 @@ impl Lower<'_, '_, '_> {
                 self.prepare(y, seen);
             }
             Expr::Leaf(_) | Expr::Splat(_) | Expr::Reduce { .. } => {}
+            Expr::Cast(_) | Expr::Select(..) => unreachable!("not in a vector plan"),
         }
     }
 
@@ -166,7 +194,8 @@ impl Lower<'_, '_, '_> {
                     .load(F32, MemFlags::trusted(), self.leaf_row[l], 0);
                 self.m.b.ins().splat(F32X4, x)
             }
-            Expr::Splat(c) => self.m.c(c),
+            Expr::Splat(c) => self.m.c(f32::from_bits(c as u32)),
+            Expr::Cast(_) | Expr::Select(..) => unreachable!("not in a vector plan"),
             Expr::Unary(u, x) => {
                 let x = self.uniform_value(x);
                 self.m.unary(u, x)
@@ -218,7 +247,7 @@ impl Lower<'_, '_, '_> {
     /// Evaluates node `id` at `site`, sharing values within one site through `memo`.
     fn eval(&mut self, id: Id, site: Site, memo: &mut HashMap<Id, Value>) -> Value {
         if let Expr::Splat(c) = self.plan.nodes[id].expr {
-            return self.m.c(c);
+            return self.m.c(f32::from_bits(c as u32));
         }
         if self.plan.nodes[id].len == 1 {
             return *self
@@ -253,6 +282,7 @@ impl Lower<'_, '_, '_> {
                 self.m.binary(op, x, y)
             }
             Expr::Splat(_) | Expr::Reduce { .. } => unreachable!("row-uniform nodes have len 1"),
+            Expr::Cast(_) | Expr::Select(..) => unreachable!("not in a vector plan"),
         };
         memo.insert(id, v);
         v

@@ -29,25 +29,38 @@
 //! A reduction whose argument depends on another reduction (layer norm's variance needs the
 //! mean) runs in a later phase; independent reductions over rows of one length share a loop.
 //! `softmax`/`log_softmax` expand to max, `exp(x - max)`, sum. Shapes are compile-time
-//! constants, so trip counts and tails are too. Values are `f32x4` throughout (Cranelift's
-//! x86-64 SIMD is 128-bit); leftover elements are computed in lane 0 of a splat.
+//! constants, so trip counts and tails are too.
+//!
+//! # Two lowerings
+//!
+//! A body whose values are all f32 and whose ops the vector math implements (the hot path:
+//! GELU, layer norm, softmax, bias + activation) is lowered to `f32x4` code (Cranelift's x86-64
+//! SIMD is 128-bit; leftover elements are computed in lane 0 of a splat). Every other body
+//! (integers, bool, f64, f16/bf16, casts, selects, comparisons, `sin`/`cos`, general `pow`) is
+//! lowered one element at a time by `scalar.rs`, which states how each dtype is held and
+//! why its results match the interpreter's. [`support::compiles`] is the one answer to "which
+//! op on which dtypes compiles", asked by the analysis itself.
 //!
 //! # ABI
 //!
-//! The native function is `extern "C" fn(inputs: *const *const f32, outputs: *const *mut f32,
-//! row_start: usize, row_end: usize)`: two arrays of base pointers (one per body input, one per
-//! body output, each the whole dense row-major tensor) and the row range. Constant tensors of
-//! the body are copied into memory the kernel owns and addressed by baked pointers; splat
-//! constants become immediates. The kernel keeps no state: many threads may run it at once on
-//! disjoint row ranges.
+//! The native function is `extern "C" fn(inputs: *const *const u8, outputs: *const *mut u8,
+//! row_start: usize, row_end: usize) -> u32`: two arrays of base pointers (one per body input,
+//! one per body output, each the whole dense row-major tensor of its dtype) and the row range;
+//! it returns fault bits (integer division by zero, negative integer power), 0 when none.
+//! Constant tensors of the body are copied into memory the kernel owns and addressed by baked
+//! pointers; splat constants become immediates. The kernel keeps no state: many threads may
+//! run it at once on disjoint row ranges.
 //!
-//! Transcendental functions are polynomial/rational approximations; see [`math`] for the
-//! methods and their accuracy (max relative error ≲ 1e-6, erfc absolute 1e-6).
+//! Transcendental functions are polynomial/rational approximations in f32; see [`math`] for
+//! the methods and their accuracy (max relative error ≲ 1e-6, erfc absolute 1e-6). f64 and
+//! half-precision bodies call the interpreter's own f64 functions (`libcalls.rs`).
 
 mod analyze;
 mod jit;
+mod libcalls;
 mod lower;
 pub mod math;
+mod scalar;
 pub mod support;
 
 use std::ops::Range;
@@ -65,11 +78,27 @@ pub enum CodegenError {
     Backend(String),
 }
 
+/// Fault bit: an integer division, floor division or floor modulo by zero (the element is 0).
+pub(crate) const FAULT_DIV_BY_ZERO: u32 = 1;
+/// Fault bit: an integer raised to a negative power (the element is 0).
+pub(crate) const FAULT_NEGATIVE_POW: u32 = 2;
+
+/// What went wrong in a kernel run whose inputs the interpreter would reject.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelFault {
+    /// An integer division, floor division or floor modulo had a zero divisor.
+    #[error("integer division by zero")]
+    DivisionByZero,
+    /// An integer `pow` had a negative exponent.
+    #[error("integers to negative integer powers are not allowed")]
+    NegativePower,
+}
+
 /// One fused body compiled to one native function by Cranelift. Send + Sync.
 pub struct RowKernel {
     code: jit::Code,
     /// Constant tensors the code reads through baked pointers (they must outlive it).
-    _tables: Vec<Box<[f32]>>,
+    _tables: Vec<Box<[u8]>>,
     rows: usize,
     row_len: usize,
     num_inputs: usize,
@@ -88,14 +117,14 @@ impl std::fmt::Debug for RowKernel {
 }
 
 impl RowKernel {
-    /// Compiles `body`: every input, output and value is f32 with a fully known shape, else
-    /// [`CodegenError::Unsupported`].
+    /// Compiles `body`: every value has a fully known shape and every op is one
+    /// [`support::compiles`] admits, else [`CodegenError::Unsupported`].
     pub fn compile(body: &lathe_ir::Graph) -> Result<RowKernel, CodegenError> {
         let span = tracing::debug_span!("codegen.compile", body = %body.name);
         let _guard = span.enter();
         let start = Instant::now();
         let plan = analyze::analyze(body)?;
-        let tables: Vec<*const f32> = plan.tables.iter().map(|t| t.as_ptr()).collect();
+        let tables: Vec<*const u8> = plan.tables.iter().map(|t| t.as_ptr()).collect();
         let disasm = tracing::enabled!(tracing::Level::TRACE);
         let code = jit::compile(&plan, &tables, disasm)?;
         if let Some(d) = &code.disasm {
@@ -145,7 +174,24 @@ impl RowKernel {
     ///
     /// When the pointer counts differ from the body's inputs and outputs, or `rows` is not a
     /// sub-range of `0..self.rows()`.
-    pub unsafe fn run(&self, inputs: &[*const f32], outputs: &[*mut f32], rows: Range<usize>) {
+    pub unsafe fn run<I, O>(&self, inputs: &[*const I], outputs: &[*mut O], rows: Range<usize>) {
+        // SAFETY: forwarded under the same contract.
+        // Faults are reported by `run_checked`; here the faulting elements hold 0.
+        let _ = unsafe { self.run_checked(inputs, outputs, rows) };
+    }
+
+    /// [`RowKernel::run`], also saying whether an element faulted (an integer division by zero
+    /// or a negative integer power, which the interpreter rejects); such elements hold 0.
+    ///
+    /// # Safety
+    ///
+    /// As [`RowKernel::run`].
+    pub unsafe fn run_checked<I, O>(
+        &self,
+        inputs: &[*const I],
+        outputs: &[*mut O],
+        rows: Range<usize>,
+    ) -> Result<(), KernelFault> {
         assert_eq!(inputs.len(), self.num_inputs, "RowKernel::run: input count");
         assert_eq!(
             outputs.len(),
@@ -158,9 +204,22 @@ impl RowKernel {
             self.rows
         );
         // SAFETY: the caller guarantees the pointers; the code was compiled for exactly these
-        // counts and shapes.
-        unsafe {
-            (self.code.entry)(inputs.as_ptr(), outputs.as_ptr(), rows.start, rows.end);
+        // counts, shapes and dtypes. A slice of thin pointers has the layout of an array of
+        // byte pointers, which is what the code reads.
+        let faults = unsafe {
+            (self.code.entry)(
+                inputs.as_ptr().cast(),
+                outputs.as_ptr().cast(),
+                rows.start,
+                rows.end,
+            )
+        };
+        if faults & FAULT_DIV_BY_ZERO != 0 {
+            Err(KernelFault::DivisionByZero)
+        } else if faults & FAULT_NEGATIVE_POW != 0 {
+            Err(KernelFault::NegativePower)
+        } else {
+            Ok(())
         }
     }
 }

@@ -1,46 +1,91 @@
-//! Which ops and dtypes the row-kernel code generator compiles: the rule the CPU capability
-//! query (`cpu/capability.rs`) delegates to for elementwise ops and reductions, so fusion and
-//! lowering agree with what `analyze.rs` accepts.
+//! What the row-kernel codegen compiles: one answer per (op, input dtypes), asked by the
+//! analysis before it translates each body node, and by the CPU backend's capability query.
+//!
+//! The codegen covers every dtype the interpreter accepts for the ops listed here, so the
+//! dtype rules are the interpreter's own (`Op::infer` on rank-0 operands). Shape conditions
+//! (a reduction over the last axis, broadcasting into one iteration space) are checked by
+//! the analysis on the actual body, not here.
 
-use lathe_ir::ops::{BinaryOp, DataFormat, UnaryOp};
-use lathe_ir::{DType, Op};
+use lathe_ir::ops::DataFormat;
+use lathe_ir::{DType, Op, Shape, TensorType};
 
-/// Whether codegen compiles `op` on inputs of dtypes `inputs` (configuration inputs such as a
-/// reduction's axes excluded), or why not.
-pub fn compiles(op: &Op, inputs: &[DType]) -> Result<(), String> {
-    let data = match op {
-        // The axes are a constant read at compile time, not a value of the kernel.
-        Op::Reduce { .. } => &inputs[..inputs.len().min(1)],
-        _ => inputs,
+/// Whether generated code runs `op` on operands of `input_dtypes` (the data operands: a
+/// reduction's axes operand is not a data operand and may be left out). `Err` says why not.
+pub fn compiles(op: &Op, input_dtypes: &[DType]) -> Result<(), String> {
+    let scalar = |dts: &[DType]| -> Vec<TensorType> {
+        dts.iter()
+            .map(|&d| TensorType::new(d, Shape(vec![])))
+            .collect()
     };
-    if let Some(d) = data.iter().find(|&&d| d != DType::F32) {
-        return Err(format!(
-            "the CPU codegen compiles f32 only, {} has a {d} input",
-            op.mnemonic()
-        ));
-    }
-    let ok = match op {
-        Op::Identity | Op::StopGradient | Op::Cast { to: DType::F32 } => true,
-        Op::Unary(u) => !matches!(u, UnaryOp::Sin | UnaryOp::Cos | UnaryOp::LogicalNot),
-        Op::Binary(b) => {
-            use BinaryOp::*;
-            matches!(
-                b,
-                Add | Sub | Mul | Div | Maximum | Minimum | SquaredDifference | FloorDiv | Pow
+    let data = |n: usize| -> Result<&[DType], String> {
+        input_dtypes.get(..n).ok_or_else(|| {
+            format!(
+                "{} takes {n} operand(s), got {}",
+                op.mnemonic(),
+                input_dtypes.len()
             )
-        }
-        Op::BiasAdd {
-            format: DataFormat::Nhwc,
-        } => true,
-        Op::Reduce { .. } | Op::Softmax | Op::LogSoftmax => true,
-        _ => false,
+        })
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} is not supported by the CPU codegen",
+    match op {
+        Op::Unary(_) | Op::Binary(_) | Op::Cast { .. } | Op::Select => {
+            let tys = scalar(input_dtypes);
+            let consts = vec![None; tys.len()];
+            op.infer(&tys, &consts).map(|_| ())
+        }
+        Op::Identity | Op::StopGradient => data(1).map(|_| ()),
+        Op::BiasAdd { format } => {
+            if *format != DataFormat::Nhwc {
+                return Err(format!(
+                    "bias_add in {} layout is not generated (only NHWC)",
+                    format.name()
+                ));
+            }
+            let d = data(2)?;
+            if d[0] != d[1] || d[0] == DType::Bool {
+                return Err(format!(
+                    "bias_add on {} and {} is not defined",
+                    d[0].name(),
+                    d[1].name()
+                ));
+            }
+            Ok(())
+        }
+        Op::FusedBatchNorm { format, .. } => {
+            if *format != DataFormat::Nhwc {
+                return Err(format!(
+                    "fused_batch_norm in {} layout is not generated (only NHWC)",
+                    format.name()
+                ));
+            }
+            let d = data(5)?;
+            if !d.iter().all(|t| t.is_float()) || d[1..].iter().any(|&t| t != d[1]) {
+                return Err(format!(
+                    "fused_batch_norm needs float operands with one parameter dtype, got {d:?}"
+                ));
+            }
+            Ok(())
+        }
+        Op::Reduce { .. } => {
+            let d = data(1)?[0];
+            if d == DType::Bool {
+                return Err(format!("{} is not defined on bool", op.mnemonic()));
+            }
+            Ok(())
+        }
+        Op::Softmax | Op::LogSoftmax => {
+            let d = data(1)?[0];
+            if !d.is_float() {
+                return Err(format!(
+                    "{} is only defined on floating-point tensors, got {}",
+                    op.mnemonic(),
+                    d.name()
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(format!(
+            "{} is not an elementwise or reduction op of a row kernel",
             op.mnemonic()
-        ))
+        )),
     }
 }

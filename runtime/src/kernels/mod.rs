@@ -13,6 +13,6 @@ pub mod packed;
 pub mod pad;
 pub mod pool;
 pub mod reduce;
-pub mod simd;
+pub(crate) mod simd;
 
 pub use gemm::{sgemm, GemmError, MatMut, MatRef};

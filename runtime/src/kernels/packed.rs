@@ -424,8 +424,9 @@ mod x86 {
         let (mut a, mut b) = (t.a, t.b);
         let lda = t.lda;
         for _ in 0..t.kc {
-            // SAFETY (whole loop): `kc` steps over the panel (32 floats each) and over the
-            // rows of A (one column per step) stay in the ranges the caller vouches for.
+            // SAFETY: over the whole loop, `kc` steps over the panel (32 floats each, 64-byte
+            // aligned) and over the rows of A (one column per step) stay in the ranges the
+            // caller vouches for; the caller checked the CPU has AVX-512F.
             unsafe {
                 let b0 = _mm512_load_ps(b);
                 let b1 = _mm512_load_ps(b.add(16));

@@ -656,6 +656,8 @@ fn dense_bytes(t: &Tensor) -> Option<*mut u8> {
 }
 
 /// A pointer to the bytes of a dense tensor of any dtype, for writing.
+// The cast is needed for every element type but `u8`, where clippy finds it redundant.
+#[allow(clippy::unnecessary_cast)]
 fn dense_bytes_mut(t: &mut Tensor) -> Option<*mut u8> {
     lathe_ir::tensor_match!(t, a => a.as_slice_mut().map(|s| s.as_mut_ptr() as *mut u8))
 }

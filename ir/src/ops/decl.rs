@@ -19,6 +19,8 @@ pub enum DTypeClass {
     Any,
     /// Floats and integers (not bool).
     Numeric,
+    /// Floats and integers but u64 (kernels that compute integers in i64).
+    NumericButU64,
     /// f16, bf16, f32, f64.
     Float,
     /// Signed and unsigned integers.
@@ -31,9 +33,10 @@ pub enum DTypeClass {
 
 impl DTypeClass {
     /// Every class.
-    pub const ALL: [DTypeClass; 6] = [
+    pub const ALL: [DTypeClass; 7] = [
         DTypeClass::Any,
         DTypeClass::Numeric,
+        DTypeClass::NumericButU64,
         DTypeClass::Float,
         DTypeClass::Int,
         DTypeClass::Index,
@@ -45,6 +48,7 @@ impl DTypeClass {
         match self {
             DTypeClass::Any => "any",
             DTypeClass::Numeric => "numeric",
+            DTypeClass::NumericButU64 => "numeric but u64",
             DTypeClass::Float => "float",
             DTypeClass::Int => "int",
             DTypeClass::Index => "index",
@@ -64,6 +68,7 @@ impl DTypeClass {
         match self {
             DTypeClass::Any => true,
             DTypeClass::Numeric => d.is_numeric(),
+            DTypeClass::NumericButU64 => d.is_numeric() && d != DType::U64,
             DTypeClass::Float => d.is_float(),
             DTypeClass::Int => d.is_int(),
             DTypeClass::Index => matches!(d, DType::I32 | DType::I64),
@@ -84,6 +89,7 @@ impl DTypeClass {
         match self {
             DTypeClass::Any => "defined on every dtype",
             DTypeClass::Numeric => "not defined on bool tensors",
+            DTypeClass::NumericButU64 => "not defined on bool and u64 tensors",
             DTypeClass::Float => "only defined on floating-point tensors",
             DTypeClass::Int => "only defined on integer tensors",
             DTypeClass::Index => "only defined on i32 and i64 tensors",
@@ -182,6 +188,9 @@ pub struct OpInfo {
     pub attrs: &'static [AttrDecl],
     /// Its type variables and the class each ranges over.
     pub type_vars: Vec<(&'static str, DTypeClass)>,
+    /// Graph structure the text format writes itself (`input`, `const`): no attributes, not
+    /// built by [`Op::from_parts`].
+    pub structural: bool,
 }
 
 impl OpInfo {
@@ -697,6 +706,7 @@ macro_rules! declare_ops {
                 operands: decl::operands!($($bo : $bot $([$ba])?),*),
                 attrs: &[],
                 type_vars: vec![$( (stringify!($bvar), DTypeClass::$bcls) ),*],
+                structural: true,
             }); )*
             $( v.push(OpInfo {
                 name: $pmn,
@@ -708,6 +718,7 @@ macro_rules! declare_ops {
                     kind: <$pft as AttrField>::KIND,
                 } ),*)?],
                 type_vars: vec![$( (stringify!($pvar), DTypeClass::$pcls) ),*],
+                structural: false,
             }); )*
             $( v.push(OpInfo {
                 name: $smn,
@@ -716,6 +727,7 @@ macro_rules! declare_ops {
                 operands: decl::operands!($($so : $sot $([$sa])?),*),
                 attrs: <$st as AttrSet>::DECLS,
                 type_vars: vec![$( (stringify!($svar), DTypeClass::$scls) ),*],
+                structural: false,
             }); )*
             $( for k in <$kt>::ALL {
                 v.push(OpInfo {
@@ -725,19 +737,26 @@ macro_rules! declare_ops {
                     operands: decl::operands!($($ko : $kot $([$ka])?),*),
                     attrs: &[],
                     type_vars: vec![("T", k.dtypes()) $(, (stringify!($kvar), DTypeClass::$kcls))*],
+                    structural: false,
                 });
             } )*
             $( for k in <$wt>::ALL {
+                let ops: &'static [decl::Operand] = decl::operands!($($wo : $wot $([$wa])?),*);
+                // `T` is the kind's class when an operand uses it (fused inputs do not).
+                let kind_var = ops.iter().any(|o| o.ty == "T").then(|| ("T", k.dtypes()));
                 v.push(OpInfo {
                     name: k.mnemonic(),
                     family: Family::$wfam,
                     summary: k.summary(),
-                    operands: decl::operands!($($wo : $wot $([$wa])?),*),
+                    operands: ops,
                     attrs: &[$( AttrDecl {
                         name: stringify!($wf),
                         kind: <$wft as AttrField>::KIND,
                     } ),*],
-                    type_vars: vec![("T", k.dtypes()) $(, (stringify!($wvar), DTypeClass::$wcls))*],
+                    type_vars: kind_var.into_iter()
+                        $(.chain([(stringify!($wvar), DTypeClass::$wcls)]))*
+                        .collect(),
+                    structural: false,
                 });
             } )*
             v

@@ -323,7 +323,7 @@ decl::declare_ops! {
             "2-D convolution with an HWIO filter.";
         DepthwiseConv2D(ConvAttrs) = "depthwise_conv2d", Conv, (x: T, filter: T), [T: Numeric],
             "Depthwise 2-D convolution with a `[kh, kw, in, multiplier]` filter.";
-        MaxPool(PoolAttrs) = "max_pool", Conv, (x: T), [T: Numeric],
+        MaxPool(PoolAttrs) = "max_pool", Conv, (x: T), [T: NumericButU64],
             "Max pooling over spatial windows.";
         AvgPool(PoolAttrs) = "avg_pool", Conv, (x: T), [T: Float],
             "Average pooling; `SAME` padding divides by the in-bounds cells.";

@@ -381,6 +381,7 @@ fn float_unary(u: UnaryOp) -> Option<fn(f64) -> f64> {
                 x.max(0.0) + (-x.abs()).exp().ln_1p()
             }
         },
+        Softsign => |x| x / (1.0 + x.abs()),
         LogicalNot => return None,
     })
 }
@@ -646,6 +647,11 @@ mod tests {
                 0.0,
                 2.061153620314381e-9,
             ],
+            tol,
+        );
+        assert_close(
+            &un(Softsign, &[0.0, 1.0, -3.0, 1e30]),
+            &[0.0, 0.5, -0.75, 1.0],
             tol,
         );
     }

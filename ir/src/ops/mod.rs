@@ -62,6 +62,7 @@ decl::op_kinds! {
         Sin = "sin", Float, "Sine.";
         Cos = "cos", Float, "Cosine.";
         Softplus = "softplus", Float, "`log(1 + exp(x))`, without overflow.";
+        Softsign = "softsign", Float, "`x / (1 + |x|)`.";
         LogicalNot = "logical_not", Bool, "`!x`.";
     }
 }

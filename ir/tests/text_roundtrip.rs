@@ -9,8 +9,8 @@
 
 use half::{bf16, f16};
 use lathe_ir::ops::{
-    BinaryOp, ConvAttrs, DataFormat, FusedKind, PadMode, Padding, PoolAttrs, ReduceKind,
-    StridedSliceAttrs, UnaryOp,
+    registry, AttrKind, AttrValue, BinaryOp, DataFormat, Family, FusedKind, OpInfo, PadMode,
+    Padding, UnaryOp,
 };
 use lathe_ir::text::{parse, print, print_with, PrintOptions};
 use lathe_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueId};
@@ -151,82 +151,67 @@ fn pair() -> impl Strategy<Value = [usize; 2]> {
     [1usize..5, 1usize..5]
 }
 
-/// Ops covering every attribute kind (bool, int, ints, float, string, dtype) with random
-/// values, and every op without attributes.
-fn op() -> impl Strategy<Value = Op> {
-    let mut plain = vec![
-        Op::Identity,
-        Op::IdentityN,
-        Op::StopGradient,
-        Op::NoOp,
-        Op::Select,
-        Op::Softmax,
-        Op::LogSoftmax,
-        Op::Reshape,
-        Op::ExpandDims,
-        Op::Concat,
-        Op::Transpose,
-        Op::Slice,
-        Op::Fill,
-        Op::Range,
-        Op::Tile,
-    ];
-    plain.extend(UnaryOp::ALL.map(Op::Unary));
-    plain.extend(BinaryOp::ALL.map(Op::Binary));
-    let conv =
-        (pair(), pair(), padding(), format()).prop_map(|(strides, dilations, padding, format)| {
-            ConvAttrs {
-                strides,
-                dilations,
-                padding,
-                format,
-            }
-        });
-    let pool =
-        (pair(), pair(), padding(), format()).prop_map(|(ksize, strides, padding, format)| {
-            PoolAttrs {
-                ksize,
-                strides,
-                padding,
-                format,
-            }
-        });
+/// A random value of an attribute of kind `kind`.
+fn attr_value(kind: AttrKind) -> BoxedStrategy<AttrValue> {
     let not_nan = any::<f32>().prop_filter("NaN attributes are never equal", |x| !x.is_nan());
-    prop_oneof![
-        4 => prop::sample::select(plain),
-        1 => dtype().prop_map(|to| Op::Cast { to }),
-        1 => (any::<bool>(), any::<bool>()).prop_map(|(transpose_a, transpose_b)| Op::MatMul {
-            transpose_a,
-            transpose_b
-        }),
-        1 => (any::<bool>(), any::<bool>()).prop_map(|(adj_x, adj_y)| Op::BatchMatMul { adj_x, adj_y }),
-        1 => name().prop_map(|equation| Op::Einsum { equation }),
-        1 => format().prop_map(|format| Op::BiasAdd { format }),
-        1 => (conv, any::<bool>()).prop_map(|(c, depthwise)| if depthwise {
-            Op::DepthwiseConv2D(c)
-        } else {
-            Op::Conv2D(c)
-        }),
-        1 => (pool, any::<bool>()).prop_map(|(p, max)| if max { Op::MaxPool(p) } else { Op::AvgPool(p) }),
-        1 => (not_nan, format()).prop_map(|(epsilon, format)| Op::FusedBatchNorm { epsilon, format }),
-        1 => (prop::sample::select(ReduceKind::ALL.to_vec()), any::<bool>())
-            .prop_map(|(kind, keep_dims)| Op::Reduce { kind, keep_dims }),
-        1 => dtype().prop_map(|output| Op::ArgMax { output }),
-        1 => dtype().prop_map(|output| Op::Shape { output }),
-        1 => prop::collection::vec(any::<i64>(), 0..4).prop_map(|axes| Op::Squeeze { axes }),
-        1 => prop::sample::select(vec![PadMode::Constant, PadMode::Reflect, PadMode::Symmetric])
-            .prop_map(|mode| Op::Pad { mode }),
-        1 => any::<[i64; 5]>().prop_map(|m| Op::StridedSlice(StridedSliceAttrs {
-            begin_mask: m[0],
-            end_mask: m[1],
-            ellipsis_mask: m[2],
-            new_axis_mask: m[3],
-            shrink_axis_mask: m[4],
-        })),
-        1 => any::<i64>().prop_map(|batch_dims| Op::Gather { batch_dims }),
-        1 => any::<i64>().prop_map(|axis| Op::Pack { axis }),
-        1 => (any::<i64>(), 0usize..1000).prop_map(|(axis, num)| Op::Unpack { axis, num }),
-    ]
+    match kind {
+        AttrKind::Bool => any::<bool>().prop_map(AttrValue::Bool).boxed(),
+        AttrKind::Int => any::<i64>().prop_map(AttrValue::Int).boxed(),
+        AttrKind::Count => (0i64..1000).prop_map(AttrValue::Int).boxed(),
+        AttrKind::Ints => prop::collection::vec(any::<i64>(), 0..4)
+            .prop_map(AttrValue::Ints)
+            .boxed(),
+        AttrKind::Pair => pair()
+            .prop_map(|p| AttrValue::Ints(p.iter().map(|&x| x as i64).collect()))
+            .boxed(),
+        AttrKind::Float => not_nan.prop_map(AttrValue::Float).boxed(),
+        AttrKind::Str => name().prop_map(AttrValue::Str).boxed(),
+        AttrKind::DType => dtype().prop_map(AttrValue::DType).boxed(),
+        AttrKind::Padding => padding()
+            .prop_map(|p| match p {
+                Padding::Valid => AttrValue::Str("VALID".into()),
+                Padding::Same => AttrValue::Str("SAME".into()),
+                Padding::Explicit([[t, b], [l, r]]) => {
+                    AttrValue::Ints(vec![t as i64, b as i64, l as i64, r as i64])
+                }
+            })
+            .boxed(),
+        AttrKind::DataFormat => format()
+            .prop_map(|f| AttrValue::Str(f.name().into()))
+            .boxed(),
+        AttrKind::PadMode => prop::sample::select(vec![
+            PadMode::Constant,
+            PadMode::Reflect,
+            PadMode::Symmetric,
+        ])
+        .prop_map(|m| AttrValue::Str(m.name().into()))
+        .boxed(),
+        AttrKind::Graph => unreachable!("fused nodes are built by `step`"),
+    }
+}
+
+/// Any op of the registry but `input`, `const` (written by the text format itself) and fused
+/// nodes (built by `step` with random bodies), with random values of its declared attributes.
+/// Driven by the registry, so a new op is covered without touching this file.
+fn op() -> impl Strategy<Value = Op> {
+    let rows: Vec<&'static OpInfo> = registry()
+        .iter()
+        .filter(|i| !i.structural && i.family != Family::Fused)
+        .collect();
+    prop::sample::select(rows).prop_flat_map(|info| {
+        let values: Vec<BoxedStrategy<AttrValue>> =
+            info.attrs.iter().map(|a| attr_value(a.kind)).collect();
+        values.prop_map(move |values| {
+            let attrs: Vec<(String, AttrValue)> = info
+                .attrs
+                .iter()
+                .zip(values)
+                .map(|(a, v)| (a.name.to_string(), v))
+                .collect();
+            Op::from_parts(info.name, &attrs)
+                .unwrap_or_else(|e| panic!("{}: declared attributes do not build: {e}", info.name))
+        })
+    })
 }
 
 /// One node of a random graph; operand indices are taken modulo the values defined so far.

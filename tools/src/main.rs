@@ -33,6 +33,8 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Time a model's compilation and latency on given or random inputs.
     Bench(cmd::bench::BenchArgs),
+    /// List every IR op: operands, attributes, dtypes, the TensorFlow ops that import to it.
+    Ops(cmd::ops::OpsArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Dump(a) => cmd::dump::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Ops(a) => cmd::ops::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -176,15 +176,15 @@ impl_int_elem!(unsigned u8, u16, u32, u64);
 pub fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
     let mn = op.mnemonic();
     match op {
-        Op::Unary(u) => {
+        Op::Unary(_) => {
             expect_arity(mn, inputs, 1)?;
-            check_unary(*u, &inputs[0])?;
+            op.info().check_dtypes(inputs)?;
             Ok(vec![inputs[0].clone()])
         }
         Op::Binary(b) => {
             expect_arity(mn, inputs, 2)?;
             let (x, y) = (&inputs[0], &inputs[1]);
-            check_binary(*b, x, y)?;
+            op.info().check_dtypes(inputs)?;
             let shape = broadcast_shapes(&x.shape, &y.shape)
                 .map_err(|_| format!("{mn}: operands {x} and {y} do not broadcast"))?;
             let dtype = if b.is_comparison() {
@@ -218,52 +218,6 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
         }
         _ => unreachable!("{op:?} is not an elementwise op"),
     }
-}
-
-/// Which dtypes a unary op is defined on.
-fn check_unary(u: UnaryOp, x: &TensorType) -> OpResult<()> {
-    use UnaryOp::*;
-    let mn = u.mnemonic();
-    match u {
-        LogicalNot if x.dtype != DType::Bool => {
-            Err(format!("{mn} is only defined on bool tensors, got {x}"))
-        }
-        LogicalNot => Ok(()),
-        // Transcendental and rounding ops have no integer kernels in TensorFlow.
-        Sigmoid | Tanh | Erf | Erfc | Rsqrt | Sqrt | Exp | Log | Reciprocal | Floor | Ceil
-        | Sin | Cos | Softplus
-            if !x.dtype.is_float() =>
-        {
-            Err(format!(
-                "{mn} is only defined on floating-point tensors, got {x}"
-            ))
-        }
-        _ if x.dtype == DType::Bool => Err(format!("{mn} is not defined on bool tensors, got {x}")),
-        _ => Ok(()),
-    }
-}
-
-/// Which dtypes a binary op is defined on (both operands have one dtype).
-fn check_binary(b: BinaryOp, x: &TensorType, y: &TensorType) -> OpResult<()> {
-    let mn = b.mnemonic();
-    if x.dtype != y.dtype {
-        return Err(format!(
-            "{mn}: operands must have one dtype, got {x} and {y}"
-        ));
-    }
-    let is_bool = x.dtype == DType::Bool;
-    if b.is_logical() && !is_bool {
-        return Err(format!(
-            "{mn} is only defined on bool tensors, got {x} and {y}"
-        ));
-    }
-    let bool_ok = b.is_logical() || matches!(b, BinaryOp::Equal | BinaryOp::NotEqual);
-    if is_bool && !bool_ok {
-        return Err(format!(
-            "{mn} is not defined on bool tensors, got {x} and {y}"
-        ));
-    }
-    Ok(())
 }
 
 /// Evaluates elementwise ops.
@@ -427,6 +381,7 @@ fn float_unary(u: UnaryOp) -> Option<fn(f64) -> f64> {
                 x.max(0.0) + (-x.abs()).exp().ln_1p()
             }
         },
+        Softsign => |x| x / (1.0 + x.abs()),
         LogicalNot => return None,
     })
 }
@@ -692,6 +647,11 @@ mod tests {
                 0.0,
                 2.061153620314381e-9,
             ],
+            tol,
+        );
+        assert_close(
+            &un(Softsign, &[0.0, 1.0, -3.0, 1e30]),
+            &[0.0, 0.5, -0.75, 1.0],
             tol,
         );
     }

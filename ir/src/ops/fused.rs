@@ -5,7 +5,7 @@
 //! body (baked into the kernel). The reference meaning of a fused node is the interpreter run on
 //! its body, so fusion is testable before any code generation exists.
 
-use super::{FusedKind, Op, OpResult};
+use super::{Op, OpResult};
 use crate::{Graph, Tensor, TensorType};
 
 /// Output types of a fused node: its body's outputs, once the inputs match the body's inputs.
@@ -47,22 +47,4 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         unreachable!("{op:?} is not a fused op")
     };
     crate::interp::run(body, inputs).map_err(|e| format!("in fused body: {e}"))
-}
-
-impl FusedKind {
-    /// Every kind.
-    pub const ALL: [FusedKind; 3] = [
-        FusedKind::Elementwise,
-        FusedKind::Epilogue,
-        FusedKind::Reduction,
-    ];
-
-    /// The text-format mnemonic of a fused node of this kind.
-    pub fn mnemonic(self) -> &'static str {
-        match self {
-            FusedKind::Elementwise => "fused.elementwise",
-            FusedKind::Epilogue => "fused.epilogue",
-            FusedKind::Reduction => "fused.reduction",
-        }
-    }
 }

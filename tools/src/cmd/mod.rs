@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod dump;
 pub mod inspect;
+pub mod ops;
 pub mod opt;
 pub mod run;
 

@@ -11,6 +11,8 @@ mod attrs;
 mod ops;
 pub mod tensor;
 
+pub use ops::{supported_ops, table, TfOp};
+
 use super::ImportError;
 use lathe_ir::{Dim, Graph, IrError, TensorType, ValueId};
 use lathe_proto::tensorflow::{GraphDef, NodeDef};

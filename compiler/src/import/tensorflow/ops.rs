@@ -1,326 +1,454 @@
 //! The table from TensorFlow ops to IR ops, with TensorFlow's attribute semantics.
+//!
+//! One row per TensorFlow op: its name, the IR op(s) it imports to, and how. The list of
+//! supported ops, the unsupported-op error and `lathe ops` all read this table.
 
 use super::attrs::Attrs;
 use super::{tensor, Importer};
 use lathe_ir::ops::{
     BinaryOp, ConvAttrs, PadMode, PoolAttrs, ReduceKind, StridedSliceAttrs, UnaryOp,
 };
-use lathe_ir::{IrError, Op, Tensor, ValueId};
+use lathe_ir::{DType, IrError, Op, Tensor, ValueId};
 use lathe_proto::tensorflow::NodeDef;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
-/// Every TensorFlow op the importer knows, for error messages and docs.
-pub const SUPPORTED_OPS: &[&str] = &[
-    "Placeholder",
-    "PlaceholderWithDefault",
-    "Const",
-    "Identity",
-    "IdentityN",
-    "Snapshot",
-    "StopGradient",
-    "NoOp",
-    "Add",
-    "AddV2",
-    "Sub",
-    "Mul",
-    "RealDiv",
-    "Div",
-    "FloorDiv",
-    "FloorMod",
-    "Maximum",
-    "Minimum",
-    "Pow",
-    "SquaredDifference",
-    "Equal",
-    "NotEqual",
-    "Less",
-    "LessEqual",
-    "Greater",
-    "GreaterEqual",
-    "LogicalAnd",
-    "LogicalOr",
-    "LogicalNot",
-    "Neg",
-    "Abs",
-    "Relu",
-    "Relu6",
-    "Sigmoid",
-    "Tanh",
-    "Erf",
-    "Erfc",
-    "Rsqrt",
-    "Sqrt",
-    "Exp",
-    "Log",
-    "Square",
-    "Reciprocal",
-    "Inv",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Sign",
-    "Sin",
-    "Cos",
-    "Softplus",
-    "Cast",
-    "Select",
-    "SelectV2",
-    "MatMul",
-    "BatchMatMul",
-    "BatchMatMulV2",
-    "BatchMatMulV3",
-    "Einsum",
-    "BiasAdd",
-    "BiasAddV1",
-    "Conv2D",
-    "DepthwiseConv2dNative",
-    "MaxPool",
-    "AvgPool",
-    "FusedBatchNorm",
-    "FusedBatchNormV2",
-    "FusedBatchNormV3",
-    "Mean",
-    "Sum",
-    "Max",
-    "Min",
-    "Prod",
-    "Softmax",
-    "LogSoftmax",
-    "ArgMax",
-    "Reshape",
-    "Squeeze",
-    "ExpandDims",
-    "Pad",
-    "PadV2",
-    "MirrorPad",
-    "ConcatV2",
-    "Concat",
-    "Transpose",
-    "Shape",
-    "StridedSlice",
-    "Slice",
-    "GatherV2",
-    "Gather",
-    "Pack",
-    "Unpack",
-    "Fill",
-    "Range",
-    "Tile",
-];
+/// The outputs of an imported node: one IR value per TensorFlow output (`None` for outputs
+/// the IR does not model).
+type Outputs = Result<Vec<Option<ValueId>>, IrError>;
 
-fn unary(op: &str) -> Option<UnaryOp> {
-    Some(match op {
-        "Neg" => UnaryOp::Neg,
-        "Abs" => UnaryOp::Abs,
-        "Relu" => UnaryOp::Relu,
-        "Relu6" => UnaryOp::Relu6,
-        "Sigmoid" => UnaryOp::Sigmoid,
-        "Tanh" => UnaryOp::Tanh,
-        "Erf" => UnaryOp::Erf,
-        "Erfc" => UnaryOp::Erfc,
-        "Rsqrt" => UnaryOp::Rsqrt,
-        "Sqrt" => UnaryOp::Sqrt,
-        "Exp" => UnaryOp::Exp,
-        "Log" => UnaryOp::Log,
-        "Square" => UnaryOp::Square,
-        "Reciprocal" | "Inv" => UnaryOp::Reciprocal,
-        "Floor" => UnaryOp::Floor,
-        "Ceil" => UnaryOp::Ceil,
-        "Round" => UnaryOp::Round,
-        "Sign" => UnaryOp::Sign,
-        "Sin" => UnaryOp::Sin,
-        "Cos" => UnaryOp::Cos,
-        "Softplus" => UnaryOp::Softplus,
-        "LogicalNot" => UnaryOp::LogicalNot,
-        _ => return None,
+/// How a TensorFlow op becomes IR.
+#[derive(Clone)]
+enum Convert {
+    /// This IR op on the node's inputs, one output.
+    Op(Op),
+    /// The IR op the node's attributes say, on the node's inputs, one output.
+    Attrs(fn(&Attrs) -> Result<Op, String>),
+    /// Anything else: graph inputs, constants, several outputs, reordered inputs.
+    Custom(fn(&mut Importer, &NodeDef, Vec<ValueId>) -> Outputs),
+}
+
+/// One row of the table.
+#[derive(Clone)]
+pub struct TfOp {
+    /// The TensorFlow op name (`Conv2D`).
+    pub name: &'static str,
+    /// The mnemonics of the IR ops it imports to: first the op the node becomes, then any
+    /// helper ops it adds (a constant axis).
+    pub ir: Vec<&'static str>,
+    /// How.
+    convert: Convert,
+}
+
+/// A row importing to one fixed IR op.
+fn same(name: &'static str, op: Op) -> TfOp {
+    TfOp {
+        name,
+        ir: vec![op.mnemonic()],
+        convert: Convert::Op(op),
+    }
+}
+
+/// A row whose IR op (`ir`) takes its attributes from the node.
+fn attrs(name: &'static str, ir: &'static str, f: fn(&Attrs) -> Result<Op, String>) -> TfOp {
+    TfOp {
+        name,
+        ir: vec![ir],
+        convert: Convert::Attrs(f),
+    }
+}
+
+/// A row converted by a function of its own, producing the IR ops `ir`.
+fn custom(
+    name: &'static str,
+    ir: &[&'static str],
+    f: fn(&mut Importer, &NodeDef, Vec<ValueId>) -> Outputs,
+) -> TfOp {
+    TfOp {
+        name,
+        ir: ir.to_vec(),
+        convert: Convert::Custom(f),
+    }
+}
+
+/// Every TensorFlow op the importer knows, in table order.
+pub fn table() -> &'static [TfOp] {
+    &index().0
+}
+
+/// The names of every TensorFlow op the importer knows (derived from [`table`]).
+pub fn supported_ops() -> Vec<&'static str> {
+    table().iter().map(|r| r.name).collect()
+}
+
+fn index() -> &'static (Vec<TfOp>, HashMap<&'static str, usize>) {
+    static INDEX: OnceLock<(Vec<TfOp>, HashMap<&'static str, usize>)> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let rows = rows();
+        let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
+        (rows, by_name)
     })
 }
 
-fn binary(op: &str) -> Option<BinaryOp> {
-    Some(match op {
-        "Add" | "AddV2" => BinaryOp::Add,
-        "Sub" => BinaryOp::Sub,
-        "Mul" => BinaryOp::Mul,
-        "RealDiv" | "Div" => BinaryOp::Div,
-        "FloorDiv" => BinaryOp::FloorDiv,
-        "FloorMod" => BinaryOp::FloorMod,
-        "Maximum" => BinaryOp::Maximum,
-        "Minimum" => BinaryOp::Minimum,
-        "Pow" => BinaryOp::Pow,
-        "SquaredDifference" => BinaryOp::SquaredDifference,
-        "Equal" => BinaryOp::Equal,
-        "NotEqual" => BinaryOp::NotEqual,
-        "Less" => BinaryOp::Less,
-        "LessEqual" => BinaryOp::LessEqual,
-        "Greater" => BinaryOp::Greater,
-        "GreaterEqual" => BinaryOp::GreaterEqual,
-        "LogicalAnd" => BinaryOp::LogicalAnd,
-        "LogicalOr" => BinaryOp::LogicalOr,
-        _ => return None,
+fn reduce(a: &Attrs, kind: ReduceKind) -> Result<Op, String> {
+    Ok(Op::Reduce {
+        kind,
+        keep_dims: a.bool_or("keep_dims", false)?,
     })
 }
 
-fn reduce(op: &str) -> Option<ReduceKind> {
-    Some(match op {
-        "Sum" => ReduceKind::Sum,
-        "Mean" => ReduceKind::Mean,
-        "Max" => ReduceKind::Max,
-        "Min" => ReduceKind::Min,
-        "Prod" => ReduceKind::Prod,
-        _ => return None,
+fn conv(a: &Attrs) -> Result<ConvAttrs, String> {
+    Ok(ConvAttrs {
+        strides: a.spatial_pair("strides", None)?,
+        dilations: a.spatial_pair("dilations", Some(1))?,
+        padding: a.padding()?,
+        format: a.data_format()?,
     })
+}
+
+fn pool(a: &Attrs) -> Result<PoolAttrs, String> {
+    Ok(PoolAttrs {
+        ksize: a.spatial_pair("ksize", None)?,
+        strides: a.spatial_pair("strides", None)?,
+        padding: a.padding()?,
+        format: a.data_format()?,
+    })
+}
+
+fn matmul(a: &Attrs) -> Result<Op, String> {
+    Ok(Op::MatMul {
+        transpose_a: a.bool_or("transpose_a", false)?,
+        transpose_b: a.bool_or("transpose_b", false)?,
+    })
+}
+
+fn batch_matmul(a: &Attrs) -> Result<Op, String> {
+    Ok(Op::BatchMatMul {
+        adj_x: a.bool_or("adj_x", false)?,
+        adj_y: a.bool_or("adj_y", false)?,
+    })
+}
+
+fn bias_add(a: &Attrs) -> Result<Op, String> {
+    Ok(Op::BiasAdd {
+        format: a.data_format()?,
+    })
+}
+
+fn constant_pad(_: &Attrs) -> Result<Op, String> {
+    Ok(Op::Pad {
+        mode: PadMode::Constant,
+    })
+}
+
+/// The table. One row per TensorFlow op; versions of one op are rows of their own.
+fn rows() -> Vec<TfOp> {
+    use BinaryOp as B;
+    use UnaryOp as U;
+    vec![
+        // ---- graph structure
+        custom("Placeholder", &["input"], |imp, node, _| {
+            imp.placeholder(node)
+        }),
+        same("PlaceholderWithDefault", Op::Identity),
+        custom("Const", &["const"], import_const),
+        same("Identity", Op::Identity),
+        custom("IdentityN", &["identity_n"], import_identity_n),
+        same("Snapshot", Op::Identity),
+        same("StopGradient", Op::StopGradient),
+        custom("NoOp", &["noop"], import_noop),
+        // ---- elementwise
+        same("Add", Op::Binary(B::Add)),
+        same("AddV2", Op::Binary(B::Add)),
+        same("Sub", Op::Binary(B::Sub)),
+        same("Mul", Op::Binary(B::Mul)),
+        same("RealDiv", Op::Binary(B::Div)),
+        same("Div", Op::Binary(B::Div)),
+        same("FloorDiv", Op::Binary(B::FloorDiv)),
+        same("FloorMod", Op::Binary(B::FloorMod)),
+        same("Maximum", Op::Binary(B::Maximum)),
+        same("Minimum", Op::Binary(B::Minimum)),
+        same("Pow", Op::Binary(B::Pow)),
+        same("SquaredDifference", Op::Binary(B::SquaredDifference)),
+        same("Equal", Op::Binary(B::Equal)),
+        same("NotEqual", Op::Binary(B::NotEqual)),
+        same("Less", Op::Binary(B::Less)),
+        same("LessEqual", Op::Binary(B::LessEqual)),
+        same("Greater", Op::Binary(B::Greater)),
+        same("GreaterEqual", Op::Binary(B::GreaterEqual)),
+        same("LogicalAnd", Op::Binary(B::LogicalAnd)),
+        same("LogicalOr", Op::Binary(B::LogicalOr)),
+        same("LogicalNot", Op::Unary(U::LogicalNot)),
+        same("Neg", Op::Unary(U::Neg)),
+        same("Abs", Op::Unary(U::Abs)),
+        same("Relu", Op::Unary(U::Relu)),
+        same("Relu6", Op::Unary(U::Relu6)),
+        same("Sigmoid", Op::Unary(U::Sigmoid)),
+        same("Tanh", Op::Unary(U::Tanh)),
+        same("Erf", Op::Unary(U::Erf)),
+        same("Erfc", Op::Unary(U::Erfc)),
+        same("Rsqrt", Op::Unary(U::Rsqrt)),
+        same("Sqrt", Op::Unary(U::Sqrt)),
+        same("Exp", Op::Unary(U::Exp)),
+        same("Log", Op::Unary(U::Log)),
+        same("Square", Op::Unary(U::Square)),
+        same("Reciprocal", Op::Unary(U::Reciprocal)),
+        same("Inv", Op::Unary(U::Reciprocal)),
+        same("Floor", Op::Unary(U::Floor)),
+        same("Ceil", Op::Unary(U::Ceil)),
+        same("Round", Op::Unary(U::Round)),
+        same("Sign", Op::Unary(U::Sign)),
+        same("Sin", Op::Unary(U::Sin)),
+        same("Cos", Op::Unary(U::Cos)),
+        same("Softplus", Op::Unary(U::Softplus)),
+        same("Softsign", Op::Unary(U::Softsign)),
+        attrs("Cast", "cast", |a| {
+            Ok(Op::Cast {
+                to: a.dtype("DstT")?,
+            })
+        }),
+        same("SelectV2", Op::Select),
+        custom("Select", &["select"], import_select_v1),
+        // ---- linalg
+        attrs("MatMul", "matmul", matmul),
+        attrs("BatchMatMul", "batch_matmul", batch_matmul),
+        attrs("BatchMatMulV2", "batch_matmul", batch_matmul),
+        attrs("BatchMatMulV3", "batch_matmul", batch_matmul),
+        attrs("Einsum", "einsum", |a| {
+            Ok(Op::Einsum {
+                equation: a.str("equation")?,
+            })
+        }),
+        attrs("BiasAdd", "bias_add", bias_add),
+        attrs("BiasAddV1", "bias_add", bias_add),
+        // ---- conv
+        attrs("Conv2D", "conv2d", |a| Ok(Op::Conv2D(conv(a)?))),
+        attrs("DepthwiseConv2dNative", "depthwise_conv2d", |a| {
+            Ok(Op::DepthwiseConv2D(conv(a)?))
+        }),
+        attrs("MaxPool", "max_pool", |a| Ok(Op::MaxPool(pool(a)?))),
+        attrs("AvgPool", "avg_pool", |a| Ok(Op::AvgPool(pool(a)?))),
+        custom("FusedBatchNorm", &["fused_batch_norm"], import_batch_norm),
+        custom("FusedBatchNormV2", &["fused_batch_norm"], import_batch_norm),
+        custom("FusedBatchNormV3", &["fused_batch_norm"], import_batch_norm),
+        // ---- reduce
+        attrs("Sum", "reduce_sum", |a| reduce(a, ReduceKind::Sum)),
+        attrs("Mean", "reduce_mean", |a| reduce(a, ReduceKind::Mean)),
+        attrs("Max", "reduce_max", |a| reduce(a, ReduceKind::Max)),
+        attrs("Min", "reduce_min", |a| reduce(a, ReduceKind::Min)),
+        attrs("Prod", "reduce_prod", |a| reduce(a, ReduceKind::Prod)),
+        same("Softmax", Op::Softmax),
+        same("LogSoftmax", Op::LogSoftmax),
+        attrs("ArgMax", "arg_max", |a| {
+            Ok(Op::ArgMax {
+                output: a.dtype_or("output_type", DType::I64)?,
+            })
+        }),
+        // ---- shape
+        same("Reshape", Op::Reshape),
+        attrs("Squeeze", "squeeze", |a| {
+            Ok(Op::Squeeze {
+                axes: a.ints_or("squeeze_dims", &[])?,
+            })
+        }),
+        same("ExpandDims", Op::ExpandDims),
+        attrs("Pad", "pad", constant_pad),
+        attrs("PadV2", "pad", constant_pad),
+        attrs("MirrorPad", "pad", |a| {
+            let mode = match a.str("mode")?.as_str() {
+                "REFLECT" => PadMode::Reflect,
+                "SYMMETRIC" => PadMode::Symmetric,
+                other => return Err(format!("unknown MirrorPad mode `{other}`")),
+            };
+            Ok(Op::Pad { mode })
+        }),
+        same("ConcatV2", Op::Concat),
+        custom("Concat", &["concat"], import_concat_v1),
+        same("Transpose", Op::Transpose),
+        attrs("Shape", "shape", |a| {
+            Ok(Op::Shape {
+                output: a.dtype_or("out_type", DType::I32)?,
+            })
+        }),
+        attrs("StridedSlice", "strided_slice", |a| {
+            Ok(Op::StridedSlice(StridedSliceAttrs {
+                begin_mask: a.int_or("begin_mask", 0)?,
+                end_mask: a.int_or("end_mask", 0)?,
+                ellipsis_mask: a.int_or("ellipsis_mask", 0)?,
+                new_axis_mask: a.int_or("new_axis_mask", 0)?,
+                shrink_axis_mask: a.int_or("shrink_axis_mask", 0)?,
+            }))
+        }),
+        same("Slice", Op::Slice),
+        attrs("GatherV2", "gather", |a| {
+            Ok(Op::Gather {
+                batch_dims: a.int_or("batch_dims", 0)?,
+            })
+        }),
+        custom("Gather", &["gather", "const"], import_gather_v1),
+        attrs("Pack", "pack", |a| {
+            Ok(Op::Pack {
+                axis: a.int_or("axis", 0)?,
+            })
+        }),
+        custom("Unpack", &["unpack"], import_unpack),
+        same("Fill", Op::Fill),
+        same("Range", Op::Range),
+        same("Tile", Op::Tile),
+    ]
 }
 
 /// Imports one node, returning the IR value of each of its outputs.
-pub fn convert(
-    imp: &mut Importer,
-    node: &NodeDef,
-    inputs: Vec<ValueId>,
-) -> Result<Vec<Option<ValueId>>, IrError> {
-    let a = Attrs(node);
-    let m = |e: String| IrError::Graph(e);
-    let name = node.name.clone();
-    let g = &mut imp.graph;
-    let one = |v: ValueId| vec![Some(v)];
-    let op = node.op.as_str();
-    if let Some(u) = unary(op) {
-        return g.add(Op::Unary(u), inputs, name).map(one);
-    }
-    if let Some(b) = binary(op) {
-        return g.add(Op::Binary(b), inputs, name).map(one);
-    }
-    if let Some(kind) = reduce(op) {
-        let keep_dims = a.bool_or("keep_dims", false).map_err(m)?;
-        return g.add(Op::Reduce { kind, keep_dims }, inputs, name).map(one);
-    }
-    let single = |op: Op| -> Result<Op, IrError> { Ok(op) };
-    let ir_op = match op {
-        "Placeholder" => return imp.placeholder(node),
-        "Const" => {
-            let t = tensor::tensor(a.tensor("value").map_err(m)?).map_err(m)?;
-            return Ok(one(g.add_const(t, name)));
-        }
-        "Identity" | "Snapshot" | "PlaceholderWithDefault" => single(Op::Identity)?,
-        "StopGradient" => Op::StopGradient,
-        "NoOp" => {
-            g.add_node(Op::NoOp, vec![], name)?;
-            return Ok(vec![]);
-        }
-        "IdentityN" => {
-            let id = g.add_node(Op::IdentityN, inputs.clone(), name)?;
-            return Ok((0..inputs.len())
-                .map(|k| Some(ValueId { node: id, output: k as u32 }))
-                .collect());
-        }
-        "Cast" => Op::Cast { to: a.dtype("DstT").map_err(m)? },
-        "SelectV2" => Op::Select,
-        "Select" => {
-            // Select (v1) picks whole rows when the condition is a vector; SelectV2 broadcasts.
-            if inputs.len() == 3 && g.value_type(inputs[0]).rank() != g.value_type(inputs[1]).rank() {
-                return Err(m("Select with a condition of lower rank than its operands (row selection) is not supported; use SelectV2".into()));
-            }
-            Op::Select
-        }
-        "MatMul" => Op::MatMul {
-            transpose_a: a.bool_or("transpose_a", false).map_err(m)?,
-            transpose_b: a.bool_or("transpose_b", false).map_err(m)?,
-        },
-        "BatchMatMul" | "BatchMatMulV2" | "BatchMatMulV3" => Op::BatchMatMul {
-            adj_x: a.bool_or("adj_x", false).map_err(m)?,
-            adj_y: a.bool_or("adj_y", false).map_err(m)?,
-        },
-        "Einsum" => Op::Einsum { equation: a.str("equation").map_err(m)? },
-        "BiasAdd" | "BiasAddV1" => Op::BiasAdd { format: a.data_format().map_err(m)? },
-        "Conv2D" | "DepthwiseConv2dNative" => {
-            let c = ConvAttrs {
-                strides: a.spatial_pair("strides", None).map_err(m)?,
-                dilations: a.spatial_pair("dilations", Some(1)).map_err(m)?,
-                padding: a.padding().map_err(m)?,
-                format: a.data_format().map_err(m)?,
-            };
-            if op == "Conv2D" { Op::Conv2D(c) } else { Op::DepthwiseConv2D(c) }
-        }
-        "MaxPool" | "AvgPool" => {
-            let p = PoolAttrs {
-                ksize: a.spatial_pair("ksize", None).map_err(m)?,
-                strides: a.spatial_pair("strides", None).map_err(m)?,
-                padding: a.padding().map_err(m)?,
-                format: a.data_format().map_err(m)?,
-            };
-            if op == "MaxPool" { Op::MaxPool(p) } else { Op::AvgPool(p) }
-        }
-        "FusedBatchNorm" | "FusedBatchNormV2" | "FusedBatchNormV3" => {
-            if a.bool_or("is_training", true).map_err(m)? {
-                return Err(m("batch norm in training mode (is_training=true) is not supported; export the model for inference".into()));
-            }
-            let bn = Op::FusedBatchNorm {
-                epsilon: a.float_or("epsilon", 1e-4).map_err(m)?,
-                format: a.data_format().map_err(m)?,
-            };
-            let y = g.add(bn, inputs, name)?;
-            // Outputs 1.. are batch statistics and training scratch space.
-            let n_out = if op == "FusedBatchNormV3" { 6 } else { 5 };
-            let mut outs = vec![Some(y)];
-            outs.resize(n_out, None);
-            return Ok(outs);
-        }
-        "Softmax" => Op::Softmax,
-        "LogSoftmax" => Op::LogSoftmax,
-        "ArgMax" => Op::ArgMax { output: a.dtype_or("output_type", lathe_ir::DType::I64).map_err(m)? },
-        "Reshape" => Op::Reshape,
-        "Squeeze" => Op::Squeeze { axes: a.ints_or("squeeze_dims", &[]).map_err(m)? },
-        "ExpandDims" => Op::ExpandDims,
-        "Pad" | "PadV2" => Op::Pad { mode: PadMode::Constant },
-        "MirrorPad" => Op::Pad {
-            mode: match a.str("mode").map_err(m)?.as_str() {
-                "REFLECT" => PadMode::Reflect,
-                "SYMMETRIC" => PadMode::Symmetric,
-                other => return Err(m(format!("unknown MirrorPad mode `{other}`"))),
-            },
-        },
-        "ConcatV2" => Op::Concat,
-        "Concat" => {
-            // Concat (v1) takes the axis first; the IR takes it last, as ConcatV2 does.
-            let mut v = inputs;
-            if !v.is_empty() {
-                let axis = v.remove(0);
-                v.push(axis);
-            }
-            return g.add(Op::Concat, v, name).map(one);
-        }
-        "Transpose" => Op::Transpose,
-        "Shape" => Op::Shape { output: a.dtype_or("out_type", lathe_ir::DType::I32).map_err(m)? },
-        "StridedSlice" => Op::StridedSlice(StridedSliceAttrs {
-            begin_mask: a.int_or("begin_mask", 0).map_err(m)?,
-            end_mask: a.int_or("end_mask", 0).map_err(m)?,
-            ellipsis_mask: a.int_or("ellipsis_mask", 0).map_err(m)?,
-            new_axis_mask: a.int_or("new_axis_mask", 0).map_err(m)?,
-            shrink_axis_mask: a.int_or("shrink_axis_mask", 0).map_err(m)?,
-        }),
-        "Slice" => Op::Slice,
-        "GatherV2" => Op::Gather { batch_dims: a.int_or("batch_dims", 0).map_err(m)? },
-        "Gather" => {
-            // Gather (v1) always gathers along axis 0.
-            let axis = g.add_const(Tensor::scalar(0i32), format!("{name}/axis"));
-            let mut v = inputs;
-            v.push(axis);
-            return g.add(Op::Gather { batch_dims: 0 }, v, name).map(one);
-        }
-        "Pack" => Op::Pack { axis: a.int_or("axis", 0).map_err(m)? },
-        "Unpack" => {
-            let num = a.int("num").map_err(m)?;
-            let num = usize::try_from(num).map_err(|_| m(format!("invalid num {num}")))?;
-            let id = g.add_node(Op::Unpack { axis: a.int_or("axis", 0).map_err(m)?, num }, inputs, name)?;
-            return Ok((0..num).map(|k| Some(ValueId { node: id, output: k as u32 })).collect());
-        }
-        "Fill" => Op::Fill,
-        "Range" => Op::Range,
-        "Tile" => Op::Tile,
-        other => {
-            return Err(m(format!(
-                "unsupported TensorFlow op `{other}` (Lathe supports {} ops; see `SUPPORTED_OPS` in compiler/src/import/tensorflow/ops.rs)",
-                SUPPORTED_OPS.len()
-            )))
-        }
+pub(super) fn convert(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
+    let (rows, by_name) = index();
+    let Some(&i) = by_name.get(node.op.as_str()) else {
+        return Err(IrError::Graph(format!(
+            "unsupported TensorFlow op `{}` (Lathe imports {} TensorFlow ops; `lathe ops` lists \
+             them)",
+            node.op,
+            rows.len()
+        )));
     };
-    g.add(ir_op, inputs, name).map(one)
+    let op = match &rows[i].convert {
+        Convert::Op(op) => op.clone(),
+        Convert::Attrs(f) => f(&Attrs(node)).map_err(IrError::Graph)?,
+        Convert::Custom(f) => return f(imp, node, inputs),
+    };
+    let v = imp.graph.add(op, inputs, node.name.clone())?;
+    Ok(vec![Some(v)])
+}
+
+fn import_const(imp: &mut Importer, node: &NodeDef, _: Vec<ValueId>) -> Outputs {
+    let a = Attrs(node);
+    let value = a.tensor("value").map_err(IrError::Graph)?;
+    let t = tensor::tensor(value).map_err(IrError::Graph)?;
+    Ok(vec![Some(imp.graph.add_const(t, node.name.clone()))])
+}
+
+fn import_noop(imp: &mut Importer, node: &NodeDef, _: Vec<ValueId>) -> Outputs {
+    imp.graph.add_node(Op::NoOp, vec![], node.name.clone())?;
+    Ok(vec![])
+}
+
+/// One output per input.
+fn import_identity_n(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
+    let n = inputs.len();
+    let id = imp
+        .graph
+        .add_node(Op::IdentityN, inputs, node.name.clone())?;
+    Ok(outputs_of(id, n))
+}
+
+fn outputs_of(node: lathe_ir::NodeId, n: usize) -> Vec<Option<ValueId>> {
+    (0..n)
+        .map(|k| {
+            Some(ValueId {
+                node,
+                output: k as u32,
+            })
+        })
+        .collect()
+}
+
+/// Select (v1) picks whole rows when the condition is a vector; SelectV2 broadcasts.
+fn import_select_v1(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
+    let g = &imp.graph;
+    if inputs.len() == 3 && g.value_type(inputs[0]).rank() != g.value_type(inputs[1]).rank() {
+        return Err(IrError::Graph(
+            "Select with a condition of lower rank than its operands (row selection) is not \
+             supported; use SelectV2"
+                .into(),
+        ));
+    }
+    let v = imp.graph.add(Op::Select, inputs, node.name.clone())?;
+    Ok(vec![Some(v)])
+}
+
+/// Inference batch norm; outputs 1.. are batch statistics and training scratch space.
+fn import_batch_norm(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
+    let a = Attrs(node);
+    let m = IrError::Graph;
+    if a.bool_or("is_training", true).map_err(m)? {
+        return Err(m(
+            "batch norm in training mode (is_training=true) is not supported; \
+                      export the model for inference"
+                .into(),
+        ));
+    }
+    let bn = Op::FusedBatchNorm {
+        epsilon: a.float_or("epsilon", 1e-4).map_err(m)?,
+        format: a.data_format().map_err(m)?,
+    };
+    let y = imp.graph.add(bn, inputs, node.name.clone())?;
+    let n_out = if node.op == "FusedBatchNormV3" { 6 } else { 5 };
+    let mut outs = vec![Some(y)];
+    outs.resize(n_out, None);
+    Ok(outs)
+}
+
+/// Concat (v1) takes the axis first; the IR takes it last, as ConcatV2 does.
+fn import_concat_v1(imp: &mut Importer, node: &NodeDef, mut inputs: Vec<ValueId>) -> Outputs {
+    if !inputs.is_empty() {
+        let axis = inputs.remove(0);
+        inputs.push(axis);
+    }
+    let v = imp.graph.add(Op::Concat, inputs, node.name.clone())?;
+    Ok(vec![Some(v)])
+}
+
+/// Gather (v1) always gathers along axis 0.
+fn import_gather_v1(imp: &mut Importer, node: &NodeDef, mut inputs: Vec<ValueId>) -> Outputs {
+    let name = &node.name;
+    let axis = imp
+        .graph
+        .add_const(Tensor::scalar(0i32), format!("{name}/axis"));
+    inputs.push(axis);
+    let op = Op::Gather { batch_dims: 0 };
+    let v = imp.graph.add(op, inputs, name.clone())?;
+    Ok(vec![Some(v)])
+}
+
+fn import_unpack(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
+    let a = Attrs(node);
+    let m = IrError::Graph;
+    let num = a.int("num").map_err(m)?;
+    let num = usize::try_from(num).map_err(|_| m(format!("invalid num {num}")))?;
+    let op = Op::Unpack {
+        axis: a.int_or("axis", 0).map_err(m)?,
+        num,
+    };
+    let id = imp.graph.add_node(op, inputs, node.name.clone())?;
+    Ok(outputs_of(id, num))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_row_names_ir_ops_that_exist() {
+        for r in table() {
+            assert!(!r.ir.is_empty(), "{} names no IR op", r.name);
+            for m in &r.ir {
+                assert!(
+                    lathe_ir::ops::decl::lookup(m).is_some(),
+                    "{} imports to `{m}`, which is not an IR op",
+                    r.name
+                );
+            }
+            if let Convert::Op(op) = &r.convert {
+                assert_eq!(r.ir, vec![op.mnemonic()]);
+            }
+        }
+    }
+
+    #[test]
+    fn supported_ops_are_the_table_rows_once_each() {
+        let names: Vec<&str> = table().iter().map(|r| r.name).collect();
+        assert_eq!(supported_ops(), names);
+        let unique: HashSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "a TensorFlow op has two rows");
+        assert!(names.contains(&"Conv2D") && names.contains(&"Softsign"));
+    }
 }

@@ -362,6 +362,12 @@ impl Math<'_, '_> {
             Round => self.b.ins().nearest(x),
             Sign => self.sign(x),
             Softplus => self.softplus(x),
+            Softsign => {
+                let one = self.c(1.0);
+                let a = self.b.ins().fabs(x);
+                let d = self.add(one, a);
+                self.div(x, d)
+            }
             Sin | Cos | LogicalNot => unreachable!("analysis rejects {}", u.mnemonic()),
         }
     }

@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             opt_level: 2,
             cache_capacity: 8,
             threads: Some(2),
+            ..ModelOptions::default()
         },
     )?);
     for input in model.inputs() {

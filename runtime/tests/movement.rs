@@ -3,6 +3,7 @@
 //! axes and dtypes. Copies move bytes, so results must be bitwise equal, and every plan must
 //! run without an interpreter step.
 
+use lathe_compiler::SpecializedGraph;
 use lathe_ir::ops::{PadMode, StridedSliceAttrs, UnaryOp};
 use lathe_ir::{DType, Graph, Op, Tensor, TensorType, ValueId};
 use lathe_runtime::cpu::{CpuPlan, PlanStats, ThreadPool};
@@ -44,7 +45,9 @@ fn check(g: &Graph, inputs: &[Tensor]) -> PlanStats {
     let want = lathe_ir::interp::run(g, inputs).expect("the interpreter runs it");
     let mut stats = PlanStats::default();
     for threads in [1, 4] {
-        let plan = CpuPlan::compile(g, Arc::new(ThreadPool::new(threads))).expect("compiles");
+        let specialized = SpecializedGraph::new(g.clone()).expect("every shape known");
+        let plan = CpuPlan::compile(&specialized, Arc::new(ThreadPool::new(threads)))
+            .expect("compiles");
         assert_eq!(
             plan.stats().interp_steps,
             0,
@@ -285,7 +288,8 @@ fn gather_out_of_range_is_an_error_naming_the_node() {
         .add(Op::Gather { batch_dims: 0 }, vec![p, i, a], "embed")
         .unwrap();
     g.add_output("y", y).unwrap();
-    let plan = CpuPlan::compile(&g, Arc::new(ThreadPool::new(2))).unwrap();
+    let specialized = SpecializedGraph::new(g).unwrap();
+    let plan = CpuPlan::compile(&specialized, Arc::new(ThreadPool::new(2))).unwrap();
     assert_eq!(plan.stats().interp_steps, 0);
     let table = tensor(DType::F32, &[4, 3], 1);
     for bad in [4, -1] {

@@ -46,8 +46,8 @@ fn check(g: &Graph, inputs: &[Tensor]) -> PlanStats {
     let mut stats = PlanStats::default();
     for threads in [1, 4] {
         let specialized = SpecializedGraph::new(g.clone()).expect("every shape known");
-        let plan = CpuPlan::compile(&specialized, Arc::new(ThreadPool::new(threads)))
-            .expect("compiles");
+        let plan =
+            CpuPlan::compile(&specialized, Arc::new(ThreadPool::new(threads))).expect("compiles");
         assert_eq!(
             plan.stats().interp_steps,
             0,

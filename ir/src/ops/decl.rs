@@ -208,6 +208,34 @@ impl OpInfo {
         }
     }
 
+    /// An instance of the op with plain attribute values (stride 1, `VALID`, `NHWC`, `f32`,
+    /// ...), for questions asked of the op rather than of one node, such as which dtypes a
+    /// backend runs it on. `None` for graph structure and ops with a nested graph.
+    pub fn sample(&self) -> Option<Op> {
+        if self.structural {
+            return None;
+        }
+        let mut attrs = Vec::with_capacity(self.attrs.len());
+        for a in self.attrs {
+            let v = match a.kind {
+                AttrKind::Bool => AttrValue::Bool(false),
+                AttrKind::Int => AttrValue::Int(0),
+                AttrKind::Count => AttrValue::Int(1),
+                AttrKind::Ints => AttrValue::Ints(vec![]),
+                AttrKind::Pair => AttrValue::Ints(vec![1, 1]),
+                AttrKind::Float => AttrValue::Float(0.0),
+                AttrKind::Str => AttrValue::Str(String::new()),
+                AttrKind::DType => AttrValue::DType(DType::F32),
+                AttrKind::Padding => AttrValue::Str("VALID".into()),
+                AttrKind::DataFormat => AttrValue::Str("NHWC".into()),
+                AttrKind::PadMode => AttrValue::Str("constant".into()),
+                AttrKind::Graph => return None,
+            };
+            attrs.push((a.name.to_string(), v));
+        }
+        Op::from_parts(self.name, &attrs).ok()
+    }
+
     /// The dtype rule in one line: `x, y: T numeric` style, grouped by variable.
     pub fn dtype_rule(&self) -> String {
         let mut parts: Vec<String> = Vec::new();

@@ -3,6 +3,8 @@
 //! and `lathe ops`/`inspect` ([`op_native`]) all ask this one implementation.
 
 use super::codegen::support;
+use lathe_ir::ops::decl::OpInfo;
+use lathe_ir::ops::Arity;
 use lathe_ir::ops::{Family, Op};
 use lathe_ir::{Capabilities, DType, Native};
 
@@ -92,19 +94,52 @@ impl Capabilities for CpuCapabilities {
     }
 }
 
-/// Whether the CPU backend runs `op` natively when its data is of dtype `dtype` (indices and
-/// configuration inputs of their usual types), and how: for `lathe ops` and `inspect`.
+/// Whether the CPU runs `op` natively when its data operand (the first) is `dtype`: the
+/// operands are typed from the op's declaration (operands of the data operand's type variable
+/// take `dtype`, index operands `i32`, others the first dtype of their class; a variadic operand
+/// is given twice, an optional one left out).
 pub fn op_native(op: &Op, dtype: DType) -> Result<Native, String> {
-    let inputs: Vec<DType> = match op {
-        Op::Select => vec![DType::Bool, dtype, dtype],
-        Op::Binary(_) => vec![dtype, dtype],
-        Op::Gather { .. } => vec![dtype, DType::I32, DType::I32],
-        Op::Reduce { .. } => vec![dtype, DType::I32],
-        Op::Range => vec![dtype, dtype, dtype],
-        Op::Fill => vec![DType::I32, dtype],
-        _ => vec![dtype],
-    };
+    let info = op.info();
+    let data_var = info.operands.first().map(|o| o.ty);
+    let mut inputs = vec![];
+    for o in info.operands {
+        let class = info
+            .operand_class(o)
+            .ok_or_else(|| format!("{}: operand `{}` has no dtype class", info.name, o.name))?;
+        let d = if Some(o.ty) == data_var {
+            dtype
+        } else if class.contains(DType::I32) && !class.contains(DType::F32) {
+            DType::I32
+        } else {
+            *class
+                .dtypes()
+                .first()
+                .ok_or_else(|| format!("{}: operand `{}` accepts no dtype", info.name, o.name))?
+        };
+        let copies = match o.arity {
+            Arity::One => 1,
+            Arity::Optional => 0,
+            Arity::Variadic => 2,
+        };
+        inputs.extend(std::iter::repeat_n(d, copies));
+    }
     CpuCapabilities.native(op, &inputs)
+}
+
+/// The dtypes of its data operand (the first) that the CPU backend runs the op on natively,
+/// among those the op accepts, and the ones it does not, with why (the first reason).
+/// `None` for ops asked about per node only (graph structure, fused bodies).
+pub fn native_dtypes(info: &OpInfo) -> Option<(Vec<DType>, Vec<(DType, String)>)> {
+    let op = info.sample()?;
+    let class = info.operands.first().and_then(|o| info.operand_class(o))?;
+    let (mut yes, mut no) = (vec![], vec![]);
+    for d in class.dtypes() {
+        match op_native(&op, d) {
+            Ok(_) => yes.push(d),
+            Err(why) => no.push((d, why)),
+        }
+    }
+    Some((yes, no))
 }
 
 #[cfg(test)]

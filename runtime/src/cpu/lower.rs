@@ -137,15 +137,16 @@ impl Builder {
                 return Ok(());
             }
             Op::Range => {
-                // The output size is known only when start, limit and delta are constants, so
-                // the range is a constant of the plan (too large to have been folded).
+                // With constant start, limit and delta the range is a constant of the plan (too
+                // large to have been folded). Otherwise (`-O0`, computed bounds) it goes the
+                // general way below, where it has no kernel yet.
                 let args: Option<Vec<&Tensor>> =
                     node.inputs.iter().map(|v| g.const_value(*v)).collect();
-                let args =
-                    args.ok_or_else(|| at("start, limit and delta are not constants".into()))?;
-                let t = node.op.eval(&args).map_err(at)?.remove(0);
-                self.constant(id, t);
-                return Ok(());
+                if let Some(args) = args {
+                    let t = node.op.eval(&args).map_err(at)?.remove(0);
+                    self.constant(id, t);
+                    return Ok(());
+                }
             }
             _ => {}
         }

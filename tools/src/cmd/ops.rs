@@ -92,8 +92,21 @@ fn row(info: &OpInfo) -> Row {
             ("attributes", Cell::List(attrs)),
             ("dtypes", Cell::Text(info.dtype_rule())),
             ("tensorflow", Cell::List(tf)),
+            ("cpu", Cell::Text(cpu(info))),
             ("summary", Cell::Text(info.summary.to_string())),
         ],
+    }
+}
+
+/// Which dtypes the CPU backend runs the op on natively, from the backend's own capability
+/// query: `all`, the list, or `none` (with the first reason).
+fn cpu(info: &OpInfo) -> String {
+    match lathe_runtime::cpu::capability::native_dtypes(info) {
+        None if info.structural => "view".to_string(),
+        None => "per node".to_string(),
+        Some((_, no)) if no.is_empty() => "all".to_string(),
+        Some((yes, no)) if yes.is_empty() => format!("none ({})", no[0].1),
+        Some((yes, _)) => yes.iter().map(|d| d.name()).collect::<Vec<_>>().join(" "),
     }
 }
 

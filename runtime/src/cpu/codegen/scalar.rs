@@ -585,6 +585,12 @@ impl Scalar<'_, '_, '_> {
                 let pos = b.ins().fcmp(FloatCC::GreaterThan, xf, zero);
                 b.ins().select(pos, one, r)
             }
+            Softsign => {
+                let one = b.ins().f64const(1.0);
+                let a = b.ins().fabs(xf);
+                let d = b.ins().fadd(one, a);
+                b.ins().fdiv(xf, d)
+            }
             _ => {
                 let f = libcalls::f64_unary(u).expect("every other float unary op has a libcall");
                 self.f64_call1(f, xf)

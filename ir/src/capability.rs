@@ -4,7 +4,7 @@
 //! code generator cannot compile).
 
 use crate::ops::{Family, Op};
-use crate::DType;
+use crate::{DType, Shape};
 use std::fmt;
 
 /// How a backend runs an op natively.
@@ -40,6 +40,14 @@ pub trait Capabilities: Send + Sync + fmt::Debug {
     /// Whether `op` on inputs of dtypes `inputs` may be a member of a generated fused body
     /// (for a contraction: whether it may anchor an epilogue).
     fn fusible(&self, op: &Op, inputs: &[DType]) -> bool;
+
+    /// Whether a reduction over `axes` (sorted, distinct, in range) of a value of shape `shape`
+    /// may be a member of a generated fused body; when not, it stays a node of its own, for the
+    /// backend's reduction kernels. Every reduction may by default.
+    fn fusible_reduction(&self, shape: &Shape, axes: &[usize], keep_dims: bool) -> bool {
+        let _ = (shape, axes, keep_dims);
+        true
+    }
 }
 
 /// The IR's own answer, used when no backend is named: no op is native (the IR is not a

@@ -74,8 +74,12 @@ fn every_fixture_matches_the_interpreter_on_cpu() {
 }
 
 #[test]
-fn benchmark_architectures_compile_without_the_interpreter() {
-    // The tiny versions of the six benchmark models: every step a compiled kernel.
+fn fixtures_compile_without_the_interpreter() {
+    // Every fixture plans with no interpreter step, but for these, whose lone reductions over
+    // several axes (or dropping the last axis of a non-row) have no kernel yet. The list can
+    // only shrink: a listed fixture that plans with no interpreter step fails, so remove it.
+    const STILL_INTERPRETED: &[&str] = &["int_ops", "reduce"];
+    let all = Fixture::all();
     for name in [
         "mlp_tiny",
         "cnn_tiny",
@@ -83,24 +87,29 @@ fn benchmark_architectures_compile_without_the_interpreter() {
         "resnet_tiny",
         "encoder_tiny",
         "gelu_chain_tiny",
+        "densenet_tiny",
+        "text_classifier_tiny",
     ] {
-        let Some(f) = Fixture::all().into_iter().find(|f| f.name == name) else {
-            continue;
-        };
-        let m = model(&f, Backend::Cpu, 1);
+        assert!(
+            all.iter().any(|f| f.name == name),
+            "fixture {name} is missing"
+        );
+    }
+    for f in &all {
+        let m = model(f, Backend::Cpu, 1);
         let types: Vec<_> = f.inputs().iter().map(|(_, t)| t.ty()).collect();
         let spec = m.specialize_for(&types).expect("compiles");
         let plan = spec.cpu_plan().expect("a cpu plan");
-        assert_eq!(
-            plan.stats().interp_steps,
-            0,
-            "{name}: {:?}",
-            plan.interp_steps()
-        );
-        assert!(
-            plan.stats().arena_bytes > 0 || plan.stats().steps <= 2,
-            "{name}"
-        );
+        let steps = plan.stats().interp_steps;
+        if STILL_INTERPRETED.contains(&f.name.as_str()) {
+            assert!(
+                steps > 0,
+                "{}: no interpreter step now; drop it from the list",
+                f.name
+            );
+        } else {
+            assert_eq!(steps, 0, "{}: {:?}", f.name, plan.interp_steps());
+        }
     }
 }
 

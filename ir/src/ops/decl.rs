@@ -723,6 +723,8 @@ macro_rules! declare_ops {
         }
 
         /// One [`OpInfo`](decl::OpInfo) per IR op, in table order (see [`decl::registry`]).
+        // The table's rows come in groups of different shapes, so the list is built by pushes.
+        #[allow(clippy::vec_init_then_push)]
         fn declared_ops() -> Vec<decl::OpInfo> {
             #[allow(unused_imports)]
             use $crate::ops::decl::{AttrDecl, AttrField, AttrSet, DTypeClass, OpInfo};

@@ -6,7 +6,7 @@ use super::codegen::support;
 use lathe_ir::ops::decl::OpInfo;
 use lathe_ir::ops::Arity;
 use lathe_ir::ops::{Family, Op};
-use lathe_ir::{Capabilities, DType, Native};
+use lathe_ir::{Capabilities, DType, Native, Shape};
 
 /// The CPU backend's capabilities.
 #[derive(Clone, Copy, Debug, Default)]
@@ -72,13 +72,38 @@ impl Capabilities for CpuCapabilities {
             Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
                 f32_data(op, inputs, "window")
             }
-            Op::Fused { .. } => match inputs.iter().all(|&d| d == DType::F32) {
-                true => Ok(Native::Generated),
-                false => support::compiles(op, inputs).map(|()| Native::Generated),
-            },
-            // Elementwise ops, reductions and the rest: what the code generator compiles.
+            // A fused body is native when each of its members is: its anchor by its kernel,
+            // the rest by generated code.
+            Op::Fused { body, .. } => {
+                for id in body.node_ids() {
+                    let member = body.node(id);
+                    if matches!(member.op, Op::Input { .. } | Op::Const(_)) {
+                        continue;
+                    }
+                    let dtypes: Vec<DType> = member
+                        .inputs
+                        .iter()
+                        .map(|v| body.value_type(*v).dtype)
+                        .collect();
+                    match member.op.family() {
+                        Family::Linalg | Family::Conv
+                            if !matches!(member.op, Op::BiasAdd { .. }) =>
+                        {
+                            self.native(&member.op, &dtypes)?;
+                        }
+                        _ => support::compiles(&member.op, &dtypes)?,
+                    }
+                }
+                Ok(Native::Generated)
+            }
             _ => support::compiles(op, inputs).map(|()| Native::Generated),
         }
+    }
+
+    fn fusible_reduction(&self, shape: &Shape, axes: &[usize], keep_dims: bool) -> bool {
+        shape
+            .as_known()
+            .is_some_and(|dims| support::row_reduction(&dims, axes, keep_dims).is_ok())
     }
 
     fn fusible(&self, op: &Op, inputs: &[DType]) -> bool {
@@ -126,10 +151,13 @@ pub fn op_native(op: &Op, dtype: DType) -> Result<Native, String> {
     CpuCapabilities.native(op, &inputs)
 }
 
+/// The dtypes an op runs on natively, and those it does not with the reason.
+pub type NativeDtypes = (Vec<DType>, Vec<(DType, String)>);
+
 /// The dtypes of its data operand (the first) that the CPU backend runs the op on natively,
 /// among those the op accepts, and the ones it does not, with why (the first reason).
 /// `None` for ops asked about per node only (graph structure, fused bodies).
-pub fn native_dtypes(info: &OpInfo) -> Option<(Vec<DType>, Vec<(DType, String)>)> {
+pub fn native_dtypes(info: &OpInfo) -> Option<NativeDtypes> {
     let op = info.sample()?;
     let class = info.operands.first().and_then(|o| info.operand_class(o))?;
     let (mut yes, mut no) = (vec![], vec![]);

@@ -83,6 +83,13 @@ pub(super) fn classify(g: &Graph, id: NodeId, caps: &dyn Capabilities) -> Class 
     if class != Class::Boundary && !caps.fusible(&n.op, &dtypes) {
         return Class::Boundary;
     }
+    // A reduction the backend's generated code cannot do (over middle axes, say) stays alone,
+    // for the backend's reduction kernels (global average pooling).
+    if let (Class::Reduction(d), Op::Reduce { keep_dims, .. }) = (&class, &n.op) {
+        if !caps.fusible_reduction(&d.full, &d.axes, *keep_dims) {
+            return Class::Boundary;
+        }
+    }
     class
 }
 

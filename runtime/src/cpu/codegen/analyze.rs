@@ -503,18 +503,10 @@ impl<'g> Analyzer<'g> {
             // Reducing no axes returns the input unchanged.
             return self.value(node.inputs[0]);
         }
-        if axes != [rank - 1] {
-            return Err(err(format!(
-                "reduces axes {axes:?} of a rank-{rank} tensor; only the last axis is supported"
-            )));
-        }
-        if !keep_dims && xdims[..rank - 1].iter().any(|&d| d != 1) {
-            return Err(err(
-                "keep_dims = false over the last axis changes which axis is the row; only \
-                 keep_dims = true is supported"
-                    .into(),
-            ));
-        }
+        let mut sorted = axes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        super::support::row_reduction(&xdims, &sorted, keep_dims).map_err(err)?;
         let x = self.value(node.inputs[0])?;
         let count = xdims[rank - 1];
         if self.nodes[x].len != 1 && self.nodes[x].len != count {

@@ -89,3 +89,27 @@ pub fn compiles(op: &Op, input_dtypes: &[DType]) -> Result<(), String> {
         )),
     }
 }
+
+/// Whether generated code can reduce `axes` (sorted, distinct, in range) of a value of shape
+/// `dims`: a row kernel reduces the last axis only, and drops it (`keep_dims = false`) only
+/// when every axis before it has size 1, so the rows stay where they were. Middle-axes
+/// reductions have their own kernel (`kernels::reduce`) when they stand alone.
+pub fn row_reduction(dims: &[usize], axes: &[usize], keep_dims: bool) -> Result<(), String> {
+    let rank = dims.len();
+    if axes.is_empty() {
+        return Ok(());
+    }
+    if rank == 0 || axes != [rank - 1] {
+        return Err(format!(
+            "reduces axes {axes:?} of a rank-{rank} tensor; only the last axis is supported"
+        ));
+    }
+    if !keep_dims && dims[..rank - 1].iter().any(|&d| d != 1) {
+        return Err(
+            "keep_dims = false over the last axis changes which axis is the row; only \
+                    keep_dims = true is supported"
+                .into(),
+        );
+    }
+    Ok(())
+}

@@ -336,6 +336,13 @@ impl Builder {
                         (body, used) = single_op_body_as(g, id, kept)?;
                     }
                 }
+                if matches!(node.op, Op::Reduce { .. }) && RowKernel::compile(&body).is_err() {
+                    // Trailing axes reduced together (a full reduction, say) are one last
+                    // axis of the input viewed as `[outer, inner]`.
+                    if let Some(flat) = trailing_reduce_body(g, id) {
+                        (body, used) = flat;
+                    }
+                }
                 if let (Some(kernel), [x]) = (middle_reduce(&body), used.as_slice()) {
                     return Ok(Kernel::Reduce {
                         kernel,
@@ -973,6 +980,43 @@ fn split_epilogue(body: &Graph) -> Result<EpilogueSplit, String> {
         tail,
         tail_outputs,
     })
+}
+
+/// For a reduction of a run of axes that ends with the last one, a body reducing the last axis
+/// of its input viewed as `[outer, inner]` (the same bytes), with the kept dim; `None` otherwise.
+fn trailing_reduce_body(g: &Graph, id: NodeId) -> Option<(Graph, Vec<usize>)> {
+    let node = g.node(id);
+    let Op::Reduce { kind, .. } = node.op else {
+        return None;
+    };
+    let x = g.value_type(node.inputs[0]);
+    let dims = x.shape.as_known()?;
+    let rank = dims.len() as i64;
+    let mut axes: Vec<i64> = g
+        .const_value(node.inputs[1])?
+        .to_i64_vec()
+        .ok()?
+        .into_iter()
+        .map(|a| if a < 0 { a + rank } else { a })
+        .collect();
+    axes.sort_unstable();
+    axes.dedup();
+    let first = *axes.first()?;
+    if first < 0 || axes != (first..rank).collect::<Vec<_>>() {
+        return None;
+    }
+    let outer: usize = dims[..first as usize].iter().product();
+    let inner: usize = dims[first as usize..].iter().product();
+    let mut body = Graph::new("reduce_trailing");
+    let v = body.add_input("x0", TensorType::known(x.dtype, &[outer, inner]));
+    let a = body.add_const(lathe_ir::Tensor::from_i64(DType::I64, &[1], &[1]), "axes");
+    let op = Op::Reduce {
+        kind,
+        keep_dims: true,
+    };
+    let y = body.add(op, vec![v, a], g.display_name(id)).ok()?;
+    body.add_output("y0", y).ok()?;
+    Some((body, vec![0]))
 }
 
 /// [`single_op_body`] computing `op` instead of the node's own op (its output types inferred).

@@ -66,20 +66,26 @@ struct PlanReport {
     /// The signature compiled (unknown dims bound to 1), or why none could be.
     signature: String,
     stats: Result<(PlanStats, f64), String>,
+    /// The steps the CPU backend runs on the interpreter: `(node, op, why)`, the capability
+    /// query's or the kernel's answer.
+    interpreted: Vec<(String, String, String)>,
 }
 
 /// Compiles the CPU plan of `model` for the input types `types`.
 fn cpu_plan(model: &Model, g: &Graph, types: &[TensorType]) -> PlanReport {
-    let stats = model
-        .specialize_for(types)
-        .map_err(|e| e.to_string())
-        .and_then(|spec| {
-            let ms = spec.compile_time().as_secs_f64() * 1e3;
-            spec.plan_stats()
-                .map(|s| (s, ms))
-                .ok_or_else(|| "no cpu plan".to_string())
-        });
+    let spec = model.specialize_for(types).map_err(|e| e.to_string());
+    let interpreted = match &spec {
+        Ok(s) => s.cpu_plan().map(|p| p.interp_steps()).unwrap_or_default(),
+        Err(_) => vec![],
+    };
+    let stats = spec.and_then(|spec| {
+        let ms = spec.compile_time().as_secs_f64() * 1e3;
+        spec.plan_stats()
+            .map(|s| (s, ms))
+            .ok_or_else(|| "no cpu plan".to_string())
+    });
     PlanReport {
+        interpreted,
         signature: super::describe_signature(g, types),
         stats,
     }
@@ -146,6 +152,9 @@ impl Report {
                 "epilogues": st.epilogues,
                 "parallel_waves": st.parallel_waves,
                 "interp_steps": st.interp_steps,
+                "interpreted": p.interpreted.iter().map(|(node, op, why)| json!({
+                    "node": node, "op": op, "reason": why,
+                })).collect::<Vec<_>>(),
                 "arena_bytes": st.arena_bytes,
                 "arena_lower_bound": st.arena_lower_bound,
                 "output_bytes": st.output_bytes,
@@ -240,6 +249,9 @@ impl Report {
                     human_bytes(st.output_bytes),
                 )),
                 Err(e) => s.push_str(&format!("cpu plan for {}: {e}\n", p.signature)),
+            }
+            for (node, op, why) in &p.interpreted {
+                s.push_str(&format!("  on the interpreter: `{node}` ({op}): {why}\n"));
             }
         }
         s

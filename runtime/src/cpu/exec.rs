@@ -264,9 +264,11 @@ impl Frame {
                 inputs,
                 outputs,
             } => {
-                self.bind_rows(plan, kernel, inputs, outputs)
-                    .run_split(pool);
-                Ok(())
+                let bound = self.bind_rows(plan, kernel, inputs, outputs);
+                bound.run_split(pool);
+                // Inputs the interpreter rejects (an integer division by zero) are this
+                // step's error too, never a silent 0.
+                bound.fault().map_err(|f| f.to_string())
             }
             Kernel::Pad { kernel, x, out } => {
                 // SAFETY: a step's input and output are distinct storages (only generated
@@ -604,6 +606,7 @@ impl Frame {
                 .map(|&b| self.ptr(plan, b) as *const f32)
                 .collect(),
             outs: outputs.iter().map(|&b| self.ptr(plan, b)).collect(),
+            fault: std::sync::Mutex::new(None),
         }
     }
 
@@ -625,6 +628,8 @@ struct BoundRows<'k> {
     kernel: &'k RowKernel,
     ins: Vec<*const f32>,
     outs: Vec<*mut f32>,
+    /// The first fault a task met (see [`RowKernel::run_checked`]).
+    fault: std::sync::Mutex<Option<super::codegen::KernelFault>>,
 }
 
 // SAFETY: the pointers are the plan's buffers for this call; tasks given disjoint row ranges
@@ -635,7 +640,20 @@ impl BoundRows<'_> {
     /// Rows `rows` on this thread.
     fn run(&self, rows: Range<usize>) {
         // SAFETY: full-size buffers of the plan; the caller owns these rows of the outputs.
-        unsafe { self.kernel.run(&self.ins, &self.outs, rows) };
+        if let Err(f) = unsafe { self.kernel.run_checked(&self.ins, &self.outs, rows) } {
+            self.fault
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(f);
+        }
+    }
+
+    /// The first fault any run met, if one did.
+    fn fault(&self) -> Result<(), super::codegen::KernelFault> {
+        match self.fault.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
     }
 
     /// Every row, split across the pool when there are enough elements.

@@ -6,7 +6,7 @@ use crate::cache::{lock, Caller, Lookup, SpecializationCache};
 use crate::cpu::ThreadPool;
 use crate::specialization::{Signature, Specialization};
 use crate::{Backend, RunError};
-use lathe_compiler::pipeline::{PassHooks, PassRecord, Pipeline};
+use lathe_compiler::pipeline::{NoHooks, PassHooks, PassRecord, Pipeline};
 use lathe_compiler::specialize::check_signature;
 use lathe_compiler::SpecializedGraph;
 use lathe_ir::{Graph, GraphInput, GraphOutput, Tensor, TensorType};
@@ -204,6 +204,27 @@ impl Model {
         crate::specialization::optimize_for(&self.graph, &signature, &self.pipeline, hooks)
     }
 
+    /// Compiles the specialization for inputs of these types as a call would, calling `hooks`
+    /// around every pass, without caching it: for tools that watch the optimizer (`lathe dump`,
+    /// `lathe inspect`) and want the plan it leads to from the same single compile.
+    pub fn compile_uncached(
+        &self,
+        inputs: &[TensorType],
+        hooks: &mut dyn PassHooks,
+    ) -> Result<Specialization, RunError> {
+        check_signature(&self.graph, inputs)?;
+        let signature = Signature::new(self.input_names.clone(), inputs.to_vec());
+        Specialization::compile(
+            &self.graph,
+            signature,
+            &self.pipeline,
+            hooks,
+            self.options.backend,
+            self.pool.as_ref(),
+            self.cache.weights(),
+        )
+    }
+
     /// How many specializations the cache holds now.
     pub fn specializations(&self) -> usize {
         self.cache.len()
@@ -241,6 +262,7 @@ impl Model {
             &self.graph,
             signature.clone(),
             &self.pipeline,
+            &mut NoHooks,
             self.options.backend,
             self.pool.as_ref(),
             self.cache.weights(),

@@ -5,7 +5,7 @@
 use crate::cpu::{CpuPlan, PlanStats, ThreadPool};
 use crate::weights::WeightPool;
 use crate::{Backend, RunError};
-use lathe_compiler::pipeline::{NoHooks, PassHooks, PassRecord, Pipeline};
+use lathe_compiler::pipeline::{PassHooks, PassRecord, Pipeline};
 use lathe_compiler::SpecializedGraph;
 use lathe_ir::{Graph, Tensor, TensorType};
 use std::fmt;
@@ -92,6 +92,8 @@ pub(crate) fn optimize_for(
 pub struct Specialization {
     signature: Signature,
     graph: SpecializedGraph,
+    /// What each pass run of the optimization did.
+    passes: Vec<PassRecord>,
     compile_time: Duration,
     backend: Backend,
     /// The compiled plan, for [`Backend::Cpu`].
@@ -99,11 +101,13 @@ pub struct Specialization {
 }
 
 impl Specialization {
-    /// Specializes `graph` to `signature` and runs `pipeline` on the result.
+    /// Specializes `graph` to `signature`, runs `pipeline` on the result (calling `hooks`
+    /// around every pass) and compiles it for `backend`.
     pub(crate) fn compile(
         graph: &Graph,
         signature: Signature,
         pipeline: &Pipeline,
+        hooks: &mut dyn PassHooks,
         backend: Backend,
         pool: Option<&Arc<ThreadPool>>,
         weights: &WeightPool,
@@ -111,7 +115,7 @@ impl Specialization {
         let span = tracing::info_span!("specialize", model = %graph.name, %signature);
         let _enter = span.enter();
         let start = Instant::now();
-        let (g, _) = optimize_for(graph, &signature, pipeline, &mut NoHooks)?;
+        let (g, passes) = optimize_for(graph, &signature, pipeline, hooks)?;
         // Weights the passes derived (a folded batch norm's filter) that an earlier
         // specialization already holds are shared, not kept twice. Swapping a constant for an
         // equal one keeps every shape known; `SpecializedGraph::new` checks it again.
@@ -145,6 +149,7 @@ impl Specialization {
         Ok(Specialization {
             signature,
             graph: g,
+            passes,
             compile_time,
             backend,
             cpu,
@@ -154,6 +159,11 @@ impl Specialization {
     /// The specialized, optimized graph.
     pub fn graph(&self) -> &Graph {
         self.graph.graph()
+    }
+
+    /// What each pass run of its optimization did, in order.
+    pub fn passes(&self) -> &[PassRecord] {
+        &self.passes
     }
 
     /// How long specializing and optimizing took.

@@ -319,30 +319,13 @@ impl Builder {
                         | Op::FusedBatchNorm { .. }
                 ) =>
             {
-                let (mut body, mut used) = single_op_body(g, id)?;
-                if let Op::Reduce {
-                    kind,
-                    keep_dims: false,
-                } = node.op
-                {
-                    // Dropping the reduced axes only renames the same bytes: compute with
-                    // `keep_dims` (which generated code handles on the last axis) into the
-                    // output's bytes.
-                    let kept = Op::Reduce {
-                        kind,
-                        keep_dims: true,
-                    };
-                    if RowKernel::compile(&body).is_err() {
-                        (body, used) = single_op_body_as(g, id, kept)?;
-                    }
-                }
-                if matches!(node.op, Op::Reduce { .. }) && RowKernel::compile(&body).is_err() {
-                    // Trailing axes reduced together (a full reduction, say) are one last
-                    // axis of the input viewed as `[outer, inner]`.
-                    if let Some(flat) = trailing_reduce_body(g, id) {
-                        (body, used) = flat;
-                    }
-                }
+                // A reduction of a run of trailing axes (the last one, with or without
+                // `keep_dims`, or all of them) is the last axis of its input viewed as
+                // `[outer, inner]`: the same bytes, in the form generated code takes.
+                let (body, used) = match trailing_reduce_body(g, id) {
+                    Some(flat) => flat,
+                    None => single_op_body(g, id)?,
+                };
                 if let (Some(kernel), [x]) = (middle_reduce(&body), used.as_slice()) {
                     return Ok(Kernel::Reduce {
                         kernel,
@@ -1017,28 +1000,6 @@ fn trailing_reduce_body(g: &Graph, id: NodeId) -> Option<(Graph, Vec<usize>)> {
     let y = body.add(op, vec![v, a], g.display_name(id)).ok()?;
     body.add_output("y0", y).ok()?;
     Some((body, vec![0]))
-}
-
-/// [`single_op_body`] computing `op` instead of the node's own op (its output types inferred).
-fn single_op_body_as(g: &Graph, id: NodeId, op: Op) -> Result<(Graph, Vec<usize>), String> {
-    let node = g.node(id);
-    let mut body = Graph::new(op.mnemonic());
-    let mut ins = vec![];
-    let mut used = vec![];
-    for (i, v) in node.inputs.iter().enumerate() {
-        match g.const_value(*v) {
-            Some(t) => ins.push(body.add_const(t.clone(), format!("c{i}"))),
-            None => {
-                ins.push(body.add_input(format!("x{i}"), g.value_type(*v).clone()));
-                used.push(i);
-            }
-        }
-    }
-    let y = body
-        .add(op, ins, g.display_name(id))
-        .map_err(|e| e.to_string())?;
-    body.add_output("y0", y).map_err(|e| e.to_string())?;
-    Ok((body, used))
 }
 
 /// A one-node body for a lone op, so codegen can compile it like a fused node. Constant

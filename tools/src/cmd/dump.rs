@@ -123,6 +123,13 @@ impl DumpHooks<'_> {
         }
     }
 
+    /// When no pass ran no hook fired: the specialization is all there is to dump.
+    fn input_if_unoptimized(&mut self, passes: &[PassRecord], g: &Graph) {
+        if passes.is_empty() {
+            self.write_file(0, "input", g);
+        }
+    }
+
     fn write_file(&mut self, index: usize, name: &str, g: &Graph) {
         let Some(dir) = &self.args.dump_dir else {
             return;
@@ -261,18 +268,17 @@ fn specialized(args: &DumpArgs, graph: Graph, hooks: &mut DumpHooks<'_>) -> Resu
     })?;
     let name = graph.name.clone();
     let model = Model::with_options(graph, options)?;
-    let (g, records) = model.optimized_graph(&types, hooks)?;
-    if records.is_empty() {
-        // No pass ran, so no hook fired: the specialization is all there is to dump.
-        hooks.write_file(0, "input", g.graph());
-    }
     if args.format == Format::Plan {
-        let spec = model.specialize_for(&types)?;
+        // One compile: the passes (and their hooks) and the plan they lead to.
+        let spec = model.compile_uncached(&types, hooks)?;
+        hooks.input_if_unoptimized(spec.passes(), spec.graph());
         let plan = spec
             .cpu_plan()
             .ok_or_else(|| anyhow::anyhow!("no cpu plan was compiled"))?;
         return Ok(Dumped::Plan(plan.print(&name)));
     }
+    let (g, records) = model.optimized_graph(&types, hooks)?;
+    hooks.input_if_unoptimized(&records, g.graph());
     Ok(Dumped::Graph(g.into_graph()))
 }
 

@@ -6,7 +6,7 @@ use clap::Args;
 use lathe_compiler::pipeline::{NoHooks, PassRecord};
 use lathe_ir::{Dim, Graph, TensorType};
 use lathe_runtime::cpu::PlanStats;
-use lathe_runtime::{Backend, Model, ModelOptions};
+use lathe_runtime::{Backend, Model, ModelOptions, Specialization};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,10 +35,26 @@ pub fn run(args: InspectArgs) -> Result<()> {
         ..ModelOptions::default()
     })?;
     let model = Model::with_options(g.clone(), options)?;
-    // What `lathe run` executes for these shapes: the specialization, optimized.
-    let (optimized, passes) = model.optimized_graph(&types, &mut NoHooks)?;
-    let mut report = Report::of(&g, optimized.graph(), passes);
-    report.plan = Some(cpu_plan(&model, &g, &types));
+    let signature = super::describe_signature(&g, &types);
+    // What `lathe run` executes for these shapes: the specialization, optimized and compiled
+    // once. When the CPU compile fails, the optimized graph is still reported, with the error.
+    let report = match model.compile_uncached(&types, &mut NoHooks) {
+        Ok(spec) => {
+            let mut r = Report::of(&g, spec.graph(), spec.passes().to_vec());
+            r.plan = Some(PlanReport::of(&spec, signature));
+            r
+        }
+        Err(e) => {
+            let (optimized, passes) = model.optimized_graph(&types, &mut NoHooks)?;
+            let mut r = Report::of(&g, optimized.graph(), passes);
+            r.plan = Some(PlanReport {
+                signature,
+                stats: Err(e.to_string()),
+                interpreted: vec![],
+            });
+            r
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
@@ -71,23 +87,21 @@ struct PlanReport {
     interpreted: Vec<(String, String, String)>,
 }
 
-/// Compiles the CPU plan of `model` for the input types `types`.
-fn cpu_plan(model: &Model, g: &Graph, types: &[TensorType]) -> PlanReport {
-    let spec = model.specialize_for(types).map_err(|e| e.to_string());
-    let interpreted = match &spec {
-        Ok(s) => s.cpu_plan().map(|p| p.interp_steps()).unwrap_or_default(),
-        Err(_) => vec![],
-    };
-    let stats = spec.and_then(|spec| {
+impl PlanReport {
+    /// The report of a compiled specialization's CPU plan.
+    fn of(spec: &Specialization, signature: String) -> PlanReport {
         let ms = spec.compile_time().as_secs_f64() * 1e3;
-        spec.plan_stats()
-            .map(|s| (s, ms))
-            .ok_or_else(|| "no cpu plan".to_string())
-    });
-    PlanReport {
-        interpreted,
-        signature: super::describe_signature(g, types),
-        stats,
+        PlanReport {
+            signature,
+            stats: spec
+                .plan_stats()
+                .map(|s| (s, ms))
+                .ok_or_else(|| "no cpu plan".to_string()),
+            interpreted: spec
+                .cpu_plan()
+                .map(|p| p.interp_steps())
+                .unwrap_or_default(),
+        }
     }
 }
 

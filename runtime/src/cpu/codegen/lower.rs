@@ -6,8 +6,9 @@
 //! single vectors, then single elements (loaded into lane 0's splat, computed as a vector, and
 //! lane 0 stored or accumulated), all at offsets known at compile time because shapes are.
 
-use super::analyze::{Expr, Id, LeafSource, Plan};
+use super::analyze::{Expr, Id, Plan};
 use super::math::Math;
+use super::rows::RowLoop;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4};
 use cranelift_codegen::ir::{InstBuilder, MemFlags, Type, Value};
@@ -65,80 +66,21 @@ pub(crate) fn emit(
     ptr: Type,
     fma: bool,
 ) {
-    let entry = b.create_block();
-    b.append_block_params_for_function_params(entry);
-    b.switch_to_block(entry);
-    let params = b.block_params(entry).to_vec();
-    let (inputs, outputs, start, end) = (params[0], params[1], params[2], params[3]);
-    let flags = MemFlags::trusted();
-    let input_base: Vec<Value> = (0..plan.num_inputs)
-        .map(|i| b.ins().load(ptr, flags, inputs, (i * 8) as i32))
-        .collect();
-    let output_base: Vec<Value> = (0..plan.outputs.len())
-        .map(|i| b.ins().load(ptr, flags, outputs, (i * 8) as i32))
-        .collect();
-    let leaf_base: Vec<Value> = plan
-        .leaves
-        .iter()
-        .map(|l| match l.source {
-            LeafSource::Input(i) => input_base[i],
-            LeafSource::Table(t) => b.ins().iconst(ptr, tables[t] as i64),
-        })
-        .collect();
-
-    let row_var = b.declare_var(ptr);
-    b.def_var(row_var, start);
-    let row_block = b.create_block();
-    let exit = b.create_block();
-    let any = b.ins().icmp(IntCC::UnsignedLessThan, start, end);
-    b.ins().brif(any, row_block, &[], exit, &[]);
-
-    b.switch_to_block(row_block);
-    let row = b.use_var(row_var);
-    let leaf_row: Vec<Value> = plan
-        .leaves
-        .iter()
-        .zip(&leaf_base)
-        .map(|(leaf, &base)| {
-            let mut p = base;
-            for t in &leaf.row_terms {
-                let mut idx = row;
-                if t.div != 1 {
-                    idx = b.ins().udiv_imm(idx, t.div as i64);
-                }
-                if t.modulo != 0 {
-                    idx = b.ins().urem_imm(idx, t.modulo as i64);
-                }
-                let bytes = b.ins().imul_imm(idx, (t.stride * 4) as i64);
-                p = b.ins().iadd(p, bytes);
-            }
-            p
-        })
-        .collect();
-    let out_bytes = b.ins().imul_imm(row, (plan.row_len * 4) as i64);
-    let out_row: Vec<Value> = output_base
-        .iter()
-        .map(|&o| b.ins().iadd(o, out_bytes))
-        .collect();
-
+    let rows = RowLoop::begin(plan, tables, b, ptr, |_| {});
     let mut l = Lower {
         plan,
         m: Math { b, fma },
         ptr,
-        leaf_row,
+        leaf_row: rows.leaf_row.clone(),
         uniform: HashMap::new(),
     };
     for phase in &plan.phases {
         l.reduction_phase(phase.len, &phase.reductions);
     }
-    l.output_phase(&out_row);
+    l.output_phase(&rows.out_row);
 
     let b = l.m.b;
-    let next = b.ins().iadd_imm(row, 1);
-    b.def_var(row_var, next);
-    let more = b.ins().icmp(IntCC::UnsignedLessThan, next, end);
-    b.ins().brif(more, row_block, &[], exit, &[]);
-    b.switch_to_block(exit);
+    rows.end(b);
     // f32 arithmetic cannot fault.
     let ok = b.ins().iconst(cranelift_codegen::ir::types::I32, 0);
     b.ins().return_(&[ok]);

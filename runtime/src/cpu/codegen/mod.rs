@@ -60,6 +60,7 @@ mod jit;
 mod libcalls;
 mod lower;
 pub mod math;
+mod rows;
 mod scalar;
 pub mod support;
 

@@ -331,6 +331,39 @@ fn unsupported(mn: &str, dt: DType) -> String {
     format!("{mn} is not defined on {dt}")
 }
 
+/// The logistic function, with `exp` of a non-positive number only: no overflow for large `|x|`.
+/// (The reference every backend's f64 path calls.)
+#[inline]
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `log1p(exp(x))` as `max(x, 0) + log1p(exp(-|x|))`: `exp` never overflows; NaN stays NaN.
+#[inline]
+pub fn softplus(x: f64) -> f64 {
+    if x.is_nan() {
+        x
+    } else {
+        x.max(0.0) + (-x.abs()).exp().ln_1p()
+    }
+}
+
+/// TensorFlow's `FloorMod` on floats: `fmod`, then moved to the divisor's sign.
+#[inline]
+pub fn floor_mod(p: f64, q: f64) -> f64 {
+    let r = p % q;
+    if r != 0.0 && (r < 0.0) != (q < 0.0) {
+        r + q
+    } else {
+        r
+    }
+}
+
 /// The f64 function of a unary op on floats.
 fn float_unary(u: UnaryOp) -> Option<fn(f64) -> f64> {
     use UnaryOp::*;
@@ -340,15 +373,7 @@ fn float_unary(u: UnaryOp) -> Option<fn(f64) -> f64> {
         // Written as comparisons so NaN passes through, as in TensorFlow.
         Relu => |x| if x < 0.0 { 0.0 } else { x },
         Relu6 => |x| x.clamp(0.0, 6.0),
-        // exp of a non-positive number only: no overflow for large |x|.
-        Sigmoid => |x| {
-            if x >= 0.0 {
-                1.0 / (1.0 + (-x).exp())
-            } else {
-                let e = x.exp();
-                e / (1.0 + e)
-            }
-        },
+        Sigmoid => sigmoid,
         Tanh => f64::tanh,
         Erf => libm::erf,
         Erfc => libm::erfc,
@@ -373,14 +398,7 @@ fn float_unary(u: UnaryOp) -> Option<fn(f64) -> f64> {
         },
         Sin => f64::sin,
         Cos => f64::cos,
-        // log1p(exp(x)) = max(x, 0) + log1p(exp(-|x|)): exp never overflows.
-        Softplus => |x| {
-            if x.is_nan() {
-                x
-            } else {
-                x.max(0.0) + (-x.abs()).exp().ln_1p()
-            }
-        },
+        Softplus => softplus,
         Softsign => |x| x / (1.0 + x.abs()),
         LogicalNot => return None,
     })
@@ -444,15 +462,7 @@ fn float_binary<T: Elem>(
         Mul => |p, q| p * q,
         Div => |p, q| p / q,
         FloorDiv => |p, q| (p / q).floor(),
-        // TensorFlow's FloorMod on floats: fmod, then moved to the divisor's sign.
-        FloorMod => |p, q| {
-            let r = p % q;
-            if r != 0.0 && (r < 0.0) != (q < 0.0) {
-                r + q
-            } else {
-                r
-            }
-        },
+        FloorMod => floor_mod,
         // NaN in either operand gives NaN (f64::max would drop it).
         Maximum => |p, q| if p.is_nan() || p > q { p } else { q },
         Minimum => |p, q| if p.is_nan() || p < q { p } else { q },

@@ -1,24 +1,20 @@
 //! Functions generated code calls for what has no short instruction sequence: the f64 math of
 //! the interpreter (so f64, f16 and bf16 results match it bit for bit), half-precision
-//! conversions, float `pow`/`floor_mod`, and wrapping integer `pow`.
+//! conversions, float `pow`/`floor_mod`, and wrapping integer `pow`. Where the interpreter has
+//! a formula of its own (`lathe_ir::ops::elementwise::{sigmoid, softplus, floor_mod}`), the
+//! function here wraps it rather than writing it again.
 //!
 //! Each is `extern "C"`, takes and returns plain scalars, and touches no memory: generated
 //! code calls it by address with the host's C calling convention.
 
 use half::{bf16, f16};
-use lathe_ir::ops::UnaryOp;
+use lathe_ir::ops::{elementwise, UnaryOp};
 
 /// `f(x)` for the interpreter's f64 unary functions that generated code calls.
 pub(crate) type F64Unary = extern "C" fn(f64) -> f64;
 
 extern "C" fn sigmoid(x: f64) -> f64 {
-    // The interpreter's formula: exp of a non-positive number only.
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    elementwise::sigmoid(x)
 }
 
 extern "C" fn tanh(x: f64) -> f64 {
@@ -50,11 +46,7 @@ extern "C" fn cos(x: f64) -> f64 {
 }
 
 extern "C" fn softplus(x: f64) -> f64 {
-    if x.is_nan() {
-        x
-    } else {
-        x.max(0.0) + (-x.abs()).exp().ln_1p()
-    }
+    elementwise::softplus(x)
 }
 
 /// The f64 function of a unary float op that has no inline lowering in the f64 path.
@@ -81,12 +73,7 @@ pub(crate) extern "C" fn powf(p: f64, q: f64) -> f64 {
 
 /// TensorFlow's `FloorMod` on floats: `fmod`, moved to the divisor's sign.
 pub(crate) extern "C" fn floor_mod(p: f64, q: f64) -> f64 {
-    let r = p % q;
-    if r != 0.0 && (r < 0.0) != (q < 0.0) {
-        r + q
-    } else {
-        r
-    }
+    elementwise::floor_mod(p, q)
 }
 
 /// The f16 with bits `bits` (low 16) as f64 (exact).

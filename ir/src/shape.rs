@@ -87,6 +87,12 @@ impl Shape {
         self.0.iter().map(Dim::known).collect()
     }
 
+    /// Every size, with each unknown or symbolic dimension taken as `fill` (the shape of an
+    /// example value: batch 1 for `inspect`, a worker's batch size for a test).
+    pub fn known_or(&self, fill: usize) -> Vec<usize> {
+        self.0.iter().map(|d| d.known().unwrap_or(fill)).collect()
+    }
+
     /// True when every dimension is known.
     pub fn is_known(&self) -> bool {
         self.0.iter().all(|d| d.known().is_some())
@@ -198,6 +204,13 @@ impl fmt::Display for TensorType {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn known_or_fills_unknown_and_symbolic_dims() {
+        let s = Shape(vec![Dim::sym("n"), Dim::Known(3), Dim::Unknown]);
+        assert_eq!(s.known_or(1), vec![1, 3, 1]);
+        assert_eq!(Shape::known(&[2, 5]).known_or(9), vec![2, 5]);
+    }
     use super::*;
 
     #[test]

@@ -11,7 +11,7 @@
 //! second the number of worker threads. Each worker sends requests with its own batch size, so
 //! the model compiles one specialization per batch size and then serves from its cache.
 
-use lathe_ir::{Dim, Tensor};
+use lathe_ir::Tensor;
 use lathe_runtime::{Backend, Model, ModelOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,15 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .inputs()
                     .iter()
                     .map(|i| {
-                        let dims: Vec<usize> =
-                            i.ty.shape
-                                .dims()
-                                .iter()
-                                .map(|d| match d {
-                                    Dim::Known(n) => *n,
-                                    _ => batch,
-                                })
-                                .collect();
+                        let dims = i.ty.shape.known_or(batch);
                         let n: usize = dims.iter().product();
                         let vals: Vec<f64> = (0..n).map(|k| (k % 7) as f64 * 0.25).collect();
                         (i.name.clone(), Tensor::from_f64(i.ty.dtype, &dims, &vals))

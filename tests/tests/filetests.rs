@@ -27,7 +27,7 @@
 
 use lathe_compiler::pipeline::{NoHooks, Pipeline};
 use lathe_compiler::SpecializedGraph;
-use lathe_ir::{DType, Dim, Graph, Tensor};
+use lathe_ir::{DType, Graph, Tensor};
 use lathe_runtime::cpu::{CpuPlan, ThreadPool};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -191,15 +191,7 @@ fn random_inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
     g.inputs()
         .iter()
         .map(|i| {
-            let dims: Vec<usize> =
-                i.ty.shape
-                    .dims()
-                    .iter()
-                    .map(|d| match d {
-                        Dim::Known(n) => *n,
-                        _ => 3,
-                    })
-                    .collect();
+            let dims = i.ty.shape.known_or(3);
             let n: usize = dims.iter().product();
             let vals: Vec<f64> = (0..n)
                 .map(|_| match i.ty.dtype {

@@ -9,7 +9,7 @@ use super::opt::OptArgs;
 use crate::inputs::read_inputs;
 use anyhow::{bail, Result};
 use clap::Args;
-use lathe_ir::{DType, Dim, Graph, Tensor, TensorType};
+use lathe_ir::{DType, Graph, Tensor, TensorType};
 use lathe_runtime::{Backend, Model, ModelOptions};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -263,20 +263,8 @@ fn random_inputs(g: &Graph, seed: u64) -> Result<RandomInputs> {
     let mut notes = Vec::new();
     let mut out = Vec::new();
     for decl in g.inputs() {
-        let dims: Vec<usize> = decl
-            .ty
-            .shape
-            .dims()
-            .iter()
-            .map(|d| d.known().unwrap_or(1))
-            .collect();
-        if decl
-            .ty
-            .shape
-            .dims()
-            .iter()
-            .any(|d| !matches!(d, Dim::Known(_)))
-        {
+        let dims = decl.ty.shape.known_or(1);
+        if !decl.ty.shape.is_known() {
             notes.push(format!(
                 "input `{}` is {}: benchmarking with {}, unknown dimensions as 1 \
                  (pass --input {}=FILE.npy to choose)",

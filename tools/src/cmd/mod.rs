@@ -21,15 +21,7 @@ pub fn load_model(path: &Path) -> Result<Graph> {
 pub fn declared_signature(g: &Graph) -> Vec<TensorType> {
     g.inputs()
         .iter()
-        .map(|i| {
-            let dims: Vec<usize> =
-                i.ty.shape
-                    .dims()
-                    .iter()
-                    .map(|d| d.known().unwrap_or(1))
-                    .collect();
-            TensorType::known(i.ty.dtype, &dims)
-        })
+        .map(|i| TensorType::known(i.ty.dtype, &i.ty.shape.known_or(1)))
         .collect()
 }
 

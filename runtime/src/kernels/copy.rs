@@ -214,14 +214,8 @@ impl StridedCopy {
             }
             return;
         }
-        let mut idx = vec![0usize; outer.len()];
         for r in rows {
-            unflatten(r, outer, &mut idx);
-            let (mut so, mut d_o) = (self.src_offset, self.dst_offset);
-            for (k, &i) in idx.iter().enumerate() {
-                so += i * self.src[k];
-                d_o += i * self.dst[k];
-            }
+            let (so, d_o) = self.row_start(r, outer);
             if si == 1 && di == 1 {
                 // SAFETY: a run of `inner` elements inside both extents; the buffers are
                 // distinct (caller's contract).
@@ -236,6 +230,19 @@ impl StridedCopy {
         }
     }
 
+    /// The source and destination element offsets of outer row `r` (row-major over `outer`).
+    fn row_start(&self, mut r: usize, outer: &[usize]) -> (usize, usize) {
+        let (mut so, mut d_o) = (self.src_offset, self.dst_offset);
+        for k in (0..outer.len()).rev() {
+            let n = outer[k].max(1);
+            let i = r % n;
+            r /= n;
+            so += i * self.src[k];
+            d_o += i * self.dst[k];
+        }
+        (so, d_o)
+    }
+
     /// [`StridedCopy::run_rows`] for elements of any size, byte by byte.
     ///
     /// # Safety
@@ -244,14 +251,8 @@ impl StridedCopy {
         let n = self.dims.len();
         let outer = &self.dims[..n - 1];
         let e = self.elem;
-        let mut idx = vec![0usize; outer.len()];
         for r in rows {
-            unflatten(r, outer, &mut idx);
-            let (mut so, mut d_o) = (self.src_offset, self.dst_offset);
-            for (k, &i) in idx.iter().enumerate() {
-                so += i * self.src[k];
-                d_o += i * self.dst[k];
-            }
+            let (so, d_o) = self.row_start(r, outer);
             for j in 0..self.dims[n - 1] {
                 // SAFETY: within the extents the caller guarantees.
                 std::ptr::copy_nonoverlapping(

@@ -5,7 +5,7 @@
 use super::codegen::support;
 use lathe_ir::ops::decl::OpInfo;
 use lathe_ir::ops::Arity;
-use lathe_ir::ops::{Family, Op};
+use lathe_ir::ops::{Family, Op, PadMode};
 use lathe_ir::{Capabilities, DType, Native, Shape};
 
 /// The CPU backend's capabilities.
@@ -54,8 +54,12 @@ impl Capabilities for CpuCapabilities {
             | Op::Slice
             | Op::StridedSlice(_)
             | Op::Transpose
-            | Op::Tile
-            | Op::Pad { .. } => Ok(Native::Kernel("copy")),
+            | Op::Tile => Ok(Native::Kernel("copy")),
+            // f32 constant padding has a kernel of its own; the rest is a copy.
+            Op::Pad {
+                mode: PadMode::Constant,
+            } if data(inputs)? == DType::F32 => Ok(Native::Kernel("pad")),
+            Op::Pad { .. } => Ok(Native::Kernel("copy")),
             Op::Gather { .. } => match inputs.get(1) {
                 Some(d) if d.is_int() => Ok(Native::Kernel("gather")),
                 Some(d) => Err(format!("gather indices must be integers, got {d}")),

@@ -241,19 +241,12 @@ impl Builder {
         // The one capability query decides whether the op is native here at all; the match
         // below only builds the kernel it names.
         let route = CpuCapabilities.native(&node.op, &in_dtypes)?;
-        // f32 constant padding keeps its specialized kernel.
-        let f32_const_pad = matches!(
-            node.op,
-            Op::Pad {
-                mode: lathe_ir::ops::PadMode::Constant
-            }
-        ) && in_dtypes[0] == DType::F32;
         let moves = [
             Native::Kernel("copy"),
             Native::Kernel("gather"),
             Native::Kernel("generate"),
         ];
-        if moves.contains(&route) && !f32_const_pad {
+        if moves.contains(&route) {
             let operands = movement::Operands {
                 bufs: &self.bufs,
                 inputs,

@@ -30,7 +30,7 @@ fn json_has_a_row_for_every_ir_op() {
     let want: Vec<&str> = registry().iter().map(|i| i.name).collect();
     assert_eq!(names, want);
     for r in &rows {
-        for key in ["family", "operands", "dtypes", "summary"] {
+        for key in ["family", "operands", "dtypes", "cpu", "summary"] {
             assert!(r[key].is_string(), "{r}: no {key}");
         }
         assert!(
@@ -57,6 +57,12 @@ fn json_has_a_row_for_every_ir_op() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(conv_attrs.contains("padding: padding"), "{conv_attrs:?}");
+    // The cpu column is the CPU backend's capability query: data movement on every dtype,
+    // GEMM on f32 only, graph inputs as views, fused bodies judged per node.
+    assert_eq!(row("concat")["cpu"], "all");
+    assert_eq!(row("matmul")["cpu"], "f32");
+    assert_eq!(row("input")["cpu"], "view");
+    assert_eq!(row("fused.elementwise")["cpu"], "per node");
 }
 
 #[test]

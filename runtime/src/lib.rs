@@ -92,6 +92,16 @@ pub enum RunError {
         signature: String,
         source: PassError,
     },
+    /// A call whose signature a model compiled for one signature only
+    /// ([`Model::for_signature`]) was not compiled for.
+    #[error(
+        "model `{model}` was compiled for {compiled} only and keeps no graph to specialize for {signature}"
+    )]
+    NotCompiledFor {
+        model: String,
+        signature: String,
+        compiled: String,
+    },
     /// [`ModelOptions`] that cannot work.
     #[error("invalid model options: {0}")]
     Options(String),

@@ -4,12 +4,13 @@
 
 use crate::cache::{lock, Caller, Lookup, SpecializationCache};
 use crate::cpu::ThreadPool;
-use crate::specialization::{Signature, Specialization};
+use crate::specialization::{Keep, Signature, Specialization};
 use crate::{Backend, RunError};
 use lathe_compiler::pipeline::{NoHooks, PassHooks, PassRecord, Pipeline};
 use lathe_compiler::specialize::check_signature;
 use lathe_compiler::SpecializedGraph;
 use lathe_ir::{Graph, GraphInput, GraphOutput, Tensor, TensorType};
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +70,14 @@ pub struct ModelStats {
 /// A loaded model: an IR graph checked by the verifier, ready to run. `Send + Sync`: share it
 /// behind an `Arc` and call [`Model::run`] from any number of threads.
 pub struct Model {
-    graph: Graph,
+    name: String,
+    inputs: Vec<GraphInput>,
+    outputs: Vec<GraphOutput>,
+    /// The graph as loaded, which each new signature is specialized from; `None` for a model
+    /// compiled for one signature only ([`Model::for_signature`]).
+    graph: Option<Graph>,
+    /// The one signature a model without a graph was compiled for.
+    only: Option<Signature>,
     options: ModelOptions,
     pipeline: Pipeline,
     input_names: Arc<[String]>,
@@ -81,7 +89,7 @@ pub struct Model {
 impl fmt::Debug for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Model")
-            .field("graph", &self.graph.name)
+            .field("graph", &self.name)
             .field("options", &self.options)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
@@ -125,12 +133,21 @@ impl Model {
         }
         let input_names = graph.inputs().iter().map(|i| i.name.clone()).collect();
         let cache = SpecializationCache::new(&graph.name, options.cache_capacity);
+        let (name, inputs, outputs) = (
+            graph.name.clone(),
+            graph.inputs().to_vec(),
+            graph.outputs().to_vec(),
+        );
         let pool = (options.backend == Backend::Cpu).then(|| {
             let threads = options.threads.unwrap_or_else(default_threads);
             Arc::new(ThreadPool::new(threads))
         });
         Ok(Model {
-            graph,
+            name,
+            inputs,
+            outputs,
+            graph: Some(graph),
+            only: None,
             options,
             pipeline,
             input_names,
@@ -139,9 +156,34 @@ impl Model {
         })
     }
 
-    /// The model's graph, as loaded (not specialized).
-    pub fn graph(&self) -> &Graph {
-        &self.graph
+    /// Loads `graph` compiled for one input signature only (`inputs`, one type per graph
+    /// input in order), keeping no copy of the graph as loaded: the graph is given up as soon
+    /// as it is specialized, and the CPU plan then holds each weight once. What a one-shot run
+    /// wants (`lathe run` and `lathe bench` load models this way). Calls with inputs of other
+    /// types are an error naming the signature it was compiled for.
+    pub fn for_signature(
+        graph: Graph,
+        options: ModelOptions,
+        inputs: &[TensorType],
+    ) -> Result<Model, RunError> {
+        check_signature(&graph, inputs)?;
+        let mut model = Model::with_options(graph, options)?;
+        let signature = Signature::new(model.input_names.clone(), inputs.to_vec());
+        let graph = model.graph.take();
+        model.only = Some(signature.clone());
+        model.specialization(signature, Caller::AheadOfTime, graph)?;
+        Ok(model)
+    }
+
+    /// The model's graph, as loaded (not specialized); `None` for a model compiled for one
+    /// signature only ([`Model::for_signature`]).
+    pub fn graph(&self) -> Option<&Graph> {
+        self.graph.as_ref()
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The backend this model runs on.
@@ -156,12 +198,12 @@ impl Model {
 
     /// The inputs the model takes, in order.
     pub fn inputs(&self) -> &[GraphInput] {
-        self.graph.inputs()
+        &self.inputs
     }
 
     /// The outputs the model produces, in order.
     pub fn outputs(&self) -> &[GraphOutput] {
-        self.graph.outputs()
+        &self.outputs
     }
 
     /// Runs the model on named inputs; returns `(output name, tensor)` in output order.
@@ -174,7 +216,7 @@ impl Model {
             self.input_names.clone(),
             ordered.iter().map(Tensor::ty).collect(),
         );
-        let spec = self.specialization(signature, Caller::Run)?;
+        let spec = self.specialization(signature, Caller::Run, None)?;
         let outs = spec.run(&ordered)?;
         Ok(self
             .outputs()
@@ -189,7 +231,7 @@ impl Model {
     /// counted toward the re-specialization warning.
     pub fn specialize_for(&self, inputs: &[TensorType]) -> Result<Arc<Specialization>, RunError> {
         let signature = Signature::new(self.input_names.clone(), inputs.to_vec());
-        self.specialization(signature, Caller::AheadOfTime)
+        self.specialization(signature, Caller::AheadOfTime, None)
     }
 
     /// The graph a call with inputs of these types runs: the model's graph specialized to them
@@ -201,7 +243,8 @@ impl Model {
         hooks: &mut dyn PassHooks,
     ) -> Result<(SpecializedGraph, Vec<PassRecord>), RunError> {
         let signature = Signature::new(self.input_names.clone(), inputs.to_vec());
-        crate::specialization::optimize_for(&self.graph, &signature, &self.pipeline, hooks)
+        let graph = self.generic(&signature)?;
+        crate::specialization::optimize_for(Cow::Borrowed(graph), &signature, &self.pipeline, hooks)
     }
 
     /// Compiles the specialization for inputs of these types as a call would, calling `hooks`
@@ -212,16 +255,18 @@ impl Model {
         inputs: &[TensorType],
         hooks: &mut dyn PassHooks,
     ) -> Result<Specialization, RunError> {
-        check_signature(&self.graph, inputs)?;
         let signature = Signature::new(self.input_names.clone(), inputs.to_vec());
+        let graph = self.generic(&signature)?;
+        check_signature(graph, inputs)?;
         Specialization::compile(
-            &self.graph,
+            Cow::Borrowed(graph),
             signature,
             &self.pipeline,
             hooks,
             self.options.backend,
             self.pool.as_ref(),
             self.cache.weights(),
+            Keep::Graph,
         )
     }
 
@@ -240,33 +285,60 @@ impl Model {
         self.cache.stats()
     }
 
-    /// The specialization for `signature`, from the cache or compiled now. Threads missing on
-    /// the same signature at once compile it once: the first fills the slot, the others wait
-    /// on it.
+    /// The graph to specialize for `signature`: the model's, or an error for a model compiled
+    /// for one signature only.
+    fn generic(&self, signature: &Signature) -> Result<&Graph, RunError> {
+        self.graph.as_ref().ok_or_else(|| RunError::NotCompiledFor {
+            model: self.name.clone(),
+            signature: signature.to_string(),
+            compiled: self
+                .only
+                .as_ref()
+                .map_or_else(String::new, Signature::to_string),
+        })
+    }
+
+    /// The specialization for `signature`, from the cache or compiled now (from `owned` when
+    /// given, which is then let go of, else from the model's graph). Threads missing on the
+    /// same signature at once compile it once: the first fills the slot, the others wait on
+    /// it.
     fn specialization(
         &self,
         signature: Signature,
         caller: Caller,
+        owned: Option<Graph>,
     ) -> Result<Arc<Specialization>, RunError> {
         let Lookup { slot, warning } = self.cache.lookup(&signature, caller, || {
-            Ok(check_signature(&self.graph, signature.types())?)
+            let graph = match &owned {
+                Some(g) => g,
+                None => self.generic(&signature)?,
+            };
+            Ok(check_signature(graph, signature.types())?)
         })?;
         if let Some(message) = warning {
-            tracing::warn!(model = %self.graph.name, "{message}");
+            tracing::warn!(model = %self.name, "{message}");
         }
         let mut filled = lock(&slot);
         if let Some(spec) = filled.as_ref() {
             return Ok(spec.clone());
         }
-        match Specialization::compile(
-            &self.graph,
-            signature.clone(),
-            &self.pipeline,
-            &mut NoHooks,
-            self.options.backend,
-            self.pool.as_ref(),
-            self.cache.weights(),
-        ) {
+        let graph = match owned {
+            Some(g) => Ok(Cow::Owned(g)),
+            None => self.generic(&signature).map(Cow::Borrowed),
+        };
+        let compiled = graph.and_then(|graph| {
+            Specialization::compile(
+                graph,
+                signature.clone(),
+                &self.pipeline,
+                &mut NoHooks,
+                self.options.backend,
+                self.pool.as_ref(),
+                self.cache.weights(),
+                Keep::PlanOnly,
+            )
+        });
+        match compiled {
             Ok(spec) => {
                 let spec = Arc::new(spec);
                 *filled = Some(spec.clone());
@@ -447,8 +519,12 @@ mod tests {
                 .unwrap();
             assert_eq!(spec.signature().to_string(), format!("(x: f32[{n}])"));
             assert_eq!(
-                spec.graph().inputs()[0].ty,
-                TensorType::known(DType::F32, &[n])
+                spec.signature().types(),
+                [TensorType::known(DType::F32, &[n])]
+            );
+            assert!(
+                spec.graph().is_none(),
+                "a cached cpu specialization keeps no graph"
             );
         }
         for n in (1..=6).cycle().take(30) {
@@ -505,7 +581,7 @@ mod tests {
 
     #[test]
     fn options_are_checked_and_kept() {
-        let g = || identity_model().graph().clone();
+        let g = || identity_model().graph().unwrap().clone();
         let bad = |o: ModelOptions| Model::with_options(g(), o).unwrap_err().to_string();
         assert_eq!(
             bad(ModelOptions {

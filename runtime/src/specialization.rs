@@ -8,6 +8,7 @@ use crate::{Backend, RunError};
 use lathe_compiler::pipeline::{PassHooks, PassRecord, Pipeline};
 use lathe_compiler::SpecializedGraph;
 use lathe_ir::{Graph, Tensor, TensorType};
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -71,13 +72,17 @@ impl fmt::Display for Signature {
 
 /// `graph` specialized to `signature` and optimized by `pipeline`, with `hooks` called around
 /// every pass: what a specialization compiles, and what `lathe dump` prints.
+///
+/// A graph given owned is dropped as soon as it is specialized, so that each weight a pass
+/// replaces (a filter a batch norm is folded into) is let go of at once.
 pub(crate) fn optimize_for(
-    graph: &Graph,
+    graph: Cow<'_, Graph>,
     signature: &Signature,
     pipeline: &Pipeline,
     hooks: &mut dyn PassHooks,
 ) -> Result<(SpecializedGraph, Vec<PassRecord>), RunError> {
-    let mut g = SpecializedGraph::specialize(graph, signature.types())?;
+    let mut g = SpecializedGraph::specialize(&graph, signature.types())?;
+    drop(graph);
     let records = g
         .optimize(pipeline, hooks)
         .map_err(|source| RunError::Optimize {
@@ -91,28 +96,56 @@ pub(crate) fn optimize_for(
 #[derive(Debug)]
 pub struct Specialization {
     signature: Signature,
-    graph: SpecializedGraph,
+    /// What runs it, and the graph where it is kept.
+    exec: Exec,
     /// What each pass run of the optimization did.
     passes: Vec<PassRecord>,
     compile_time: Duration,
     backend: Backend,
-    /// The compiled plan, for [`Backend::Cpu`].
-    cpu: Option<CpuPlan>,
+}
+
+/// How a specialization runs.
+#[derive(Debug)]
+enum Exec {
+    /// A compiled plan; the optimized graph is kept only when asked for ([`Keep::Graph`]):
+    /// the plan holds each weight once (packed, or shared with the model's graph), and a kept
+    /// graph would hold the packed ones a second time.
+    Cpu {
+        plan: CpuPlan,
+        graph: Option<SpecializedGraph>,
+    },
+    /// The reference interpreter on the optimized graph.
+    Interp(SpecializedGraph),
+}
+
+/// Whether a compiled specialization keeps its optimized graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Keep it, for tools that show it ([`Specialization::graph`]).
+    Graph,
+    /// Keep only what running needs.
+    PlanOnly,
 }
 
 impl Specialization {
     /// Specializes `graph` to `signature`, runs `pipeline` on the result (calling `hooks`
-    /// around every pass) and compiles it for `backend`.
+    /// around every pass) and compiles it for `backend`, keeping the optimized graph or not.
+    ///
+    /// Given the graph owned, and keeping only the plan, each weight is let go of as soon as
+    /// nothing needs it: the weights that passes replace, and those the kernels pack.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn compile(
-        graph: &Graph,
+        graph: Cow<'_, Graph>,
         signature: Signature,
         pipeline: &Pipeline,
         hooks: &mut dyn PassHooks,
         backend: Backend,
         pool: Option<&Arc<ThreadPool>>,
         weights: &WeightPool,
+        keep: Keep,
     ) -> Result<Specialization, RunError> {
-        let span = tracing::info_span!("specialize", model = %graph.name, %signature);
+        let name = graph.name.clone();
+        let span = tracing::info_span!("specialize", model = %name, %signature);
         let _enter = span.enter();
         let start = Instant::now();
         let (g, passes) = optimize_for(graph, &signature, pipeline, hooks)?;
@@ -125,40 +158,53 @@ impl Specialization {
             tracing::debug!(shared, "weights shared with other specializations");
         }
         let g = SpecializedGraph::new(shared_graph)?;
-        let cpu = match backend {
+        let nodes = g.graph().len();
+        let exec = match backend {
             Backend::Cpu => {
                 let pool = pool
                     .cloned()
                     .unwrap_or_else(|| Arc::new(ThreadPool::new(1)));
-                Some(
-                    CpuPlan::compile(&g, pool).map_err(|message| RunError::Compile {
+                // A kept graph shares its constants with the plan's; otherwise the plan takes
+                // the only copy and lets go of each weight once it is packed.
+                let (kept, compiled) = match keep {
+                    Keep::Graph => (Some(g.clone()), g),
+                    Keep::PlanOnly => (None, g),
+                };
+                let plan =
+                    CpuPlan::compile(compiled, pool).map_err(|message| RunError::Compile {
                         signature: signature.to_string(),
                         backend,
                         message,
-                    })?,
-                )
+                    })?;
+                Exec::Cpu { plan, graph: kept }
             }
-            Backend::Interp => None,
+            Backend::Interp => Exec::Interp(g),
         };
         let compile_time = start.elapsed();
         tracing::info!(
             time_ms = compile_time.as_secs_f64() * 1e3,
-            nodes = g.graph().len(),
+            nodes,
             "compiled specialization"
         );
         Ok(Specialization {
             signature,
-            graph: g,
+            exec,
             passes,
             compile_time,
             backend,
-            cpu,
         })
     }
 
-    /// The specialized, optimized graph.
-    pub fn graph(&self) -> &Graph {
-        self.graph.graph()
+    /// The specialized, optimized graph, where it is kept: always for the interpreter
+    /// backend, and for the CPU backend when compiled by [`Model::compile_uncached`] (the
+    /// plan of a cached CPU specialization holds what it runs, and no second copy of it).
+    ///
+    /// [`Model::compile_uncached`]: crate::Model::compile_uncached
+    pub fn graph(&self) -> Option<&Graph> {
+        match &self.exec {
+            Exec::Cpu { graph, .. } => graph.as_ref().map(SpecializedGraph::graph),
+            Exec::Interp(graph) => Some(graph.graph()),
+        }
     }
 
     /// What each pass run of its optimization did, in order.
@@ -183,19 +229,22 @@ impl Specialization {
 
     /// The CPU plan's statistics (steps, kernels, arena bytes), for [`Backend::Cpu`].
     pub fn plan_stats(&self) -> Option<PlanStats> {
-        self.cpu.as_ref().map(CpuPlan::stats)
+        self.cpu_plan().map(CpuPlan::stats)
     }
 
     /// The CPU plan, for [`Backend::Cpu`].
     pub fn cpu_plan(&self) -> Option<&CpuPlan> {
-        self.cpu.as_ref()
+        match &self.exec {
+            Exec::Cpu { plan, .. } => Some(plan),
+            Exec::Interp(_) => None,
+        }
     }
 
     /// Runs on `inputs` (in signature order), returning the outputs in output order.
     pub(crate) fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
-        match &self.cpu {
-            Some(plan) => plan.run(inputs).map_err(RunError::Kernel),
-            None => Ok(lathe_ir::interp::run(self.graph.graph(), inputs)?),
+        match &self.exec {
+            Exec::Cpu { plan, .. } => plan.run(inputs).map_err(RunError::Kernel),
+            Exec::Interp(g) => Ok(lathe_ir::interp::run(g.graph(), inputs)?),
         }
     }
 }

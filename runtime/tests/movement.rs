@@ -47,7 +47,7 @@ fn check(g: &Graph, inputs: &[Tensor]) -> PlanStats {
     for threads in [1, 4] {
         let specialized = SpecializedGraph::new(g.clone()).expect("every shape known");
         let plan =
-            CpuPlan::compile(&specialized, Arc::new(ThreadPool::new(threads))).expect("compiles");
+            CpuPlan::compile(specialized, Arc::new(ThreadPool::new(threads))).expect("compiles");
         assert_eq!(
             plan.stats().interp_steps,
             0,
@@ -289,7 +289,7 @@ fn gather_out_of_range_is_an_error_naming_the_node() {
         .unwrap();
     g.add_output("y", y).unwrap();
     let specialized = SpecializedGraph::new(g).unwrap();
-    let plan = CpuPlan::compile(&specialized, Arc::new(ThreadPool::new(2))).unwrap();
+    let plan = CpuPlan::compile(specialized, Arc::new(ThreadPool::new(2))).unwrap();
     assert_eq!(plan.stats().interp_steps, 0);
     let table = tensor(DType::F32, &[4, 3], 1);
     for bad in [4, -1] {

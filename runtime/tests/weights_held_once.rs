@@ -71,7 +71,7 @@ fn an_unpacked_weight_is_shared_with_the_graph_not_copied() {
         .unwrap();
     let plan = spec.cpu_plan().expect("a cpu plan");
     let held = plan.constants();
-    let w = weight(model.graph());
+    let w = weight(model.graph().unwrap());
     assert!(
         held.iter().any(|t| Arc::ptr_eq(t, &w)),
         "the plan copied the weight instead of sharing it"
@@ -80,16 +80,75 @@ fn an_unpacked_weight_is_shared_with_the_graph_not_copied() {
 
 #[test]
 fn specializations_share_their_weight_tensors() {
-    let model = Model::new(dense(), Backend::Cpu).unwrap();
+    // The interpreter runs the specialized graphs themselves: each holds the model's tensor.
+    let model = Model::new(dense(), Backend::Interp).unwrap();
     let one = model
         .specialize_for(&[TensorType::known(DType::F32, &[1, 8])])
         .unwrap();
     let four = model
         .specialize_for(&[TensorType::known(DType::F32, &[4, 8])])
         .unwrap();
-    let w = weight(model.graph());
-    assert!(Arc::ptr_eq(&weight(one.graph()), &w));
-    assert!(Arc::ptr_eq(&weight(four.graph()), &w));
+    let w = weight(model.graph().unwrap());
+    assert!(Arc::ptr_eq(&weight(one.graph().unwrap()), &w));
+    assert!(Arc::ptr_eq(&weight(four.graph().unwrap()), &w));
+}
+
+#[test]
+fn a_cached_cpu_specialization_keeps_only_its_plan() {
+    let model = Model::new(dense(), Backend::Cpu).unwrap();
+    let four = model
+        .specialize_for(&[TensorType::known(DType::F32, &[4, 8])])
+        .unwrap();
+    assert!(four.graph().is_none());
+    // The model's graph and the packed panels: the plain weight is held by the model only.
+    let w = weight(model.graph().unwrap());
+    assert_eq!(Arc::strong_count(&w), 2, "the model's graph and `w` itself");
+}
+
+/// The weak references to every constant of `g` of `shape`.
+fn weak_constants(g: &Graph, shape: &[usize]) -> Vec<std::sync::Weak<Tensor>> {
+    constants_shaped(g, shape)
+        .iter()
+        .map(Arc::downgrade)
+        .collect()
+}
+
+#[test]
+fn a_model_for_one_signature_holds_each_weight_once_packed() {
+    let g = conv_bn();
+    let filter = weak_constants(&g, &[3, 3, 3, 64]);
+    assert_eq!(filter.len(), 1);
+    let x = TensorType::known(DType::F32, &[2, 6, 6, 3]);
+    let model =
+        Model::for_signature(g.clone(), Default::default(), std::slice::from_ref(&x)).unwrap();
+    drop(g);
+    assert!(model.graph().is_none(), "no graph as loaded is kept");
+    // Neither the filter as loaded nor the one the batch norm was folded into is held: the
+    // convolution's kernel holds the only copy, packed.
+    assert_eq!(
+        filter[0].strong_count(),
+        0,
+        "the loaded filter is still held"
+    );
+    let spec = model.specialize_for(std::slice::from_ref(&x)).unwrap();
+    let plan = spec.cpu_plan().unwrap();
+    assert!(plan.constants().iter().all(|t| t.shape() != [3, 3, 3, 64]));
+    assert_eq!(plan.stats().interp_steps, 0);
+    // It computes what the interpreter does.
+    let input = Tensor::from_vec(&[2, 6, 6, 3], (0..216).map(|i| (i % 9) as f32).collect());
+    let got = model.run(&[("x", input.clone())]).unwrap();
+    let want = lathe_ir::interp::run(&conv_bn(), &[input]).unwrap();
+    for (a, b) in got[0].1.to_f64_vec().iter().zip(want[0].to_f64_vec()) {
+        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    // Another signature has no graph to be specialized from: a clear error, not a panic.
+    let other = TensorType::known(DType::F32, &[3, 6, 6, 3]);
+    let err = model.specialize_for(&[other]).unwrap_err().to_string();
+    assert!(
+        err.contains("was compiled for (x: f32[2,6,6,3]) only")
+            && err.contains("(x: f32[3,6,6,3])"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -146,6 +205,44 @@ fn constants_shaped(g: &Graph, shape: &[usize]) -> Vec<Arc<Tensor>> {
 fn specializations_share_the_weights_their_passes_derive() {
     // conv2d then a batch norm: optimizing folds the norm into a new filter, in each
     // specialization; the model's weight pool makes the second one take the first's.
+    let g = conv_bn();
+    let model = Model::new(g, Backend::Interp).unwrap();
+    let spec = |n: usize| {
+        model
+            .specialize_for(&[TensorType::known(DType::F32, &[n, 6, 6, 3])])
+            .unwrap()
+    };
+    let (one, two) = (spec(1), spec(2));
+    let original = weight_named(model.graph().unwrap(), "f");
+    let (a, b) = (
+        constants_shaped(one.graph().unwrap(), &[3, 3, 3, 64]),
+        constants_shaped(two.graph().unwrap(), &[3, 3, 3, 64]),
+    );
+    assert_eq!(
+        (a.len(), b.len()),
+        (1, 1),
+        "one filter in each specialization"
+    );
+    assert!(
+        !Arc::ptr_eq(&a[0], &original),
+        "the batch norm was folded into a new filter"
+    );
+    assert!(
+        Arc::ptr_eq(&a[0], &b[0]),
+        "the two specializations hold the folded filter once"
+    );
+}
+
+fn weight_named(g: &Graph, name: &str) -> Arc<Tensor> {
+    constants(g)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .expect("the graph keeps the weight")
+}
+
+/// `x: f32[?batch, 6, 6, 3]` → conv2d (a 3×3×3×64 filter `f`) → fused batch norm.
+fn conv_bn() -> Graph {
     let mut g = Graph::new("conv_bn");
     let batch = Shape(vec![
         Dim::sym("batch"),
@@ -190,37 +287,5 @@ fn specializations_share_the_weights_their_passes_derive() {
         )
         .unwrap();
     g.add_output("z", lathe_ir::ValueId::first(z)).unwrap();
-    let model = Model::new(g, Backend::Interp).unwrap();
-    let spec = |n: usize| {
-        model
-            .specialize_for(&[TensorType::known(DType::F32, &[n, 6, 6, 3])])
-            .unwrap()
-    };
-    let (one, two) = (spec(1), spec(2));
-    let original = weight_named(model.graph(), "f");
-    let (a, b) = (
-        constants_shaped(one.graph(), &[3, 3, 3, 64]),
-        constants_shaped(two.graph(), &[3, 3, 3, 64]),
-    );
-    assert_eq!(
-        (a.len(), b.len()),
-        (1, 1),
-        "one filter in each specialization"
-    );
-    assert!(
-        !Arc::ptr_eq(&a[0], &original),
-        "the batch norm was folded into a new filter"
-    );
-    assert!(
-        Arc::ptr_eq(&a[0], &b[0]),
-        "the two specializations hold the folded filter once"
-    );
-}
-
-fn weight_named(g: &Graph, name: &str) -> Arc<Tensor> {
-    constants(g)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, t)| t)
-        .expect("the graph keeps the weight")
+    g
 }

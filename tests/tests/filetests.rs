@@ -244,7 +244,7 @@ fn run_file(path: &Path) -> Result<(), String> {
         let specialized = SpecializedGraph::new(g.clone())
             .map_err(|e| format!("a plan needs known shapes: {e}"))?;
         let pool = Arc::new(ThreadPool::new(1));
-        Some(CpuPlan::compile(&specialized, pool).map_err(|e| format!("lowering: {e}"))?)
+        Some(CpuPlan::compile(specialized, pool).map_err(|e| format!("lowering: {e}"))?)
     } else {
         None
     };

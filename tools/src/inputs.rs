@@ -1,7 +1,7 @@
 //! Turning `--input NAME=FILE.npy` arguments into named tensors for a model.
 
 use anyhow::{bail, Result};
-use lathe_ir::{Graph, Tensor};
+use lathe_ir::{Graph, Tensor, TensorType};
 use std::path::{Path, PathBuf};
 
 /// One `--input` argument: `NAME=FILE` or, for a model with one input, just `FILE`.
@@ -70,4 +70,14 @@ pub fn read_inputs(g: &Graph, args: &[String]) -> Result<Vec<(String, Tensor)>> 
         out.push((name, t));
     }
     Ok(out)
+}
+
+/// The types of named `inputs`, in `g`'s input order (`--input` may name them in any order):
+/// the signature a run with them specializes to.
+pub fn signature_of(g: &Graph, inputs: &[(String, Tensor)]) -> Vec<TensorType> {
+    g.inputs()
+        .iter()
+        .filter_map(|d| inputs.iter().find(|(n, _)| *n == d.name))
+        .map(|(_, t)| t.ty())
+        .collect()
 }

@@ -35,12 +35,21 @@ use lathe_ir::{Capabilities, DType, Graph, Native, NodeId, Tensor, TensorType, V
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+mod release;
+
 /// Lowers `g` (every shape known) to a plan.
-pub fn lower(g: &Graph) -> Result<Plan, String> {
+///
+/// Lowering owns the graph so that it can let go of each weight as soon as the kernels that
+/// use it hold it packed (see `release.rs`).
+pub fn lower(mut g: Graph) -> Result<Plan, String> {
     let mut b = Builder::default();
+    let mut release = release::Release::new(&g);
     let order = g.topo_order().map_err(|e| e.to_string())?;
     for id in order {
-        b.node(g, id)?;
+        let first = b.storages.len();
+        b.node(&g, id)?;
+        let created = first..b.storages.len();
+        release.after_node(&mut g, id, &mut b, created);
     }
     for (j, out) in g.outputs().iter().enumerate() {
         b.claim_output(j, out.value);
@@ -527,22 +536,7 @@ impl Builder {
     fn drop_baked_constants(&mut self) {
         let mut read = vec![false; self.storages.len()];
         for step in &self.steps {
-            let from_memory: Vec<BufId> = match &step.kernel {
-                Kernel::Gemm {
-                    a,
-                    packed: Some(_),
-                    epilogue,
-                    ..
-                } => std::iter::once(*a)
-                    .chain(
-                        epilogue
-                            .iter()
-                            .flat_map(|e| e.inputs.iter().skip(1).copied()),
-                    )
-                    .collect(),
-                _ => step.reads.clone(),
-            };
-            for b in from_memory {
+            for b in memory_reads(step) {
                 read[self.bufs[b].storage] = true;
             }
         }
@@ -554,6 +548,13 @@ impl Builder {
                 storage.kind = StorageKind::Baked;
             }
         }
+    }
+
+    /// Whether a step so far reads storage `s` from memory when it runs.
+    fn read_from_memory(&self, s: usize) -> bool {
+        self.steps
+            .iter()
+            .any(|step| memory_reads(step).any(|b| self.bufs[b].storage == s))
     }
 
     /// A concat whose members are contiguous slices of its output (the outer size before the
@@ -993,6 +994,23 @@ fn trailing_reduce_body(g: &Graph, id: NodeId) -> Option<(Graph, Vec<usize>)> {
     let y = body.add(op, vec![v, a], g.display_name(id)).ok()?;
     body.add_output("y0", y).ok()?;
     Some((body, vec![0]))
+}
+
+/// The buffers a step reads from memory when it runs: a GEMM with packed `B` (its second
+/// read) reads the panels instead.
+fn memory_reads(step: &Step) -> impl Iterator<Item = BufId> + '_ {
+    let packed = matches!(
+        step.kernel,
+        Kernel::Gemm {
+            packed: Some(_),
+            ..
+        }
+    );
+    step.reads
+        .iter()
+        .enumerate()
+        .filter(move |&(i, _)| !(packed && i == 1))
+        .map(|(_, &r)| r)
 }
 
 /// A one-node body for a lone op, so codegen can compile it like a fused node. Constant

@@ -47,8 +47,13 @@ pub struct CpuPlan {
 
 impl CpuPlan {
     /// Compiles a specialized graph (every shape known, verified) to run on `pool`.
-    pub fn compile(graph: &SpecializedGraph, pool: Arc<ThreadPool>) -> Result<CpuPlan, String> {
-        let graph = graph.graph();
+    ///
+    /// Compiling consumes the graph: each weight its kernels hold packed is let go of as soon
+    /// as it is packed, so a caller that keeps no other reference to the graph's constants
+    /// never holds a weight twice. (Keep a clone, whose constants are shared, to look at the
+    /// graph afterwards.)
+    pub fn compile(graph: SpecializedGraph, pool: Arc<ThreadPool>) -> Result<CpuPlan, String> {
+        let graph = graph.into_graph();
         let span = tracing::info_span!("codegen", graph = %graph.name);
         let _enter = span.enter();
         let plan = lower::lower(graph)?;

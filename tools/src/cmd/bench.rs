@@ -6,7 +6,7 @@
 //! Speed is measured here, never asserted: the numbers depend on the machine.
 
 use super::opt::OptArgs;
-use crate::inputs::read_inputs;
+use crate::inputs::{read_inputs, signature_of};
 use anyhow::{bail, Result};
 use clap::Args;
 use lathe_ir::{DType, Graph, Tensor, TensorType};
@@ -122,13 +122,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .iter()
         .map(|(n, t)| (n.as_str(), t.clone()))
         .collect();
-    // The signature, in the model's input order (`--input` may name them in any order).
-    let signature: Vec<TensorType> = graph
-        .inputs()
-        .iter()
-        .filter_map(|d| inputs.iter().find(|(n, _)| *n == d.name))
-        .map(|(_, t)| t.ty())
-        .collect();
+    let signature = signature_of(&graph, &inputs);
 
     // Compilation: loading the model, then specializing it to this input signature and
     // optimizing the result, ahead of the first call.
@@ -138,7 +132,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         threads: args.threads.map(|n| n as usize),
         ..ModelOptions::default()
     })?;
-    let model = Model::with_options(graph, options)?;
+    // Compiled for this one signature, the model keeps no copy of the graph as loaded.
+    let model = Model::for_signature(graph, options, &signature)?;
     let spec = model.specialize_for(&signature)?;
     let compile = start.elapsed();
 

@@ -271,7 +271,10 @@ fn specialized(args: &DumpArgs, graph: Graph, hooks: &mut DumpHooks<'_>) -> Resu
     if args.format == Format::Plan {
         // One compile: the passes (and their hooks) and the plan they lead to.
         let spec = model.compile_uncached(&types, hooks)?;
-        hooks.input_if_unoptimized(spec.passes(), spec.graph());
+        let optimized = spec
+            .graph()
+            .ok_or_else(|| anyhow::anyhow!("the specialization kept no graph"))?;
+        hooks.input_if_unoptimized(spec.passes(), optimized);
         let plan = spec
             .cpu_plan()
             .ok_or_else(|| anyhow::anyhow!("no cpu plan was compiled"))?;

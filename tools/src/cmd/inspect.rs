@@ -40,7 +40,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
     // once. When the CPU compile fails, the optimized graph is still reported, with the error.
     let report = match model.compile_uncached(&types, &mut NoHooks) {
         Ok(spec) => {
-            let mut r = Report::of(&g, spec.graph(), spec.passes().to_vec());
+            let optimized = spec
+                .graph()
+                .ok_or_else(|| anyhow::anyhow!("the specialization kept no graph"))?;
+            let mut r = Report::of(&g, optimized, spec.passes().to_vec());
             r.plan = Some(PlanReport::of(&spec, signature));
             r
         }

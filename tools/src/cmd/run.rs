@@ -1,7 +1,7 @@
 //! `lathe run`: run a model on `.npy` inputs; print each output's summary or save it as `.npy`.
 
 use super::opt::OptArgs;
-use crate::inputs::read_inputs;
+use crate::inputs::{read_inputs, signature_of};
 use anyhow::{Context, Result};
 use clap::Args;
 use lathe_ir::Tensor;
@@ -40,7 +40,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         threads: args.threads.map(|n| n as usize),
         ..ModelOptions::default()
     })?;
-    let model = Model::with_options(graph, options)?;
+    // One call: the model is compiled for its inputs' signature only and keeps no copy of the
+    // graph as loaded, so each weight is held once (packed, in its kernel).
+    let signature = signature_of(&graph, &inputs);
+    let model = Model::for_signature(graph, options, &signature)?;
     let named: Vec<(&str, Tensor)> = inputs
         .iter()
         .map(|(n, t)| (n.as_str(), t.clone()))

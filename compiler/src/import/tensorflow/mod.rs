@@ -9,61 +9,68 @@
 
 mod attrs;
 mod ops;
+mod stream;
 pub mod tensor;
 
 pub use ops::{supported_ops, table, TfOp};
+use stream::decode_graph_def;
 
 use super::ImportError;
-use lathe_ir::{Dim, Graph, IrError, TensorType, ValueId};
+use lathe_ir::{Dim, Graph, IrError, Tensor, TensorType, ValueId};
 use lathe_proto::tensorflow::{GraphDef, NodeDef};
-use lathe_proto::Message;
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 /// Reads a frozen GraphDef file and imports it.
 ///
-/// The file's bytes, the decoded message and the IR's tensors would each hold every weight:
-/// the bytes are dropped once decoded, and each constant's message is emptied once its tensor
-/// is made, so at most two copies of the weights live at once, and only while decoding.
+/// The file is read one node at a time (`stream.rs`) and each constant's tensor becomes an IR
+/// tensor as soon as its node is read, so the weights are held about once: the IR's tensors,
+/// plus one constant's bytes and message while it is converted.
 pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
-    let bytes = std::fs::read(path).map_err(|e| ImportError::file(path, e.to_string()))?;
-    let gd = decode(&bytes, path)?;
-    drop(bytes);
-    import_owned(gd, path)
+    let io = |e: std::io::Error| ImportError::file(path, e.to_string());
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    import_stream(BufReader::new(file), len, path)
 }
 
 /// Imports a serialized GraphDef; `path` names it in errors.
 pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph, ImportError> {
-    import_owned(decode(bytes, path)?, path)
+    import_stream(bytes, bytes.len() as u64, path)
 }
 
-fn decode(bytes: &[u8], path: &Path) -> Result<GraphDef, ImportError> {
-    GraphDef::decode(bytes)
-        .map_err(|e| ImportError::file(path, format!("not a valid TensorFlow GraphDef ({e})")))
+/// Imports the `len`-byte serialized GraphDef `reader` yields, converting each constant's
+/// tensor as its node is read and dropping the protobuf copy. A constant that does not convert
+/// is reported when its node is imported, as [`import_graph_def`] reports it.
+fn import_stream(reader: impl Read, len: u64, path: &Path) -> Result<Graph, ImportError> {
+    let mut consts = HashMap::new();
+    let gd = decode_graph_def(reader, len, path, |node| {
+        if node.op == "Const" {
+            consts.insert(node.name.clone(), ops::const_value(node));
+            node.attr.remove("value");
+        }
+    })?;
+    import(&gd, consts, path)
 }
 
 /// Imports a decoded GraphDef; `path` names it in errors.
 pub fn import_graph_def(gd: &GraphDef, path: &Path) -> Result<Graph, ImportError> {
-    let (mut imp, order) = Importer::start(gd, path)?;
+    import(gd, HashMap::new(), path)
+}
+
+/// Imports `gd`, whose constants named in `consts` were converted already (and may have had
+/// their tensors taken out of `gd`).
+fn import(
+    gd: &GraphDef,
+    consts: HashMap<String, Result<Tensor, String>>,
+    path: &Path,
+) -> Result<Graph, ImportError> {
+    let (mut imp, order) = Importer::start(gd, consts, path)?;
     for &i in &order {
         imp.import_node(&gd.node[i])?;
     }
     imp.add_outputs(gd, &order)?;
-    Ok(imp.graph)
-}
-
-/// [`import_graph_def`] on a GraphDef it may consume: each constant's attributes (its tensor)
-/// are dropped as soon as the node is imported, so the message and the IR do not both hold
-/// every weight.
-fn import_owned(mut gd: GraphDef, path: &Path) -> Result<Graph, ImportError> {
-    let (mut imp, order) = Importer::start(&gd, path)?;
-    for &i in &order {
-        imp.import_node(&gd.node[i])?;
-        if gd.node[i].op == "Const" {
-            gd.node[i].attr = Default::default();
-        }
-    }
-    imp.add_outputs(&gd, &order)?;
     Ok(imp.graph)
 }
 
@@ -161,11 +168,19 @@ struct Importer<'a> {
     /// Per TensorFlow node, its outputs' IR values; `None` marks an output the IR does not
     /// model (e.g. FusedBatchNormV3's training statistics).
     values: HashMap<String, Vec<Option<ValueId>>>,
+    /// Constants converted while the file was read, by node name; the Const row takes each
+    /// (moves it into the graph) when it imports that node.
+    consts: HashMap<String, Result<Tensor, String>>,
 }
 
 impl<'a> Importer<'a> {
-    /// An importer for `gd`, and the order to import its nodes in.
-    fn start(gd: &GraphDef, path: &'a Path) -> Result<(Importer<'a>, Vec<usize>), ImportError> {
+    /// An importer for `gd`, given the constants already converted, and the order to import
+    /// its nodes in.
+    fn start(
+        gd: &GraphDef,
+        consts: HashMap<String, Result<Tensor, String>>,
+        path: &'a Path,
+    ) -> Result<(Importer<'a>, Vec<usize>), ImportError> {
         if gd.node.is_empty() {
             return Err(ImportError::file(path, "the GraphDef has no nodes"));
         }
@@ -178,6 +193,7 @@ impl<'a> Importer<'a> {
             file: path,
             graph: Graph::new(name),
             values: HashMap::new(),
+            consts,
         };
         Ok((imp, order))
     }
@@ -212,6 +228,12 @@ impl<'a> Importer<'a> {
         })?;
         self.values.insert(node.name.clone(), outs);
         Ok(())
+    }
+
+    /// The constant `node` converted while its file was read (its tensor, or why it has none),
+    /// taken out of the importer; `None` if it was not converted then.
+    fn take_const(&mut self, node: &str) -> Option<Result<Tensor, String>> {
+        self.consts.remove(node)
     }
 
     /// Adds a Placeholder as a graph input.

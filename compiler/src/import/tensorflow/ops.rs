@@ -318,10 +318,18 @@ pub(super) fn convert(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) 
     Ok(vec![Some(v)])
 }
 
+/// The tensor a `Const` node holds (its `value` attribute).
+pub(super) fn const_value(node: &NodeDef) -> Result<Tensor, String> {
+    tensor::tensor(Attrs(node).tensor("value")?)
+}
+
+/// A constant, converted while its file was read if it was (see [`Importer::take_const`]).
 fn import_const(imp: &mut Importer, node: &NodeDef, _: Vec<ValueId>) -> Outputs {
-    let a = Attrs(node);
-    let value = a.tensor("value").map_err(IrError::Graph)?;
-    let t = tensor::tensor(value).map_err(IrError::Graph)?;
+    let t = match imp.take_const(&node.name) {
+        Some(converted) => converted,
+        None => const_value(node),
+    }
+    .map_err(IrError::Graph)?;
     Ok(vec![Some(imp.graph.add_const(t, node.name.clone()))])
 }
 

@@ -337,12 +337,19 @@ fn add_const(
     g.add_const(Tensor::from_f64(dtype, shape, vals), name)
 }
 
-/// Gives producer `p` the weight scaled by `s`.
-fn scale_producer(g: &mut Graph, p: &Producer, s: &[f64]) {
+/// Gives producer `p` the weight scaled by `s`. The constant it replaces is removed at once
+/// when nothing else uses it, so a model's weights are not all held twice until `prune` runs.
+fn scale_producer(g: &mut Graph, p: &Producer, s: &[f64]) -> lathe_ir::Result<()> {
     let w = scale_weight(&p.weight, p.kind, s);
     let name = derived_name(g, p.node, "folded_weight");
     let wv = g.add_const(w, name);
+    let old = g.node(p.node).inputs[1];
     g.set_input(p.node, 1, wv);
+    let unused = g.users(old).is_empty() && !g.outputs().iter().any(|o| o.value == old);
+    if unused && matches!(g.node(old.node).op, Op::Const(_)) {
+        g.remove_node(old.node)?;
+    }
+    Ok(())
 }
 
 /// Applies the first rule that matches node `id`.
@@ -428,7 +435,7 @@ fn fold_scale(g: &mut Graph, id: NodeId, consts: &mut Consts) -> lathe_ir::Resul
             let Some(s) = per_channel(&cv, &out_ty, p.axis, p.channels) else {
                 continue;
             };
-            scale_producer(g, &p, &s);
+            scale_producer(g, &p, &s)?;
             g.replace_all_uses(out, x);
             g.remove_node(id)?;
             return Ok(true);
@@ -447,7 +454,7 @@ fn fold_scale(g: &mut Graph, id: NodeId, consts: &mut Consts) -> lathe_ir::Resul
         let nb: Vec<f64> = b.to_f64_vec().iter().zip(&s).map(|(b, s)| b * s).collect();
         let name = derived_name(g, x.node, "folded_bias");
         let nbv = add_const(g, b.dtype(), &[p.channels], &nb, name);
-        scale_producer(g, &p, &s);
+        scale_producer(g, &p, &s)?;
         g.set_input(x.node, 1, nbv);
         g.replace_all_uses(out, x);
         g.remove_node(id)?;

@@ -486,7 +486,8 @@ impl Frame {
             let per = threads.div_ceil(batches);
             g.m.div_ceil(per).max(4)
         };
-        let chunks = g.m.div_ceil(row_chunk).max(1);
+        // (An empty product, m = 0, still runs one task per batch, which writes nothing.)
+        let chunks = g.m.div_ceil(row_chunk.max(1)).max(1);
         let tasks = batches * chunks;
         let err = std::sync::Mutex::new(None);
         let tiled = epilogue

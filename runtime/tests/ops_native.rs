@@ -1,28 +1,15 @@
 //! Every IR op runs natively on the CPU for every dtype it accepts, asked of the backend's one
 //! capability query (what fusion, lowering and `lathe ops` ask too).
 //!
-//! The ops not there yet are listed below, by name and dtype, with the work still to do.
-//! The list can only shrink: a new op or dtype without a native path fails this test, and so
-//! does a listed gap that has been closed (remove it from the list).
+//! Ops not there yet are listed below, by name and dtype (none now). The list can only shrink:
+//! a new op or dtype without a native path fails this test, and so does a listed gap that has
+//! been closed (remove it from the list).
 
 use lathe_ir::ops::{registry, AttrKind};
 use lathe_runtime::cpu::capability::native_dtypes;
 
 /// `(op, dtypes)` the CPU backend does not run natively yet.
-/// Dense kernels (GEMM, convolution, pooling) are f32 only, and arg_max has no kernel yet.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    ("matmul", "f64 f16 bf16 i8 i16 i32 i64 u8 u16 u32 u64"),
-    ("batch_matmul", "f64 f16 bf16 i8 i16 i32 i64 u8 u16 u32 u64"),
-    ("einsum", "f64 f16 bf16 i8 i16 i32 i64 u8 u16 u32 u64"),
-    ("conv2d", "f64 f16 bf16 i8 i16 i32 i64 u8 u16 u32 u64"),
-    (
-        "depthwise_conv2d",
-        "f64 f16 bf16 i8 i16 i32 i64 u8 u16 u32 u64",
-    ),
-    ("max_pool", "f64 f16 bf16 i8 i16 i32 i64 u8 u16 u32"),
-    ("avg_pool", "f64 f16 bf16"),
-    ("arg_max", "f32 f64 f16 bf16 i8 i16 i32 i64 u8 u16 u32 u64"),
-];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 #[test]
 fn every_op_is_native_for_every_dtype_it_accepts() {

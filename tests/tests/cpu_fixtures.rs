@@ -75,10 +75,10 @@ fn every_fixture_matches_the_interpreter_on_cpu() {
 
 #[test]
 fn fixtures_compile_without_the_interpreter() {
-    // Every fixture plans with no interpreter step, but for these, whose lone reductions over
-    // axes that are not one run (`[1, 3]`, `[0, 2, 3]`) have no kernel yet. The list can only
-    // shrink: a listed fixture that plans with no interpreter step fails, so remove it.
-    const STILL_INTERPRETED: &[&str] = &["reduce"];
+    // Every fixture plans with no interpreter step, but for those listed here (none now). The
+    // list can only shrink: a listed fixture that plans with no interpreter step fails, so
+    // remove it.
+    const STILL_INTERPRETED: &[&str] = &[];
     let all = Fixture::all();
     for name in [
         "mlp_tiny",

@@ -57,10 +57,10 @@ fn json_has_a_row_for_every_ir_op() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(conv_attrs.contains("padding: padding"), "{conv_attrs:?}");
-    // The cpu column is the CPU backend's capability query: data movement on every dtype,
-    // GEMM on f32 only, graph inputs as views, fused bodies judged per node.
+    // The cpu column is the CPU backend's capability query: data movement and GEMM on every
+    // dtype, graph inputs as views, fused bodies judged per node.
     assert_eq!(row("concat")["cpu"], "all");
-    assert_eq!(row("matmul")["cpu"], "f32");
+    assert_eq!(row("matmul")["cpu"], "all");
     assert_eq!(row("input")["cpu"], "view");
     assert_eq!(row("fused.elementwise")["cpu"], "per node");
 }

@@ -321,12 +321,15 @@ fn infer_bias_add(inputs: &[TensorType], format: DataFormat) -> OpResult<TensorT
 
 /// A parsed einsum equation: one letter per axis of each operand, and of the output.
 #[derive(Clone, Debug, PartialEq)]
-struct Equation {
-    inputs: Vec<Vec<char>>,
-    output: Vec<char>,
+pub struct Equation {
+    /// Each operand's subscripts, one letter per axis.
+    pub inputs: Vec<Vec<char>>,
+    /// The output's subscripts (NumPy's implicit output when the equation has no `->`).
+    pub output: Vec<char>,
 }
 
-fn parse_equation(equation: &str) -> OpResult<Equation> {
+/// Parses an einsum equation: letters only, no ellipsis, no index repeated within a term.
+pub fn parse_equation(equation: &str) -> OpResult<Equation> {
     let bad = |why: String| format!("unsupported einsum equation {equation:?}: {why}");
     let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
     if eq.contains('.') {

@@ -20,13 +20,15 @@ fn data(inputs: &[DType]) -> Result<DType, String> {
         .ok_or_else(|| "the op has no input".to_string())
 }
 
-fn f32_data(op: &Op, inputs: &[DType], kernel: &'static str) -> Result<Native, String> {
+/// `kernel` when the data operand is numeric: the dense kernels take every dtype but bool
+/// (f32 through the tuned kernels, the others through the generic ones).
+fn numeric_data(op: &Op, inputs: &[DType], kernel: &'static str) -> Result<Native, String> {
     match data(inputs)? {
-        DType::F32 => Ok(Native::Kernel(kernel)),
-        d => Err(format!(
-            "the CPU {kernel} kernel is f32 only, {} has a {d} input",
+        DType::Bool => Err(format!(
+            "the CPU {kernel} kernels compute on numbers, {} has a bool input",
             op.mnemonic()
         )),
+        _ => Ok(Native::Kernel(kernel)),
     }
 }
 
@@ -71,11 +73,12 @@ impl Capabilities for CpuCapabilities {
                 _ => Ok(Native::Kernel("generate")),
             },
             Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
-                f32_data(op, inputs, "gemm")
+                numeric_data(op, inputs, "gemm")
             }
             Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
-                f32_data(op, inputs, "window")
+                numeric_data(op, inputs, "window")
             }
+            Op::ArgMax { .. } => numeric_data(op, inputs, "arg_max"),
             // A fused body is native when each of its members is: its anchor by its kernel,
             // the rest by generated code.
             Op::Fused { body, .. } => {

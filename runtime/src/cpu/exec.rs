@@ -12,6 +12,7 @@ use super::plan::*;
 use super::threads::ThreadPool;
 use crate::kernels::gemm::{sgemm, MatMut, MatRef};
 use crate::kernels::gemv::gemv;
+use crate::kernels::generic_gemm::{self, GemmDims};
 use crate::kernels::packed::{gemm_packed, PackedB};
 use lathe_ir::{DType, Tensor};
 use std::cell::RefCell;
@@ -259,6 +260,91 @@ impl Frame {
                 self.window(plan, kernel, *x, *out, epilogue.as_ref(), pool);
                 Ok(())
             }
+            Kernel::GenericGemm {
+                gemm,
+                dtype,
+                a,
+                b,
+                c,
+                epilogue,
+            } => {
+                self.generic_gemm(plan, gemm, *dtype, [*a, *b, *c], pool);
+                self.after(plan, epilogue.as_ref(), pool)
+            }
+            Kernel::Einsum {
+                kernel,
+                inputs,
+                out,
+                epilogue,
+            } => {
+                let ins: Vec<SendBytes> = inputs
+                    .iter()
+                    .map(|&b| SendBytes(self.bytes_ptr(plan, b)))
+                    .collect();
+                let dst = SendBytes(self.bytes_ptr(plan, *out));
+                let n = kernel.out_len();
+                split(pool, n, kernel.work() / MIN_TASK_FLOPS, &|mine| {
+                    let ptrs: Vec<*const u8> = ins.iter().map(|p| p.get() as *const u8).collect();
+                    // SAFETY: the buffers have the kernel's dtype and shapes (built from their
+                    // types); operands are only read, and each task writes its own elements.
+                    unsafe { kernel.run(&ptrs, dst.get(), mine) };
+                });
+                self.after(plan, epilogue.as_ref(), pool)
+            }
+            Kernel::GenericWindow {
+                kernel,
+                x,
+                filter,
+                out,
+                epilogue,
+            } => {
+                let (xs, fs, os) = (
+                    SendBytes(self.bytes_ptr(plan, *x)),
+                    SendBytes(filter.map_or(std::ptr::null_mut(), |f| self.bytes_ptr(plan, f))),
+                    SendBytes(self.bytes_ptr(plan, *out)),
+                );
+                let rows = kernel.rows();
+                let tasks = rows * kernel.flops_per_row() / MIN_TASK_FLOPS;
+                split(pool, rows, tasks, &|mine| {
+                    // SAFETY: the buffers have the kernel's dtype and shapes (built from their
+                    // types); input and filter are only read, and each task writes its own
+                    // output pixels.
+                    unsafe { kernel.run_rows(xs.get(), fs.get(), os.get(), mine) };
+                });
+                self.after(plan, epilogue.as_ref(), pool)
+            }
+            Kernel::ReduceAxes { kernel, x, out } => {
+                if let Some(e) = kernel.fault() {
+                    return Err(e.to_string());
+                }
+                let (src, dst) = (
+                    SendBytes(self.bytes_ptr(plan, *x)),
+                    SendBytes(self.bytes_ptr(plan, *out)),
+                );
+                let tasks = kernel.input_len() / MIN_TASK_ELEMS;
+                split(pool, kernel.parts(), tasks, &|mine| {
+                    // SAFETY: the buffers have the kernel's dtype and shapes (built from their
+                    // types); `x` is only read, and each task writes the output of its parts.
+                    unsafe { kernel.run_parts(src.get(), dst.get(), mine) };
+                });
+                Ok(())
+            }
+            Kernel::ArgMax { kernel, x, out } => {
+                if let Some(e) = kernel.fault() {
+                    return Err(e.to_string());
+                }
+                let (src, dst) = (
+                    SendBytes(self.bytes_ptr(plan, *x)),
+                    SendBytes(self.bytes_ptr(plan, *out)),
+                );
+                let tasks = kernel.outer * kernel.n * kernel.inner / MIN_TASK_ELEMS;
+                split(pool, kernel.outer, tasks, &|mine| {
+                    // SAFETY: as for a reduction: typed buffers of the kernel's shapes, the
+                    // input only read, each task writing the rows of its outer indices.
+                    unsafe { kernel.run_outer(src.get(), dst.get(), mine) };
+                });
+                Ok(())
+            }
             Kernel::Rows {
                 kernel,
                 inputs,
@@ -477,16 +563,7 @@ impl Frame {
             }
             return Ok(());
         }
-        // Tasks: (batch, row chunk) pairs, as many as the work is worth.
-        let flops = 2 * g.m * g.n * g.k * batches;
-        let threads = (flops / MIN_TASK_FLOPS).clamp(1, threads);
-        let row_chunk = if batches >= threads {
-            g.m
-        } else {
-            let per = threads.div_ceil(batches);
-            g.m.div_ceil(per).max(4)
-        };
-        let chunks = g.m.div_ceil(row_chunk).max(1);
+        let (row_chunk, chunks) = gemm_tasks(g, threads);
         let tasks = batches * chunks;
         let err = std::sync::Mutex::new(None);
         let tiled = epilogue
@@ -591,6 +668,60 @@ impl Frame {
         }
     }
 
+    /// A batch of strided GEMMs of any dtype: tasks are (batch, row chunk) pairs, as in
+    /// [`Self::gemm`].
+    fn generic_gemm(
+        &self,
+        plan: &Plan,
+        g: &super::matmul::BatchedGemm,
+        dtype: DType,
+        [a, b, c]: [BufId; 3],
+        pool: &ThreadPool,
+    ) {
+        let size = dtype.size_bytes();
+        let (pa, pb, pc) = (
+            SendBytes(self.bytes_ptr(plan, a)),
+            SendBytes(self.bytes_ptr(plan, b)),
+            SendBytes(self.bytes_ptr(plan, c)),
+        );
+        let (row_chunk, chunks) = gemm_tasks(g, pool.threads());
+        pool.run(g.batch_count() * chunks, &|t| {
+            let (bi, ci) = (t / chunks, t % chunks);
+            let rows = (ci * row_chunk).min(g.m)..((ci + 1) * row_chunk).min(g.m);
+            let [oa, ob, oc] = g.offsets(bi);
+            let d = GemmDims {
+                m: rows.len(),
+                n: g.n,
+                k: g.k,
+                a: g.a,
+                b: g.b,
+                c: g.c,
+            };
+            let at = |p: &SendBytes, elems: usize| p.get().wrapping_add(elems * size);
+            // SAFETY: the geometry was built from the operands' shapes, so every element it
+            // addresses lies in its buffer; A and B are only read, and each task writes the
+            // elements of C of its own (batch, rows), which no other task addresses.
+            unsafe {
+                generic_gemm::gemm(
+                    dtype,
+                    &d,
+                    at(&pa, oa + rows.start * g.a.0),
+                    at(&pb, ob),
+                    at(&pc, oc + rows.start * g.c.0),
+                )
+            };
+        });
+    }
+
+    /// An epilogue run once its anchor has finished, its faults (an integer division by
+    /// zero) the step's error.
+    fn after(&self, plan: &Plan, e: Option<&Epilogue>, pool: &ThreadPool) -> Result<(), String> {
+        let Some(e) = e else { return Ok(()) };
+        let bound = self.bind_epilogue(plan, e);
+        bound.run_split(pool);
+        bound.fault().map_err(|f| f.to_string())
+    }
+
     /// A generated kernel with this call's pointers to its buffers, computed once per step.
     fn bind_rows<'k>(
         &self,
@@ -613,6 +744,21 @@ impl Frame {
     fn bind_epilogue<'k>(&self, plan: &Plan, e: &'k Epilogue) -> BoundRows<'k> {
         self.bind_rows(plan, &e.kernel, &e.inputs, &e.outputs)
     }
+}
+
+/// How a batch of GEMMs splits into tasks, each a (batch, chunk of rows) pair, as many as the
+/// work is worth on `threads` threads: the rows per chunk and the chunks per GEMM. (An empty
+/// product, m = 0, still has one chunk, which writes nothing.)
+fn gemm_tasks(g: &super::matmul::BatchedGemm, threads: usize) -> (usize, usize) {
+    let batches = g.batch_count();
+    let flops = 2 * g.m * g.n * g.k * batches;
+    let threads = (flops / MIN_TASK_FLOPS).clamp(1, threads);
+    let row_chunk = if batches >= threads {
+        g.m
+    } else {
+        g.m.div_ceil(threads.div_ceil(batches)).max(4)
+    };
+    (row_chunk, g.m.div_ceil(row_chunk.max(1)).max(1))
 }
 
 /// Whether a wave's steps are worth running side by side: none of them has most of the work
@@ -689,6 +835,14 @@ fn copy_tasks(bytes: usize, rows: usize, pool: &ThreadPool) -> usize {
     (bytes / MIN_TASK_BYTES)
         .clamp(1, pool.threads())
         .min(rows.max(1))
+}
+
+/// Runs `f` on `n` items split into ranges, one per task: `tasks` of them (as many as the work
+/// is worth), at least one and at most one per thread or item.
+fn split(pool: &ThreadPool, n: usize, tasks: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
+    let tasks = tasks.clamp(1, pool.threads().min(n).max(1));
+    let chunk = n.div_ceil(tasks);
+    pool.run(tasks, &|t| f((t * chunk).min(n)..((t + 1) * chunk).min(n)));
 }
 
 /// A byte pointer handed to the tasks of one step.

@@ -4,13 +4,17 @@
 //!
 //! | node | kernel |
 //! |---|---|
-//! | `fused.epilogue` around matmul / batch_matmul / einsum | strided batched GEMM, tail generated |
-//! | `fused.epilogue` around conv2d / depthwise_conv2d | window kernel, tail generated |
+//! | matmul / batch_matmul / einsum, alone or anchoring a `fused.epilogue` | strided batched GEMM, tail generated |
+//! | conv2d / depthwise_conv2d, alone or anchoring one; max_pool, avg_pool | window kernel, tail generated |
 //! | `fused.elementwise`, `fused.reduction` | one generated function (Cranelift) |
 //! | lone elementwise ops, softmax, last-axis reductions | one generated function |
-//! | max_pool, avg_pool | window kernel |
+//! | other reductions | f32 middle-axes kernel, or the strided kernel for any axes and dtype |
+//! | arg_max | arg-max kernel |
 //! | reshape, squeeze, expand_dims, identity | nothing: a new view of the same storage |
 //! | anything else (or a kernel that declines) | the reference interpreter on that op |
+//!
+//! GEMMs and windows have tuned kernels for f32 (NHWC, a constant filter); every other dtype
+//! and form runs the dtype-generic ones, and an einsum that is no batch of GEMMs runs loops.
 //!
 //! The interpreter fallback keeps every graph runnable and correct; `PlanStats::interp_steps`
 //! says how much of a model it covers, and each fallback logs why at debug level.
@@ -20,16 +24,22 @@
 //! step (in place), and the rest get arena offsets from the memory plan.
 
 use super::capability::CpuCapabilities;
+use super::codegen::support;
 use super::codegen::RowKernel;
 use super::matmul::BatchedGemm;
 use super::memory::{self, Lifetime};
 use super::movement;
 use super::plan::*;
+use crate::kernels::argmax::ArgMax;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
+use crate::kernels::einsum::EinsumLoops;
+use crate::kernels::generic_window::GenericWindow;
 use crate::kernels::packed::PackedB;
 use crate::kernels::pool::{Pool2d, PoolKind};
 use crate::kernels::reduce::MiddleReduce;
+use crate::kernels::reduce_axes::ReduceAxes;
+use lathe_ir::ops::DataFormat;
 use lathe_ir::ops::{FusedKind, Op};
 use lathe_ir::{Capabilities, DType, Graph, Native, NodeId, Tensor, TensorType, ValueId};
 use std::collections::{HashMap, HashSet};
@@ -76,10 +86,6 @@ fn dims_of(ty: &TensorType, what: &str) -> Result<Vec<usize>, String> {
     ty.shape
         .as_known()
         .ok_or_else(|| format!("{what} has shape {} (not specialized)", ty.shape))
-}
-
-fn f32_only(tys: &[&TensorType]) -> bool {
-    tys.iter().all(|t| t.dtype == DType::F32)
 }
 
 impl Builder {
@@ -211,26 +217,47 @@ impl Builder {
                 }
             }
         };
+        // An anchor's step reads its operands and what its tail reads besides the anchor's
+        // result (a tuned kernel's constant filter is not read: the kernel holds it).
+        let with_tail = |mut r: Vec<BufId>, e: &Option<Epilogue>| {
+            r.extend(e.iter().flat_map(|e| e.inputs.iter().skip(1)));
+            r
+        };
         let reads = match &kernel {
-            Kernel::Gemm { a, b, epilogue, .. } => {
-                let mut r = vec![*a, *b];
-                r.extend(epilogue.iter().flat_map(|e| e.inputs.iter().skip(1)));
-                r
+            Kernel::Gemm { a, b, epilogue, .. } | Kernel::GenericGemm { a, b, epilogue, .. } => {
+                with_tail(vec![*a, *b], epilogue)
             }
-            Kernel::Window { x, epilogue, .. } => {
-                let mut r = vec![*x];
-                r.extend(epilogue.iter().flat_map(|e| e.inputs.iter().skip(1)));
-                r
-            }
+            Kernel::Einsum {
+                inputs, epilogue, ..
+            } => with_tail(inputs.clone(), epilogue),
+            Kernel::Window { x, epilogue, .. } => with_tail(vec![*x], epilogue),
+            Kernel::GenericWindow {
+                x,
+                filter,
+                epilogue,
+                ..
+            } => with_tail([*x].into_iter().chain(*filter).collect(), epilogue),
             _ => inputs.clone(),
         };
+        // An anchor whose result is none of the node's outputs writes a buffer of its own.
+        let mut writes = outputs;
+        if let Kernel::Gemm { c, .. }
+        | Kernel::GenericGemm { c, .. }
+        | Kernel::Einsum { out: c, .. }
+        | Kernel::Window { out: c, .. }
+        | Kernel::GenericWindow { out: c, .. } = &kernel
+        {
+            if !writes.contains(c) {
+                writes.push(*c);
+            }
+        }
         let work = kernel.work(&self.bufs);
         self.steps.push(Step {
             name,
             op: node.op.mnemonic(),
             kernel,
             reads,
-            writes: outputs,
+            writes,
             work,
         });
         Ok(())
@@ -275,40 +302,34 @@ impl Builder {
                     inputs: inputs.to_vec(),
                     outputs: outputs.to_vec(),
                 }),
-                Err(e) => match (middle_reduce(body), inputs.first(), outputs.first()) {
-                    (Some(kernel), Some(&x), Some(&out)) if inputs.len() == 1 => {
-                        Ok(Kernel::Reduce { kernel, x, out })
-                    }
+                Err(e) => match (lone_reduce(body), inputs, outputs) {
+                    (Some(reduce), &[x], &[out]) => Ok(reduce.kernel(x, out)),
                     _ => Err(e.to_string()),
                 },
             },
             Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
-                if inputs.len() != 2 || !f32_only(&in_tys) {
-                    return Err("needs two f32 operands".into());
-                }
-                let gemm = BatchedGemm::from_op(
-                    &node.op,
-                    &self.bufs[inputs[0]].dims,
-                    &self.bufs[inputs[1]].dims,
-                    &self.bufs[outputs[0]].dims,
-                )?;
-                let packed = self.pack(&gemm, inputs[1]);
-                Ok(Kernel::Gemm {
-                    gemm,
-                    a: inputs[0],
-                    b: inputs[1],
-                    packed,
-                    c: outputs[0],
-                    epilogue: None,
-                })
+                self.product(&node.op, inputs, outputs[0], None)
             }
             Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
-                let filter = node.inputs.get(1).and_then(|v| g.const_value(*v));
-                Ok(Kernel::Window {
-                    kernel: window(&node.op, in_tys[0], filter)?,
+                let filter = node.inputs.get(1).map(|v| g.value_type(*v));
+                let filter_value = node.inputs.get(1).and_then(|v| g.const_value(*v));
+                let kernel = window(&node.op, in_tys[0], filter, filter_value)?;
+                Ok(kernel.step(inputs[0], inputs.get(1).copied(), outputs[0], None))
+            }
+            Op::ArgMax { .. } => {
+                let dims = dims_of(in_tys[0], "input")?;
+                let axis = node
+                    .inputs
+                    .get(1)
+                    .and_then(|v| g.const_value(*v))
+                    .and_then(|t| t.to_i64_vec().ok())
+                    .and_then(|v| v.first().copied())
+                    .ok_or("the axis is not a constant")?;
+                let axis = lathe_ir::ops::common::normalize_axis(axis, dims.len())?;
+                Ok(Kernel::ArgMax {
+                    kernel: ArgMax::new(&node.op, in_tys[0], axis)?,
                     x: inputs[0],
                     out: outputs[0],
-                    epilogue: None,
                 })
             }
             op if matches!(op.family(), lathe_ir::ops::Family::Elementwise)
@@ -328,12 +349,8 @@ impl Builder {
                     Some(flat) => flat,
                     None => single_op_body(g, id)?,
                 };
-                if let (Some(kernel), [x]) = (middle_reduce(&body), used.as_slice()) {
-                    return Ok(Kernel::Reduce {
-                        kernel,
-                        x: inputs[*x],
-                        out: outputs[0],
-                    });
+                if let (Some(reduce), [x]) = (lone_reduce(&body), used.as_slice()) {
+                    return Ok(reduce.kernel(inputs[*x], outputs[0]));
                 }
                 Ok(Kernel::Rows {
                     kernel: RowKernel::compile(&body).map_err(|e| e.to_string())?,
@@ -403,10 +420,14 @@ impl Builder {
         };
         let anchor_ty = &anchor.outputs[0];
         // The anchor writes into the body output it is, else into the tail's first output
-        // (which the tail then overwrites in place).
+        // (which the tail then overwrites in place) when that has the anchor's dtype, else
+        // into a buffer of its own (a cast in the tail).
         let c = match split.anchor_output {
             Some(j) => outputs[j],
-            None => outputs[split.tail_outputs[0]],
+            None => match outputs[split.tail_outputs[0]] {
+                t if self.bufs[t].dtype == anchor_ty.dtype => t,
+                _ => self.fresh(anchor_ty, "anchor")?,
+            },
         };
         if dims_of(anchor_ty, "anchor")? != self.bufs[c].dims {
             return Err("the anchor's result and the fused output differ in shape".into());
@@ -426,65 +447,108 @@ impl Builder {
                 })
             }
         };
-        let cols = *self.bufs[c].dims.last().unwrap_or(&1);
-        let rows = self.bufs[c].len() / cols.max(1);
         match &anchor.op {
             Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
-                let tys: Vec<&TensorType> =
-                    anchor.inputs.iter().map(|v| body.value_type(*v)).collect();
-                if anchor.inputs.len() != 2 || !f32_only(&tys) {
-                    return Err("needs two f32 operands".into());
-                }
-                let a = self.operand_or_const(body, anchor.inputs[0], &operand)?;
-                let b = self.operand_or_const(body, anchor.inputs[1], &operand)?;
-                let gemm = BatchedGemm::from_op(
-                    &anchor.op,
-                    &self.bufs[a].dims,
-                    &self.bufs[b].dims,
-                    &dims_of(anchor_ty, "anchor")?,
-                )?;
-                let mut epilogue = epilogue;
-                if let Some(e) = epilogue.as_mut() {
-                    e.tiled = gemm.c_is_dense_rows()
-                        && e.kernel.rows() == rows
-                        && e.kernel.row_len() == cols;
-                }
-                let packed = self.pack(&gemm, b);
-                Ok(Kernel::Gemm {
-                    gemm,
-                    a,
-                    b,
-                    packed,
-                    c,
-                    epilogue,
-                })
+                let operands = anchor
+                    .inputs
+                    .iter()
+                    .map(|&v| self.operand_or_const(body, v, &operand))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.product(&anchor.op, &operands, c, epilogue)
             }
             Op::Conv2D(_) | Op::DepthwiseConv2D(_) => {
-                let filter = anchor
-                    .inputs
-                    .get(1)
-                    .and_then(|v| body.const_value(*v))
-                    .ok_or("the filter is not a constant")?;
-                let x_ty = body.value_type(anchor.inputs[0]);
-                let kernel = window(&anchor.op, x_ty, Some(filter))?;
-                let x = operand(anchor.inputs[0])?;
-                let mut epilogue = epilogue;
-                if let Some(e) = epilogue.as_mut() {
-                    e.tiled =
-                        e.kernel.rows() == kernel.rows() && e.kernel.row_len() == kernel.cols();
-                }
-                Ok(Kernel::Window {
-                    kernel,
-                    x,
-                    out: c,
-                    epilogue,
-                })
+                let &[x, f] = anchor.inputs.as_slice() else {
+                    return Err("a convolution needs an input and a filter".into());
+                };
+                let kernel = window(
+                    &anchor.op,
+                    body.value_type(x),
+                    Some(body.value_type(f)),
+                    body.const_value(f),
+                )?;
+                let x = operand(x)?;
+                // The tuned kernels hold the filter; the generic one reads it.
+                let filter = match kernel {
+                    WindowKernel::Tuned(_) => None,
+                    WindowKernel::Generic(_) => Some(self.operand_or_const(body, f, &operand)?),
+                };
+                Ok(kernel.step(x, filter, c, epilogue))
             }
             other => Err(format!(
                 "no kernel for epilogue anchor {}",
                 other.mnemonic()
             )),
         }
+    }
+
+    /// A matrix product into `c` (`op` a matmul, batch_matmul or einsum): the tuned GEMM for
+    /// f32 (B packed when it is a constant), the generic one for the other dtypes, an einsum
+    /// that is no batch of GEMMs by its definition; then the epilogue, tile by tile when the
+    /// tuned GEMM's rows are the tail's rows.
+    fn product(
+        &mut self,
+        op: &Op,
+        operands: &[BufId],
+        c: BufId,
+        epilogue: Option<Epilogue>,
+    ) -> Result<Kernel, String> {
+        let gemm = match operands {
+            &[a, b] => BatchedGemm::from_op(
+                op,
+                &self.bufs[a].dims,
+                &self.bufs[b].dims,
+                &self.bufs[c].dims,
+            ),
+            _ => Err("a GEMM has two operands".into()),
+        };
+        let gemm = match (gemm, op) {
+            (Ok(gemm), _) => gemm,
+            (Err(_), Op::Einsum { equation }) => {
+                let types: Vec<TensorType> = operands
+                    .iter()
+                    .map(|&b| TensorType::known(self.bufs[b].dtype, &self.bufs[b].dims))
+                    .collect();
+                return Ok(Kernel::Einsum {
+                    kernel: EinsumLoops::new(equation, &types.iter().collect::<Vec<_>>())?,
+                    inputs: operands.to_vec(),
+                    out: c,
+                    epilogue,
+                });
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let (a, b) = (operands[0], operands[1]);
+        let dtype = self.bufs[a].dtype;
+        if self.bufs[b].dtype != dtype || self.bufs[c].dtype != dtype {
+            return Err("the operands and the result of a product differ in dtype".into());
+        }
+        if dtype != DType::F32 {
+            crate::kernels::numeric::check_numeric(op.mnemonic(), dtype)?;
+            return Ok(Kernel::GenericGemm {
+                gemm,
+                dtype,
+                a,
+                b,
+                c,
+                epilogue,
+            });
+        }
+        let cols = *self.bufs[c].dims.last().unwrap_or(&1);
+        let rows = self.bufs[c].len() / cols.max(1);
+        let mut epilogue = epilogue;
+        if let Some(e) = epilogue.as_mut() {
+            e.tiled =
+                gemm.c_is_dense_rows() && e.kernel.rows() == rows && e.kernel.row_len() == cols;
+        }
+        let packed = self.pack(&gemm, b);
+        Ok(Kernel::Gemm {
+            gemm,
+            a,
+            b,
+            packed,
+            c,
+            epilogue,
+        })
     }
 
     /// B packed for the GEMM kernel, when it is a constant f32 matrix shared by every GEMM of
@@ -774,16 +838,21 @@ impl Builder {
         }
         for step in &self.steps {
             match &step.kernel {
-                Kernel::Gemm { epilogue, .. } => {
+                Kernel::Gemm { epilogue, .. }
+                | Kernel::GenericGemm { epilogue, .. }
+                | Kernel::Einsum { epilogue, .. } => {
                     stats.gemm_steps += 1;
                     stats.epilogues += epilogue.is_some() as usize;
                 }
-                Kernel::Window { epilogue, .. } => {
+                Kernel::Window { epilogue, .. } | Kernel::GenericWindow { epilogue, .. } => {
                     stats.window_steps += 1;
                     stats.epilogues += epilogue.is_some() as usize;
                 }
                 Kernel::Rows { .. } => stats.generated_steps += 1,
-                Kernel::Reduce { .. } | Kernel::Pad { .. } => stats.window_steps += 1,
+                Kernel::Reduce { .. }
+                | Kernel::ReduceAxes { .. }
+                | Kernel::ArgMax { .. }
+                | Kernel::Pad { .. } => stats.window_steps += 1,
                 Kernel::Interp { .. } => stats.interp_steps += 1,
                 Kernel::Copy { .. }
                 | Kernel::Move { .. }
@@ -804,31 +873,103 @@ impl Builder {
     }
 }
 
-/// The window kernel for a conv/pool op on input type `x`.
-fn window(op: &Op, x: &TensorType, filter: Option<&lathe_ir::Tensor>) -> Result<Window, String> {
-    if x.dtype != DType::F32 {
-        return Err("non-f32 input".into());
-    }
-    match op {
-        Op::Conv2D(attrs) => {
-            let f = filter.ok_or("the filter is not a constant")?;
-            Ok(Window::Conv(Conv2d::new(attrs, x, f)?))
+/// A window op's kernel: a tuned f32 NHWC one, or the generic one.
+enum WindowKernel {
+    Tuned(Window),
+    Generic(GenericWindow),
+}
+
+impl WindowKernel {
+    /// The step running it on `x` (and `filter`, which only the generic kernel reads: the
+    /// tuned ones hold theirs) into `out`, then `epilogue`, tile by tile when the tuned
+    /// kernel's rows are the tail's rows.
+    fn step(
+        self,
+        x: BufId,
+        filter: Option<BufId>,
+        out: BufId,
+        epilogue: Option<Epilogue>,
+    ) -> Kernel {
+        match self {
+            WindowKernel::Tuned(kernel) => {
+                let mut epilogue = epilogue;
+                if let Some(e) = epilogue.as_mut() {
+                    e.tiled =
+                        e.kernel.rows() == kernel.rows() && e.kernel.row_len() == kernel.cols();
+                }
+                Kernel::Window {
+                    kernel,
+                    x,
+                    out,
+                    epilogue,
+                }
+            }
+            WindowKernel::Generic(kernel) => Kernel::GenericWindow {
+                kernel,
+                x,
+                filter,
+                out,
+                epilogue,
+            },
         }
-        Op::DepthwiseConv2D(attrs) => {
-            let f = filter.ok_or("the filter is not a constant")?;
-            Ok(Window::Depthwise(DepthwiseConv2d::new(attrs, x, f)?))
-        }
-        Op::MaxPool(attrs) => Ok(Window::Pool(Pool2d::new(PoolKind::Max, attrs, x)?)),
-        Op::AvgPool(attrs) => Ok(Window::Pool(Pool2d::new(PoolKind::Avg, attrs, x)?)),
-        other => Err(format!("{} is not a window op", other.mnemonic())),
     }
 }
 
-/// A body that is one f32 reduction of its one input over a run of middle axes.
-fn middle_reduce(body: &Graph) -> Option<MiddleReduce> {
+/// The kernel for a conv/pool op on an input of type `x` (and a filter of type `filter_ty`,
+/// whose value is `filter` when constant): the tuned one for f32 NHWC data (with a constant
+/// filter, which it packs), else the generic one.
+fn window(
+    op: &Op,
+    x: &TensorType,
+    filter_ty: Option<&TensorType>,
+    filter: Option<&Tensor>,
+) -> Result<WindowKernel, String> {
+    let format = match op {
+        Op::Conv2D(a) | Op::DepthwiseConv2D(a) => a.format,
+        Op::MaxPool(p) | Op::AvgPool(p) => p.format,
+        other => return Err(format!("{} is not a window op", other.mnemonic())),
+    };
+    if x.dtype == DType::F32 && format == DataFormat::Nhwc {
+        let constant = || filter.ok_or_else(|| "the filter is not a constant".to_string());
+        let tuned = match op {
+            Op::Conv2D(a) => constant().and_then(|f| Conv2d::new(a, x, f).map(Window::Conv)),
+            Op::DepthwiseConv2D(a) => {
+                constant().and_then(|f| DepthwiseConv2d::new(a, x, f).map(Window::Depthwise))
+            }
+            Op::MaxPool(a) => Pool2d::new(PoolKind::Max, a, x).map(Window::Pool),
+            Op::AvgPool(a) => Pool2d::new(PoolKind::Avg, a, x).map(Window::Pool),
+            _ => unreachable!("a window op"),
+        };
+        if let Ok(kernel) = tuned {
+            return Ok(WindowKernel::Tuned(kernel));
+        }
+    }
+    GenericWindow::new(op, x, filter_ty).map(WindowKernel::Generic)
+}
+
+/// The kernel of a reduction that generated code does not do.
+enum LoneReduce {
+    /// f32 over a run of middle axes.
+    Middle(MiddleReduce),
+    /// Any other axes or dtype.
+    Axes(ReduceAxes),
+}
+
+impl LoneReduce {
+    fn kernel(self, x: BufId, out: BufId) -> Kernel {
+        match self {
+            LoneReduce::Middle(kernel) => Kernel::Reduce { kernel, x, out },
+            LoneReduce::Axes(kernel) => Kernel::ReduceAxes { kernel, x, out },
+        }
+    }
+}
+
+/// For a body that is one reduction of its one input over axes generated code does not take
+/// (anything but the last axis, kept), the kernel that does it.
+fn lone_reduce(body: &Graph) -> Option<LoneReduce> {
     let [out] = body.outputs() else { return None };
     let node = body.node(out.value.node);
-    let Op::Reduce { kind, .. } = node.op else {
+    let Op::Reduce { kind, keep_dims } = node.op else {
         return None;
     };
     let x = *node.inputs.first()?;
@@ -837,9 +978,6 @@ fn middle_reduce(body: &Graph) -> Option<MiddleReduce> {
     }
     let ty = body.value_type(x);
     let dims = ty.shape.as_known()?;
-    if ty.dtype != DType::F32 {
-        return None;
-    }
     let mut axes: Vec<usize> = body
         .const_value(*node.inputs.get(1)?)?
         .to_i64_vec()
@@ -850,7 +988,17 @@ fn middle_reduce(body: &Graph) -> Option<MiddleReduce> {
         .collect::<Option<_>>()?;
     axes.sort_unstable();
     axes.dedup();
-    MiddleReduce::new(kind, &dims, &axes)
+    if support::row_reduction(&dims, &axes, keep_dims).is_ok() {
+        return None;
+    }
+    if ty.dtype == DType::F32 {
+        if let Some(m) = MiddleReduce::new(kind, &dims, &axes) {
+            return Some(LoneReduce::Middle(m));
+        }
+    }
+    ReduceAxes::new(&node.op, ty, &axes)
+        .ok()
+        .map(LoneReduce::Axes)
 }
 
 /// An epilogue body taken apart: the anchor node and the elementwise tail after it.

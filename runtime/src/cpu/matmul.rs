@@ -7,11 +7,12 @@
 //! For einsum, the subscripts fall into four groups: batch (in A, B and the output), m (A and
 //! output), n (B and output) and k (A and B, summed). Extra m or n letters become batch loops;
 //! several k letters must merge into one strided run (they do when contiguous in both
-//! operands), else the einsum is not lowered here.
+//! operands), else the einsum is not lowered here (it runs `kernels::einsum`'s loops).
 
+use lathe_ir::ops::linalg::parse_equation;
 use lathe_ir::ops::Op;
 
-/// A batch of GEMMs over strided views, in f32 elements.
+/// A batch of GEMMs over strided views, in elements (of any dtype).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchedGemm {
     pub m: usize,
@@ -170,16 +171,11 @@ struct Letter {
 }
 
 fn einsum(eq: &str, a: &[usize], b: &[usize], out: &[usize]) -> Result<BatchedGemm, String> {
-    let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
-    let (lhs, rhs) = eq
-        .split_once("->")
-        .ok_or("einsum without `->` is not lowered to GEMM")?;
-    let ops: Vec<&str> = lhs.split(',').collect();
-    if ops.len() != 2 {
+    let eq = parse_equation(eq)?;
+    let [la, lb] = eq.inputs.as_slice() else {
         return Err("only two-operand einsum is lowered to GEMM".into());
-    }
-    let (la, lb): (Vec<char>, Vec<char>) = (ops[0].chars().collect(), ops[1].chars().collect());
-    let lc: Vec<char> = rhs.chars().collect();
+    };
+    let lc = &eq.output;
     if la.len() != a.len() || lb.len() != b.len() || lc.len() != out.len() {
         return Err("einsum subscripts do not match the operand ranks".into());
     }

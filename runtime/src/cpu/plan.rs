@@ -3,10 +3,14 @@
 
 use super::codegen::RowKernel;
 use super::matmul::BatchedGemm;
+use crate::kernels::argmax::ArgMax;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
+use crate::kernels::einsum::EinsumLoops;
+use crate::kernels::generic_window::GenericWindow;
 use crate::kernels::packed::PackedB;
 use crate::kernels::pool::Pool2d;
+use crate::kernels::reduce_axes::ReduceAxes;
 use lathe_ir::ops::Op;
 use lathe_ir::{DType, Tensor};
 use std::ops::Range;
@@ -162,6 +166,35 @@ pub enum Kernel {
         out: BufId,
         epilogue: Option<Epilogue>,
     },
+    /// A batch of strided GEMMs of a dtype other than f32 (which runs [`Kernel::Gemm`]),
+    /// computed in the interpreter's compute type, then the epilogue (once the whole product
+    /// is done).
+    GenericGemm {
+        gemm: BatchedGemm,
+        dtype: DType,
+        a: BufId,
+        b: BufId,
+        c: BufId,
+        epilogue: Option<Epilogue>,
+    },
+    /// An einsum that is no batch of GEMMs, by its definition, then the epilogue (once the
+    /// whole op is done).
+    Einsum {
+        kernel: EinsumLoops,
+        inputs: Vec<BufId>,
+        out: BufId,
+        epilogue: Option<Epilogue>,
+    },
+    /// A window op the tuned f32 kernels of [`Kernel::Window`] do not take (another dtype,
+    /// NCHW, a filter computed at run time), then the epilogue (once the whole op is done).
+    GenericWindow {
+        kernel: GenericWindow,
+        x: BufId,
+        /// The filter of a convolution.
+        filter: Option<BufId>,
+        out: BufId,
+        epilogue: Option<Epilogue>,
+    },
     /// Constant padding.
     Pad {
         kernel: crate::kernels::pad::ConstPad,
@@ -171,6 +204,18 @@ pub enum Kernel {
     /// A reduction over middle axes (global average pooling).
     Reduce {
         kernel: crate::kernels::reduce::MiddleReduce,
+        x: BufId,
+        out: BufId,
+    },
+    /// A reduction over any set of axes, of any numeric dtype.
+    ReduceAxes {
+        kernel: ReduceAxes,
+        x: BufId,
+        out: BufId,
+    },
+    /// The index of the largest element along one axis.
+    ArgMax {
+        kernel: ArgMax,
         x: BufId,
         out: BufId,
     },
@@ -220,10 +265,17 @@ impl Kernel {
     /// Estimated floating-point operations (or elements moved) of one run.
     pub fn work(&self, bufs: &[Buf]) -> usize {
         match self {
-            Kernel::Gemm { gemm, .. } => 2 * gemm.m * gemm.n * gemm.k * gemm.batch_count(),
+            Kernel::Gemm { gemm, .. } | Kernel::GenericGemm { gemm, .. } => {
+                2 * gemm.m * gemm.n * gemm.k * gemm.batch_count()
+            }
             Kernel::Window { kernel, .. } => kernel.rows() * kernel.flops_per_row(),
+            Kernel::GenericWindow { kernel, .. } => kernel.rows() * kernel.flops_per_row(),
+            Kernel::Einsum { kernel, .. } => 2 * kernel.work(),
             Kernel::Rows { kernel, .. } => 4 * kernel.rows() * kernel.row_len(),
-            Kernel::Pad { out, .. } | Kernel::Reduce { x: out, .. } => bufs[*out].len(),
+            Kernel::Pad { out, .. }
+            | Kernel::Reduce { x: out, .. }
+            | Kernel::ReduceAxes { x: out, .. }
+            | Kernel::ArgMax { x: out, .. } => bufs[*out].len(),
             Kernel::Copy { to, .. }
             | Kernel::Indexed { out: to, .. }
             | Kernel::Gather { out: to, .. }
@@ -239,20 +291,24 @@ impl Kernel {
 
     /// A short name of the kind of kernel, for profiles.
     pub fn kind(&self) -> &'static str {
+        let fused = match self {
+            Kernel::Gemm { epilogue, .. }
+            | Kernel::GenericGemm { epilogue, .. }
+            | Kernel::Einsum { epilogue, .. }
+            | Kernel::Window { epilogue, .. }
+            | Kernel::GenericWindow { epilogue, .. } => epilogue.is_some(),
+            _ => false,
+        };
         match self {
-            Kernel::Gemm { epilogue, .. } | Kernel::Window { epilogue, .. }
-                if epilogue.is_some() =>
-            {
-                if matches!(self, Kernel::Gemm { .. }) {
-                    "gemm+epilogue"
-                } else {
-                    "window+epilogue"
-                }
-            }
-            Kernel::Gemm { .. } => "gemm",
-            Kernel::Window { .. } => "window",
+            Kernel::Gemm { .. } | Kernel::GenericGemm { .. } if fused => "gemm+epilogue",
+            Kernel::Einsum { .. } if fused => "einsum+epilogue",
+            Kernel::Einsum { .. } => "einsum",
+            Kernel::Window { .. } | Kernel::GenericWindow { .. } if fused => "window+epilogue",
+            Kernel::Gemm { .. } | Kernel::GenericGemm { .. } => "gemm",
+            Kernel::Window { .. } | Kernel::GenericWindow { .. } => "window",
             Kernel::Pad { .. } => "pad",
-            Kernel::Reduce { .. } => "reduce",
+            Kernel::Reduce { .. } | Kernel::ReduceAxes { .. } => "reduce",
+            Kernel::ArgMax { .. } => "arg_max",
             Kernel::Rows { .. } => "generated",
             Kernel::Interp { .. } => "interp",
             Kernel::Copy { .. } | Kernel::Move { .. } | Kernel::Indexed { .. } => "copy",

@@ -14,6 +14,7 @@
 //! the same bytes (a reshape, or a kernel writing in place). A buffer read twice is listed once.
 
 use super::plan::{Kernel, Plan, StorageKind, Window};
+use crate::kernels::generic_window::WindowOp;
 use std::fmt::Write as _;
 
 /// Prints `plan` for the graph called `name`.
@@ -112,6 +113,53 @@ fn kernel(k: &Kernel) -> String {
                 epilogue(e)
             )
         }
+        Kernel::GenericGemm {
+            gemm,
+            dtype,
+            epilogue: e,
+            ..
+        } => format!(
+            "gemm {dtype} m={} n={} k={}{}{}",
+            gemm.m,
+            gemm.n,
+            gemm.k,
+            match gemm.batch_count() {
+                1 => String::new(),
+                n => format!(" batch={n}"),
+            },
+            epilogue(e)
+        ),
+        Kernel::Einsum {
+            kernel,
+            epilogue: e,
+            ..
+        } => format!("einsum loops {}{}", kernel.dtype, epilogue(e)),
+        Kernel::GenericWindow {
+            kernel,
+            epilogue: e,
+            ..
+        } => {
+            let what = match kernel.op {
+                WindowOp::Conv { .. } => "conv",
+                WindowOp::Depthwise { .. } => "depthwise",
+                WindowOp::MaxPool | WindowOp::AvgPool => "pool",
+            };
+            format!(
+                "window {what} {} {} rows={} cols={}{}",
+                kernel.dtype,
+                kernel.format.name(),
+                kernel.rows(),
+                kernel.cols(),
+                epilogue(e)
+            )
+        }
+        Kernel::ReduceAxes { kernel, .. } => {
+            format!("reduce {} axes={:?}", kernel.dtype, kernel.axes)
+        }
+        Kernel::ArgMax { kernel, .. } => format!(
+            "arg_max {} outer={} n={} inner={}",
+            kernel.dtype, kernel.outer, kernel.n, kernel.inner
+        ),
         Kernel::Rows { kernel, .. } => {
             format!("generated rows={} len={}", kernel.rows(), kernel.row_len())
         }

@@ -116,7 +116,9 @@ impl DepthwiseConv2d {
             out.len(),
             rows.len() * self.cols()
         );
-        if self.multiplier == 1 {
+        if self.multiplier == 0 {
+            // No output channels: nothing to compute.
+        } else if self.multiplier == 1 {
             run_m1(self.isa, self, x, rows, out);
         } else {
             self.run_multiplier(x, rows, out);

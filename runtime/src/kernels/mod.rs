@@ -2,17 +2,28 @@
 //!
 //! Everything around these kernels (bias, activation, residual add) is generated and fused by
 //! codegen (`crate::cpu::codegen`); the kernels here do the heavy, hard-to-generate part.
+//!
+//! f32 has tuned kernels (`gemm`, `packed`, `gemv`, `conv`, `depthwise`, `pool`, `reduce`);
+//! every other numeric dtype, and the forms those do not take (NCHW, a filter computed at run
+//! time, reductions over scattered axes), run the `generic_*`, `einsum`, `reduce_axes` and
+//! `argmax` kernels, written once over the element type ([`numeric`]).
 
+pub mod argmax;
 pub mod conv;
 pub mod copy;
 pub mod depthwise;
+pub mod einsum;
 pub mod gather;
 pub mod gemm;
 pub mod gemv;
+pub mod generic_gemm;
+pub mod generic_window;
+pub mod numeric;
 pub mod packed;
 pub mod pad;
 pub mod pool;
 pub mod reduce;
+pub mod reduce_axes;
 pub(crate) mod simd;
 
 pub use gemm::{sgemm, GemmError, MatMut, MatRef};

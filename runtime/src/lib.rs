@@ -9,6 +9,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod alloc;
 mod cache;
 pub mod cpu;
 pub mod kernels;
@@ -17,6 +18,7 @@ pub mod npy;
 mod specialization;
 mod weights;
 
+pub use alloc::return_large_frees_to_os;
 pub use model::{default_threads, Model, ModelOptions, ModelStats};
 pub use specialization::{Signature, Specialization};
 

@@ -109,7 +109,7 @@ fn check(g: &Graph, inputs: &[Tensor], exact: bool) -> String {
     for threads in [1, 3] {
         let specialized = SpecializedGraph::new(g.clone()).expect("every shape known");
         let plan =
-            CpuPlan::compile(&specialized, Arc::new(ThreadPool::new(threads))).expect("compiles");
+            CpuPlan::compile(specialized, Arc::new(ThreadPool::new(threads))).expect("compiles");
         assert_eq!(
             plan.stats().interp_steps,
             0,
@@ -418,7 +418,7 @@ fn empty_inputs_fail_as_the_interpreter_does() {
     ] {
         let want = lathe_ir::interp::run(&g, std::slice::from_ref(&x)).unwrap_err();
         let specialized = SpecializedGraph::new(g.clone()).unwrap();
-        let plan = CpuPlan::compile(&specialized, Arc::new(ThreadPool::new(2))).unwrap();
+        let plan = CpuPlan::compile(specialized, Arc::new(ThreadPool::new(2))).unwrap();
         assert_eq!(plan.stats().interp_steps, 0);
         let e = plan.run(std::slice::from_ref(&x)).unwrap_err();
         assert!(

@@ -29,6 +29,7 @@ use super::packed::{gemm_packed, PackedB};
 use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{ConvAttrs, DataFormat, Op};
 use lathe_ir::{DType, Tensor, TensorType};
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Checks what every kernel here needs of an input type: f32, NHWC, concrete shape.
@@ -50,12 +51,16 @@ pub(crate) fn nhwc_f32(op: &str, format: DataFormat, x: &TensorType) -> Result<[
     }
 }
 
-/// A filter's values in row-major order, if it is an f32 tensor.
-pub(crate) fn f32_values(op: &str, t: &Tensor) -> Result<Vec<f32>, String> {
+/// A filter's values in row-major order, if it is an f32 tensor: the tensor's own memory when
+/// it is laid out so (no copy of a weight while it is packed), else a copy.
+pub(crate) fn f32_values<'t>(op: &str, t: &'t Tensor) -> Result<Cow<'t, [f32]>, String> {
     let a = t
         .as_array::<f32>()
         .ok_or_else(|| format!("{op} kernel needs an f32 filter, got {}", t.ty()))?;
-    Ok(a.iter().copied().collect())
+    Ok(match a.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().copied().collect()),
+    })
 }
 
 /// Output rows per im2col tile: about 256K floats (1 MiB, half of L2) of im2col, 128 to

@@ -68,7 +68,7 @@ impl DepthwiseConv2d {
         Ok(DepthwiseConv2d {
             win,
             multiplier: fs[3],
-            filter: f32_values(op, filter)?,
+            filter: f32_values(op, filter)?.into_owned(),
             interior,
             isa: Isa::detect(),
         })

@@ -118,25 +118,22 @@ impl PackedB {
         let n_pad = n.div_ceil(nr) * nr;
         let kc_cap = (B_BLOCK_FLOATS / n_pad.max(1)).clamp(128, KC_MAX);
         let kc = k.div_ceil(k.div_ceil(kc_cap).max(1)).max(1);
-        let mut flat = vec![0.0f32; k * n_pad];
+        // Written straight into the aligned lines (no flat copy first: a large weight is then
+        // held at most twice while it is packed, as given and packed).
+        let mut data = vec![Line([0.0; 16]); (k * n_pad).div_ceil(16)];
         let (rs, cs) = b.strides;
         for k0 in (0..k).step_by(kc) {
             let kb = kc.min(k - k0);
-            let block = &mut flat[k0 * n_pad..(k0 + kb) * n_pad];
-            for (jp, panel) in block.chunks_exact_mut(kb * nr).enumerate() {
-                for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
-                    for (j, dst) in row.iter_mut().enumerate() {
+            for jp in 0..n_pad / nr {
+                for p in 0..kb {
+                    let at = k0 * n_pad + (jp * kb + p) * nr;
+                    for j in 0..nr.min(n - (jp * nr).min(n)) {
                         let col = jp * nr + j;
-                        if col < n {
-                            *dst = b.data[(k0 + p) * rs + col * cs];
-                        }
+                        let i = at + j;
+                        data[i / 16].0[i % 16] = b.data[(k0 + p) * rs + col * cs];
                     }
                 }
             }
-        }
-        let mut data = vec![Line([0.0; 16]); flat.len().div_ceil(16)];
-        for (line, src) in data.iter_mut().zip(flat.chunks(16)) {
-            line.0[..src.len()].copy_from_slice(src);
         }
         PackedB {
             isa,

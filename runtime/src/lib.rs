@@ -18,7 +18,7 @@ pub mod npy;
 mod specialization;
 mod weights;
 
-pub use alloc::return_large_frees_to_os;
+pub use alloc::{tune_allocator, AllocPhase};
 pub use model::{default_threads, Model, ModelOptions, ModelStats};
 pub use specialization::{Signature, Specialization};
 

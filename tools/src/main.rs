@@ -46,8 +46,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // Freed weights go back to the system instead of staying resident (see the function).
-    lathe_runtime::return_large_frees_to_os();
+    // Weights freed while loading and compiling go back to the system instead of staying
+    // resident; `run` and `bench` retune for calls once the model is compiled.
+    lathe_runtime::tune_allocator(lathe_runtime::AllocPhase::Load);
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a),

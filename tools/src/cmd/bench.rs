@@ -135,6 +135,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Compiled for this one signature, the model keeps no copy of the graph as loaded.
     let model = Model::for_signature(graph, options, &signature)?;
     let spec = model.specialize_for(&signature)?;
+    lathe_runtime::tune_allocator(lathe_runtime::AllocPhase::Calls);
     let compile = start.elapsed();
 
     for _ in 0..args.warmup {

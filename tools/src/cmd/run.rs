@@ -44,6 +44,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     // graph as loaded, so each weight is held once (packed, in its kernel).
     let signature = signature_of(&graph, &inputs);
     let model = Model::for_signature(graph, options, &signature)?;
+    lathe_runtime::tune_allocator(lathe_runtime::AllocPhase::Calls);
     let named: Vec<(&str, Tensor)> = inputs
         .iter()
         .map(|(n, t)| (n.as_str(), t.clone()))

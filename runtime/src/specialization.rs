@@ -111,7 +111,7 @@ enum Exec {
     /// the plan holds each weight once (packed, or shared with the model's graph), and a kept
     /// graph would hold the packed ones a second time.
     Cpu {
-        plan: CpuPlan,
+        plan: Box<CpuPlan>,
         graph: Option<SpecializedGraph>,
     },
     /// The reference interpreter on the optimized graph.
@@ -176,7 +176,10 @@ impl Specialization {
                         backend,
                         message,
                     })?;
-                Exec::Cpu { plan, graph: kept }
+                Exec::Cpu {
+                    plan: Box::new(plan),
+                    graph: kept,
+                }
             }
             Backend::Interp => Exec::Interp(g),
         };

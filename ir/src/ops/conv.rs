@@ -433,21 +433,25 @@ impl WindowGeometry {
     }
 
     /// The taps `ky` of output row `oy` that read input rows (not padding): a range.
+    #[inline]
     pub fn ky_range(&self, oy: usize) -> Range<usize> {
         taps(oy * self.sh, self.pt, self.h, self.kh, self.dh)
     }
 
     /// The taps `kx` of output column `ox` that read input columns (not padding): a range.
+    #[inline]
     pub fn kx_range(&self, ox: usize) -> Range<usize> {
         taps(ox * self.sw, self.pl, self.w, self.kw, self.dw)
     }
 
     /// Input row of tap `ky` of output row `oy` (the tap must be in [`Self::ky_range`]).
+    #[inline]
     pub fn iy(&self, oy: usize, ky: usize) -> usize {
         oy * self.sh + ky * self.dh - self.pt
     }
 
     /// Input column of tap `kx` of output column `ox` (the tap must be in [`Self::kx_range`]).
+    #[inline]
     pub fn ix(&self, ox: usize, kx: usize) -> usize {
         ox * self.sw + kx * self.dw - self.pl
     }
@@ -475,6 +479,7 @@ impl WindowGeometry {
 
 /// The taps `t < k` whose input coordinate `base + t*d - pad` lies in `0..size`: always a
 /// contiguous range.
+#[inline]
 fn taps(base: usize, pad: usize, size: usize, k: usize, d: usize) -> Range<usize> {
     let lo = pad.saturating_sub(base).div_ceil(d);
     let hi = (size + pad).saturating_sub(base).div_ceil(d).min(k);

@@ -111,7 +111,7 @@ enum Exec {
     /// the plan holds each weight once (packed, or shared with the model's graph), and a kept
     /// graph would hold the packed ones a second time.
     Cpu {
-        plan: CpuPlan,
+        plan: Box<CpuPlan>,
         graph: Option<SpecializedGraph>,
     },
     /// The reference interpreter on the optimized graph.
@@ -171,12 +171,15 @@ impl Specialization {
                     Keep::PlanOnly => (None, g),
                 };
                 let plan =
-                    CpuPlan::compile(compiled, pool).map_err(|message| RunError::Compile {
+                    CpuPlan::compile(compiled, pool).map_err(|source| RunError::Compile {
                         signature: signature.to_string(),
                         backend,
-                        message,
+                        source,
                     })?;
-                Exec::Cpu { plan, graph: kept }
+                Exec::Cpu {
+                    plan: Box::new(plan),
+                    graph: kept,
+                }
             }
             Backend::Interp => Exec::Interp(g),
         };
@@ -243,7 +246,7 @@ impl Specialization {
     /// Runs on `inputs` (in signature order), returning the outputs in output order.
     pub(crate) fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
         match &self.exec {
-            Exec::Cpu { plan, .. } => plan.run(inputs).map_err(RunError::Kernel),
+            Exec::Cpu { plan, .. } => Ok(plan.run(inputs)?),
             Exec::Interp(g) => Ok(lathe_ir::interp::run(g.graph(), inputs)?),
         }
     }

@@ -108,15 +108,16 @@ pub enum RunError {
     #[error("invalid model options: {0}")]
     Options(String),
     /// Compiling a specialization for its backend failed.
-    #[error("compiling the specialization for {signature} for {backend}: {message}")]
+    #[error("compiling the specialization for {signature} for {backend}: {source}")]
     Compile {
         signature: String,
         backend: Backend,
-        message: String,
+        source: cpu::CpuError,
     },
-    /// A compiled kernel failed while running (the message names the node and op).
-    #[error("{0}")]
-    Kernel(String),
+    /// A compiled plan failed while running: inputs that do not fit it, or a kernel fault
+    /// (the message names the node and op).
+    #[error(transparent)]
+    Cpu(#[from] cpu::CpuError),
     /// The graph is invalid, an input does not fit, or an op failed.
     #[error(transparent)]
     Ir(#[from] IrError),

@@ -171,10 +171,10 @@ impl Specialization {
                     Keep::PlanOnly => (None, g),
                 };
                 let plan =
-                    CpuPlan::compile(compiled, pool).map_err(|message| RunError::Compile {
+                    CpuPlan::compile(compiled, pool).map_err(|source| RunError::Compile {
                         signature: signature.to_string(),
                         backend,
-                        message,
+                        source,
                     })?;
                 Exec::Cpu {
                     plan: Box::new(plan),
@@ -246,7 +246,7 @@ impl Specialization {
     /// Runs on `inputs` (in signature order), returning the outputs in output order.
     pub(crate) fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
         match &self.exec {
-            Exec::Cpu { plan, .. } => plan.run(inputs).map_err(RunError::Kernel),
+            Exec::Cpu { plan, .. } => Ok(plan.run(inputs)?),
             Exec::Interp(g) => Ok(lathe_ir::interp::run(g.graph(), inputs)?),
         }
     }

@@ -3,7 +3,8 @@
 
 use lathe_ir::ops::BinaryOp;
 use lathe_ir::{DType, Graph, Op, Tensor, TensorType};
-use lathe_runtime::{Backend, Model};
+use lathe_runtime::cpu::CpuError;
+use lathe_runtime::{Backend, Model, RunError};
 
 #[test]
 fn integer_division_by_zero_is_an_error_naming_the_node() {
@@ -28,8 +29,15 @@ fn integer_division_by_zero_is_an_error_naming_the_node() {
             ("a", a),
             ("b", Tensor::from_i64(DType::I32, &[4], &[2, 0, 3, 1])),
         ])
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            RunError::Cpu(CpuError::Kernel { node, op, .. }) if node == "quotient" && op == "div"
+        ),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(
         e.contains("quotient") && e.contains("division by zero"),
         "{e}"

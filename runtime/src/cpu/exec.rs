@@ -8,6 +8,7 @@
 //! whole storage).
 
 use super::codegen::RowKernel;
+use super::error::CpuError;
 use super::plan::*;
 use super::threads::ThreadPool;
 use crate::kernels::gemm::{sgemm, MatMut, MatRef};
@@ -189,7 +190,7 @@ impl Frame {
         plan: &Plan,
         pool: &ThreadPool,
         mut times: Option<&mut [std::time::Duration]>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CpuError> {
         for wave in &plan.waves {
             if wave.len() > 1 && pool.threads() > 1 && balanced(&plan.steps[wave.clone()]) {
                 // Independent branches: one step per task; each step's own split runs inline
@@ -228,10 +229,14 @@ impl Frame {
     }
 
     /// One step, in a tracing span, with its error located.
-    fn timed_step(&self, plan: &Plan, step: &Step, pool: &ThreadPool) -> Result<(), String> {
+    fn timed_step(&self, plan: &Plan, step: &Step, pool: &ThreadPool) -> Result<(), CpuError> {
         let _span = tracing::trace_span!("kernel", node = %step.name, op = step.op).entered();
         self.step(plan, step, pool)
-            .map_err(|m| format!("node `{}` ({}): {m}", step.name, step.op))
+            .map_err(|message| CpuError::Kernel {
+                node: step.name.clone(),
+                op: step.op.to_string(),
+                message,
+            })
     }
 
     fn step(&self, plan: &Plan, step: &Step, pool: &ThreadPool) -> Result<(), String> {

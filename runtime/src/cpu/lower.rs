@@ -26,6 +26,7 @@
 use super::capability::CpuCapabilities;
 use super::codegen::support;
 use super::codegen::RowKernel;
+use super::error::CpuError;
 use super::matmul::BatchedGemm;
 use super::memory::{self, Lifetime};
 use super::movement;
@@ -51,10 +52,10 @@ mod release;
 ///
 /// Lowering owns the graph so that it can let go of each weight as soon as the kernels that
 /// use it hold it packed (see `release.rs`).
-pub fn lower(mut g: Graph) -> Result<Plan, String> {
+pub fn lower(mut g: Graph) -> Result<Plan, CpuError> {
     let mut b = Builder::default();
     let mut release = release::Release::new(&g);
-    let order = g.topo_order().map_err(|e| e.to_string())?;
+    let order = g.topo_order().map_err(CpuError::Graph)?;
     for id in order {
         let first = b.storages.len();
         b.node(&g, id)?;
@@ -125,10 +126,15 @@ impl Builder {
         self.values[&v]
     }
 
-    fn node(&mut self, g: &Graph, id: NodeId) -> Result<(), String> {
+    /// Gives node `id` its buffers and, unless it is a view or a constant, its step.
+    fn node(&mut self, g: &Graph, id: NodeId) -> Result<(), CpuError> {
         let node = g.node(id);
         let name = g.display_name(id);
-        let at = |m: String| format!("node `{name}` ({}): {m}", node.op.mnemonic());
+        let at = |message: String| CpuError::Lower {
+            node: name.clone(),
+            op: node.op.mnemonic().to_string(),
+            message,
+        };
         match &node.op {
             Op::Input { index } => {
                 let dims = dims_of(&node.outputs[0], "input").map_err(at)?;

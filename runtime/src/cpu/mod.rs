@@ -18,6 +18,7 @@
 
 pub mod capability;
 pub mod codegen;
+mod error;
 mod exec;
 mod lower;
 pub mod matmul;
@@ -28,12 +29,13 @@ mod print;
 pub mod threads;
 
 pub use capability::{op_native, CpuCapabilities};
+pub use error::CpuError;
 pub use plan::PlanStats;
 pub use threads::ThreadPool;
 
 use exec::{Frame, Line};
 use lathe_compiler::SpecializedGraph;
-use lathe_ir::Tensor;
+use lathe_ir::{Tensor, TensorType};
 use std::sync::{Arc, Mutex};
 
 /// A graph compiled for the CPU: the steps, their kernels and the memory plan.
@@ -52,7 +54,7 @@ impl CpuPlan {
     /// as it is packed, so a caller that keeps no other reference to the graph's constants
     /// never holds a weight twice. (Keep a clone, whose constants are shared, to look at the
     /// graph afterwards.)
-    pub fn compile(graph: SpecializedGraph, pool: Arc<ThreadPool>) -> Result<CpuPlan, String> {
+    pub fn compile(graph: SpecializedGraph, pool: Arc<ThreadPool>) -> Result<CpuPlan, CpuError> {
         let graph = graph.into_graph();
         let span = tracing::info_span!("codegen", graph = %graph.name);
         let _enter = span.enter();
@@ -109,8 +111,8 @@ impl CpuPlan {
     }
 
     /// Runs on `inputs`, which must have exactly the dtypes and shapes the plan was compiled
-    /// for (checked: a mismatch is an error naming the input).
-    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+    /// for (checked: a mismatch is [`CpuError::InputCount`] or [`CpuError::InputType`]).
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CpuError> {
         self.run_timed(inputs, None)
     }
 
@@ -130,32 +132,29 @@ impl CpuPlan {
         &self,
         inputs: &[Tensor],
         times: Option<&mut [std::time::Duration]>,
-    ) -> Result<Vec<Tensor>, String> {
+    ) -> Result<Vec<Tensor>, CpuError> {
         if let Some(t) = &times {
             if t.len() != self.plan.steps.len() {
-                return Err(format!(
-                    "{} step times for {} steps",
-                    t.len(),
-                    self.plan.steps.len()
-                ));
+                return Err(CpuError::StepTimes {
+                    got: t.len(),
+                    steps: self.plan.steps.len(),
+                });
             }
         }
         if inputs.len() != self.plan.inputs.len() {
-            return Err(format!(
-                "the plan takes {} inputs, got {}",
-                self.plan.inputs.len(),
-                inputs.len()
-            ));
+            return Err(CpuError::InputCount {
+                expected: self.plan.inputs.len(),
+                got: inputs.len(),
+            });
         }
-        for (i, (t, &b)) in inputs.iter().zip(&self.plan.inputs).enumerate() {
+        for (index, (t, &b)) in inputs.iter().zip(&self.plan.inputs).enumerate() {
             let buf = &self.plan.bufs[b];
             if t.dtype() != buf.dtype || t.shape() != buf.dims.as_slice() {
-                return Err(format!(
-                    "input {i} is {} but the plan was compiled for {}{:?}",
-                    t.ty(),
-                    buf.dtype,
-                    buf.dims
-                ));
+                return Err(CpuError::InputType {
+                    index,
+                    expected: TensorType::known(buf.dtype, &buf.dims),
+                    got: t.ty(),
+                });
             }
         }
         let lines = self.plan.stats.arena_bytes.div_ceil(64);

@@ -172,8 +172,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 let steps = plan.steps();
                 let mut times = vec![std::time::Duration::ZERO; steps.len()];
                 for _ in 0..runs {
-                    plan.run_timed(&ordered, Some(&mut times))
-                        .map_err(anyhow::Error::msg)?;
+                    plan.run_timed(&ordered, Some(&mut times))?;
                 }
                 print_profile(&steps, &times, runs);
             }

@@ -30,11 +30,7 @@ pub enum CpuError {
     #[error("the plan takes {expected} inputs, got {got}")]
     InputCount { expected: usize, got: usize },
     /// An input's dtype or shape is not the one the plan was compiled for.
-    #[error(
-        "input {index} is {got} but the plan was compiled for {}{:?}",
-        .expected.dtype,
-        .expected.shape.known_or(0)
-    )]
+    #[error("input {index} is {got} but the plan was compiled for {expected}")]
     InputType {
         /// The input's position.
         index: usize,

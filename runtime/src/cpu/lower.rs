@@ -620,13 +620,6 @@ impl Builder {
         }
     }
 
-    /// Whether a step so far reads storage `s` from memory when it runs.
-    fn read_from_memory(&self, s: usize) -> bool {
-        self.steps
-            .iter()
-            .any(|step| memory_reads(step).any(|b| self.bufs[b].storage == s))
-    }
-
     /// A concat whose members are contiguous slices of its output (the outer size before the
     /// axis is 1) has each member's producer write straight into its slice: the member's
     /// storage moves into the concat's, and its copy disappears. Returns the copies left.
@@ -1152,7 +1145,7 @@ fn trailing_reduce_body(g: &Graph, id: NodeId) -> Option<(Graph, Vec<usize>)> {
 
 /// The buffers a step reads from memory when it runs: a GEMM with packed `B` (its second
 /// read) reads the panels instead.
-fn memory_reads(step: &Step) -> impl Iterator<Item = BufId> + '_ {
+pub(super) fn memory_reads(step: &Step) -> impl Iterator<Item = BufId> + '_ {
     let packed = matches!(
         step.kernel,
         Kernel::Gemm {

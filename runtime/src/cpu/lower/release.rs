@@ -15,7 +15,7 @@
 use super::{Builder, StorageKind};
 use lathe_ir::ops::Op;
 use lathe_ir::{DType, Graph, NodeId, Tensor, ValueId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What lowering still needs of each value and constant storage.
@@ -27,6 +27,9 @@ pub(super) struct Release {
     in_const: HashMap<ValueId, usize>,
     /// Pending values whose buffer lives in each constant storage.
     live: HashMap<usize, usize>,
+    /// Constant storages some step reads from memory, from the first `steps_seen` steps.
+    read: HashSet<usize>,
+    steps_seen: usize,
     /// What a released constant node holds instead of its tensor.
     empty: Arc<Tensor>,
 }
@@ -46,6 +49,8 @@ impl Release {
             pending,
             in_const: HashMap::new(),
             live: HashMap::new(),
+            read: HashSet::new(),
+            steps_seen: 0,
             empty: Arc::new(Tensor::zeros(DType::F32, &[0])),
         }
     }
@@ -102,9 +107,22 @@ impl Release {
                 candidates.push(s);
             }
         }
+        // The steps lowered since the last node: which constants they read from memory
+        // (constant storages never move, so a step's reads of them stay what they are now).
+        for step in &b.steps[self.steps_seen..] {
+            for buf in super::memory_reads(step) {
+                let s = b.bufs[buf].storage;
+                if matches!(b.storages[s].kind, StorageKind::Const(_)) {
+                    self.read.insert(s);
+                }
+            }
+        }
+        self.steps_seen = b.steps.len();
         for s in candidates {
             let idle = self.live.get(&s).copied().unwrap_or(0) == 0;
-            if idle && matches!(b.storages[s].kind, StorageKind::Const(_)) && !b.read_from_memory(s)
+            if idle
+                && matches!(b.storages[s].kind, StorageKind::Const(_))
+                && !self.read.contains(&s)
             {
                 b.storages[s].kind = StorageKind::Baked;
             }

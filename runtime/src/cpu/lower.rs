@@ -600,26 +600,6 @@ impl Builder {
         self.new_buf(s, t.dtype(), t.shape().to_vec())
     }
 
-    /// Lets go of constants that no step reads from memory: those only read as a GEMM's packed
-    /// `B` (the packed panels replace them) and those whose readers baked them into their
-    /// kernels (a convolution's packed filter). The plan then holds each weight once.
-    fn drop_baked_constants(&mut self) {
-        let mut read = vec![false; self.storages.len()];
-        for step in &self.steps {
-            for b in memory_reads(step) {
-                read[self.bufs[b].storage] = true;
-            }
-        }
-        for &b in &self.outputs {
-            read[self.bufs[b].storage] = true;
-        }
-        for (s, storage) in self.storages.iter_mut().enumerate() {
-            if !read[s] && matches!(storage.kind, StorageKind::Const(_)) {
-                storage.kind = StorageKind::Baked;
-            }
-        }
-    }
-
     /// A concat whose members are contiguous slices of its output (the outer size before the
     /// axis is 1) has each member's producer write straight into its slice: the member's
     /// storage moves into the concat's, and its copy disappears. Returns the copies left.
@@ -785,7 +765,6 @@ impl Builder {
     }
 
     fn finish(mut self) -> Plan {
-        self.drop_baked_constants();
         let waves = self.waves();
         // Lifetimes of the arena storages still in use, in waves (steps of one wave may run
         // at the same time, so they must not share bytes), then their offsets.

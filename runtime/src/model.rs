@@ -67,17 +67,23 @@ pub struct ModelStats {
     pub compile_time: Duration,
 }
 
+/// What a model specializes new signatures from.
+enum Source {
+    /// The graph as loaded.
+    Graph(Graph),
+    /// Nothing: the model was compiled for this one signature ([`Model::for_signature`]) and
+    /// gave its graph up.
+    Only(Signature),
+}
+
 /// A loaded model: an IR graph checked by the verifier, ready to run. `Send + Sync`: share it
 /// behind an `Arc` and call [`Model::run`] from any number of threads.
 pub struct Model {
     name: String,
     inputs: Vec<GraphInput>,
     outputs: Vec<GraphOutput>,
-    /// The graph as loaded, which each new signature is specialized from; `None` for a model
-    /// compiled for one signature only ([`Model::for_signature`]).
-    graph: Option<Graph>,
-    /// The one signature a model without a graph was compiled for.
-    only: Option<Signature>,
+    /// What new signatures are specialized from.
+    source: Source,
     options: ModelOptions,
     pipeline: Pipeline,
     input_names: Arc<[String]>,
@@ -146,8 +152,7 @@ impl Model {
             name,
             inputs,
             outputs,
-            graph: Some(graph),
-            only: None,
+            source: Source::Graph(graph),
             options,
             pipeline,
             input_names,
@@ -166,11 +171,12 @@ impl Model {
         options: ModelOptions,
         inputs: &[TensorType],
     ) -> Result<Model, RunError> {
-        check_signature(&graph, inputs)?;
         let mut model = Model::with_options(graph, options)?;
         let signature = Signature::new(model.input_names.clone(), inputs.to_vec());
-        let graph = model.graph.take();
-        model.only = Some(signature.clone());
+        let graph = match std::mem::replace(&mut model.source, Source::Only(signature.clone())) {
+            Source::Graph(g) => Some(g),
+            Source::Only(_) => None,
+        };
         model.specialization(signature, Caller::AheadOfTime, graph)?;
         Ok(model)
     }
@@ -178,7 +184,10 @@ impl Model {
     /// The model's graph, as loaded (not specialized); `None` for a model compiled for one
     /// signature only ([`Model::for_signature`]).
     pub fn graph(&self) -> Option<&Graph> {
-        self.graph.as_ref()
+        match &self.source {
+            Source::Graph(g) => Some(g),
+            Source::Only(_) => None,
+        }
     }
 
     /// The model's name.
@@ -288,14 +297,14 @@ impl Model {
     /// The graph to specialize for `signature`: the model's, or an error for a model compiled
     /// for one signature only.
     fn generic(&self, signature: &Signature) -> Result<&Graph, RunError> {
-        self.graph.as_ref().ok_or_else(|| RunError::NotCompiledFor {
-            model: self.name.clone(),
-            signature: signature.to_string(),
-            compiled: self
-                .only
-                .as_ref()
-                .map_or_else(String::new, Signature::to_string),
-        })
+        match &self.source {
+            Source::Graph(g) => Ok(g),
+            Source::Only(compiled) => Err(RunError::NotCompiledFor {
+                model: self.name.clone(),
+                signature: signature.to_string(),
+                compiled: compiled.to_string(),
+            }),
+        }
     }
 
     /// The specialization for `signature`, from the cache or compiled now (from `owned` when

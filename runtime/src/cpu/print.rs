@@ -13,6 +13,7 @@
 //! `%N` names a buffer (a typed view of a storage); two buffers with the same place are views of
 //! the same bytes (a reshape, or a kernel writing in place). A buffer read twice is listed once.
 
+use super::matmul::BatchedGemm;
 use super::plan::{Kernel, Plan, StorageKind, Window};
 use crate::kernels::generic_window::WindowOp;
 use std::fmt::Write as _;
@@ -89,10 +90,7 @@ fn kernel(k: &Kernel) -> String {
             gemm.m,
             gemm.n,
             gemm.k,
-            match gemm.batch_count() {
-                1 => String::new(),
-                n => format!(" batch={n}"),
-            },
+            batch(gemm),
             if packed.is_some() { " packed" } else { "" },
             epilogue(e)
         ),
@@ -123,10 +121,7 @@ fn kernel(k: &Kernel) -> String {
             gemm.m,
             gemm.n,
             gemm.k,
-            match gemm.batch_count() {
-                1 => String::new(),
-                n => format!(" batch={n}"),
-            },
+            batch(gemm),
             epilogue(e)
         ),
         Kernel::Einsum {
@@ -165,5 +160,13 @@ fn kernel(k: &Kernel) -> String {
         }
         Kernel::Interp { reason, .. } => format!("interp ({reason})"),
         other => other.kind().to_string(),
+    }
+}
+
+/// ` batch=N` for a batched product, nothing for one product.
+fn batch(gemm: &BatchedGemm) -> String {
+    match gemm.batch_count() {
+        1 => String::new(),
+        n => format!(" batch={n}"),
     }
 }

@@ -127,7 +127,8 @@ impl PackedB {
             for jp in 0..n_pad / nr {
                 for p in 0..kb {
                     let at = k0 * n_pad + (jp * kb + p) * nr;
-                    for j in 0..nr.min(n - (jp * nr).min(n)) {
+                    // Panel `jp` starts inside B (`jp * nr < n`); its last columns may be padding.
+                    for j in 0..nr.min(n - jp * nr) {
                         let col = jp * nr + j;
                         let i = at + j;
                         data[i / 16].0[i % 16] = b.data[(k0 + p) * rs + col * cs];

@@ -238,6 +238,9 @@ impl Conv2d {
 
     /// Writes the im2col rows of output rows `rows`, group `g`, into `dst` (`rows.len() * depth`).
     fn im2col(&self, x: &[f32], rows: Range<usize>, g: usize, dst: &mut [f32]) {
+        if self.groups == 1 && self.win.dw == 1 {
+            return self.im2col_dense(x, rows, dst);
+        }
         let win = &self.win;
         let (c, ci, kw) = (win.c, self.ci, win.kw);
         let mut patches = dst.chunks_exact_mut(self.depth);
@@ -254,19 +257,74 @@ impl Conv2d {
                     let dst = &mut patch[ky * kw * ci..][..kw * ci];
                     dst[..xs.start * ci].fill(0.0);
                     dst[xs.end * ci..].fill(0.0);
-                    if self.groups == 1 && win.dw == 1 {
-                        // The in-bounds taps are one contiguous stretch of the input row.
-                        let ix = win.ix(ox, xs.start);
-                        dst[xs.start * c..xs.end * c]
-                            .copy_from_slice(&line[ix * c..][..xs.len() * c]);
-                    } else {
-                        for kx in xs.clone() {
-                            let src = &line[win.ix(ox, kx) * c + g * ci..][..ci];
-                            dst[kx * ci..][..ci].copy_from_slice(src);
-                        }
+                    for kx in xs.clone() {
+                        let src = &line[win.ix(ox, kx) * c + g * ci..][..ci];
+                        dst[kx * ci..][..ci].copy_from_slice(src);
                     }
                 }
             }
+        }
+    }
+
+    /// [`Self::im2col`] without groups or column dilation: the in-bounds taps of one window row
+    /// are one contiguous stretch of an input row. Patches are a few to a few hundred floats,
+    /// written per window row with [`copy_short`] (no library call per stretch), and the
+    /// in-bounds columns of each output column are found without division.
+    fn im2col_dense(&self, x: &[f32], rows: Range<usize>, dst: &mut [f32]) {
+        let win = &self.win;
+        let (c, kw, row_len) = (win.c, win.kw, win.kw * win.c);
+        let mut patches = dst.chunks_exact_mut(self.depth);
+        for (img, oy, oxs, _) in win.runs(rows) {
+            let ys = win.ky_range(oy);
+            let image = &x[img * win.h * win.w * c..][..win.h * win.w * c];
+            for ox in oxs {
+                let patch = patches.next().expect("dst holds one patch per row");
+                // Input column of tap 0, offset by the left padding so it stays unsigned.
+                let at = ox * win.sw;
+                let lo = win.pl.saturating_sub(at).min(kw);
+                let hi = (win.w + win.pl).saturating_sub(at).clamp(lo, kw);
+                if ys.start > 0 {
+                    patch[..ys.start * row_len].fill(0.0);
+                }
+                if ys.end < win.kh {
+                    patch[ys.end * row_len..].fill(0.0);
+                }
+                for ky in ys.clone() {
+                    let dst = &mut patch[ky * row_len..][..row_len];
+                    if lo > 0 {
+                        dst[..lo * c].fill(0.0);
+                    }
+                    if hi < kw {
+                        dst[hi * c..].fill(0.0);
+                    }
+                    let line = win.iy(oy, ky) * win.w;
+                    let src = &image[(line + at + lo - win.pl) * c..][..(hi - lo) * c];
+                    copy_short(src, &mut dst[lo * c..hi * c]);
+                }
+            }
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short stretches of im2col: whole 16-float blocks, then
+/// the tail in power-of-two pieces, all fixed-size moves the compiler inlines (a `memcpy` call
+/// per stretch of a few floats cost more than the copy).
+#[inline]
+fn copy_short(src: &[f32], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "copy_short: lengths differ");
+    let (mut s, mut d) = (src, dst);
+    while s.len() >= 16 {
+        let (s0, s1) = s.split_at(16);
+        let (d0, d1) = d.split_at_mut(16);
+        d0.copy_from_slice(s0);
+        (s, d) = (s1, d1);
+    }
+    for piece in [8, 4, 2, 1] {
+        if s.len() >= piece {
+            let (s0, s1) = s.split_at(piece);
+            let (d0, d1) = d.split_at_mut(piece);
+            d0.copy_from_slice(s0);
+            (s, d) = (s1, d1);
         }
     }
 }

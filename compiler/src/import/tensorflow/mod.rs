@@ -8,6 +8,7 @@
 //! `node:N` as TensorFlow names tensors.
 
 mod attrs;
+pub mod bundle;
 mod ops;
 mod stream;
 pub mod tensor;

@@ -5,10 +5,12 @@
 //! inference graph has none that matter, so they are dropped. Placeholders become graph inputs
 //! (an unknown dimension becomes a symbol named after the input and axis); the graph's outputs
 //! are the outputs of nodes nobody consumes (Keras' `Identity`, `Identity_1`, ...), named
-//! `node:N` as TensorFlow names tensors.
+//! `node:N` as TensorFlow names tensors. Calls of the graph's function library
+//! (`StatefulPartitionedCall` and friends) are inlined first (`inline.rs`).
 
 mod attrs;
 pub mod bundle;
+pub mod inline;
 mod ops;
 mod stream;
 pub mod tensor;
@@ -52,21 +54,23 @@ fn import_stream(reader: impl Read, len: u64, path: &Path) -> Result<Graph, Impo
             node.attr.remove("value");
         }
     })?;
-    import(&gd, consts, path)
+    import(gd, consts, path)
 }
 
 /// Imports a decoded GraphDef; `path` names it in errors.
 pub fn import_graph_def(gd: &GraphDef, path: &Path) -> Result<Graph, ImportError> {
-    import(gd, HashMap::new(), path)
+    import(gd.clone(), HashMap::new(), path)
 }
 
 /// Imports `gd`, whose constants named in `consts` were converted already (and may have had
-/// their tensors taken out of `gd`).
+/// their tensors taken out of `gd`). Calls of library functions are inlined first.
 fn import(
-    gd: &GraphDef,
+    mut gd: GraphDef,
     consts: HashMap<String, Result<Tensor, String>>,
     path: &Path,
 ) -> Result<Graph, ImportError> {
+    inline::inline_calls(&mut gd, path)?;
+    let gd = &gd;
     let (mut imp, order) = Importer::start(gd, consts, path)?;
     for &i in &order {
         imp.import_node(&gd.node[i])?;

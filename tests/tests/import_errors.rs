@@ -249,14 +249,13 @@ fn missing_file_is_an_error_naming_the_file() {
 }
 
 #[test]
-fn directory_is_a_clear_saved_model_error() {
+fn directory_without_a_saved_model_is_a_clear_error() {
     let dir = TempDir::new("saved_model_dir");
-    let e = load(dir.path()).expect_err("a directory must not load");
+    let e = load(dir.path()).expect_err("an empty directory must not load");
     let s = one_line_naming(&e, dir.path());
     assert_eq!(e.node, None, "{s}");
-    assert!(
-        e.message
-            .starts_with("SavedModel directories are not supported yet; freeze the graph"),
+    assert_eq!(
+        e.message, "not a SavedModel directory: it has no saved_model.pb",
         "{s}"
     );
 }

@@ -122,11 +122,14 @@ pub fn load(path: &Path) -> Result<Graph, ImportError> {
                 .map_err(|e| ImportError::file(path, e.to_string()))?;
             lathe_ir::text::parse(&text).map_err(|e| ImportError::file(path, e.to_string()))?
         }
+        #[cfg(feature = "tensorflow")]
+        ModelFormat::SavedModel => tensorflow::saved_model::import_dir(path, &Default::default())?,
+        #[cfg(not(feature = "tensorflow"))]
         ModelFormat::SavedModel => {
             return Err(ImportError::file(
                 path,
-                "SavedModel directories are not supported yet; freeze the graph to a `.pb` \
-                 (convert_variables_to_constants_v2) or export ONNX",
+                "this build of lathe-compiler cannot read TensorFlow SavedModels: it was built \
+                 without the `tensorflow` feature",
             ))
         }
         ModelFormat::Onnx => {

@@ -12,6 +12,7 @@ mod attrs;
 pub mod bundle;
 pub mod inline;
 mod ops;
+pub mod saved_model;
 mod stream;
 pub mod tensor;
 
@@ -65,18 +66,113 @@ pub fn import_graph_def(gd: &GraphDef, path: &Path) -> Result<Graph, ImportError
 /// Imports `gd`, whose constants named in `consts` were converted already (and may have had
 /// their tensors taken out of `gd`). Calls of library functions are inlined first.
 fn import(
-    mut gd: GraphDef,
+    gd: GraphDef,
     consts: HashMap<String, Result<Tensor, String>>,
     path: &Path,
 ) -> Result<Graph, ImportError> {
+    import_as(gd, consts, path, None)
+}
+
+/// Which tensors of a GraphDef are a model's inputs and outputs, and under which names: a
+/// SavedModel signature. Without one, every Placeholder is an input (named after its node) and
+/// every output nobody consumes is an output.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Interface {
+    /// `(Placeholder node, input name)`, in the graph's input order.
+    pub inputs: Vec<(String, String)>,
+    /// `(output name, tensor "node:k")`, in the graph's output order.
+    pub outputs: Vec<(String, String)>,
+}
+
+/// [`import`] with an explicit interface: only the nodes its outputs depend on (and its input
+/// placeholders) are imported, placeholders are named and ordered as it says.
+fn import_as(
+    mut gd: GraphDef,
+    consts: HashMap<String, Result<Tensor, String>>,
+    path: &Path,
+    iface: Option<&Interface>,
+) -> Result<Graph, ImportError> {
+    if let Some(iface) = iface {
+        keep_interface(&mut gd, iface, path)?;
+    }
     inline::inline_calls(&mut gd, path)?;
     let gd = &gd;
     let (mut imp, order) = Importer::start(gd, consts, path)?;
+    if let Some(iface) = iface {
+        imp.input_names = iface.inputs.iter().cloned().collect();
+    }
     for &i in &order {
         imp.import_node(&gd.node[i])?;
     }
-    imp.add_outputs(gd, &order)?;
+    match iface {
+        None => imp.add_outputs(gd, &order)?,
+        Some(iface) => imp.add_named_outputs(&iface.outputs)?,
+    }
     Ok(imp.graph)
+}
+
+/// Keeps only the nodes `iface`'s outputs depend on through data inputs, and its input
+/// placeholders first, in its order; control inputs are dropped (as the importer ignores them).
+fn keep_interface(gd: &mut GraphDef, iface: &Interface, path: &Path) -> Result<(), ImportError> {
+    let index: HashMap<&str, usize> = gd
+        .node
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let find = |name: &str, what: &str| {
+        index.get(name).copied().ok_or_else(|| {
+            ImportError::file(path, format!("{what} `{name}` is not a node of the graph"))
+        })
+    };
+    let mut keep = vec![false; gd.node.len()];
+    let mut stack = Vec::new();
+    for (name, tensor) in &iface.outputs {
+        let node = parse_input(tensor).map(|(n, _)| n).unwrap_or(tensor);
+        stack.push(find(
+            node,
+            &format!("output `{name}` reads tensor `{tensor}`, but node"),
+        )?);
+    }
+    let mut first = Vec::new();
+    for (node, name) in &iface.inputs {
+        let i = find(node, &format!("input `{name}` is fed to"))?;
+        if gd.node[i].op != "Placeholder" {
+            return Err(ImportError::node(
+                path,
+                node,
+                &gd.node[i].op,
+                format!("input `{name}` is fed here, but this is not a Placeholder"),
+            ));
+        }
+        first.push(i);
+        stack.push(i);
+    }
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut keep[i], true) {
+            continue;
+        }
+        for inp in &gd.node[i].input {
+            if let Some((p, _)) = parse_input(inp) {
+                stack.push(find(p, &format!("node `{}` reads", gd.node[i].name))?);
+            }
+        }
+    }
+    let mut nodes: Vec<Option<NodeDef>> =
+        std::mem::take(&mut gd.node).into_iter().map(Some).collect();
+    let mut kept: Vec<NodeDef> = first.iter().filter_map(|&i| nodes[i].take()).collect();
+    kept.extend(
+        nodes
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep[*i])
+            .filter_map(|(_, n)| n),
+    );
+    for n in &mut kept {
+        n.input.retain(|i| !i.starts_with('^'));
+    }
+    gd.node = kept;
+    Ok(())
 }
 
 /// A data input reference: node name and output index. `None` for a control input.
@@ -176,6 +272,8 @@ struct Importer<'a> {
     /// Constants converted while the file was read, by node name; the Const row takes each
     /// (moves it into the graph) when it imports that node.
     consts: HashMap<String, Result<Tensor, String>>,
+    /// Names of the graph inputs by Placeholder node, where a signature renames them.
+    input_names: HashMap<String, String>,
 }
 
 impl<'a> Importer<'a> {
@@ -199,6 +297,7 @@ impl<'a> Importer<'a> {
             graph: Graph::new(name),
             values: HashMap::new(),
             consts,
+            input_names: HashMap::new(),
         };
         Ok((imp, order))
     }
@@ -246,8 +345,12 @@ impl<'a> Importer<'a> {
         let a = attrs::Attrs(node);
         let msg = |m: String| IrError::Graph(m);
         let dtype = a.dtype("dtype").map_err(msg)?;
-        let sym_base: String = node
-            .name
+        let name = self
+            .input_names
+            .get(&node.name)
+            .unwrap_or(&node.name)
+            .clone();
+        let sym_base: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
@@ -261,10 +364,31 @@ impl<'a> Importer<'a> {
                 ))
             }
         };
-        let v = self
-            .graph
-            .add_input(node.name.clone(), TensorType::new(dtype, shape));
+        let v = self.graph.add_input(name, TensorType::new(dtype, shape));
         Ok(vec![Some(v)])
+    }
+
+    /// Declares the named outputs `(name, tensor "node:k")`.
+    fn add_named_outputs(&mut self, outputs: &[(String, String)]) -> Result<(), ImportError> {
+        for (name, tensor) in outputs {
+            let (node, k) = parse_input(tensor).unwrap_or((tensor, 0));
+            let v = self
+                .values
+                .get(node)
+                .and_then(|outs| outs.get(k).copied().flatten())
+                .ok_or_else(|| {
+                    ImportError::file(
+                        self.file,
+                        format!(
+                            "output `{name}` is tensor `{tensor}`, which Lathe does not compute"
+                        ),
+                    )
+                })?;
+            self.graph
+                .add_output(name.clone(), v)
+                .map_err(|e| ImportError::file(self.file, e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Declares the outputs of every node that no other node consumes.

@@ -155,6 +155,8 @@ fn rows() -> Vec<TfOp> {
         same("Identity", Op::Identity),
         custom("IdentityN", &["identity_n"], import_identity_n),
         same("Snapshot", Op::Identity),
+        // A SavedModel's variables are constants by the time their reads are imported.
+        same("ReadVariableOp", Op::Identity),
         same("StopGradient", Op::StopGradient),
         custom("NoOp", &["noop"], import_noop),
         // ---- elementwise

@@ -5,7 +5,7 @@
 
 pub mod import;
 
-pub use import::{load, ImportError, ModelFormat};
+pub use import::{load, load_with, ImportError, LoadOptions, ModelFormat};
 pub mod passes;
 pub mod pipeline;
 pub mod specialize;

@@ -833,3 +833,90 @@ fn run_matches_tensorflow_for_every_fixture_at_every_level() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The SavedModel fixtures' directory.
+fn saved(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/tf_saved")
+        .join(name)
+}
+
+#[test]
+fn run_and_inspect_take_a_saved_model_directory_and_its_signatures() {
+    let dir = saved("module_saved");
+    let sm = dir.join("saved_model");
+    // The default signature, its outputs named by the signature's keys.
+    let out = success(&lathe(&[
+        "run",
+        path_str(&sm),
+        "--input",
+        &named("x", &dir.join("serving_default.x.npy")),
+    ]));
+    let names: Vec<String> = out.lines().map(|l| parse_summary(l).0).collect();
+    assert_eq!(names, ["logits", "probs"], "{out}");
+    // Another signature, by name, with its outputs saved and compared with TensorFlow's.
+    let tmp = TempDir::new("cli_saved_model");
+    success(&lathe(&[
+        "run",
+        path_str(&sm),
+        "--signature",
+        "affine",
+        "--input",
+        &named("x", &dir.join("affine.x.npy")),
+        "--input",
+        &named("shift", &dir.join("affine.shift.npy")),
+        "--output-dir",
+        path_str(tmp.path()),
+    ]));
+    let got = read_npy(&tmp.path().join("out.npy"));
+    let want = read_npy(&dir.join("affine.out.npy"));
+    compare(
+        &got,
+        &want,
+        Tolerance {
+            rtol: 1e-5,
+            atol: 1e-6,
+        },
+    )
+    .unwrap();
+    // inspect lists the tags, every signature and the functions.
+    let text = success(&lathe(&["inspect", path_str(&sm)]));
+    assert!(text.starts_with("saved model: tag sets serve\n"), "{text}");
+    assert!(
+        text.contains("  affine(shift: f32[2,3], x: f32[2,4]) -> (out: f32[2,3])\n"),
+        "{text}"
+    );
+    assert!(text.contains("(loaded)"), "{text}");
+    let j: Value = serde_json::from_str(&success(&lathe(&[
+        "inspect",
+        path_str(&sm),
+        "--json",
+        "--signature",
+        "affine",
+    ])))
+    .unwrap();
+    assert_eq!(j["saved_model"]["loaded_signature"], "affine");
+    assert_eq!(
+        j["saved_model"]["signatures"]["serving_default"]["outputs"]["probs"],
+        "f32[2,3]"
+    );
+    assert_eq!(j["outputs"][0]["name"], "out");
+    assert_eq!(j["cpu_plan"]["interp_steps"], 0);
+    // Errors: an unknown signature, and a signature asked of a frozen graph.
+    let e = one_line_error(&lathe(&["run", path_str(&sm), "--signature", "nope"]));
+    assert!(
+        e.contains("no signature `nope` (signatures: `affine`, `serving_default`)"),
+        "{e}"
+    );
+    let f = Fixture::open("mlp_tiny");
+    let e = one_line_error(&lathe(&[
+        "run",
+        path_str(&f.model_path()),
+        "--signature",
+        "x",
+    ]));
+    assert!(
+        e.contains("a signature can only be chosen in a SavedModel directory"),
+        "{e}"
+    );
+}

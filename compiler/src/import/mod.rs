@@ -104,38 +104,71 @@ impl ModelFormat {
     }
 }
 
+/// What to load of a model that holds more than one graph.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// A SavedModel's MetaGraphDef tag (`serve` when `None`).
+    pub tag: Option<String>,
+    /// A SavedModel's signature (`serving_default` when `None`).
+    pub signature: Option<String>,
+}
+
 /// Loads a model file in any supported format and verifies the resulting graph.
 pub fn load(path: &Path) -> Result<Graph, ImportError> {
-    let graph = match ModelFormat::detect(path)? {
-        #[cfg(feature = "tensorflow")]
-        ModelFormat::TensorFlowGraphDef => tensorflow::import_file(path)?,
-        #[cfg(not(feature = "tensorflow"))]
-        ModelFormat::TensorFlowGraphDef => {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`], choosing what to load of a SavedModel; the options are an error for a format
+/// that has no tags or signatures.
+pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Graph, ImportError> {
+    let format = ModelFormat::detect(path)?;
+    if format != ModelFormat::SavedModel {
+        if let Some(flag) = [("tag", &options.tag), ("signature", &options.signature)]
+            .iter()
+            .find(|(_, v)| v.is_some())
+            .map(|(f, _)| f)
+        {
             return Err(ImportError::file(
                 path,
-                "this build of lathe-compiler cannot read TensorFlow GraphDef `.pb` files: it \
+                format!("a {flag} can only be chosen in a SavedModel directory"),
+            ));
+        }
+    }
+    let graph =
+        match format {
+            #[cfg(feature = "tensorflow")]
+            ModelFormat::TensorFlowGraphDef => tensorflow::import_file(path)?,
+            #[cfg(not(feature = "tensorflow"))]
+            ModelFormat::TensorFlowGraphDef => {
+                return Err(ImportError::file(
+                    path,
+                    "this build of lathe-compiler cannot read TensorFlow GraphDef `.pb` files: it \
                  was built without the `tensorflow` feature",
-            ))
-        }
-        ModelFormat::LatheText => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ImportError::file(path, e.to_string()))?;
-            lathe_ir::text::parse(&text).map_err(|e| ImportError::file(path, e.to_string()))?
-        }
-        #[cfg(feature = "tensorflow")]
-        ModelFormat::SavedModel => tensorflow::saved_model::import_dir(path, &Default::default())?,
-        #[cfg(not(feature = "tensorflow"))]
-        ModelFormat::SavedModel => {
-            return Err(ImportError::file(
+                ))
+            }
+            ModelFormat::LatheText => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ImportError::file(path, e.to_string()))?;
+                lathe_ir::text::parse(&text).map_err(|e| ImportError::file(path, e.to_string()))?
+            }
+            #[cfg(feature = "tensorflow")]
+            ModelFormat::SavedModel => tensorflow::saved_model::import_dir(
+                path,
+                &tensorflow::saved_model::SavedModelOptions {
+                    tag: options.tag.clone(),
+                    signature: options.signature.clone(),
+                },
+            )?,
+            #[cfg(not(feature = "tensorflow"))]
+            ModelFormat::SavedModel => return Err(ImportError::file(
                 path,
                 "this build of lathe-compiler cannot read TensorFlow SavedModels: it was built \
                  without the `tensorflow` feature",
-            ))
-        }
-        ModelFormat::Onnx => {
-            return Err(ImportError::file(path, "ONNX import is not supported yet"))
-        }
-    };
+            )),
+            ModelFormat::Onnx => {
+                return Err(ImportError::file(path, "ONNX import is not supported yet"))
+            }
+        };
     lathe_ir::verify(&graph).map_err(|e| ImportError::file(path, e.to_string()))?;
     Ok(graph)
 }

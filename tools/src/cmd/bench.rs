@@ -11,14 +11,13 @@ use anyhow::{bail, Result};
 use clap::Args;
 use lathe_ir::{DType, Graph, Tensor, TensorType};
 use lathe_runtime::{Backend, Model, ModelOptions};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Arguments of `lathe bench`.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The model: a frozen GraphDef `.pb` or Lathe IR text `.lir`.
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: super::source::ModelArgs,
     /// An input, as NAME=FILE.npy; a model with one input may omit `NAME=`. Repeat per input.
     /// Without any, inputs are random (seeded) with the model's declared types; unknown
     /// dimensions are taken as 1.
@@ -92,7 +91,7 @@ const MAX_RUNS: usize = 2000;
 
 /// Runs `lathe bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let graph = super::load_model(&args.model)?;
+    let graph = args.model.load()?;
     let graph_inputs: Vec<String> = graph.inputs().iter().map(|i| i.name.clone()).collect();
     let (inputs, input_note) = if args.inputs.is_empty() {
         let random = random_inputs(&graph, args.seed)?;
@@ -182,7 +181,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     if args.json {
         let report = serde_json::json!({
-            "model": args.model.display().to_string(),
+            "model": args.model.model.display().to_string(),
             "backend": args.backend.name(),
             "threads": threads,
             "pipeline": args.opt.pipeline_text(),
@@ -198,7 +197,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         });
         println!("{report}");
     } else {
-        println!("model:    {}", args.model.display());
+        println!("model:    {}", args.model.model.display());
         println!(
             "backend:  {} ({threads} thread{}), pipeline: {}",
             args.backend,

@@ -35,8 +35,8 @@ pub enum Format {
 /// Arguments of `lathe dump`.
 #[derive(Args)]
 pub struct DumpArgs {
-    /// The model: a frozen GraphDef `.pb` or Lathe IR text `.lir`.
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: super::source::ModelArgs,
     #[command(flatten)]
     pub opt: OptArgs,
     /// Print the IR after every pass that changed it (unchanged passes get a one-line note).
@@ -199,7 +199,7 @@ pub fn run(args: DumpArgs) -> Result<()> {
     if args.generic && args.format == Format::Plan {
         bail!("--format plan needs a specialization (drop --generic)");
     }
-    let graph = super::load_model(&args.model)?;
+    let graph = args.model.load()?;
     let pipeline = args.opt.pipeline()?;
     if let Some(dir) = &args.dump_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

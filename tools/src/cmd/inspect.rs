@@ -3,19 +3,19 @@
 use super::opt::OptArgs;
 use anyhow::Result;
 use clap::Args;
+use lathe_compiler::import::tensorflow::saved_model::{self, describe, SavedModelInfo};
 use lathe_compiler::pipeline::{NoHooks, PassRecord};
 use lathe_ir::{Dim, Graph, TensorType};
 use lathe_runtime::cpu::PlanStats;
 use lathe_runtime::{Backend, Model, ModelOptions, Specialization};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// Arguments of `lathe inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
-    /// The model: a frozen GraphDef `.pb` or Lathe IR text `.lir`.
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: super::source::ModelArgs,
     /// Print JSON (keys: inputs, outputs, ops, nodes, params, param_bytes, nodes_optimized,
     /// passes).
     #[arg(long)]
@@ -27,7 +27,14 @@ pub struct InspectArgs {
 
 /// Runs `lathe inspect`.
 pub fn run(args: InspectArgs) -> Result<()> {
-    let g = super::load_model(&args.model)?;
+    let g = args.model.load()?;
+    let saved = if lathe_compiler::ModelFormat::detect(&args.model.model)?
+        == lathe_compiler::ModelFormat::SavedModel
+    {
+        Some(describe(&args.model.model, args.model.tag.as_deref())?)
+    } else {
+        None
+    };
     let types = super::declared_signature(&g);
     let options = args.opt.model_options(ModelOptions {
         backend: Backend::Cpu,
@@ -58,12 +65,78 @@ pub fn run(args: InspectArgs) -> Result<()> {
             r
         }
     };
+    let loaded = args
+        .model
+        .signature
+        .as_deref()
+        .unwrap_or(saved_model::DEFAULT_SIGNATURE);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        let mut j = report.to_json();
+        if let Some(info) = &saved {
+            j["saved_model"] = saved_model_json(info, loaded);
+        }
+        println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
+        if let Some(info) = &saved {
+            print!("{}", saved_model_text(info, loaded));
+        }
         print!("{}", report.to_text());
     }
     Ok(())
+}
+
+/// A SavedModel's tag sets, signatures (the loaded one marked) and functions, as text.
+fn saved_model_text(info: &SavedModelInfo, loaded: &str) -> String {
+    let tags: Vec<String> = info.tag_sets.iter().map(|t| t.join(",")).collect();
+    let mut s = format!("saved model: tag sets {}\n", tags.join("; "));
+    s.push_str("signatures:\n");
+    for sig in &info.signatures {
+        let io = |v: &[(String, String)]| {
+            v.iter()
+                .map(|(k, t)| format!("{k}: {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mark = if sig.name == loaded { "  (loaded)" } else { "" };
+        s.push_str(&format!(
+            "  {}({}) -> ({}){mark}\n",
+            sig.name,
+            io(&sig.inputs),
+            io(&sig.outputs)
+        ));
+    }
+    s.push_str(&format!("functions: {}\n", info.functions.len()));
+    for f in &info.functions {
+        s.push_str(&format!("  {f}\n"));
+    }
+    s
+}
+
+/// The same as JSON: `{tag_sets, loaded_signature, signatures: {name: {method, inputs,
+/// outputs}}, functions}`.
+fn saved_model_json(info: &SavedModelInfo, loaded: &str) -> Value {
+    let io = |v: &[(String, String)]| -> Value {
+        v.iter()
+            .map(|(k, t)| (k.clone(), json!(t)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let sigs: serde_json::Map<String, Value> = info
+        .signatures
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                json!({"method": s.method, "inputs": io(&s.inputs), "outputs": io(&s.outputs)}),
+            )
+        })
+        .collect();
+    json!({
+        "tag_sets": info.tag_sets,
+        "loaded_signature": loaded,
+        "signatures": sigs,
+        "functions": info.functions,
+    })
 }
 
 /// What `inspect` reports about a graph.

@@ -6,15 +6,9 @@ pub mod inspect;
 pub mod ops;
 pub mod opt;
 pub mod run;
+pub mod source;
 
-use anyhow::Result;
 use lathe_ir::{Graph, TensorType};
-use std::path::Path;
-
-/// Loads a model in any supported format.
-pub fn load_model(path: &Path) -> Result<Graph> {
-    Ok(lathe_compiler::load(path)?)
-}
 
 /// The model's declared input types with every unknown or symbolic dimension bound to 1
 /// (batch 1): the signature `inspect` and `dump` specialize to when given no inputs.

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 /// Arguments of `lathe run`.
 #[derive(Args)]
 pub struct RunArgs {
-    /// The model: a frozen GraphDef `.pb` or Lathe IR text `.lir`.
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: super::source::ModelArgs,
     /// An input, as NAME=FILE.npy; a model with one input may omit `NAME=`. Repeat per input.
     #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
     pub inputs: Vec<String>,
@@ -31,7 +31,7 @@ pub struct RunArgs {
 
 /// Runs `lathe run`.
 pub fn run(args: RunArgs) -> Result<()> {
-    let graph = super::load_model(&args.model)?;
+    let graph = args.model.load()?;
     let inputs = read_inputs(&graph, &args.inputs)?;
     // The runtime specializes the graph to the inputs' shapes and optimizes that with `-O N`
     // or `--passes`, as `dump` shows.

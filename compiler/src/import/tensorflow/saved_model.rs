@@ -326,3 +326,93 @@ fn list(items: &[String]) -> String {
             .join(", ")
     }
 }
+
+/// What a SavedModel holds, for `lathe inspect`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedModelInfo {
+    /// The tags of each MetaGraphDef.
+    pub tag_sets: Vec<Vec<String>>,
+    /// The signatures of the MetaGraphDef described, by name.
+    pub signatures: Vec<SignatureInfo>,
+    /// The names of its graph's library functions, sorted.
+    pub functions: Vec<String>,
+}
+
+/// One signature: its method and its inputs and outputs as `(key, type)`, e.g.
+/// `("x", "f32[?,4]")` (`?` for an unknown dimension).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureInfo {
+    pub name: String,
+    pub method: String,
+    pub inputs: Vec<(String, String)>,
+    pub outputs: Vec<(String, String)>,
+}
+
+/// Describes the SavedModel in `dir`: every tag set, and the signatures and functions of the
+/// MetaGraphDef tagged `tag` ([`DEFAULT_TAG`] when `None`).
+pub fn describe(dir: &Path, tag: Option<&str>) -> Result<SavedModelInfo, ImportError> {
+    let sm = read(dir)?;
+    let mg = meta_graph(&sm, tag.unwrap_or(DEFAULT_TAG), &dir.join("saved_model.pb"))?;
+    let ty = |info: &lathe_proto::tensorflow::TensorInfo| {
+        let dtype = super::tensor::dtype(info.dtype)
+            .map(|d| d.name().to_string())
+            .unwrap_or_else(|_| {
+                lathe_proto::tensorflow::DataType::try_from(info.dtype)
+                    .map(|d| d.as_str_name().trim_start_matches("DT_").to_lowercase())
+                    .unwrap_or_else(|_| format!("dtype#{}", info.dtype))
+            });
+        let dims = match &info.tensor_shape {
+            Some(s) if !s.unknown_rank => s
+                .dim
+                .iter()
+                .map(|d| {
+                    if d.size < 0 {
+                        "?".into()
+                    } else {
+                        d.size.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => "*".into(),
+        };
+        format!("{dtype}[{dims}]")
+    };
+    let signatures = signatures(mg)
+        .into_iter()
+        .map(|(name, s)| SignatureInfo {
+            name: name.to_string(),
+            method: s.method_name.clone(),
+            inputs: sorted(&s.inputs)
+                .into_iter()
+                .map(|(k, i)| (k.to_string(), ty(i)))
+                .collect(),
+            outputs: sorted(&s.outputs)
+                .into_iter()
+                .map(|(k, i)| (k.to_string(), ty(i)))
+                .collect(),
+        })
+        .collect();
+    let mut functions: Vec<String> = mg
+        .graph_def
+        .iter()
+        .flat_map(|g| g.library.iter())
+        .flat_map(|l| l.function.iter())
+        .filter_map(|f| f.signature.as_ref().map(|s| s.name.clone()))
+        .collect();
+    functions.sort();
+    Ok(SavedModelInfo {
+        tag_sets: sm
+            .meta_graphs
+            .iter()
+            .map(|m| {
+                m.meta_info_def
+                    .as_ref()
+                    .map(|i| i.tags.clone())
+                    .unwrap_or_default()
+            })
+            .collect(),
+        signatures,
+        functions,
+    })
+}

@@ -63,6 +63,44 @@ const G: [[f32; 3]; 4] = [
     [0.0, 0.0, 1.0],
 ];
 
+/// Whether a `conv2d` with these attributes, input type and filter shape should run
+/// Winograd rather than im2col + GEMM: one this kernel takes (3×3, stride 1, no dilation,
+/// one group, f32 NHWC with a known shape) with at least [`MIN_IN_CHANNELS`] input channels,
+/// and either at least [`MIN_TILES`] output tiles or a transformed filter of at most
+/// [`SMALL_FILTER_FLOATS`].
+///
+/// Measured single-threaded against [`super::conv::Conv2d`] (`benches/conv.rs`, `winograd`,
+/// Zen 4): 1.7 to 2.3× faster on ResNet-50's 56×56×64, 28×28×128 and 14×14×256 stages
+/// (784, 196 and 49 tiles) and on DenseNet's 128→32 at 56 to 14; 1.1 to 1.4× on 7×7 128→32
+/// (16 tiles, 256 KiB filter) and 11×11 32→64; level to 1.3× on 7×7×512 (16 tiles that
+/// stream a 16 MiB transformed filter, and 7 MiB more weights resident per convolution:
+/// ResNet-50's peak memory would pass 1.5× its weights); 1.3× slower with one input channel,
+/// level with 4, faster from 8.
+pub fn pays_off(attrs: &ConvAttrs, x: &TensorType, filter_shape: &[usize]) -> bool {
+    let Ok(nhwc) = nhwc_f32("conv2d", attrs.format, x) else {
+        return false;
+    };
+    let Ok(win) = WindowGeometry::new(&nhwc, [3, 3], [1, 1], [1, 1], &attrs.padding) else {
+        return false;
+    };
+    let takes = filter_shape.len() == 4
+        && filter_shape[..3] == [3, 3, nhwc[3]]
+        && attrs.strides == [1, 1]
+        && attrs.dilations == [1, 1];
+    let tiles = win.n * win.oh.div_ceil(2) * win.ow.div_ceil(2);
+    let transformed = 16 * nhwc[3] * filter_shape.get(3).copied().unwrap_or(0);
+    takes
+        && nhwc[3] >= MIN_IN_CHANNELS
+        && (tiles >= MIN_TILES || transformed <= SMALL_FILTER_FLOATS)
+}
+
+/// Fewest input channels for which Winograd is chosen (see [`pays_off`]).
+const MIN_IN_CHANNELS: usize = 8;
+/// Fewest 2×2 output tiles for which Winograd is chosen with a large filter.
+const MIN_TILES: usize = 32;
+/// A transformed filter that stays in L2 (1 MiB) across calls: Winograd whatever the tiles.
+const SMALL_FILTER_FLOATS: usize = 1 << 18;
+
 /// A 2×2 output tile: image, tile row, tile column.
 #[derive(Clone, Copy, Debug)]
 struct TilePos {
@@ -336,12 +374,7 @@ simd::multiversion!(fn input_transform(k: &Winograd3x3, x: &[f32], batch: &[Tile
 
 /// Writes `V_ij` row `t` (`Bᵀ d B` of tile `batch[t]`) for every tile of the batch.
 #[inline(always)]
-fn input_transform_generic<S: Simd>(
-    k: &Winograd3x3,
-    x: &[f32],
-    batch: &[TilePos],
-    v: &mut [f32],
-) {
+fn input_transform_generic<S: Simd>(k: &Winograd3x3, x: &[f32], batch: &[TilePos], v: &mut [f32]) {
     let win = &k.win;
     let (c, ld) = (win.c, k.ldv);
     let stride = k.batch * ld;
@@ -537,8 +570,17 @@ mod tests {
         let mut err = 0.0f32;
         for i in 0..80 {
             let padding = rng.padding([3, 3]);
-            let x_shape = [rng.int(1, 3), rng.int(3, 13), rng.int(3, 13), rng.int(1, 40)];
-            let co = if i % 4 == 0 { 16 * rng.int(1, 3) } else { rng.int(1, 40) };
+            let x_shape = [
+                rng.int(1, 3),
+                rng.int(3, 13),
+                rng.int(3, 13),
+                rng.int(1, 40),
+            ];
+            let co = if i % 4 == 0 {
+                16 * rng.int(1, 3)
+            } else {
+                rng.int(1, 40)
+            };
             // Small batches too, so tile rows split across batches.
             let batch = if i % 3 == 0 { rng.int(1, 7) } else { 0 };
             err = err.max(check(&mut rng, x_shape, co, padding, batch));
@@ -564,6 +606,32 @@ mod tests {
     }
 
     #[test]
+    fn pays_off_where_measured() {
+        let same = ConvAttrs {
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Same,
+            format: DataFormat::Nhwc,
+        };
+        let on = |hw: usize, ci: usize, co: usize| {
+            let x = TensorType::known(DType::F32, &[1, hw, hw, ci]);
+            pays_off(&same, &x, &[3, 3, ci, co])
+        };
+        // ResNet-50's stages 2 to 4, DenseNet's 7×7 (small filter); not ResNet-50's stage 5
+        // (16 tiles, large filter) nor one input channel.
+        assert!(on(56, 64, 64) && on(28, 128, 128) && on(14, 256, 256) && on(7, 128, 32));
+        assert!(!on(7, 512, 512) && !on(28, 1, 32));
+        let strided = ConvAttrs {
+            strides: [2, 2],
+            ..same.clone()
+        };
+        let x = TensorType::known(DType::F32, &[1, 56, 56, 64]);
+        assert!(!pays_off(&strided, &x, &[3, 3, 64, 64]));
+        assert!(!pays_off(&same, &x, &[3, 3, 32, 64]), "two groups");
+        assert!(!pays_off(&same, &x, &[5, 5, 64, 64]));
+    }
+
+    #[test]
     fn rejects_what_it_cannot_do() {
         let attrs = |s: usize, d: usize| ConvAttrs {
             strides: [s, s],
@@ -576,8 +644,14 @@ mod tests {
         for (a, f) in [
             (attrs(2, 1), &f3),
             (attrs(1, 2), &f3),
-            (attrs(1, 1), &Tensor::from_vec(&[1, 1, 4, 8], vec![0.0f32; 32])),
-            (attrs(1, 1), &Tensor::from_vec(&[3, 3, 2, 8], vec![0.0f32; 144])),
+            (
+                attrs(1, 1),
+                &Tensor::from_vec(&[1, 1, 4, 8], vec![0.0f32; 32]),
+            ),
+            (
+                attrs(1, 1),
+                &Tensor::from_vec(&[3, 3, 2, 8], vec![0.0f32; 144]),
+            ),
         ] {
             let e = Winograd3x3::new(&a, &x, f).unwrap_err();
             assert!(e.contains("needs a 3x3 filter, stride 1"), "{e}");

@@ -460,15 +460,16 @@ fn output_transform_generic<S: Simd>(
             // pixel of `rows` (`pixels`), `co` elements inside `out`, and `c0 + n <= co`.
             unsafe {
                 let src = m.as_ptr().add(t * co + c0);
+                // Aᵀ M, a column at a time.
                 let mut a = [[S::zero(); 4]; 2];
-                for j in 0..4 {
-                    let m0 = load::<S>(src.add(j * stride), n);
-                    let m1 = load::<S>(src.add((4 + j) * stride), n);
-                    let m2 = load::<S>(src.add((8 + j) * stride), n);
-                    let m3 = load::<S>(src.add((12 + j) * stride), n);
-                    a[0][j] = S::add(S::add(m0, m1), m2);
-                    a[1][j] = S::sub(S::sub(m1, m2), m3);
+                for (j, src) in (0..4).map(|j| src.add(j * stride)).enumerate() {
+                    let m0 = load::<S>(src, n);
+                    let m1 = load::<S>(src.add(4 * stride), n);
+                    let m2 = load::<S>(src.add(8 * stride), n);
+                    let m3 = load::<S>(src.add(12 * stride), n);
+                    [a[0][j], a[1][j]] = [S::add(S::add(m0, m1), m2), S::sub(S::sub(m1, m2), m3)];
                 }
+                // (Aᵀ M) A, a row at a time.
                 for (a, dst) in a.iter().zip(&dst) {
                     let y = [
                         S::add(S::add(a[0], a[1]), a[2]),

@@ -1,5 +1,6 @@
 //! The CPU backend's dense kernels on model shapes, one thread: `conv2d` (im2col + GEMM, and
-//! pointwise GEMM), `depthwise_conv2d`, pooling and small-`m` GEMV.
+//! pointwise GEMM), Winograd against im2col on 3×3 stride-1 convolutions, `depthwise_conv2d`,
+//! pooling and small-`m` GEMV.
 //!
 //! Convolutions declare `Throughput::Elements(FLOPs)` (2 per multiply-add, padding taps
 //! included, the usual count), so criterion's "elem/s" reads as FLOP/s. Pooling and GEMV are
@@ -9,7 +10,11 @@
 //! ```text
 //! cargo bench -p lathe-benches --bench conv
 //! cargo bench -p lathe-benches --bench conv -- depthwise   # a filter
+//! cargo bench -p lathe-benches --bench conv -- winograd/    # Winograd vs im2col
 //! ```
+//!
+//! The `winograd` groups declare the direct convolution's FLOPs for both kernels, so their
+//! "elem/s" compare as effective speed.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lathe_ir::ops::{ConvAttrs, DataFormat, Padding, PoolAttrs};
@@ -18,6 +23,7 @@ use lathe_runtime::kernels::conv::Conv2d;
 use lathe_runtime::kernels::depthwise::DepthwiseConv2d;
 use lathe_runtime::kernels::gemv::gemv;
 use lathe_runtime::kernels::pool::{Pool2d, PoolKind};
+use lathe_runtime::kernels::winograd::Winograd3x3;
 use lathe_runtime::kernels::{sgemm, MatMut, MatRef};
 use std::time::Duration;
 
@@ -83,6 +89,103 @@ fn bench_conv(c: &mut Criterion) {
             });
         }
         group.finish();
+    }
+}
+
+/// `(name, hw, in, out, padding)`: 3×3 stride-1 convolutions, batch 1: ResNet-50's four
+/// stages, DenseNet-121's bottleneck 3×3s, the small `cnn` model's two, few input channels.
+const WINOGRAD: &[(&str, usize, usize, usize, Padding)] = &[
+    ("r50_56x64_3x3x64", 56, 64, 64, Padding::Same),
+    ("r50_28x128_3x3x128", 28, 128, 128, Padding::Same),
+    ("r50_14x256_3x3x256", 14, 256, 256, Padding::Same),
+    ("r50_7x512_3x3x512", 7, 512, 512, Padding::Same),
+    ("dn121_56x128_3x3x32", 56, 128, 32, Padding::Same),
+    ("dn121_28x128_3x3x32", 28, 128, 32, Padding::Same),
+    ("dn121_14x128_3x3x32", 14, 128, 32, Padding::Same),
+    ("dn121_7x128_3x3x32", 7, 128, 32, Padding::Same),
+    ("cnn_28x1_3x3x32_valid", 28, 1, 32, Padding::Valid),
+    ("cnn_13x32_3x3x64_valid", 13, 32, 64, Padding::Valid),
+    ("few_in_28x4_3x3x32", 28, 4, 32, Padding::Same),
+    ("few_in_28x8_3x3x32", 28, 8, 32, Padding::Same),
+    ("small_16x64_3x3x64", 16, 64, 64, Padding::Same),
+    ("small_8x128_3x3x128", 8, 128, 128, Padding::Same),
+];
+
+/// Winograd against im2col + GEMM on the same shapes, in one process and alternating (two
+/// rounds of each, so drift in the machine's speed shows as a difference between rounds).
+/// Both run the whole output in calls of the backend's tile (`tile_rows`), as a thread does.
+fn bench_winograd(c: &mut Criterion) {
+    for (name, hw, cin, cout, padding) in WINOGRAD {
+        let (hw, cin, cout) = (*hw, *cin, *cout);
+        let attrs = ConvAttrs {
+            padding: padding.clone(),
+            ..attrs(1)
+        };
+        let x = data(hw * hw * cin, 8);
+        let f = Tensor::from_vec(&[3, 3, cin, cout], data(9 * cin * cout, 9));
+        let xt = TensorType::known(DType::F32, &[1, hw, hw, cin]);
+        let im2col = Conv2d::new(&attrs, &xt, &f).unwrap();
+        let wino = Winograd3x3::new(&attrs, &xt, &f).unwrap();
+        let rows = im2col.rows();
+        let mut out = vec![0.0f32; rows * cout];
+        let mut group = c.benchmark_group(format!("winograd/{name}"));
+        group.throughput(Throughput::Elements((2 * rows * cout * 9 * cin) as u64));
+        for round in 1..=2 {
+            let mut scratch = vec![0.0f32; im2col.scratch_len(rows)];
+            let tile = im2col.tile_rows().min(rows);
+            group.bench_function(BenchmarkId::new("im2col", round), |b| {
+                b.iter(|| {
+                    in_tiles(rows, tile, cout, &mut out, |r, o| {
+                        im2col.run_rows(black_box(&x), r, o, &mut scratch)
+                    })
+                })
+            });
+            let mut scratch = vec![0.0f32; wino.scratch_len(rows)];
+            let tile = wino.tile_rows().min(rows);
+            group.bench_function(BenchmarkId::new("winograd", round), |b| {
+                b.iter(|| {
+                    in_tiles(rows, tile, cout, &mut out, |r, o| {
+                        wino.run_rows(black_box(&x), r, o, &mut scratch)
+                    })
+                })
+            });
+        }
+        group.finish();
+        // The batch size (tiles per input transform, 16 GEMMs and output transform).
+        let mut group = c.benchmark_group(format!("winograd_batch/{name}"));
+        group.throughput(Throughput::Elements((2 * rows * cout * 9 * cin) as u64));
+        for tiles in [12, 24, 48, 96, 192, 384] {
+            let wino = wino.clone().with_batch_tiles(tiles);
+            let mut scratch = vec![0.0f32; wino.scratch_len(rows)];
+            let tile = wino.tile_rows().min(rows);
+            let id = if tiles == Winograd3x3::new(&attrs, &xt, &f).unwrap().batch_tiles() {
+                format!("{tiles}_default")
+            } else {
+                tiles.to_string()
+            };
+            group.bench_function(BenchmarkId::new("tiles", id), |b| {
+                b.iter(|| {
+                    in_tiles(rows, tile, cout, &mut out, |r, o| {
+                        wino.run_rows(black_box(&x), r, o, &mut scratch)
+                    })
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+/// Calls `run` on `0..rows` in ranges of `tile` rows with the matching slices of `out`.
+fn in_tiles(
+    rows: usize,
+    tile: usize,
+    cols: usize,
+    out: &mut [f32],
+    mut run: impl FnMut(std::ops::Range<usize>, &mut [f32]),
+) {
+    for (i, o) in out.chunks_mut(tile * cols).enumerate() {
+        let start = i * tile;
+        run(start..(start + tile).min(rows), o);
     }
 }
 
@@ -206,6 +309,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_conv, bench_depthwise, bench_pool, bench_gemv
+    targets = bench_conv, bench_winograd, bench_depthwise, bench_pool, bench_gemv
 }
 criterion_main!(benches);

@@ -638,7 +638,7 @@ impl Frame {
         let (rows, cols) = (k.rows(), k.cols());
         let tile = k.tile_rows().min(rows.max(1));
         let tasks = (rows * k.flops_per_row() / MIN_TASK_FLOPS).clamp(1, pool.threads());
-        let chunk = rows.div_ceil(tasks);
+        let chunk = rows.div_ceil(tasks).next_multiple_of(k.row_align());
         let tiled = epilogue
             .filter(|e| e.tiled)
             .map(|e| self.bind_epilogue(plan, e));

@@ -40,7 +40,8 @@ use crate::kernels::packed::PackedB;
 use crate::kernels::pool::{Pool2d, PoolKind};
 use crate::kernels::reduce::MiddleReduce;
 use crate::kernels::reduce_axes::ReduceAxes;
-use lathe_ir::ops::DataFormat;
+use crate::kernels::winograd::{self, Winograd3x3};
+use lathe_ir::ops::{ConvAttrs, DataFormat};
 use lathe_ir::ops::{FusedKind, Op};
 use lathe_ir::{Capabilities, DType, Graph, Native, NodeId, Tensor, TensorType, ValueId};
 use std::collections::{HashMap, HashSet};
@@ -910,7 +911,7 @@ fn window(
     if x.dtype == DType::F32 && format == DataFormat::Nhwc {
         let constant = || filter.ok_or_else(|| "the filter is not a constant".to_string());
         let tuned = match op {
-            Op::Conv2D(a) => constant().and_then(|f| Conv2d::new(a, x, f).map(Window::Conv)),
+            Op::Conv2D(a) => constant().and_then(|f| conv2d(a, x, f)),
             Op::DepthwiseConv2D(a) => {
                 constant().and_then(|f| DepthwiseConv2d::new(a, x, f).map(Window::Depthwise))
             }
@@ -923,6 +924,16 @@ fn window(
         }
     }
     GenericWindow::new(op, x, filter_ty).map(WindowKernel::Generic)
+}
+
+/// The tuned f32 NHWC `conv2d`: Winograd where [`winograd::pays_off`], else im2col + GEMM.
+fn conv2d(attrs: &ConvAttrs, x: &TensorType, filter: &Tensor) -> Result<Window, String> {
+    if winograd::pays_off(attrs, x, filter.shape()) {
+        if let Ok(k) = Winograd3x3::new(attrs, x, filter) {
+            return Ok(Window::Winograd(k));
+        }
+    }
+    Conv2d::new(attrs, x, filter).map(Window::Conv)
 }
 
 /// The kernel of a reduction that generated code does not do.

@@ -11,6 +11,7 @@ use crate::kernels::generic_window::GenericWindow;
 use crate::kernels::packed::PackedB;
 use crate::kernels::pool::Pool2d;
 use crate::kernels::reduce_axes::ReduceAxes;
+use crate::kernels::winograd::Winograd3x3;
 use lathe_ir::ops::Op;
 use lathe_ir::{DType, Tensor};
 use std::ops::Range;
@@ -78,6 +79,8 @@ pub struct MovePart {
 #[derive(Debug)]
 pub enum Window {
     Conv(Conv2d),
+    /// A 3×3 stride-1 convolution by Winograd F(2×2, 3×3).
+    Winograd(Winograd3x3),
     Depthwise(DepthwiseConv2d),
     Pool(Pool2d),
 }
@@ -86,6 +89,7 @@ impl Window {
     pub fn rows(&self) -> usize {
         match self {
             Window::Conv(k) => k.rows(),
+            Window::Winograd(k) => k.rows(),
             Window::Depthwise(k) => k.rows(),
             Window::Pool(k) => k.rows(),
         }
@@ -94,6 +98,7 @@ impl Window {
     pub fn cols(&self) -> usize {
         match self {
             Window::Conv(k) => k.cols(),
+            Window::Winograd(k) => k.cols(),
             Window::Depthwise(k) => k.cols(),
             Window::Pool(k) => k.cols(),
         }
@@ -103,6 +108,7 @@ impl Window {
     pub fn scratch_len(&self, rows: usize) -> usize {
         match self {
             Window::Conv(k) => k.scratch_len(rows),
+            Window::Winograd(k) => k.scratch_len(rows),
             Window::Depthwise(_) | Window::Pool(_) => 0,
         }
     }
@@ -110,6 +116,7 @@ impl Window {
     pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
         match self {
             Window::Conv(k) => k.run_rows(x, rows, out, scratch),
+            Window::Winograd(k) => k.run_rows(x, rows, out, scratch),
             Window::Depthwise(k) => k.run_rows(x, rows, out),
             Window::Pool(k) => k.run_rows(x, rows, out),
         }
@@ -120,7 +127,18 @@ impl Window {
     pub fn tile_rows(&self) -> usize {
         match self {
             Window::Conv(k) => k.tile_rows(),
+            Window::Winograd(k) => k.tile_rows(),
             Window::Depthwise(_) | Window::Pool(_) => 64,
+        }
+    }
+
+    /// Rows that a thread's chunk of rows should start and end on (chunks are rounded up to
+    /// a multiple): 1, except a Winograd convolution's row of 2×2 tiles, which a range split
+    /// inside would compute twice.
+    pub fn row_align(&self) -> usize {
+        match self {
+            Window::Winograd(k) => k.row_align(),
+            Window::Conv(_) | Window::Depthwise(_) | Window::Pool(_) => 1,
         }
     }
 
@@ -128,6 +146,8 @@ impl Window {
     pub fn flops_per_row(&self) -> usize {
         match self {
             Window::Conv(k) => 2 * k.depth() * k.cols(),
+            // 16 products per 4 pixels of a tile (the transforms are not counted).
+            Window::Winograd(k) => 2 * 4 * k.in_channels() * k.cols(),
             Window::Depthwise(k) => 2 * k.taps() * k.cols(),
             Window::Pool(k) => k.taps() * k.cols(),
         }

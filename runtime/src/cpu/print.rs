@@ -101,6 +101,7 @@ fn kernel(k: &Kernel) -> String {
         } => {
             let what = match kernel {
                 Window::Conv(_) => "conv",
+                Window::Winograd(_) => "conv winograd",
                 Window::Depthwise(_) => "depthwise",
                 Window::Pool(_) => "pool",
             };

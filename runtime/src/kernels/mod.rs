@@ -3,7 +3,8 @@
 //! Everything around these kernels (bias, activation, residual add) is generated and fused by
 //! codegen (`crate::cpu::codegen`); the kernels here do the heavy, hard-to-generate part.
 //!
-//! f32 has tuned kernels (`gemm`, `packed`, `gemv`, `conv`, `depthwise`, `pool`, `reduce`);
+//! f32 has tuned kernels (`gemm`, `packed`, `gemv`, `conv`, `winograd`, `depthwise`, `pool`,
+//! `reduce`);
 //! every other numeric dtype, and the forms those do not take (NCHW, a filter computed at run
 //! time, reductions over scattered axes), run the `generic_*`, `einsum`, `reduce_axes` and
 //! `argmax` kernels, written once over the element type ([`numeric`]).
@@ -25,5 +26,6 @@ pub mod pool;
 pub mod reduce;
 pub mod reduce_axes;
 pub(crate) mod simd;
+pub mod winograd;
 
 pub use gemm::{sgemm, GemmError, MatMut, MatRef};

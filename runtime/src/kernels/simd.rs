@@ -27,6 +27,8 @@ pub trait Simd: Copy {
     /// `a * b + c` (fused where the hardware has FMA).
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `a - b`.
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
     /// `if a > b { a } else { b }` per lane (so a NaN in `a` never replaces `b`).
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
@@ -151,6 +153,10 @@ impl Simd for Scalar {
         a + b
     }
     #[inline(always)]
+    unsafe fn sub(a: f32, b: f32) -> f32 {
+        a - b
+    }
+    #[inline(always)]
     unsafe fn div(a: f32, b: f32) -> f32 {
         a / b
     }
@@ -208,6 +214,10 @@ impl Simd for Avx2 {
     #[inline(always)]
     unsafe fn add(a: __m256, b: __m256) -> __m256 {
         _mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+        _mm256_sub_ps(a, b)
     }
     #[inline(always)]
     unsafe fn div(a: __m256, b: __m256) -> __m256 {
@@ -280,6 +290,10 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {
         _mm512_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+        _mm512_sub_ps(a, b)
     }
     #[inline(always)]
     unsafe fn div(a: __m512, b: __m512) -> __m512 {

@@ -100,6 +100,7 @@ fn kernel(k: &Kernel) -> String {
             ..
         } => {
             let what = match kernel {
+                Window::Conv(k) if k.is_direct() => "conv direct",
                 Window::Conv(_) => "conv",
                 Window::Winograd(_) => "conv winograd",
                 Window::Depthwise(_) => "depthwise",

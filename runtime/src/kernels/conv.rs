@@ -12,6 +12,8 @@
 //!
 //! * A 1×1, stride-1, unpadded convolution is a plain GEMM on the input: `A` is `x` itself
 //!   (row `r` of the output reads row `r` of `x`), no copy and no scratch.
+//! * A shallow window (`kh*kw*in` at most [`super::direct_conv::MAX_DEPTH`], one group: first
+//!   layers on images) runs [`DirectConv`], from zero-padded copies of the input rows.
 //! * Everything else builds, per tile of [`Conv2d::tile_rows`] output rows, the im2col matrix in
 //!   the caller's scratch (row = the `kh*kw*in` window values in the filter's HWI order, zeros
 //!   for padding), then runs one single-threaded [`gemm_packed`] per tile and group. Tiles are
@@ -24,6 +26,7 @@
 //! The window geometry (output size, SAME padding, dilation) is the IR's own
 //! [`WindowGeometry`], so the kernels and the reference interpreter cannot disagree.
 
+use super::direct_conv::DirectConv;
 use super::gemm::{MatMut, MatRef};
 use super::packed::{gemm_packed, PackedB};
 use lathe_ir::ops::conv::WindowGeometry;
@@ -67,6 +70,10 @@ pub(crate) fn f32_values<'t>(op: &str, t: &'t Tensor) -> Result<Cow<'t, [f32]>, 
 /// 512 rows. Measured (`benches/conv.rs`, ResNet-50 shapes) with the `gemm` crate: tiles
 /// under 128 rows lost up to 2x to its per-call cost (it packed the filter on every call);
 /// 128 to 512 were level. [`gemm_packed`] has no such cost; the bounds were not re-measured.
+/// Output rows per call of the direct kernel: its fused epilogue then runs on a tile still in
+/// L1/L2.
+const DIRECT_TILE_ROWS: usize = 256;
+
 fn tile_rows(depth: usize) -> usize {
     ((1 << 18) / depth.max(1)).clamp(128, 512)
 }
@@ -87,6 +94,9 @@ pub struct Conv2d {
     /// 1×1, stride 1, no padding: `x` is already the im2col matrix.
     pointwise: bool,
     tile: usize,
+    /// A shallow window computed without im2col ([`DirectConv`]); `filter` is then empty (the
+    /// direct kernel holds the weights).
+    direct: Option<DirectConv>,
 }
 
 impl Conv2d {
@@ -110,6 +120,19 @@ impl Conv2d {
             kh == 1 && kw == 1 && attrs.strides == [1, 1] && (win.oh, win.ow) == (win.h, win.w);
         let groups = nhwc[3] / ci;
         let values = f32_values("conv2d", filter)?;
+        if !pointwise && DirectConv::applies(&win, groups) {
+            return Ok(Conv2d {
+                direct: Some(DirectConv::new(win, &values, co)),
+                win,
+                groups,
+                ci,
+                co,
+                depth,
+                filter: vec![],
+                pointwise,
+                tile: DIRECT_TILE_ROWS,
+            });
+        }
         let cog = co / groups;
         let filter = (0..groups)
             .map(|g| {
@@ -130,6 +153,7 @@ impl Conv2d {
             filter,
             pointwise,
             tile: tile_rows(depth),
+            direct: None,
         })
     }
 
@@ -153,6 +177,11 @@ impl Conv2d {
         self.win.input_len()
     }
 
+    /// Whether the window is shallow enough to run without im2col ([`DirectConv`]).
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
     /// Output rows computed per GEMM call (a range longer than this is done in tiles).
     pub fn tile_rows(&self) -> usize {
         if self.pointwise {
@@ -173,6 +202,9 @@ impl Conv2d {
     /// f32 elements of scratch that [`Self::run_rows`] needs for a range of `rows` rows
     /// (zero for a pointwise convolution).
     pub fn scratch_len(&self, rows: usize) -> usize {
+        if let Some(d) = &self.direct {
+            return d.scratch_len();
+        }
         if self.pointwise {
             0
         } else {
@@ -209,6 +241,9 @@ impl Conv2d {
             "conv2d: scratch has {} elements, needs {need}",
             scratch.len()
         );
+        if let Some(d) = &self.direct {
+            return d.run_rows(x, rows, out, scratch);
+        }
         let (c, ci, co) = (self.win.c, self.ci, self.co);
         let cog = co / self.groups;
         let mut t0 = rows.start;

@@ -13,6 +13,7 @@ pub mod argmax;
 pub mod conv;
 pub mod copy;
 pub mod depthwise;
+pub mod direct_conv;
 pub mod einsum;
 pub mod gather;
 pub mod gemm;

@@ -44,6 +44,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let fds = protox::compile(PROTOS, [&root])?;
+    // The descriptors themselves, for reading messages in protobuf text format (a SavedModel's
+    // `saved_model.pbtxt`) through reflection.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("descriptors.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
 
     prost_build::Config::new()
         // `bytes` fields stay `Vec<u8>` (the default); `google.protobuf.*`

@@ -75,10 +75,15 @@ pub struct Seed {
 }
 
 impl Seed {
-    /// Reads a SavedModel directory (`saved_model.pb` and `variables/*`) or a `.pb` file.
+    /// Reads a SavedModel directory (`saved_model.pb` or `.pbtxt`, and `variables/*`) or a
+    /// `.pb` file.
     pub fn read(path: &Path) -> std::io::Result<Seed> {
         if path.is_dir() {
-            let pb = PathBuf::from("saved_model.pb");
+            let pb = ["saved_model.pb", "saved_model.pbtxt"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|f| path.join(f).is_file())
+                .unwrap_or_else(|| PathBuf::from("saved_model.pb"));
             let mut files = vec![(pb.clone(), std::fs::read(path.join(&pb))?)];
             let vars = path.join("variables");
             let mut names: Vec<_> = std::fs::read_dir(&vars)?

@@ -29,6 +29,10 @@
 pub use prost::Message;
 pub use prost_types;
 
+/// The compiled `FileDescriptorSet` of every `.proto` file here (imports included), for
+/// reflection: reading messages in protobuf text format.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
 /// TensorFlow protobuf package `tensorflow`.
 #[allow(
     clippy::all,

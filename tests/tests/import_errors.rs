@@ -255,7 +255,7 @@ fn directory_without_a_saved_model_is_a_clear_error() {
     let s = one_line_naming(&e, dir.path());
     assert_eq!(e.node, None, "{s}");
     assert_eq!(
-        e.message, "not a SavedModel directory: it has no saved_model.pb",
+        e.message, "not a SavedModel directory: it has no saved_model.pb or saved_model.pbtxt",
         "{s}"
     );
 }

@@ -42,7 +42,15 @@ fn every_signature_matches_tensorflow_on_both_backends() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["dynamic_batch", "keras_export", "module_saved"]);
+    assert_eq!(
+        names,
+        [
+            "dynamic_batch",
+            "keras_export",
+            "module_saved",
+            "module_text"
+        ]
+    );
     let mut checked = 0;
     for name in &names {
         let dir = root().join(name);
@@ -96,7 +104,7 @@ fn every_signature_matches_tensorflow_on_both_backends() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 4, "signatures checked");
+    assert_eq!(checked, 6, "signatures checked");
 }
 
 #[test]
@@ -191,4 +199,19 @@ fn damaged_variables_are_errors_naming_the_file_and_the_variable() {
     std::fs::write(&pb, &b).unwrap();
     let s = lathe_compiler::load(&c.0).unwrap_err().to_string();
     assert!(s.contains("saved_model.pb: not a valid SavedModel"), "{s}");
+}
+
+#[test]
+fn a_broken_text_format_saved_model_is_an_error_naming_the_file() {
+    let c = Copy::of("module_text");
+    let txt = c.0.join("saved_model.pbtxt");
+    let mut text = std::fs::read_to_string(&txt).unwrap();
+    text.push_str("\nmeta_graphs { no_such_field: 1 }\n");
+    std::fs::write(&txt, text).unwrap();
+    let s = lathe_compiler::load(&c.0).unwrap_err().to_string();
+    assert!(
+        s.contains("saved_model.pbtxt: not a valid text-format SavedModel"),
+        "{s}"
+    );
+    assert!(!s.contains('\n'), "{s}");
 }

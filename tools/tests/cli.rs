@@ -720,7 +720,7 @@ fn bad_model_files_are_one_line_errors() {
     let e = one_line_error(&lathe(&["dump", path_str(dir.path())]));
     assert!(
         e.starts_with(&format!(
-            "{}: SavedModel directories are not supported yet",
+            "{}: not a SavedModel directory: it has no saved_model.pb or saved_model.pbtxt",
             dir.path().display()
         )),
         "{e}"

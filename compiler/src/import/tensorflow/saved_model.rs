@@ -50,24 +50,39 @@ pub fn is_saved_model(dir: &Path) -> bool {
     dir.join("saved_model.pb").is_file() || dir.join("saved_model.pbtxt").is_file()
 }
 
-/// Reads `dir/saved_model.pb`.
+/// Reads `dir/saved_model.pb`, or else `dir/saved_model.pbtxt` (protobuf text format).
 pub fn read(dir: &Path) -> Result<SavedModel, ImportError> {
     let pb = dir.join("saved_model.pb");
     if !pb.is_file() {
         let txt = dir.join("saved_model.pbtxt");
-        return Err(if txt.is_file() {
-            ImportError::file(
-                &txt,
-                "text-format SavedModels are not supported yet; save it in binary form",
-            )
-        } else {
-            ImportError::file(dir, "not a SavedModel directory: it has no saved_model.pb")
-        });
+        if txt.is_file() {
+            return read_text(&txt);
+        }
+        return Err(ImportError::file(
+            dir,
+            "not a SavedModel directory: it has no saved_model.pb or saved_model.pbtxt",
+        ));
     }
     let bytes =
         std::fs::read(&pb).map_err(|e| ImportError::file(&pb, format!("cannot read: {e}")))?;
     SavedModel::decode(bytes.as_slice())
         .map_err(|e| ImportError::file(&pb, format!("not a valid SavedModel ({e})")))
+}
+
+/// Parses a SavedModel in protobuf text format, through reflection on the embedded descriptors.
+fn read_text(txt: &Path) -> Result<SavedModel, ImportError> {
+    use prost_reflect::{DescriptorPool, DynamicMessage};
+    let text = std::fs::read_to_string(txt)
+        .map_err(|e| ImportError::file(txt, format!("cannot read: {e}")))?;
+    let pool = DescriptorPool::decode(lathe_proto::FILE_DESCRIPTOR_SET)
+        .expect("lathe-proto embeds a valid descriptor set");
+    let desc = pool
+        .get_message_by_name("tensorflow.SavedModel")
+        .expect("the descriptor set holds tensorflow.SavedModel");
+    let msg = DynamicMessage::parse_text_format(desc, &text)
+        .map_err(|e| ImportError::file(txt, format!("not a valid text-format SavedModel ({e})")))?;
+    SavedModel::decode(msg.encode_to_vec().as_slice())
+        .map_err(|e| ImportError::file(txt, format!("not a valid SavedModel ({e})")))
 }
 
 /// The tags of each MetaGraphDef, joined with `,`.

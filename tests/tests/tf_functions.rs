@@ -73,27 +73,13 @@ fn function(
 }
 
 fn call(name: &str, op: &str, f: &str, inputs: &[&str], attrs: &[(&str, Value)]) -> NodeDef {
-    let mut n = node_def(name, op, inputs, &[]);
-    n.attr.insert(
-        "f".into(),
-        AttrValue {
-            value: Some(Value::Func(NameAttrList {
-                name: f.into(),
-                attr: attrs
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.to_string(),
-                            AttrValue {
-                                value: Some(v.clone()),
-                            },
-                        )
-                    })
-                    .collect(),
-            })),
-        },
-    );
-    n
+    // The function's attributes, as a node's attributes are built.
+    let attr = node_def(f, f, &[], attrs).attr;
+    let func = Value::Func(NameAttrList {
+        name: f.into(),
+        attr,
+    });
+    node_def(name, op, inputs, &[("f", func)])
 }
 
 /// `scale_add<T>(a, b) = 2a + b`, generic in `T` (its constant and ops take the placeholder).

@@ -70,6 +70,38 @@ pub(crate) fn f32_values<'t>(op: &str, t: &'t Tensor) -> Result<Cow<'t, [f32]>, 
 /// 512 rows. Measured (`benches/conv.rs`, ResNet-50 shapes) with the `gemm` crate: tiles
 /// under 128 rows lost up to 2x to its per-call cost (it packed the filter on every call);
 /// 128 to 512 were level. [`gemm_packed`] has no such cost; the bounds were not re-measured.
+/// The argument checks of a convolution kernel's `run_rows`: `x` is the whole input
+/// (`input_len` elements), `rows` lies in `0..total_rows`, `out` holds `rows.len() * cols`
+/// elements and `scratch` at least `scratch_len`. Panics with a message naming what is wrong.
+pub(crate) fn check_run_rows(
+    [input_len, total_rows, cols, scratch_len]: [usize; 4],
+    x: &[f32],
+    rows: &Range<usize>,
+    out: &[f32],
+    scratch: &[f32],
+) {
+    assert!(
+        x.len() == input_len,
+        "conv2d: input has {} elements, expected {input_len}",
+        x.len()
+    );
+    assert!(
+        rows.start <= rows.end && rows.end <= total_rows,
+        "conv2d: rows {rows:?} out of 0..{total_rows}"
+    );
+    assert!(
+        out.len() == rows.len() * cols,
+        "conv2d: output slice has {} elements, expected {}",
+        out.len(),
+        rows.len() * cols
+    );
+    assert!(
+        scratch.len() >= scratch_len,
+        "conv2d: scratch has {} elements, needs {scratch_len}",
+        scratch.len()
+    );
+}
+
 /// Output rows per call of the direct kernel: its fused epilogue then runs on a tile still in
 /// L1/L2.
 const DIRECT_TILE_ROWS: usize = 256;
@@ -218,28 +250,17 @@ impl Conv2d {
     ///
     /// Panics, with a message, on a range past [`Self::rows`] or slices of the wrong length.
     pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
-        assert!(
-            x.len() == self.input_len(),
-            "conv2d: input has {} elements, expected {}",
-            x.len(),
-            self.input_len()
-        );
-        assert!(
-            rows.start <= rows.end && rows.end <= self.rows(),
-            "conv2d: rows {rows:?} out of 0..{}",
-            self.rows()
-        );
-        assert!(
-            out.len() == rows.len() * self.co,
-            "conv2d: output slice has {} elements, expected {}",
-            out.len(),
-            rows.len() * self.co
-        );
-        let need = self.scratch_len(rows.len());
-        assert!(
-            scratch.len() >= need,
-            "conv2d: scratch has {} elements, needs {need}",
-            scratch.len()
+        check_run_rows(
+            [
+                self.input_len(),
+                self.rows(),
+                self.co,
+                self.scratch_len(rows.len()),
+            ],
+            x,
+            &rows,
+            out,
+            scratch,
         );
         if let Some(d) = &self.direct {
             return d.run_rows(x, rows, out, scratch);

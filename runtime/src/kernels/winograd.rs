@@ -42,7 +42,7 @@
 //! in the range and stores only those pixels. Ranges that start and end on a pair of output
 //! rows ([`Winograd3x3::row_align`]) compute no tile twice.
 
-use super::conv::{f32_values, nhwc_f32};
+use super::conv::{check_run_rows, f32_values, nhwc_f32};
 use super::gemm::{MatMut, MatRef};
 use super::packed::{gemm_packed, PackedB};
 use super::simd::{self, Isa, Simd};
@@ -252,28 +252,17 @@ impl Winograd3x3 {
     ///
     /// Panics, with a message, on a range past [`Self::rows`] or slices of the wrong length.
     pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
-        assert!(
-            x.len() == self.input_len(),
-            "conv2d: input has {} elements, expected {}",
-            x.len(),
-            self.input_len()
-        );
-        assert!(
-            rows.start <= rows.end && rows.end <= self.rows(),
-            "conv2d: rows {rows:?} out of 0..{}",
-            self.rows()
-        );
-        assert!(
-            out.len() == rows.len() * self.co,
-            "conv2d: output slice has {} elements, expected {}",
-            out.len(),
-            rows.len() * self.co
-        );
-        let need = self.scratch_len(rows.len());
-        assert!(
-            scratch.len() >= need,
-            "conv2d: scratch has {} elements, needs {need}",
-            scratch.len()
+        check_run_rows(
+            [
+                self.input_len(),
+                self.rows(),
+                self.co,
+                self.scratch_len(rows.len()),
+            ],
+            x,
+            &rows,
+            out,
+            scratch,
         );
         if rows.is_empty() {
             return;

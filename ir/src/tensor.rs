@@ -271,6 +271,30 @@ fn from_le_of<T: Elem>(shape: &[usize], bytes: &[u8]) -> Tensor {
     )
 }
 
+fn read_le_of<T: Elem>(
+    shape: &[usize],
+    r: &mut dyn std::io::Read,
+    seen: &mut dyn FnMut(&[u8]),
+) -> std::io::Result<Tensor> {
+    let w = T::DTYPE.size_bytes();
+    let n: usize = shape.iter().product();
+    let mut vals = Vec::with_capacity(n);
+    let mut buf = vec![0u8; (READ_CHUNK / w).max(1) * w];
+    while vals.len() < n {
+        let take = ((n - vals.len()) * w).min(buf.len());
+        let chunk = &mut buf[..take];
+        r.read_exact(chunk)?;
+        seen(chunk);
+        vals.extend(chunk.chunks_exact(w).map(T::read_le));
+    }
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(IxDyn(shape), vals).expect("shape matches values"),
+    ))
+}
+
+/// Bytes [`Tensor::read_le`] reads at a time.
+const READ_CHUNK: usize = 1 << 16;
+
 fn cast_to<T: Elem>(t: &Tensor) -> Tensor {
     // Integer to integer goes through i64 so that large 64-bit values stay exact; everything
     // else goes through f64.
@@ -320,6 +344,19 @@ impl Tensor {
             ));
         }
         Ok(with_dtype!(dtype, from_le_of(shape, bytes)))
+    }
+
+    /// Reads row-major little-endian elements from `r`, a chunk at a time, passing each chunk
+    /// of raw bytes to `seen` (to checksum them): the tensor is built as it is read, so its
+    /// bytes are never held whole beside it. The caller checks that `r` can hold that many
+    /// bytes before calling (the tensor's memory is reserved up front).
+    pub fn read_le(
+        dtype: DType,
+        shape: &[usize],
+        r: &mut dyn std::io::Read,
+        seen: &mut dyn FnMut(&[u8]),
+    ) -> std::io::Result<Tensor> {
+        with_dtype!(dtype, read_le_of(shape, r, seen))
     }
 
     /// Row-major little-endian bytes of the elements.

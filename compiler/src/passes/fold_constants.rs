@@ -75,6 +75,12 @@ fn fold_node(g: &Graph, id: NodeId, max_elements: usize) -> Option<Vec<Arc<Tenso
     if matches!(node.op, Op::Identity | Op::StopGradient | Op::IdentityN) {
         return Some(consts.into_iter().cloned().collect());
     }
+    // So is a cast to the dtype the constant already has (Keras' autocast of a weight).
+    if let (Op::Cast { to }, [t]) = (&node.op, consts.as_slice()) {
+        if t.dtype() == *to {
+            return Some(vec![Arc::clone(t)]);
+        }
+    }
     let in_elements: usize = consts.iter().map(|t| t.len()).sum();
     // Check the size before evaluating, from the types inferred with the constant inputs
     // (more precise than the recorded ones), so a huge fold costs nothing to refuse.
@@ -271,17 +277,27 @@ mod tests {
 
     #[test]
     fn identity_of_a_constant_shares_the_tensor() {
+        // An identity, and a cast to the dtype the constant has (Keras' autocast of a weight).
+        for op in [Op::Identity, Op::Cast { to: DType::F32 }] {
+            let mut g = Graph::new("t");
+            let w = g.add_const(f32s(&[3], vec![1.0, 2.0, 3.0]), "w");
+            let r = g.add(op.clone(), vec![w], "w/read").unwrap();
+            g.add_output("y", r).unwrap();
+            assert_eq!(run(&mut g), (Changed::Yes, 1), "{op:?}");
+            let (Op::Const(a), Op::Const(b)) =
+                (&g.node(w.node).op, &g.node(g.outputs()[0].value.node).op)
+            else {
+                panic!("expected constants")
+            };
+            assert!(Arc::ptr_eq(a, b), "{op:?}");
+        }
+        // A real cast is computed.
         let mut g = Graph::new("t");
-        let w = g.add_const(f32s(&[3], vec![1.0, 2.0, 3.0]), "w");
-        let r = g.add(Op::Identity, vec![w], "w/read").unwrap();
+        let w = g.add_const(f32s(&[2], vec![1.5, 2.5]), "w");
+        let r = g.add(Op::Cast { to: DType::I32 }, vec![w], "c").unwrap();
         g.add_output("y", r).unwrap();
         assert_eq!(run(&mut g), (Changed::Yes, 1));
-        let (Op::Const(a), Op::Const(b)) =
-            (&g.node(w.node).op, &g.node(g.outputs()[0].value.node).op)
-        else {
-            panic!("expected constants")
-        };
-        assert!(Arc::ptr_eq(a, b));
+        assert_eq!(out_const(&g, 0).dtype(), DType::I32);
     }
 
     #[test]

@@ -144,8 +144,13 @@ impl Bundle {
                 dt.name()
             )));
         }
-        let bytes = self.read_checked(entry, &file).map_err(err)?;
-        Tensor::from_le_bytes(dt, &dims, &bytes).map_err(err)
+        // Built while it is read (no copy of its bytes held beside it), checksummed on the way.
+        let mut f = self.open_at(entry, &file).map_err(err)?;
+        let mut crc = 0;
+        let t = Tensor::read_le(dt, &dims, &mut f, &mut |b| crc = crc32c::extend(crc, b))
+            .map_err(|e| err(format!("cannot read {} bytes: {e}", entry.size)))?;
+        check_crc(entry, crc).map_err(err)?;
+        Ok(t)
     }
 
     /// Reads the string tensor `key`: its elements, in row-major order.
@@ -248,16 +253,19 @@ impl Bundle {
         )
     }
 
-    /// The entry's bytes, checksum verified.
-    fn read_checked(&self, e: &BundleEntryProto, file: &Path) -> Result<Vec<u8>, String> {
-        let bytes = self.read(e, file)?;
-        check_crc(e, crc32c::crc32c(&bytes))?;
-        Ok(bytes)
-    }
-
     /// The entry's `size` bytes at `offset` of its shard, both checked against the shard's
     /// length before anything is allocated.
     fn read(&self, e: &BundleEntryProto, file: &Path) -> Result<Vec<u8>, String> {
+        let mut bytes = vec![0; e.size as usize];
+        self.open_at(e, file)?
+            .read_exact(&mut bytes)
+            .map_err(|err| format!("cannot read {} bytes at offset {}: {err}", e.size, e.offset))?;
+        Ok(bytes)
+    }
+
+    /// The shard, positioned at the entry, limited to its `size` bytes; offset and size are
+    /// checked against the shard's length first.
+    fn open_at(&self, e: &BundleEntryProto, file: &Path) -> Result<std::io::Take<File>, String> {
         let mut f = File::open(file).map_err(|err| format!("cannot open the shard: {err}"))?;
         let len = f
             .metadata()
@@ -277,10 +285,7 @@ impl Bundle {
         }
         f.seek(SeekFrom::Start(offset as u64))
             .map_err(|err| format!("cannot seek in the shard: {err}"))?;
-        let mut bytes = vec![0; size as usize];
-        f.read_exact(&mut bytes)
-            .map_err(|err| format!("cannot read {size} bytes at offset {offset}: {err}"))?;
-        Ok(bytes)
+        Ok(f.take(size as u64))
     }
 }
 

@@ -137,11 +137,21 @@ pub fn signatures(mg: &MetaGraphDef) -> Vec<(&str, &SignatureDef)> {
 /// Imports one signature of the SavedModel in `dir`.
 pub fn import_dir(dir: &Path, opts: &SavedModelOptions) -> Result<Graph, ImportError> {
     let pb = dir.join("saved_model.pb");
-    let sm = read(dir)?;
+    let mut sm = read(dir)?;
     let tag = opts.tag.as_deref().unwrap_or(DEFAULT_TAG);
-    let mg = meta_graph(&sm, tag, &pb)?;
+    let at = meta_graph(&sm, tag, &pb)?;
+    // Owned from here on, the rest of the SavedModel dropped: the protobuf graph and its
+    // library are as big as a small model's weights, so nothing of it is kept (or copied)
+    // longer than needed while the weights are read.
+    let at = sm
+        .meta_graphs
+        .iter()
+        .position(|m| std::ptr::eq(m, at))
+        .expect("the meta graph is one of the SavedModel's");
+    let mut mg = sm.meta_graphs.swap_remove(at);
+    drop(sm);
     let sig_name = opts.signature.as_deref().unwrap_or(DEFAULT_SIGNATURE);
-    let sigs = signatures(mg);
+    let sigs = signatures(&mg);
     let sig = sigs
         .iter()
         .find(|(k, _)| *k == sig_name)
@@ -156,10 +166,18 @@ pub fn import_dir(dir: &Path, opts: &SavedModelOptions) -> Result<Graph, ImportE
     let iface = interface(sig, sig_name, &pb)?;
     let mut gd: GraphDef = mg
         .graph_def
-        .clone()
+        .take()
         .ok_or_else(|| ImportError::file(&pb, "the MetaGraphDef has no graph"))?;
     super::keep_interface(&mut gd, &iface, &pb)?;
-    let consts = variables(dir, mg, &mut gd)?;
+    let checkpoint = checkpoint_keys(dir, &mg, &gd)?;
+    drop(mg);
+    // Calls inlined and the library dropped before the weights are read.
+    super::inline::inline_calls(&mut gd, dir)?;
+    gd.library = None;
+    let consts = match checkpoint {
+        Some((bundle, keys)) => read_variables(&bundle, &keys, &mut gd)?,
+        None => HashMap::new(),
+    };
     import_as(gd, consts, dir, Some(&iface))
 }
 
@@ -204,20 +222,35 @@ fn interface(sig: &SignatureDef, name: &str, file: &Path) -> Result<Interface, I
     Ok(Interface { inputs, outputs })
 }
 
-/// Turns every variable node of `gd` into a `Const` whose tensor, read from the checkpoint, is
-/// returned by node name (the importer's table of converted constants).
-fn variables(
+/// Whether `n` is a variable (resource or TF1 reference variable).
+fn is_var(n: &NodeDef) -> bool {
+    matches!(n.op.as_str(), "VarHandleOp" | "VariableV2" | "Variable")
+}
+
+/// The checkpoint (its index read) and the keys the object graph gives the variables of `gd`,
+/// when `gd` has variables.
+fn checkpoint_keys(
     dir: &Path,
     mg: &MetaGraphDef,
-    gd: &mut GraphDef,
-) -> Result<HashMap<String, Result<Tensor, String>>, ImportError> {
-    let is_var = |n: &NodeDef| matches!(n.op.as_str(), "VarHandleOp" | "VariableV2" | "Variable");
+    gd: &GraphDef,
+) -> Result<Option<(Bundle, HashMap<String, String>)>, ImportError> {
     if !gd.node.iter().any(is_var) {
-        return Ok(HashMap::new());
+        return Ok(None);
     }
     let prefix: PathBuf = dir.join("variables").join("variables");
     let bundle = Bundle::open(&prefix).map_err(|e| ImportError::file(&e.file, e.message))?;
     let keys = object_graph_keys(mg, gd, &bundle)?;
+    Ok(Some((bundle, keys)))
+}
+
+/// Turns every variable node of `gd` into a `Const` whose tensor, read from the checkpoint
+/// (under `keys`' key, else its `shared_name`, else its name), is returned by node name (the
+/// importer's table of converted constants).
+fn read_variables(
+    bundle: &Bundle,
+    keys: &HashMap<String, String>,
+    gd: &mut GraphDef,
+) -> Result<HashMap<String, Result<Tensor, String>>, ImportError> {
     let mut consts = HashMap::new();
     for n in gd.node.iter_mut().filter(|n| is_var(n)) {
         let shared = match n.attr.get("shared_name").and_then(|a| a.value.as_ref()) {

@@ -222,6 +222,9 @@ fn interface(sig: &SignatureDef, name: &str, file: &Path) -> Result<Interface, I
     Ok(Interface { inputs, outputs })
 }
 
+/// Checkpoint keys by variable node name.
+type VarKeys = HashMap<String, String>;
+
 /// Whether `n` is a variable (resource or TF1 reference variable).
 fn is_var(n: &NodeDef) -> bool {
     matches!(n.op.as_str(), "VarHandleOp" | "VariableV2" | "Variable")
@@ -233,7 +236,7 @@ fn checkpoint_keys(
     dir: &Path,
     mg: &MetaGraphDef,
     gd: &GraphDef,
-) -> Result<Option<(Bundle, HashMap<String, String>)>, ImportError> {
+) -> Result<Option<(Bundle, VarKeys)>, ImportError> {
     if !gd.node.iter().any(is_var) {
         return Ok(None);
     }

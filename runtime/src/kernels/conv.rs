@@ -250,6 +250,10 @@ impl Conv2d {
     ///
     /// Panics, with a message, on a range past [`Self::rows`] or slices of the wrong length.
     pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
+        if let Some(d) = &self.direct {
+            // It checks its arguments (the same checks, its own scratch).
+            return d.run_rows(x, rows, out, scratch);
+        }
         check_run_rows(
             [
                 self.input_len(),
@@ -262,9 +266,6 @@ impl Conv2d {
             out,
             scratch,
         );
-        if let Some(d) = &self.direct {
-            return d.run_rows(x, rows, out, scratch);
-        }
         let (c, ci, co) = (self.win.c, self.ci, self.co);
         let cog = co / self.groups;
         let mut t0 = rows.start;

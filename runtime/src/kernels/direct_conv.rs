@@ -12,7 +12,8 @@
 //! The filter is held once, as the `[kh·kw·in, out]` matrix with its columns padded to a multiple
 //! of 32 (zeros), so every channel block loads whole vectors.
 
-use super::simd::{self, Isa, Simd};
+use super::conv::check_run_rows;
+use super::simd::{self, store_first, Isa, Simd};
 use lathe_ir::ops::conv::WindowGeometry;
 use std::ops::Range;
 
@@ -32,6 +33,8 @@ pub struct DirectConv {
     co: usize,
     /// `co` rounded up to [`CO_ALIGN`].
     co_pad: usize,
+    /// Width of one zero-padded input row: every column a window of an output row reads.
+    wp: usize,
     /// `[kh·kw·c, co_pad]`, row-major.
     filter: Vec<f32>,
     isa: Isa,
@@ -58,6 +61,7 @@ impl DirectConv {
             win,
             co,
             co_pad,
+            wp: (win.ow.max(1) - 1) * win.sw + (win.kw - 1) * win.dw + 1,
             filter,
             isa: Isa::detect(),
         }
@@ -73,29 +77,25 @@ impl DirectConv {
         self
     }
 
-    /// Width of one zero-padded input row: every column a window of the row may read.
-    fn padded_width(&self) -> usize {
-        let w = &self.win;
-        (w.ow.max(1) - 1) * w.sw + (w.kw - 1) * w.dw + 1
-    }
-
     /// f32 elements of scratch [`Self::run_rows`] needs: the `kh` padded input rows.
     pub fn scratch_len(&self) -> usize {
-        self.win.kh * self.padded_width() * self.win.c
+        self.win.kh * self.wp * self.win.c
     }
 
     /// Computes output rows `rows` (pixels `N·OH·OW`) into `out` (`rows.len() · co` elements,
     /// row-major); `x` is the whole NHWC input, `scratch` at least [`Self::scratch_len`].
     pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
-        assert!(x.len() == self.win.input_len(), "direct conv: input length");
-        assert!(rows.end <= self.win.rows(), "direct conv: rows {rows:?}");
-        assert!(
-            out.len() == rows.len() * self.co,
-            "direct conv: output length"
-        );
-        assert!(
-            scratch.len() >= self.scratch_len(),
-            "direct conv: scratch length"
+        check_run_rows(
+            [
+                self.win.input_len(),
+                self.win.rows(),
+                self.co,
+                self.scratch_len(),
+            ],
+            x,
+            &rows,
+            out,
+            scratch,
         );
         run(self.isa, self, x, rows, out, scratch);
     }
@@ -104,7 +104,7 @@ impl DirectConv {
     /// (and rows past the input) as zeros.
     fn fill_lines(&self, x: &[f32], img: usize, oy: usize, lines: &mut [f32]) {
         let w = &self.win;
-        let (c, wp) = (w.c, self.padded_width());
+        let (c, wp) = (w.c, self.wp);
         for (ky, line) in lines.chunks_exact_mut(wp * c).take(w.kh).enumerate() {
             let iy = (oy * w.sh + ky * w.dh)
                 .checked_sub(w.pt)
@@ -184,7 +184,7 @@ fn tile<S: Simd, const R: usize>(
     out: &mut [f32],
 ) {
     let w = &k.win;
-    let (c, wp) = (w.c, k.padded_width());
+    let (c, wp) = (w.c, k.wp);
     debug_assert!(c0 < k.co && out.len() >= (R - 1) * k.co + (k.co - c0).min(2 * S::LANES));
     // SAFETY: the CPU runs `S` (multiversion!).
     let mut acc = [[unsafe { S::zero() }; 2]; R];
@@ -218,28 +218,12 @@ fn tile<S: Simd, const R: usize>(
         // SAFETY: `o` holds at least `left.min(2·LANES)` elements (checked above); partial
         // vectors store only their first lanes.
         unsafe {
-            store::<S>(o.as_mut_ptr(), a[0], left);
-            store::<S>(
+            store_first::<S>(o.as_mut_ptr(), a[0], left);
+            store_first::<S>(
                 o.as_mut_ptr().add(S::LANES.min(left)),
                 a[1],
                 left.saturating_sub(S::LANES),
             );
-        }
-    }
-}
-
-/// Stores the first `n.min(LANES)` lanes of `v` at `p`.
-///
-/// # Safety
-/// `p` addresses `n.min(LANES)` writable elements and the CPU runs `S`.
-#[inline(always)]
-unsafe fn store<S: Simd>(p: *mut f32, v: S::V, n: usize) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        if n >= S::LANES {
-            S::store(p, v);
-        } else if n > 0 {
-            S::store_n(p, v, n);
         }
     }
 }

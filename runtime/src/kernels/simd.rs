@@ -310,6 +310,41 @@ impl Simd for Avx512 {
     }
 }
 
+/// Loads the first `n.min(LANES)` elements at `p`, the other lanes zero: a whole vector when
+/// `n >= LANES`, the edge of a channel loop otherwise.
+///
+/// # Safety
+///
+/// `p` addresses `n.min(LANES)` readable floats and the CPU runs `S`.
+#[inline(always)]
+pub unsafe fn load_first<S: Simd>(p: *const f32, n: usize) -> S::V {
+    // SAFETY: the caller's contract; `load_n` reads only the first `n` elements.
+    unsafe {
+        if n >= S::LANES {
+            S::load(p)
+        } else {
+            S::load_n(p, n)
+        }
+    }
+}
+
+/// Stores the first `n.min(LANES)` lanes of `v` at `p` (nothing when `n` is 0).
+///
+/// # Safety
+///
+/// `p` addresses `n.min(LANES)` writable floats and the CPU runs `S`.
+#[inline(always)]
+pub unsafe fn store_first<S: Simd>(p: *mut f32, v: S::V, n: usize) {
+    // SAFETY: the caller's contract; `store_n` writes only the first `n` elements.
+    unsafe {
+        if n >= S::LANES {
+            S::store(p, v)
+        } else {
+            S::store_n(p, v, n)
+        }
+    }
+}
+
 /// Defines `fn $name(isa: Isa, args...)` that runs the generic `$generic::<S>(args...)`
 /// with `S` the [`Simd`] type of `isa`, compiled with that instruction set enabled.
 macro_rules! multiversion {

@@ -45,7 +45,7 @@
 use super::conv::{check_run_rows, f32_values, nhwc_f32};
 use super::gemm::{MatMut, MatRef};
 use super::packed::{gemm_packed, PackedB};
-use super::simd::{self, Isa, Simd};
+use super::simd::{self, load_first, store_first, Isa, Simd};
 use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{ConvAttrs, Op};
 use lathe_ir::{Tensor, TensorType};
@@ -331,34 +331,6 @@ impl Winograd3x3 {
     }
 }
 
-/// Loads `n` lanes (`n <= LANES`; the others zero).
-///
-/// # Safety
-///
-/// `p` addresses `n` floats and the CPU runs `S`.
-#[inline(always)]
-unsafe fn load<S: Simd>(p: *const f32, n: usize) -> S::V {
-    if n == S::LANES {
-        S::load(p)
-    } else {
-        S::load_n(p, n)
-    }
-}
-
-/// Stores `n` lanes (`n <= LANES`).
-///
-/// # Safety
-///
-/// `p` addresses `n` writable floats and the CPU runs `S`.
-#[inline(always)]
-unsafe fn store<S: Simd>(p: *mut f32, v: S::V, n: usize) {
-    if n == S::LANES {
-        S::store(p, v)
-    } else {
-        S::store_n(p, v, n)
-    }
-}
-
 simd::multiversion!(fn input_transform(k: &Winograd3x3, x: &[f32], batch: &[TilePos], v: &mut [f32]) => input_transform_generic);
 
 /// Writes `V_ij` row `t` (`Bᵀ d B` of tile `batch[t]`) for every tile of the batch.
@@ -393,7 +365,7 @@ fn input_transform_generic<S: Simd>(k: &Winograd3x3, x: &[f32], batch: &[TilePos
                 for (d, at) in d.iter_mut().zip(&at) {
                     for (d, at) in d.iter_mut().zip(at) {
                         if let Some(o) = at {
-                            *d = load::<S>(x.as_ptr().add(o + c0), n);
+                            *d = load_first::<S>(x.as_ptr().add(o + c0), n);
                         }
                     }
                 }
@@ -415,7 +387,7 @@ fn input_transform_generic<S: Simd>(k: &Winograd3x3, x: &[f32], batch: &[TilePos
                         S::sub(b[1], b[3]),
                     ];
                     for (j, r) in row.into_iter().enumerate() {
-                        store::<S>(dst.add((4 * i + j) * stride), r, n);
+                        store_first::<S>(dst.add((4 * i + j) * stride), r, n);
                     }
                 }
             }
@@ -452,10 +424,10 @@ fn output_transform_generic<S: Simd>(
                 // Aᵀ M, a column at a time.
                 let mut a = [[S::zero(); 4]; 2];
                 for (j, src) in (0..4).map(|j| src.add(j * stride)).enumerate() {
-                    let m0 = load::<S>(src, n);
-                    let m1 = load::<S>(src.add(4 * stride), n);
-                    let m2 = load::<S>(src.add(8 * stride), n);
-                    let m3 = load::<S>(src.add(12 * stride), n);
+                    let m0 = load_first::<S>(src, n);
+                    let m1 = load_first::<S>(src.add(4 * stride), n);
+                    let m2 = load_first::<S>(src.add(8 * stride), n);
+                    let m3 = load_first::<S>(src.add(12 * stride), n);
                     [a[0][j], a[1][j]] = [S::add(S::add(m0, m1), m2), S::sub(S::sub(m1, m2), m3)];
                 }
                 // (Aᵀ M) A, a row at a time.
@@ -466,7 +438,7 @@ fn output_transform_generic<S: Simd>(
                     ];
                     for (y, o) in y.into_iter().zip(dst) {
                         if let Some(o) = o {
-                            store::<S>(out.as_mut_ptr().add(o + c0), y, n);
+                            store_first::<S>(out.as_mut_ptr().add(o + c0), y, n);
                         }
                     }
                 }

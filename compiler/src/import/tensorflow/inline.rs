@@ -94,15 +94,11 @@ const MULTI_OUTPUT_ARGS: &[(&str, &[&str])] = &[
     ("UniqueWithCountsV2", &["y", "idx", "count"]),
 ];
 
-/// Inlines every function call of `gd` (see the module notes). A graph without a library is
-/// left as it is.
+/// Inlines every function call of `gd` (see the module notes) and drops its library, which
+/// nothing after import reads.
 pub fn inline_calls(gd: &mut GraphDef, path: &Path) -> Result<(), ImportError> {
-    let library = match gd.library.take() {
-        Some(l) if !l.function.is_empty() => l,
-        other => {
-            gd.library = other;
-            return Ok(());
-        }
+    let Some(library) = gd.library.take().filter(|l| !l.function.is_empty()) else {
+        return Ok(());
     };
     let functions: HashMap<&str, &FunctionDef> = library
         .function
@@ -132,7 +128,6 @@ pub fn inline_calls(gd: &mut GraphDef, path: &Path) -> Result<(), ImportError> {
         }
     }
     gd.node = out;
-    gd.library = Some(library);
     Ok(())
 }
 
@@ -264,7 +259,6 @@ impl<'a> Inliner<'a> {
         };
         // The return values, in the signature's order.
         let mut rets = Vec::with_capacity(sig.output_arg.len());
-        let mut types = Vec::with_capacity(sig.output_arg.len());
         for a in &sig.output_arg {
             if !a.number_attr.is_empty() || !a.type_list_attr.is_empty() {
                 return Err(self.err(
@@ -285,14 +279,6 @@ impl<'a> Inliner<'a> {
                 )
             })?;
             rets.push(resolve(r, call)?);
-            types.push(if a.type_attr.is_empty() {
-                a.r#type
-            } else {
-                match subst.get(&a.type_attr).and_then(|v| v.value.as_ref()) {
-                    Some(attr_value::Value::Type(t)) => *t,
-                    _ => 0,
-                }
-            });
         }
         // Body nodes the return values depend on, through data inputs.
         let mut live: HashSet<&str> = HashSet::new();
@@ -338,20 +324,11 @@ impl<'a> Inliner<'a> {
             }
             nodes.push(m);
         }
+        // Its types are its inputs' (the importer reads no `T` from it).
         let identity = NodeDef {
             name: call.name.clone(),
             op: "IdentityN".into(),
             input: rets,
-            attr: [(
-                "T".to_string(),
-                AttrValue {
-                    value: Some(attr_value::Value::List(attr_value::ListValue {
-                        r#type: types,
-                        ..Default::default()
-                    })),
-                },
-            )]
-            .into(),
             ..Default::default()
         };
         Ok((nodes, identity))

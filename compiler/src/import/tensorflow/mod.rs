@@ -66,11 +66,12 @@ pub fn import_graph_def(gd: &GraphDef, path: &Path) -> Result<Graph, ImportError
 /// Imports `gd`, whose constants named in `consts` were converted already (and may have had
 /// their tensors taken out of `gd`). Calls of library functions are inlined first.
 fn import(
-    gd: GraphDef,
+    mut gd: GraphDef,
     consts: HashMap<String, Result<Tensor, String>>,
     path: &Path,
 ) -> Result<Graph, ImportError> {
-    import_as(gd, consts, path, None)
+    inline::inline_calls(&mut gd, path)?;
+    build(&gd, consts, path, None)
 }
 
 /// Which tensors of a GraphDef are a model's inputs and outputs, and under which names: a
@@ -84,19 +85,15 @@ pub(crate) struct Interface {
     pub outputs: Vec<(String, String)>,
 }
 
-/// [`import`] with an explicit interface: only the nodes its outputs depend on (and its input
-/// placeholders) are imported, placeholders are named and ordered as it says.
-fn import_as(
-    mut gd: GraphDef,
+/// Imports the nodes of `gd`, a graph without calls (inlined already), given the constants
+/// converted already. With an interface (cut to it by [`keep_interface`]), placeholders are
+/// named as it says and its outputs are the graph's; without, see [`Interface`].
+fn build(
+    gd: &GraphDef,
     consts: HashMap<String, Result<Tensor, String>>,
     path: &Path,
     iface: Option<&Interface>,
 ) -> Result<Graph, ImportError> {
-    if let Some(iface) = iface {
-        keep_interface(&mut gd, iface, path)?;
-    }
-    inline::inline_calls(&mut gd, path)?;
-    let gd = &gd;
     let (mut imp, order) = Importer::start(gd, consts, path)?;
     if let Some(iface) = iface {
         imp.input_names = iface.inputs.iter().cloned().collect();

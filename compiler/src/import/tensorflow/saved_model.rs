@@ -9,7 +9,7 @@
 //!    first, named by the signature's keys (in key order), as are the outputs;
 //! 3. every variable the cut graph reads (a `VarHandleOp`, or TF1's `VariableV2`) becomes a
 //!    constant read from the checkpoint; `ReadVariableOp` of it is an identity;
-//! 4. function calls inlined and the graph imported as a frozen one is ([`super::import_as`]).
+//! 4. function calls inlined and the graph imported as a frozen one is ([`super::build`]).
 //!
 //! Which checkpoint entry holds a variable: TensorFlow 2 binds each signature function's
 //! captured variables to nodes of the object graph (`SavedConcreteFunction.bound_inputs`), and
@@ -18,7 +18,7 @@
 //! is looked up under its `shared_name`, then its node name.
 
 use super::bundle::Bundle;
-use super::{import_as, Interface};
+use super::{build, Interface};
 use crate::import::ImportError;
 use lathe_ir::{Graph, Tensor};
 use lathe_proto::tensorflow::{
@@ -98,15 +98,11 @@ pub fn tag_sets(sm: &SavedModel) -> Vec<String> {
         .collect()
 }
 
-/// The MetaGraphDef tagged `tag`.
-pub fn meta_graph<'a>(
-    sm: &'a SavedModel,
-    tag: &str,
-    file: &Path,
-) -> Result<&'a MetaGraphDef, ImportError> {
+/// The index of the MetaGraphDef tagged `tag`.
+pub fn meta_graph(sm: &SavedModel, tag: &str, file: &Path) -> Result<usize, ImportError> {
     sm.meta_graphs
         .iter()
-        .find(|m| {
+        .position(|m| {
             m.meta_info_def
                 .as_ref()
                 .is_some_and(|i| i.tags.iter().any(|t| t == tag))
@@ -139,16 +135,10 @@ pub fn import_dir(dir: &Path, opts: &SavedModelOptions) -> Result<Graph, ImportE
     let pb = dir.join("saved_model.pb");
     let mut sm = read(dir)?;
     let tag = opts.tag.as_deref().unwrap_or(DEFAULT_TAG);
-    let at = meta_graph(&sm, tag, &pb)?;
     // Owned from here on, the rest of the SavedModel dropped: the protobuf graph and its
     // library are as big as a small model's weights, so nothing of it is kept (or copied)
     // longer than needed while the weights are read.
-    let at = sm
-        .meta_graphs
-        .iter()
-        .position(|m| std::ptr::eq(m, at))
-        .expect("the meta graph is one of the SavedModel's");
-    let mut mg = sm.meta_graphs.swap_remove(at);
+    let mut mg = sm.meta_graphs.swap_remove(meta_graph(&sm, tag, &pb)?);
     drop(sm);
     let sig_name = opts.signature.as_deref().unwrap_or(DEFAULT_SIGNATURE);
     let sigs = signatures(&mg);
@@ -171,14 +161,13 @@ pub fn import_dir(dir: &Path, opts: &SavedModelOptions) -> Result<Graph, ImportE
     super::keep_interface(&mut gd, &iface, &pb)?;
     let checkpoint = checkpoint_keys(dir, &mg, &gd)?;
     drop(mg);
-    // Calls inlined and the library dropped before the weights are read.
+    // Calls inlined (which drops the library) before the weights are read.
     super::inline::inline_calls(&mut gd, dir)?;
-    gd.library = None;
     let consts = match checkpoint {
         Some((bundle, keys)) => read_variables(&bundle, &keys, &mut gd)?,
         None => HashMap::new(),
     };
-    import_as(gd, consts, dir, Some(&iface))
+    build(&gd, consts, dir, Some(&iface))
 }
 
 /// The signature's inputs (Placeholder node, key) and outputs (key, tensor), in key order.
@@ -403,7 +392,8 @@ pub struct SignatureInfo {
 /// MetaGraphDef tagged `tag` ([`DEFAULT_TAG`] when `None`).
 pub fn describe(dir: &Path, tag: Option<&str>) -> Result<SavedModelInfo, ImportError> {
     let sm = read(dir)?;
-    let mg = meta_graph(&sm, tag.unwrap_or(DEFAULT_TAG), &dir.join("saved_model.pb"))?;
+    let mg =
+        &sm.meta_graphs[meta_graph(&sm, tag.unwrap_or(DEFAULT_TAG), &dir.join("saved_model.pb"))?];
     let ty = |info: &lathe_proto::tensorflow::TensorInfo| {
         let dtype = super::tensor::dtype(info.dtype)
             .map(|d| d.name().to_string())

@@ -356,6 +356,7 @@ fn family_fill(f: Family) -> &'static str {
         Family::Reduce => "#fde3cf",
         Family::Shape => "#ece3f5",
         Family::Fused => "#e3f1f4",
+        Family::ControlFlow => "#e8f5e0",
     }
 }
 

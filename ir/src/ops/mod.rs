@@ -19,6 +19,7 @@
 
 pub mod common;
 pub mod control;
+pub mod control_flow;
 pub mod conv;
 pub mod decl;
 pub mod elementwise;
@@ -318,6 +319,21 @@ decl::declare_ops! {
         Range = "range", Shape, (start: T, limit: T, delta: T), [T: Numeric],
             "`start, start + delta, ...` below `limit` (scalars), as a 1-D tensor.";
         Tile = "tile", Shape, (x: Any, multiples: Index), [], "`x` repeated `multiples` times.";
+
+        /// Both branches take `args` and return the op's outputs (see `ops::control_flow`).
+        If { then_branch: Arc<Graph>, else_branch: Arc<Graph> } = "if", ControlFlow,
+            (cond: Bool, args: Any [Variadic]), [],
+            "`then_branch(args)` when `cond` (a scalar) is true, else `else_branch(args)`.";
+        /// `cond` maps the carried values to a bool scalar, `body` to their next values.
+        While { cond: Arc<Graph>, body: Arc<Graph> } = "while", ControlFlow,
+            (init: Any [Variadic]), [],
+            "Carries `init` through `body` while `cond` holds; returns the last values.";
+        /// A `-1` in the element shape is a dim the loop writing the list refines.
+        ListReserve { dtype: DType } = "list_reserve", ControlFlow,
+            (element_shape: Index, num_elements: Index), [],
+            "A zero tensor of `num_elements` rows of `element_shape` (a dense TensorList).";
+        SetItem = "set_item", ControlFlow, (x: T, index: Index, item: T), [T: Any],
+            "`x` with row `index` (a scalar) replaced by `item`.";
     }
     sets {
         Conv2D(ConvAttrs) = "conv2d", Conv, (x: T, filter: T), [T: Numeric],
@@ -394,6 +410,7 @@ pub enum Family {
     Conv,
     Reduce,
     Shape,
+    ControlFlow,
     Fused,
 }
 
@@ -407,6 +424,7 @@ impl Family {
             Family::Conv => "conv",
             Family::Reduce => "reduce",
             Family::Shape => "shape",
+            Family::ControlFlow => "control_flow",
             Family::Fused => "fused",
         }
     }
@@ -429,6 +447,7 @@ impl Op {
             Family::Conv => conv::infer(self, inputs),
             Family::Reduce => reduce::infer(self, inputs, consts),
             Family::Shape => shape::infer(self, inputs, consts),
+            Family::ControlFlow => control_flow::infer(self, inputs, consts),
             Family::Fused => fused::infer(self, inputs),
         }?;
         // The family checked shapes and its own invariants; the declared dtype rule is the
@@ -447,6 +466,7 @@ impl Op {
             Family::Conv => conv::eval(self, inputs),
             Family::Reduce => reduce::eval(self, inputs),
             Family::Shape => shape::eval(self, inputs),
+            Family::ControlFlow => control_flow::eval(self, inputs),
             Family::Fused => fused::eval(self, inputs),
         }
     }

@@ -11,6 +11,7 @@
 //! it has a fully known shape: a graph whose shapes depend on input *values* is an error.
 
 use lathe_ir::graph::node_error;
+use lathe_ir::ops::control_flow::refine;
 use lathe_ir::{DType, Dim, Graph, IrError, NodeId, Op, Tensor, TensorType, ValueId};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -57,6 +58,12 @@ pub enum SpecializeError {
 /// graph's declared input types: same dtype and rank, every dimension known, known dimensions
 /// equal, and each symbol bound to one size across all inputs. Errors name the input.
 pub fn check_signature(g: &Graph, inputs: &[TensorType]) -> Result<(), SpecializeError> {
+    check_types(g, inputs, false)
+}
+
+/// [`check_signature`], letting input dims be unknown when `partial` (a loop body typed from
+/// entry types that the loop has not refined yet).
+fn check_types(g: &Graph, inputs: &[TensorType], partial: bool) -> Result<(), SpecializeError> {
     if inputs.len() != g.inputs().len() {
         let names: Vec<&str> = g.inputs().iter().map(|i| i.name.as_str()).collect();
         return Err(SpecializeError::InputCount {
@@ -73,10 +80,20 @@ pub fn check_signature(g: &Graph, inputs: &[TensorType]) -> Result<(), Specializ
             name: decl.name.clone(),
             message,
         };
-        let Some(dims) = ty.shape.as_known() else {
-            return Err(err(format!(
-                "got {ty}, which is not a concrete type: every dimension must be a known size"
-            )));
+        let dims: Vec<usize> = match ty.shape.as_known() {
+            Some(dims) => dims,
+            // An unknown dim checks against nothing; usize::MAX marks it below.
+            None if partial && !ty.shape.dims().iter().any(|d| matches!(d, Dim::Sym(_))) => ty
+                .shape
+                .dims()
+                .iter()
+                .map(|d| d.known().unwrap_or(usize::MAX))
+                .collect(),
+            None => {
+                return Err(err(format!(
+                    "got {ty}, which is not a concrete type: every dimension must be a known size"
+                )))
+            }
         };
         let mismatch = |why: String| err(format!("expected {}, got {ty}: {why}", decl.ty));
         if ty.dtype != decl.ty.dtype {
@@ -93,6 +110,9 @@ pub fn check_signature(g: &Graph, inputs: &[TensorType]) -> Result<(), Specializ
             )));
         }
         for (axis, (d, &size)) in decl.ty.shape.dims().iter().zip(&dims).enumerate() {
+            if size == usize::MAX {
+                continue;
+            }
             match d {
                 Dim::Known(k) if *k != size => {
                     return Err(mismatch(format!("dimension {axis} is {size}, not {k}")));
@@ -140,7 +160,35 @@ pub fn describe_signature(g: &Graph, inputs: &[TensorType]) -> String {
 /// their names) and outputs; constants are shared with `g`. It is verified before it is
 /// returned. Run the optimizer on it afterwards: with shapes known, shape computations fold.
 pub fn specialize(g: &Graph, inputs: &[TensorType]) -> Result<Graph, SpecializeError> {
-    check_signature(g, inputs)?;
+    let out = rebuild(g, inputs, false)?;
+    for id in out.node_ids() {
+        let n = out.node(id);
+        if let Some((k, ty)) = n
+            .outputs
+            .iter()
+            .enumerate()
+            .find(|(_, ty)| !ty.shape.is_known())
+        {
+            return Err(SpecializeError::UnknownShape {
+                signature: describe_signature(g, inputs),
+                node: out.display_name(id),
+                op: n.op.mnemonic().to_string(),
+                output: k,
+                ty: ty.clone(),
+            });
+        }
+    }
+    lathe_ir::verify(&out).map_err(|source| SpecializeError::Graph {
+        signature: describe_signature(g, inputs),
+        source,
+    })?;
+    Ok(out)
+}
+
+/// `g` rebuilt for the input types `inputs`, every node's output types re-inferred; some may
+/// still be unknown (the loop fixed point in [`specialize_while`] starts from such graphs).
+fn rebuild(g: &Graph, inputs: &[TensorType], partial: bool) -> Result<Graph, SpecializeError> {
+    check_types(g, inputs, partial)?;
     let graph_error = |source: IrError| SpecializeError::Graph {
         signature: describe_signature(g, inputs),
         source,
@@ -171,11 +219,20 @@ pub fn specialize(g: &Graph, inputs: &[TensorType]) -> Result<Graph, SpecializeE
             known.insert(ValueId::first(new_id), t.clone());
             new_id
         } else {
-            let types: Vec<TensorType> = ins.iter().map(|v| out.value_type(*v).clone()).collect();
+            let mut types: Vec<TensorType> =
+                ins.iter().map(|v| out.value_type(*v).clone()).collect();
+            let node_err = |m: String| graph_error(node_error(&g.display_name(id), &n.op, m));
+            let op = match &n.op {
+                Op::While { cond, body } => {
+                    let (op, carried) = specialize_while(cond, body, &types).map_err(node_err)?;
+                    refine_entries(&mut out, &ins, &types, &carried).map_err(node_err)?;
+                    types = carried;
+                    op
+                }
+                op => specialize_op(op, &types).map_err(node_err)?,
+            };
             let consts: Vec<Option<&Tensor>> =
                 ins.iter().map(|v| known.get(v).map(Arc::as_ref)).collect();
-            let node_err = |m: String| graph_error(node_error(&g.display_name(id), &n.op, m));
-            let op = specialize_op(&n.op, &types).map_err(node_err)?;
             let outputs = op.infer(&types, &consts).map_err(node_err)?;
             let values = evaluate(&op, &types, &consts, &outputs);
             let new_id = out
@@ -196,43 +253,123 @@ pub fn specialize(g: &Graph, inputs: &[TensorType]) -> Result<Graph, SpecializeE
         out.add_output(o.name.clone(), value(&remap, o.value))
             .map_err(graph_error)?;
     }
-    for id in out.node_ids() {
-        let n = out.node(id);
-        if let Some((k, ty)) = n
-            .outputs
-            .iter()
-            .enumerate()
-            .find(|(_, ty)| !ty.shape.is_known())
-        {
-            return Err(SpecializeError::UnknownShape {
-                signature: describe_signature(g, inputs),
-                node: out.display_name(id),
-                op: n.op.mnemonic().to_string(),
-                output: k,
-                ty: ty.clone(),
-            });
-        }
-    }
-    lathe_ir::verify(&out).map_err(graph_error)?;
     Ok(out)
 }
 
-/// `op` for inputs of the concrete `types`: a fused op's body is specialized to them (and
-/// shared unchanged when it already has exactly those input types); other ops are unchanged.
+/// `op` for inputs of the concrete `types`: a fused op's body and an `if`'s branches are
+/// specialized to them (a region shared unchanged when it already has exactly those input
+/// types); other ops are unchanged. (`while` goes through [`specialize_while`].)
 fn specialize_op(op: &Op, types: &[TensorType]) -> Result<Op, String> {
-    match op {
-        Op::Fused { kind, body } => {
-            if body.inputs().iter().map(|i| &i.ty).eq(types.iter()) {
-                return Ok(op.clone());
-            }
-            let body = specialize(body, types).map_err(|e| format!("fused body: {e}"))?;
-            Ok(Op::Fused {
-                kind: *kind,
-                body: Arc::new(body),
-            })
+    let region = |g: &Arc<Graph>, types: &[TensorType], what: &str| {
+        if g.inputs().iter().map(|i| &i.ty).eq(types.iter()) {
+            return Ok(g.clone());
         }
+        specialize(g, types)
+            .map(Arc::new)
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    match op {
+        Op::Fused { kind, body } => Ok(Op::Fused {
+            kind: *kind,
+            body: region(body, types, "fused body")?,
+        }),
+        Op::If {
+            then_branch,
+            else_branch,
+        } => Ok(Op::If {
+            then_branch: region(then_branch, &types[1..], "then_branch")?,
+            else_branch: region(else_branch, &types[1..], "else_branch")?,
+        }),
         _ => Ok(op.clone()),
     }
+}
+
+/// Rounds of body inference a loop gets to learn its carried types. Each round can only make
+/// unknown dims known, and one iteration teaches a body what it learns, so two suffice in
+/// practice; more is a loop whose types keep changing.
+const MAX_LOOP_TYPING_ROUNDS: usize = 8;
+
+/// A `while` for loop-carried values entering with the types `entry`: the carried types are
+/// the fixed point of refining `entry` by the body's output types (a list reserved with an
+/// unknown element dim learns it from the item the body writes), and the cond and body are
+/// specialized to them. Returns the op and the carried types.
+fn specialize_while(
+    cond: &Arc<Graph>,
+    body: &Arc<Graph>,
+    entry: &[TensorType],
+) -> Result<(Op, Vec<TensorType>), String> {
+    let mut carried = entry.to_vec();
+    for _ in 0..MAX_LOOP_TYPING_ROUNDS {
+        let b = rebuild(body, &carried, true).map_err(|e| format!("while body: {e}"))?;
+        if b.outputs().len() != carried.len() {
+            return Err(format!(
+                "while: body returns {} values for {} loop-carried values",
+                b.outputs().len(),
+                carried.len()
+            ));
+        }
+        let mut next = Vec::with_capacity(carried.len());
+        for (k, (c, o)) in carried.iter().zip(b.outputs()).enumerate() {
+            let out = b.value_type(o.value);
+            next.push(refine(c, out).ok_or_else(|| {
+                format!("while: loop-carried value {k} enters as {c} but the body returns {out}")
+            })?);
+        }
+        if next == carried {
+            if let Some((k, t)) = carried
+                .iter()
+                .enumerate()
+                .find(|(_, t)| !t.shape.is_known())
+            {
+                return Err(format!(
+                    "while: loop-carried value {k} has type {t}, which is not fully known"
+                ));
+            }
+            let body = specialize(body, &carried).map_err(|e| format!("while body: {e}"))?;
+            let cond = specialize(cond, &carried).map_err(|e| format!("while cond: {e}"))?;
+            let op = Op::While {
+                cond: Arc::new(cond),
+                body: Arc::new(body),
+            };
+            return Ok((op, carried));
+        }
+        carried = next;
+    }
+    Err(format!(
+        "while: the loop-carried types do not settle after {MAX_LOOP_TYPING_ROUNDS} rounds of inference"
+    ))
+}
+
+/// Gives each loop entry that the loop refined (`entry[k]` less known than `carried[k]`) the
+/// carried type: only a `list_reserve` may enter less known, and its element shape becomes the
+/// dims the loop learnt.
+fn refine_entries(
+    out: &mut Graph,
+    ins: &[ValueId],
+    entry: &[TensorType],
+    carried: &[TensorType],
+) -> Result<(), String> {
+    for (k, ((&v, e), c)) in ins.iter().zip(entry).zip(carried).enumerate() {
+        if e == c {
+            continue;
+        }
+        let producer = out.node(v.node);
+        if !matches!(producer.op, Op::ListReserve { .. }) {
+            return Err(format!(
+                "loop-carried value {k} enters as {e} and the loop makes it {c}; only a list_reserve may enter less known than the loop carries it"
+            ));
+        }
+        let (op, name) = (producer.op.clone(), producer.name.clone());
+        let element = c.shape.as_known().expect("carried types are known")[1..].to_vec();
+        let dims: Vec<i64> = element.iter().map(|&d| d as i64).collect();
+        let shape = out.add_const(
+            Tensor::from_i64(DType::I64, &[dims.len()], &dims),
+            format!("{name}/element_shape"),
+        );
+        out.set_input(v.node, 0, shape);
+        out.set_op(v.node, op, vec![c.clone()]);
+    }
+    Ok(())
 }
 
 /// The values of a node's outputs when they can be computed now: `shape` of a value whose
@@ -248,7 +385,8 @@ fn evaluate(
         let dims = types.first()?.shape.as_known()?;
         return shape_tensor(*output, &dims).map(|t| vec![t]);
     }
-    if outputs.is_empty() || matches!(op, Op::NoOp) {
+    // A loop is not run while specializing: it may run long, or forever.
+    if outputs.is_empty() || matches!(op, Op::NoOp | Op::While { .. }) {
         return None;
     }
     let args: Vec<&Tensor> = consts.iter().copied().collect::<Option<_>>()?;
@@ -531,5 +669,61 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// A Keras-style loop: a list reserved with an unknown batch dim, filled by the body with
+    /// rows of `x` scaled by the step; specialization learns the dim from the body.
+    const LOOP: &str = r#"graph @rnn(%x: f32[?b,3]) -> ("out": f32[4,?b,3]) {
+  %0 = const dense<[-1, 3]> : i32[2] loc("element_shape")
+  %1 = const dense<4> : i32[] loc("n")
+  %2 = list_reserve(%0, %1) {dtype = f32} : f32[4,?,3] loc("reserve")
+  %3 = const dense<0> : i32[] loc("t0")
+  %4:4 = while(%3, %1, %2, %x) {cond = graph @cond(%t: i32[], %n: i32[], %l: f32[4,?,3], %x: f32[?b,3]) -> ("c": bool[]) {
+    %0 = less(%t, %n) : bool[]
+    return %0
+  }, body = graph @body(%t: i32[], %n: i32[], %l: f32[4,?,3], %x: f32[?b,3]) -> ("t": i32[], "n": i32[], "l": f32[4,?b,3], "x": f32[?b,3]) {
+    %0 = const dense<1> : i32[]
+    %1 = add(%t, %0) : i32[]
+    %2 = cast(%1) {to = f32} : f32[]
+    %3 = mul(%x, %2) : f32[?b,3]
+    %4 = set_item(%l, %t, %3) : f32[4,?b,3]
+    return %1, %n, %4, %x
+  }} : i32[], i32[], f32[4,?b,3], f32[?b,3] loc("loop")
+  return %4#2
+}
+"#;
+
+    #[test]
+    fn loops_learn_the_dims_a_list_was_reserved_without() {
+        let g = lathe_ir::text::parse(LOOP).unwrap();
+        let s = specialize(&g, &[TensorType::known(DType::F32, &[2, 3])]).unwrap();
+        let text = lathe_ir::text::print(&s);
+        assert!(
+            text.contains("list_reserve(%") && text.contains(": f32[4,2,3] loc(\"reserve\")"),
+            "{text}"
+        );
+        assert!(text.contains("%l: f32[4,2,3]"), "{text}");
+        let x = Tensor::from_vec(&[2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let out = lathe_ir::interp::run(&s, &[x]).unwrap();
+        let want: Vec<f64> = (1..=4)
+            .flat_map(|k| (1..=6).map(move |v| (k * v) as f64))
+            .collect();
+        assert_eq!(out[0].to_f64_vec(), want);
+    }
+
+    #[test]
+    fn a_loop_that_changes_a_known_type_is_an_error_naming_it() {
+        let bad = LOOP.replace(
+            "return %1, %n, %4, %x",
+            "%5 = const dense<[1, 0]> : i32[2]\n    %6 = transpose(%x, %5) : f32[3,?b]\n    return %1, %n, %4, %6",
+        )
+        .replace("\"x\": f32[?b,3]) {\n    %0 = const dense<1>", "\"x\": f32[3,?b]) {\n    %0 = const dense<1>");
+        let g = lathe_ir::text::parse(&bad).unwrap_or_else(|e| panic!("{e}\n{bad}"));
+        let e = specialize(&g, &[TensorType::known(DType::F32, &[2, 3])]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("loop-carried value 3 enters as f32[2,3] but the body returns f32[3,2]"),
+            "{e}"
+        );
     }
 }

@@ -14,6 +14,11 @@
 //! * only body nodes the return values depend on are kept (a call is data flow here: control
 //!   edges and side effects with no data consumer are dropped, as for the whole graph).
 //!
+//! Functional control flow (`While`, `StatelessWhile`, `If`, `StatelessIf`) is not inlined: its
+//! functions become [`Region`]s of the node, each a list of nodes of its own (inlined the same
+//! way) whose inputs are `_Arg` nodes, which the importer turns into the regions of an IR `while`
+//! or `if` (`control_flow.rs`).
+//!
 //! Recursion deeper than [`MAX_DEPTH`] and graphs past [`MAX_NODES`] after inlining are errors,
 //! so a malicious library cannot make the importer loop or allocate without bound.
 
@@ -94,11 +99,36 @@ const MULTI_OUTPUT_ARGS: &[(&str, &[&str])] = &[
     ("UniqueWithCountsV2", &["y", "idx", "count"]),
 ];
 
+/// One region of a control-flow node (a loop's cond or body, a branch): its nodes, the `_Arg`
+/// nodes that stand for its inputs (in order) and the tensors it returns (in order).
+#[derive(Clone, Debug, Default)]
+pub struct Region {
+    /// Its nodes, `_Arg` nodes included, calls inlined.
+    pub nodes: Vec<NodeDef>,
+    /// The names of its `_Arg` nodes, one per input of the region.
+    pub args: Vec<String>,
+    /// What it returns: tensor references (`node:k`) into `nodes`.
+    pub rets: Vec<String>,
+}
+
+/// The regions of each control-flow node, by node name: `[cond, body]` for a loop,
+/// `[then, else]` for an `if`.
+pub type Regions = HashMap<String, Vec<Region>>;
+
+/// The ops whose functions become regions, with the attributes naming them in region order.
+pub const REGION_OPS: &[(&str, &[&str])] = &[
+    ("While", &["cond", "body"]),
+    ("StatelessWhile", &["cond", "body"]),
+    ("If", &["then_branch", "else_branch"]),
+    ("StatelessIf", &["then_branch", "else_branch"]),
+];
+
 /// Inlines every function call of `gd` (see the module notes) and drops its library, which
-/// nothing after import reads.
-pub fn inline_calls(gd: &mut GraphDef, path: &Path) -> Result<(), ImportError> {
+/// nothing after import reads. Returns the regions of its functional control-flow nodes
+/// (nested ones included).
+pub fn inline_calls(gd: &mut GraphDef, path: &Path) -> Result<Regions, ImportError> {
     let Some(library) = gd.library.take().filter(|l| !l.function.is_empty()) else {
-        return Ok(());
+        return Ok(Regions::new());
     };
     let functions: HashMap<&str, &FunctionDef> = library
         .function
@@ -106,29 +136,10 @@ pub fn inline_calls(gd: &mut GraphDef, path: &Path) -> Result<(), ImportError> {
         .filter_map(|f| f.signature.as_ref().map(|s| (s.name.as_str(), f)))
         .collect();
     let inl = Inliner { functions, path };
-    let mut queue: VecDeque<(NodeDef, usize)> = std::mem::take(&mut gd.node)
-        .into_iter()
-        .map(|n| (n, 0))
-        .collect();
-    let mut out = Vec::with_capacity(queue.len());
-    while let Some((node, depth)) = queue.pop_front() {
-        match inl.callee(&node)? {
-            None => out.push(node),
-            Some((f, subst)) => {
-                let (body, identity) = inl.expand(&node, f, &subst, depth)?;
-                out.push(identity);
-                queue.extend(body.into_iter().map(|n| (n, depth + 1)));
-            }
-        }
-        if out.len() + queue.len() > MAX_NODES {
-            return Err(ImportError::file(
-                path,
-                format!("inlining the function library makes more than {MAX_NODES} nodes"),
-            ));
-        }
-    }
-    gd.node = out;
-    Ok(())
+    let mut regions = Regions::new();
+    let mut budget = MAX_NODES;
+    gd.node = inl.inline(std::mem::take(&mut gd.node), 0, &mut regions, &mut budget)?;
+    Ok(regions)
 }
 
 /// Attribute values by name: what fills a called function's placeholders.
@@ -140,6 +151,102 @@ struct Inliner<'a> {
 }
 
 impl<'a> Inliner<'a> {
+    /// `nodes` with every call inlined, at call depth `depth`; the functions of control-flow
+    /// nodes become their regions in `regions`. `budget` is how many more nodes may be made.
+    fn inline(
+        &self,
+        nodes: Vec<NodeDef>,
+        depth: usize,
+        regions: &mut Regions,
+        budget: &mut usize,
+    ) -> Result<Vec<NodeDef>, ImportError> {
+        let mut queue: VecDeque<(NodeDef, usize)> = nodes.into_iter().map(|n| (n, depth)).collect();
+        let mut out = Vec::with_capacity(queue.len());
+        while let Some((node, depth)) = queue.pop_front() {
+            if let Some((_, attrs)) = REGION_OPS.iter().find(|(op, _)| *op == node.op) {
+                let mut rs = Vec::with_capacity(attrs.len());
+                for attr in *attrs {
+                    rs.push(self.region(&node, attr, depth, regions, budget)?);
+                }
+                regions.insert(node.name.clone(), rs);
+                out.push(node);
+            } else {
+                match self.callee(&node)? {
+                    None => out.push(node),
+                    Some((f, subst)) => {
+                        let (body, identity) = self.expand(&node, f, &subst, depth)?;
+                        out.push(identity);
+                        queue.extend(body.into_iter().map(|n| (n, depth + 1)));
+                    }
+                }
+            }
+            if out.len() + queue.len() > *budget {
+                return Err(ImportError::file(
+                    self.path,
+                    format!("inlining the function library makes more than {MAX_NODES} nodes"),
+                ));
+            }
+        }
+        *budget -= out.len();
+        Ok(out)
+    }
+
+    /// The region of control-flow node `node` that its function attribute `attr` names: the
+    /// function's body called on `_Arg` nodes (`NODE/ATTR/arg_K`), inlined.
+    fn region(
+        &self,
+        node: &NodeDef,
+        attr: &str,
+        depth: usize,
+        regions: &mut Regions,
+        budget: &mut usize,
+    ) -> Result<Region, ImportError> {
+        let (name, subst) = match node.attr.get(attr).and_then(|a| a.value.as_ref()) {
+            Some(attr_value::Value::Func(NameAttrList { name, attr })) => (name, attr.clone()),
+            _ => {
+                return Err(self.err(
+                    node,
+                    format!("the node has no function attribute `{attr}`"),
+                ))
+            }
+        };
+        let f = *self.functions.get(name.as_str()).ok_or_else(|| {
+            self.err(
+                node,
+                format!("its `{attr}` is function `{name}`, which is not in the graph's library"),
+            )
+        })?;
+        let sig = f
+            .signature
+            .as_ref()
+            .expect("library functions have signatures");
+        let prefix = format!("{}/{attr}", node.name);
+        let mut nodes: Vec<NodeDef> = Vec::new();
+        let mut args = Vec::new();
+        for k in 0..sig.input_arg.len() {
+            let arg = NodeDef {
+                name: format!("{prefix}/arg_{k}"),
+                op: "_Arg".into(),
+                ..Default::default()
+            };
+            args.push(arg.name.clone());
+            nodes.push(arg);
+        }
+        let call = NodeDef {
+            name: prefix.clone(),
+            op: name.clone(),
+            input: args.clone(),
+            ..Default::default()
+        };
+        let (body, identity) = self.expand(&call, f, &subst, depth)?;
+        let rets = (0..identity.input.len())
+            .map(|k| format!("{prefix}:{k}"))
+            .collect();
+        nodes.push(identity);
+        nodes.extend(self.inline(body, depth + 1, regions, budget)?);
+        Ok(Region { nodes, args, rets })
+    }
+
     fn err(&self, node: &NodeDef, message: impl Into<String>) -> ImportError {
         ImportError::node(self.path, &node.name, &node.op, message)
     }

@@ -10,6 +10,8 @@
 
 mod attrs;
 pub mod bundle;
+mod control_flow;
+mod functionalize;
 pub mod inline;
 mod ops;
 pub mod saved_model;
@@ -20,12 +22,14 @@ pub use ops::{supported_ops, table, TfOp};
 use stream::decode_graph_def;
 
 use super::ImportError;
-use lathe_ir::{Dim, Graph, IrError, Tensor, TensorType, ValueId};
+use inline::{Region, Regions};
+use lathe_ir::{Dim, Graph, IrError, Op, Tensor, TensorType, ValueId};
 use lathe_proto::tensorflow::{GraphDef, NodeDef};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Reads a frozen GraphDef file and imports it.
 ///
@@ -70,8 +74,8 @@ fn import(
     consts: HashMap<String, Result<Tensor, String>>,
     path: &Path,
 ) -> Result<Graph, ImportError> {
-    inline::inline_calls(&mut gd, path)?;
-    build(&gd, consts, path, None)
+    let regions = inline::inline_calls(&mut gd, path)?;
+    build(gd, consts, regions, path, None)
 }
 
 /// Which tensors of a GraphDef are a model's inputs and outputs, and under which names: a
@@ -85,16 +89,22 @@ pub(crate) struct Interface {
     pub outputs: Vec<(String, String)>,
 }
 
-/// Imports the nodes of `gd`, a graph without calls (inlined already), given the constants
-/// converted already. With an interface (cut to it by [`keep_interface`]), placeholders are
-/// named as it says and its outputs are the graph's; without, see [`Interface`].
+/// Imports the nodes of `gd`, a graph without calls (inlined already, the regions of its
+/// functional control flow in `regions`), given the constants converted already. TensorFlow 1
+/// loops (`Enter`/`Merge`/`Switch`/...) become `While` nodes first (`functionalize.rs`). With
+/// an interface (cut to it by [`keep_interface`]), placeholders are named as it says and its
+/// outputs are the graph's; without, see [`Interface`].
 fn build(
-    gd: &GraphDef,
+    mut gd: GraphDef,
     consts: HashMap<String, Result<Tensor, String>>,
+    mut regions: Regions,
     path: &Path,
     iface: Option<&Interface>,
 ) -> Result<Graph, ImportError> {
+    functionalize::functionalize(&mut gd, &mut regions, path)?;
+    let gd = &gd;
     let (mut imp, order) = Importer::start(gd, consts, path)?;
+    imp.regions = regions;
     if let Some(iface) = iface {
         imp.input_names = iface.inputs.iter().cloned().collect();
     }
@@ -271,6 +281,16 @@ struct Importer<'a> {
     consts: HashMap<String, Result<Tensor, String>>,
     /// Names of the graph inputs by Placeholder node, where a signature renames them.
     input_names: HashMap<String, String>,
+    /// The regions of control-flow nodes not imported yet, by node name.
+    regions: Regions,
+}
+
+/// What a region's input stands for while the region is imported: a value of this type, or a
+/// constant the op hands it (imported as that constant, shared, so that folding and packing
+/// see the weights a loop body reads).
+pub(super) enum ArgBinding {
+    Value(TensorType),
+    Const(Arc<Tensor>),
 }
 
 impl<'a> Importer<'a> {
@@ -295,8 +315,83 @@ impl<'a> Importer<'a> {
             values: HashMap::new(),
             consts,
             input_names: HashMap::new(),
+            regions: Regions::new(),
         };
         Ok((imp, order))
+    }
+
+    /// Imports `region` of node `owner` as a graph of its own named `name`, its inputs bound as
+    /// `bindings` says (one per `_Arg`, in order), its outputs its return values in order.
+    /// TensorFlow 1 loops inside it are functionalized first.
+    fn import_region(
+        &mut self,
+        name: &str,
+        region: Region,
+        bindings: Vec<ArgBinding>,
+    ) -> Result<Graph, ImportError> {
+        let Region { nodes, args, rets } = region;
+        let mut gd = GraphDef {
+            node: nodes,
+            ..Default::default()
+        };
+        let mut regions = std::mem::take(&mut self.regions);
+        let prepared = functionalize::functionalize(&mut gd, &mut regions, self.file)
+            .and_then(|()| dependency_order(&gd, self.file));
+        let order = match prepared {
+            Ok(order) => order,
+            Err(e) => {
+                self.regions = regions;
+                return Err(e);
+            }
+        };
+        let mut sub = Importer {
+            file: self.file,
+            graph: Graph::new(name),
+            values: HashMap::new(),
+            consts: std::mem::take(&mut self.consts),
+            input_names: HashMap::new(),
+            regions,
+        };
+        let result = sub.fill_region(&gd, &order, &args, bindings, &rets);
+        self.consts = std::mem::take(&mut sub.consts);
+        self.regions = std::mem::take(&mut sub.regions);
+        result.map(|()| sub.graph)
+    }
+
+    /// The body of [`Importer::import_region`]: inputs, nodes, outputs.
+    fn fill_region(
+        &mut self,
+        gd: &GraphDef,
+        order: &[usize],
+        args: &[String],
+        bindings: Vec<ArgBinding>,
+        rets: &[String],
+    ) -> Result<(), ImportError> {
+        for (k, (arg, b)) in args.iter().zip(bindings).enumerate() {
+            let v = match b {
+                ArgBinding::Value(ty) => self.graph.add_input(format!("arg{k}"), ty),
+                ArgBinding::Const(t) => {
+                    self.graph.add_input(format!("arg{k}"), t.ty());
+                    let id = self
+                        .graph
+                        .add_node(Op::Const(t), vec![], arg.clone())
+                        .map_err(|e| ImportError::file(self.file, e.to_string()))?;
+                    ValueId::first(id)
+                }
+            };
+            self.values.insert(arg.clone(), vec![Some(v)]);
+        }
+        for &i in order {
+            if gd.node[i].op != "_Arg" {
+                self.import_node(&gd.node[i])?;
+            }
+        }
+        let outputs: Vec<(String, String)> = rets
+            .iter()
+            .enumerate()
+            .map(|(k, r)| (format!("out{k}"), r.clone()))
+            .collect();
+        self.add_named_outputs(&outputs)
     }
 
     fn import_node(&mut self, node: &NodeDef) -> Result<(), ImportError> {

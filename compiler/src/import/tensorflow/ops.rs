@@ -4,6 +4,7 @@
 //! supported ops, the unsupported-op error and `lathe ops` all read this table.
 
 use super::attrs::Attrs;
+use super::control_flow as cf;
 use super::{tensor, Importer};
 use lathe_ir::ops::{
     BinaryOp, ConvAttrs, PadMode, PoolAttrs, ReduceKind, StridedSliceAttrs, UnaryOp,
@@ -294,9 +295,26 @@ fn rows() -> Vec<TfOp> {
             })
         }),
         custom("Unpack", &["unpack"], import_unpack),
+        custom("Split", &["slice", "const"], import_split),
+        custom("ReverseV2", &["gather", "const"], import_reverse),
+        custom("SplitV", &["slice", "const"], import_split_v),
         same("Fill", Op::Fill),
         same("Range", Op::Range),
         same("Tile", Op::Tile),
+        custom("While", &["while"], cf::import_while),
+        custom("StatelessWhile", &["while"], cf::import_while),
+        custom("If", &["if", "not_equal", "const"], cf::import_if),
+        custom("StatelessIf", &["if", "not_equal", "const"], cf::import_if),
+        custom("TensorListReserve", &["list_reserve"], cf::import_list_reserve),
+        custom("TensorListFromTensor", &["identity"], cf::import_list_identity),
+        custom("TensorListStack", &["identity"], cf::import_list_identity),
+        custom("TensorListGetItem", &["gather", "const"], cf::import_list_get),
+        same("TensorListSetItem", Op::SetItem),
+        custom(
+            "TensorListLength",
+            &["gather", "shape", "const"],
+            cf::import_list_length,
+        ),
     ]
 }
 
@@ -429,6 +447,133 @@ fn import_unpack(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Ou
     };
     let id = imp.graph.add_node(op, inputs, node.name.clone())?;
     Ok(outputs_of(id, num))
+}
+
+/// `Split(axis, value)`: `num_split` equal slices along `axis` (a constant).
+fn import_split(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
+    let m = IrError::Graph;
+    let [axis, x] = inputs[..] else {
+        return Err(m("Split takes an axis and a value".into()));
+    };
+    let n = Attrs(node).int("num_split").map_err(m)?;
+    let (axis, len) = split_axis(imp, axis, x)?;
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n > 0 && len % n == 0)
+        .ok_or_else(|| m(format!("num_split {n} does not divide the axis' {len} elements")))?;
+    slices(imp, node, x, axis, &vec![len / n; n])
+}
+
+/// `SplitV(value, size_splits, axis)`: slices of the given sizes (one may be -1) along `axis`.
+fn import_split_v(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
+    let m = IrError::Graph;
+    let [x, sizes, axis] = inputs[..] else {
+        return Err(m("SplitV takes a value, sizes and an axis".into()));
+    };
+    let (axis, len) = split_axis(imp, axis, x)?;
+    let sizes = imp
+        .graph
+        .const_value(sizes)
+        .ok_or_else(|| m("SplitV sizes must be a constant".into()))?
+        .to_i64_vec()
+        .map_err(m)?;
+    let known: i64 = sizes.iter().filter(|&&s| s >= 0).sum();
+    let fill = len as i64 - known;
+    let sizes: Vec<usize> = sizes
+        .iter()
+        .map(|&s| if s == -1 { fill } else { s })
+        .map(|s| usize::try_from(s).map_err(|_| m(format!("bad split size {s}"))))
+        .collect::<Result<_, _>>()?;
+    if sizes.iter().sum::<usize>() != len || sizes.iter().filter(|&&s| s == 0).count() > len {
+        return Err(m(format!("split sizes {sizes:?} do not add up to {len}")));
+    }
+    slices(imp, node, x, axis, &sizes)
+}
+
+/// The axis of a split (a constant, normalized) and the length of `x` along it (known).
+fn split_axis(imp: &Importer, axis: ValueId, x: ValueId) -> Result<(usize, usize), IrError> {
+    let m = IrError::Graph;
+    let a = imp
+        .graph
+        .const_value(axis)
+        .ok_or_else(|| m("the split axis must be a constant".into()))?
+        .to_i64_vec()
+        .map_err(m)?;
+    let ty = imp.graph.value_type(x);
+    let [a] = a[..] else {
+        return Err(m("the split axis must be a scalar".into()));
+    };
+    let axis = lathe_ir::ops::common::normalize_axis(a, ty.rank()).map_err(m)?;
+    let len = ty.shape.dims()[axis]
+        .known()
+        .ok_or_else(|| m(format!("the split axis of {ty} must have a known size")))?;
+    Ok((axis, len))
+}
+
+/// `ReverseV2(x, axes)`: a gather of each reversed axis' indices in reverse order (the axes'
+/// sizes must be known).
+fn import_reverse(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
+    let m = IrError::Graph;
+    let [mut x, axes] = inputs[..] else {
+        return Err(m("ReverseV2 takes a value and axes".into()));
+    };
+    let axes = imp
+        .graph
+        .const_value(axes)
+        .ok_or_else(|| m("ReverseV2 axes must be a constant".into()))?
+        .to_i64_vec()
+        .map_err(m)?;
+    let name = &node.name;
+    if axes.is_empty() {
+        return Ok(vec![Some(imp.graph.add(Op::Identity, vec![x], name.clone())?)]);
+    }
+    for (k, &a) in axes.iter().enumerate() {
+        let ty = imp.graph.value_type(x);
+        let axis = lathe_ir::ops::common::normalize_axis(a, ty.rank()).map_err(m)?;
+        let len = ty.shape.dims()[axis]
+            .known()
+            .ok_or_else(|| m(format!("the reversed axis {axis} of {ty} must have a known size")))?;
+        let idx: Vec<i64> = (0..len as i64).rev().collect();
+        let i = imp
+            .graph
+            .add_const(Tensor::from_i64(DType::I64, &[len], &idx), format!("{name}/indices_{k}"));
+        let ax = imp
+            .graph
+            .add_const(Tensor::scalar(axis as i32), format!("{name}/axis_{k}"));
+        let out = if k + 1 == axes.len() { name.clone() } else { format!("{name}/{k}") };
+        x = imp.graph.add(Op::Gather { batch_dims: 0 }, vec![x, i, ax], out)?;
+    }
+    Ok(vec![Some(x)])
+}
+
+/// One `slice` of `x` per size, consecutive along `axis`.
+fn slices(
+    imp: &mut Importer,
+    node: &NodeDef,
+    x: ValueId,
+    axis: usize,
+    sizes: &[usize],
+) -> Outputs {
+    let rank = imp.graph.value_type(x).rank();
+    let name = &node.name;
+    let mut outs = Vec::with_capacity(sizes.len());
+    let mut at = 0i64;
+    for (k, &size) in sizes.iter().enumerate() {
+        let mut begin = vec![0i64; rank];
+        let mut len = vec![-1i64; rank];
+        begin[axis] = at;
+        len[axis] = size as i64;
+        let b = imp
+            .graph
+            .add_const(Tensor::from_i64(DType::I64, &[rank], &begin), format!("{name}/begin_{k}"));
+        let l = imp
+            .graph
+            .add_const(Tensor::from_i64(DType::I64, &[rank], &len), format!("{name}/size_{k}"));
+        let out_name = if k == 0 { name.clone() } else { format!("{name}:{k}") };
+        outs.push(Some(imp.graph.add(Op::Slice, vec![x, b, l], out_name)?));
+        at += size as i64;
+    }
+    Ok(outs)
 }
 
 #[cfg(test)]

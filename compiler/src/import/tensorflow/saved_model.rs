@@ -162,12 +162,12 @@ pub fn import_dir(dir: &Path, opts: &SavedModelOptions) -> Result<Graph, ImportE
     let checkpoint = checkpoint_keys(dir, &mg, &gd)?;
     drop(mg);
     // Calls inlined (which drops the library) before the weights are read.
-    super::inline::inline_calls(&mut gd, dir)?;
+    let regions = super::inline::inline_calls(&mut gd, dir)?;
     let consts = match checkpoint {
         Some((bundle, keys)) => read_variables(&bundle, &keys, &mut gd)?,
         None => HashMap::new(),
     };
-    build(&gd, consts, dir, Some(&iface))
+    build(gd, consts, regions, dir, Some(&iface))
 }
 
 /// The signature's inputs (Placeholder node, key) and outputs (key, tensor), in key order.

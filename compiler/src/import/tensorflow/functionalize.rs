@@ -1,6 +1,461 @@
-//! placeholder
-use super::inline::Regions;
+//! TensorFlow 1 dataflow loops made functional: each outermost loop frame of a `GraphDef`
+//! (`Enter` → `Merge` → `Switch` → body → `NextIteration` → `Merge`, with `LoopCond` and `Exit`)
+//! becomes one `While` node whose cond and body are [`Region`]s, as TensorFlow's own
+//! `FunctionalizeControlFlow` does. Frozen graphs of Keras recurrent layers have this form
+//! (freezing lowers `While` to it). Loops nested in a body stay in the body's nodes and are
+//! made functional when that region is imported.
+//!
+//! Each node gets a frame: an `Enter` opens the frame it names (inside its input's frame), an
+//! `Exit` goes back to the parent frame, and any other node is in the frame of its data
+//! inputs (of its control inputs when it has none, as a constant inside a loop body has).
+//! For a frame, the loop-carried values are its non-constant `Enter`s, each with its `Merge`,
+//! `Switch` and `NextIteration`; constant `Enter`s, and values of the enclosing frame that the
+//! loop reads directly, enter as loop invariants (passed through the body unchanged). The cond
+//! is what `LoopCond` reads, computed from the `Merge`s; the body is what the `NextIteration`s
+//! read, computed from the `Switch`es' true outputs. Each `Exit` becomes an `Identity` of the
+//! `While`'s output, under the `Exit`'s name, so its readers stay as they are. Everything else
+//! in the frame (control-only nodes) is dropped, as control edges are.
+//!
+//! Freezing also leaves `unused_control_flow_input*` placeholders that nothing reads; they are
+//! dropped, not made graph inputs.
+
 use super::super::ImportError;
-use lathe_proto::tensorflow::GraphDef;
+use super::inline::{Region, Regions};
+use super::parse_input;
+use lathe_proto::tensorflow::{attr_value, GraphDef, NodeDef};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
-pub(super) fn functionalize(_gd: &mut GraphDef, _r: &mut Regions, _p: &Path) -> Result<(), ImportError> { Ok(()) }
+
+/// The frame of the graph itself.
+const ROOT: &str = "";
+
+/// Makes every outermost loop frame of `gd` a `While` node with its regions in `regions`.
+pub(super) fn functionalize(
+    gd: &mut GraphDef,
+    regions: &mut Regions,
+    path: &Path,
+) -> Result<(), ImportError> {
+    if !gd.node.iter().any(|n| n.op == "Enter") {
+        return Ok(());
+    }
+    let frames = assign_frames(gd, path)?;
+    let mut outermost: Vec<String> = Vec::new();
+    for (i, n) in gd.node.iter().enumerate() {
+        if n.op == "Enter" && frames.parent_of(&frames.of[i]) == Some(ROOT) {
+            if !outermost.contains(&frames.of[i]) {
+                outermost.push(frames.of[i].clone());
+            }
+        }
+    }
+    let mut removed: HashSet<String> = HashSet::new();
+    let mut replaced: HashMap<String, NodeDef> = HashMap::new();
+    let mut added: Vec<NodeDef> = Vec::new();
+    for frame in &outermost {
+        let lp = Loop::find(gd, &frames, frame, path)?;
+        let (while_node, exits, rs, gone) = lp.functional(gd, &frames, path)?;
+        regions.insert(while_node.name.clone(), rs);
+        removed.extend(gone);
+        for x in exits {
+            replaced.insert(x.name.clone(), x);
+        }
+        added.push(while_node);
+    }
+    let consumed: HashSet<String> = gd
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter())
+        .filter_map(|i| parse_input(i).map(|(p, _)| p.to_string()))
+        .collect();
+    let nodes = std::mem::take(&mut gd.node);
+    for mut n in nodes {
+        if removed.contains(&n.name)
+            || (n.op == "Placeholder"
+                && n.name.starts_with("unused_control_flow_input")
+                && !consumed.contains(&n.name))
+        {
+            continue;
+        }
+        if let Some(x) = replaced.remove(&n.name) {
+            n = x;
+        }
+        n.input.retain(|i| {
+            !(i.starts_with('^') && removed.contains(i.trim_start_matches('^')))
+        });
+        gd.node.push(n);
+    }
+    gd.node.extend(added);
+    Ok(())
+}
+
+/// Each node's frame (by index), and each frame's parent.
+struct Frames {
+    of: Vec<String>,
+    parent: HashMap<String, String>,
+}
+
+impl Frames {
+    fn parent_of(&self, frame: &str) -> Option<&str> {
+        self.parent.get(frame).map(String::as_str)
+    }
+
+    /// Whether `frame` is `outer` or nested in it.
+    fn within(&self, frame: &str, outer: &str) -> bool {
+        let mut f = frame;
+        for _ in 0..=self.parent.len() {
+            if f == outer {
+                return true;
+            }
+            match self.parent.get(f) {
+                Some(p) => f = p,
+                None => return false,
+            }
+        }
+        false
+    }
+}
+
+fn frame_name(n: &NodeDef) -> Option<&str> {
+    match n.attr.get("frame_name").and_then(|a| a.value.as_ref()) {
+        Some(attr_value::Value::S(s)) => std::str::from_utf8(s).ok(),
+        _ => None,
+    }
+}
+
+fn is_constant_enter(n: &NodeDef) -> bool {
+    matches!(
+        n.attr.get("is_constant").and_then(|a| a.value.as_ref()),
+        Some(attr_value::Value::B(true))
+    )
+}
+
+/// Propagates frames from the nodes without inputs (see the module notes).
+fn assign_frames(gd: &GraphDef, path: &Path) -> Result<Frames, ImportError> {
+    let index: HashMap<&str, usize> = gd
+        .node
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let n = gd.node.len();
+    // (consumer, is a data input, the input's position among data inputs)
+    let mut users: Vec<Vec<(usize, bool, usize)>> = vec![Vec::new(); n];
+    let mut queue = VecDeque::new();
+    let mut of: Vec<Option<String>> = vec![None; n];
+    for (c, node) in gd.node.iter().enumerate() {
+        let mut data = 0;
+        for inp in &node.input {
+            let control = inp.starts_with('^');
+            let name = parse_input(inp.trim_start_matches('^')).map_or(inp.as_str(), |(p, _)| p);
+            if let Some(&p) = index.get(name) {
+                users[p].push((c, !control, data));
+            }
+            if !control {
+                data += 1;
+            }
+        }
+        if node.input.is_empty() {
+            of[c] = Some(ROOT.to_string());
+            queue.push_back(c);
+        }
+    }
+    let mut parent: HashMap<String, String> = HashMap::new();
+    let has_data = |i: usize| gd.node[i].input.iter().any(|s| !s.starts_with('^'));
+    while let Some(p) = queue.pop_front() {
+        let pf = of[p].clone().expect("queued nodes have frames");
+        for &(c, data, pos) in &users[p] {
+            if of[c].is_some() || (!data && has_data(c)) {
+                continue;
+            }
+            let node = &gd.node[c];
+            let f = match node.op.as_str() {
+                "Enter" | "RefEnter" => {
+                    if !data || pos != 0 {
+                        continue;
+                    }
+                    let name = frame_name(node).ok_or_else(|| {
+                        ImportError::node(path, &node.name, &node.op, "the Enter has no frame_name")
+                    })?;
+                    parent.entry(name.to_string()).or_insert_with(|| pf.clone());
+                    name.to_string()
+                }
+                "Exit" | "RefExit" => parent.get(&pf).cloned().ok_or_else(|| {
+                    ImportError::node(path, &node.name, &node.op, "the Exit is not inside a loop")
+                })?,
+                _ => pf.clone(),
+            };
+            of[c] = Some(f);
+            queue.push_back(c);
+        }
+    }
+    Ok(Frames {
+        // Nodes no path from an input-free node reaches (a cycle with no entry) are in no
+        // frame; they are nobody's data and are left for the importer to reject.
+        of: of.into_iter().map(|f| f.unwrap_or_else(|| "?".into())).collect(),
+        parent,
+    })
+}
+
+/// One loop-carried value of a frame: its `Enter`, `Merge`, `Switch`, `NextIteration` and
+/// (when read) `Exit`, as node indices.
+struct Carried {
+    enter: usize,
+    merge: usize,
+    switch: usize,
+    next: usize,
+    exit: Option<usize>,
+}
+
+/// The control structure of one loop frame.
+struct Loop {
+    frame: String,
+    carried: Vec<Carried>,
+    /// Constant `Enter`s.
+    invariant: Vec<usize>,
+    loop_cond: usize,
+}
+
+impl Loop {
+    /// Finds the control structure of `frame`.
+    fn find(gd: &GraphDef, frames: &Frames, frame: &str, path: &Path) -> Result<Loop, ImportError> {
+        let in_frame = |i: usize| frames.of[i] == frame;
+        let err = |i: usize, m: String| {
+            ImportError::node(path, &gd.node[i].name, &gd.node[i].op, m)
+        };
+        let readers = |i: usize, out: usize| -> Vec<usize> {
+            let name = &gd.node[i].name;
+            gd.node
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| {
+                    n.input
+                        .iter()
+                        .any(|s| parse_input(s) == Some((name.as_str(), out)))
+                })
+                .map(|(j, _)| j)
+                .collect()
+        };
+        let conds: Vec<usize> = (0..gd.node.len())
+            .filter(|&i| gd.node[i].op == "LoopCond" && in_frame(i))
+            .collect();
+        let [loop_cond] = conds[..] else {
+            return Err(ImportError::file(
+                path,
+                format!("loop frame `{frame}` has {} LoopCond nodes, not one", conds.len()),
+            ));
+        };
+        let mut carried = Vec::new();
+        let mut invariant = Vec::new();
+        for e in (0..gd.node.len()).filter(|&i| {
+            matches!(gd.node[i].op.as_str(), "Enter" | "RefEnter") && in_frame(i)
+        }) {
+            if is_constant_enter(&gd.node[e]) {
+                invariant.push(e);
+                continue;
+            }
+            let merge = *readers(e, 0)
+                .iter()
+                .find(|&&j| gd.node[j].op == "Merge")
+                .ok_or_else(|| err(e, "a loop variable's Enter without a Merge".into()))?;
+            let next = gd.node[merge]
+                .input
+                .iter()
+                .filter_map(|s| parse_input(s))
+                .filter_map(|(p, _)| gd.node.iter().position(|n| n.name == p))
+                .find(|&j| gd.node[j].op == "NextIteration")
+                .ok_or_else(|| err(merge, "a loop Merge without a NextIteration".into()))?;
+            let switch = *readers(merge, 0)
+                .iter()
+                .find(|&&j| gd.node[j].op == "Switch")
+                .ok_or_else(|| err(merge, "a loop Merge without a Switch".into()))?;
+            let exit = readers(switch, 0)
+                .into_iter()
+                .find(|&j| gd.node[j].op == "Exit");
+            carried.push(Carried {
+                enter: e,
+                merge,
+                switch,
+                next,
+                exit,
+            });
+        }
+        Ok(Loop {
+            frame: frame.to_string(),
+            carried,
+            invariant,
+            loop_cond,
+        })
+    }
+
+    /// The `While` node, the `Identity` nodes replacing the `Exit`s, the regions `[cond, body]`
+    /// and the names of every node of the frame that goes away.
+    fn functional(
+        &self,
+        gd: &GraphDef,
+        frames: &Frames,
+        path: &Path,
+    ) -> Result<(NodeDef, Vec<NodeDef>, Vec<Region>, Vec<String>), ImportError> {
+        let index: HashMap<&str, usize> = gd
+            .node
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        let data_input = |i: usize| -> Result<String, ImportError> {
+            gd.node[i]
+                .input
+                .iter()
+                .find(|s| !s.starts_with('^'))
+                .cloned()
+                .ok_or_else(|| {
+                    ImportError::node(path, &gd.node[i].name, &gd.node[i].op, "no data input")
+                })
+        };
+        let f = &self.frame;
+        let while_name = if index.contains_key(f.as_str()) {
+            format!("{f}/functional_while")
+        } else {
+            f.clone()
+        };
+        // What stands for each region input: carried values, then invariants, then captures.
+        // `stops` maps a tensor reference inside the loop to the index of its region input.
+        let mut init: Vec<String> = Vec::new();
+        let mut cond_stops: HashMap<(String, usize), usize> = HashMap::new();
+        let mut body_stops: HashMap<(String, usize), usize> = HashMap::new();
+        for (k, c) in self.carried.iter().enumerate() {
+            init.push(data_input(c.enter)?);
+            cond_stops.insert((gd.node[c.merge].name.clone(), 0), k);
+            body_stops.insert((gd.node[c.switch].name.clone(), 1), k);
+        }
+        for &e in &self.invariant {
+            let k = init.len();
+            init.push(data_input(e)?);
+            cond_stops.insert((gd.node[e].name.clone(), 0), k);
+            body_stops.insert((gd.node[e].name.clone(), 0), k);
+        }
+        let inner = |i: usize| frames.within(&frames.of[i], f);
+        // The nodes of each region, and the outer values they read (captures).
+        let cond_root = data_input(self.loop_cond)?;
+        let nexts: Vec<String> = self
+            .carried
+            .iter()
+            .map(|c| data_input(c.next))
+            .collect::<Result<_, _>>()?;
+        let mut captures: Vec<(String, usize)> = Vec::new();
+        let mut walk = |roots: &[String],
+                        stops: &HashMap<(String, usize), usize>|
+         -> Result<BTreeSet<usize>, ImportError> {
+            let mut seen = BTreeSet::new();
+            let mut stack: Vec<String> = roots.to_vec();
+            while let Some(r) = stack.pop() {
+                let Some((p, k)) = parse_input(&r) else {
+                    continue;
+                };
+                if stops.contains_key(&(p.to_string(), k)) {
+                    continue;
+                }
+                let &i = index.get(p).ok_or_else(|| {
+                    ImportError::file(path, format!("loop `{f}` reads `{r}`, which is not a node"))
+                })?;
+                if !inner(i) {
+                    if !captures.contains(&(p.to_string(), k)) {
+                        captures.push((p.to_string(), k));
+                    }
+                    continue;
+                }
+                if matches!(gd.node[i].op.as_str(), "Merge" | "Switch" | "Enter" | "NextIteration" | "LoopCond")
+                    && frames.of[i] == *f
+                {
+                    return Err(ImportError::node(
+                        path,
+                        &gd.node[i].name,
+                        &gd.node[i].op,
+                        format!("loop `{f}` reads this control-flow node in a way Lathe does not understand"),
+                    ));
+                }
+                if seen.insert(i) {
+                    stack.extend(gd.node[i].input.iter().filter(|s| !s.starts_with('^')).cloned());
+                }
+            }
+            Ok(seen)
+        };
+        let cond_nodes = walk(std::slice::from_ref(&cond_root), &cond_stops)?;
+        let body_nodes = walk(&nexts, &body_stops)?;
+        for (p, k) in &captures {
+            let at = init.len();
+            init.push(format!("{p}:{k}"));
+            cond_stops.insert((p.clone(), *k), at);
+            body_stops.insert((p.clone(), *k), at);
+        }
+        let n_args = init.len();
+        let region = |what: &str,
+                      nodes: &BTreeSet<usize>,
+                      stops: &HashMap<(String, usize), usize>,
+                      rets: Vec<String>| {
+            let prefix = format!("{while_name}/{what}");
+            let args: Vec<String> = (0..n_args).map(|k| format!("{prefix}/arg_{k}")).collect();
+            let rewrite = |r: &str| -> String {
+                match parse_input(r) {
+                    Some((p, k)) => match stops.get(&(p.to_string(), k)) {
+                        Some(&a) => args[a].clone(),
+                        None => r.to_string(),
+                    },
+                    None => r.to_string(),
+                }
+            };
+            let mut out: Vec<NodeDef> = args
+                .iter()
+                .map(|a| NodeDef {
+                    name: a.clone(),
+                    op: "_Arg".into(),
+                    ..Default::default()
+                })
+                .collect();
+            for &i in nodes {
+                let mut n = gd.node[i].clone();
+                n.input = n
+                    .input
+                    .iter()
+                    .filter(|s| !s.starts_with('^'))
+                    .map(|s| rewrite(s))
+                    .collect();
+                out.push(n);
+            }
+            let rets = rets.iter().map(|r| rewrite(r)).collect();
+            Region {
+                nodes: out,
+                args,
+                rets,
+            }
+        };
+        let cond = region("cond", &cond_nodes, &cond_stops, vec![cond_root]);
+        // The body returns the next carried values, then its invariants unchanged.
+        let mut body_rets = nexts.clone();
+        let body_prefix = format!("{while_name}/body");
+        body_rets.extend((self.carried.len()..n_args).map(|k| format!("{body_prefix}/arg_{k}")));
+        let body = region("body", &body_nodes, &body_stops, body_rets);
+        let while_node = NodeDef {
+            name: while_name.clone(),
+            op: "While".into(),
+            input: init,
+            ..Default::default()
+        };
+        let exits: Vec<NodeDef> = self
+            .carried
+            .iter()
+            .enumerate()
+            .filter_map(|(k, c)| c.exit.map(|x| (k, x)))
+            .map(|(k, x)| NodeDef {
+                name: gd.node[x].name.clone(),
+                op: "Identity".into(),
+                input: vec![format!("{while_name}:{k}")],
+                ..Default::default()
+            })
+            .collect();
+        let exit_set: HashSet<usize> = self.carried.iter().filter_map(|c| c.exit).collect();
+        let gone: Vec<String> = (0..gd.node.len())
+            .filter(|&i| inner(i) && !exit_set.contains(&i))
+            .map(|i| gd.node[i].name.clone())
+            .collect();
+        Ok((while_node, exits, vec![cond, body], gone))
+    }
+}

@@ -485,10 +485,13 @@ impl<'a> Importer<'a> {
 
     /// Declares the outputs of every node that no other node consumes.
     fn add_outputs(&mut self, gd: &GraphDef, order: &[usize]) -> Result<(), ImportError> {
+        // A node read only through control edges is consumed too: it orders something (a
+        // variable read before a loop, a loop's exits before `LoopExecuted`), it is no result.
         let mut consumed: HashMap<&str, ()> = HashMap::new();
         for n in &gd.node {
             for inp in &n.input {
-                if let Some((p, _)) = parse_input(inp) {
+                let name = inp.strip_prefix('^').unwrap_or(inp);
+                if let Some((p, _)) = parse_input(name) {
                     consumed.insert(p, ());
                 }
             }

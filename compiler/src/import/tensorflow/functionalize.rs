@@ -36,7 +36,7 @@ pub(super) fn functionalize(
     path: &Path,
 ) -> Result<(), ImportError> {
     if !gd.node.iter().any(|n| n.op == "Enter") {
-        return Ok(());
+        return refuse_conditionals(gd, path);
     }
     let frames = assign_frames(gd, path)?;
     let mut outermost: Vec<String> = Vec::new();
@@ -84,7 +84,23 @@ pub(super) fn functionalize(
         gd.node.push(n);
     }
     gd.node.extend(added);
-    Ok(())
+    refuse_conditionals(gd, path)
+}
+
+/// A `Switch` or `Merge` left outside every loop is a TensorFlow 1 conditional (`tf.cond`
+/// lowered by freezing), which Lathe does not import: the error says how to export instead.
+fn refuse_conditionals(gd: &GraphDef, path: &Path) -> Result<(), ImportError> {
+    match gd.node.iter().find(|n| matches!(n.op.as_str(), "Switch" | "Merge")) {
+        Some(n) => Err(ImportError::node(
+            path,
+            &n.name,
+            &n.op,
+            "a TensorFlow 1 conditional (Switch/Merge outside a loop) is not supported; \
+             freeze with convert_variables_to_constants_v2(..., lower_control_flow=False) to keep \
+             it a functional If, or export a SavedModel",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Each node's frame (by index), and each frame's parent.
@@ -128,6 +144,19 @@ fn is_constant_enter(n: &NodeDef) -> bool {
     )
 }
 
+/// Whether `frame` is nested (at any depth) in `outer`, by the parents known so far.
+fn nested(parent: &HashMap<String, String>, frame: &str, outer: &str) -> bool {
+    let mut f = frame;
+    for _ in 0..=parent.len() {
+        match parent.get(f) {
+            Some(p) if p == outer => return true,
+            Some(p) => f = p,
+            None => return false,
+        }
+    }
+    false
+}
+
 /// Propagates frames from the nodes without inputs (see the module notes).
 fn assign_frames(gd: &GraphDef, path: &Path) -> Result<Frames, ImportError> {
     let index: HashMap<&str, usize> = gd
@@ -163,7 +192,7 @@ fn assign_frames(gd: &GraphDef, path: &Path) -> Result<Frames, ImportError> {
     while let Some(p) = queue.pop_front() {
         let pf = of[p].clone().expect("queued nodes have frames");
         for &(c, data, pos) in &users[p] {
-            if of[c].is_some() || (!data && has_data(c)) {
+            if !data && has_data(c) {
                 continue;
             }
             let node = &gd.node[c];
@@ -183,6 +212,12 @@ fn assign_frames(gd: &GraphDef, path: &Path) -> Result<Frames, ImportError> {
                 })?,
                 _ => pf.clone(),
             };
+            // The innermost frame of a node's inputs wins (a constant of the graph read by a
+            // loop body does not take the body out of its loop).
+            match &of[c] {
+                Some(old) if *old == f || !nested(&parent, &f, old) => continue,
+                _ => {}
+            }
             of[c] = Some(f);
             queue.push_back(c);
         }
@@ -457,5 +492,106 @@ impl Loop {
             .map(|i| gd.node[i].name.clone())
             .collect();
         Ok((while_node, exits, vec![cond, body], gone))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::import_graph_def;
+    use lathe_proto::tensorflow::{attr_value, AttrValue, GraphDef, NodeDef};
+    use std::path::Path;
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn with(mut n: NodeDef, key: &str, v: attr_value::Value) -> NodeDef {
+        n.attr.insert(key.into(), AttrValue { value: Some(v) });
+        n
+    }
+
+    fn scalar_i32(name: &str, v: i32) -> NodeDef {
+        use lathe_proto::tensorflow::{TensorProto, TensorShapeProto};
+        let t = TensorProto {
+            dtype: 3,
+            tensor_shape: Some(TensorShapeProto::default()),
+            int_val: vec![v],
+            ..Default::default()
+        };
+        let n = with(node(name, "Const", &[]), "value", attr_value::Value::Tensor(t));
+        with(n, "dtype", attr_value::Value::Type(3))
+    }
+
+    /// `i = 0; while i < n: i += 2` as TensorFlow 1 dataflow, `n` a graph input.
+    fn counting_loop() -> GraphDef {
+        use lathe_proto::tensorflow::{tensor_shape_proto, TensorShapeProto};
+        let frame = attr_value::Value::S(b"loop".to_vec());
+        let shape = TensorShapeProto {
+            dim: vec![],
+            ..Default::default()
+        };
+        let _ = tensor_shape_proto::Dim::default();
+        let n = with(
+            with(node("n", "Placeholder", &[]), "dtype", attr_value::Value::Type(3)),
+            "shape",
+            attr_value::Value::Shape(shape),
+        );
+        GraphDef {
+            node: vec![
+                n,
+                scalar_i32("zero", 0),
+                with(node("enter_i", "Enter", &["zero"]), "frame_name", frame.clone()),
+                with(
+                    with(node("enter_n", "Enter", &["n"]), "frame_name", frame),
+                    "is_constant",
+                    attr_value::Value::B(true),
+                ),
+                node("merge", "Merge", &["enter_i", "next"]),
+                node("less", "Less", &["merge", "enter_n"]),
+                node("cond", "LoopCond", &["less"]),
+                node("switch", "Switch", &["merge", "cond"]),
+                node("body_i", "Identity", &["switch:1"]),
+                scalar_i32("two", 2),
+                node("add", "AddV2", &["body_i", "two"]),
+                node("next", "NextIteration", &["add"]),
+                node("exit", "Exit", &["switch"]),
+                node("out", "Identity", &["exit"]),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_dataflow_loop_becomes_a_while_that_runs() {
+        let g = import_graph_def(&counting_loop(), Path::new("loop.pb")).unwrap();
+        let text = lathe_ir::text::print(&g);
+        assert!(text.contains("while("), "{text}");
+        let out = lathe_ir::interp::run(&g, &[lathe_ir::Tensor::scalar(7i32)]).unwrap();
+        assert_eq!(out[0].to_i64_vec().unwrap(), vec![8]);
+    }
+
+    #[test]
+    fn a_broken_loop_is_an_error_naming_the_node() {
+        let mut gd = counting_loop();
+        gd.node.retain(|n| n.name != "switch");
+        let e = import_graph_def(&gd, Path::new("loop.pb")).unwrap_err().to_string();
+        assert!(e.contains("loop.pb: node `merge` (op Merge): a loop Merge without a Switch"), "{e}");
+    }
+
+    #[test]
+    fn a_dataflow_conditional_is_refused_with_advice() {
+        let mut gd = counting_loop();
+        gd.node.retain(|n| !matches!(n.op.as_str(), "Enter" | "Exit" | "LoopCond" | "NextIteration"));
+        gd.node.retain(|n| n.name != "merge");
+        gd.node.push(node("merge", "Merge", &["zero", "two"]));
+        gd.node.retain(|n| !matches!(n.name.as_str(), "less" | "switch" | "body_i" | "add" | "out"));
+        let e = import_graph_def(&gd, Path::new("cond.pb")).unwrap_err().to_string();
+        assert!(e.contains("node `merge` (op Merge): a TensorFlow 1 conditional"), "{e}");
+        assert!(e.contains("lower_control_flow=False"), "{e}");
     }
 }

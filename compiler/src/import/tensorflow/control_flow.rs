@@ -1,5 +1,6 @@
 //! TensorFlow control flow and lists as IR: `While`/`StatelessWhile` become `while`,
-//! `If`/`StatelessIf` become `if` (their functions are regions, `inline.rs`; TensorFlow 1 loops
+//! `If`/`StatelessIf` become `if`, `Case` nested `if`s (their functions are regions,
+//! `inline.rs`; TensorFlow 1 loops
 //! were made `While` nodes by `functionalize.rs`), and `TensorList*` ops become dense tensors.
 //!
 //! A region input that the op hands a constant, and that stays the same across iterations
@@ -147,6 +148,115 @@ pub(super) fn import_if(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>
     };
     let id = imp.graph.add_node(op, ins, node.name.clone())?;
     Ok(outputs_of(id, n))
+}
+
+/// `Case(branch_index, args...)`: nested `if`s, `if index == 0 then branch0 else if index == 1
+/// ...`, the last branch also taking every index out of range (as TensorFlow's default). The
+/// branches and the nested `else` graphs take the index first, then the arguments.
+pub(super) fn import_case(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
+    let Some(rs) = imp.regions.get(&node.name).map(Vec::len) else {
+        return Err(IrError::Graph(
+            "its functions were not found (the graph has no function library?)".into(),
+        ));
+    };
+    let rs = regions(imp, node, rs)?;
+    let Some((&index, args)) = inputs.split_first() else {
+        return Err(IrError::Graph("Case has no branch index".into()));
+    };
+    let index_ty = imp.graph.value_type(index).clone();
+    if index_ty != lathe_ir::TensorType::scalar(DType::I32) {
+        return Err(IrError::Graph(format!(
+            "the branch index must be an i32 scalar, got {index_ty}"
+        )));
+    }
+    let mut branches = Vec::with_capacity(rs.len());
+    for (k, mut r) in rs.into_iter().enumerate() {
+        let idx_arg = format!("{}/branch{k}/case_index", node.name);
+        r.nodes.push(NodeDef {
+            name: idx_arg.clone(),
+            op: "_Arg".into(),
+            ..Default::default()
+        });
+        r.args.insert(0, idx_arg);
+        let mut b = vec![ArgBinding::Value(index_ty.clone())];
+        b.extend(bindings(imp, args, |_| true));
+        branches.push(region_graph(imp, node, &format!("branch{k}"), r, b)?);
+    }
+    // From the last branch back: `rest` takes (index, args...) and picks branch k or later.
+    let mut rest = branches.pop().expect("a Case has branches");
+    let mut arg_types = vec![index_ty];
+    arg_types.extend(args.iter().map(|&a| imp.graph.value_type(a).clone()));
+    while branches.len() > 1 {
+        let branch = branches.pop().expect("more than one");
+        let k = branches.len();
+        rest = Arc::new(
+            choose(&format!("{}/case{k}", node.name), k, &arg_types, branch, rest)
+                .map_err(|e| IrError::Graph(format!("branch {k}: {e}")))?,
+        );
+    }
+    let name = &node.name;
+    let (cond, then_branch) = match branches.pop() {
+        Some(first) => {
+            let zero = imp
+                .graph
+                .add_const(Tensor::scalar(0i32), format!("{name}/zero"));
+            let is0 = imp.graph.add(
+                Op::Binary(lathe_ir::ops::BinaryOp::Equal),
+                vec![index, zero],
+                format!("{name}/is_0"),
+            )?;
+            (is0, first)
+        }
+        // One branch: it runs whatever the index (an `if` folding removes).
+        None => (
+            imp.graph
+                .add_const(Tensor::scalar(true), format!("{name}/always")),
+            rest.clone(),
+        ),
+    };
+    let n = rest.outputs().len();
+    let mut ins = vec![cond, index];
+    ins.extend_from_slice(args);
+    let op = Op::If {
+        then_branch,
+        else_branch: rest,
+    };
+    let id = imp.graph.add_node(op, ins, name.clone())?;
+    Ok(outputs_of(id, n))
+}
+
+/// The graph of (index, args...) that runs `then` when the index is `k`, else `rest`.
+fn choose(
+    name: &str,
+    k: usize,
+    arg_types: &[lathe_ir::TensorType],
+    then: Arc<lathe_ir::Graph>,
+    rest: Arc<lathe_ir::Graph>,
+) -> Result<lathe_ir::Graph, IrError> {
+    let mut g = lathe_ir::Graph::new(name);
+    let args: Vec<ValueId> = arg_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| g.add_input(format!("arg{i}"), t.clone()))
+        .collect();
+    let k = g.add_const(Tensor::scalar(k as i32), "k");
+    let is_k = g.add(
+        Op::Binary(lathe_ir::ops::BinaryOp::Equal),
+        vec![args[0], k],
+        "is_k",
+    )?;
+    let n = then.outputs().len();
+    let mut ins = vec![is_k];
+    ins.extend(args);
+    let op = Op::If {
+        then_branch: then,
+        else_branch: rest,
+    };
+    let id = g.add_node(op, ins, "pick")?;
+    for (i, v) in outputs_of(id, n).into_iter().flatten().enumerate() {
+        g.add_output(format!("out{i}"), v)?;
+    }
+    Ok(g)
 }
 
 /// TensorFlow's truth of an `If` condition as a bool scalar: a bool scalar as it is, a

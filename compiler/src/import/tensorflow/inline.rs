@@ -166,7 +166,27 @@ impl<'a> Inliner<'a> {
             if let Some((_, attrs)) = REGION_OPS.iter().find(|(op, _)| *op == node.op) {
                 let mut rs = Vec::with_capacity(attrs.len());
                 for attr in *attrs {
-                    rs.push(self.region(&node, attr, depth, regions, budget)?);
+                    let f = match node.attr.get(*attr).and_then(|a| a.value.as_ref()) {
+                        Some(attr_value::Value::Func(f)) => f.clone(),
+                        _ => {
+                            return Err(self.err(
+                                &node,
+                                format!("the node has no function attribute `{attr}`"),
+                            ))
+                        }
+                    };
+                    rs.push(self.region(&node, attr, &f, depth, regions, budget)?);
+                }
+                regions.insert(node.name.clone(), rs);
+                out.push(node);
+            } else if matches!(node.op.as_str(), "Case" | "StatelessCase") {
+                let funcs = match node.attr.get("branches").and_then(|a| a.value.as_ref()) {
+                    Some(attr_value::Value::List(l)) if !l.func.is_empty() => l.func.clone(),
+                    _ => return Err(self.err(&node, "the Case has no `branches`")),
+                };
+                let mut rs = Vec::with_capacity(funcs.len());
+                for (k, f) in funcs.iter().enumerate() {
+                    rs.push(self.region(&node, &format!("branch{k}"), f, depth, regions, budget)?);
                 }
                 regions.insert(node.name.clone(), rs);
                 out.push(node);
@@ -191,25 +211,19 @@ impl<'a> Inliner<'a> {
         Ok(out)
     }
 
-    /// The region of control-flow node `node` that its function attribute `attr` names: the
-    /// function's body called on `_Arg` nodes (`NODE/ATTR/arg_K`), inlined.
+    /// The region of control-flow node `node` made of function `func` (its attribute `attr`,
+    /// or branch `attr` of a `Case`): the function's body called on `_Arg` nodes
+    /// (`NODE/ATTR/arg_K`), inlined.
     fn region(
         &self,
         node: &NodeDef,
         attr: &str,
+        func: &NameAttrList,
         depth: usize,
         regions: &mut Regions,
         budget: &mut usize,
     ) -> Result<Region, ImportError> {
-        let (name, subst) = match node.attr.get(attr).and_then(|a| a.value.as_ref()) {
-            Some(attr_value::Value::Func(NameAttrList { name, attr })) => (name, attr.clone()),
-            _ => {
-                return Err(self.err(
-                    node,
-                    format!("the node has no function attribute `{attr}`"),
-                ))
-            }
-        };
+        let (name, subst) = (&func.name, func.attr.clone());
         let f = *self.functions.get(name.as_str()).ok_or_else(|| {
             self.err(
                 node,

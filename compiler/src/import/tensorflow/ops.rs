@@ -305,6 +305,8 @@ fn rows() -> Vec<TfOp> {
         custom("StatelessWhile", &["while"], cf::import_while),
         custom("If", &["if", "not_equal", "const"], cf::import_if),
         custom("StatelessIf", &["if", "not_equal", "const"], cf::import_if),
+        custom("Case", &["if", "equal", "const"], cf::import_case),
+        custom("StatelessCase", &["if", "equal", "const"], cf::import_case),
         custom("TensorListReserve", &["list_reserve"], cf::import_list_reserve),
         custom("TensorListFromTensor", &["identity"], cf::import_list_identity),
         custom("TensorListStack", &["identity"], cf::import_list_identity),

@@ -62,7 +62,9 @@ fn recurrent_models_match_tensorflow_from_both_forms_on_both_backends() {
         for form in ["frozen.pb", "saved_model"] {
             let what = format!("{name} ({form})");
             if (name, form) == ("switch_case", "frozen.pb") {
-                let e = lathe_compiler::load(&dir.join(form)).unwrap_err().to_string();
+                let e = lathe_compiler::load(&dir.join(form))
+                    .unwrap_err()
+                    .to_string();
                 assert!(e.contains("(op Merge): a TensorFlow 1 conditional"), "{e}");
                 continue;
             }

@@ -94,7 +94,9 @@ fn region_graph(
         .map(Arc::new)
         .map_err(|e| {
             IrError::Graph(match (&e.node, &e.op) {
-                (Some(n), Some(op)) => format!("in its {what}, node `{n}` (op {op}): {}", e.message),
+                (Some(n), Some(op)) => {
+                    format!("in its {what}, node `{n}` (op {op}): {}", e.message)
+                }
                 _ => format!("in its {what}: {}", e.message),
             })
         })
@@ -190,8 +192,14 @@ pub(super) fn import_case(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueI
         let branch = branches.pop().expect("more than one");
         let k = branches.len();
         rest = Arc::new(
-            choose(&format!("{}/case{k}", node.name), k, &arg_types, branch, rest)
-                .map_err(|e| IrError::Graph(format!("branch {k}: {e}")))?,
+            choose(
+                &format!("{}/case{k}", node.name),
+                k,
+                &arg_types,
+                branch,
+                rest,
+            )
+            .map_err(|e| IrError::Graph(format!("branch {k}: {e}")))?,
         );
     }
     let name = &node.name;
@@ -328,13 +336,11 @@ pub(super) fn import_list_identity(
 }
 
 /// `TensorListGetItem(list, index, element_shape)`: row `index`.
-pub(super) fn import_list_get(
-    imp: &mut Importer,
-    node: &NodeDef,
-    inputs: Vec<ValueId>,
-) -> Outputs {
+pub(super) fn import_list_get(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Outputs {
     let [list, index, ..] = inputs[..] else {
-        return Err(IrError::Graph("TensorListGetItem takes a list and an index".into()));
+        return Err(IrError::Graph(
+            "TensorListGetItem takes a list and an index".into(),
+        ));
     };
     let axis = imp
         .graph
@@ -358,9 +364,7 @@ pub(super) fn import_list_length(
     };
     let name = &node.name;
     let shape = imp.graph.add(
-        Op::Shape {
-            output: DType::I32,
-        },
+        Op::Shape { output: DType::I32 },
         vec![list],
         format!("{name}/shape"),
     )?;

@@ -41,10 +41,11 @@ pub(super) fn functionalize(
     let frames = assign_frames(gd, path)?;
     let mut outermost: Vec<String> = Vec::new();
     for (i, n) in gd.node.iter().enumerate() {
-        if n.op == "Enter" && frames.parent_of(&frames.of[i]) == Some(ROOT) {
-            if !outermost.contains(&frames.of[i]) {
-                outermost.push(frames.of[i].clone());
-            }
+        if n.op == "Enter"
+            && frames.parent_of(&frames.of[i]) == Some(ROOT)
+            && !outermost.contains(&frames.of[i])
+        {
+            outermost.push(frames.of[i].clone());
         }
     }
     let mut removed: HashSet<String> = HashSet::new();
@@ -52,13 +53,13 @@ pub(super) fn functionalize(
     let mut added: Vec<NodeDef> = Vec::new();
     for frame in &outermost {
         let lp = Loop::find(gd, &frames, frame, path)?;
-        let (while_node, exits, rs, gone) = lp.functional(gd, &frames, path)?;
-        regions.insert(while_node.name.clone(), rs);
-        removed.extend(gone);
-        for x in exits {
+        let f = lp.functional(gd, &frames, path)?;
+        regions.insert(f.while_node.name.clone(), f.regions);
+        removed.extend(f.gone);
+        for x in f.exits {
             replaced.insert(x.name.clone(), x);
         }
-        added.push(while_node);
+        added.push(f.while_node);
     }
     let consumed: HashSet<String> = gd
         .node
@@ -78,9 +79,8 @@ pub(super) fn functionalize(
         if let Some(x) = replaced.remove(&n.name) {
             n = x;
         }
-        n.input.retain(|i| {
-            !(i.starts_with('^') && removed.contains(i.trim_start_matches('^')))
-        });
+        n.input
+            .retain(|i| !(i.starts_with('^') && removed.contains(i.trim_start_matches('^'))));
         gd.node.push(n);
     }
     gd.node.extend(added);
@@ -90,7 +90,11 @@ pub(super) fn functionalize(
 /// A `Switch` or `Merge` left outside every loop is a TensorFlow 1 conditional (`tf.cond`
 /// lowered by freezing), which Lathe does not import: the error says how to export instead.
 fn refuse_conditionals(gd: &GraphDef, path: &Path) -> Result<(), ImportError> {
-    match gd.node.iter().find(|n| matches!(n.op.as_str(), "Switch" | "Merge")) {
+    match gd
+        .node
+        .iter()
+        .find(|n| matches!(n.op.as_str(), "Switch" | "Merge"))
+    {
         Some(n) => Err(ImportError::node(
             path,
             &n.name,
@@ -225,9 +229,24 @@ fn assign_frames(gd: &GraphDef, path: &Path) -> Result<Frames, ImportError> {
     Ok(Frames {
         // Nodes no path from an input-free node reaches (a cycle with no entry) are in no
         // frame; they are nobody's data and are left for the importer to reject.
-        of: of.into_iter().map(|f| f.unwrap_or_else(|| "?".into())).collect(),
+        of: of
+            .into_iter()
+            .map(|f| f.unwrap_or_else(|| "?".into()))
+            .collect(),
         parent,
     })
+}
+
+/// A loop frame made functional.
+struct Functional {
+    /// The `While` node.
+    while_node: NodeDef,
+    /// The `Identity` nodes replacing the frame's `Exit`s, under their names.
+    exits: Vec<NodeDef>,
+    /// `[cond, body]`.
+    regions: Vec<Region>,
+    /// The names of every node of the frame that goes away.
+    gone: Vec<String>,
 }
 
 /// One loop-carried value of a frame: its `Enter`, `Merge`, `Switch`, `NextIteration` and
@@ -253,9 +272,8 @@ impl Loop {
     /// Finds the control structure of `frame`.
     fn find(gd: &GraphDef, frames: &Frames, frame: &str, path: &Path) -> Result<Loop, ImportError> {
         let in_frame = |i: usize| frames.of[i] == frame;
-        let err = |i: usize, m: String| {
-            ImportError::node(path, &gd.node[i].name, &gd.node[i].op, m)
-        };
+        let err =
+            |i: usize, m: String| ImportError::node(path, &gd.node[i].name, &gd.node[i].op, m);
         let readers = |i: usize, out: usize| -> Vec<usize> {
             let name = &gd.node[i].name;
             gd.node
@@ -275,14 +293,17 @@ impl Loop {
         let [loop_cond] = conds[..] else {
             return Err(ImportError::file(
                 path,
-                format!("loop frame `{frame}` has {} LoopCond nodes, not one", conds.len()),
+                format!(
+                    "loop frame `{frame}` has {} LoopCond nodes, not one",
+                    conds.len()
+                ),
             ));
         };
         let mut carried = Vec::new();
         let mut invariant = Vec::new();
-        for e in (0..gd.node.len()).filter(|&i| {
-            matches!(gd.node[i].op.as_str(), "Enter" | "RefEnter") && in_frame(i)
-        }) {
+        for e in (0..gd.node.len())
+            .filter(|&i| matches!(gd.node[i].op.as_str(), "Enter" | "RefEnter") && in_frame(i))
+        {
             if is_constant_enter(&gd.node[e]) {
                 invariant.push(e);
                 continue;
@@ -321,14 +342,13 @@ impl Loop {
         })
     }
 
-    /// The `While` node, the `Identity` nodes replacing the `Exit`s, the regions `[cond, body]`
-    /// and the names of every node of the frame that goes away.
+    /// The loop as a `While` node with its regions (see [`Functional`]).
     fn functional(
         &self,
         gd: &GraphDef,
         frames: &Frames,
         path: &Path,
-    ) -> Result<(NodeDef, Vec<NodeDef>, Vec<Region>, Vec<String>), ImportError> {
+    ) -> Result<Functional, ImportError> {
         let index: HashMap<&str, usize> = gd
             .node
             .iter()
@@ -397,8 +417,10 @@ impl Loop {
                     }
                     continue;
                 }
-                if matches!(gd.node[i].op.as_str(), "Merge" | "Switch" | "Enter" | "NextIteration" | "LoopCond")
-                    && frames.of[i] == *f
+                if matches!(
+                    gd.node[i].op.as_str(),
+                    "Merge" | "Switch" | "Enter" | "NextIteration" | "LoopCond"
+                ) && frames.of[i] == *f
                 {
                     return Err(ImportError::node(
                         path,
@@ -408,7 +430,13 @@ impl Loop {
                     ));
                 }
                 if seen.insert(i) {
-                    stack.extend(gd.node[i].input.iter().filter(|s| !s.starts_with('^')).cloned());
+                    stack.extend(
+                        gd.node[i]
+                            .input
+                            .iter()
+                            .filter(|s| !s.starts_with('^'))
+                            .cloned(),
+                    );
                 }
             }
             Ok(seen)
@@ -491,7 +519,12 @@ impl Loop {
             .filter(|&i| inner(i) && !exit_set.contains(&i))
             .map(|i| gd.node[i].name.clone())
             .collect();
-        Ok((while_node, exits, vec![cond, body], gone))
+        Ok(Functional {
+            while_node,
+            exits,
+            regions: vec![cond, body],
+            gone,
+        })
     }
 }
 
@@ -523,7 +556,11 @@ mod tests {
             int_val: vec![v],
             ..Default::default()
         };
-        let n = with(node(name, "Const", &[]), "value", attr_value::Value::Tensor(t));
+        let n = with(
+            node(name, "Const", &[]),
+            "value",
+            attr_value::Value::Tensor(t),
+        );
         with(n, "dtype", attr_value::Value::Type(3))
     }
 
@@ -537,7 +574,11 @@ mod tests {
         };
         let _ = tensor_shape_proto::Dim::default();
         let n = with(
-            with(node("n", "Placeholder", &[]), "dtype", attr_value::Value::Type(3)),
+            with(
+                node("n", "Placeholder", &[]),
+                "dtype",
+                attr_value::Value::Type(3),
+            ),
             "shape",
             attr_value::Value::Shape(shape),
         );
@@ -545,7 +586,11 @@ mod tests {
             node: vec![
                 n,
                 scalar_i32("zero", 0),
-                with(node("enter_i", "Enter", &["zero"]), "frame_name", frame.clone()),
+                with(
+                    node("enter_i", "Enter", &["zero"]),
+                    "frame_name",
+                    frame.clone(),
+                ),
                 with(
                     with(node("enter_n", "Enter", &["n"]), "frame_name", frame),
                     "is_constant",
@@ -579,19 +624,39 @@ mod tests {
     fn a_broken_loop_is_an_error_naming_the_node() {
         let mut gd = counting_loop();
         gd.node.retain(|n| n.name != "switch");
-        let e = import_graph_def(&gd, Path::new("loop.pb")).unwrap_err().to_string();
-        assert!(e.contains("loop.pb: node `merge` (op Merge): a loop Merge without a Switch"), "{e}");
+        let e = import_graph_def(&gd, Path::new("loop.pb"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("loop.pb: node `merge` (op Merge): a loop Merge without a Switch"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_dataflow_conditional_is_refused_with_advice() {
         let mut gd = counting_loop();
-        gd.node.retain(|n| !matches!(n.op.as_str(), "Enter" | "Exit" | "LoopCond" | "NextIteration"));
+        gd.node.retain(|n| {
+            !matches!(
+                n.op.as_str(),
+                "Enter" | "Exit" | "LoopCond" | "NextIteration"
+            )
+        });
         gd.node.retain(|n| n.name != "merge");
         gd.node.push(node("merge", "Merge", &["zero", "two"]));
-        gd.node.retain(|n| !matches!(n.name.as_str(), "less" | "switch" | "body_i" | "add" | "out"));
-        let e = import_graph_def(&gd, Path::new("cond.pb")).unwrap_err().to_string();
-        assert!(e.contains("node `merge` (op Merge): a TensorFlow 1 conditional"), "{e}");
+        gd.node.retain(|n| {
+            !matches!(
+                n.name.as_str(),
+                "less" | "switch" | "body_i" | "add" | "out"
+            )
+        });
+        let e = import_graph_def(&gd, Path::new("cond.pb"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node `merge` (op Merge): a TensorFlow 1 conditional"),
+            "{e}"
+        );
         assert!(e.contains("lower_control_flow=False"), "{e}");
     }
 }

@@ -186,7 +186,14 @@ impl<'a> Inliner<'a> {
                 };
                 let mut rs = Vec::with_capacity(funcs.len());
                 for (k, f) in funcs.iter().enumerate() {
-                    rs.push(self.region(&node, &format!("branch{k}"), f, depth, regions, budget)?);
+                    rs.push(self.region(
+                        &node,
+                        &format!("branch{k}"),
+                        f,
+                        depth,
+                        regions,
+                        budget,
+                    )?);
                 }
                 regions.insert(node.name.clone(), rs);
                 out.push(node);

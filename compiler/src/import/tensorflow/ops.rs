@@ -307,10 +307,22 @@ fn rows() -> Vec<TfOp> {
         custom("StatelessIf", &["if", "not_equal", "const"], cf::import_if),
         custom("Case", &["if", "equal", "const"], cf::import_case),
         custom("StatelessCase", &["if", "equal", "const"], cf::import_case),
-        custom("TensorListReserve", &["list_reserve"], cf::import_list_reserve),
-        custom("TensorListFromTensor", &["identity"], cf::import_list_identity),
+        custom(
+            "TensorListReserve",
+            &["list_reserve"],
+            cf::import_list_reserve,
+        ),
+        custom(
+            "TensorListFromTensor",
+            &["identity"],
+            cf::import_list_identity,
+        ),
         custom("TensorListStack", &["identity"], cf::import_list_identity),
-        custom("TensorListGetItem", &["gather", "const"], cf::import_list_get),
+        custom(
+            "TensorListGetItem",
+            &["gather", "const"],
+            cf::import_list_get,
+        ),
         same("TensorListSetItem", Op::SetItem),
         custom(
             "TensorListLength",
@@ -462,7 +474,11 @@ fn import_split(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> Out
     let n = usize::try_from(n)
         .ok()
         .filter(|&n| n > 0 && len % n == 0)
-        .ok_or_else(|| m(format!("num_split {n} does not divide the axis' {len} elements")))?;
+        .ok_or_else(|| {
+            m(format!(
+                "num_split {n} does not divide the axis' {len} elements"
+            ))
+        })?;
     slices(imp, node, x, axis, &vec![len / n; n])
 }
 
@@ -527,35 +543,42 @@ fn import_reverse(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> O
         .map_err(m)?;
     let name = &node.name;
     if axes.is_empty() {
-        return Ok(vec![Some(imp.graph.add(Op::Identity, vec![x], name.clone())?)]);
+        return Ok(vec![Some(imp.graph.add(
+            Op::Identity,
+            vec![x],
+            name.clone(),
+        )?)]);
     }
     for (k, &a) in axes.iter().enumerate() {
         let ty = imp.graph.value_type(x);
         let axis = lathe_ir::ops::common::normalize_axis(a, ty.rank()).map_err(m)?;
-        let len = ty.shape.dims()[axis]
-            .known()
-            .ok_or_else(|| m(format!("the reversed axis {axis} of {ty} must have a known size")))?;
+        let len = ty.shape.dims()[axis].known().ok_or_else(|| {
+            m(format!(
+                "the reversed axis {axis} of {ty} must have a known size"
+            ))
+        })?;
         let idx: Vec<i64> = (0..len as i64).rev().collect();
-        let i = imp
-            .graph
-            .add_const(Tensor::from_i64(DType::I64, &[len], &idx), format!("{name}/indices_{k}"));
+        let i = imp.graph.add_const(
+            Tensor::from_i64(DType::I64, &[len], &idx),
+            format!("{name}/indices_{k}"),
+        );
         let ax = imp
             .graph
             .add_const(Tensor::scalar(axis as i32), format!("{name}/axis_{k}"));
-        let out = if k + 1 == axes.len() { name.clone() } else { format!("{name}/{k}") };
-        x = imp.graph.add(Op::Gather { batch_dims: 0 }, vec![x, i, ax], out)?;
+        let out = if k + 1 == axes.len() {
+            name.clone()
+        } else {
+            format!("{name}/{k}")
+        };
+        x = imp
+            .graph
+            .add(Op::Gather { batch_dims: 0 }, vec![x, i, ax], out)?;
     }
     Ok(vec![Some(x)])
 }
 
 /// One `slice` of `x` per size, consecutive along `axis`.
-fn slices(
-    imp: &mut Importer,
-    node: &NodeDef,
-    x: ValueId,
-    axis: usize,
-    sizes: &[usize],
-) -> Outputs {
+fn slices(imp: &mut Importer, node: &NodeDef, x: ValueId, axis: usize, sizes: &[usize]) -> Outputs {
     let rank = imp.graph.value_type(x).rank();
     let name = &node.name;
     let mut outs = Vec::with_capacity(sizes.len());
@@ -565,13 +588,19 @@ fn slices(
         let mut len = vec![-1i64; rank];
         begin[axis] = at;
         len[axis] = size as i64;
-        let b = imp
-            .graph
-            .add_const(Tensor::from_i64(DType::I64, &[rank], &begin), format!("{name}/begin_{k}"));
-        let l = imp
-            .graph
-            .add_const(Tensor::from_i64(DType::I64, &[rank], &len), format!("{name}/size_{k}"));
-        let out_name = if k == 0 { name.clone() } else { format!("{name}:{k}") };
+        let b = imp.graph.add_const(
+            Tensor::from_i64(DType::I64, &[rank], &begin),
+            format!("{name}/begin_{k}"),
+        );
+        let l = imp.graph.add_const(
+            Tensor::from_i64(DType::I64, &[rank], &len),
+            format!("{name}/size_{k}"),
+        );
+        let out_name = if k == 0 {
+            name.clone()
+        } else {
+            format!("{name}:{k}")
+        };
         outs.push(Some(imp.graph.add(Op::Slice, vec![x, b, l], out_name)?));
         at += size as i64;
     }

@@ -46,8 +46,8 @@ pub fn level_text(level: u8) -> &'static str {
     match level {
         0 => "",
         1 => "fixed-point(fold-constants,prune,cse)",
-        2 => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,fixed-point(fold-constants,simplify,cse,prune),fuse,prune",
-        _ => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,fixed-point(fold-constants,simplify,cse,prune),fuse,prune",
+        2 => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
+        _ => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
     }
 }
 

@@ -10,6 +10,7 @@ pub mod cse;
 pub mod fold_batchnorm;
 pub mod fold_constants;
 pub mod fuse;
+pub mod hoist_input_projections;
 pub mod layout;
 pub mod prune;
 pub mod simplify;
@@ -174,6 +175,11 @@ pub const PASSES: &[PassInfo] = &[
         name: "layout",
         description: "Put convolutions and pooling in the one internal layout (NHWC) and cancel the transposes that leaves.",
         make: || Box::new(layout::Layout),
+    },
+    PassInfo {
+        name: "hoist-input-projections",
+        description: "Compute a recurrent loop's input projection (matmul of step t of an invariant sequence by a constant) for every step before the loop, as one GEMM.",
+        make: || Box::new(hoist_input_projections::HoistInputProjections),
     },
     PassInfo {
         name: "fuse",

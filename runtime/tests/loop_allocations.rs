@@ -78,7 +78,10 @@ fn a_loop_allocates_nothing_per_iteration() {
     )
     .unwrap();
     let printed = plan.print("cells");
-    assert!(printed.contains("\"write\" set_item: set_item in place"), "{printed}");
+    assert!(
+        printed.contains("\"write\" set_item: set_item in place"),
+        "{printed}"
+    );
     assert_eq!(plan.stats().interp_steps, 0, "{printed}");
     let x = Tensor::from_f64(
         DType::F32,
@@ -97,7 +100,10 @@ fn a_loop_allocates_nothing_per_iteration() {
     // The first call makes the arena; later calls take it from the pool.
     allocations(1);
     let (ten, thousand, odd) = (allocations(10), allocations(1000), allocations(1001));
-    assert!(ten > 0, "the counting allocator counts (a call allocates its outputs)");
+    assert!(
+        ten > 0,
+        "the counting allocator counts (a call allocates its outputs)"
+    );
     assert_eq!(ten, thousand, "allocations grow with the iterations");
     assert_eq!(ten, odd);
     // And the result is the interpreter's.

@@ -136,11 +136,11 @@ fn the_carried_list_is_written_in_place_and_passed_through_values_keep_one_slot(
     let text = plan.print("count");
     // i is read (as the index) after its next value is computed: two slots. The list is
     // written in place; n and x pass through.
+    assert!(text.contains("loop carried=4 one-buffer=3"), "{text}");
     assert!(
-        text.contains("loop carried=4 one-buffer=3"),
+        text.contains("\"write\" set_item: set_item in place"),
         "{text}"
     );
-    assert!(text.contains("\"write\" set_item: set_item in place"), "{text}");
     let st = plan.stats();
     assert_eq!((st.control_steps, st.interp_steps), (1, 0));
     assert!(st.region_steps >= 5, "{st:?}");
@@ -172,7 +172,15 @@ fn an_index_out_of_range_is_a_kernel_error_naming_the_node() {
     );
     let l = floats(&[3, 2], 1);
     let v = floats(&[2], 2);
-    check(&g, &[l.clone(), Tensor::from_i64(DType::I64, &[], &[2]), v.clone()], 0.0);
+    check(
+        &g,
+        &[
+            l.clone(),
+            Tensor::from_i64(DType::I64, &[], &[2]),
+            v.clone(),
+        ],
+        0.0,
+    );
     let e = compile(&g, 1)
         .run(&[l, Tensor::from_i64(DType::I64, &[], &[-1]), v])
         .unwrap_err();
@@ -186,10 +194,14 @@ fn an_index_out_of_range_is_a_kernel_error_naming_the_node() {
 /// `[x_t, h]` with constant weights, plus a bias; the hidden states are written to a list.
 fn lstm(t: usize) -> String {
     let (input, hidden) = (4, 8);
-    let w = literal(&[input + hidden, 4 * hidden], &values((input + hidden) * 4 * hidden, 7, 0.5));
+    let w = literal(
+        &[input + hidden, 4 * hidden],
+        &values((input + hidden) * 4 * hidden, 7, 0.5),
+    );
     let b = literal(&[4 * hidden], &values(4 * hidden, 8, 0.1));
     let mut s = String::new();
-    let carried = format!("%t: i32[], %h: f32[1,8], %c: f32[1,8], %hs: f32[{t},1,8], %x: f32[{t},4]");
+    let carried =
+        format!("%t: i32[], %h: f32[1,8], %c: f32[1,8], %hs: f32[{t},1,8], %x: f32[{t},4]");
     let types = format!("i32[], f32[1,8], f32[1,8], f32[{t},1,8], f32[{t},4]");
     let _ = write!(
         s,
@@ -299,12 +311,23 @@ fn an_if_runs_the_branch_its_condition_names() {
 }"#,
     );
     let x = floats(&[2, 3], 4);
-    let yes = check(&g, &[Tensor::from_f64(DType::Bool, &[], &[1.0]), x.clone()], 1e-6);
-    let no = check(&g, &[Tensor::from_f64(DType::Bool, &[], &[0.0]), x.clone()], 1e-6);
+    let yes = check(
+        &g,
+        &[Tensor::from_f64(DType::Bool, &[], &[1.0]), x.clone()],
+        1e-6,
+    );
+    let no = check(
+        &g,
+        &[Tensor::from_f64(DType::Bool, &[], &[0.0]), x.clone()],
+        1e-6,
+    );
     assert_eq!(yes[1], x);
     assert_eq!(no[1].to_f64_vec(), vec![1.0; 6]);
     let printed = compile(&g, 1).print("choose");
-    assert!(printed.contains("then_branch:") && printed.contains("else_branch:"), "{printed}");
+    assert!(
+        printed.contains("then_branch:") && printed.contains("else_branch:"),
+        "{printed}"
+    );
 }
 
 /// A sum loop `while k < n: s += v; k += 1` as a region text (carried `k, n, s, v`).
@@ -340,7 +363,11 @@ fn a_loop_inside_a_branch() {
     let g = parse(&src);
     let v = floats(&[3], 5);
     for (p, n) in [(1.0, 0), (1.0, 1), (1.0, 4), (0.0, 3)] {
-        check(&g, &[Tensor::from_f64(DType::Bool, &[], &[p]), ints(n), v.clone()], 1e-6);
+        check(
+            &g,
+            &[Tensor::from_f64(DType::Bool, &[], &[p]), ints(n), v.clone()],
+            1e-6,
+        );
     }
 }
 
@@ -440,10 +467,14 @@ fn loop_overhead() {
         plan.run(&inputs).unwrap();
     });
     // The body alone, as a plan of its own, run t times per repetition.
-    let Some(body) = g.node_ids().find_map(|id| match &g.node(id).op {
-        Op::While { body, .. } => Some(body.clone()),
-        _ => None,
-    }) else {
+    let Some(body) = g
+        .node_ids()
+        .into_iter()
+        .find_map(|id| match &g.node(id).op {
+            Op::While { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+    else {
         panic!("no loop");
     };
     let body_plan = compile(&body, 1);
@@ -472,5 +503,66 @@ fn loop_overhead() {
         whole * 1e6 / t as f64,
         body_time * 1e6 / t as f64,
         (four - empty) * 1e6 / 4.0
+    );
+}
+
+#[test]
+fn a_list_read_after_its_write_is_not_written_in_place() {
+    // The body reads the old list (`add(%acc, %4)`) after writing the new one: the new list
+    // must not overwrite the old one in place. The running total `tot` is never read, so its
+    // next value may take its buffer; the while's list output, not a graph output, takes the
+    // reserved list's bytes (no copy in).
+    let g = parse(
+        r#"graph @g(%x: f32[2], %n: i32[]) -> ("acc": f32[4,2], "tot": f32[4,2]) {
+  %0 = const dense<[2]> : i32[1]
+  %1 = const dense<4> : i32[]
+  %2 = list_reserve(%0, %1) {dtype = f32} : f32[4,2] loc("reserve")
+  %3 = const dense<0> : i32[]
+  %4 = const dense<splat 0.0> : f32[4,2]
+  %5:4 = while(%3, %n, %2, %4) {cond = graph @cond(%i: i32[], %n: i32[], %acc: f32[4,2], %tot: f32[4,2]) -> ("c": bool[]) {
+    %0 = less(%i, %n) : bool[]
+    return %0
+  }, body = graph @body(%i: i32[], %n: i32[], %acc: f32[4,2], %tot: f32[4,2]) -> ("i": i32[], "n": i32[], "acc": f32[4,2], "tot": f32[4,2]) {
+    %0 = const dense<1> : i32[]
+    %1 = add(%i, %0) : i32[]
+    %2 = cast(%1) {to = f32} : f32[]
+    %3 = const dense<[1.0, -1.0]> : f32[2]
+    %4 = mul(%3, %2) : f32[2]
+    %5 = set_item(%acc, %i, %4) : f32[4,2] loc("write")
+    %6 = add(%acc, %5) : f32[4,2] loc("old_plus_new")
+    return %1, %n, %5, %6
+  }} : i32[], i32[], f32[4,2], f32[4,2] loc("loop")
+  %6 = neg(%5#2) : f32[4,2]
+  return %6, %5#3
+}"#,
+    );
+    let x = floats(&[2], 11);
+    for n in 0..=4 {
+        check(&g, &[x.clone(), ints(n)], 0.0);
+    }
+    let printed = compile(&g, 1).print("g");
+    assert!(
+        printed.contains("\"write\" set_item: set_item copy"),
+        "{printed}"
+    );
+    assert!(printed.contains("loop carried=4 one-buffer=2"), "{printed}");
+    let place = |line: &str| {
+        let at = line.rfind("f32[4,2] arena+").expect("a list in the arena") + "f32[4,2] ".len();
+        line[at..].split([',', ' ']).next().map(str::to_string)
+    };
+    let lines: Vec<&str> = printed.lines().collect();
+    let reserve = lines
+        .iter()
+        .position(|l| l.contains("list_reserve"))
+        .unwrap();
+    let reserved = place(lines[reserve + 1]).unwrap();
+    let looped = lines
+        .iter()
+        .position(|l| l.contains("\"loop\" while"))
+        .unwrap();
+    let writes = lines[looped + 1].split("->").nth(1).unwrap();
+    assert!(
+        writes.contains(&format!("f32[4,2] {reserved}")),
+        "the loop's list slot is not the reserved list's bytes:\n{printed}"
     );
 }

@@ -726,7 +726,11 @@ impl Builder {
                 Kernel::SetItem { x, out, .. } => (&step.reads, vec![(*out, vec![*x])]),
                 Kernel::While(l) => (
                     &l.init,
-                    l.slots.iter().zip(&l.init).map(|(&o, &x)| (o, vec![x])).collect(),
+                    l.slots
+                        .iter()
+                        .zip(&l.init)
+                        .map(|(&o, &x)| (o, vec![x]))
+                        .collect(),
                 ),
                 _ => continue,
             };

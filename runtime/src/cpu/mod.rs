@@ -182,9 +182,11 @@ fn interp_steps(plan: &plan::Plan, prefix: &str, found: &mut Vec<(String, String
     for s in &plan.steps {
         let here = |region: &str| format!("{prefix}{}/{region}/", s.name);
         match &s.kernel {
-            plan::Kernel::Interp { reason, .. } => {
-                found.push((format!("{prefix}{}", s.name), s.op.to_string(), reason.clone()))
-            }
+            plan::Kernel::Interp { reason, .. } => found.push((
+                format!("{prefix}{}", s.name),
+                s.op.to_string(),
+                reason.clone(),
+            )),
             plan::Kernel::While(l) => {
                 interp_steps(&l.cond, &here("cond"), found);
                 interp_steps(&l.body, &here("body"), found);

@@ -68,7 +68,12 @@ fn print_into(s: &mut String, plan: &Plan, title: &str, indent: &str) {
                 }
             }
             let writes: Vec<String> = step.writes.iter().map(|&b| buf(plan, b)).collect();
-            let _ = writeln!(s, "{indent}        {} -> {}", reads.join(", "), writes.join(", "));
+            let _ = writeln!(
+                s,
+                "{indent}        {} -> {}",
+                reads.join(", "),
+                writes.join(", ")
+            );
             let deeper = format!("{indent}        ");
             match &step.kernel {
                 Kernel::While(l) => {

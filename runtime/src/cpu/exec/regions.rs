@@ -161,9 +161,10 @@ impl Frame {
         };
         // SAFETY: the condition is one bool (checked when lowered), written before this step.
         let yes = unsafe { self.bytes_ptr(plan, k.cond).read() } != 0;
-        let (frame, sub, what) = match yes {
-            true => (then_branch, &k.then_branch, "then_branch"),
-            false => (else_branch, &k.else_branch, "else_branch"),
+        let (frame, sub, what) = if yes {
+            (then_branch, &k.then_branch, "then_branch")
+        } else {
+            (else_branch, &k.else_branch, "else_branch")
         };
         frame
             .run(sub, pool, None)

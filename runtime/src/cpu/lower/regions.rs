@@ -37,23 +37,23 @@ impl Builder {
             message,
         };
         let frame = self.regions;
-        let (kernel, mut writes) = match &node.op {
+        let (kernel, writes) = match &node.op {
             Op::While { cond, body } => {
                 let cond = region(cond, "cond", &name, op, false)?;
                 let body = region(body, "body", &name, op, true)?;
-                self.check_region(&cond, "cond", &inputs, None).map_err(at)?;
+                self.check_region(&cond, "cond", &inputs, None)
+                    .map_err(at)?;
                 self.check_region(&body, "body", &inputs, Some(&outputs))
                     .map_err(at)?;
                 match cond.outputs.as_slice() {
-                    [flag] if cond.bufs[*flag].dtype == DType::Bool && cond.bufs[*flag].len() == 1 => {}
+                    [flag]
+                        if cond.bufs[*flag].dtype == DType::Bool && cond.bufs[*flag].len() == 1 => {
+                    }
                     _ => return Err(at("the cond must return one bool scalar".into())),
                 }
                 let mut spare = vec![];
                 for (k, &slot) in outputs.iter().enumerate() {
-                    spare.push(match one_buffer(&body, k) {
-                        true => None,
-                        false => Some(self.like(slot)),
-                    });
+                    spare.push((!one_buffer(&body, k)).then(|| self.like(slot)));
                 }
                 let scratch = self.scratch(&[&cond, &body]);
                 let mut writes = outputs.clone();
@@ -106,7 +106,6 @@ impl Builder {
             }
             other => return Err(at(format!("{} has no regions", other.mnemonic()))),
         };
-        writes.dedup();
         self.regions += 1;
         let work = kernel.work(&self.bufs);
         self.steps.push(Step {
@@ -157,7 +156,11 @@ impl Builder {
                     args.len()
                 ));
             };
-            let Some(b) = plan.bufs.iter().position(|b| b.storage == s && b.offset == 0) else {
+            let Some(b) = plan
+                .bufs
+                .iter()
+                .position(|b| b.storage == s && b.offset == 0)
+            else {
                 continue;
             };
             if storage.bytes != self.bufs[arg].bytes()
@@ -235,7 +238,8 @@ impl Builder {
             {
                 continue;
             }
-            let on = |bufs: &[Buf], list: &[BufId], s: usize| list.iter().any(|&b| bufs[b].storage == s);
+            let on =
+                |bufs: &[Buf], list: &[BufId], s: usize| list.iter().any(|&b| bufs[b].storage == s);
             let Some(w) = self
                 .steps
                 .iter()
@@ -301,19 +305,13 @@ impl Builder {
 /// Whether a loop body reads and writes carried value `k` in one buffer: its output `k` lives
 /// in its input `k`'s storage (passed through, or written in place).
 pub(in crate::cpu) fn one_buffer(body: &Plan, k: usize) -> bool {
-    body.outputs.get(k).is_some_and(|&b| {
-        matches!(body.storages[body.bufs[b].storage].kind, StorageKind::Input(i) if i == k)
-    })
+    body.outputs.get(k).is_some_and(
+        |&b| matches!(body.storages[body.bufs[b].storage].kind, StorageKind::Input(i) if i == k),
+    )
 }
 
 /// A region compiled into a sub-plan; its errors say which region of which node they are in.
-fn region(
-    g: &Graph,
-    what: &str,
-    node: &str,
-    op: &str,
-    carried: bool,
-) -> Result<Plan, CpuError> {
+fn region(g: &Graph, what: &str, node: &str, op: &str, carried: bool) -> Result<Plan, CpuError> {
     lower_graph(g.clone(), carried).map_err(|e| match e {
         CpuError::Lower {
             node: inner,

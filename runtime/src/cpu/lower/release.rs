@@ -133,7 +133,14 @@ impl Release {
         // what it needs), constants nobody reads any more.
         let released = || Arc::new(Graph::new("released"));
         if let Some(kind) = fused {
-            g.set_op(id, Op::Fused { kind, body: released() }, outputs);
+            g.set_op(
+                id,
+                Op::Fused {
+                    kind,
+                    body: released(),
+                },
+                outputs,
+            );
         } else if matches!(g.node(id).op, Op::While { .. }) {
             let op = Op::While {
                 cond: released(),

@@ -361,8 +361,9 @@ impl Kernel {
             | Kernel::Gather { out: to, .. }
             | Kernel::Fill { out: to, .. } => bufs[*to].len(),
             Kernel::SetItem { kernel, .. } => kernel.row_bytes,
-            // Iterations are unknown: never balanced against.
-            Kernel::While(_) => usize::MAX / 4,
+            // At least one iteration (how many is unknown): a loop beside a small step runs
+            // alone, its body's kernels split over every thread.
+            Kernel::While(l) => l.cond.work().saturating_add(l.body.work()),
             Kernel::If(b) => b.then_branch.work().max(b.else_branch.work()),
             Kernel::Move { fills, parts } => {
                 fills.iter().map(|(b, _)| bufs[*b].len()).sum::<usize>()

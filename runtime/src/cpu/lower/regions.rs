@@ -52,11 +52,21 @@ impl Builder {
                     _ => return Err(at("the cond must return one bool scalar".into())),
                 }
                 let mut spare = vec![];
-                for (k, &slot) in outputs.iter().enumerate() {
+                let mut writes = vec![];
+                for (k, (&slot, &init)) in outputs.iter().zip(&inputs).enumerate() {
+                    if unchanged(&body, k) {
+                        // The loop never changes it: the output is a view of the init (its
+                        // fresh storage is left unused), read in place by cond and body.
+                        let (storage, offset) = (self.bufs[init].storage, self.bufs[init].offset);
+                        self.bufs[slot].storage = storage;
+                        self.bufs[slot].offset = offset;
+                        self.views += 1;
+                    } else {
+                        writes.push(slot);
+                    }
                     spare.push((!one_buffer(&body, k)).then(|| self.like(slot)));
                 }
                 let scratch = self.scratch(&[&cond, &body]);
-                let mut writes = outputs.clone();
                 writes.extend(spare.iter().flatten());
                 writes.push(scratch);
                 let kernel = Kernel::While(Box::new(LoopKernel {
@@ -308,6 +318,17 @@ pub(in crate::cpu) fn one_buffer(body: &Plan, k: usize) -> bool {
     body.outputs.get(k).is_some_and(
         |&b| matches!(body.storages[body.bufs[b].storage].kind, StorageKind::Input(i) if i == k),
     )
+}
+
+/// Whether a loop body passes carried value `k` through untouched: its output `k` is its
+/// input `k`, whose bytes no step writes.
+fn unchanged(body: &Plan, k: usize) -> bool {
+    one_buffer(body, k) && {
+        let s = body.bufs[body.outputs[k]].storage;
+        !(body.steps.iter())
+            .flat_map(|st| &st.writes)
+            .any(|&w| body.bufs[w].storage == s)
+    }
 }
 
 /// A region compiled into a sub-plan; its errors say which region of which node they are in.

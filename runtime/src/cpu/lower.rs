@@ -11,6 +11,8 @@
 //! | other reductions | f32 middle-axes kernel, or the strided kernel for any axes and dtype |
 //! | arg_max | arg-max kernel |
 //! | reshape, squeeze, expand_dims, identity | nothing: a new view of the same storage |
+//! | list_reserve, set_item | a zero fill; a bounds-checked row write (in place when the list dies there) |
+//! | while, if | each region compiled once into a sub-plan of its own (`regions.rs`) |
 //! | anything else (or a kernel that declines) | the reference interpreter on that op |
 //!
 //! GEMMs and windows have tuned kernels for f32 (NHWC, a constant filter); every other dtype

@@ -332,10 +332,7 @@ impl Report {
                     st.steps,
                     match st.region_steps {
                         0 => String::new(),
-                        n => format!(
-                            " and {n} in the regions of {} loops and branches",
-                            st.control_steps
-                        ),
+                        n => format!(" and {n} more in loop and branch regions"),
                     },
                     st.gemm_steps,
                     st.window_steps,

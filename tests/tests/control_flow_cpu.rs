@@ -566,3 +566,36 @@ fn a_list_read_after_its_write_is_not_written_in_place() {
         "the loop's list slot is not the reserved list's bytes:\n{printed}"
     );
 }
+
+#[test]
+fn a_body_whose_kernels_split_across_threads() {
+    // 32768-element rows per step: the generated kernel splits over the pool's threads, and
+    // writes the carried value in the buffer it came in.
+    let g = parse(
+        r#"graph @g(%s: f32[64,512], %x: f32[64,512], %n: i32[]) -> ("s": f32[64,512]) {
+  %0 = const dense<0> : i32[]
+  %1:4 = while(%0, %n, %s, %x) {cond = graph @c(%k: i32[], %n: i32[], %s: f32[64,512], %x: f32[64,512]) -> ("c": bool[]) {
+    %0 = less(%k, %n) : bool[]
+    return %0
+  }, body = graph @b(%k: i32[], %n: i32[], %s: f32[64,512], %x: f32[64,512]) -> ("k": i32[], "n": i32[], "s": f32[64,512], "x": f32[64,512]) {
+    %0 = const dense<1> : i32[]
+    %1 = add(%k, %0) : i32[]
+    %2 = tanh(%s) : f32[64,512]
+    %3 = const dense<0.5> : f32[]
+    %4 = mul(%2, %3) : f32[64,512]
+    %5 = add(%4, %x) : f32[64,512]
+    return %1, %n, %5, %x
+  }} : i32[], i32[], f32[64,512], f32[64,512] loc("big")
+  return %1#2
+}"#,
+    );
+    let (s, x) = (floats(&[64, 512], 12), floats(&[64, 512], 13));
+    for n in [0, 1, 3] {
+        check(&g, &[s.clone(), x.clone(), ints(n)], 1e-5);
+    }
+    let fused = optimize_regions(&g, "fuse");
+    check(&fused, &[s.clone(), x.clone(), ints(3)], 1e-5);
+    let printed = compile(&fused, 3).print("g");
+    // The counter too is updated where it came in (nothing reads it after its increment).
+    assert!(printed.contains("loop carried=4 one-buffer=4"), "{printed}");
+}

@@ -6,7 +6,7 @@ use super::codegen::support;
 use lathe_ir::ops::decl::OpInfo;
 use lathe_ir::ops::Arity;
 use lathe_ir::ops::{Family, Op, PadMode};
-use lathe_ir::{Capabilities, DType, Native, Shape};
+use lathe_ir::{Capabilities, DType, Graph, Native, Shape};
 
 /// The CPU backend's capabilities.
 #[derive(Clone, Copy, Debug, Default)]
@@ -29,6 +29,29 @@ fn numeric_data(op: &Op, inputs: &[DType], kernel: &'static str) -> Result<Nativ
             op.mnemonic()
         )),
         _ => Ok(Native::Kernel(kernel)),
+    }
+}
+
+impl CpuCapabilities {
+    /// Whether every member of a region graph is native, or which one is not and why.
+    fn region_native(&self, region: &Graph) -> Result<(), String> {
+        for id in region.node_ids() {
+            let member = region.node(id);
+            let dtypes: Vec<DType> = member
+                .inputs
+                .iter()
+                .map(|v| region.value_type(*v).dtype)
+                .collect();
+            self.native(&member.op, &dtypes).map_err(|why| {
+                format!(
+                    "`{}` ({}) in region @{}: {why}",
+                    region.display_name(id),
+                    member.op.mnemonic(),
+                    region.name
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -72,6 +95,28 @@ impl Capabilities for CpuCapabilities {
                 DType::Bool => Err("range of bool".into()),
                 _ => Ok(Native::Kernel("generate")),
             },
+            // Dense lists: a zero fill, and a row write (in place when the list dies there).
+            Op::ListReserve { .. } => Ok(Native::Kernel("generate")),
+            Op::SetItem => match inputs.get(1) {
+                Some(d) if d.is_int() => Ok(Native::Kernel("copy")),
+                Some(d) => Err(format!("set_item's index must be an integer, got {d}")),
+                None => Err("set_item has no index".into()),
+            },
+            // Control flow: each region compiles to a sub-plan, native when each of its
+            // members is (regions nest).
+            Op::While { cond, body } => {
+                self.region_native(cond)?;
+                self.region_native(body)?;
+                Ok(Native::Kernel("loop"))
+            }
+            Op::If {
+                then_branch,
+                else_branch,
+            } => {
+                self.region_native(then_branch)?;
+                self.region_native(else_branch)?;
+                Ok(Native::Kernel("branch"))
+            }
             Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
                 numeric_data(op, inputs, "gemm")
             }

@@ -20,6 +20,8 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
+mod regions;
+
 /// Output rows a generated kernel handles per task, at least (in elements, rows × row length).
 const MIN_TASK_ELEMS: usize = 16 * 1024;
 
@@ -45,6 +47,9 @@ pub struct Frame {
     /// Output tensors being written, by output storage: created with the dtype and shape of
     /// the output buffer, their data written in place and handed to the caller as they are.
     outputs: Vec<(usize, Tensor)>,
+    /// The sub-frames of each `while` and `if` step (by its `frame` index), bound once per
+    /// call so that iterations bind nothing (see `exec/regions.rs`).
+    regions: Vec<regions::BoundRegion>,
 }
 
 // SAFETY: a frame's pointers are into memory that outlives the call (the caller's inputs, the
@@ -110,7 +115,12 @@ impl Frame {
             };
             ptrs.push(p);
         }
-        Frame { ptrs, outputs }
+        let regions = regions::bind_regions(plan, &ptrs);
+        Frame {
+            ptrs,
+            outputs,
+            regions,
+        }
     }
 
     /// The base of a buffer's storage, as bytes.
@@ -231,6 +241,11 @@ impl Frame {
     /// One step, in a tracing span, with its error located.
     fn timed_step(&self, plan: &Plan, step: &Step, pool: &ThreadPool) -> Result<(), CpuError> {
         let _span = tracing::trace_span!("kernel", node = %step.name, op = step.op).entered();
+        match &step.kernel {
+            Kernel::While(l) => return self.run_loop(plan, step, l, pool),
+            Kernel::If(b) => return self.run_branch(plan, step, b, pool),
+            _ => {}
+        }
         self.step(plan, step, pool)
             .map_err(|message| CpuError::Kernel {
                 node: step.name.clone(),
@@ -468,20 +483,43 @@ impl Frame {
                 }
             }
             Kernel::Fill { value, out } => {
-                let elem = plan.bufs[*value].dtype.size_bytes();
-                // SAFETY: `value` holds one element; nothing writes it during this step.
-                let v = unsafe {
-                    std::slice::from_raw_parts(self.bytes_ptr(plan, *value), elem).to_vec()
+                // An element on the stack (no allocation: loop bodies run steps many times).
+                let mut v = [0u8; 16];
+                let elem = plan.bufs[*value].dtype.size_bytes().min(v.len());
+                // SAFETY: `value` holds one element of `elem` bytes (no dtype is wider than
+                // 16); nothing writes it during this step.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.bytes_ptr(plan, *value),
+                        v.as_mut_ptr(),
+                        elem,
+                    )
                 };
                 // SAFETY: `out` holds `len` elements of this size, written by this step alone.
                 unsafe {
                     crate::kernels::copy::fill(
                         self.bytes_ptr(plan, *out),
-                        &v,
+                        &v[..elem],
                         plan.bufs[*out].len(),
                     )
                 };
                 Ok(())
+            }
+            Kernel::SetItem {
+                kernel,
+                x,
+                index,
+                item,
+                out,
+            } => {
+                let ptr = |b: &BufId| self.bytes_ptr(plan, *b);
+                // SAFETY: the buffers have the kernel's geometry (checked when lowered); `out`
+                // is `x`'s own storage (written in place, see `in_place`) or a distinct one, and
+                // this step alone touches it.
+                unsafe { kernel.run(ptr(x), ptr(index), ptr(item), ptr(out)) }.map(|_| ())
+            }
+            Kernel::While(_) | Kernel::If(_) => {
+                Err("internal error: a region step reached the kernel dispatch".into())
             }
             Kernel::Copy { from, to } => {
                 let n = plan.bufs[*from].bytes();
@@ -737,11 +775,14 @@ impl Frame {
     ) -> BoundRows<'k> {
         BoundRows {
             kernel,
-            ins: inputs
-                .iter()
-                .map(|&b| self.ptr(plan, b) as *const f32)
-                .collect(),
-            outs: outputs.iter().map(|&b| self.ptr(plan, b)).collect(),
+            ins: Ptrs::new(
+                inputs.iter().map(|&b| self.ptr(plan, b) as *const f32),
+                std::ptr::null(),
+            ),
+            outs: Ptrs::new(
+                outputs.iter().map(|&b| self.ptr(plan, b)),
+                std::ptr::null_mut(),
+            ),
             fault: std::sync::Mutex::new(None),
         }
     }
@@ -777,8 +818,8 @@ fn balanced(steps: &[Step]) -> bool {
 /// A generated kernel bound to one call's buffers.
 struct BoundRows<'k> {
     kernel: &'k RowKernel,
-    ins: Vec<*const f32>,
-    outs: Vec<*mut f32>,
+    ins: Ptrs<*const f32>,
+    outs: Ptrs<*mut f32>,
     /// The first fault a task met (see [`RowKernel::run_checked`]).
     fault: std::sync::Mutex<Option<super::codegen::KernelFault>>,
 }
@@ -791,7 +832,10 @@ impl BoundRows<'_> {
     /// Rows `rows` on this thread.
     fn run(&self, rows: Range<usize>) {
         // SAFETY: full-size buffers of the plan; the caller owns these rows of the outputs.
-        if let Err(f) = unsafe { self.kernel.run_checked(&self.ins, &self.outs, rows) } {
+        if let Err(f) = unsafe {
+            self.kernel
+                .run_checked(self.ins.as_slice(), self.outs.as_slice(), rows)
+        } {
             self.fault
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -816,6 +860,44 @@ impl BoundRows<'_> {
         pool.run(tasks, &|t| {
             self.run((t * chunk).min(rows)..((t + 1) * chunk).min(rows))
         });
+    }
+}
+
+/// Operand pointers a generated kernel's binding holds without allocating.
+const INLINE_PTRS: usize = 8;
+
+/// A generated kernel's operand pointers: inline up to [`INLINE_PTRS`] of them, so binding a
+/// step allocates nothing (a loop body's steps are bound once per iteration).
+struct Ptrs<T: Copy> {
+    inline: [T; INLINE_PTRS],
+    len: usize,
+    heap: Vec<T>,
+}
+
+impl<T: Copy> Ptrs<T> {
+    /// The pointers of `all`; `none` fills the unused inline entries.
+    fn new(all: impl ExactSizeIterator<Item = T>, none: T) -> Ptrs<T> {
+        let mut p = Ptrs {
+            inline: [none; INLINE_PTRS],
+            len: all.len(),
+            heap: Vec::new(),
+        };
+        if p.len <= p.inline.len() {
+            for (slot, ptr) in p.inline.iter_mut().zip(all) {
+                *slot = ptr;
+            }
+        } else {
+            p.heap.extend(all);
+        }
+        p
+    }
+
+    fn as_slice(&self) -> &[T] {
+        if self.len <= self.inline.len() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
     }
 }
 

@@ -11,6 +11,8 @@
 //! | other reductions | f32 middle-axes kernel, or the strided kernel for any axes and dtype |
 //! | arg_max | arg-max kernel |
 //! | reshape, squeeze, expand_dims, identity | nothing: a new view of the same storage |
+//! | list_reserve, set_item | a zero fill; a bounds-checked row write (in place when the list dies there) |
+//! | while, if | each region compiled once into a sub-plan of its own (`regions.rs`) |
 //! | anything else (or a kernel that declines) | the reference interpreter on that op |
 //!
 //! GEMMs and windows have tuned kernels for f32 (NHWC, a constant filter); every other dtype
@@ -47,13 +49,22 @@ use lathe_ir::{Capabilities, DType, Graph, Native, NodeId, Tensor, TensorType, V
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+mod regions;
 mod release;
+
+pub(super) use regions::one_buffer;
 
 /// Lowers `g` (every shape known) to a plan.
 ///
 /// Lowering owns the graph so that it can let go of each weight as soon as the kernels that
 /// use it hold it packed (see `release.rs`).
-pub fn lower(mut g: Graph) -> Result<Plan, CpuError> {
+pub fn lower(g: Graph) -> Result<Plan, CpuError> {
+    lower_graph(g, false)
+}
+
+/// Lowers `g`; with `carried`, `g` is a loop body whose output `k` is the next value of its
+/// input `k`, and output `k` may share input `k`'s buffer (see `regions.rs`).
+fn lower_graph(mut g: Graph, carried: bool) -> Result<Plan, CpuError> {
     let mut b = Builder::default();
     let mut release = release::Release::new(&g);
     let order = g.topo_order().map_err(CpuError::Graph)?;
@@ -64,9 +75,14 @@ pub fn lower(mut g: Graph) -> Result<Plan, CpuError> {
         release.after_node(&mut g, id, &mut b, created);
     }
     for (j, out) in g.outputs().iter().enumerate() {
-        b.claim_output(j, out.value);
+        if !(carried && b.passes_through(j, out.value)) {
+            b.claim_output(j, out.value);
+        }
     }
     b.in_place();
+    if carried {
+        b.carry_in_place();
+    }
     Ok(b.finish())
 }
 
@@ -82,6 +98,8 @@ struct Builder {
     claimed: Vec<bool>,
     /// Values that are views of another value's bytes (no step).
     views: usize,
+    /// `while` and `if` steps so far: the next one's index among the frame's bound regions.
+    regions: usize,
 }
 
 fn dims_of(ty: &TensorType, what: &str) -> Result<Vec<usize>, String> {
@@ -208,6 +226,11 @@ impl Builder {
             );
         }
         let inputs: Vec<BufId> = node.inputs.iter().map(|v| self.buf(*v)).collect();
+        if matches!(node.op, Op::While { .. } | Op::If { .. }) {
+            // Regions always compile (a member without a kernel is an interpreter step inside
+            // its sub-plan, counted there); a region that cannot compile is an error.
+            return self.region_step(g, id, inputs, outputs);
+        }
         let kernel = match self.kernel(g, id, &inputs, &outputs) {
             Ok(Kernel::Move { fills, parts }) if node.op == Op::Concat => Kernel::Move {
                 fills,
@@ -668,8 +691,10 @@ impl Builder {
         self.outputs.push(to);
     }
 
-    /// Lets generated kernels write over an input that dies at their step: the output's storage
-    /// merges into the input's.
+    /// Lets a step write over an input that dies at it: the output's storage merges into the
+    /// input's. Generated kernels may write any output over any input of the same shape (each
+    /// row is read before it is written); a `set_item` writes its list in place (then only the
+    /// row is written); a `while` keeps carried value `k` in its init's bytes (no copy in).
     fn in_place(&mut self) {
         let n = self.storages.len();
         let mut parent: Vec<usize> = (0..n).collect();
@@ -692,21 +717,34 @@ impl Builder {
             }
         }
         for (i, step) in self.steps.iter().enumerate() {
-            let Kernel::Rows {
-                inputs, outputs, ..
-            } = &step.kernel
-            else {
-                continue;
+            // The step's inputs, and for each output the inputs it may be written over.
+            let (inputs, candidates): (&[BufId], Vec<(BufId, Vec<BufId>)>) = match &step.kernel {
+                Kernel::Rows {
+                    inputs, outputs, ..
+                } => (
+                    inputs,
+                    outputs.iter().map(|&o| (o, inputs.clone())).collect(),
+                ),
+                Kernel::SetItem { x, out, .. } => (&step.reads, vec![(*out, vec![*x])]),
+                Kernel::While(l) => (
+                    &l.init,
+                    l.slots
+                        .iter()
+                        .zip(&l.init)
+                        .map(|(&o, &x)| (o, vec![x]))
+                        .collect(),
+                ),
+                _ => continue,
             };
             let mut used = vec![];
-            for &o in outputs {
+            for (o, over) in candidates {
                 let so = find(&mut parent, self.bufs[o].storage);
                 if !matches!(self.storages[so].kind, StorageKind::Arena { .. })
                     || first_write[so] != i
                 {
                     continue;
                 }
-                for &inp in inputs {
+                for inp in over {
                     let si = find(&mut parent, self.bufs[inp].storage);
                     let fits = self.bufs[inp].dims == self.bufs[o].dims
                         && self.bufs[inp].dtype == self.bufs[o].dtype
@@ -837,7 +875,18 @@ impl Builder {
                 | Kernel::Move { .. }
                 | Kernel::Indexed { .. }
                 | Kernel::Gather { .. }
-                | Kernel::Fill { .. } => stats.copy_steps += 1,
+                | Kernel::Fill { .. }
+                | Kernel::SetItem { .. } => stats.copy_steps += 1,
+                Kernel::While(l) => {
+                    stats.control_steps += 1;
+                    stats.absorb(&l.cond.stats);
+                    stats.absorb(&l.body.stats);
+                }
+                Kernel::If(b) => {
+                    stats.control_steps += 1;
+                    stats.absorb(&b.then_branch.stats);
+                    stats.absorb(&b.else_branch.stats);
+                }
             }
         }
         Plan {

@@ -15,6 +15,10 @@
 //!
 //! Ops without a compiled kernel run on the reference interpreter, one op at a time
 //! ([`PlanStats::interp_steps`] counts them), so every graph the interpreter runs also runs here.
+//!
+//! Control flow never goes to the interpreter: each region of a `while` or `if` compiles once
+//! into a sub-plan of its own (`lower/regions.rs`), bound once per call and run per iteration
+//! on slots of the same arena (`exec/regions.rs`).
 
 pub mod capability;
 pub mod codegen;
@@ -96,18 +100,12 @@ impl CpuPlan {
             .collect()
     }
 
-    /// Why each interpreter step has no compiled kernel: `(node, op, reason)`.
+    /// Why each interpreter step has no compiled kernel: `(node, op, reason)`, steps inside
+    /// `while` and `if` regions included (named `loop/body/node`).
     pub fn interp_steps(&self) -> Vec<(String, String, String)> {
-        self.plan
-            .steps
-            .iter()
-            .filter_map(|s| match &s.kernel {
-                plan::Kernel::Interp { reason, .. } => {
-                    Some((s.name.clone(), s.op.to_string(), reason.clone()))
-                }
-                _ => None,
-            })
-            .collect()
+        let mut found = vec![];
+        interp_steps(&self.plan, "", &mut found);
+        found
     }
 
     /// Runs on `inputs`, which must have exactly the dtypes and shapes the plan was compiled
@@ -176,5 +174,28 @@ impl CpuPlan {
             .unwrap_or_else(|p| p.into_inner())
             .push(arena);
         result.map(|()| outputs)
+    }
+}
+
+/// Appends the interpreter steps of `plan` and its regions, their names under `prefix`.
+fn interp_steps(plan: &plan::Plan, prefix: &str, found: &mut Vec<(String, String, String)>) {
+    for s in &plan.steps {
+        let here = |region: &str| format!("{prefix}{}/{region}/", s.name);
+        match &s.kernel {
+            plan::Kernel::Interp { reason, .. } => found.push((
+                format!("{prefix}{}", s.name),
+                s.op.to_string(),
+                reason.clone(),
+            )),
+            plan::Kernel::While(l) => {
+                interp_steps(&l.cond, &here("cond"), found);
+                interp_steps(&l.body, &here("body"), found);
+            }
+            plan::Kernel::If(b) => {
+                interp_steps(&b.then_branch, &here("then_branch"), found);
+                interp_steps(&b.else_branch, &here("else_branch"), found);
+            }
+            _ => {}
+        }
     }
 }

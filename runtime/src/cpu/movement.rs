@@ -179,6 +179,12 @@ pub(super) fn lower(op: &Op, o: &Operands) -> Result<Kernel, String> {
             let value = *o.inputs.get(1).ok_or("fill has no value")?;
             Ok(Kernel::Fill { value, out })
         }
+        // A reserved list is zeros (every dtype's zero is all zero bytes).
+        Op::ListReserve { dtype } => Ok(Kernel::Move {
+            fills: vec![(out, vec![0; dtype.size_bytes()])],
+            parts: vec![],
+        }),
+        Op::SetItem => set_item(o, x, out),
         other => Err(format!("{} is not a data-movement op", other.mnemonic())),
     }
 }
@@ -365,6 +371,44 @@ fn gather(
         kernel,
         params: x,
         indices,
+        out,
+    })
+}
+
+/// A row write: `x` (`[n, element...]`) with row `index` replaced by `item` (of the row's
+/// shape); the index is checked when it runs.
+fn set_item(o: &Operands, x: BufId, out: BufId) -> Result<Kernel, String> {
+    let (&[_, index, item], [_]) = (o.inputs, o.outputs) else {
+        return Err("set_item takes a list, an index and an item".into());
+    };
+    let dims = o.dims(x);
+    let (list, row) = (&o.bufs[x], &o.bufs[item]);
+    if dims.is_empty()
+        || dims[1..] != *o.dims(item)
+        || o.dims(out) != dims
+        || o.bufs[index].len() != 1
+        || row.dtype != list.dtype
+        || o.bufs[out].dtype != list.dtype
+    {
+        return Err(format!(
+            "set_item writes an item of a row's type into a list, got {}{:?}, an index of {:?} \
+             and {}{:?}",
+            list.dtype,
+            dims,
+            o.dims(index),
+            row.dtype,
+            o.dims(item)
+        ));
+    }
+    Ok(Kernel::SetItem {
+        kernel: crate::kernels::set_item::SetItem {
+            rows: dims[0],
+            row_bytes: row.bytes(),
+            index_dtype: o.bufs[index].dtype,
+        },
+        x,
+        index,
+        item,
         out,
     })
 }

@@ -279,7 +279,67 @@ pub enum Kernel {
     },
     /// Every element of `out` set to the one element of `value`.
     Fill { value: BufId, out: BufId },
+    /// `x` with one row replaced by `item` (a list write); only the row is written when `out`
+    /// is `x`'s own storage (see `in_place` in `lower.rs`).
+    SetItem {
+        kernel: crate::kernels::set_item::SetItem,
+        x: BufId,
+        index: BufId,
+        item: BufId,
+        out: BufId,
+    },
+    /// A `while`: its cond and body compiled once into sub-plans, run per iteration on slots
+    /// of this plan's arena (see [`LoopKernel`]).
+    While(Box<LoopKernel>),
+    /// An `if`: both branches compiled into sub-plans, one run per call (see [`BranchKernel`]).
+    If(Box<BranchKernel>),
 }
+
+/// A `while` step's compiled regions and where its values live.
+///
+/// Carried value `k` lives in slot A (`slots[k]`, the while's own output buffer) and, unless
+/// the body writes it in place, slot B (`spare[k]`): iteration `i` reads the slots of parity
+/// `i % 2` and writes the others, so going round the loop swaps nothing and copies nothing.
+/// The init values are copied into slot A once per call (not even that when the while's
+/// output took over an init's storage, see `in_place`), and after an odd number of
+/// iterations slot B is copied back into slot A once.
+#[derive(Debug)]
+pub struct LoopKernel {
+    pub cond: Plan,
+    pub body: Plan,
+    /// The init values' buffers (the step's reads).
+    pub init: Vec<BufId>,
+    /// Slot A of each carried value: the while's outputs.
+    pub slots: Vec<BufId>,
+    /// Slot B of each carried value, `None` when the body reads and writes the value in one
+    /// buffer (passed through, or updated in place: see `lower/regions.rs`).
+    pub spare: Vec<Option<BufId>>,
+    /// One arena buffer holding the cond's flag (its first [`super::memory::ALIGN`] bytes)
+    /// and then the arena of whichever sub-plan runs.
+    pub scratch: BufId,
+    /// This step's entry in the frame's bound regions.
+    pub frame: usize,
+}
+
+/// An `if` step's compiled branches.
+#[derive(Debug)]
+pub struct BranchKernel {
+    pub then_branch: Plan,
+    pub else_branch: Plan,
+    /// The condition (a bool scalar).
+    pub cond: BufId,
+    /// The branches' inputs.
+    pub args: Vec<BufId>,
+    /// The if's outputs, which the branch run writes.
+    pub outputs: Vec<BufId>,
+    /// The arena of whichever branch runs.
+    pub scratch: BufId,
+    /// This step's entry in the frame's bound regions.
+    pub frame: usize,
+}
+
+/// Byte offset of the sub-plans' arena in a region step's scratch buffer (after the flag).
+pub const REGION_ARENA_OFFSET: usize = super::memory::ALIGN;
 
 impl Kernel {
     /// Estimated floating-point operations (or elements moved) of one run.
@@ -300,6 +360,11 @@ impl Kernel {
             | Kernel::Indexed { out: to, .. }
             | Kernel::Gather { out: to, .. }
             | Kernel::Fill { out: to, .. } => bufs[*to].len(),
+            Kernel::SetItem { kernel, .. } => kernel.row_bytes,
+            // At least one iteration (how many is unknown): a loop beside a small step runs
+            // alone, its body's kernels split over every thread.
+            Kernel::While(l) => l.cond.work().saturating_add(l.body.work()),
+            Kernel::If(b) => b.then_branch.work().max(b.else_branch.work()),
             Kernel::Move { fills, parts } => {
                 fills.iter().map(|(b, _)| bufs[*b].len()).sum::<usize>()
                     + parts.iter().map(|p| p.copy.len()).sum::<usize>()
@@ -334,6 +399,9 @@ impl Kernel {
             Kernel::Copy { .. } | Kernel::Move { .. } | Kernel::Indexed { .. } => "copy",
             Kernel::Gather { .. } => "gather",
             Kernel::Fill { .. } => "fill",
+            Kernel::SetItem { .. } => "set_item",
+            Kernel::While(_) => "loop",
+            Kernel::If(_) => "branch",
         }
     }
 }
@@ -374,6 +442,29 @@ pub struct PlanStats {
     pub output_bytes: usize,
     /// Waves of independent steps with more than one step (branches that may run in parallel).
     pub parallel_waves: usize,
+    /// `while` and `if` steps (at any depth).
+    pub control_steps: usize,
+    /// Steps inside `while` and `if` regions (at any depth), which run per iteration or per
+    /// branch taken: not among `steps`, which counts this plan's own. The kind counts
+    /// (`gemm_steps`, `interp_steps`, ...) count steps at every depth.
+    pub region_steps: usize,
+}
+
+impl PlanStats {
+    /// Adds a region's sub-plan: its steps run per iteration (or per branch taken) inside a
+    /// step of this plan. Its arena is inside that step's scratch buffer, already counted.
+    pub fn absorb(&mut self, sub: &PlanStats) {
+        self.region_steps += sub.steps + sub.region_steps;
+        self.gemm_steps += sub.gemm_steps;
+        self.window_steps += sub.window_steps;
+        self.generated_steps += sub.generated_steps;
+        self.epilogues += sub.epilogues;
+        self.interp_steps += sub.interp_steps;
+        self.copy_steps += sub.copy_steps;
+        self.views += sub.views;
+        self.parallel_waves += sub.parallel_waves;
+        self.control_steps += sub.control_steps;
+    }
 }
 
 /// Everything a call needs besides its inputs.
@@ -391,4 +482,14 @@ pub struct Plan {
     /// Graph input buffers, in input order.
     pub inputs: Vec<BufId>,
     pub stats: PlanStats,
+}
+
+impl Plan {
+    /// The estimated work of one run of every step.
+    pub fn work(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| s.work)
+            .fold(0, usize::saturating_add)
+    }
 }

@@ -12,6 +12,13 @@
 //!
 //! `%N` names a buffer (a typed view of a storage); two buffers with the same place are views of
 //! the same bytes (a reshape, or a kernel writing in place). A buffer read twice is listed once.
+//!
+//! A `while` or `if` step is followed by its regions' sub-plans (`cond` and `body`, or
+//! `then_branch` and `else_branch`), indented under it in the same form: what runs per
+//! iteration or per branch. Their `input k` and `output k` are the step's slots for value `k`
+//! (a loop's current and next carried values); an output printed as `input k` is written in
+//! the buffer it came in (no second slot), and their arena offsets are within the step's
+//! scratch buffer.
 
 use super::matmul::BatchedGemm;
 use super::plan::{Kernel, Plan, StorageKind, Window};
@@ -20,27 +27,38 @@ use std::fmt::Write as _;
 
 /// Prints `plan` for the graph called `name`.
 pub(crate) fn print(plan: &Plan, name: &str) -> String {
-    let st = &plan.stats;
     let mut s = String::new();
-    let _ = writeln!(
+    print_into(&mut s, plan, &format!("cpu plan @{name}"), "");
+    s
+}
+
+/// Appends `plan` under the heading `title`, every line indented by `indent` (a region's
+/// sub-plan is printed under its step, one level deeper).
+fn print_into(s: &mut String, plan: &Plan, title: &str, indent: &str) {
+    let st = &plan.stats;
+    let _ = write!(
         s,
-        "cpu plan @{name}: {} steps, {} waves, arena {} B (lower bound {} B), outputs {} B",
+        "{indent}{title}: {} steps, {} waves, arena {} B (lower bound {} B), outputs {} B",
         st.steps,
         plan.waves.len(),
         st.arena_bytes,
         st.arena_lower_bound,
         st.output_bytes
     );
+    if st.region_steps > 0 {
+        let _ = write!(s, ", {} steps in regions", st.region_steps);
+    }
+    s.push('\n');
     for (w, wave) in plan.waves.iter().enumerate() {
-        let _ = writeln!(s, "  wave {w}");
+        let _ = writeln!(s, "{indent}  wave {w}");
         for i in wave.clone() {
             let step = &plan.steps[i];
             let _ = writeln!(
                 s,
-                "    s{i} {:?} {}: {}",
+                "{indent}    s{i} {:?} {}: {}",
                 step.name,
                 step.op,
-                kernel(&step.kernel)
+                kernel(plan, &step.kernel)
             );
             let mut reads: Vec<String> = vec![];
             for &b in &step.reads {
@@ -50,12 +68,28 @@ pub(crate) fn print(plan: &Plan, name: &str) -> String {
                 }
             }
             let writes: Vec<String> = step.writes.iter().map(|&b| buf(plan, b)).collect();
-            let _ = writeln!(s, "        {} -> {}", reads.join(", "), writes.join(", "));
+            let _ = writeln!(
+                s,
+                "{indent}        {} -> {}",
+                reads.join(", "),
+                writes.join(", ")
+            );
+            let deeper = format!("{indent}        ");
+            match &step.kernel {
+                Kernel::While(l) => {
+                    print_into(s, &l.cond, "cond", &deeper);
+                    print_into(s, &l.body, "body", &deeper);
+                }
+                Kernel::If(b) => {
+                    print_into(s, &b.then_branch, "then_branch", &deeper);
+                    print_into(s, &b.else_branch, "else_branch", &deeper);
+                }
+                _ => {}
+            }
         }
     }
     let outs: Vec<String> = plan.outputs.iter().map(|&b| buf(plan, b)).collect();
-    let _ = writeln!(s, "  return {}", outs.join(", "));
-    s
+    let _ = writeln!(s, "{indent}  return {}", outs.join(", "));
 }
 
 /// `%3 f32[1,512] arena+0`.
@@ -73,7 +107,7 @@ fn buf(plan: &Plan, b: usize) -> String {
 }
 
 /// The kernel and its parameters.
-fn kernel(k: &Kernel) -> String {
+fn kernel(plan: &Plan, k: &Kernel) -> String {
     let epilogue = |e: &Option<super::plan::Epilogue>| match e {
         Some(e) if e.tiled => " +epilogue(tiled)".to_string(),
         Some(_) => " +epilogue(after)".to_string(),
@@ -161,6 +195,20 @@ fn kernel(k: &Kernel) -> String {
             format!("generated rows={} len={}", kernel.rows(), kernel.row_len())
         }
         Kernel::Interp { reason, .. } => format!("interp ({reason})"),
+        Kernel::SetItem { x, out, .. } => {
+            let same = plan.bufs[*x].storage == plan.bufs[*out].storage;
+            format!("set_item {}", if same { "in place" } else { "copy" })
+        }
+        Kernel::While(l) => {
+            // Carried values the body reads and writes in one buffer need no second slot.
+            let one = l.spare.iter().filter(|s| s.is_none()).count();
+            format!(
+                "loop carried={} one-buffer={one} scratch={} B",
+                l.slots.len(),
+                plan.bufs[l.scratch].bytes()
+            )
+        }
+        Kernel::If(b) => format!("branch scratch={} B", plan.bufs[b.scratch].bytes()),
         other => other.kind().to_string(),
     }
 }

@@ -74,20 +74,28 @@ impl Gather {
     /// # Safety
     /// `indices` holds more than `at` indices of `index_dtype`.
     unsafe fn index(&self, indices: *const u8, at: usize) -> i64 {
-        match self.index_dtype {
-            DType::I32 => (indices as *const i32).add(at).read_unaligned() as i64,
-            DType::I64 => (indices as *const i64).add(at).read_unaligned(),
-            DType::U8 => *indices.add(at) as i64,
-            DType::I8 => *(indices as *const i8).add(at) as i64,
-            DType::I16 => (indices as *const i16).add(at).read_unaligned() as i64,
-            DType::U16 => (indices as *const u16).add(at).read_unaligned() as i64,
-            DType::U32 => (indices as *const u32).add(at).read_unaligned() as i64,
-            // Beyond i64::MAX is out of range anyway.
-            DType::U64 => (indices as *const u64)
-                .add(at)
-                .read_unaligned()
-                .min(i64::MAX as u64) as i64,
-            _ => -1,
-        }
+        read_index(self.index_dtype, indices, at)
+    }
+}
+
+/// Index number `at` of an array of `dtype` indices, widened to i64 (beyond `i64::MAX`, and
+/// any non-integer dtype, read as an index out of every range).
+///
+/// # Safety
+/// `indices` holds more than `at` indices of `dtype`.
+pub unsafe fn read_index(dtype: DType, indices: *const u8, at: usize) -> i64 {
+    match dtype {
+        DType::I32 => (indices as *const i32).add(at).read_unaligned() as i64,
+        DType::I64 => (indices as *const i64).add(at).read_unaligned(),
+        DType::U8 => *indices.add(at) as i64,
+        DType::I8 => *(indices as *const i8).add(at) as i64,
+        DType::I16 => (indices as *const i16).add(at).read_unaligned() as i64,
+        DType::U16 => (indices as *const u16).add(at).read_unaligned() as i64,
+        DType::U32 => (indices as *const u32).add(at).read_unaligned() as i64,
+        DType::U64 => (indices as *const u64)
+            .add(at)
+            .read_unaligned()
+            .min(i64::MAX as u64) as i64,
+        _ => -1,
     }
 }

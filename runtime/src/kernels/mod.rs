@@ -26,6 +26,7 @@ pub mod pad;
 pub mod pool;
 pub mod reduce;
 pub mod reduce_axes;
+pub mod set_item;
 pub(crate) mod simd;
 pub mod winograd;
 

@@ -242,6 +242,8 @@ impl Report {
                 "epilogues": st.epilogues,
                 "parallel_waves": st.parallel_waves,
                 "interp_steps": st.interp_steps,
+                "control_steps": st.control_steps,
+                "region_steps": st.region_steps,
                 "interpreted": p.interpreted.iter().map(|(node, op, why)| json!({
                     "node": node, "op": op, "reason": why,
                 })).collect::<Vec<_>>(),
@@ -323,11 +325,15 @@ impl Report {
         if let Some(p) = &self.plan {
             match &p.stats {
                 Ok((st, ms)) => s.push_str(&format!(
-                    "cpu plan for {}: {} steps ({} gemm, {} window, {} generated, {} epilogues fused, \
+                    "cpu plan for {}: {} steps{} ({} gemm, {} window, {} generated, {} epilogues fused, \
                      {} on the interpreter, {} waves of parallel branches), compiled in {ms:.1} ms\n\
                      peak arena: {} (lower bound {}), outputs {}\n",
                     p.signature,
                     st.steps,
+                    match st.region_steps {
+                        0 => String::new(),
+                        n => format!(" and {n} more in loop and branch regions"),
+                    },
                     st.gemm_steps,
                     st.window_steps,
                     st.generated_steps,

@@ -10,7 +10,9 @@
 //! A value is *pending* while a node that reads it (or the graph's outputs) has not been
 //! lowered; a constant storage is released when no pending value lives in it and no step reads
 //! it from memory. A fused node's body (and the constants in it) is released right after the
-//! node itself is lowered: its kernel holds what it needs.
+//! node itself is lowered: its kernel holds what it needs. So are a `while`'s or an `if`'s
+//! regions: their sub-plans were lowered from copies that let go of their own weights the
+//! same way.
 
 use super::{Builder, StorageKind};
 use lathe_ir::ops::Op;
@@ -127,10 +129,30 @@ impl Release {
                 b.storages[s].kind = StorageKind::Baked;
             }
         }
-        // The graph's own references: a lowered fused body, constants nobody reads any more.
+        // The graph's own references: a lowered fused body or region (its sub-plan holds
+        // what it needs), constants nobody reads any more.
+        let released = || Arc::new(Graph::new("released"));
         if let Some(kind) = fused {
-            let body = Arc::new(Graph::new("released"));
-            g.set_op(id, Op::Fused { kind, body }, outputs);
+            g.set_op(
+                id,
+                Op::Fused {
+                    kind,
+                    body: released(),
+                },
+                outputs,
+            );
+        } else if matches!(g.node(id).op, Op::While { .. }) {
+            let op = Op::While {
+                cond: released(),
+                body: released(),
+            };
+            g.set_op(id, op, outputs);
+        } else if matches!(g.node(id).op, Op::If { .. }) {
+            let op = Op::If {
+                then_branch: released(),
+                else_branch: released(),
+            };
+            g.set_op(id, op, outputs);
         }
         for c in done_consts {
             let outputs = g.node(c).outputs.clone();

@@ -10,7 +10,8 @@
 //! from (see [`too_big`]). An op that fails to evaluate is left alone: the graph then fails at
 //! run time exactly as it would have without folding, which is the honest result. Nodes are
 //! visited in topological order, so a chain of constant computations folds in one run. The
-//! folded node is removed; the constants it read are left for `prune`.
+//! folded node is removed; the constants it read are left for `prune`. `if` and `while` nodes
+//! are never evaluated here (a loop may not stop); the pass manager folds inside their regions.
 
 use super::{Changed, Pass, PassCx, PassError};
 use lathe_ir::{DType, Graph, NodeId, Op, Tensor, TensorType, ValueId};
@@ -51,6 +52,9 @@ fn fold_node(g: &Graph, id: NodeId, max_elements: usize) -> Option<Vec<Arc<Tenso
     match &node.op {
         // Nothing to fold: already constant, bound at run time, or without outputs.
         Op::Input { .. } | Op::Const(_) | Op::NoOp => return None,
+        // A loop may run for any number of iterations, or never stop: evaluating one (or a
+        // branch, which may hold one) could stall compilation. Their regions fold inside.
+        Op::While { .. } | Op::If { .. } => return None,
         _ if node.outputs.is_empty() => return None,
         // The shape of a value whose static shape is fully known needs no constant input.
         Op::Shape { output } => {

@@ -2,11 +2,18 @@
 //!
 //! 1. Every use of output k of an `identity`, `identity_n` or `stop_gradient` is pointed at its
 //!    input k (graph outputs too: an output keeps its name, only its value changes).
-//! 2. Every node that no graph output depends on is removed, `noop`s included. Graph inputs
-//!    are never removed, used or not: they are the signature.
+//! 2. Loop-carried values of `while` nodes: a use of a result that the body passes through
+//!    unchanged (body output k is body input k) is pointed at the loop's init k, and a carried
+//!    value nothing needs is removed from the loop (its init, its result, the cond's and the
+//!    body's input and the body's output). A carried value is needed when its result is used
+//!    after the loop, when the cond reads it, or when the body computes a needed value from it.
+//! 3. Every node that no graph output depends on is removed, `noop`s included. Graph inputs
+//!    are never removed, used or not: they are the signature (of a region too).
 //!
-//! Canonical form: no identity-like node and no dead node remains.
+//! Canonical form: no identity-like node, no dead node and no unneeded loop-carried value
+//! remains. Regions are pruned by the pass manager, which runs this pass inside them.
 
+use super::regions::{inputs_reaching, pass_through, restrict};
 use super::{Changed, Pass, PassCx, PassError};
 use lathe_ir::{Graph, NodeId, Op, ValueId};
 
@@ -21,10 +28,26 @@ impl Pass for Prune {
     fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed, PassError> {
         let order = g.topo_order().map_err(|e| PassError::ir(self.name(), e))?;
         let bypassed = bypass_identities(g, &order);
+        let mut carried = 0;
+        for &id in &order {
+            if matches!(g.node(id).op, Op::While { .. }) {
+                carried += prune_loop(g, id).map_err(|message| PassError {
+                    pass: self.name(),
+                    message: format!("node `{}` (while): {message}", g.display_name(id)),
+                })?;
+            }
+        }
+        // Pruning a loop replaces its node: the order is stale.
+        let order = if carried > 0 {
+            g.topo_order().map_err(|e| PassError::ir(self.name(), e))?
+        } else {
+            order
+        };
         let removed = remove_dead(g, &order).map_err(|e| PassError::ir(self.name(), e))?;
         cx.count("identities_bypassed", bypassed);
+        cx.count("loop_values_pruned", carried);
         cx.count("nodes_removed", removed);
-        Ok(Changed::from_bool(bypassed + removed > 0))
+        Ok(Changed::from_bool(bypassed + carried + removed > 0))
     }
 }
 
@@ -56,8 +79,97 @@ fn bypass_identities(g: &mut Graph, order: &[NodeId]) -> usize {
     bypassed
 }
 
+/// True when `v` is used by a node or is a graph output.
+fn is_used(g: &Graph, v: ValueId) -> bool {
+    !g.users(v).is_empty() || g.outputs().iter().any(|o| o.value == v)
+}
+
+/// Points uses of the pass-through results of the `while` node `id` at its inits, and drops
+/// the carried values nothing needs. Returns how many rewrites that made (forwarded uses and
+/// dropped values).
+fn prune_loop(g: &mut Graph, id: NodeId) -> Result<usize, String> {
+    let node = g.node(id).clone();
+    let Op::While { cond, body } = &node.op else {
+        unreachable!("called on while nodes")
+    };
+    let n = node.inputs.len();
+    let result = |k: usize| ValueId {
+        node: id,
+        output: k as u32,
+    };
+    if !(0..n).any(|k| is_used(g, result(k))) {
+        return Ok(0); // The whole loop is dead: `remove_dead` takes it.
+    }
+    let mut rewrites = 0;
+    for (k, through) in pass_through(body).into_iter().enumerate() {
+        let (out, init) = (result(k), node.inputs[k]);
+        // The same type, so that no user's inferred type changes.
+        if through && g.value_type(init) == g.value_type(out) && is_used(g, out) {
+            g.replace_all_uses(out, init);
+            rewrites += 1;
+        }
+    }
+    let mut needed: Vec<bool> = (0..n).map(|k| is_used(g, result(k))).collect();
+    for (k, reads) in inputs_reaching(cond, &[true]).into_iter().enumerate() {
+        needed[k] |= reads;
+    }
+    // What each body output is computed from, then the closure of `needed` under it.
+    let reads: Vec<Vec<bool>> = (0..n)
+        .map(|k| {
+            let mut only = vec![false; n];
+            only[k] = true;
+            inputs_reaching(body, &only)
+        })
+        .collect();
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for k in 0..n {
+            if !needed[k] {
+                continue;
+            }
+            for j in 0..n {
+                if reads[k][j] && !needed[j] {
+                    needed[j] = true;
+                    grew = true;
+                }
+            }
+        }
+    }
+    let dropped = needed.iter().filter(|&&k| !k).count();
+    if dropped == 0 {
+        return Ok(rewrites);
+    }
+    let cond = restrict(cond, &needed, &[true]).map_err(|e| format!("cond: {e}"))?;
+    let body = restrict(body, &needed, &needed).map_err(|e| format!("body: {e}"))?;
+    let inits: Vec<ValueId> = node
+        .inputs
+        .iter()
+        .zip(&needed)
+        .filter(|(_, &k)| k)
+        .map(|(&v, _)| v)
+        .collect();
+    let op = Op::While {
+        cond: std::sync::Arc::new(cond),
+        body: std::sync::Arc::new(body),
+    };
+    let new = g
+        .add_node(op, inits, node.name.clone())
+        .map_err(|e| e.to_string())?;
+    let kept = (0..n).filter(|&k| needed[k]);
+    for (new_k, k) in kept.enumerate() {
+        let to = ValueId {
+            node: new,
+            output: new_k as u32,
+        };
+        g.replace_all_uses(result(k), to);
+    }
+    g.remove_node(id).map_err(|e| e.to_string())?;
+    Ok(rewrites + dropped)
+}
+
 /// Removes every node no graph output depends on, except graph inputs. Returns how many.
-fn remove_dead(g: &mut Graph, order: &[NodeId]) -> lathe_ir::Result<usize> {
+pub(crate) fn remove_dead(g: &mut Graph, order: &[NodeId]) -> lathe_ir::Result<usize> {
     let mut live = vec![false; g.node_bound()];
     for o in g.outputs() {
         live[o.value.node.index()] = true;

@@ -10,8 +10,13 @@
 //! from (see [`too_big`]). An op that fails to evaluate is left alone: the graph then fails at
 //! run time exactly as it would have without folding, which is the honest result. Nodes are
 //! visited in topological order, so a chain of constant computations folds in one run. The
-//! folded node is removed; the constants it read are left for `prune`. `if` and `while` nodes
-//! are never evaluated here (a loop may not stop); the pass manager folds inside their regions.
+//! folded node is removed; the constants it read are left for `prune`.
+//!
+//! `if` and `while` nodes are never evaluated here (a loop may not stop); the pass manager
+//! folds inside their regions. Constants enter regions instead: a region input that receives a
+//! constant (an `if` argument, or a `while` carried value the body passes through unchanged,
+//! like a weight a TensorFlow loop carries) is replaced inside the region by the constant, so
+//! what the region computes from it folds; `prune` then drops the unread input.
 
 use super::{Changed, Pass, PassCx, PassError};
 use lathe_ir::{DType, Graph, NodeId, Op, Tensor, TensorType, ValueId};
@@ -33,7 +38,12 @@ impl Pass for FoldConstants {
     fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed, PassError> {
         let order = g.topo_order().map_err(|e| PassError::ir(self.name(), e))?;
         let mut folded = 0;
+        let mut entered = 0;
         for id in order {
+            if matches!(g.node(id).op, Op::If { .. } | Op::While { .. }) {
+                entered += constants_into_regions(g, id);
+                continue;
+            }
             let Some(tensors) = fold_node(g, id, cx.options.fold_max_elements) else {
                 continue;
             };
@@ -42,8 +52,71 @@ impl Pass for FoldConstants {
             }
         }
         cx.count("nodes_folded", folded);
-        Ok(Changed::from_bool(folded > 0))
+        cx.count("constants_into_regions", entered);
+        Ok(Changed::from_bool(folded + entered > 0))
     }
+}
+
+/// Hands the constant operands of the `if` or `while` node `id` to its regions as constants:
+/// in each region, the nodes reading the input that receives a constant read a copy of the
+/// constant node instead (sharing its tensor), so that what depends on it folds there. A
+/// `while` carried value qualifies only when the body passes it through unchanged (so it holds
+/// the constant in every iteration). The region inputs stay (the signature is kept), unread;
+/// `prune` removes them. Returns how many region inputs were replaced.
+fn constants_into_regions(g: &mut Graph, id: NodeId) -> usize {
+    let node = g.node(id);
+    // (region input k, the constant operand it receives) per region.
+    let (offset, qualifies): (usize, Vec<bool>) = match &node.op {
+        Op::If { then_branch, .. } => (1, vec![true; then_branch.inputs().len()]),
+        Op::While { body, .. } => (0, super::regions::pass_through(body)),
+        _ => return 0,
+    };
+    let consts: Vec<Option<(Arc<Tensor>, String)>> = qualifies
+        .iter()
+        .enumerate()
+        .map(|(k, &q)| {
+            let v = *node.inputs.get(k + offset)?;
+            match &g.node(v.node).op {
+                Op::Const(t) if q => Some((Arc::clone(t), g.node(v.node).name.clone())),
+                _ => None,
+            }
+        })
+        .collect();
+    let mut entered = 0;
+    let mut regions = Vec::new();
+    for (_, region) in super::regions::regions(&node.op) {
+        let mut r = Graph::clone(region);
+        let mut changed = false;
+        for (k, c) in consts.iter().enumerate() {
+            let (Some((t, name)), Some(input)) = (c, region.inputs().get(k)) else {
+                continue;
+            };
+            let users = r.users(ValueId::first(input.node));
+            if users.is_empty() {
+                continue;
+            }
+            let copy = r
+                .add_node_typed(Op::Const(Arc::clone(t)), vec![], vec![t.ty()], name.clone())
+                .map(ValueId::first)
+                .expect("a constant has no inputs to check");
+            for (user, slot) in users {
+                r.set_input(user, slot, copy);
+            }
+            changed = true;
+            entered += 1;
+        }
+        regions.push(if changed {
+            Arc::new(r)
+        } else {
+            Arc::clone(region)
+        });
+    }
+    if entered > 0 {
+        let op = super::regions::with_regions(&node.op, regions);
+        let outputs = node.outputs.clone();
+        g.set_op(id, op, outputs);
+    }
+    entered
 }
 
 /// The constant values of `id`'s outputs, when it can and should be folded.

@@ -7,6 +7,7 @@
 //!    value nothing needs is removed from the loop (its init, its result, the cond's and the
 //!    body's input and the body's output). A carried value is needed when its result is used
 //!    after the loop, when the cond reads it, or when the body computes a needed value from it.
+//!    An `if` drops the arguments neither branch reads.
 //! 3. Every node that no graph output depends on is removed, `noop`s included. Graph inputs
 //!    are never removed, used or not: they are the signature (of a region too).
 //!
@@ -30,12 +31,19 @@ impl Pass for Prune {
         let bypassed = bypass_identities(g, &order);
         let mut carried = 0;
         for &id in &order {
-            if matches!(g.node(id).op, Op::While { .. }) {
-                carried += prune_loop(g, id).map_err(|message| PassError {
-                    pass: self.name(),
-                    message: format!("node `{}` (while): {message}", g.display_name(id)),
-                })?;
-            }
+            let pruned = match &g.node(id).op {
+                Op::While { .. } => prune_loop(g, id),
+                Op::If { .. } => prune_branch_args(g, id),
+                _ => continue,
+            };
+            carried += pruned.map_err(|message| PassError {
+                pass: self.name(),
+                message: format!(
+                    "node `{}` ({}): {message}",
+                    g.display_name(id),
+                    g.node(id).op.mnemonic()
+                ),
+            })?;
         }
         // Pruning a loop replaces its node: the order is stale.
         let order = if carried > 0 {
@@ -45,7 +53,7 @@ impl Pass for Prune {
         };
         let removed = remove_dead(g, &order).map_err(|e| PassError::ir(self.name(), e))?;
         cx.count("identities_bypassed", bypassed);
-        cx.count("loop_values_pruned", carried);
+        cx.count("region_inputs_pruned", carried);
         cx.count("nodes_removed", removed);
         Ok(Changed::from_bool(bypassed + carried + removed > 0))
     }
@@ -166,6 +174,60 @@ fn prune_loop(g: &mut Graph, id: NodeId) -> Result<usize, String> {
     }
     g.remove_node(id).map_err(|e| e.to_string())?;
     Ok(rewrites + dropped)
+}
+
+/// Drops the arguments of the `if` node `id` that neither branch reads. Returns how many.
+fn prune_branch_args(g: &mut Graph, id: NodeId) -> Result<usize, String> {
+    let node = g.node(id).clone();
+    let Op::If {
+        then_branch,
+        else_branch,
+    } = &node.op
+    else {
+        unreachable!("called on if nodes")
+    };
+    let used = (0..node.outputs.len() as u32).any(|k| is_used(g, ValueId { node: id, output: k }));
+    if !used {
+        return Ok(0); // The whole `if` is dead: `remove_dead` takes it.
+    }
+    let all = vec![true; then_branch.outputs().len()];
+    let read: Vec<bool> = inputs_reaching(then_branch, &all)
+        .into_iter()
+        .zip(inputs_reaching(else_branch, &all))
+        .map(|(a, b)| a || b)
+        .collect();
+    let dropped = read.iter().filter(|&&r| !r).count();
+    if dropped == 0 {
+        return Ok(0);
+    }
+    let op = Op::If {
+        then_branch: std::sync::Arc::new(
+            restrict(then_branch, &read, &all).map_err(|e| format!("then_branch: {e}"))?,
+        ),
+        else_branch: std::sync::Arc::new(
+            restrict(else_branch, &read, &all).map_err(|e| format!("else_branch: {e}"))?,
+        ),
+    };
+    let mut inputs = vec![node.inputs[0]];
+    inputs.extend(
+        node.inputs[1..]
+            .iter()
+            .zip(&read)
+            .filter(|(_, &r)| r)
+            .map(|(&v, _)| v),
+    );
+    let new = g
+        .add_node(op, inputs, node.name.clone())
+        .map_err(|e| e.to_string())?;
+    for k in 0..node.outputs.len() as u32 {
+        let to = ValueId {
+            node: new,
+            output: k,
+        };
+        g.replace_all_uses(ValueId { node: id, output: k }, to);
+    }
+    g.remove_node(id).map_err(|e| e.to_string())?;
+    Ok(dropped)
 }
 
 /// Removes every node no graph output depends on, except graph inputs. Returns how many.

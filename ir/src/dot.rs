@@ -909,7 +909,14 @@ mod tests {
         crate::verify(&g).unwrap();
         let dot = to_dot(&g, &DotOptions::default());
         assert!(dot.contains("ops"), "{dot}");
-        for cluster in ["while\\nloop", "cond", "body", "if\\nchoose", "then", "else"] {
+        for cluster in [
+            "while\\nloop",
+            "cond",
+            "body",
+            "if\\nchoose",
+            "then",
+            "else",
+        ] {
             assert!(
                 dot.contains(&format!("graph [label=\"{cluster}\"")),
                 "no cluster {cluster} in\n{dot}"
@@ -922,12 +929,18 @@ mod tests {
         let region_x: Vec<String> = dot
             .lines()
             .map(str::trim_start)
-            .filter(|l| l.contains("tooltip=\"cond input 1: x\"") || l.contains("tooltip=\"body input 1: x\""))
+            .filter(|l| {
+                l.contains("tooltip=\"cond input 1: x\"")
+                    || l.contains("tooltip=\"body input 1: x\"")
+            })
             .map(|l| l.split_whitespace().next().unwrap().to_string())
             .collect();
         assert_eq!(region_x.len(), 2, "{dot}");
         for p in &region_x {
-            assert!(dot.contains(&format!("{x} -> {p};")), "{x} -> {p} in\n{dot}");
+            assert!(
+                dot.contains(&format!("{x} -> {p};")),
+                "{x} -> {p} in\n{dot}"
+            );
         }
         // Inside the body, `x` and `c` reach the branches: `c` the diamond, `x` their inputs.
         let diamond = dot
@@ -962,7 +975,10 @@ mod tests {
         assert!(!dot.contains(&format!("{relu} -> {exp}")), "{dot}");
         // The branches sit inside the body's cluster, which sits inside the loop's.
         let at = |s: &str| dot.find(s).unwrap();
-        assert!(at("label=\"while") < at("label=\"body\"") && at("label=\"body\"") < at("label=\"then\""));
+        assert!(
+            at("label=\"while") < at("label=\"body\"")
+                && at("label=\"body\"") < at("label=\"then\"")
+        );
         check_with_graphviz(&dot);
         // Collapsed, the loop is one box between `x` and `exp`.
         let flat = to_dot(
@@ -975,7 +991,10 @@ mod tests {
         assert!(!flat.contains("cluster"), "{flat}");
         let lp = id_of(&flat, "while");
         let (x, exp) = (id_of(&flat, "x\\nf32[2]"), id_of(&flat, "exp"));
-        assert!(flat.contains(&format!("{x} -> {lp};")) && flat.contains(&format!("{lp} -> {exp};")), "{flat}");
+        assert!(
+            flat.contains(&format!("{x} -> {lp};")) && flat.contains(&format!("{lp} -> {exp};")),
+            "{flat}"
+        );
         check_with_graphviz(&flat);
     }
 

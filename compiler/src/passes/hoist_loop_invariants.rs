@@ -98,10 +98,7 @@ fn hoist(g: &mut Graph, id: NodeId) -> Result<usize, String> {
                 node: b,
                 output: k as u32,
             };
-            let used_by_variant = body
-                .users(v)
-                .iter()
-                .any(|&(u, _)| !invariant[u.index()]);
+            let used_by_variant = body.users(v).iter().any(|&(u, _)| !invariant[u.index()]);
             let returned = body.outputs().iter().any(|o| o.value == v);
             if (used_by_variant || returned) && worth_hoisting(body, b, &computes) {
                 roots.push(v);
@@ -134,7 +131,10 @@ fn hoist(g: &mut Graph, id: NodeId) -> Result<usize, String> {
                 .map_err(|e| e.to_string())?,
             _ => {
                 moved += 1;
-                let inputs = n.inputs.iter().map(|&v| out_value(&outside, &node, body, v));
+                let inputs = n
+                    .inputs
+                    .iter()
+                    .map(|&v| out_value(&outside, &node, body, v));
                 g.add_node(n.op.clone(), inputs.collect(), n.name.clone())
                     .map_err(|e| e.to_string())?
             }
@@ -175,7 +175,13 @@ fn hoist(g: &mut Graph, id: NodeId) -> Result<usize, String> {
             node: new,
             output: k,
         };
-        g.replace_all_uses(ValueId { node: id, output: k }, to);
+        g.replace_all_uses(
+            ValueId {
+                node: id,
+                output: k,
+            },
+            to,
+        );
     }
     g.remove_node(id).map_err(|e| e.to_string())?;
     Ok(moved)
@@ -183,12 +189,7 @@ fn hoist(g: &mut Graph, id: NodeId) -> Result<usize, String> {
 
 /// The value outside the loop that holds the invariant body value `v` (already copied out,
 /// or a pass-through input: the loop's init).
-fn out_value(
-    outside: &HashMap<NodeId, NodeId>,
-    node: &Node,
-    body: &Graph,
-    v: ValueId,
-) -> ValueId {
+fn out_value(outside: &HashMap<NodeId, NodeId>, node: &Node, body: &Graph, v: ValueId) -> ValueId {
     match body.node(v.node).op {
         Op::Input { index } => node.inputs[index],
         _ => ValueId {
@@ -323,12 +324,18 @@ mod tests {
         assert_eq!(n, 1, "{}", text::print(&g));
         let printed = text::print(&g);
         // The transpose runs before the loop, on the loop's init.
-        assert!(printed.contains("%3 = transpose(%w, %2) : f32[2,2] loc(\"wt\")"), "{printed}");
+        assert!(
+            printed.contains("%3 = transpose(%w, %2) : f32[2,2] loc(\"wt\")"),
+            "{printed}"
+        );
         assert!(
             printed.contains("while(%0, %1, %h, %w, %3)"),
             "the transpose enters as a fifth carried value: {printed}"
         );
-        assert!(printed.contains("%wt: f32[2,2]) -> (\"c\": bool[])"), "{printed}");
+        assert!(
+            printed.contains("%wt: f32[2,2]) -> (\"c\": bool[])"),
+            "{printed}"
+        );
         assert!(printed.contains("matmul(%h, %wt)"), "{printed}");
         assert!(printed.contains("\"wt\": f32[2,2]"), "{printed}");
         // The cast of the counter and the scalar arithmetic on the bound stay inside.
@@ -404,7 +411,10 @@ mod tests {
         let (before, g, n) = run(src);
         assert_eq!(n, 2, "once out of each loop: {}", text::print(&g));
         let printed = text::print(&g);
-        assert!(printed.starts_with("graph @t(%x: f32[2], %w: f32[2])"), "{printed}");
+        assert!(
+            printed.starts_with("graph @t(%x: f32[2], %w: f32[2])"),
+            "{printed}"
+        );
         let first_exp = printed.find("exp(%w)").expect("exp before the outer loop");
         assert!(first_exp < printed.find("while(").unwrap(), "{printed}");
         assert_eq!(printed.matches("exp(").count(), 1, "{printed}");

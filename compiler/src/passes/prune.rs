@@ -186,7 +186,15 @@ fn prune_branch_args(g: &mut Graph, id: NodeId) -> Result<usize, String> {
     else {
         unreachable!("called on if nodes")
     };
-    let used = (0..node.outputs.len() as u32).any(|k| is_used(g, ValueId { node: id, output: k }));
+    let used = (0..node.outputs.len() as u32).any(|k| {
+        is_used(
+            g,
+            ValueId {
+                node: id,
+                output: k,
+            },
+        )
+    });
     if !used {
         return Ok(0); // The whole `if` is dead: `remove_dead` takes it.
     }
@@ -224,7 +232,13 @@ fn prune_branch_args(g: &mut Graph, id: NodeId) -> Result<usize, String> {
             node: new,
             output: k,
         };
-        g.replace_all_uses(ValueId { node: id, output: k }, to);
+        g.replace_all_uses(
+            ValueId {
+                node: id,
+                output: k,
+            },
+            to,
+        );
     }
     g.remove_node(id).map_err(|e| e.to_string())?;
     Ok(dropped)

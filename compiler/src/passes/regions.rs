@@ -219,10 +219,11 @@ pub fn pass_through(body: &Graph) -> Vec<bool> {
         .collect()
 }
 
-/// A name for a new input of `g`, based on `base`, that no input of `g` has.
+/// A name for a new input of `g`, based on `base`, that no input or output of `g` has.
 pub fn fresh_input_name(g: &Graph, base: &str) -> String {
     let base = if base.is_empty() { "invariant" } else { base };
-    let taken = |n: &str| g.inputs().iter().any(|i| i.name == n);
+    let taken =
+        |n: &str| g.inputs().iter().any(|i| i.name == n) || g.outputs().iter().any(|o| o.name == n);
     if !taken(base) {
         return base.to_string();
     }
@@ -328,9 +329,9 @@ mod tests {
         let e = run_everywhere(&DropLastOutput, &mut g, &mut PassCx::default()).unwrap_err();
         assert_eq!(e.pass, "drop-last-output");
         assert!(
-            e.message
-                .contains("in region `body` of node `n")
-                && e.message.contains("(while): the pass changed the region's output count from 2 to 1"),
+            e.message.contains("in region `body` of node `n")
+                && e.message
+                    .contains("(while): the pass changed the region's output count from 2 to 1"),
             "{e}"
         );
     }

@@ -369,4 +369,60 @@ mod tests {
             vec![t]
         );
     }
+
+    /// `while i < 2: i += 1; x = x * s; k = k + 1` with `x` and `k` after it, and `s` a
+    /// pass-through only the body reads.
+    const LOOP: &str = r#"graph @t(%x: f32[2], %s: f32[2], %k: f32[2]) -> ("x": f32[2], "s": f32[2], "k": f32[2]) {
+      %0 = const dense<0> : i32[]
+      %1:4 = while(%0, %x, %s, %k) {cond = graph @c(%i: i32[], %x: f32[2], %s: f32[2], %k: f32[2]) -> ("c": bool[]) {
+          %0 = const dense<2> : i32[]
+          %1 = less(%i, %0) : bool[]
+          return %1
+        }, body = graph @b(%i: i32[], %x: f32[2], %s: f32[2], %k: f32[2]) -> ("i": i32[], "x": f32[2], "s": f32[2], "k": f32[2]) {
+          %0 = const dense<1> : i32[]
+          %1 = add(%i, %0) : i32[]
+          %2 = mul(%x, %s) : f32[2]
+          %3 = const dense<1.0> : f32[]
+          %4 = add(%k, %3) : f32[2] loc("k_next")
+          return %1, %2, %s, %4
+        }} : i32[], f32[2], f32[2], f32[2]
+      return %1#1, %1#2, %1#3
+    }"#;
+
+    fn counter(cx: &mut PassCx, name: &str) -> usize {
+        cx.take_counters().get(name).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn loop_values_only_their_own_next_values_need_leave_the_loop() {
+        let mut g = lathe_ir::text::parse(LOOP).unwrap();
+        let mut cx = PassCx::default();
+        // Every result is used: only the pass-through result is forwarded to its init.
+        assert_eq!(Prune.run(&mut g, &mut cx).unwrap(), Changed::Yes);
+        lathe_ir::verify(&g).unwrap();
+        assert_eq!(g.outputs()[1].value, ValueId::first(g.inputs()[1].node));
+        assert_eq!(counter(&mut cx, "region_inputs_pruned"), 1);
+        // Once `k` is not returned, nothing needs it: it leaves the loop, its update too.
+        let mut g = lathe_ir::text::parse(
+            &LOOP.replace("return %1#1, %1#2, %1#3", "return %1#1, %1#2, %1#1"),
+        )
+        .unwrap();
+        assert_eq!(Prune.run(&mut g, &mut cx).unwrap(), Changed::Yes);
+        lathe_ir::verify(&g).unwrap();
+        let printed = lathe_ir::text::print(&g);
+        assert!(printed.contains("%1:3 = while(%0, %x, %s)"), "{printed}");
+        assert!(!printed.contains("k_next"), "{printed}");
+        assert_eq!(
+            counter(&mut cx, "region_inputs_pruned"),
+            2,
+            "one forwarded, one dropped"
+        );
+        assert_eq!(Prune.run(&mut g, &mut cx).unwrap(), Changed::No);
+        // A loop none of whose results is used goes as a whole.
+        let mut g =
+            lathe_ir::text::parse(&LOOP.replace("return %1#1, %1#2, %1#3", "return %x, %s, %k"))
+                .unwrap();
+        assert_eq!(Prune.run(&mut g, &mut cx).unwrap(), Changed::Yes);
+        assert_eq!(g.len(), 3, "{}", lathe_ir::text::print(&g));
+    }
 }

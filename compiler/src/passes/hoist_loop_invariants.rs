@@ -233,12 +233,18 @@ fn worth_hoisting(body: &Graph, root: NodeId, computes: &impl Fn(NodeId) -> bool
 }
 
 /// Whether `n` may run before the loop, even when the loop runs zero times: its op cannot fail
-/// at run time on values of its (verified) types. Ops that read configuration (axes, shapes,
+/// at run time on values of its (verified) types. Its inputs and outputs have fully known
+/// shapes (so no shape can disagree at run time); ops that read configuration (axes, shapes,
 /// permutations, indices) need it constant, where `infer` has checked it; integer division
 /// and powers can fail on their values; lists, `if` and `while` stay.
 fn speculatable(g: &Graph, n: &Node) -> bool {
     let constant = |v: &ValueId| g.const_value(*v).is_some();
     let configured_by = |from: usize| n.inputs.iter().skip(from).all(constant);
+    let known = n.outputs.iter().all(|t| t.shape.is_known())
+        && n.inputs.iter().all(|&v| g.value_type(v).shape.is_known());
+    if !known {
+        return false;
+    }
     match &n.op {
         Op::Binary(BinaryOp::Div | BinaryOp::FloorDiv | BinaryOp::FloorMod | BinaryOp::Pow) => {
             n.outputs.iter().all(|t| t.dtype.is_float())
@@ -355,28 +361,49 @@ mod tests {
 
     #[test]
     fn does_not_hoist_ops_that_may_fail_or_views_alone() {
-        let src = r#"graph @t(%x: i32[4], %d: i32[4]) -> ("x": i32[4]) {
+        // Invariant, but an integer division (`e // d` fails on a zero), views of `d`, and a
+        // matmul whose operand has an unknown dim (its shapes could disagree at run time).
+        let src = r#"graph @t(%x: i32[4], %d: i32[4], %e: i32[4], %w: f32[?,2]) -> ("x": i32[4], "y": f32[2,2]) {
           %0 = const dense<0> : i32[]
-          %1:3 = while(%0, %x, %d) {cond = graph @cond(%i: i32[], %x: i32[4], %d: i32[4]) -> ("c": bool[]) {
+          %1 = const dense<splat 0.0> : f32[2,2]
+          %2:6 = while(%0, %x, %d, %e, %w, %1) {cond = graph @cond(%i: i32[], %x: i32[4], %d: i32[4], %e: i32[4], %w: f32[?,2], %y: f32[2,2]) -> ("c": bool[]) {
               %0 = const dense<2> : i32[]
               %1 = less(%i, %0) : bool[]
               return %1
-            }, body = graph @body(%i: i32[], %x: i32[4], %d: i32[4]) -> ("i": i32[], "x": i32[4], "d": i32[4]) {
+            }, body = graph @body(%i: i32[], %x: i32[4], %d: i32[4], %e: i32[4], %w: f32[?,2], %y: f32[2,2]) -> ("i": i32[], "x": i32[4], "d": i32[4], "e": i32[4], "w": f32[?,2], "y": f32[2,2]) {
               %0 = const dense<1> : i32[]
               %1 = add(%i, %0) : i32[]
-              %2 = floor_div(%x, %d) : i32[4]
+              %2 = floor_div(%e, %d) : i32[4]
               %3 = const dense<[2, 2]> : i32[2]
               %4 = reshape(%d, %3) : i32[2,2]
               %5 = const dense<[4]> : i32[1]
               %6 = reshape(%4, %5) : i32[4]
               %7 = add(%2, %6) : i32[4]
-              return %1, %7, %d
-            }} : i32[], i32[4], i32[4]
-          return %1#1
+              %8 = add(%x, %7) : i32[4]
+              %9 = matmul(%w, %w) {transpose_a = true, transpose_b = false} : f32[2,2]
+              %10 = add(%y, %9) : f32[2,2]
+              return %1, %8, %d, %e, %w, %10
+            }} : i32[], i32[4], i32[4], i32[4], f32[?,2], f32[2,2]
+          return %2#1, %2#5
         }"#;
         let (_, g, n) = run(src);
         assert_eq!(n, 0, "{}", text::print(&g));
         assert_eq!(g, text::parse(src).unwrap());
+        // With the same division on floats, `e / d` is hoisted (and the views after it); the
+        // matmul on an unknown dim stays.
+        let floats = src
+            .replace("i32[4]", "f32[4]")
+            .replace(": i32[2,2]", ": f32[2,2]")
+            .replace("floor_div", "div");
+        let (_, g, n) = run(&floats);
+        let printed = text::print(&g);
+        assert_eq!(n, 4, "{printed}");
+        let body_at = printed.find("body = graph").unwrap();
+        assert!(printed.find("div(%e, %d)").unwrap() < body_at, "{printed}");
+        assert!(
+            printed.find("matmul(%w, %w)").unwrap() > body_at,
+            "{printed}"
+        );
     }
 
     #[test]

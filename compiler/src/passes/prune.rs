@@ -7,7 +7,7 @@
 //!    value nothing needs is removed from the loop (its init, its result, the cond's and the
 //!    body's input and the body's output). A carried value is needed when its result is used
 //!    after the loop, when the cond reads it, or when the body computes a needed value from it.
-//!    An `if` drops the arguments neither branch reads.
+//!    An `if` drops the results nothing uses and the arguments neither branch reads.
 //! 3. Every node that no graph output depends on is removed, `noop`s included. Graph inputs
 //!    are never removed, used or not: they are the signature (of a region too).
 //!
@@ -33,7 +33,7 @@ impl Pass for Prune {
         for &id in &order {
             let pruned = match &g.node(id).op {
                 Op::While { .. } => prune_loop(g, id),
-                Op::If { .. } => prune_branch_args(g, id),
+                Op::If { .. } => prune_branches(g, id),
                 _ => continue,
             };
             carried += pruned.map_err(|message| PassError {
@@ -53,7 +53,7 @@ impl Pass for Prune {
         };
         let removed = remove_dead(g, &order).map_err(|e| PassError::ir(self.name(), e))?;
         cx.count("identities_bypassed", bypassed);
-        cx.count("region_inputs_pruned", carried);
+        cx.count("region_values_pruned", carried);
         cx.count("nodes_removed", removed);
         Ok(Changed::from_bool(bypassed + carried + removed > 0))
     }
@@ -176,8 +176,9 @@ fn prune_loop(g: &mut Graph, id: NodeId) -> Result<usize, String> {
     Ok(rewrites + dropped)
 }
 
-/// Drops the arguments of the `if` node `id` that neither branch reads. Returns how many.
-fn prune_branch_args(g: &mut Graph, id: NodeId) -> Result<usize, String> {
+/// Drops the results of the `if` node `id` nothing uses and the arguments neither branch
+/// then reads. Returns how many results and arguments it dropped.
+fn prune_branches(g: &mut Graph, id: NodeId) -> Result<usize, String> {
     let node = g.node(id).clone();
     let Op::If {
         then_branch,
@@ -186,34 +187,31 @@ fn prune_branch_args(g: &mut Graph, id: NodeId) -> Result<usize, String> {
     else {
         unreachable!("called on if nodes")
     };
-    let used = (0..node.outputs.len() as u32).any(|k| {
-        is_used(
-            g,
-            ValueId {
-                node: id,
-                output: k,
-            },
-        )
-    });
-    if !used {
+    let result = |k: usize| ValueId {
+        node: id,
+        output: k as u32,
+    };
+    let used: Vec<bool> = (0..node.outputs.len())
+        .map(|k| is_used(g, result(k)))
+        .collect();
+    if !used.iter().any(|&u| u) {
         return Ok(0); // The whole `if` is dead: `remove_dead` takes it.
     }
-    let all = vec![true; then_branch.outputs().len()];
-    let read: Vec<bool> = inputs_reaching(then_branch, &all)
+    let read: Vec<bool> = inputs_reaching(then_branch, &used)
         .into_iter()
-        .zip(inputs_reaching(else_branch, &all))
+        .zip(inputs_reaching(else_branch, &used))
         .map(|(a, b)| a || b)
         .collect();
-    let dropped = read.iter().filter(|&&r| !r).count();
+    let dropped = read.iter().chain(&used).filter(|&&r| !r).count();
     if dropped == 0 {
         return Ok(0);
     }
     let op = Op::If {
         then_branch: std::sync::Arc::new(
-            restrict(then_branch, &read, &all).map_err(|e| format!("then_branch: {e}"))?,
+            restrict(then_branch, &read, &used).map_err(|e| format!("then_branch: {e}"))?,
         ),
         else_branch: std::sync::Arc::new(
-            restrict(else_branch, &read, &all).map_err(|e| format!("else_branch: {e}"))?,
+            restrict(else_branch, &read, &used).map_err(|e| format!("else_branch: {e}"))?,
         ),
     };
     let mut inputs = vec![node.inputs[0]];
@@ -227,18 +225,13 @@ fn prune_branch_args(g: &mut Graph, id: NodeId) -> Result<usize, String> {
     let new = g
         .add_node(op, inputs, node.name.clone())
         .map_err(|e| e.to_string())?;
-    for k in 0..node.outputs.len() as u32 {
+    let kept = (0..node.outputs.len()).filter(|&k| used[k]);
+    for (new_k, k) in kept.enumerate() {
         let to = ValueId {
             node: new,
-            output: k,
+            output: new_k as u32,
         };
-        g.replace_all_uses(
-            ValueId {
-                node: id,
-                output: k,
-            },
-            to,
-        );
+        g.replace_all_uses(result(k), to);
     }
     g.remove_node(id).map_err(|e| e.to_string())?;
     Ok(dropped)
@@ -401,7 +394,7 @@ mod tests {
         assert_eq!(Prune.run(&mut g, &mut cx).unwrap(), Changed::Yes);
         lathe_ir::verify(&g).unwrap();
         assert_eq!(g.outputs()[1].value, ValueId::first(g.inputs()[1].node));
-        assert_eq!(counter(&mut cx, "region_inputs_pruned"), 1);
+        assert_eq!(counter(&mut cx, "region_values_pruned"), 1);
         // Once `k` is not returned, nothing needs it: it leaves the loop, its update too.
         let mut g = lathe_ir::text::parse(
             &LOOP.replace("return %1#1, %1#2, %1#3", "return %1#1, %1#2, %1#1"),
@@ -413,7 +406,7 @@ mod tests {
         assert!(printed.contains("%1:3 = while(%0, %x, %s)"), "{printed}");
         assert!(!printed.contains("k_next"), "{printed}");
         assert_eq!(
-            counter(&mut cx, "region_inputs_pruned"),
+            counter(&mut cx, "region_values_pruned"),
             2,
             "one forwarded, one dropped"
         );

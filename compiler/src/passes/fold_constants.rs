@@ -13,7 +13,8 @@
 //! folded node is removed; the constants it read are left for `prune`.
 //!
 //! `if` and `while` nodes are never evaluated here (a loop may not stop); the pass manager
-//! folds inside their regions. Constants enter regions instead: a region input that receives a
+//! folds inside their regions. An `if` whose condition is constant becomes the nodes of the
+//! branch it chooses. Constants enter regions instead: a region input that receives a
 //! constant (an `if` argument, or a `while` carried value the body passes through unchanged,
 //! like a weight a TensorFlow loop carries) is replaced inside the region by the constant, so
 //! what the region computes from it folds; `prune` then drops the unread input.
@@ -39,7 +40,12 @@ impl Pass for FoldConstants {
         let order = g.topo_order().map_err(|e| PassError::ir(self.name(), e))?;
         let mut folded = 0;
         let mut entered = 0;
+        let mut inlined = 0;
         for id in order {
+            if matches!(g.node(id).op, Op::If { .. }) && inline_chosen_branch(g, id) {
+                inlined += 1;
+                continue;
+            }
             if matches!(g.node(id).op, Op::If { .. } | Op::While { .. }) {
                 entered += constants_into_regions(g, id);
                 continue;
@@ -53,8 +59,64 @@ impl Pass for FoldConstants {
         }
         cx.count("nodes_folded", folded);
         cx.count("constants_into_regions", entered);
-        Ok(Changed::from_bool(folded + entered > 0))
+        cx.count("branches_inlined", inlined);
+        Ok(Changed::from_bool(folded + entered + inlined > 0))
     }
+}
+
+/// Replaces the `if` node `id`, when its condition is a constant, by the nodes of the branch
+/// it chooses (the branch's inputs bound to the node's arguments). Returns whether it did.
+fn inline_chosen_branch(g: &mut Graph, id: NodeId) -> bool {
+    let node = g.node(id).clone();
+    let Op::If {
+        then_branch,
+        else_branch,
+    } = &node.op
+    else {
+        return false;
+    };
+    let truth = match g
+        .const_value(node.inputs[0])
+        .and_then(|t| t.as_array::<bool>())
+    {
+        Some(a) if a.len() == 1 => *a.iter().next().expect("one element"),
+        _ => return false,
+    };
+    let branch = if truth { then_branch } else { else_branch };
+    let Ok(order) = branch.topo_order() else {
+        return false;
+    };
+    let mut copied: Vec<Option<NodeId>> = vec![None; branch.node_bound()];
+    let value = |copied: &[Option<NodeId>], v: ValueId| match branch.node(v.node).op {
+        Op::Input { index } => node.inputs[index + 1],
+        _ => ValueId {
+            node: copied[v.node.index()].expect("producers come first"),
+            output: v.output,
+        },
+    };
+    for b in order {
+        let n = branch.node(b);
+        if matches!(n.op, Op::Input { .. }) {
+            continue;
+        }
+        let inputs = n.inputs.iter().map(|&v| value(&copied, v)).collect();
+        let new = g
+            .add_node_typed(n.op.clone(), inputs, n.outputs.clone(), n.name.clone())
+            .expect("the branch's values exist in the graph");
+        copied[b.index()] = Some(new);
+    }
+    for (k, o) in branch.outputs().iter().enumerate() {
+        let to = value(&copied, o.value);
+        g.replace_all_uses(
+            ValueId {
+                node: id,
+                output: k as u32,
+            },
+            to,
+        );
+    }
+    g.remove_node(id).expect("every use of the if was replaced");
+    true
 }
 
 /// Hands the constant operands of the `if` or `while` node `id` to its regions as constants:

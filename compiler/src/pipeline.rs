@@ -1,6 +1,8 @@
 //! Pipelines: which passes run, in what order, at each optimization level, and the pass
 //! manager that runs them with the verifier after each pass, a `tracing` span per pass, and
-//! hooks for printing or dumping the IR before and after any pass.
+//! hooks for printing or dumping the IR before and after any pass. Every pass also runs inside
+//! the regions of `if` and `while` nodes, innermost first (see [`passes::regions`]); the
+//! verifier checks regions as part of checking the nodes that hold them.
 
 use crate::passes::{self, Changed, Pass, PassCx, PassError, PassOptions};
 use lathe_ir::Graph;
@@ -46,8 +48,8 @@ pub fn level_text(level: u8) -> &'static str {
     match level {
         0 => "",
         1 => "fixed-point(fold-constants,prune,cse)",
-        2 => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
-        _ => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
+        2 => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,hoist-loop-invariants,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
+        _ => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,hoist-loop-invariants,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
     }
 }
 
@@ -169,7 +171,7 @@ fn run_one(
     hooks.before(index, p.name(), g);
     let nodes_before = g.len();
     let start = Instant::now();
-    let changed = p.run(g, cx)?;
+    let changed = passes::regions::run_everywhere(p, g, cx)?;
     let time_ms = start.elapsed().as_secs_f64() * 1e3;
     lathe_ir::verify(g).map_err(|e| PassError {
         pass: p.name(),

@@ -6,8 +6,13 @@
 //! outputs double ellipses; constants are small grey boxes. A fused node's body is drawn inside
 //! a `cluster` subgraph, wired to the nodes around it: an edge runs from the producer of each
 //! operand to the body nodes that read the matching body input, and from the body node that
-//! computes each result to the consumers of the fused node's output. The output is a function
-//! of the graph: the same graph always gives the same text.
+//! computes each result to the consumers of the fused node's output. An `if` or `while` node
+//! is a cluster too, holding one cluster per region (`then`/`else`, `cond`/`body`), nested as
+//! deep as regions nest: a region's inputs are ellipses fed by the node's operands (an `if`'s
+//! condition feeds a `cond` diamond), its outputs double ellipses, which feed the consumers of
+//! the node's results (an `if` result from both branches), and a loop body's outputs feed its
+//! inputs back with dashed edges. The output is a function of the graph: the same graph always
+//! gives the same text.
 
 use crate::ops::{AttrValue, Family, Op};
 use crate::{Graph, NodeId, TensorType, ValueId};
@@ -25,18 +30,34 @@ pub struct DotOptions {
     pub hide_constants: bool,
     /// Draw fused nodes as clusters holding their bodies; when false, as one box each.
     pub expand_fused: bool,
+    /// Draw `if` and `while` nodes as clusters holding their regions (`then`/`else`,
+    /// `cond`/`body`); when false, as one box each.
+    pub expand_regions: bool,
     /// How many trailing `/`-separated components of a source name a box shows.
     pub name_components: usize,
 }
 
 impl Default for DotOptions {
-    /// Constants shown, fused bodies expanded, no edge labels, two name components.
+    /// Constants shown, fused bodies and regions expanded, no edge labels, two name
+    /// components.
     fn default() -> DotOptions {
         DotOptions {
             edge_types: false,
             hide_constants: false,
             expand_fused: true,
+            expand_regions: true,
             name_components: 2,
+        }
+    }
+}
+
+impl DotOptions {
+    /// Whether `op` is drawn as a cluster holding its nested graphs.
+    fn expands(&self, op: &Op) -> bool {
+        match op {
+            Op::Fused { .. } => self.expand_fused,
+            Op::If { .. } | Op::While { .. } => self.expand_regions,
+            _ => false,
         }
     }
 }
@@ -89,7 +110,7 @@ pub fn to_dot(g: &Graph, opts: &DotOptions) -> String {
         1,
         "edge [color=\"#555555\", arrowsize=0.6, fontname=\"Helvetica\", fontsize=8, fontcolor=\"#555555\"];",
     );
-    let inputs: Vec<Option<String>> = g
+    let inputs: Vec<Vec<String>> = g
         .inputs()
         .iter()
         .map(|input| {
@@ -103,11 +124,11 @@ pub fn to_dot(g: &Graph, opts: &DotOptions) -> String {
                     q(&format!("input {}: {}", input.name, input.ty))
                 ),
             );
-            Some(id)
+            vec![id]
         })
         .collect();
     let results = w.graph(g, &inputs, 1);
-    for (output, src) in g.outputs().iter().zip(results) {
+    for (output, srcs) in g.outputs().iter().zip(results) {
         let id = w.new_id();
         let ty = value_type(g, output.value);
         let label = match ty {
@@ -122,7 +143,7 @@ pub fn to_dot(g: &Graph, opts: &DotOptions) -> String {
                 q(&format!("output {}", output.name))
             ),
         );
-        if let Some(src) = src {
+        for src in srcs {
             w.edge(&src, &id, ty);
         }
     }
@@ -182,30 +203,32 @@ impl Writer<'_> {
     }
 
     /// Draws the nodes of `g` (nested `depth` levels inside the digraph) whose inputs come
-    /// from the drawn nodes `inputs` (`None`: nothing drawn, like a hidden constant), and
-    /// returns the drawn node that computes each of `g`'s outputs.
-    fn graph(&mut self, g: &Graph, inputs: &[Option<String>], depth: usize) -> Vec<Option<String>> {
+    /// from the drawn nodes `inputs` (none: nothing drawn, like a hidden constant; two: the
+    /// result of an `if`, from either branch), and returns the drawn nodes that compute each of
+    /// `g`'s outputs.
+    fn graph(&mut self, g: &Graph, inputs: &[Vec<String>], depth: usize) -> Vec<Vec<String>> {
         // A graph with a cycle is drawn anyway, in insertion order; uses of a fused node's
         // result before the node is drawn lose their edge.
         let order = g.topo_order().unwrap_or_else(|_| g.node_ids());
-        let (hide_constants, expand_fused) = (self.opts.hide_constants, self.opts.expand_fused);
+        let opts = self.opts;
         // Ids first, so that a use before its definition still finds its producer.
         let ids: HashMap<NodeId, String> = order
             .iter()
             .filter(|&&id| !matches!(g.node(id).op, Op::Input { .. }))
             .map(|&id| (id, self.new_id()))
             .collect();
-        // The drawn producer of each fused node's results.
-        let mut fused_results: HashMap<ValueId, Option<String>> = HashMap::new();
-        let source = |fused_results: &HashMap<ValueId, Option<String>>, v: ValueId| {
+        // The drawn producers of the results of nodes drawn as clusters (fused bodies,
+        // regions).
+        let mut cluster_results: HashMap<ValueId, Vec<String>> = HashMap::new();
+        let source = |cluster_results: &HashMap<ValueId, Vec<String>>, v: ValueId| {
             if !g.contains(v.node) {
-                return None;
+                return Vec::new();
             }
             match &g.node(v.node).op {
-                Op::Input { index } => inputs.get(*index).cloned().flatten(),
-                Op::Const(_) if hide_constants => None,
-                Op::Fused { .. } if expand_fused => fused_results.get(&v).cloned().flatten(),
-                _ => ids.get(&v.node).cloned(),
+                Op::Input { index } => inputs.get(*index).cloned().unwrap_or_default(),
+                Op::Const(_) if opts.hide_constants => Vec::new(),
+                op if opts.expands(op) => cluster_results.get(&v).cloned().unwrap_or_default(),
+                _ => ids.get(&v.node).cloned().into_iter().collect(),
             }
         };
         for &id in &order {
@@ -213,7 +236,7 @@ impl Writer<'_> {
             match &node.op {
                 Op::Input { .. } => {}
                 Op::Const(t) => {
-                    if hide_constants {
+                    if opts.hide_constants {
                         continue;
                     }
                     let label = format!("const {}", t.ty());
@@ -231,39 +254,29 @@ impl Writer<'_> {
                         ),
                     );
                 }
-                Op::Fused { kind, body } if expand_fused => {
-                    let operands: Vec<Option<String>> = node
+                op if opts.expands(op) => {
+                    let operands: Vec<Vec<String>> = node
                         .inputs
                         .iter()
-                        .map(|&v| source(&fused_results, v))
+                        .map(|&v| source(&cluster_results, v))
                         .collect();
-                    let n = self.next_cluster;
-                    self.next_cluster += 1;
-                    self.line(depth, &format!("subgraph cluster_{n} {{"));
-                    let mut label = kind.mnemonic().to_string();
-                    if !node.name.is_empty() {
-                        label.push('\n');
-                        label.push_str(&short_name(&node.name, self.opts.name_components));
-                    }
-                    self.line(
-                        depth + 1,
-                        &format!(
-                            "graph [label={}, tooltip={}, style=\"rounded,filled\", color=\"#7a9cc6\", fillcolor=\"{}\", fontsize=10, labeljust=l];",
-                            q(&label),
-                            q(&tooltip(node.name.as_str(), &node.op)),
-                            cluster_fill(depth)
-                        ),
-                    );
-                    let results = self.graph(body, &operands, depth + 1);
-                    self.line(depth, "}");
+                    let results = match op {
+                        Op::Fused { kind, body } => {
+                            self.open_cluster(depth, kind.mnemonic(), &node.name, op, "#7a9cc6");
+                            let results = self.graph(body, &operands, depth + 1);
+                            self.line(depth, "}");
+                            results
+                        }
+                        _ => self.regions(node, &ids[&id], &operands, depth),
+                    };
                     for (k, src) in results.into_iter().enumerate() {
                         let v = ValueId {
                             node: id,
                             output: k as u32,
                         };
-                        fused_results.insert(v, src);
+                        cluster_results.insert(v, src);
                     }
-                    // The body's edges from the operands were drawn inside; nothing here.
+                    // The edges from the operands were drawn inside; nothing here.
                     continue;
                 }
                 op => {
@@ -293,7 +306,7 @@ impl Writer<'_> {
             }
             // Edges into a plain node (a constant has no inputs).
             for &v in &node.inputs {
-                if let Some(src) = source(&fused_results, v) {
+                for src in source(&cluster_results, v) {
                     let to = ids[&id].clone();
                     self.edge(&src, &to, value_type(g, v));
                 }
@@ -301,7 +314,131 @@ impl Writer<'_> {
         }
         g.outputs()
             .iter()
-            .map(|o| source(&fused_results, o.value))
+            .map(|o| source(&cluster_results, o.value))
+            .collect()
+    }
+
+    /// Opens a cluster for a node drawn as a nested graph: labelled with `title` and the tail
+    /// of the node's name; the caller closes it.
+    fn open_cluster(&mut self, depth: usize, title: &str, name: &str, op: &Op, color: &str) {
+        let n = self.next_cluster;
+        self.next_cluster += 1;
+        self.line(depth, &format!("subgraph cluster_{n} {{"));
+        let mut label = title.to_string();
+        if !name.is_empty() {
+            label.push('\n');
+            label.push_str(&short_name(name, self.opts.name_components));
+        }
+        self.line(
+            depth + 1,
+            &format!(
+                "graph [label={}, tooltip={}, style=\"rounded,filled\", color=\"{color}\", fillcolor=\"{}\", fontsize=10, labeljust=l];",
+                q(&label),
+                q(&tooltip(name, op)),
+                cluster_fill(depth)
+            ),
+        );
+    }
+
+    /// Draws an `if` or `while` node as a cluster holding one cluster per region. Each region
+    /// draws its inputs as ellipses, fed by the node's operands, and its outputs as double
+    /// ellipses; a `while` body's outputs feed its inputs back (dashed: the next iteration).
+    /// An `if`'s condition is a diamond fed by its operand. Returns the drawn producers of
+    /// each of the node's results: the body's outputs, or both branches' outputs.
+    fn regions(
+        &mut self,
+        node: &crate::Node,
+        id: &str,
+        operands: &[Vec<String>],
+        depth: usize,
+    ) -> Vec<Vec<String>> {
+        self.open_cluster(depth, node.op.mnemonic(), &node.name, &node.op, "#6aa84f");
+        let (args, labelled): (&[Vec<String>], Vec<(&str, &Graph)>) = match &node.op {
+            Op::If {
+                then_branch,
+                else_branch,
+            } => {
+                self.line(
+                    depth + 1,
+                    &format!(
+                        "{id} [shape=diamond, style=filled, fillcolor=\"{}\", label=\"cond\", tooltip=\"the condition\"];",
+                        family_fill(Family::ControlFlow)
+                    ),
+                );
+                if let Some(cond) = operands.first() {
+                    for src in cond {
+                        self.edge(src, id, Some(&TensorType::scalar(crate::DType::Bool)));
+                    }
+                }
+                let branches = vec![("then", &**then_branch), ("else", &**else_branch)];
+                (operands.get(1..).unwrap_or_default(), branches)
+            }
+            Op::While { cond, body } => (operands, vec![("cond", &**cond), ("body", &**body)]),
+            _ => unreachable!("only if and while have regions"),
+        };
+        let mut outs: Vec<Vec<String>> = Vec::new();
+        for (label, region) in labelled {
+            self.open_cluster(depth + 1, label, "", &node.op, "#999999");
+            let params: Vec<Vec<String>> = region
+                .inputs()
+                .iter()
+                .enumerate()
+                .map(|(k, input)| {
+                    let p = self.new_id();
+                    let text = format!("{}\n{}", ellipsize(&input.name), input.ty);
+                    self.line(
+                        depth + 2,
+                        &format!(
+                            "{p} [shape=ellipse, style=filled, fillcolor=\"#d9f2d9\", fontsize=8, label={}, tooltip={}];",
+                            q(&text),
+                            q(&format!("{label} input {k}: {}", input.name))
+                        ),
+                    );
+                    for src in args.get(k).into_iter().flatten() {
+                        self.edge(src, &p, Some(&input.ty));
+                    }
+                    vec![p]
+                })
+                .collect();
+            let results = self.graph(region, &params, depth + 2);
+            let mut drawn = Vec::new();
+            for (k, (output, srcs)) in region.outputs().iter().zip(results).enumerate() {
+                let o = self.new_id();
+                let ty = value_type(region, output.value);
+                let text = match ty {
+                    Some(t) => format!("{}\n{}", ellipsize(&output.name), t),
+                    None => ellipsize(&output.name),
+                };
+                self.line(
+                    depth + 2,
+                    &format!(
+                        "{o} [shape=ellipse, peripheries=2, style=filled, fillcolor=\"#d6e6fa\", fontsize=8, label={}, tooltip={}];",
+                        q(&text),
+                        q(&format!("{label} output {k}: {}", output.name))
+                    ),
+                );
+                for src in srcs {
+                    self.edge(&src, &o, ty);
+                }
+                if label == "body" {
+                    if let Some(p) = params.get(k).and_then(|p| p.first()) {
+                        self.edges.push(format!(
+                            "{o} -> {p} [style=dashed, constraint=false, color=\"#6aa84f\"];"
+                        ));
+                    }
+                }
+                drawn.push(o);
+            }
+            self.line(depth + 1, "}");
+            if label != "cond" {
+                outs.push(drawn);
+            }
+        }
+        self.line(depth, "}");
+        // Result k comes from output k of the body, or of either branch.
+        let n = node.outputs.len();
+        (0..n)
+            .map(|k| outs.iter().filter_map(|o| o.get(k).cloned()).collect())
             .collect()
     }
 }
@@ -331,6 +468,18 @@ fn census(g: &Graph) -> Census {
                 c.fused += 1 + b.fused;
                 c.consts += b.consts;
                 c.const_bytes += b.const_bytes;
+            }
+            op @ (Op::If { .. } | Op::While { .. }) => {
+                c.ops += 1;
+                for (_, region) in op.attrs() {
+                    if let AttrValue::Graph(r) = region {
+                        let b = census(&r);
+                        c.ops += b.ops;
+                        c.fused += b.fused;
+                        c.consts += b.consts;
+                        c.const_bytes += b.const_bytes;
+                    }
+                }
             }
             _ => c.ops += 1,
         }
@@ -715,6 +864,140 @@ mod tests {
         check_with_graphviz(&dot);
     }
 
+    /// A loop whose body holds an `if`: `while i < 2 { i += 1; x = c ? -x : relu(x) }`.
+    fn loop_graph() -> Graph {
+        crate::text::parse(
+            r#"graph @rnn(%x: f32[2], %c: bool[]) -> ("y": f32[2]) {
+              %0 = const dense<0> : i32[]
+              %1:3 = while(%0, %x, %c) {cond = graph @cond(%i: i32[], %x: f32[2], %c: bool[]) -> ("go": bool[]) {
+                  %0 = const dense<2> : i32[]
+                  %1 = less(%i, %0) : bool[] loc("lt")
+                  return %1
+                }, body = graph @body(%i: i32[], %x: f32[2], %c: bool[]) -> ("i": i32[], "x": f32[2], "c": bool[]) {
+                  %0 = const dense<1> : i32[]
+                  %1 = add(%i, %0) : i32[] loc("next")
+                  %2 = if(%c, %x) {then_branch = graph @then(%a: f32[2]) -> ("r": f32[2]) {
+                      %0 = neg(%a) : f32[2] loc("neg")
+                      return %0
+                    }, else_branch = graph @else(%a: f32[2]) -> ("r": f32[2]) {
+                      %0 = relu(%a) : f32[2] loc("relu")
+                      return %0
+                    }} : f32[2] loc("choose")
+                  return %1, %2, %c
+                }} : i32[], f32[2], bool[] loc("loop")
+              %2 = exp(%1#1) : f32[2] loc("exp")
+              return %2
+            }"#,
+        )
+        .unwrap()
+    }
+
+    /// The id of the node whose label starts with `label`.
+    fn id_of(dot: &str, label: &str) -> String {
+        let needle = format!("label=\"{label}");
+        let line = dot
+            .lines()
+            .map(str::trim_start)
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no node labelled {label} in\n{dot}"));
+        line.split_whitespace().next().unwrap().to_string()
+    }
+
+    #[test]
+    fn regions_are_nested_clusters_wired_to_the_node() {
+        let g = loop_graph();
+        crate::verify(&g).unwrap();
+        let dot = to_dot(&g, &DotOptions::default());
+        assert!(dot.contains("ops"), "{dot}");
+        for cluster in [
+            "while\\nloop",
+            "cond",
+            "body",
+            "if\\nchoose",
+            "then",
+            "else",
+        ] {
+            assert!(
+                dot.contains(&format!("graph [label=\"{cluster}\"")),
+                "no cluster {cluster} in\n{dot}"
+            );
+        }
+        // Five clusters: the loop, its two regions, the `if` and its two branches.
+        assert_eq!(dot.matches("subgraph cluster_").count(), 6, "{dot}");
+        let x = id_of(&dot, "x\\nf32[2]");
+        // The loop's operand `x` feeds input `x` of both regions (the first is the cond's).
+        let region_x: Vec<String> = dot
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| {
+                l.contains("tooltip=\"cond input 1: x\"")
+                    || l.contains("tooltip=\"body input 1: x\"")
+            })
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect();
+        assert_eq!(region_x.len(), 2, "{dot}");
+        for p in &region_x {
+            assert!(
+                dot.contains(&format!("{x} -> {p};")),
+                "{x} -> {p} in\n{dot}"
+            );
+        }
+        // Inside the body, `x` and `c` reach the branches: `c` the diamond, `x` their inputs.
+        let diamond = dot
+            .lines()
+            .map(str::trim_start)
+            .find(|l| l.contains("shape=diamond"))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .expect("the if's diamond");
+        assert!(dot.contains(&format!(" -> {diamond};")), "{dot}");
+        let (neg, relu, exp) = (id_of(&dot, "neg"), id_of(&dot, "relu"), id_of(&dot, "exp"));
+        // Both branches' results reach the body's output `x`, which feeds the next iteration
+        // (dashed) and the `exp` after the loop.
+        let out_x = dot
+            .lines()
+            .map(str::trim_start)
+            .find(|l| l.contains("tooltip=\"body output 1: x\""))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .expect("the body's output x");
+        let then_r = dot
+            .lines()
+            .map(str::trim_start)
+            .find(|l| l.contains("tooltip=\"then output 0: r\""))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .unwrap();
+        assert!(dot.contains(&format!("{neg} -> {then_r};")), "{dot}");
+        assert!(dot.contains(&format!("{then_r} -> {out_x};")), "{dot}");
+        assert!(dot.contains(&format!("{out_x} -> {exp};")), "{dot}");
+        assert!(
+            dot.contains(&format!("{out_x} -> {} [style=dashed", region_x[1])),
+            "the body's output x feeds its input x back: {dot}"
+        );
+        assert!(!dot.contains(&format!("{relu} -> {exp}")), "{dot}");
+        // The branches sit inside the body's cluster, which sits inside the loop's.
+        let at = |s: &str| dot.find(s).unwrap();
+        assert!(
+            at("label=\"while") < at("label=\"body\"")
+                && at("label=\"body\"") < at("label=\"then\"")
+        );
+        check_with_graphviz(&dot);
+        // Collapsed, the loop is one box between `x` and `exp`.
+        let flat = to_dot(
+            &g,
+            &DotOptions {
+                expand_regions: false,
+                ..DotOptions::default()
+            },
+        );
+        assert!(!flat.contains("cluster"), "{flat}");
+        let lp = id_of(&flat, "while");
+        let (x, exp) = (id_of(&flat, "x\\nf32[2]"), id_of(&flat, "exp"));
+        assert!(
+            flat.contains(&format!("{x} -> {lp};")) && flat.contains(&format!("{lp} -> {exp};")),
+            "{flat}"
+        );
+        check_with_graphviz(&flat);
+    }
+
     #[test]
     fn labels_are_escaped() {
         assert_eq!(q(r#"a"b\c"#), r#""a\"b\\c""#);
@@ -803,6 +1086,7 @@ mod tests {
                 edge_types: true,
                 hide_constants: true,
                 expand_fused: false,
+                expand_regions: false,
                 name_components: 0,
             },
         ] {

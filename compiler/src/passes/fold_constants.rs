@@ -11,6 +11,13 @@
 //! run time exactly as it would have without folding, which is the honest result. Nodes are
 //! visited in topological order, so a chain of constant computations folds in one run. The
 //! folded node is removed; the constants it read are left for `prune`.
+//!
+//! `if` and `while` nodes are never evaluated here (a loop may not stop); the pass manager
+//! folds inside their regions. An `if` whose condition is constant becomes the nodes of the
+//! branch it chooses. Constants enter regions instead: a region input that receives a
+//! constant (an `if` argument, or a `while` carried value the body passes through unchanged,
+//! like a weight a TensorFlow loop carries) is replaced inside the region by the constant, so
+//! what the region computes from it folds; `prune` then drops the unread input.
 
 use super::{Changed, Pass, PassCx, PassError};
 use lathe_ir::{DType, Graph, NodeId, Op, Tensor, TensorType, ValueId};
@@ -32,7 +39,17 @@ impl Pass for FoldConstants {
     fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed, PassError> {
         let order = g.topo_order().map_err(|e| PassError::ir(self.name(), e))?;
         let mut folded = 0;
+        let mut entered = 0;
+        let mut inlined = 0;
         for id in order {
+            if matches!(g.node(id).op, Op::If { .. }) && inline_chosen_branch(g, id) {
+                inlined += 1;
+                continue;
+            }
+            if matches!(g.node(id).op, Op::If { .. } | Op::While { .. }) {
+                entered += constants_into_regions(g, id);
+                continue;
+            }
             let Some(tensors) = fold_node(g, id, cx.options.fold_max_elements) else {
                 continue;
             };
@@ -41,8 +58,127 @@ impl Pass for FoldConstants {
             }
         }
         cx.count("nodes_folded", folded);
-        Ok(Changed::from_bool(folded > 0))
+        cx.count("constants_into_regions", entered);
+        cx.count("branches_inlined", inlined);
+        Ok(Changed::from_bool(folded + entered + inlined > 0))
     }
+}
+
+/// Replaces the `if` node `id`, when its condition is a constant, by the nodes of the branch
+/// it chooses (the branch's inputs bound to the node's arguments). Returns whether it did.
+fn inline_chosen_branch(g: &mut Graph, id: NodeId) -> bool {
+    let node = g.node(id).clone();
+    let Op::If {
+        then_branch,
+        else_branch,
+    } = &node.op
+    else {
+        return false;
+    };
+    let truth = match g
+        .const_value(node.inputs[0])
+        .and_then(|t| t.as_array::<bool>())
+    {
+        Some(a) if a.len() == 1 => *a.iter().next().expect("one element"),
+        _ => return false,
+    };
+    let branch = if truth { then_branch } else { else_branch };
+    let Ok(order) = branch.topo_order() else {
+        return false;
+    };
+    let mut copied: Vec<Option<NodeId>> = vec![None; branch.node_bound()];
+    let value = |copied: &[Option<NodeId>], v: ValueId| match branch.node(v.node).op {
+        Op::Input { index } => node.inputs[index + 1],
+        _ => ValueId {
+            node: copied[v.node.index()].expect("producers come first"),
+            output: v.output,
+        },
+    };
+    for b in order {
+        let n = branch.node(b);
+        if matches!(n.op, Op::Input { .. }) {
+            continue;
+        }
+        let inputs = n.inputs.iter().map(|&v| value(&copied, v)).collect();
+        let new = g
+            .add_node_typed(n.op.clone(), inputs, n.outputs.clone(), n.name.clone())
+            .expect("the branch's values exist in the graph");
+        copied[b.index()] = Some(new);
+    }
+    for (k, o) in branch.outputs().iter().enumerate() {
+        let to = value(&copied, o.value);
+        g.replace_all_uses(
+            ValueId {
+                node: id,
+                output: k as u32,
+            },
+            to,
+        );
+    }
+    g.remove_node(id).expect("every use of the if was replaced");
+    true
+}
+
+/// Hands the constant operands of the `if` or `while` node `id` to its regions as constants:
+/// in each region, the nodes reading the input that receives a constant read a copy of the
+/// constant node instead (sharing its tensor), so that what depends on it folds there. A
+/// `while` carried value qualifies only when the body passes it through unchanged (so it holds
+/// the constant in every iteration). The region inputs stay (the signature is kept), unread;
+/// `prune` removes them. Returns how many region inputs were replaced.
+fn constants_into_regions(g: &mut Graph, id: NodeId) -> usize {
+    let node = g.node(id);
+    // (region input k, the constant operand it receives) per region.
+    let (offset, qualifies): (usize, Vec<bool>) = match &node.op {
+        Op::If { then_branch, .. } => (1, vec![true; then_branch.inputs().len()]),
+        Op::While { body, .. } => (0, super::regions::pass_through(body)),
+        _ => return 0,
+    };
+    let consts: Vec<Option<(Arc<Tensor>, String)>> = qualifies
+        .iter()
+        .enumerate()
+        .map(|(k, &q)| {
+            let v = *node.inputs.get(k + offset)?;
+            match &g.node(v.node).op {
+                Op::Const(t) if q => Some((Arc::clone(t), g.node(v.node).name.clone())),
+                _ => None,
+            }
+        })
+        .collect();
+    let mut entered = 0;
+    let mut regions = Vec::new();
+    for (_, region) in super::regions::regions(&node.op) {
+        let mut r = Graph::clone(region);
+        let mut changed = false;
+        for (k, c) in consts.iter().enumerate() {
+            let (Some((t, name)), Some(input)) = (c, region.inputs().get(k)) else {
+                continue;
+            };
+            let users = r.users(ValueId::first(input.node));
+            if users.is_empty() {
+                continue;
+            }
+            let copy = r
+                .add_node_typed(Op::Const(Arc::clone(t)), vec![], vec![t.ty()], name.clone())
+                .map(ValueId::first)
+                .expect("a constant has no inputs to check");
+            for (user, slot) in users {
+                r.set_input(user, slot, copy);
+            }
+            changed = true;
+            entered += 1;
+        }
+        regions.push(if changed {
+            Arc::new(r)
+        } else {
+            Arc::clone(region)
+        });
+    }
+    if entered > 0 {
+        let op = super::regions::with_regions(&node.op, regions);
+        let outputs = node.outputs.clone();
+        g.set_op(id, op, outputs);
+    }
+    entered
 }
 
 /// The constant values of `id`'s outputs, when it can and should be folded.
@@ -51,6 +187,9 @@ fn fold_node(g: &Graph, id: NodeId, max_elements: usize) -> Option<Vec<Arc<Tenso
     match &node.op {
         // Nothing to fold: already constant, bound at run time, or without outputs.
         Op::Input { .. } | Op::Const(_) | Op::NoOp => return None,
+        // A loop may run for any number of iterations, or never stop: evaluating one (or a
+        // branch, which may hold one) could stall compilation. Their regions fold inside.
+        Op::While { .. } | Op::If { .. } => return None,
         _ if node.outputs.is_empty() => return None,
         // The shape of a value whose static shape is fully known needs no constant input.
         Op::Shape { output } => {

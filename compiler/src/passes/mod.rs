@@ -5,14 +5,19 @@
 //! optimization level live in [`crate::pipeline`]. A pass must leave a graph the verifier
 //! accepts, must not change what the graph computes (up to floating-point reassociation it
 //! states), and reports whether it changed anything so fixed-point iteration can stop.
+//! A pass's `run` rewrites one graph; the pass manager also runs it on the region graphs of
+//! `if` and `while` nodes ([`regions::run_everywhere`]), so a pass needs no code of its own to
+//! work inside loop bodies and branches.
 
 pub mod cse;
 pub mod fold_batchnorm;
 pub mod fold_constants;
 pub mod fuse;
 pub mod hoist_input_projections;
+pub mod hoist_loop_invariants;
 pub mod layout;
 pub mod prune;
+pub mod regions;
 pub mod simplify;
 
 use lathe_ir::{Capabilities, Graph, IrError};
@@ -175,6 +180,11 @@ pub const PASSES: &[PassInfo] = &[
         name: "layout",
         description: "Put convolutions and pooling in the one internal layout (NHWC) and cancel the transposes that leaves.",
         make: || Box::new(layout::Layout),
+    },
+    PassInfo {
+        name: "hoist-loop-invariants",
+        description: "Move computations that give the same value in every iteration of a while loop out before it, as pass-through carried values.",
+        make: || Box::new(hoist_loop_invariants::HoistLoopInvariants),
     },
     PassInfo {
         name: "hoist-input-projections",

@@ -74,7 +74,11 @@ fn hoist(g: &mut Graph, id: NodeId) -> lathe_ir::Result<usize> {
     let mut outputs = node.outputs.clone();
     for (k, p) in found.iter().enumerate() {
         let x = inputs[p.sequence];
-        let dims = g.value_type(x).shape.as_known().expect("found checks known dims");
+        let dims = g
+            .value_type(x)
+            .shape
+            .as_known()
+            .expect("found checks known dims");
         let (t, b, f) = (dims[0], dims[1], dims[2]);
         let h = p.projected.shape.as_known().expect("known")[2];
         let name = format!("{}/input_projection_{k}", node.name);
@@ -83,7 +87,11 @@ fn hoist(g: &mut Graph, id: NodeId) -> lathe_ir::Result<usize> {
             format!("{name}/flat_shape"),
         );
         let rows = g.add(Op::Reshape, vec![x, flat], format!("{name}/rows"))?;
-        let w = g.add_node(Op::Const(p.weight.clone()), vec![], format!("{name}/weight"))?;
+        let w = g.add_node(
+            Op::Const(p.weight.clone()),
+            vec![],
+            format!("{name}/weight"),
+        )?;
         let mm = Op::MatMul {
             transpose_a: false,
             transpose_b: p.transpose_b,
@@ -131,7 +139,10 @@ fn hoist(g: &mut Graph, id: NodeId) -> lathe_ir::Result<usize> {
 /// invariant of known shape `[T, B, F]`, `W` a constant, the matmul not transposing `X`'s row.
 fn find(body: &Graph) -> Vec<Projection> {
     let invariant = |v: ValueId| -> Option<usize> {
-        let k = body.inputs().iter().position(|i| ValueId::first(i.node) == v)?;
+        let k = body
+            .inputs()
+            .iter()
+            .position(|i| ValueId::first(i.node) == v)?;
         (body.outputs().get(k)?.value == v).then_some(k)
     };
     let mut out = Vec::new();

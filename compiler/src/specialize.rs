@@ -385,8 +385,9 @@ fn evaluate(
         let dims = types.first()?.shape.as_known()?;
         return shape_tensor(*output, &dims).map(|t| vec![t]);
     }
-    // A loop is not run while specializing: it may run long, or forever.
-    if outputs.is_empty() || matches!(op, Op::NoOp | Op::While { .. }) {
+    // Control flow is not run while specializing: a loop (or a branch holding one) may run
+    // long, or forever.
+    if outputs.is_empty() || matches!(op, Op::NoOp | Op::While { .. } | Op::If { .. }) {
         return None;
     }
     let args: Vec<&Tensor> = consts.iter().copied().collect::<Option<_>>()?;

@@ -190,6 +190,9 @@ fn fold_node(g: &Graph, id: NodeId, max_elements: usize) -> Option<Vec<Arc<Tenso
         // A loop may run for any number of iterations, or never stop: evaluating one (or a
         // branch, which may hold one) could stall compilation. Their regions fold inside.
         Op::While { .. } | Op::If { .. } => return None,
+        // A reserved list is zeros a loop fills: zero-filling it per call is cheaper than a
+        // plan holding (and copying in) a constant of its whole size.
+        Op::ListReserve { .. } => return None,
         _ if node.outputs.is_empty() => return None,
         // The shape of a value whose static shape is fully known needs no constant input.
         Op::Shape { output } => {

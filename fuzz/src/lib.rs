@@ -113,7 +113,15 @@ impl Seed {
         let mut seeds = vec![];
         let saved = repo.join("tests/fixtures/tf_saved");
         let tf = repo.join("tests/fixtures/tf");
-        for (root, sub) in [(&saved, "saved_model"), (&tf, "model.pb")] {
+        // Recurrent layers and control flow: functional While/If/Case in SavedModels, TensorFlow
+        // 1 loops in frozen graphs.
+        let recurrent = repo.join("tests/fixtures/tf_recurrent");
+        for (root, sub) in [
+            (&saved, "saved_model"),
+            (&tf, "model.pb"),
+            (&recurrent, "saved_model"),
+            (&recurrent, "frozen.pb"),
+        ] {
             let mut dirs: Vec<_> = std::fs::read_dir(root)?
                 .map(|e| e.map(|e| e.path()))
                 .collect::<Result<_, _>>()?;

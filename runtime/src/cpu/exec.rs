@@ -812,7 +812,9 @@ fn gemm_tasks(g: &super::matmul::BatchedGemm, threads: usize) -> (usize, usize) 
 fn balanced(steps: &[Step]) -> bool {
     let total: usize = steps.iter().map(|s| s.work).fold(0, usize::saturating_add);
     let max = steps.iter().map(|s| s.work).max().unwrap_or(0);
-    max.saturating_mul(10) <= total.saturating_mul(7)
+    // A wave worth less than one task is cheaper run in order than handed to other threads
+    // (a loop body's small steps, each iteration).
+    total >= MIN_TASK_FLOPS && max.saturating_mul(10) <= total.saturating_mul(7)
 }
 
 /// A generated kernel bound to one call's buffers.

@@ -47,6 +47,7 @@ fn every_signature_matches_tensorflow_on_both_backends() {
         [
             "dynamic_batch",
             "keras_export",
+            "keras_saved",
             "module_saved",
             "module_text"
         ]
@@ -104,7 +105,7 @@ fn every_signature_matches_tensorflow_on_both_backends() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6, "signatures checked");
+    assert_eq!(checked, 7, "signatures checked");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 
 use super::attrs::Attrs;
 use super::inline::Region;
+use super::ops::outputs_of;
 use super::{ArgBinding, Importer};
 use lathe_ir::{DType, IrError, Op, Tensor, ValueId};
 use lathe_proto::tensorflow::NodeDef;
@@ -289,17 +290,6 @@ fn truth(imp: &mut Importer, node: &NodeDef, cond: ValueId) -> Result<ValueId, I
         vec![cond, zero],
         format!("{}/cond", node.name),
     )
-}
-
-fn outputs_of(node: lathe_ir::NodeId, n: usize) -> Vec<Option<ValueId>> {
-    (0..n)
-        .map(|k| {
-            Some(ValueId {
-                node,
-                output: k as u32,
-            })
-        })
-        .collect()
 }
 
 /// `TensorListReserve(element_shape, num_elements)`: zero rows of the element shape.

@@ -21,7 +21,7 @@
 
 use super::super::ImportError;
 use super::inline::{Region, Regions};
-use super::parse_input;
+use super::{node_index, parse_input};
 use lathe_proto::tensorflow::{attr_value, GraphDef, NodeDef};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -163,12 +163,7 @@ fn nested(parent: &HashMap<String, String>, frame: &str, outer: &str) -> bool {
 
 /// Propagates frames from the nodes without inputs (see the module notes).
 fn assign_frames(gd: &GraphDef, path: &Path) -> Result<Frames, ImportError> {
-    let index: HashMap<&str, usize> = gd
-        .node
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
+    let index = node_index(gd);
     let n = gd.node.len();
     // (consumer, is a data input, the input's position among data inputs)
     let mut users: Vec<Vec<(usize, bool, usize)>> = vec![Vec::new(); n];
@@ -349,12 +344,7 @@ impl Loop {
         frames: &Frames,
         path: &Path,
     ) -> Result<Functional, ImportError> {
-        let index: HashMap<&str, usize> = gd
-            .node
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i))
-            .collect();
+        let index = node_index(gd);
         let data_input = |i: usize| -> Result<String, ImportError> {
             gd.node[i]
                 .input

@@ -121,12 +121,7 @@ fn build(
 /// Keeps only the nodes `iface`'s outputs depend on through data inputs, and its input
 /// placeholders first, in its order; control inputs are dropped (as the importer ignores them).
 fn keep_interface(gd: &mut GraphDef, iface: &Interface, path: &Path) -> Result<(), ImportError> {
-    let index: HashMap<&str, usize> = gd
-        .node
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
+    let index = node_index(gd);
     let find = |name: &str, what: &str| {
         index.get(name).copied().ok_or_else(|| {
             ImportError::file(path, format!("{what} `{name}` is not a node of the graph"))
@@ -180,6 +175,15 @@ fn keep_interface(gd: &mut GraphDef, iface: &Interface, path: &Path) -> Result<(
     }
     gd.node = kept;
     Ok(())
+}
+
+/// Each node's index in `gd`, by name.
+fn node_index(gd: &GraphDef) -> HashMap<&str, usize> {
+    gd.node
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect()
 }
 
 /// A data input reference: node name and output index. `None` for a control input.

@@ -381,7 +381,8 @@ fn import_identity_n(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -
     Ok(outputs_of(id, n))
 }
 
-fn outputs_of(node: lathe_ir::NodeId, n: usize) -> Vec<Option<ValueId>> {
+/// One value per output of `node`, which has `n`.
+pub(super) fn outputs_of(node: lathe_ir::NodeId, n: usize) -> Vec<Option<ValueId>> {
     (0..n)
         .map(|k| {
             Some(ValueId {

@@ -124,14 +124,8 @@ fn hoist(g: &mut Graph, id: NodeId) -> lathe_ir::Result<usize> {
         body: Arc::new(body),
     };
     let new = g.add_node_typed(op, inputs, outputs, node.name.clone())?;
-    for k in 0..node.outputs.len() {
-        let v = |n| ValueId {
-            node: n,
-            output: k as u32,
-        };
-        g.replace_all_uses(v(id), v(new));
-    }
-    g.remove_node(id)?;
+    // The old results are the first ones of the new node (the projections come after).
+    super::regions::replace_node(g, id, new, |_| true)?;
     Ok(found.len())
 }
 

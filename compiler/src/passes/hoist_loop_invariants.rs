@@ -170,20 +170,7 @@ fn hoist(g: &mut Graph, id: NodeId) -> Result<usize, String> {
     let new = g
         .add_node(op, inits, node.name.clone())
         .map_err(|e| e.to_string())?;
-    for k in 0..node.outputs.len() as u32 {
-        let to = ValueId {
-            node: new,
-            output: k,
-        };
-        g.replace_all_uses(
-            ValueId {
-                node: id,
-                output: k,
-            },
-            to,
-        );
-    }
-    g.remove_node(id).map_err(|e| e.to_string())?;
+    super::regions::replace_node(g, id, new, |_| true).map_err(|e| e.to_string())?;
     Ok(moved)
 }
 

@@ -164,15 +164,7 @@ fn prune_loop(g: &mut Graph, id: NodeId) -> Result<usize, String> {
     let new = g
         .add_node(op, inits, node.name.clone())
         .map_err(|e| e.to_string())?;
-    let kept = (0..n).filter(|&k| needed[k]);
-    for (new_k, k) in kept.enumerate() {
-        let to = ValueId {
-            node: new,
-            output: new_k as u32,
-        };
-        g.replace_all_uses(result(k), to);
-    }
-    g.remove_node(id).map_err(|e| e.to_string())?;
+    super::regions::replace_node(g, id, new, |k| needed[k]).map_err(|e| e.to_string())?;
     Ok(rewrites + dropped)
 }
 
@@ -225,15 +217,7 @@ fn prune_branches(g: &mut Graph, id: NodeId) -> Result<usize, String> {
     let new = g
         .add_node(op, inputs, node.name.clone())
         .map_err(|e| e.to_string())?;
-    let kept = (0..node.outputs.len()).filter(|&k| used[k]);
-    for (new_k, k) in kept.enumerate() {
-        let to = ValueId {
-            node: new,
-            output: new_k as u32,
-        };
-        g.replace_all_uses(result(k), to);
-    }
-    g.remove_node(id).map_err(|e| e.to_string())?;
+    super::regions::replace_node(g, id, new, |k| used[k]).map_err(|e| e.to_string())?;
     Ok(dropped)
 }
 

@@ -233,6 +233,26 @@ pub fn fresh_input_name(g: &Graph, base: &str) -> String {
         .expect("some suffix is free")
 }
 
+/// Replaces node `id` by `new`, a node already added that computes its results (new output `j`
+/// is the `j`-th old output `kept` says is kept), moving every use over; then removes `id`.
+/// The rewrite of a control-flow node whose regions, operands or results changed.
+pub fn replace_node(
+    g: &mut Graph,
+    id: lathe_ir::NodeId,
+    new: lathe_ir::NodeId,
+    kept: impl Fn(usize) -> bool,
+) -> lathe_ir::Result<()> {
+    let n = g.node(id).outputs.len();
+    for (j, k) in (0..n).filter(|&k| kept(k)).enumerate() {
+        let v = |node, output: usize| lathe_ir::ValueId {
+            node,
+            output: output as u32,
+        };
+        g.replace_all_uses(v(id, k), v(new, j));
+    }
+    g.remove_node(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

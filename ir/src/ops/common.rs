@@ -1,7 +1,7 @@
 //! Helpers the op families share: arity checks, axis normalization, broadcasting.
 
 use super::OpResult;
-use crate::{Dim, Shape, Tensor, TensorType};
+use crate::{Dim, Graph, Shape, Tensor, TensorType};
 
 /// Errors unless there are exactly `n` inputs.
 pub fn expect_arity<T>(op: &str, inputs: &[T], n: usize) -> OpResult<()> {
@@ -74,6 +74,27 @@ pub fn expect_int(what: &str, t: &TensorType) -> OpResult<()> {
         return Err(format!("{what} must be an integer tensor, got {t}"));
     }
     Ok(())
+}
+
+/// Checks that `region` (a fused body, a loop's cond or body, a branch; `what` names it) takes
+/// values of the types `args` (count and compatible types), and verifies it.
+pub fn check_region(what: &str, region: &Graph, args: &[TensorType]) -> OpResult<()> {
+    if region.inputs().len() != args.len() {
+        return Err(format!(
+            "{what} takes {} values, the op gives {}",
+            region.inputs().len(),
+            args.len()
+        ));
+    }
+    for (k, (decl, got)) in region.inputs().iter().zip(args).enumerate() {
+        if !decl.ty.compatible(got) {
+            return Err(format!(
+                "{what}'s input {k} (`{}`) is {} but the op gives {got}",
+                decl.name, decl.ty
+            ));
+        }
+    }
+    crate::verify(region).map_err(|e| format!("{what}: {e}"))
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@
 //! TensorFlow's lists (`TensorList*`) are dense tensors here: element `i` is row `i` of a
 //! tensor of shape `[n, element...]`, reserved with zeros.
 
+use super::common::check_region;
 use super::{Op, OpResult};
-use crate::{DType, Dim, Graph, Shape, Tensor, TensorType};
+use crate::{DType, Dim, Shape, Tensor, TensorType};
 
 /// Output types of control-flow ops.
 pub fn infer(
@@ -224,26 +225,6 @@ fn truth(t: &Tensor) -> OpResult<bool> {
     }
 }
 
-/// Checks that `region` takes values of the types `args` (count and compatible types).
-fn check_region(what: &str, region: &Graph, args: &[TensorType]) -> OpResult<()> {
-    if region.inputs().len() != args.len() {
-        return Err(format!(
-            "{what} takes {} values, the op gives {}",
-            region.inputs().len(),
-            args.len()
-        ));
-    }
-    for (k, (decl, got)) in region.inputs().iter().zip(args).enumerate() {
-        if !decl.ty.compatible(got) {
-            return Err(format!(
-                "{what}'s input {k} (`{}`) is {} but the op gives {got}",
-                decl.name, decl.ty
-            ));
-        }
-    }
-    crate::verify(region).map_err(|e| format!("{what}: {e}"))
-}
-
 /// The type both `a` and `b` are instances of: equal dims kept, differing dims unknown.
 /// `None` when dtypes or ranks differ, or known dims disagree.
 pub fn join(a: &TensorType, b: &TensorType) -> Option<TensorType> {
@@ -316,7 +297,7 @@ fn check_element_count(dims: &[usize]) -> OpResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text;
+    use crate::{text, Graph};
     use std::sync::Arc;
 
     fn graph(src: &str) -> Arc<Graph> {

@@ -6,39 +6,19 @@
 //! its body, so fusion is testable before any code generation exists.
 
 use super::{Op, OpResult};
-use crate::{Graph, Tensor, TensorType};
+use crate::{Tensor, TensorType};
 
 /// Output types of a fused node: its body's outputs, once the inputs match the body's inputs.
 pub fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
     let Op::Fused { body, .. } = op else {
         unreachable!("{op:?} is not a fused op")
     };
-    check_inputs(body, inputs)?;
-    crate::verify(body).map_err(|e| format!("fused body: {e}"))?;
+    super::common::check_region("the fused body", body, inputs)?;
     Ok(body
         .outputs()
         .iter()
         .map(|o| body.value_type(o.value).clone())
         .collect())
-}
-
-fn check_inputs(body: &Graph, inputs: &[TensorType]) -> OpResult<()> {
-    if body.inputs().len() != inputs.len() {
-        return Err(format!(
-            "the fused body takes {} inputs, the node gives {}",
-            body.inputs().len(),
-            inputs.len()
-        ));
-    }
-    for (i, (decl, got)) in body.inputs().iter().zip(inputs).enumerate() {
-        if !decl.ty.compatible(got) {
-            return Err(format!(
-                "input {i} is {got} but the fused body's `{}` is {}",
-                decl.name, decl.ty
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Evaluates a fused node by interpreting its body.

@@ -75,12 +75,11 @@ fn inline_chosen_branch(g: &mut Graph, id: NodeId) -> bool {
     else {
         return false;
     };
-    let truth = match g
+    let Some(Ok(truth)) = g
         .const_value(node.inputs[0])
-        .and_then(|t| t.as_array::<bool>())
-    {
-        Some(a) if a.len() == 1 => *a.iter().next().expect("one element"),
-        _ => return false,
+        .map(lathe_ir::ops::control_flow::truth)
+    else {
+        return false;
     };
     let branch = if truth { then_branch } else { else_branch };
     let Ok(order) = branch.topo_order() else {

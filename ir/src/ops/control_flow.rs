@@ -191,7 +191,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         Op::SetItem => {
             let (x, index, item) = (inputs[0], inputs[1], inputs[2]);
             let n = x.shape()[0];
-            let i = set_index(index, n)?;
+            let i = row_index(index.to_i64_vec()?[0], n).map_err(|e| format!("set_item: {e}"))?;
             if item.shape() != &x.shape()[1..] {
                 return Err(format!(
                     "set_item: the item has shape {:?} but the rows have shape {:?}",
@@ -208,17 +208,17 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
     }
 }
 
-/// The row `index` (a scalar tensor) names in a list of `n` rows.
-pub fn set_index(index: &Tensor, n: usize) -> OpResult<usize> {
-    let i = index.to_i64_vec()?[0];
+/// The row index `i` names in a list of `n` rows; the error the interpreter and the CPU
+/// kernel both give.
+pub fn row_index(i: i64, n: usize) -> OpResult<usize> {
     usize::try_from(i)
         .ok()
-        .filter(|&i| i < n)
-        .ok_or_else(|| format!("set_item: index {i} is out of range for {n} rows"))
+        .filter(|&r| r < n)
+        .ok_or_else(|| format!("index {i} is out of range for {n} rows"))
 }
 
 /// The truth of a condition: a bool scalar.
-fn truth(t: &Tensor) -> OpResult<bool> {
+pub fn truth(t: &Tensor) -> OpResult<bool> {
     match t.as_array::<bool>() {
         Some(a) if a.len() == 1 => Ok(*a.iter().next().expect("one element")),
         _ => Err(format!("a condition must be a bool scalar, got {}", t.ty())),
@@ -228,36 +228,24 @@ fn truth(t: &Tensor) -> OpResult<bool> {
 /// The type both `a` and `b` are instances of: equal dims kept, differing dims unknown.
 /// `None` when dtypes or ranks differ, or known dims disagree.
 pub fn join(a: &TensorType, b: &TensorType) -> Option<TensorType> {
-    if !a.compatible(b) {
-        return None;
-    }
-    let dims = a
-        .shape
-        .dims()
-        .iter()
-        .zip(b.shape.dims())
-        .map(|(x, y)| if x == y { x.clone() } else { Dim::Unknown })
-        .collect();
-    Some(TensorType::new(a.dtype, Shape(dims)))
+    merge_dims(a, b, |x, y| if x == y { x.clone() } else { Dim::Unknown })
 }
 
 /// `entry` with each unknown dim taken from `next` (what a loop learns in one iteration).
 /// `None` when the two are not compatible.
 pub fn refine(entry: &TensorType, next: &TensorType) -> Option<TensorType> {
-    if !entry.compatible(next) {
-        return None;
-    }
-    let dims = entry
-        .shape
-        .dims()
-        .iter()
-        .zip(next.shape.dims())
-        .map(|(e, n)| match e {
-            Dim::Unknown => n.clone(),
-            _ => e.clone(),
-        })
-        .collect();
-    Some(TensorType::new(entry.dtype, Shape(dims)))
+    merge_dims(entry, next, |e, n| match e {
+        Dim::Unknown => n.clone(),
+        _ => e.clone(),
+    })
+}
+
+/// `a` with each dim `f(a's, b's)`, when the two types are compatible.
+fn merge_dims(a: &TensorType, b: &TensorType, f: impl Fn(&Dim, &Dim) -> Dim) -> Option<TensorType> {
+    a.compatible(b).then(|| {
+        let dims = a.shape.dims().iter().zip(b.shape.dims());
+        TensorType::new(a.dtype, Shape(dims.map(|(x, y)| f(x, y)).collect()))
+    })
 }
 
 /// The number of items of a list (a non-negative scalar).

@@ -36,10 +36,7 @@ impl SetItem {
         out: *mut u8,
     ) -> Result<usize, String> {
         let i = read_index(self.index_dtype, index, 0);
-        let row = usize::try_from(i)
-            .ok()
-            .filter(|&r| r < self.rows)
-            .ok_or_else(|| format!("index {i} is out of range for {} rows", self.rows))?;
+        let row = lathe_ir::ops::control_flow::row_index(i, self.rows)?;
         if !std::ptr::eq(x, out) {
             std::ptr::copy_nonoverlapping(x, out, self.rows * self.row_bytes);
         }

@@ -556,13 +556,12 @@ mod tests {
 
     /// `i = 0; while i < n: i += 2` as TensorFlow 1 dataflow, `n` a graph input.
     fn counting_loop() -> GraphDef {
-        use lathe_proto::tensorflow::{tensor_shape_proto, TensorShapeProto};
+        use lathe_proto::tensorflow::TensorShapeProto;
         let frame = attr_value::Value::S(b"loop".to_vec());
         let shape = TensorShapeProto {
             dim: vec![],
             ..Default::default()
         };
-        let _ = tensor_shape_proto::Dim::default();
         let n = with(
             with(
                 node("n", "Placeholder", &[]),

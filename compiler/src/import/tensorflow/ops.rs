@@ -490,34 +490,39 @@ fn import_split_v(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> O
         return Err(m("SplitV takes a value, sizes and an axis".into()));
     };
     let (axis, len) = split_axis(imp, axis, x)?;
-    let sizes = imp
-        .graph
-        .const_value(sizes)
-        .ok_or_else(|| m("SplitV sizes must be a constant".into()))?
-        .to_i64_vec()
-        .map_err(m)?;
-    let known: i64 = sizes.iter().filter(|&&s| s >= 0).sum();
-    let fill = len as i64 - known;
-    let sizes: Vec<usize> = sizes
-        .iter()
-        .map(|&s| if s == -1 { fill } else { s })
-        .map(|s| usize::try_from(s).map_err(|_| m(format!("bad split size {s}"))))
-        .collect::<Result<_, _>>()?;
-    if sizes.iter().sum::<usize>() != len || sizes.iter().filter(|&&s| s == 0).count() > len {
+    let sizes = const_ints(imp, sizes, "SplitV sizes")?;
+    // At most one size is -1: what the others leave (sizes come from the file: no overflow).
+    let given = sizes.iter().filter(|&&s| s != -1);
+    let known = given
+        .clone()
+        .try_fold(0i64, |acc, &s| acc.checked_add(s).filter(|_| s >= 0));
+    let rest = known.map(|k| len as i64 - k);
+    let sizes: Vec<usize> = match (sizes.iter().filter(|&&s| s == -1).count(), rest) {
+        (n, Some(rest)) if n <= 1 && rest >= 0 => sizes
+            .iter()
+            .map(|&s| if s == -1 { rest as usize } else { s as usize })
+            .collect(),
+        _ => return Err(m(format!("bad split sizes {sizes:?} for {len} elements"))),
+    };
+    if sizes.iter().sum::<usize>() != len {
         return Err(m(format!("split sizes {sizes:?} do not add up to {len}")));
     }
     slices(imp, node, x, axis, &sizes)
 }
 
+/// The integers of `v`, which must be a constant (`what` names it in the error).
+fn const_ints(imp: &Importer, v: ValueId, what: &str) -> Result<Vec<i64>, IrError> {
+    imp.graph
+        .const_value(v)
+        .ok_or_else(|| IrError::Graph(format!("{what} must be a constant")))?
+        .to_i64_vec()
+        .map_err(IrError::Graph)
+}
+
 /// The axis of a split (a constant, normalized) and the length of `x` along it (known).
 fn split_axis(imp: &Importer, axis: ValueId, x: ValueId) -> Result<(usize, usize), IrError> {
     let m = IrError::Graph;
-    let a = imp
-        .graph
-        .const_value(axis)
-        .ok_or_else(|| m("the split axis must be a constant".into()))?
-        .to_i64_vec()
-        .map_err(m)?;
+    let a = const_ints(imp, axis, "the split axis")?;
     let ty = imp.graph.value_type(x);
     let [a] = a[..] else {
         return Err(m("the split axis must be a scalar".into()));
@@ -536,12 +541,7 @@ fn import_reverse(imp: &mut Importer, node: &NodeDef, inputs: Vec<ValueId>) -> O
     let [mut x, axes] = inputs[..] else {
         return Err(m("ReverseV2 takes a value and axes".into()));
     };
-    let axes = imp
-        .graph
-        .const_value(axes)
-        .ok_or_else(|| m("ReverseV2 axes must be a constant".into()))?
-        .to_i64_vec()
-        .map_err(m)?;
+    let axes = const_ints(imp, axes, "ReverseV2 axes")?;
     let name = &node.name;
     if axes.is_empty() {
         return Ok(vec![Some(imp.graph.add(
@@ -637,5 +637,94 @@ mod tests {
         let unique: HashSet<&str> = names.iter().copied().collect();
         assert_eq!(unique.len(), names.len(), "a TensorFlow op has two rows");
         assert!(names.contains(&"Conv2D") && names.contains(&"Softsign"));
+    }
+
+    /// `x: f32[6]` split by SplitV with `sizes` along axis 0.
+    fn split_v(sizes: &[i32]) -> Result<lathe_ir::Graph, crate::import::ImportError> {
+        use lathe_proto::tensorflow::tensor_shape_proto::Dim;
+        use lathe_proto::tensorflow::{
+            attr_value::Value, AttrValue, GraphDef, TensorProto, TensorShapeProto,
+        };
+        let attr = |v| AttrValue { value: Some(v) };
+        let node = |name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, Value)>| NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            attr: attrs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), attr(v)))
+                .collect(),
+            ..Default::default()
+        };
+        let shape = |dims: &[i64]| TensorShapeProto {
+            dim: dims
+                .iter()
+                .map(|&size| Dim {
+                    size,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let ints = |v: &[i32], dims: &[i64]| {
+            Value::Tensor(TensorProto {
+                dtype: 3,
+                tensor_shape: Some(shape(dims)),
+                int_val: v.to_vec(),
+                ..Default::default()
+            })
+        };
+        let gd = GraphDef {
+            node: vec![
+                node(
+                    "x",
+                    "Placeholder",
+                    &[],
+                    vec![
+                        ("dtype", Value::Type(1)),
+                        ("shape", Value::Shape(shape(&[6]))),
+                    ],
+                ),
+                node(
+                    "sizes",
+                    "Const",
+                    &[],
+                    vec![
+                        ("dtype", Value::Type(3)),
+                        ("value", ints(sizes, &[sizes.len() as i64])),
+                    ],
+                ),
+                node(
+                    "axis",
+                    "Const",
+                    &[],
+                    vec![("dtype", Value::Type(3)), ("value", ints(&[0], &[]))],
+                ),
+                node("split", "SplitV", &["x", "sizes", "axis"], vec![]),
+            ],
+            ..Default::default()
+        };
+        super::super::import_graph_def(&gd, std::path::Path::new("split.pb"))
+    }
+
+    #[test]
+    fn split_v_fills_one_minus_one_and_refuses_bad_sizes() {
+        let g = split_v(&[1, -1, 2]).unwrap();
+        let x = Tensor::from_vec(&[6], vec![0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        let out = lathe_ir::interp::run(&g, &[x]).unwrap();
+        let got: Vec<Vec<f64>> = out.iter().map(Tensor::to_f64_vec).collect();
+        assert_eq!(got, [vec![0.0], vec![1.0, 2.0, 3.0], vec![4.0, 5.0]]);
+        for bad in [
+            &[-1, -1, 2][..],
+            &[4, 4],
+            &[i32::MAX, i32::MAX, -1],
+            &[-3, 9],
+        ] {
+            let e = split_v(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("node `split` (op SplitV)") && e.contains("split sizes"),
+                "{bad:?}: {e}"
+            );
+        }
     }
 }

@@ -27,7 +27,7 @@ const MIN_TASK_ELEMS: usize = 16 * 1024;
 
 /// Floating-point operations a dense kernel's task gets, at least: about a microsecond of
 /// work, which is what handing a task to another thread costs at worst.
-const MIN_TASK_FLOPS: usize = 100_000;
+pub(super) const MIN_TASK_FLOPS: usize = 100_000;
 
 /// A cache line of bytes: the arena's unit, so every offset is 64-byte aligned.
 #[derive(Clone, Copy)]
@@ -201,8 +201,8 @@ impl Frame {
         pool: &ThreadPool,
         mut times: Option<&mut [std::time::Duration]>,
     ) -> Result<(), CpuError> {
-        for wave in &plan.waves {
-            if wave.len() > 1 && pool.threads() > 1 && balanced(&plan.steps[wave.clone()]) {
+        for (wave, &side_by_side) in plan.waves.iter().zip(&plan.side_by_side) {
+            if side_by_side && pool.threads() > 1 {
                 // Independent branches: one step per task; each step's own split runs inline
                 // (the pool is busy with this wave).
                 let spent: Vec<std::sync::atomic::AtomicU64> =
@@ -805,16 +805,6 @@ fn gemm_tasks(g: &super::matmul::BatchedGemm, threads: usize) -> (usize, usize) 
         g.m.div_ceil(threads.div_ceil(batches)).max(4)
     };
     (row_chunk, g.m.div_ceil(row_chunk.max(1)).max(1))
-}
-
-/// Whether a wave's steps are worth running side by side: none of them has most of the work
-/// (a lopsided wave runs better one step at a time, each split over every thread).
-fn balanced(steps: &[Step]) -> bool {
-    let total: usize = steps.iter().map(|s| s.work).fold(0, usize::saturating_add);
-    let max = steps.iter().map(|s| s.work).max().unwrap_or(0);
-    // A wave worth less than one task is cheaper run in order than handed to other threads
-    // (a loop body's small steps, each iteration).
-    total >= MIN_TASK_FLOPS && max.saturating_mul(10) <= total.saturating_mul(7)
 }
 
 /// A generated kernel bound to one call's buffers.

@@ -889,11 +889,16 @@ impl Builder {
                 }
             }
         }
+        let side_by_side = waves
+            .iter()
+            .map(|w| side_by_side(&self.steps[w.clone()]))
+            .collect();
         Plan {
             storages: self.storages,
             bufs: self.bufs,
             steps: self.steps,
             waves,
+            side_by_side,
             outputs: self.outputs,
             inputs: self.inputs,
             stats,
@@ -1234,4 +1239,16 @@ fn single_op_body(g: &Graph, id: NodeId) -> Result<(Graph, Vec<usize>), String> 
         .map_err(|e| e.to_string())?;
     }
     Ok((body, used))
+}
+
+/// Whether a wave's steps are worth running side by side: several, together worth at least
+/// one task (less is cheaper run in order than handed to other threads, as a loop body's
+/// small steps each iteration), and none of them with most of the work (a lopsided wave runs
+/// better one step at a time, each split over every thread).
+fn side_by_side(steps: &[Step]) -> bool {
+    let total: usize = steps.iter().map(|s| s.work).fold(0, usize::saturating_add);
+    let max = steps.iter().map(|s| s.work).max().unwrap_or(0);
+    steps.len() > 1
+        && total >= super::exec::MIN_TASK_FLOPS
+        && max.saturating_mul(10) <= total.saturating_mul(7)
 }

@@ -477,6 +477,9 @@ pub struct Plan {
     /// what another of its wave writes, and the memory plan never lets two of them share
     /// arena bytes), which the scheduler may run at the same time.
     pub waves: Vec<std::ops::Range<usize>>,
+    /// Per wave, whether its steps are worth running side by side (decided once, when
+    /// lowered, from the steps' work), else they run in order.
+    pub side_by_side: Vec<bool>,
     /// The buffer of each graph output, in output order.
     pub outputs: Vec<BufId>,
     /// Graph input buffers, in input order.

@@ -3,8 +3,12 @@
 //! Importers know their source format; nothing after them does. Every error names the file,
 //! and where one node is at fault, the node and its op.
 
+#[cfg(feature = "onnx")]
+pub mod onnx;
 #[cfg(feature = "tensorflow")]
 pub mod tensorflow;
+#[cfg(any(feature = "tensorflow", feature = "onnx"))]
+mod value_list;
 
 use lathe_ir::Graph;
 use std::fmt;
@@ -83,7 +87,10 @@ pub enum ModelFormat {
 }
 
 impl ModelFormat {
-    /// Guesses the format from the path: a directory is a SavedModel, otherwise the extension.
+    /// Tells the format from the path and content: a directory is a SavedModel; a file that
+    /// starts like a serialized ONNX `ModelProto` (its `ir_version` field) is ONNX and one that
+    /// starts like a `GraphDef` (a node) a frozen graph, whatever their names; otherwise the
+    /// extension decides.
     pub fn detect(path: &Path) -> Result<ModelFormat, ImportError> {
         if path.is_dir() {
             return Ok(ModelFormat::SavedModel);
@@ -91,10 +98,24 @@ impl ModelFormat {
         if !path.exists() {
             return Err(ImportError::file(path, "no such file or directory"));
         }
-        match path.extension().and_then(|e| e.to_str()) {
+        let ext = path.extension().and_then(|e| e.to_str());
+        if ext == Some("lir") {
+            return Ok(ModelFormat::LatheText);
+        }
+        let mut first = [0u8; 1];
+        let read = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
+            .map_err(|e| ImportError::file(path, e.to_string()))?;
+        match (read, first[0]) {
+            // ModelProto field 1 (`ir_version`, a varint), which exporters write first.
+            (1, 0x08) => return Ok(ModelFormat::Onnx),
+            // GraphDef field 1 (`node`, a message).
+            (1, 0x0a) => return Ok(ModelFormat::TensorFlowGraphDef),
+            _ => {}
+        }
+        match ext {
             Some("pb") | Some("graphdef") => Ok(ModelFormat::TensorFlowGraphDef),
             Some("onnx") => Ok(ModelFormat::Onnx),
-            Some("lir") => Ok(ModelFormat::LatheText),
             _ => Err(ImportError::file(
                 path,
                 "unknown model format (expected a frozen GraphDef `.pb`, a SavedModel directory, \
@@ -165,9 +186,14 @@ pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Graph, ImportErro
                 "this build of lathe-compiler cannot read TensorFlow SavedModels: it was built \
                  without the `tensorflow` feature",
             )),
-            ModelFormat::Onnx => {
-                return Err(ImportError::file(path, "ONNX import is not supported yet"))
-            }
+            #[cfg(feature = "onnx")]
+            ModelFormat::Onnx => onnx::import_file(path)?,
+            #[cfg(not(feature = "onnx"))]
+            ModelFormat::Onnx => return Err(ImportError::file(
+                path,
+                "this build of lathe-compiler cannot read ONNX models: it was built without the \
+                 `onnx` feature",
+            )),
         };
     lathe_ir::verify(&graph).map_err(|e| ImportError::file(path, e.to_string()))?;
     Ok(graph)

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// Which model to load.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// The model: a SavedModel directory, a frozen GraphDef `.pb` or Lathe IR text `.lir` (the
+    /// The model: a SavedModel directory, a frozen GraphDef `.pb`, an ONNX model `.onnx` or Lathe IR text `.lir` (the
     /// format is told from the content: a directory holding `saved_model.pb` is a SavedModel)
     pub model: PathBuf,
     /// SavedModel: the tag of the MetaGraphDef to load [default: serve]

@@ -1,0 +1,530 @@
+//! ONNX `ModelProto` importer.
+//!
+//! A model is one graph of nodes in the default operator set (`ai.onnx`) at the version its
+//! `opset_import` names; each node's `op_type` is looked up in the table (`ops/`), whose
+//! converter emits IR for that version's semantics. Initializers and `Constant` nodes become
+//! IR constants (external data is read from files next to the model: `tensor.rs`); graph
+//! inputs that are not initializers become IR graph inputs, a `dim_param` a symbolic dim;
+//! the graph's outputs keep their ONNX names. Nested graphs (`If`, `Loop`, `Scan` bodies)
+//! become the IR's control-flow regions (`control_flow.rs`): a value a body reads from an
+//! enclosing graph is passed to the region as an explicit argument.
+//!
+//! While importing, a node whose inputs are all constants and whose result is small is
+//! evaluated at once (shape arithmetic: `Shape` → `Gather` → `Concat` → `Reshape`), so that
+//! converters needing a constant (a `Reshape` target with zeros, `Unsqueeze` axes) see it.
+
+mod attrs;
+mod control_flow;
+mod ops;
+pub mod tensor;
+
+pub use ops::{supported_ops, table, OnnxOp};
+
+use super::ImportError;
+use attrs::Attrs;
+use lathe_ir::{DType, Dim, Graph, NodeId, Op, Tensor, TensorType, ValueId};
+use lathe_proto::onnx::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// The newest version of the default operator set this importer knows the semantics of.
+pub const NEWEST_OPSET: i64 = 28;
+/// The oldest version it reads.
+pub const OLDEST_OPSET: i64 = 7;
+/// The largest model file read into memory whole (the protobuf must be decoded at once);
+/// weights beyond it belong in external data files.
+const MAX_MODEL_BYTES: u64 = 2 << 30;
+/// Results of all-constant nodes up to this many elements are computed while importing.
+const FOLD_ELEMENTS: usize = 4096;
+/// How deeply graphs may nest (`If` in `Loop` in ...).
+const MAX_DEPTH: usize = 32;
+
+/// What `lathe inspect` shows of an ONNX model besides its graph.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelInfo {
+    pub ir_version: i64,
+    pub producer_name: String,
+    pub producer_version: String,
+    /// `(domain, version)` of each imported operator set; the default domain is `ai.onnx`.
+    pub opsets: Vec<(String, i64)>,
+}
+
+/// Reads an `.onnx` file and imports it.
+pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
+    let model = read_model(path)?;
+    import_model(&model, path)
+}
+
+/// Imports a serialized model; `path` names it in errors, and its directory is where
+/// external data is looked for.
+pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph, ImportError> {
+    let model = decode(bytes, path)?;
+    import_model(&model, path)
+}
+
+/// The producer, IR version and operator sets of a model file.
+pub fn model_info(path: &Path) -> Result<ModelInfo, ImportError> {
+    let m = read_model(path)?;
+    Ok(ModelInfo {
+        ir_version: m.ir_version.unwrap_or(0),
+        producer_name: m.producer_name.clone().unwrap_or_default(),
+        producer_version: m.producer_version.clone().unwrap_or_default(),
+        opsets: m
+            .opset_import
+            .iter()
+            .map(|o| {
+                let d = o.domain.clone().unwrap_or_default();
+                let d = if d.is_empty() { "ai.onnx".into() } else { d };
+                (d, o.version.unwrap_or(0))
+            })
+            .collect(),
+    })
+}
+
+fn read_model(path: &Path) -> Result<ModelProto, ImportError> {
+    let io = |e: std::io::Error| ImportError::file(path, e.to_string());
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_MODEL_BYTES {
+        return Err(ImportError::file(
+            path,
+            format!(
+                "model file is {len} bytes, more than the {MAX_MODEL_BYTES} a protobuf may hold; \
+                 keep the weights in external data files"
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    decode(&bytes, path)
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<ModelProto, ImportError> {
+    ModelProto::decode(bytes)
+        .map_err(|e| ImportError::file(path, format!("not a valid ONNX model: {e}")))
+}
+
+/// What every graph of one model shares: the file and the operator set versions.
+pub(crate) struct Model<'a> {
+    path: &'a Path,
+    /// Version of each imported operator set, by domain (`""` for the default one).
+    opsets: HashMap<String, i64>,
+}
+
+fn import_model(m: &ModelProto, path: &Path) -> Result<Graph, ImportError> {
+    let mut opsets = HashMap::new();
+    for o in &m.opset_import {
+        let domain = match o.domain.as_deref().unwrap_or("") {
+            "ai.onnx" => "",
+            d => d,
+        };
+        opsets.insert(domain.to_string(), o.version.unwrap_or(0));
+    }
+    // Before IR version 3 there were no opset imports; such models use opset 1.
+    let default = *opsets.get("").unwrap_or(&1);
+    if !(OLDEST_OPSET..=NEWEST_OPSET).contains(&default) {
+        return Err(ImportError::file(
+            path,
+            format!(
+                "the model uses version {default} of the ONNX operator set; Lathe reads \
+                 versions {OLDEST_OPSET} to {NEWEST_OPSET}"
+            ),
+        ));
+    }
+    opsets.insert(String::new(), default);
+    let gp = m
+        .graph
+        .as_ref()
+        .ok_or_else(|| ImportError::file(path, "the model has no graph"))?;
+    let model = Model { path, opsets };
+    let name = gp.name.clone().unwrap_or_default();
+    let mut b = Builder::new(&model, if name.is_empty() { "onnx" } else { &name }, 0);
+    b.main_graph(gp)?;
+    Ok(b.g)
+}
+
+/// One node being converted: its proto, attributes, inputs and operator set version.
+pub(crate) struct NodeCx<'a> {
+    pub node: &'a NodeProto,
+    pub op: &'a str,
+    pub attrs: Attrs<'a>,
+    /// One per ONNX input; `None` for an omitted optional input (an empty name).
+    pub inputs: Vec<Option<ValueId>>,
+    /// The version of the node's operator set.
+    pub opset: i64,
+}
+
+impl NodeCx<'_> {
+    /// Required input `i`.
+    pub fn input(&self, i: usize) -> Result<ValueId, String> {
+        self.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| format!("input {i} is required"))
+    }
+
+    /// Optional input `i`.
+    pub fn opt(&self, i: usize) -> Option<ValueId> {
+        self.inputs.get(i).copied().flatten()
+    }
+
+    /// How many outputs the node names (trailing optional ones may be left out).
+    pub fn outputs(&self) -> usize {
+        self.node.output.len()
+    }
+
+    /// True when output `i` is named (wanted).
+    pub fn wants(&self, i: usize) -> bool {
+        self.node.output.get(i).is_some_and(|n| !n.is_empty())
+    }
+}
+
+/// Builds one IR graph from an ONNX graph (the model's, or a nested body).
+pub(crate) struct Builder<'a> {
+    pub model: &'a Model<'a>,
+    pub g: Graph,
+    /// The IR value of each ONNX value name in scope.
+    values: HashMap<String, ValueId>,
+    /// Name of the node being converted; the IR nodes it adds are named after it.
+    current: String,
+    /// How many IR nodes the current ONNX node added so far.
+    added: usize,
+    /// Nesting depth (0 for the model's graph).
+    pub depth: usize,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(model: &'a Model<'a>, name: &str, depth: usize) -> Builder<'a> {
+        Builder {
+            model,
+            g: Graph::new(name),
+            values: HashMap::new(),
+            current: String::new(),
+            added: 0,
+            depth,
+        }
+    }
+
+    fn err(&self, message: impl Into<String>) -> ImportError {
+        ImportError::file(self.model.path, message)
+    }
+
+    /// The model's graph: initializers, inputs, nodes, outputs.
+    fn main_graph(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
+        let inits = self.initializers(gp)?;
+        for vi in &gp.input {
+            let name = vi.name.clone().unwrap_or_default();
+            if inits.contains(&name) {
+                // An input that is also an initializer: the initializer is its value.
+                // (ONNX lets a caller override it; Lathe keeps it a constant.)
+                continue;
+            }
+            let ty = value_type(vi, &name).map_err(|e| self.err(format!("input `{name}`: {e}")))?;
+            let v = self.g.add_input(name.clone(), ty);
+            self.values.insert(name, v);
+        }
+        self.nodes(gp)?;
+        self.outputs(gp)
+    }
+
+    /// Binds each initializer of `gp` to a constant; returns their names.
+    pub fn initializers(&mut self, gp: &GraphProto) -> Result<HashSet<String>, ImportError> {
+        let mut names = HashSet::new();
+        for t in &gp.initializer {
+            let name = t.name.clone().unwrap_or_default();
+            let tensor = tensor::tensor_in(t, self.model.path.parent())
+                .map_err(|e| self.err(format!("initializer `{name}`: {e}")))?;
+            let v = self.g.add_const(tensor, name.clone());
+            self.values.insert(name.clone(), v);
+            names.insert(name);
+        }
+        if let Some(s) = gp.sparse_initializer.first() {
+            let name = s.values.as_ref().and_then(|v| v.name.clone());
+            return Err(self.err(format!(
+                "sparse initializer `{}` is not supported",
+                name.unwrap_or_default()
+            )));
+        }
+        Ok(names)
+    }
+
+    /// Binds `name` to `v` (a region's inputs, captured values).
+    pub fn bind(&mut self, name: &str, v: ValueId) {
+        self.values.insert(name.to_string(), v);
+    }
+
+    /// The value `name` is bound to.
+    pub fn lookup(&self, name: &str) -> Option<ValueId> {
+        self.values.get(name).copied()
+    }
+
+    /// Converts every node of `gp`, in order (ONNX lists nodes topologically).
+    pub fn nodes(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
+        for node in &gp.node {
+            self.node(node)?;
+        }
+        Ok(())
+    }
+
+    /// Declares `gp`'s outputs as the graph's, checking their declared dtypes.
+    pub fn outputs(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
+        for vi in &gp.output {
+            let name = vi.name.clone().unwrap_or_default();
+            let v = self.lookup(&name).ok_or_else(|| {
+                self.err(format!("output `{name}` is not produced by any node"))
+            })?;
+            let got = self.g.value_type(v).clone();
+            if let Some(want) = declared_dtype(vi) {
+                if want != got.dtype {
+                    return Err(self.err(format!(
+                        "output `{name}` is declared {want} but computes {}",
+                        got.dtype
+                    )));
+                }
+            }
+            self.g
+                .add_output(name.clone(), v)
+                .map_err(|e| self.err(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, node: &NodeProto) -> Result<(), ImportError> {
+        let op_type = node.op_type.as_deref().unwrap_or("");
+        let name = match node.name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => node
+                .output
+                .iter()
+                .find(|o| !o.is_empty())
+                .cloned()
+                .unwrap_or_else(|| op_type.to_string()),
+        };
+        let fail = |m: String| ImportError::node(self.model.path, &name, op_type, m);
+        let domain = match node.domain.as_deref().unwrap_or("") {
+            "ai.onnx" => "",
+            d => d,
+        };
+        if !domain.is_empty() {
+            return Err(fail(format!(
+                "operator domain `{domain}` is not supported (only the default ONNX operator set \
+                 is)"
+            )));
+        }
+        let opset = self.model.opsets[""];
+        let row = ops::lookup(op_type).ok_or_else(|| {
+            fail("op is not supported (`lathe ops` lists the ONNX ops Lathe imports)".into())
+        })?;
+        let mut inputs = Vec::with_capacity(node.input.len());
+        for i in &node.input {
+            if i.is_empty() {
+                inputs.push(None);
+                continue;
+            }
+            let v = self.lookup(i).ok_or_else(|| {
+                fail(format!(
+                    "input `{i}` is not a graph input, an initializer or an earlier node's output"
+                ))
+            })?;
+            inputs.push(Some(v));
+        }
+        let cx = NodeCx {
+            node,
+            op: op_type,
+            attrs: Attrs(node),
+            inputs,
+            opset,
+        };
+        self.current = name.clone();
+        self.added = 0;
+        let outs = (row.convert)(self, &cx).map_err(fail)?;
+        for (i, out) in node.output.iter().enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            let v = *outs.get(i).ok_or_else(|| {
+                fail(format!(
+                    "output {i} (`{out}`) is not supported; only the first {} are",
+                    outs.len()
+                ))
+            })?;
+            self.values.insert(out.clone(), v);
+        }
+        Ok(())
+    }
+
+    /// The name for the next IR node the current ONNX node adds.
+    fn next_name(&mut self) -> String {
+        self.added += 1;
+        match self.added {
+            1 => self.current.clone(),
+            k => format!("{}/{}", self.current, k - 1),
+        }
+    }
+
+    /// Adds `op` on `inputs` (one output), computing it at once when every input is a
+    /// constant and the result is small.
+    pub fn op(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId, String> {
+        let node = self.node_of(op, inputs)?;
+        Ok(ValueId::first(node))
+    }
+
+    /// [`Builder::op`] for an op with several outputs; returns the node.
+    pub fn node_of(&mut self, op: Op, inputs: &[ValueId]) -> Result<NodeId, String> {
+        let name = self.next_name();
+        if let Some(outs) = self.fold(&op, inputs) {
+            if outs.len() == 1 {
+                let t = outs.into_iter().next().expect("one output");
+                return Ok(self.g.add_const(t, name).node);
+            }
+            let vals: Vec<ValueId> = outs
+                .into_iter()
+                .enumerate()
+                .map(|(k, t)| self.g.add_const(t, format!("{name}:{k}")))
+                .collect();
+            return self
+                .g
+                .add_node(Op::IdentityN, vals, name)
+                .map_err(|e| e.to_string());
+        }
+        self.g
+            .add_node(op, inputs.to_vec(), name)
+            .map_err(|e| strip_location(&e.to_string()))
+    }
+
+    /// The values of an all-constant node, when small enough to compute while importing.
+    fn fold(&self, op: &Op, inputs: &[ValueId]) -> Option<Vec<Tensor>> {
+        if matches!(
+            op,
+            Op::If { .. } | Op::While { .. } | Op::ListReserve { .. } | Op::NoOp
+        ) {
+            return None;
+        }
+        let consts: Vec<&Tensor> = inputs
+            .iter()
+            .map(|&v| self.g.const_value(v))
+            .collect::<Option<_>>()?;
+        if consts.iter().any(|t| t.len() > FOLD_ELEMENTS) {
+            return None;
+        }
+        let types = self.g.infer_types(op, inputs).ok()?;
+        let small = types
+            .iter()
+            .all(|t| t.shape.num_elements().is_some_and(|n| n <= FOLD_ELEMENTS));
+        if !small {
+            return None;
+        }
+        let out = op.eval(&consts).ok()?;
+        let fits = out.len() == types.len()
+            && out
+                .iter()
+                .zip(&types)
+                .all(|(t, ty)| t.dtype() == ty.dtype && ty.shape.as_known().as_deref() == Some(t.shape()));
+        fits.then(|| out.into_iter().map(Tensor::into_standard_layout).collect())
+    }
+
+    /// A constant.
+    pub fn konst(&mut self, t: Tensor) -> ValueId {
+        let name = self.next_name();
+        self.g.add_const(t, name)
+    }
+
+    /// A rank-1 i64 constant.
+    pub fn i64s(&mut self, vals: &[i64]) -> ValueId {
+        self.konst(Tensor::from_vec(&[vals.len()], vals.to_vec()))
+    }
+
+    /// A scalar i64 constant.
+    pub fn i64_scalar(&mut self, v: i64) -> ValueId {
+        self.konst(Tensor::scalar(v))
+    }
+
+    /// A scalar constant of dtype `dt`.
+    pub fn scalar(&mut self, dt: DType, v: f64) -> ValueId {
+        self.konst(Tensor::from_f64(dt, &[], &[v]))
+    }
+
+    /// The type of `v`.
+    pub fn ty(&self, v: ValueId) -> &TensorType {
+        self.g.value_type(v)
+    }
+
+    /// The dtype of `v`.
+    pub fn dtype(&self, v: ValueId) -> DType {
+        self.g.value_type(v).dtype
+    }
+
+    /// The rank of `v`.
+    pub fn rank(&self, v: ValueId) -> usize {
+        self.g.value_type(v).shape.rank()
+    }
+
+    /// The value of `v` when it is a constant.
+    pub fn const_of(&self, v: ValueId) -> Option<&Tensor> {
+        self.g.const_value(v)
+    }
+
+    /// The integers of constant `v` (`what` names it in the error when it is not constant).
+    pub fn ints_of(&self, v: ValueId, what: &str) -> Result<Vec<i64>, String> {
+        let t = self
+            .const_of(v)
+            .ok_or_else(|| format!("{what} must be a constant"))?;
+        t.to_i64_vec().map_err(|e| format!("{what}: {e}"))
+    }
+
+    /// Imports a nested graph into a region: its inputs are `formal` (name and type) then one
+    /// per captured outer value (`captures`, name and type); its outputs are `gp`'s.
+    pub fn region(
+        &self,
+        gp: &GraphProto,
+        formal: &[(String, TensorType)],
+        captures: &[(String, TensorType)],
+    ) -> Result<Graph, ImportError> {
+        if self.depth + 1 > MAX_DEPTH {
+            return Err(self.err(format!("graphs nest more than {MAX_DEPTH} deep")));
+        }
+        let name = gp.name.clone().unwrap_or_else(|| "body".into());
+        let mut b = Builder::new(self.model, &name, self.depth + 1);
+        for (n, ty) in formal.iter().chain(captures) {
+            let v = b.g.add_input(n.clone(), ty.clone());
+            b.values.insert(n.clone(), v);
+        }
+        b.initializers(gp)?;
+        b.nodes(gp)?;
+        b.outputs(gp)?;
+        Ok(b.g)
+    }
+}
+
+/// An IR error message without the node prefix `Graph::add_node` gives it (the importer's
+/// error names the ONNX node instead).
+fn strip_location(msg: &str) -> String {
+    match msg.split_once("): ") {
+        Some((head, rest)) if head.starts_with("node `") => rest.to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+/// The declared element type of a value, when it is a tensor that declares one.
+fn declared_dtype(vi: &ValueInfoProto) -> Option<DType> {
+    match vi.r#type.as_ref()?.value.as_ref()? {
+        type_proto::Value::TensorType(t) => tensor::dtype(t.elem_type?).ok(),
+        _ => None,
+    }
+}
+
+/// The IR type of a graph input: its element type and shape (an unnamed unknown dim becomes
+/// the symbol `<name>_d<axis>`).
+pub(crate) fn value_type(vi: &ValueInfoProto, name: &str) -> Result<TensorType, String> {
+    let t = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => t,
+        Some(_) => return Err("only tensor values are supported (not sequences, maps or optionals)".into()),
+        None => return Err("has no type".into()),
+    };
+    let dt = tensor::dtype(t.elem_type.unwrap_or(0))?;
+    let shape = t.shape.as_ref().ok_or(
+        "has no shape (unknown rank); give the input a ranked shape",
+    )?;
+    let shape = tensor::shape(shape, |axis| Dim::sym(&format!("{name}_d{axis}")))?;
+    Ok(TensorType::new(dt, shape))
+}

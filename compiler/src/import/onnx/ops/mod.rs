@@ -1,0 +1,108 @@
+//! The table from ONNX ops to IR ops.
+//!
+//! One row per ONNX op (default domain): its name, the IR ops it imports to, and its
+//! converter, which reads the node's operator set version (`NodeCx::opset`) where the op's
+//! meaning or its inputs changed between versions. Rows live in one file per family; the
+//! supported-op list, the unsupported-op error and `lathe ops` read the assembled table.
+
+mod elementwise;
+mod nn;
+mod reduce;
+mod shape;
+
+use super::{Builder, NodeCx};
+use lathe_ir::{Op, ValueId};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// How a node becomes IR: its outputs, in ONNX order.
+pub(crate) type Convert = fn(&mut Builder, &NodeCx) -> Result<Vec<ValueId>, String>;
+
+/// One row of the table.
+#[derive(Clone)]
+pub struct OnnxOp {
+    /// The ONNX op type (`Conv`).
+    pub name: &'static str,
+    /// The mnemonics of the IR ops it imports to (the main one first).
+    pub ir: Vec<&'static str>,
+    pub(crate) convert: Convert,
+}
+
+/// A row converted by `f`, producing the IR ops `ir`.
+pub(crate) fn row(name: &'static str, ir: &[&'static str], f: Convert) -> OnnxOp {
+    OnnxOp {
+        name,
+        ir: ir.to_vec(),
+        convert: f,
+    }
+}
+
+/// Every ONNX op the importer knows, in table order.
+pub fn table() -> &'static [OnnxOp] {
+    &index().0
+}
+
+/// The names of every ONNX op the importer knows (derived from [`table`]).
+pub fn supported_ops() -> Vec<&'static str> {
+    table().iter().map(|r| r.name).collect()
+}
+
+/// The row for `op_type`.
+pub(crate) fn lookup(op_type: &str) -> Option<&'static OnnxOp> {
+    let (rows, by_name) = index();
+    by_name.get(op_type).map(|&i| &rows[i])
+}
+
+fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
+    static INDEX: OnceLock<(Vec<OnnxOp>, HashMap<&'static str, usize>)> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut rows = Vec::new();
+        rows.extend(elementwise::rows());
+        rows.extend(shape::rows());
+        rows.extend(nn::rows());
+        rows.extend(reduce::rows());
+        rows.extend(super::control_flow::rows());
+        let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
+        (rows, by_name)
+    })
+}
+
+/// One output.
+pub(crate) fn one(v: ValueId) -> Result<Vec<ValueId>, String> {
+    Ok(vec![v])
+}
+
+/// The IR op `op` on the node's inputs `0..n`, one output.
+pub(crate) fn apply(b: &mut Builder, cx: &NodeCx, op: Op, n: usize) -> Result<Vec<ValueId>, String> {
+    let inputs = (0..n).map(|i| cx.input(i)).collect::<Result<Vec<_>, _>>()?;
+    one(b.op(op, &inputs)?)
+}
+
+/// An axis attribute or input in `[-rank, rank)` made non-negative.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
+    let r = rank as i64;
+    if axis < -r || axis >= r.max(1) {
+        return Err(format!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(if axis < 0 { axis + r } else { axis } as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_row_names_ir_ops_that_exist_once() {
+        let known: HashSet<&str> = lathe_ir::ops::registry().iter().map(|i| i.name).collect();
+        let mut seen = HashSet::new();
+        for r in table() {
+            assert!(seen.insert(r.name), "ONNX op {} has two rows", r.name);
+            assert!(!r.ir.is_empty(), "{} names no IR op", r.name);
+            for ir in &r.ir {
+                assert!(known.contains(ir), "{} imports to unknown IR op {ir}", r.name);
+            }
+        }
+        assert_eq!(supported_ops().len(), table().len());
+    }
+}

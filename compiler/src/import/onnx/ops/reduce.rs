@@ -1,0 +1,145 @@
+//! ONNX reductions: `Reduce*` (axes an attribute before opset 13 for `ReduceSum` and 18 for
+//! the rest, an input from then on), and `ArgMax`/`ArgMin`. The norms and log-sums are
+//! written with the IR's sum and max.
+
+use super::elementwise::cast;
+use super::{norm_axis, one, row, OnnxOp};
+use crate::import::onnx::ops::shape::axes;
+use crate::import::onnx::{Builder, NodeCx};
+use lathe_ir::ops::{BinaryOp as B, ReduceKind as R, UnaryOp as U};
+use lathe_ir::{DType, Op, ValueId};
+
+type Out = Result<Vec<ValueId>, String>;
+
+/// What a `Reduce*` op computes around its IR reduction.
+#[derive(Clone, Copy)]
+enum Kind {
+    Plain(R),
+    L1,
+    L2,
+    SumSquare,
+    LogSum,
+    LogSumExp,
+}
+
+macro_rules! reduce_row {
+    ($name:literal, $kind:expr, $since:literal, $ir:expr) => {
+        row($name, $ir, |b, cx| import_reduce(b, cx, $kind, $since))
+    };
+}
+
+pub(super) fn rows() -> Vec<OnnxOp> {
+    vec![
+        reduce_row!("ReduceSum", Kind::Plain(R::Sum), 13, &["reduce_sum"]),
+        reduce_row!("ReduceMean", Kind::Plain(R::Mean), 18, &["reduce_mean"]),
+        reduce_row!("ReduceMax", Kind::Plain(R::Max), 18, &["reduce_max"]),
+        reduce_row!("ReduceMin", Kind::Plain(R::Min), 18, &["reduce_min"]),
+        reduce_row!("ReduceProd", Kind::Plain(R::Prod), 18, &["reduce_prod"]),
+        reduce_row!("ReduceL1", Kind::L1, 18, &["reduce_sum", "abs"]),
+        reduce_row!("ReduceL2", Kind::L2, 18, &["reduce_sum", "mul", "sqrt"]),
+        reduce_row!("ReduceSumSquare", Kind::SumSquare, 18, &["reduce_sum", "mul"]),
+        reduce_row!("ReduceLogSum", Kind::LogSum, 18, &["reduce_sum", "log"]),
+        reduce_row!(
+            "ReduceLogSumExp",
+            Kind::LogSumExp,
+            18,
+            &["reduce_max", "reduce_sum", "exp", "log", "sub", "add"]
+        ),
+        row("ArgMax", &["arg_max", "expand_dims"], |b, cx| arg(b, cx, false)),
+        row("ArgMin", &["arg_max", "neg", "expand_dims"], |b, cx| arg(b, cx, true)),
+    ]
+}
+
+fn reduce(b: &mut Builder, kind: R, x: ValueId, axes: &[i64], keep: bool) -> Result<ValueId, String> {
+    let ax = b.i64s(axes);
+    b.op(
+        Op::Reduce {
+            kind,
+            keep_dims: keep,
+        },
+        &[x, ax],
+    )
+}
+
+fn import_reduce(b: &mut Builder, cx: &NodeCx, kind: Kind, input_since: i64) -> Out {
+    let x = cx.input(0)?;
+    let rank = b.rank(x);
+    let keep = cx.attrs.int_or("keepdims", 1)? != 0;
+    let noop = cx.attrs.int_or("noop_with_empty_axes", 0)? != 0;
+    let ax = axes(b, cx, input_since)?.unwrap_or_default();
+    let ax: Vec<i64> = if ax.is_empty() {
+        if noop {
+            return one(b.op(Op::Identity, &[x])?);
+        }
+        (0..rank as i64).collect()
+    } else {
+        ax.iter()
+            .map(|&a| norm_axis(a, rank).map(|a| a as i64))
+            .collect::<Result<_, _>>()?
+    };
+    let y = match kind {
+        Kind::Plain(k) => reduce(b, k, x, &ax, keep)?,
+        Kind::L1 => {
+            let a = b.op(Op::Unary(U::Abs), &[x])?;
+            reduce(b, R::Sum, a, &ax, keep)?
+        }
+        Kind::L2 | Kind::SumSquare => {
+            let sq = b.op(Op::Binary(B::Mul), &[x, x])?;
+            let s = reduce(b, R::Sum, sq, &ax, keep)?;
+            if matches!(kind, Kind::L2) {
+                // Integer L2 norms are computed in f64 and cast back, as the reference does.
+                let dt = b.dtype(s);
+                let f = cast(b, s, if dt.is_float() { dt } else { DType::F64 })?;
+                let r = b.op(Op::Unary(U::Sqrt), &[f])?;
+                cast(b, r, dt)?
+            } else {
+                s
+            }
+        }
+        Kind::LogSum => {
+            let s = reduce(b, R::Sum, x, &ax, keep)?;
+            b.op(Op::Unary(U::Log), &[s])?
+        }
+        Kind::LogSumExp => {
+            // max + log(sum(exp(x - max))), with the max kept for broadcasting.
+            let m = reduce(b, R::Max, x, &ax, true)?;
+            let d = b.op(Op::Binary(B::Sub), &[x, m])?;
+            let e = b.op(Op::Unary(U::Exp), &[d])?;
+            let s = reduce(b, R::Sum, e, &ax, true)?;
+            let l = b.op(Op::Unary(U::Log), &[s])?;
+            let y = b.op(Op::Binary(B::Add), &[l, m])?;
+            if keep {
+                y
+            } else {
+                b.op(Op::Squeeze { axes: ax.clone() }, &[y])?
+            }
+        }
+    };
+    one(y)
+}
+
+/// `ArgMax`, or `ArgMin` as the `ArgMax` of `-x` (first index on ties either way).
+fn arg(b: &mut Builder, cx: &NodeCx, min: bool) -> Out {
+    let x = cx.input(0)?;
+    let rank = b.rank(x);
+    if cx.attrs.int_or("select_last_index", 0)? != 0 {
+        return Err("`select_last_index = 1` is not supported".into());
+    }
+    let axis = norm_axis(cx.attrs.int_or("axis", 0)?, rank)? as i64;
+    let keep = cx.attrs.int_or("keepdims", 1)? != 0;
+    let v = if min {
+        if b.dtype(x).is_unsigned_int() {
+            return Err("ArgMin of unsigned integers is not supported".into());
+        }
+        b.op(Op::Unary(U::Neg), &[x])?
+    } else {
+        x
+    };
+    let a = b.i64_scalar(axis);
+    let y = b.op(Op::ArgMax { output: DType::I64 }, &[v, a])?;
+    if !keep {
+        return one(y);
+    }
+    let a = b.i64_scalar(axis);
+    one(b.op(Op::ExpandDims, &[y, a])?)
+}

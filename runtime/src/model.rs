@@ -378,15 +378,17 @@ impl Model {
         }
     }
 
-    /// Marks the inputs of this call that can be shape inputs (integers, at most one axis, at
-    /// most [`MAX_SHAPE_INPUT`] elements); false when no input not marked yet can be.
+    /// Marks the inputs of this call that can be shape inputs (integers of at most one axis
+    /// and [`MAX_SHAPE_INPUT`] elements, and numeric scalars, such as a range's bounds); false
+    /// when no input not marked yet can be.
     fn learn_shape_inputs(&self, inputs: &[Tensor]) -> bool {
         let mut marked = lock(&self.shape_inputs);
         let mut learnt = false;
         for (k, t) in inputs.iter().enumerate() {
-            let fits = matches!(t.dtype(), DType::I32 | DType::I64)
+            let index = matches!(t.dtype(), DType::I32 | DType::I64)
                 && t.shape().len() <= 1
                 && t.len() <= MAX_SHAPE_INPUT;
+            let fits = index || (t.shape().is_empty() && t.dtype().is_numeric());
             if fits && !marked[k] {
                 marked[k] = true;
                 learnt = true;

@@ -65,6 +65,20 @@ fn import_reduce(b: &mut Builder, cx: &NodeCx, kind: Kind, input_since: i64) -> 
     let keep = cx.attrs.int_or("keepdims", 1)? != 0;
     let noop = cx.attrs.int_or("noop_with_empty_axes", 0)? != 0;
     let ax = reduce_axes(b, cx, input_since, rank)?;
+    if b.dtype(x) == DType::Bool {
+        // The max (min) of bools is any (all): reduce them as u8.
+        let Kind::Plain(k @ (R::Max | R::Min)) = kind else {
+            return Err("only ReduceMax and ReduceMin take bool tensors".into());
+        };
+        let xu = cast(b, x, DType::U8)?;
+        let ax = match ax {
+            Some(ax) => ax,
+            None if noop => return one(b.op(Op::Identity, &[x])?),
+            None => b.i64s(&(0..rank as i64).collect::<Vec<_>>()),
+        };
+        let y = reduce(b, k, xu, ax, keep)?;
+        return one(cast(b, y, DType::Bool)?);
+    }
     let ax = match ax {
         Some(ax) => ax,
         None if noop => return one(b.op(Op::Identity, &[x])?),

@@ -323,8 +323,24 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
 }
 
 fn import_pool(b: &mut Builder, cx: &NodeCx, max: bool) -> Out {
+    let include_pad = !max && cx.attrs.int_or("count_include_pad", 0)? != 0;
+    one(pool(b, cx, cx.input(0)?, max, include_pad)?)
+}
+
+/// The average over each window of `x` with padded cells counted as zeros (`LpPool`'s sum
+/// is this times the window size), the window read from `cx`'s attributes.
+pub(crate) fn average_pool_including_pads(
+    b: &mut Builder,
+    cx: &NodeCx,
+    x: ValueId,
+) -> Result<ValueId, String> {
+    pool(b, cx, x, false, true)
+}
+
+/// A max or average pool of `x` with `cx`'s window attributes.
+fn pool(b: &mut Builder, cx: &NodeCx, x: ValueId, max: bool, include_pad: bool) -> Result<ValueId, String> {
     let what = if max { "MaxPool" } else { "AveragePool" };
-    let (x, one_d) = to_2d(b, cx.input(0)?, what)?;
+    let (x, one_d) = to_2d(b, x, what)?;
     let win = window(cx, None, one_d, spatial(b, x, one_d))?;
     if win.dilations != [1, 1] {
         return Err("dilated pooling is not supported".into());
@@ -332,7 +348,6 @@ fn import_pool(b: &mut Builder, cx: &NodeCx, max: bool) -> Out {
     if cx.attrs.int_or("storage_order", 0)? != 0 {
         return Err("`storage_order = 1` is not supported".into());
     }
-    let include_pad = !max && cx.attrs.int_or("count_include_pad", 0)? != 0;
     let ceil = cx.attrs.int_or("ceil_mode", 0)? != 0;
     let pads = match win.padding {
         Padding::Valid => [[0; 2]; 2],
@@ -381,7 +396,7 @@ fn import_pool(b: &mut Builder, cx: &NodeCx, max: bool) -> Out {
         Op::AvgPool(attrs)
     };
     let y = b.op(op, &[x])?;
-    one(from_2d(b, y, one_d)?)
+    from_2d(b, y, one_d)
 }
 
 /// `Valid` for no padding, else the explicit amounts.
@@ -484,24 +499,42 @@ fn normalize(b: &mut Builder, x: ValueId, axes: &[i64], eps: f64) -> Result<Valu
     b.op(Op::Binary(B::Mul), &[d, r])
 }
 
-/// `LayerNormalization` (17): normalized over the axes from `axis` on, then scale and bias.
-/// Only the first output (the mean and inverse deviation outputs are for training).
+/// `LayerNormalization` (17): normalized over the axes from `axis` on (in f32 for narrower
+/// floats, its `stash_type`), then scale and bias; the optional outputs are the mean and the
+/// inverse standard deviation, with the normalized axes kept as size 1.
 fn import_layer_norm(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
+    let dt = b.dtype(x);
     let rank = b.rank(x);
     let axis = norm_axis(cx.attrs.int_or("axis", -1)?, rank)?;
     let eps = cx.attrs.float_or("epsilon", 1e-5)? as f64;
-    if cx.attrs.has("stash_type") && cx.attrs.int("stash_type")? != 1 {
-        return Err("only `stash_type = 1` (float) is supported".into());
-    }
+    let xf = match dt {
+        lathe_ir::DType::F16 | lathe_ir::DType::BF16 => {
+            super::elementwise::cast(b, x, lathe_ir::DType::F32)?
+        }
+        _ => x,
+    };
     let axes: Vec<i64> = (axis as i64..rank as i64).collect();
-    let y = normalize(b, x, &axes, eps)?;
+    let mean_op = Op::Reduce {
+        kind: ReduceKind::Mean,
+        keep_dims: true,
+    };
+    let ax = b.i64s(&axes);
+    let mean = b.op(mean_op.clone(), &[xf, ax])?;
+    let d = b.op(Op::Binary(B::Sub), &[xf, mean])?;
+    let d2 = b.op(Op::Binary(B::Mul), &[d, d])?;
+    let ax = b.i64s(&axes);
+    let var = b.op(mean_op, &[d2, ax])?;
+    let var = add_scalar(b, var, eps)?;
+    let inv = b.op(Op::Unary(U::Rsqrt), &[var])?;
+    let y = b.op(Op::Binary(B::Mul), &[d, inv])?;
+    let y = super::elementwise::cast(b, y, dt)?;
     let y = b.op(Op::Binary(B::Mul), &[y, cx.input(1)?])?;
     let y = match cx.opt(2) {
         Some(bias) => b.op(Op::Binary(B::Add), &[y, bias])?,
         None => y,
     };
-    one(y)
+    Ok(vec![y, mean, inv])
 }
 
 /// `InstanceNormalization`: each channel of each item normalized over its spatial axes.

@@ -66,24 +66,27 @@ fn import_reduce(b: &mut Builder, cx: &NodeCx, kind: Kind, input_since: i64) -> 
     let noop = cx.attrs.int_or("noop_with_empty_axes", 0)? != 0;
     let ax = reduce_axes(b, cx, input_since, rank)?;
     if b.dtype(x) == DType::Bool {
-        // The max (min) of bools is any (all): reduce them as u8.
+        // The max of bools is any (a count above zero), the min all (no false to count);
+        // both defined on an empty set.
         let Kind::Plain(k @ (R::Max | R::Min)) = kind else {
             return Err("only ReduceMax and ReduceMin take bool tensors".into());
         };
-        let xu = cast(b, x, DType::U8)?;
         let ax = match ax {
             Some(ax) => ax,
             None if noop => return one(b.op(Op::Identity, &[x])?),
             None => b.i64s(&(0..rank as i64).collect::<Vec<_>>()),
         };
-        let y = reduce(b, k, xu, ax, keep)?;
-        return one(cast(b, y, DType::Bool)?);
+        let v = if k == R::Min {
+            b.op(Op::Unary(U::LogicalNot), &[x])?
+        } else {
+            x
+        };
+        let n = cast(b, v, DType::I64)?;
+        let count = reduce(b, R::Sum, n, ax, keep)?;
+        let zero = b.i64_scalar(0);
+        let cmp = if k == R::Max { B::Greater } else { B::Equal };
+        return one(b.op(Op::Binary(cmp), &[count, zero])?);
     }
-    let ax = match ax {
-        Some(ax) => ax,
-        None if noop => return one(b.op(Op::Identity, &[x])?),
-        None => b.i64s(&(0..rank as i64).collect::<Vec<_>>()),
-    };
     let y = match kind {
         Kind::Plain(k) => reduce(b, k, x, ax, keep)?,
         Kind::L1 => {
@@ -163,9 +166,7 @@ fn reduce_axes(
 fn arg(b: &mut Builder, cx: &NodeCx, min: bool) -> Out {
     let x = cx.input(0)?;
     let rank = b.rank(x);
-    if cx.attrs.int_or("select_last_index", 0)? != 0 {
-        return Err("`select_last_index = 1` is not supported".into());
-    }
+    let last = cx.attrs.int_or("select_last_index", 0)? != 0;
     let axis = norm_axis(cx.attrs.int_or("axis", 0)?, rank)? as i64;
     let keep = cx.attrs.int_or("keepdims", 1)? != 0;
     let v = if min {
@@ -176,8 +177,22 @@ fn arg(b: &mut Builder, cx: &NodeCx, min: bool) -> Out {
     } else {
         x
     };
+    // The last of equal values is the first in the reversed axis.
+    let dim = b.ty(x).shape.0[axis as usize].known();
+    let v = if last {
+        let dim = dim.ok_or("`select_last_index` needs the axis' size")? as i64;
+        let rev = b.i64s(&(0..dim).rev().collect::<Vec<_>>());
+        let a = b.i64_scalar(axis);
+        b.op(Op::Gather { batch_dims: 0 }, &[v, rev, a])?
+    } else {
+        v
+    };
     let a = b.i64_scalar(axis);
-    let y = b.op(Op::ArgMax { output: DType::I64 }, &[v, a])?;
+    let mut y = b.op(Op::ArgMax { output: DType::I64 }, &[v, a])?;
+    if let (true, Some(dim)) = (last, dim) {
+        let top = b.i64_scalar(dim as i64 - 1);
+        y = b.op(Op::Binary(B::Sub), &[top, y])?;
+    }
     if !keep {
         return one(y);
     }

@@ -374,7 +374,8 @@ fn import_split(b: &mut Builder, cx: &NodeCx) -> Out {
     } else {
         match cx.opt(1) {
             None => None,
-            Some(v) => Some(b.ints_of(v, "the `split` input")?),
+            Some(v) if b.const_of(v).is_some() => Some(b.ints_of(v, "the `split` input")?),
+            Some(v) => return split_at_run_time(b, cx, x, axis, v),
         }
     };
     let sizes = match sizes {
@@ -412,6 +413,50 @@ fn import_split(b: &mut Builder, cx: &NodeCx) -> Out {
         let size = b.i64s(&size);
         outs.push(b.op(Op::Slice, &[x, begin, size])?);
         offset += s;
+    }
+    Ok(outs)
+}
+
+/// `Split` by sizes known at run time only (a shape input): output `i` starts at the sum
+/// of the sizes before it.
+fn split_at_run_time(
+    b: &mut Builder,
+    cx: &NodeCx,
+    x: ValueId,
+    axis: usize,
+    sizes: ValueId,
+) -> Out {
+    let rank = b.rank(x);
+    let sizes = cast(b, sizes, DType::I64)?;
+    let around = |b: &mut Builder, fill: i64, piece: ValueId| -> Result<ValueId, String> {
+        let mut parts = Vec::new();
+        if axis > 0 {
+            parts.push(b.i64s(&vec![fill; axis]));
+        }
+        parts.push(piece);
+        if axis + 1 < rank {
+            parts.push(b.i64s(&vec![fill; rank - axis - 1]));
+        }
+        parts.push(b.i64_scalar(0));
+        b.op(Op::Concat, &parts)
+    };
+    let mut outs = Vec::with_capacity(cx.outputs());
+    for i in 0..cx.outputs() as i64 {
+        let start = if i == 0 {
+            b.i64s(&[0])
+        } else {
+            let before = slice1(b, sizes, 0, i)?;
+            let ax = b.i64s(&[0]);
+            let op = Op::Reduce {
+                kind: ReduceKind::Sum,
+                keep_dims: true,
+            };
+            b.op(op, &[before, ax])?
+        };
+        let len = slice1(b, sizes, i, i + 1)?;
+        let begin = around(b, 0, start)?;
+        let size = around(b, -1, len)?;
+        outs.push(b.op(Op::Slice, &[x, begin, size])?);
     }
     Ok(outs)
 }

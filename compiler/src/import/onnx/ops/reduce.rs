@@ -87,6 +87,11 @@ fn import_reduce(b: &mut Builder, cx: &NodeCx, kind: Kind, input_since: i64) -> 
         let cmp = if k == R::Max { B::Greater } else { B::Equal };
         return one(b.op(Op::Binary(cmp), &[count, zero])?);
     }
+    let ax = match ax {
+        Some(ax) => ax,
+        None if noop => return one(b.op(Op::Identity, &[x])?),
+        None => b.i64s(&(0..rank as i64).collect::<Vec<_>>()),
+    };
     let y = match kind {
         Kind::Plain(k) => reduce(b, k, x, ax, keep)?,
         Kind::L1 => {

@@ -1,0 +1,664 @@
+//! ONNX attention ops written with the IR's batched matrix products, softmax and selects:
+//! `Attention` (opset 23; 24 adds `nonpad_kv_seqlen`, 25 the sliding-window bounds) and
+//! `RotaryEmbedding` (23).
+//!
+//! `Attention` works on `[batch, heads, seq, head_size]` values (3-D inputs are split into
+//! heads first). Grouped-query attention never copies K or V per query head: the `r` query
+//! heads sharing one key/value head are stacked along the sequence axis (a reshape, since
+//! they are adjacent), so each product is one batched matmul against the shared K or V. Every
+//! mask (the `attn_mask` input, causal, sliding window, non-padding lengths) becomes one
+//! additive bias of 0 and -inf; a query row whose bias is -inf everywhere gives zeros, as the
+//! reference does, instead of softmax's 0/0.
+
+use super::elementwise::cast;
+use super::{one, row, OnnxOp};
+use crate::import::onnx::{Builder, NodeCx};
+use lathe_ir::ops::{BinaryOp as B, PadMode, ReduceKind, UnaryOp as U};
+use lathe_ir::{DType, Op, Tensor, ValueId};
+
+type Out = Result<Vec<ValueId>, String>;
+
+pub(super) fn rows() -> Vec<OnnxOp> {
+    vec![
+        row(
+            "Attention",
+            &[
+                "batch_matmul",
+                "softmax",
+                "mul",
+                "add",
+                "div",
+                "tanh",
+                "select",
+                "reduce_max",
+                "equal",
+                "range",
+                "less",
+                "less_equal",
+                "greater_equal",
+                "logical_and",
+                "pad",
+                "concat",
+                "reshape",
+                "transpose",
+                "cast",
+            ],
+            import_attention,
+        ),
+        row(
+            "RotaryEmbedding",
+            &["mul", "sub", "add", "gather", "slice", "concat", "expand_dims", "reshape"],
+            import_rotary,
+        ),
+    ]
+}
+
+/// One entry of a shape built for a reshape: a constant, or dim `axis` of a value (a constant
+/// when the dim is known, read from the value's shape at run time when it is not).
+#[derive(Clone, Copy)]
+enum Part {
+    K(i64),
+    Dim(ValueId, usize),
+}
+
+/// Dim `axis` of `x` as a rank-1 i64 of one entry.
+fn dim1(b: &mut Builder, x: ValueId, axis: usize) -> Result<ValueId, String> {
+    if let Some(d) = b.ty(x).shape.0[axis].known() {
+        return Ok(b.i64s(&[d as i64]));
+    }
+    let s = b.op(Op::Shape { output: DType::I64 }, &[x])?;
+    let begin = b.i64s(&[axis as i64]);
+    let size = b.i64s(&[1]);
+    b.op(Op::Slice, &[s, begin, size])
+}
+
+/// Dim `axis` of `x` as an i64 scalar.
+fn dim0(b: &mut Builder, x: ValueId, axis: usize) -> Result<ValueId, String> {
+    if let Some(d) = b.ty(x).shape.0[axis].known() {
+        return Ok(b.i64_scalar(d as i64));
+    }
+    let d = dim1(b, x, axis)?;
+    let scalar = b.i64s(&[]);
+    b.op(Op::Reshape, &[d, scalar])
+}
+
+/// A rank-1 i64 shape from `parts`: one constant when every part is known.
+fn shape_of_parts(b: &mut Builder, parts: &[Part]) -> Result<ValueId, String> {
+    let known: Option<Vec<i64>> = parts
+        .iter()
+        .map(|p| match *p {
+            Part::K(k) => Some(k),
+            Part::Dim(v, a) => b.ty(v).shape.0[a].known().map(|d| d as i64),
+        })
+        .collect();
+    if let Some(k) = known {
+        return Ok(b.i64s(&k));
+    }
+    let mut vals = Vec::with_capacity(parts.len() + 1);
+    for p in parts {
+        vals.push(match *p {
+            Part::K(k) => b.i64s(&[k]),
+            Part::Dim(v, a) => dim1(b, v, a)?,
+        });
+    }
+    vals.push(b.i64_scalar(0));
+    b.op(Op::Concat, &vals)
+}
+
+/// `x` reshaped to `parts`.
+fn reshape(b: &mut Builder, x: ValueId, parts: &[Part]) -> Result<ValueId, String> {
+    let s = shape_of_parts(b, parts)?;
+    b.op(Op::Reshape, &[x, s])
+}
+
+fn transpose(b: &mut Builder, x: ValueId, perm: &[i64]) -> Result<ValueId, String> {
+    let p = b.i64s(perm);
+    b.op(Op::Transpose, &[x, p])
+}
+
+fn bin(b: &mut Builder, op: B, x: ValueId, y: ValueId) -> Result<ValueId, String> {
+    b.op(Op::Binary(op), &[x, y])
+}
+
+fn batch_matmul(b: &mut Builder, x: ValueId, y: ValueId, adj_y: bool) -> Result<ValueId, String> {
+    b.op(Op::BatchMatMul { adj_x: false, adj_y }, &[x, y])
+}
+
+/// A known dim of `x`, or an error naming `what`.
+fn known_dim(b: &Builder, x: ValueId, axis: usize, what: &str) -> Result<usize, String> {
+    b.ty(x).shape.0[axis]
+        .known()
+        .ok_or_else(|| format!("{what} of unknown size is not supported"))
+}
+
+/// A positive count attribute.
+fn heads_attr(cx: &NodeCx, name: &str) -> Result<Option<usize>, String> {
+    if !cx.attrs.has(name) {
+        return Ok(None);
+    }
+    let h = cx.attrs.int(name)?;
+    usize::try_from(h)
+        .ok()
+        .filter(|&h| h > 0)
+        .map(Some)
+        .ok_or_else(|| format!("`{name}` {h} is not positive"))
+}
+
+/// A 3-D `[batch, seq, heads * size]` value as `[batch, heads, seq, size]`.
+fn split_heads(b: &mut Builder, x: ValueId, heads: usize) -> Result<ValueId, String> {
+    let x4 = reshape(
+        b,
+        x,
+        &[Part::Dim(x, 0), Part::Dim(x, 1), Part::K(heads as i64), Part::K(-1)],
+    )?;
+    transpose(b, x4, &[0, 2, 1, 3])
+}
+
+/// What the optional fourth output of `Attention` holds (`qk_matmul_output_mode`).
+#[derive(Clone, Copy, PartialEq)]
+enum QkMode {
+    Raw,
+    Softcapped,
+    Biased,
+    Softmax,
+}
+
+/// `Attention` (23, 24, 25).
+fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
+    let (q, k, v) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let mask = cx.opt(3);
+    let (past_k, past_v) = (cx.opt(4), cx.opt(5));
+    let nonpad = cx.opt(6);
+    let dt = b.dtype(q);
+    if !dt.is_float() {
+        return Err(format!("Q of dtype {dt} is not supported (float tensors are)"));
+    }
+    if b.dtype(k) != dt || b.dtype(v) != dt {
+        return Err(format!(
+            "Q, K and V must share one dtype, got {dt}, {} and {}",
+            b.dtype(k),
+            b.dtype(v)
+        ));
+    }
+    if past_k.is_some() != past_v.is_some() {
+        return Err("`past_key` and `past_value` must be given together".into());
+    }
+    if cx.wants(1) != cx.wants(2) {
+        return Err("`present_key` and `present_value` must be asked for together".into());
+    }
+    if nonpad.is_some() {
+        if cx.opset < 24 {
+            return Err("input 6 (`nonpad_kv_seqlen`) is not part of Attention before opset 24".into());
+        }
+        if past_k.is_some() || cx.wants(1) {
+            return Err(
+                "`nonpad_kv_seqlen` cannot be combined with past or present key/value tensors".into(),
+            );
+        }
+    }
+    let window = |name: &str| -> Result<i64, String> {
+        if cx.opset < 25 {
+            if cx.attrs.has(name) {
+                return Err(format!("attribute `{name}` is not part of Attention before opset 25"));
+            }
+            return Ok(-1);
+        }
+        let w = cx.attrs.int_or(name, -1)?;
+        if w < -1 {
+            return Err(format!("`{name}` {w} must be -1 or non-negative"));
+        }
+        Ok(w)
+    };
+    let (left, right) = (window("left_window_size")?, window("right_window_size")?);
+    let causal = cx.attrs.int_or("is_causal", 0)? != 0;
+    let softcap = cx.attrs.float_or("softcap", 0.0)? as f64;
+    let mode = match cx.attrs.int_or("qk_matmul_output_mode", 0)? {
+        0 => QkMode::Raw,
+        1 => QkMode::Softcapped,
+        2 => QkMode::Biased,
+        3 => QkMode::Softmax,
+        m => return Err(format!("`qk_matmul_output_mode = {m}` is not supported")),
+    };
+    let precision = if cx.attrs.has("softmax_precision") {
+        let p = cx.attrs.dtype("softmax_precision")?;
+        if !matches!(p, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+            return Err(format!("`softmax_precision` {p} is not supported (a float type is)"));
+        }
+        p
+    } else {
+        dt
+    };
+
+    // Q, K and V as [batch, heads, seq, size].
+    let rank = b.rank(q);
+    if b.rank(k) != rank || b.rank(v) != rank {
+        return Err(format!(
+            "Q, K and V must have one rank, got {rank}, {} and {}",
+            b.rank(k),
+            b.rank(v)
+        ));
+    }
+    let (q4, k4, v4, hq, hk) = match rank {
+        3 => {
+            let (Some(hq), Some(hk)) = (heads_attr(cx, "q_num_heads")?, heads_attr(cx, "kv_num_heads")?)
+            else {
+                return Err("3-D Q, K and V need `q_num_heads` and `kv_num_heads`".into());
+            };
+            let q4 = split_heads(b, q, hq)?;
+            let k4 = split_heads(b, k, hk)?;
+            let v4 = split_heads(b, v, hk)?;
+            (q4, k4, v4, hq, hk)
+        }
+        4 => {
+            if cx.opset >= 25 && (cx.attrs.has("q_num_heads") || cx.attrs.has("kv_num_heads")) {
+                return Err("`q_num_heads` and `kv_num_heads` must not be given for 4-D inputs".into());
+            }
+            let hq = known_dim(b, q, 1, "a head count")?;
+            let hk = known_dim(b, k, 1, "a head count")?;
+            (q, k, v, hq, hk)
+        }
+        r => return Err(format!("Q of rank {r} is not supported (3-D and 4-D Q, K and V are)")),
+    };
+    if hq % hk != 0 {
+        return Err(format!(
+            "{hq} query heads for {hk} key/value heads is not supported (a multiple is)"
+        ));
+    }
+    let group = hq / hk;
+
+    // The caches: present = past ++ new along the sequence axis.
+    let concat_seq = |b: &mut Builder, past: Option<ValueId>, new: ValueId| match past {
+        Some(p) => {
+            let axis = b.i64_scalar(2);
+            b.op(Op::Concat, &[p, new, axis])
+        }
+        None => Ok(new),
+    };
+    let present_k = concat_seq(b, past_k, k4)?;
+    let present_v = concat_seq(b, past_v, v4)?;
+
+    // Q and K each scaled by sqrt(scale), as the reference does (it keeps products in range).
+    let scale = if cx.attrs.has("scale") {
+        cx.attrs.float_or("scale", 1.0)? as f64
+    } else {
+        let d = known_dim(b, q4, 3, "a head size (with no `scale`)")?;
+        1.0 / (d as f64).sqrt()
+    };
+    let root = b.scalar(dt, scale.sqrt());
+    let qs = bin(b, B::Mul, q4, root)?;
+    let ks = bin(b, B::Mul, present_k, root)?;
+
+    // Query heads sharing a key/value head are stacked along the sequence axis.
+    let stacked = |b: &mut Builder, x: ValueId, last: Part| -> Result<ValueId, String> {
+        if group == 1 {
+            return Ok(x);
+        }
+        reshape(b, x, &[Part::Dim(q4, 0), Part::K(hk as i64), Part::K(-1), last])
+    };
+    let unstacked = |b: &mut Builder, x: ValueId| -> Result<ValueId, String> {
+        if group == 1 {
+            return Ok(x);
+        }
+        reshape(
+            b,
+            x,
+            &[Part::Dim(q4, 0), Part::K(hq as i64), Part::Dim(q4, 2), Part::K(-1)],
+        )
+    };
+    let qg = stacked(b, qs, Part::Dim(q4, 3))?;
+    let qk = batch_matmul(b, qg, ks, true)?;
+    let raw = unstacked(b, qk)?;
+
+    let capped = if softcap > 0.0 {
+        let c = b.scalar(dt, softcap);
+        let t = bin(b, B::Div, raw, c)?;
+        let t = b.op(Op::Unary(U::Tanh), &[t])?;
+        bin(b, B::Mul, t, c)?
+    } else {
+        raw
+    };
+
+    let masks = Masks {
+        mask,
+        causal,
+        left,
+        right,
+        nonpad,
+        past_k,
+    };
+    let bias = attention_bias(b, &masks, dt, q4, present_k)?;
+    let biased = match bias {
+        Some(bias) => bin(b, B::Add, capped, bias)?,
+        None => capped,
+    };
+
+    let s = cast(b, biased, precision)?;
+    let s = b.op(Op::Softmax, &[s])?;
+    let mut probs = cast(b, s, dt)?;
+    if let Some(bias) = bias {
+        probs = zero_masked_rows(b, bias, probs)?;
+    }
+
+    let pg = stacked(b, probs, Part::Dim(present_k, 2))?;
+    let y = batch_matmul(b, pg, present_v, false)?;
+    let mut y = unstacked(b, y)?;
+    if rank == 3 {
+        let t = transpose(b, y, &[0, 2, 1, 3])?;
+        y = reshape(b, t, &[Part::Dim(q, 0), Part::Dim(q, 1), Part::K(-1)])?;
+    }
+
+    let qk_out = match mode {
+        QkMode::Raw => raw,
+        QkMode::Softcapped => capped,
+        QkMode::Biased => biased,
+        QkMode::Softmax => probs,
+    };
+    Ok(vec![y, present_k, present_v, qk_out])
+}
+
+/// What restricts the keys a query attends.
+struct Masks {
+    mask: Option<ValueId>,
+    causal: bool,
+    left: i64,
+    right: i64,
+    nonpad: Option<ValueId>,
+    past_k: Option<ValueId>,
+}
+
+/// The additive bias (dtype `dt`, broadcasting against `[batch, heads, q_seq, total_seq]`) of
+/// every mask, or `None` when nothing is masked.
+///
+/// A boolean or causal, window or padding restriction contributes 0 where a key is allowed
+/// and -inf where not; a float `attn_mask` is added as it is. A mask shorter than the total
+/// sequence is padded with -inf (false). The causal and window bounds are offset-aligned:
+/// query `i` sits at position `i + offset`, `offset` being the past length, or per batch
+/// `nonpad_kv_seqlen - q_seq` for an external cache.
+fn attention_bias(
+    b: &mut Builder,
+    m: &Masks,
+    dt: DType,
+    q4: ValueId,
+    present_k: ValueId,
+) -> Result<Option<ValueId>, String> {
+    let mut allowed: Option<ValueId> = None;
+    let mut additive: Option<ValueId> = None;
+    let and = |b: &mut Builder, acc: Option<ValueId>, x: ValueId| match acc {
+        Some(a) => bin(b, B::LogicalAnd, a, x),
+        None => Ok(x),
+    };
+
+    if let Some(mask) = m.mask {
+        let r = b.rank(mask);
+        if r == 0 {
+            return Err("a scalar `attn_mask` is not supported".into());
+        }
+        let is_bool = b.dtype(mask) == DType::Bool;
+        let mask = if is_bool { mask } else { cast(b, mask, dt)? };
+        let padded = pad_to_total(b, mask, present_k, is_bool, dt)?;
+        if is_bool {
+            allowed = Some(padded);
+        } else {
+            additive = Some(padded);
+        }
+    }
+
+    if m.causal || m.left >= 0 || m.right >= 0 || m.nonpad.is_some() {
+        let total = dim0(b, present_k, 2)?;
+        let zero = b.i64_scalar(0);
+        let one_ = b.i64_scalar(1);
+        // Key positions j as [1, total].
+        let cols = b.op(Op::Range, &[zero, total, one_])?;
+        let axis0 = b.i64_scalar(0);
+        let cols = b.op(Op::ExpandDims, &[cols, axis0])?;
+        let nonpad = match m.nonpad {
+            Some(n) => {
+                let n = cast(b, n, DType::I64)?;
+                // [batch] -> [batch, 1, 1, 1]
+                Some(reshape(b, n, &[Part::K(-1), Part::K(1), Part::K(1), Part::K(1)])?)
+            }
+            None => None,
+        };
+        if m.causal || m.left >= 0 || m.right >= 0 {
+            let q_len = dim0(b, q4, 2)?;
+            let zero = b.i64_scalar(0);
+            let one_ = b.i64_scalar(1);
+            let rows = b.op(Op::Range, &[zero, q_len, one_])?;
+            let axis1 = b.i64_scalar(1);
+            let rows = b.op(Op::ExpandDims, &[rows, axis1])?;
+            // The position of each query: [q, 1], or [batch, 1, q, 1] with a per-batch offset.
+            let pos = match (m.past_k, nonpad) {
+                (Some(pk), _) => {
+                    let p = dim0(b, pk, 2)?;
+                    bin(b, B::Add, rows, p)?
+                }
+                (None, Some(n)) => {
+                    let q_len = dim0(b, q4, 2)?;
+                    let off = bin(b, B::Sub, n, q_len)?;
+                    bin(b, B::Add, rows, off)?
+                }
+                (None, None) => rows,
+            };
+            // diff = position - key: causal wants diff >= 0, the window
+            // -right <= diff <= left.
+            let diff = bin(b, B::Sub, pos, cols)?;
+            if m.causal {
+                let z = b.i64_scalar(0);
+                let ok = bin(b, B::GreaterEqual, diff, z)?;
+                allowed = Some(and(b, allowed, ok)?);
+            }
+            if m.left >= 0 {
+                let l = b.i64_scalar(m.left);
+                let ok = bin(b, B::LessEqual, diff, l)?;
+                allowed = Some(and(b, allowed, ok)?);
+            }
+            if m.right >= 0 {
+                let r = b.i64_scalar(-m.right);
+                let ok = bin(b, B::GreaterEqual, diff, r)?;
+                allowed = Some(and(b, allowed, ok)?);
+            }
+        }
+        if let Some(n) = nonpad {
+            // Keys past each batch item's length: [batch, 1, 1, total].
+            let ok = bin(b, B::Less, cols, n)?;
+            allowed = Some(and(b, allowed, ok)?);
+        }
+    }
+
+    let from_allowed = match allowed {
+        Some(a) => {
+            let zero = b.scalar(dt, 0.0);
+            let ninf = b.scalar(dt, f64::NEG_INFINITY);
+            Some(b.op(Op::Select, &[a, zero, ninf])?)
+        }
+        None => None,
+    };
+    Ok(match (from_allowed, additive) {
+        (Some(x), Some(y)) => Some(bin(b, B::Add, y, x)?),
+        (x, y) => x.or(y),
+    })
+}
+
+/// `mask` padded along its last axis to the total key count with -inf (false for a boolean
+/// mask).
+fn pad_to_total(
+    b: &mut Builder,
+    mask: ValueId,
+    present_k: ValueId,
+    is_bool: bool,
+    dt: DType,
+) -> Result<ValueId, String> {
+    let r = b.rank(mask);
+    let have = b.ty(mask).shape.0[r - 1].known();
+    let want = b.ty(present_k).shape.0[2].known();
+    let amount = match (have, want) {
+        (Some(h), Some(w)) if h == w => return Ok(mask),
+        (Some(h), Some(w)) if h > w => {
+            return Err(format!(
+                "`attn_mask` covers {h} keys, more than the {w} of the key sequence"
+            ))
+        }
+        (Some(h), Some(w)) => b.i64s(&[(w - h) as i64]),
+        _ => {
+            let w = dim1(b, present_k, 2)?;
+            let h = dim1(b, mask, r - 1)?;
+            bin(b, B::Sub, w, h)?
+        }
+    };
+    let mut flat = Vec::with_capacity(2 * r + 1);
+    for _ in 0..2 * r - 1 {
+        flat.push(b.i64s(&[0]));
+    }
+    flat.push(amount);
+    flat.push(b.i64_scalar(0));
+    let flat = b.op(Op::Concat, &flat)?;
+    let shape = b.i64s(&[r as i64, 2]);
+    let pads = b.op(Op::Reshape, &[flat, shape])?;
+    let value = if is_bool {
+        b.konst(Tensor::scalar(false))
+    } else {
+        b.scalar(dt, f64::NEG_INFINITY)
+    };
+    b.op(
+        Op::Pad {
+            mode: PadMode::Constant,
+        },
+        &[mask, pads, value],
+    )
+}
+
+/// `probs` with zeros in each query row whose `bias` row is -inf everywhere (no key
+/// allowed), where softmax would give 0/0. Decided on the bias, as the reference does; left
+/// out when the bias is a constant with no such row.
+fn zero_masked_rows(b: &mut Builder, bias: ValueId, probs: ValueId) -> Result<ValueId, String> {
+    let dt = b.dtype(bias);
+    let last = b.rank(bias) as i64 - 1;
+    let axes = b.i64s(&[last]);
+    let row_max = b.op(
+        Op::Reduce {
+            kind: ReduceKind::Max,
+            keep_dims: true,
+        },
+        &[bias, axes],
+    )?;
+    let ninf = b.scalar(dt, f64::NEG_INFINITY);
+    let dead = bin(b, B::Equal, row_max, ninf)?;
+    if let Some(t) = b.const_of(dead) {
+        if t.to_f64_vec().iter().all(|&x| x == 0.0) {
+            return Ok(probs);
+        }
+    }
+    let zero = b.scalar(b.dtype(probs), 0.0);
+    b.op(Op::Select, &[dead, zero, probs])
+}
+
+/// `RotaryEmbedding` (23): the first `rotary_embedding_dim` entries of each head (all by
+/// default), taken as halves or as even/odd pairs (`interleaved`), rotated by the cached
+/// cosines and sines of each token's position. Works in the input's own layout: a 4-D input
+/// is `[batch, heads, seq, size]`, a 3-D one is split into `[batch, seq, heads, size]`, and
+/// the caches get a unit heads axis to match.
+fn import_rotary(b: &mut Builder, cx: &NodeCx) -> Out {
+    let (x, cos, sin) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let positions = cx.opt(3);
+    let interleaved = cx.attrs.int_or("interleaved", 0)? != 0;
+    let (x4, heads_axis) = match b.rank(x) {
+        4 => (x, 1),
+        3 => {
+            let h = heads_attr(cx, "num_heads")?.ok_or("a 3-D input needs `num_heads`")?;
+            let x4 = reshape(
+                b,
+                x,
+                &[Part::Dim(x, 0), Part::Dim(x, 1), Part::K(h as i64), Part::K(-1)],
+            )?;
+            (x4, 2)
+        }
+        r => return Err(format!("an input of rank {r} is not supported (3-D and 4-D are)")),
+    };
+    let size = known_dim(b, x4, 3, "a head size")?;
+    let rot = match cx.attrs.int_or("rotary_embedding_dim", 0)? {
+        0 => size,
+        d if d > 0 && d as usize <= size && d % 2 == 0 => d as usize,
+        d => {
+            return Err(format!(
+                "`rotary_embedding_dim` {d} must be even, positive and at most the head size {size}"
+            ))
+        }
+    };
+    if rot % 2 != 0 {
+        return Err(format!("the rotated size {rot} must be even"));
+    }
+    let half = rot / 2;
+    // The caches as [batch, seq, half], then with a unit heads axis.
+    let table = |b: &mut Builder, c: ValueId| -> Result<ValueId, String> {
+        let c = match positions {
+            Some(p) => {
+                let axis = b.i64_scalar(0);
+                b.op(Op::Gather { batch_dims: 0 }, &[c, p, axis])?
+            }
+            None => c,
+        };
+        if b.rank(c) != 3 {
+            return Err(format!(
+                "the cos/sin caches must be [batch, seq, {half}] (or [positions, {half}] with \
+                 `position_ids`), got {}",
+                b.ty(c)
+            ));
+        }
+        if let Some(d) = b.ty(c).shape.0[2].known() {
+            if d != half {
+                return Err(format!(
+                    "the cos/sin caches hold {d} values per position, not half the rotated size \
+                     ({half})"
+                ));
+            }
+        }
+        let axis = b.i64_scalar(heads_axis);
+        b.op(Op::ExpandDims, &[c, axis])
+    };
+    let cos = table(b, cos)?;
+    let sin = table(b, sin)?;
+    let take = |b: &mut Builder, idx: Vec<i64>| -> Result<ValueId, String> {
+        let idx = b.i64s(&idx);
+        let axis = b.i64_scalar(3);
+        b.op(Op::Gather { batch_dims: 0 }, &[x4, idx, axis])
+    };
+    let slice_last = |b: &mut Builder, from: usize, len: usize| -> Result<ValueId, String> {
+        let begin = b.i64s(&[0, 0, 0, from as i64]);
+        let size = b.i64s(&[-1, -1, -1, len as i64]);
+        b.op(Op::Slice, &[x4, begin, size])
+    };
+    let (x1, x2) = if interleaved {
+        let even = (0..half as i64).map(|i| 2 * i).collect();
+        let odd = (0..half as i64).map(|i| 2 * i + 1).collect();
+        (take(b, even)?, take(b, odd)?)
+    } else {
+        (slice_last(b, 0, half)?, slice_last(b, half, half)?)
+    };
+    let c1 = bin(b, B::Mul, cos, x1)?;
+    let s2 = bin(b, B::Mul, sin, x2)?;
+    let real = bin(b, B::Sub, c1, s2)?;
+    let s1 = bin(b, B::Mul, sin, x1)?;
+    let c2 = bin(b, B::Mul, cos, x2)?;
+    let imag = bin(b, B::Add, s1, c2)?;
+    let mut parts = vec![real, imag];
+    if rot < size {
+        parts.push(slice_last(b, rot, size - rot)?);
+    }
+    parts.push(b.i64_scalar(3));
+    let mut y = b.op(Op::Concat, &parts)?;
+    if interleaved {
+        // [real..., imag..., rest...] -> [real0, imag0, real1, imag1, ..., rest...].
+        let h = half as i64;
+        let perm: Vec<i64> = (0..h)
+            .flat_map(|i| [i, h + i])
+            .chain(rot as i64..size as i64)
+            .collect();
+        let perm = b.i64s(&perm);
+        let axis = b.i64_scalar(3);
+        y = b.op(Op::Gather { batch_dims: 0 }, &[y, perm, axis])?;
+    }
+    if b.rank(x) == 3 {
+        y = reshape(b, y, &[Part::Dim(x, 0), Part::Dim(x, 1), Part::K(-1)])?;
+    }
+    one(y)
+}

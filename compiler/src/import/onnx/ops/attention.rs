@@ -47,7 +47,16 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         ),
         row(
             "RotaryEmbedding",
-            &["mul", "sub", "add", "gather", "slice", "concat", "expand_dims", "reshape"],
+            &[
+                "mul",
+                "sub",
+                "add",
+                "gather",
+                "slice",
+                "concat",
+                "expand_dims",
+                "reshape",
+            ],
             import_rotary,
         ),
     ]
@@ -121,7 +130,13 @@ fn bin(b: &mut Builder, op: B, x: ValueId, y: ValueId) -> Result<ValueId, String
 }
 
 fn batch_matmul(b: &mut Builder, x: ValueId, y: ValueId, adj_y: bool) -> Result<ValueId, String> {
-    b.op(Op::BatchMatMul { adj_x: false, adj_y }, &[x, y])
+    b.op(
+        Op::BatchMatMul {
+            adj_x: false,
+            adj_y,
+        },
+        &[x, y],
+    )
 }
 
 /// A known dim of `x`, or an error naming `what`.
@@ -149,7 +164,12 @@ fn split_heads(b: &mut Builder, x: ValueId, heads: usize) -> Result<ValueId, Str
     let x4 = reshape(
         b,
         x,
-        &[Part::Dim(x, 0), Part::Dim(x, 1), Part::K(heads as i64), Part::K(-1)],
+        &[
+            Part::Dim(x, 0),
+            Part::Dim(x, 1),
+            Part::K(heads as i64),
+            Part::K(-1),
+        ],
     )?;
     transpose(b, x4, &[0, 2, 1, 3])
 }
@@ -171,7 +191,9 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
     let nonpad = cx.opt(6);
     let dt = b.dtype(q);
     if !dt.is_float() {
-        return Err(format!("Q of dtype {dt} is not supported (float tensors are)"));
+        return Err(format!(
+            "Q of dtype {dt} is not supported (float tensors are)"
+        ));
     }
     if b.dtype(k) != dt || b.dtype(v) != dt {
         return Err(format!(
@@ -188,18 +210,23 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
     }
     if nonpad.is_some() {
         if cx.opset < 24 {
-            return Err("input 6 (`nonpad_kv_seqlen`) is not part of Attention before opset 24".into());
+            return Err(
+                "input 6 (`nonpad_kv_seqlen`) is not part of Attention before opset 24".into(),
+            );
         }
         if past_k.is_some() || cx.wants(1) {
             return Err(
-                "`nonpad_kv_seqlen` cannot be combined with past or present key/value tensors".into(),
+                "`nonpad_kv_seqlen` cannot be combined with past or present key/value tensors"
+                    .into(),
             );
         }
     }
     let window = |name: &str| -> Result<i64, String> {
         if cx.opset < 25 {
             if cx.attrs.has(name) {
-                return Err(format!("attribute `{name}` is not part of Attention before opset 25"));
+                return Err(format!(
+                    "attribute `{name}` is not part of Attention before opset 25"
+                ));
             }
             return Ok(-1);
         }
@@ -222,7 +249,9 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
     let precision = if cx.attrs.has("softmax_precision") {
         let p = cx.attrs.dtype("softmax_precision")?;
         if !matches!(p, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
-            return Err(format!("`softmax_precision` {p} is not supported (a float type is)"));
+            return Err(format!(
+                "`softmax_precision` {p} is not supported (a float type is)"
+            ));
         }
         p
     } else {
@@ -240,8 +269,10 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
     }
     let (q4, k4, v4, hq, hk) = match rank {
         3 => {
-            let (Some(hq), Some(hk)) = (heads_attr(cx, "q_num_heads")?, heads_attr(cx, "kv_num_heads")?)
-            else {
+            let (Some(hq), Some(hk)) = (
+                heads_attr(cx, "q_num_heads")?,
+                heads_attr(cx, "kv_num_heads")?,
+            ) else {
                 return Err("3-D Q, K and V need `q_num_heads` and `kv_num_heads`".into());
             };
             let q4 = split_heads(b, q, hq)?;
@@ -251,13 +282,19 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
         }
         4 => {
             if cx.opset >= 25 && (cx.attrs.has("q_num_heads") || cx.attrs.has("kv_num_heads")) {
-                return Err("`q_num_heads` and `kv_num_heads` must not be given for 4-D inputs".into());
+                return Err(
+                    "`q_num_heads` and `kv_num_heads` must not be given for 4-D inputs".into(),
+                );
             }
             let hq = known_dim(b, q, 1, "a head count")?;
             let hk = known_dim(b, k, 1, "a head count")?;
             (q, k, v, hq, hk)
         }
-        r => return Err(format!("Q of rank {r} is not supported (3-D and 4-D Q, K and V are)")),
+        r => {
+            return Err(format!(
+                "Q of rank {r} is not supported (3-D and 4-D Q, K and V are)"
+            ))
+        }
     };
     if hq % hk != 0 {
         return Err(format!(
@@ -293,7 +330,11 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
         if group == 1 {
             return Ok(x);
         }
-        reshape(b, x, &[Part::Dim(q4, 0), Part::K(hk as i64), Part::K(-1), last])
+        reshape(
+            b,
+            x,
+            &[Part::Dim(q4, 0), Part::K(hk as i64), Part::K(-1), last],
+        )
     };
     let unstacked = |b: &mut Builder, x: ValueId| -> Result<ValueId, String> {
         if group == 1 {
@@ -302,7 +343,12 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
         reshape(
             b,
             x,
-            &[Part::Dim(q4, 0), Part::K(hq as i64), Part::Dim(q4, 2), Part::K(-1)],
+            &[
+                Part::Dim(q4, 0),
+                Part::K(hq as i64),
+                Part::Dim(q4, 2),
+                Part::K(-1),
+            ],
         )
     };
     let qg = stacked(b, qs, Part::Dim(q4, 3))?;
@@ -415,7 +461,11 @@ fn attention_bias(
             Some(n) => {
                 let n = cast(b, n, DType::I64)?;
                 // [batch] -> [batch, 1, 1, 1]
-                Some(reshape(b, n, &[Part::K(-1), Part::K(1), Part::K(1), Part::K(1)])?)
+                Some(reshape(
+                    b,
+                    n,
+                    &[Part::K(-1), Part::K(1), Part::K(1), Part::K(1)],
+                )?)
             }
             None => None,
         };
@@ -568,11 +618,20 @@ fn import_rotary(b: &mut Builder, cx: &NodeCx) -> Out {
             let x4 = reshape(
                 b,
                 x,
-                &[Part::Dim(x, 0), Part::Dim(x, 1), Part::K(h as i64), Part::K(-1)],
+                &[
+                    Part::Dim(x, 0),
+                    Part::Dim(x, 1),
+                    Part::K(h as i64),
+                    Part::K(-1),
+                ],
             )?;
             (x4, 2)
         }
-        r => return Err(format!("an input of rank {r} is not supported (3-D and 4-D are)")),
+        r => {
+            return Err(format!(
+                "an input of rank {r} is not supported (3-D and 4-D are)"
+            ))
+        }
     };
     let size = known_dim(b, x4, 3, "a head size")?;
     let rot = match cx.attrs.int_or("rotary_embedding_dim", 0)? {
@@ -661,4 +720,475 @@ fn import_rotary(b: &mut Builder, cx: &NodeCx) -> Out {
         y = reshape(b, y, &[Part::Dim(x, 0), Part::Dim(x, 1), Part::K(-1)])?;
     }
     one(y)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::import::onnx::{import_model, tensor};
+    use lathe_ir::Graph;
+    use lathe_proto::onnx::{
+        attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto,
+        NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+
+    /// An attribute: an int, a float, a string, a list of ints or of floats.
+    pub(crate) enum A<'a> {
+        I(i64),
+        F(f32),
+        S(&'a str),
+        Is(&'a [i64]),
+        Fs(&'a [f32]),
+    }
+
+    /// A model of one node `op` at `opset`: `inputs` are graph inputs (their tensors give
+    /// their types), `consts` initializers; `node_inputs` names the node's inputs (`""` for
+    /// an omitted one) and `outputs` its outputs.
+    pub(crate) fn one_node(
+        opset: i64,
+        op: &str,
+        inputs: &[(&str, &Tensor)],
+        consts: &[(&str, &Tensor)],
+        attrs: &[(&str, A)],
+        node_inputs: &[&str],
+        outputs: &[&str],
+    ) -> Result<Graph, String> {
+        use lathe_proto::onnx::tensor_shape_proto::{dimension::Value, Dimension};
+        let value_info = |name: &str, t: &Tensor| ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(tensor::onnx_dtype(t.dtype())),
+                    shape: Some(TensorShapeProto {
+                        dim: t
+                            .shape()
+                            .iter()
+                            .map(|&d| Dimension {
+                                value: Some(Value::DimValue(d as i64)),
+                                denotation: None,
+                            })
+                            .collect(),
+                    }),
+                })),
+                denotation: None,
+            }),
+            ..Default::default()
+        };
+        let attribute = attrs
+            .iter()
+            .map(|(name, a)| {
+                let mut p = AttributeProto {
+                    name: Some(name.to_string()),
+                    ..Default::default()
+                };
+                let ty = match a {
+                    A::I(i) => {
+                        p.i = Some(*i);
+                        AttributeType::Int
+                    }
+                    A::F(f) => {
+                        p.f = Some(*f);
+                        AttributeType::Float
+                    }
+                    A::S(s) => {
+                        p.s = Some(s.as_bytes().to_vec());
+                        AttributeType::String
+                    }
+                    A::Is(v) => {
+                        p.ints = v.to_vec();
+                        AttributeType::Ints
+                    }
+                    A::Fs(v) => {
+                        p.floats = v.to_vec();
+                        AttributeType::Floats
+                    }
+                };
+                p.r#type = Some(ty as i32);
+                p
+            })
+            .collect();
+        let model = ModelProto {
+            ir_version: Some(9),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(opset),
+            }],
+            graph: Some(GraphProto {
+                name: Some("g".into()),
+                node: vec![NodeProto {
+                    input: node_inputs.iter().map(|s| s.to_string()).collect(),
+                    output: outputs.iter().map(|s| s.to_string()).collect(),
+                    name: Some("n".into()),
+                    op_type: Some(op.into()),
+                    attribute,
+                    ..Default::default()
+                }],
+                initializer: consts.iter().map(|(n, t)| tensor::to_proto(t, n)).collect(),
+                input: inputs.iter().map(|(n, t)| value_info(n, t)).collect(),
+                output: outputs
+                    .iter()
+                    .filter(|o| !o.is_empty())
+                    .map(|o| ValueInfoProto {
+                        name: Some(o.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        import_model(&model, std::path::Path::new("test.onnx")).map_err(|e| e.to_string())
+    }
+
+    /// Runs a one-node model on the interpreter.
+    pub(crate) fn run(g: &Graph, inputs: &[&Tensor]) -> Vec<Tensor> {
+        lathe_ir::interp::run(g, inputs).expect("the model runs")
+    }
+
+    /// `n` deterministic values in [-1, 1].
+    pub(crate) fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 + 1.0) * (seed as f32 * 0.618 + 0.37)).sin())
+            .collect()
+    }
+
+    fn assert_close(got: &Tensor, want: &[f64], what: &str) {
+        let got = got.to_f64_vec();
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{what}[{i}]: {g} instead of {w}"
+            );
+        }
+    }
+
+    /// Attention written out naively in f64: `q` is `[b, hq, s, d]`, `k` and `v` the whole
+    /// key and value sequences `[b, hk, t, d]` and `[b, hk, t, dv]`; `allowed(b, h, i, j)`
+    /// says whether query `i` sees key `j`. A row with no key allowed is zeros.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        [b, hq, s, d]: [usize; 4],
+        [hk, t, dv]: [usize; 3],
+        scale: f64,
+        softcap: f64,
+        allowed: impl Fn(usize, usize, usize, usize) -> bool,
+    ) -> Vec<f64> {
+        let mut y = vec![0.0; b * hq * s * dv];
+        for bi in 0..b {
+            for h in 0..hq {
+                let g = h / (hq / hk);
+                for i in 0..s {
+                    let mut scores = vec![f64::NEG_INFINITY; t];
+                    for (j, sc) in scores.iter_mut().enumerate() {
+                        let mut dot = 0.0;
+                        for e in 0..d {
+                            let qv = q[((bi * hq + h) * s + i) * d + e] as f64;
+                            let kv = k[((bi * hk + g) * t + j) * d + e] as f64;
+                            dot += qv * kv;
+                        }
+                        let mut x = dot * scale;
+                        if softcap > 0.0 {
+                            x = softcap * (x / softcap).tanh();
+                        }
+                        if allowed(bi, h, i, j) {
+                            *sc = x;
+                        }
+                    }
+                    let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    if m == f64::NEG_INFINITY {
+                        continue;
+                    }
+                    let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for o in 0..dv {
+                        y[((bi * hq + h) * s + i) * dv + o] = (0..t)
+                            .map(|j| e[j] / sum * v[((bi * hk + g) * t + j) * dv + o] as f64)
+                            .sum();
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn t4(dims: [usize; 4], seed: u32) -> (Vec<f32>, Tensor) {
+        let v = values(dims.iter().product(), seed);
+        (v.clone(), Tensor::from_vec(&dims, v))
+    }
+
+    /// Grouped-query heads, a past cache, causal masking offset by the past length and a
+    /// boolean mask one key short (padded with false).
+    #[test]
+    fn gqa_with_past_causal_and_short_bool_mask() {
+        let (b, hq, hk, s, p, n, d, dv) = (1, 4, 2, 2, 2, 3, 3, 2);
+        let t = p + n;
+        let (qv, q) = t4([b, hq, s, d], 1);
+        let (kv, k) = t4([b, hk, n, d], 2);
+        let (vv, v) = t4([b, hk, n, dv], 3);
+        let (pkv, pk) = t4([b, hk, p, d], 4);
+        let (pvv, pv) = t4([b, hk, p, dv], 5);
+        let mask_vals = vec![true, false, true, true, true, true, false, true];
+        let mask = Tensor::from_vec(&[s, t - 1], mask_vals.clone());
+        let g = one_node(
+            24,
+            "Attention",
+            &[
+                ("q", &q),
+                ("k", &k),
+                ("v", &v),
+                ("m", &mask),
+                ("pk", &pk),
+                ("pv", &pv),
+            ],
+            &[],
+            &[("is_causal", A::I(1))],
+            &["q", "k", "v", "m", "pk", "pv"],
+            &["y", "present_key", "present_value"],
+        )
+        .unwrap();
+        let out = run(&g, &[&q, &k, &v, &mask, &pk, &pv]);
+        // The whole sequences: past then new, per head.
+        let cat = |past: &[f32], new: &[f32], w: usize| -> Vec<f32> {
+            (0..hk)
+                .flat_map(|h| {
+                    let a = &past[h * p * w..(h + 1) * p * w];
+                    let c = &new[h * n * w..(h + 1) * n * w];
+                    a.iter().chain(c).copied().collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let (k_all, v_all) = (cat(&pkv, &kv, d), cat(&pvv, &vv, dv));
+        let want = naive(
+            &qv,
+            &k_all,
+            &v_all,
+            [b, hq, s, d],
+            [hk, t, dv],
+            1.0 / (d as f64).sqrt(),
+            0.0,
+            |_, _, i, j| j <= i + p && j < t - 1 && mask_vals[i * (t - 1) + j],
+        );
+        assert_close(&out[0], &want, "Y");
+        let as_f64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        assert_close(&out[1], &as_f64(&k_all), "present_key");
+        assert_close(&out[2], &as_f64(&v_all), "present_value");
+    }
+
+    /// `nonpad_kv_seqlen` (24): causal masking aligned to each item's own length, keys past
+    /// it masked; an item shorter than the queries has leading rows with no key: zeros.
+    #[test]
+    fn nonpad_lengths_align_causal_per_batch() {
+        let (b, h, s, t, d) = (2, 1, 3, 4, 2);
+        let (qv, q) = t4([b, h, s, d], 6);
+        let (kv, k) = t4([b, h, t, d], 7);
+        let (vv, v) = t4([b, h, t, d], 8);
+        let lens = Tensor::from_vec(&[2], vec![4i64, 2]);
+        let g = one_node(
+            24,
+            "Attention",
+            &[("q", &q), ("k", &k), ("v", &v), ("n", &lens)],
+            &[],
+            &[("is_causal", A::I(1)), ("scale", A::F(0.5))],
+            &["q", "k", "v", "", "", "", "n"],
+            &["y"],
+        )
+        .unwrap();
+        let out = run(&g, &[&q, &k, &v, &lens]);
+        let len = [4i64, 2];
+        let want = naive(
+            &qv,
+            &kv,
+            &vv,
+            [b, h, s, d],
+            [h, t, d],
+            0.5,
+            0.0,
+            |bi, _, i, j| (j as i64) <= i as i64 + len[bi] - s as i64 && (j as i64) < len[bi],
+        );
+        // Item 1, query 0: offset -1, no key.
+        assert!(want[(s * d)..(s * d + d)].iter().all(|&x| x == 0.0));
+        assert_close(&out[0], &want, "Y");
+        // Before opset 24 the input does not exist.
+        let err = one_node(
+            23,
+            "Attention",
+            &[("q", &q), ("k", &k), ("v", &v), ("n", &lens)],
+            &[],
+            &[],
+            &["q", "k", "v", "", "", "", "n"],
+            &["y"],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("not part of Attention before opset 24"),
+            "{err}"
+        );
+    }
+
+    /// 3-D inputs split into heads, a sliding window (25) and softcap, with the softcapped
+    /// scores as the fourth output.
+    #[test]
+    fn three_d_window_softcap_and_scores() {
+        let (b, hq, hk, s, t, d) = (1, 2, 1, 3, 4, 2);
+        let q3 = values(b * s * hq * d, 9);
+        let k3 = values(b * t * hk * d, 10);
+        let v3 = values(b * t * hk * d, 11);
+        let q = Tensor::from_vec(&[b, s, hq * d], q3.clone());
+        let k = Tensor::from_vec(&[b, t, hk * d], k3.clone());
+        let v = Tensor::from_vec(&[b, t, hk * d], v3.clone());
+        let g = one_node(
+            25,
+            "Attention",
+            &[("q", &q), ("k", &k), ("v", &v)],
+            &[],
+            &[
+                ("q_num_heads", A::I(hq as i64)),
+                ("kv_num_heads", A::I(hk as i64)),
+                ("left_window_size", A::I(1)),
+                ("right_window_size", A::I(0)),
+                ("softcap", A::F(0.25)),
+                ("qk_matmul_output_mode", A::I(1)),
+            ],
+            &["q", "k", "v"],
+            &["y", "", "", "qk"],
+        )
+        .unwrap();
+        let out = run(&g, &[&q, &k, &v]);
+        // [b, s, h * d] -> [b, h, s, d]
+        let heads = |x: &[f32], h: usize, n: usize| -> Vec<f32> {
+            let mut y = vec![0.0; x.len()];
+            for hi in 0..h {
+                for i in 0..n {
+                    for e in 0..d {
+                        y[(hi * n + i) * d + e] = x[(i * h + hi) * d + e];
+                    }
+                }
+            }
+            y
+        };
+        let (q4, k4, v4) = (heads(&q3, hq, s), heads(&k3, hk, t), heads(&v3, hk, t));
+        let scale = 1.0 / (d as f64).sqrt();
+        let y4 = naive(
+            &q4,
+            &k4,
+            &v4,
+            [b, hq, s, d],
+            [hk, t, d],
+            scale,
+            0.25,
+            |_, _, i, j| {
+                let diff = i as i64 - j as i64;
+                (0..=1).contains(&diff)
+            },
+        );
+        let mut want = vec![0.0; y4.len()];
+        for h in 0..hq {
+            for i in 0..s {
+                for e in 0..d {
+                    want[(i * hq + h) * d + e] = y4[(h * s + i) * d + e];
+                }
+            }
+        }
+        assert_close(&out[0], &want, "Y");
+        let qk = out[1].to_f64_vec();
+        assert_eq!(out[1].shape(), &[b, hq, s, t]);
+        for h in 0..hq {
+            for i in 0..s {
+                for j in 0..t {
+                    let dot: f64 = (0..d)
+                        .map(|e| q4[(h * s + i) * d + e] as f64 * k4[j * d + e] as f64)
+                        .sum();
+                    let w = 0.25 * (dot * scale / 0.25).tanh();
+                    let g = qk[(h * s + i) * t + j];
+                    assert!((g - w).abs() < 1e-5, "qk[{h},{i},{j}]: {g} instead of {w}");
+                }
+            }
+        }
+    }
+
+    /// RotaryEmbedding on a 3-D input, interleaved pairs, a partial rotation and position ids,
+    /// against the rotation written out.
+    #[test]
+    fn rotary_interleaved_partial_3d() {
+        let (b, s, h, d, rot, positions) = (2, 3, 2, 6, 4, 5);
+        let x = values(b * s * h * d, 12);
+        let cos = values(positions * rot / 2, 13);
+        let sin = values(positions * rot / 2, 14);
+        let pos: Vec<i64> = vec![4, 0, 2, 1, 1, 3];
+        let xt = Tensor::from_vec(&[b, s, h * d], x.clone());
+        let ct = Tensor::from_vec(&[positions, rot / 2], cos.clone());
+        let st = Tensor::from_vec(&[positions, rot / 2], sin.clone());
+        let pt = Tensor::from_vec(&[b, s], pos.clone());
+        let g = one_node(
+            23,
+            "RotaryEmbedding",
+            &[("x", &xt), ("p", &pt)],
+            &[("c", &ct), ("s", &st)],
+            &[
+                ("interleaved", A::I(1)),
+                ("rotary_embedding_dim", A::I(rot as i64)),
+                ("num_heads", A::I(h as i64)),
+            ],
+            &["x", "c", "s", "p"],
+            &["y"],
+        )
+        .unwrap();
+        let out = run(&g, &[&xt, &pt]);
+        let mut want: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        for bi in 0..b {
+            for si in 0..s {
+                let p = pos[bi * s + si] as usize;
+                for hi in 0..h {
+                    let base = ((bi * s + si) * h + hi) * d;
+                    for i in 0..rot / 2 {
+                        let (c, sn) = (cos[p * rot / 2 + i] as f64, sin[p * rot / 2 + i] as f64);
+                        let (x1, x2) = (x[base + 2 * i] as f64, x[base + 2 * i + 1] as f64);
+                        want[base + 2 * i] = c * x1 - sn * x2;
+                        want[base + 2 * i + 1] = sn * x1 + c * x2;
+                    }
+                }
+            }
+        }
+        assert_close(&out[0], &want, "Y");
+    }
+
+    /// Halves (not interleaved) on a 4-D input with per-token caches.
+    #[test]
+    fn rotary_halves_4d() {
+        let (b, h, s, d) = (1, 2, 2, 4);
+        let x = values(b * h * s * d, 15);
+        let cos = values(b * s * d / 2, 16);
+        let sin = values(b * s * d / 2, 17);
+        let xt = Tensor::from_vec(&[b, h, s, d], x.clone());
+        let ct = Tensor::from_vec(&[b, s, d / 2], cos.clone());
+        let st = Tensor::from_vec(&[b, s, d / 2], sin.clone());
+        let g = one_node(
+            23,
+            "RotaryEmbedding",
+            &[("x", &xt), ("c", &ct), ("s", &st)],
+            &[],
+            &[],
+            &["x", "c", "s"],
+            &["y"],
+        )
+        .unwrap();
+        let out = run(&g, &[&xt, &ct, &st]);
+        let mut want = vec![0.0; x.len()];
+        for hi in 0..h {
+            for si in 0..s {
+                let base = (hi * s + si) * d;
+                for i in 0..d / 2 {
+                    let (c, sn) = (cos[si * d / 2 + i] as f64, sin[si * d / 2 + i] as f64);
+                    let (x1, x2) = (x[base + i] as f64, x[base + d / 2 + i] as f64);
+                    want[base + i] = c * x1 - sn * x2;
+                    want[base + d / 2 + i] = sn * x1 + c * x2;
+                }
+            }
+        }
+        assert_close(&out[0], &want, "Y");
+    }
 }

@@ -131,10 +131,7 @@ impl Taps {
             .map(|i| {
                 let w = &self.weight[i * self.n..(i + 1) * self.n];
                 let picked = w.iter().position(|&x| x == 1.0)?;
-                let rest_zero = w
-                    .iter()
-                    .enumerate()
-                    .all(|(k, &x)| k == picked || x == 0.0);
+                let rest_zero = w.iter().enumerate().all(|(k, &x)| k == picked || x == 0.0);
                 rest_zero.then_some(self.index[i * self.n + picked])
             })
             .collect()
@@ -456,7 +453,9 @@ fn compute_dtype(dt: DType) -> Result<DType, String> {
         DType::F32 | DType::F64 => dt,
         DType::F16 | DType::BF16 | DType::I8 | DType::U8 | DType::I16 | DType::U16 => DType::F32,
         DType::I32 | DType::U32 | DType::I64 | DType::U64 => DType::F64,
-        DType::Bool => return Err("linear and cubic resizing of bool tensors is not supported".into()),
+        DType::Bool => {
+            return Err("linear and cubic resizing of bool tensors is not supported".into())
+        }
     })
 }
 
@@ -626,9 +625,14 @@ fn legacy(b: &mut Builder, cx: &NodeCx, scales: Vec<f64>) -> Out {
 
 fn import_upsample(b: &mut Builder, cx: &NodeCx) -> Out {
     let scales = if cx.opset < 7 {
-        return Err("Upsample before opset 7 (`height_scale`/`width_scale`) is not supported".into());
+        return Err(
+            "Upsample before opset 7 (`height_scale`/`width_scale`) is not supported".into(),
+        );
     } else if cx.opset < 9 {
-        let s = cx.attrs.floats("scales").ok_or("missing attribute `scales`")?;
+        let s = cx
+            .attrs
+            .floats("scales")
+            .ok_or("missing attribute `scales`")?;
         s.iter().map(|&v| v as f64).collect()
     } else {
         floats_of(b, cx.input(1)?, "`scales`")?.ok_or("`scales` is empty")?
@@ -643,14 +647,22 @@ fn import_resize(b: &mut Builder, cx: &NodeCx) -> Out {
     }
     let x = cx.input(0)?;
     let rank = b.rank(x);
-    let nearest = match cx.attrs.str_or("nearest_mode", "round_prefer_floor")?.as_str() {
+    let nearest = match cx
+        .attrs
+        .str_or("nearest_mode", "round_prefer_floor")?
+        .as_str()
+    {
         "round_prefer_floor" => Nearest::RoundPreferFloor,
         "round_prefer_ceil" => Nearest::RoundPreferCeil,
         "floor" => Nearest::Floor,
         "ceil" => Nearest::Ceil,
         other => return Err(format!("unknown `nearest_mode` `{other}`")),
     };
-    let coord = match cx.attrs.str_or("coordinate_transformation_mode", "half_pixel")?.as_str() {
+    let coord = match cx
+        .attrs
+        .str_or("coordinate_transformation_mode", "half_pixel")?
+        .as_str()
+    {
         "half_pixel" => Coord::HalfPixel,
         "half_pixel_symmetric" if cx.opset >= 19 => Coord::HalfPixelSymmetric,
         "pytorch_half_pixel" => Coord::PytorchHalfPixel,
@@ -674,7 +686,11 @@ fn import_resize(b: &mut Builder, cx: &NodeCx) -> Out {
     };
     let policy = match new {
         false => Policy::Stretch,
-        true => match cx.attrs.str_or("keep_aspect_ratio_policy", "stretch")?.as_str() {
+        true => match cx
+            .attrs
+            .str_or("keep_aspect_ratio_policy", "stretch")?
+            .as_str()
+        {
             "stretch" => Policy::Stretch,
             "not_larger" => Policy::NotLarger,
             "not_smaller" => Policy::NotSmaller,
@@ -727,12 +743,19 @@ fn import_resize(b: &mut Builder, cx: &NodeCx) -> Out {
         None => vec![None; plans.len()],
         Some((r, f32)) => {
             if r.len() != 2 * axes.len() {
-                return Err(format!("`roi` has {} values for {} axes", r.len(), axes.len()));
+                return Err(format!(
+                    "`roi` has {} values for {} axes",
+                    r.len(),
+                    axes.len()
+                ));
             }
             plans
                 .iter()
                 .map(|p| {
-                    let i = axes.iter().position(|&a| a == p.axis).expect("planned axis");
+                    let i = axes
+                        .iter()
+                        .position(|&a| a == p.axis)
+                        .expect("planned axis");
                     Some(Roi {
                         start: r[i],
                         end: r[axes.len() + i],
@@ -748,6 +771,7 @@ fn import_resize(b: &mut Builder, cx: &NodeCx) -> Out {
 
 #[cfg(test)]
 mod tests {
+    use super::super::attention::tests::{one_node, run, A};
     use super::*;
 
     fn method(kernel: Kernel, coord: Coord) -> Method {
@@ -767,10 +791,17 @@ mod tests {
         let t = taps(&m, 2, 4, 2.0, None).unwrap();
         assert_eq!(t.n, 2);
         assert_eq!(t.index, vec![0, 0, 0, 1, 0, 1, 1, 1]);
-        assert_eq!(t.weight, vec![0.25, 0.75, 0.75, 0.25, 0.25, 0.75, 0.25, 0.75]);
+        assert_eq!(
+            t.weight,
+            vec![0.25, 0.75, 0.75, 0.25, 0.25, 0.75, 0.75, 0.25]
+        );
         let data = [1.0, 2.0];
         let y: Vec<f64> = (0..4)
-            .map(|i| (0..2).map(|k| t.weight[2 * i + k] * data[t.index[2 * i + k] as usize]).sum())
+            .map(|i| {
+                (0..2)
+                    .map(|k| t.weight[2 * i + k] * data[t.index[2 * i + k] as usize])
+                    .sum()
+            })
             .collect();
         assert_eq!(y, vec![1.0, 1.25, 1.75, 2.0]);
         assert_eq!(t.single(), None);
@@ -802,7 +833,10 @@ mod tests {
         // Legacy upsampling floors, downsampling (4 -> 2 by 0.5: x = 0, 2) ceils.
         assert_eq!(pick(Nearest::Legacy), vec![0, 0, 1, 1]);
         let m = method(Kernel::Nearest(Nearest::Legacy), Coord::Asymmetric);
-        assert_eq!(taps(&m, 4, 2, 0.5, None).unwrap().single().unwrap(), vec![0, 2]);
+        assert_eq!(
+            taps(&m, 4, 2, 0.5, None).unwrap().single().unwrap(),
+            vec![0, 2]
+        );
     }
 
     /// Keys' cubic weights at ratio 0.5 with a = -0.75 (sum 1), and the four taps around
@@ -879,6 +913,89 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!((p[0].axis, p[0].out_w), (1, 4));
         assert!(plan_axes(&dims, &[0, 1], &Target::Scales(vec![2.0, 1.0])).is_err());
+    }
+
+    /// The ONNX documentation's bilinear example through the importer: `[[1, 2], [3, 4]]`
+    /// scaled by 2 (constant scales, half-pixel).
+    #[test]
+    fn bilinear_upsample_end_to_end() {
+        let x = Tensor::from_vec(&[1, 1, 2, 2], vec![1f32, 2.0, 3.0, 4.0]);
+        let scales = Tensor::from_vec(&[4], vec![1f32, 1.0, 2.0, 2.0]);
+        let g = one_node(
+            19,
+            "Resize",
+            &[("x", &x)],
+            &[("s", &scales)],
+            &[("mode", A::S("linear"))],
+            &["x", "", "s"],
+            &["y"],
+        )
+        .unwrap();
+        let y = run(&g, &[&x]);
+        assert_eq!(y[0].shape(), &[1, 1, 4, 4]);
+        #[rustfmt::skip]
+        let want = [
+            1.0, 1.25, 1.75, 2.0,
+            1.5, 1.75, 2.25, 2.5,
+            2.5, 2.75, 3.25, 3.5,
+            3.0, 3.25, 3.75, 4.0,
+        ];
+        assert_eq!(y[0].to_f64_vec(), want);
+    }
+
+    /// Integers interpolate in floats and round half to even back; nearest `Upsample` (7)
+    /// repeats.
+    #[test]
+    fn integer_rounding_and_upsample() {
+        let x = Tensor::from_vec(&[1, 2], vec![0u8, 3]);
+        let sizes = Tensor::from_vec(&[1], vec![4i64]);
+        let g = one_node(
+            18,
+            "Resize",
+            &[("x", &x)],
+            &[("n", &sizes)],
+            &[("mode", A::S("linear")), ("axes", A::Is(&[1]))],
+            &["x", "", "", "n"],
+            &["y"],
+        )
+        .unwrap();
+        // Half-pixel 2 -> 4: 0, 0.75, 2.25, 3 round to 0, 1, 2, 3.
+        assert_eq!(run(&g, &[&x])[0].to_f64_vec(), [0.0, 1.0, 2.0, 3.0]);
+        let x = Tensor::from_vec(&[2, 2], vec![1i32, 2, 3, 4]);
+        let up = one_node(
+            8,
+            "Upsample",
+            &[("x", &x)],
+            &[],
+            &[("scales", A::Fs(&[1.0, 2.0]))],
+            &["x"],
+            &["y"],
+        )
+        .unwrap();
+        let y = run(&up, &[&x]);
+        assert_eq!(y[0].dtype(), DType::I32);
+        assert_eq!(y[0].to_f64_vec(), [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]);
+    }
+
+    /// Scales fed at run time cannot be lowered while importing: an error that says so.
+    #[test]
+    fn run_time_scales_are_refused() {
+        let x = Tensor::from_vec(&[1, 2], vec![1f32, 2.0]);
+        let scales = Tensor::from_vec(&[2], vec![1f32, 2.0]);
+        let err = one_node(
+            13,
+            "Resize",
+            &[("x", &x), ("s", &scales)],
+            &[],
+            &[],
+            &["x", "", "s"],
+            &["y"],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`scales` computed at run time is not supported"),
+            "{err}"
+        );
     }
 
     #[test]

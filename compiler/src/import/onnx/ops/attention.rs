@@ -42,6 +42,10 @@ pub(super) fn rows() -> Vec<OnnxOp> {
                 "reshape",
                 "transpose",
                 "cast",
+                "sub",
+                "expand_dims",
+                "shape",
+                "slice",
             ],
             import_attention,
         ),
@@ -159,19 +163,30 @@ fn heads_attr(cx: &NodeCx, name: &str) -> Result<Option<usize>, String> {
         .ok_or_else(|| format!("`{name}` {h} is not positive"))
 }
 
-/// A 3-D `[batch, seq, heads * size]` value as `[batch, heads, seq, size]`.
+/// The size of each head of a `[batch, seq, heads * size]` value, when its last dim is known.
+fn head_size(b: &Builder, x: ValueId, heads: usize) -> Result<Option<usize>, String> {
+    match b.ty(x).shape.0[2].known() {
+        Some(h) if h % heads == 0 => Ok(Some(h / heads)),
+        Some(h) => Err(format!(
+            "a hidden size of {h} does not split into {heads} heads"
+        )),
+        None => Ok(None),
+    }
+}
+
+/// A 3-D `[batch, seq, heads * size]` value as `[batch, seq, heads, size]`.
 fn split_heads(b: &mut Builder, x: ValueId, heads: usize) -> Result<ValueId, String> {
-    let x4 = reshape(
+    let size = head_size(b, x, heads)?.map_or(-1, |s| s as i64);
+    reshape(
         b,
         x,
         &[
             Part::Dim(x, 0),
             Part::Dim(x, 1),
             Part::K(heads as i64),
-            Part::K(-1),
+            Part::K(size),
         ],
-    )?;
-    transpose(b, x4, &[0, 2, 1, 3])
+    )
 }
 
 /// What the optional fourth output of `Attention` holds (`qk_matmul_output_mode`).
@@ -275,9 +290,11 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
             ) else {
                 return Err("3-D Q, K and V need `q_num_heads` and `kv_num_heads`".into());
             };
-            let q4 = split_heads(b, q, hq)?;
-            let k4 = split_heads(b, k, hk)?;
-            let v4 = split_heads(b, v, hk)?;
+            let mut to_4d = |x: ValueId, heads: usize| -> Result<ValueId, String> {
+                let x4 = split_heads(b, x, heads)?;
+                transpose(b, x4, &[0, 2, 1, 3])
+            };
+            let (q4, k4, v4) = (to_4d(q, hq)?, to_4d(k, hk)?, to_4d(v, hk)?);
             (q4, k4, v4, hq, hk)
         }
         4 => {
@@ -318,7 +335,12 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
     let scale = if cx.attrs.has("scale") {
         cx.attrs.float_or("scale", 1.0)? as f64
     } else {
-        let d = known_dim(b, q4, 3, "a head size (with no `scale`)")?;
+        // The head size, from Q's last dim (a 3-D Q's split by the head count).
+        let d = match rank {
+            3 => head_size(b, q, hq)?,
+            _ => b.ty(q).shape.0[3].known(),
+        }
+        .ok_or("a head size of unknown size (with no `scale`) is not supported")?;
         1.0 / (d as f64).sqrt()
     };
     let root = b.scalar(dt, scale.sqrt());
@@ -611,21 +633,11 @@ fn import_rotary(b: &mut Builder, cx: &NodeCx) -> Out {
     let (x, cos, sin) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
     let positions = cx.opt(3);
     let interleaved = cx.attrs.int_or("interleaved", 0)? != 0;
-    let (x4, heads_axis) = match b.rank(x) {
-        4 => (x, 1),
+    let (x4, heads_axis, size) = match b.rank(x) {
+        4 => (x, 1, b.ty(x).shape.0[3].known()),
         3 => {
             let h = heads_attr(cx, "num_heads")?.ok_or("a 3-D input needs `num_heads`")?;
-            let x4 = reshape(
-                b,
-                x,
-                &[
-                    Part::Dim(x, 0),
-                    Part::Dim(x, 1),
-                    Part::K(h as i64),
-                    Part::K(-1),
-                ],
-            )?;
-            (x4, 2)
+            (split_heads(b, x, h)?, 2, head_size(b, x, h)?)
         }
         r => {
             return Err(format!(
@@ -633,7 +645,8 @@ fn import_rotary(b: &mut Builder, cx: &NodeCx) -> Out {
             ))
         }
     };
-    let size = known_dim(b, x4, 3, "a head size")?;
+    let size =
+        size.ok_or("an input whose head size is not known while importing is not supported")?;
     let rot = match cx.attrs.int_or("rotary_embedding_dim", 0)? {
         0 => size,
         d if d > 0 && d as usize <= size && d % 2 == 0 => d as usize,

@@ -34,6 +34,7 @@ const IR_OPS: &[&str] = &[
     "round",
     "maximum",
     "minimum",
+    "identity",
 ];
 
 pub(super) fn rows() -> Vec<OnnxOp> {

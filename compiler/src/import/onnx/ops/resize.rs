@@ -568,29 +568,29 @@ fn saturate(v: f64, dt: DType) -> f64 {
     }
 }
 
-/// The float values of constant `v`, `None` when it holds none (an empty placeholder).
-fn floats_of(b: &Builder, v: ValueId, what: &str) -> Result<Option<Vec<f64>>, String> {
+/// The value of constant `v`, `None` when it holds nothing (an empty placeholder for an
+/// input left out).
+fn constant<'a>(b: &'a Builder, v: ValueId, what: &str) -> Result<Option<&'a Tensor>, String> {
     if b.ty(v).shape.num_elements() == Some(0) {
         return Ok(None);
     }
     let t = b.const_of(v).ok_or_else(|| {
-        format!("Resize with {what} computed at run time is not supported (it must be a constant)")
+        format!(
+            "{what} computed at run time is not supported (it must be a constant: the gather \
+             indices and weights are computed while importing)"
+        )
     })?;
-    Ok((!t.is_empty()).then(|| t.to_f64_vec()))
+    Ok((!t.is_empty()).then_some(t))
 }
 
-/// The integer values of constant `v`, `None` when it holds none.
+/// The float values of constant `v` (see [`constant`]).
+fn floats_of(b: &Builder, v: ValueId, what: &str) -> Result<Option<Vec<f64>>, String> {
+    Ok(constant(b, v, what)?.map(Tensor::to_f64_vec))
+}
+
+/// The integer values of constant `v` (see [`constant`]).
 fn ints_of(b: &Builder, v: ValueId, what: &str) -> Result<Option<Vec<i64>>, String> {
-    if b.ty(v).shape.num_elements() == Some(0) {
-        return Ok(None);
-    }
-    let t = b.const_of(v).ok_or_else(|| {
-        format!("Resize with {what} computed at run time is not supported (it must be a constant)")
-    })?;
-    if t.is_empty() {
-        return Ok(None);
-    }
-    t.to_i64_vec().map(Some)
+    constant(b, v, what)?.map(Tensor::to_i64_vec).transpose()
 }
 
 fn dims_of(b: &Builder, x: ValueId) -> Vec<Option<usize>> {

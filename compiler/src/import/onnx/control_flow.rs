@@ -358,11 +358,21 @@ impl<'a> LoopBody<'a> {
     }
 }
 
-/// `If(cond)`: an `if` on the condition and the branches' captured values.
+/// `If(cond)`: an `if` on the condition and the branches' captured values; when the
+/// condition is a constant while importing (a test of shapes, as ONNX's function expansions
+/// write), the branch taken is imported in place and the other is never read.
 fn import_if(b: &mut Builder, cx: &NodeCx) -> Out {
     let then_g = cx.attrs.graph("then_branch")?;
     let else_g = cx.attrs.graph("else_branch")?;
     let cond = bool_scalar(b, cx.input(0)?, "the condition")?;
+    if let Some(taken) = b.const_of(cond).and_then(truth) {
+        let (what, gp) = if taken {
+            ("then_branch", then_g)
+        } else {
+            ("else_branch", else_g)
+        };
+        return inline(b, cx, what, gp);
+    }
     let caps = Captures::of(b, &[then_g, else_g])?;
     let then_branch = b
         .region(then_g, &[], &caps)
@@ -391,6 +401,31 @@ fn import_if(b: &mut Builder, cx: &NodeCx) -> Out {
     };
     let node = b.node_of(op, &ins)?;
     Ok(outputs_of(node, n))
+}
+
+/// Imports the branch `gp` of an `If` into the enclosing graph itself (its names are unique
+/// in the model, so they can share the scope); returns its outputs.
+fn inline(b: &mut Builder, cx: &NodeCx, what: &str, gp: &GraphProto) -> Out {
+    if !gp.input.is_empty() {
+        return Err(format!("its {what} takes inputs; a branch takes none"));
+    }
+    if cx.outputs() > gp.output.len() {
+        return Err(format!(
+            "the node has {} outputs but its {what} returns {}",
+            cx.outputs(),
+            gp.output.len()
+        ));
+    }
+    b.initializers(gp).map_err(|e| in_region(what, e))?;
+    b.nodes(gp).map_err(|e| in_region(what, e))?;
+    gp.output
+        .iter()
+        .map(|o| {
+            let name = o.name.as_deref().unwrap_or("");
+            b.lookup(name)
+                .ok_or_else(|| format!("its {what}'s output `{name}` is not produced by any node"))
+        })
+        .collect()
 }
 
 /// The name of input or output `k` of a body (`""` when unnamed).
@@ -830,12 +865,11 @@ fn import_scan(b: &mut Builder, cx: &NodeCx) -> Out {
         lp.set_next(kk, v);
     }
     let mut kl = Vec::with_capacity(n_out);
-    for j in 0..n_out {
+    for (j, &dir) in out_dirs.iter().enumerate() {
         let item = body_output(&lp, gp, n_state + j)?;
         let list = reserve(b, &lp.b.ty(item).clone(), steps)?;
         let k = lp.carry(b, list, &format!("scan_output_{j}"));
-        let written =
-            lp.b.op(Op::SetItem, &[lp.arg(k), index(out_dirs[j]), item])?;
+        let written = lp.b.op(Op::SetItem, &[lp.arg(k), index(dir), item])?;
         lp.set_next(k, written);
         kl.push(k);
     }
@@ -1149,6 +1183,42 @@ mod tests {
             "test.onnx: node `y` (op If): if: output 0 is f32[3] in then_branch but f32[2] in \
              else_branch"
         );
+    }
+
+    #[test]
+    fn if_on_a_constant_imports_the_branch_taken_in_place() {
+        // `Size(x) == 3` folds while importing; the else branch does not even import.
+        let then_g = graph(
+            "then",
+            vec![node("Neg", &["x"], &["a"])],
+            vec![],
+            vec![value("a", F32, &[3])],
+            &[],
+        );
+        let else_g = graph(
+            "else",
+            vec![node("Frobnicate", &["x"], &["k"])],
+            vec![],
+            vec![value("k", F32, &[2])],
+            &[],
+        );
+        let n = graph_attr(node("If", &["c"], &["y"]), "then_branch", then_g);
+        let n = graph_attr(n, "else_branch", else_g);
+        let gp = graph(
+            "main",
+            vec![
+                node("Size", &["x"], &["size"]),
+                node("Equal", &["size", "three"], &["c"]),
+                n,
+            ],
+            vec![value("x", F32, &[3])],
+            vec![value("y", F32, &[3])],
+            &[("three", Tensor::scalar(3i64))],
+        );
+        let g = import(gp, 17).unwrap();
+        assert_eq!(count(&g, "if"), 0);
+        let out = run(&g, &[f32s(&[3], &[1.0, -2.0, 3.0])]);
+        assert_eq!(vals(&out[0]), [-1.0, 2.0, -3.0]);
     }
 
     /// `Loop(M, cond, y)` whose body adds `x` (captured) to `y`, scans `y`, and returns

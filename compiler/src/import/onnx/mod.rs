@@ -412,13 +412,20 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|&v| self.g.const_value(v))
             .collect::<Option<_>>()?;
-        if consts.iter().any(|t| t.len() > FOLD_ELEMENTS) {
+        // Moving a weight (a filter's reshape or transpose) folds at any size: the moved copy
+        // replaces the initializer, which is pruned. Anything else only when small.
+        let movement = matches!(
+            op,
+            Op::Reshape | Op::Transpose | Op::Squeeze { .. } | Op::ExpandDims | Op::Identity
+        );
+        let limit = if movement { usize::MAX } else { FOLD_ELEMENTS };
+        if consts.iter().any(|t| t.len() > limit) {
             return None;
         }
         let types = self.g.infer_types(op, inputs).ok()?;
         let small = types
             .iter()
-            .all(|t| t.shape.num_elements().is_some_and(|n| n <= FOLD_ELEMENTS));
+            .all(|t| t.shape.num_elements().is_some_and(|n| n <= limit));
         if !small {
             return None;
         }

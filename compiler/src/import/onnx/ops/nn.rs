@@ -196,6 +196,11 @@ fn window(
             };
             if explicit == [[0, 0], [0, 0]] {
                 Padding::Valid
+            } else if in_dims.is_some_and(|d| same_pads(d, kernel, strides, dilations) == explicit)
+            {
+                // What SAME pads (exporters write SAME as explicit amounts): say so, so the
+                // kernels take their SAME paths, as for the TensorFlow form of the model.
+                Padding::Same
             } else {
                 Padding::Explicit(explicit)
             }
@@ -221,6 +226,24 @@ fn window(
         dilations,
         padding,
     })
+}
+
+/// The explicit padding TensorFlow's SAME amounts to: `ceil(in / stride)` outputs, the odd
+/// cell at the end.
+fn same_pads(
+    dims: [usize; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+) -> [[usize; 2]; 2] {
+    let mut p = [[0; 2]; 2];
+    for a in 0..2 {
+        let eff = (kernel[a] - 1) * dilations[a] + 1;
+        let out = dims[a].div_ceil(strides[a]);
+        let total = ((out.max(1) - 1) * strides[a] + eff).saturating_sub(dims[a]);
+        p[a] = [total / 2, total - total / 2];
+    }
+    p
 }
 
 /// The spatial dims of an NCHW (or NCW) value, when known.
@@ -272,8 +295,7 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
         format: DataFormat::Nchw,
     };
     let y = if group == 1 {
-        let perm = b.i64s(&[2, 3, 1, 0]);
-        let f = b.op(Op::Transpose, &[w, perm])?;
+        let f = filter(b, w, &[2, 3, 1, 0])?;
         b.op(Op::Conv2D(attrs), &[x, f])?
     } else {
         let (Some(c), Some(m)) = (in_c, out_c) else {
@@ -289,12 +311,10 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
             let [kh, kw] = win.kernel;
             let shape = b.i64s(&[c as i64, mult, kh as i64, kw as i64]);
             let f = b.op(Op::Reshape, &[w, shape])?;
-            let perm = b.i64s(&[2, 3, 0, 1]);
-            let f = b.op(Op::Transpose, &[f, perm])?;
+            let f = filter(b, f, &[2, 3, 0, 1])?;
             b.op(Op::DepthwiseConv2D(attrs), &[x, f])?
         } else {
             let (cg, mg) = ((c / g) as i64, (m / g) as i64);
-            let perm = b.i64s(&[2, 3, 1, 0]);
             let mut parts = Vec::with_capacity(g + 1);
             for i in 0..g as i64 {
                 let xb = b.i64s(&[0, i * cg, 0, 0]);
@@ -303,7 +323,7 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
                 let wb = b.i64s(&[i * mg, 0, 0, 0]);
                 let ws = b.i64s(&[mg, -1, -1, -1]);
                 let wi = b.op(Op::Slice, &[w, wb, ws])?;
-                let fi = b.op(Op::Transpose, &[wi, perm])?;
+                let fi = filter(b, wi, &[2, 3, 1, 0])?;
                 parts.push(b.op(Op::Conv2D(attrs.clone()), &[xi, fi])?);
             }
             parts.push(b.i64_scalar(1));
@@ -320,6 +340,13 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
         None => y,
     };
     one(from_2d(b, y, one_d)?)
+}
+
+/// A filter in the IR's layout: `w` transposed by `perm` (computed while importing when `w`
+/// is a weight: movement of constants folds at any size).
+fn filter(b: &mut Builder, w: ValueId, perm: &[i64]) -> Result<ValueId, String> {
+    let p = b.i64s(perm);
+    b.op(Op::Transpose, &[w, p])
 }
 
 fn import_pool(b: &mut Builder, cx: &NodeCx, max: bool) -> Out {
@@ -353,7 +380,9 @@ fn pool(b: &mut Builder, cx: &NodeCx, x: ValueId, max: bool, include_pad: bool) 
         Padding::Valid => [[0; 2]; 2],
         Padding::Explicit(p) => p,
         Padding::Same if include_pad || ceil => {
-            return Err("SAME padding with `count_include_pad` or `ceil_mode` is not supported".into())
+            let dims = spatial(b, x, one_d)
+                .ok_or("SAME padding with `count_include_pad` or `ceil_mode` needs the input's size")?;
+            same_pads(dims, win.kernel, win.strides, win.dilations)
         }
         Padding::Same => [[0; 2]; 2],
     };
@@ -365,7 +394,7 @@ fn pool(b: &mut Builder, cx: &NodeCx, x: ValueId, max: bool, include_pad: bool) 
         [0, 0]
     };
     let mut x = x;
-    let padding = if win.padding == Padding::Same {
+    let padding = if win.padding == Padding::Same && !include_pad && !ceil {
         Padding::Same
     } else if include_pad && pads != [[0; 2]; 2] {
         // Padded cells count: pad with zeros first; only ceil mode's overhang is ignored.

@@ -7,7 +7,9 @@
 //! and pack as they would outside it; every other captured value is passed to the region, as an
 //! `if`'s extra argument or a `while`'s loop-invariant carried value, in first-use order.
 //!
-//! - `If(cond)` is an `if` whose branches both take the union of the two bodies' captures.
+//! - `If(cond)` is an `if` whose branches both take the union of the two bodies' captures; on
+//!   a condition constant while importing (a test of shapes), the branch taken is imported in
+//!   place.
 //! - `Loop(M, cond, v...)` is a `while` carrying `[i, M, cond, v..., captures..., lists...]`
 //!   (`i` the iteration number, `M` the trip count or `i64::MAX`), whose cond is
 //!   `cond && i < M`. A scan output is a list (`list_reserve`) whose row `i` the body writes
@@ -16,7 +18,8 @@
 //!   part of the loop ([`trip_count`]) and reserves the exact count (the loops tf2onnx writes
 //!   for Keras layers count to a constant). Otherwise it reserves `M` rows and, when the
 //!   condition may end the loop early, slices the result to the iterations run: a shape known
-//!   only at run time, which specialization refuses with an error naming the slice.
+//!   only at run time, which specialization refuses (as it does a reservation of `M` rows when
+//!   `M` is not known by then).
 //! - `Scan` (opset 9 and later) is a `while` over `t < T` reading row `t` (`T - 1 - t` when
 //!   reversed) of each scan input moved to axis 0 by a transpose, and writing each scan output
 //!   the same way.

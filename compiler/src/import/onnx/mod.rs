@@ -7,7 +7,9 @@
 //! inputs that are not initializers become IR graph inputs, a `dim_param` a symbolic dim;
 //! the graph's outputs keep their ONNX names. Nested graphs (`If`, `Loop`, `Scan` bodies)
 //! become the IR's control-flow regions (`control_flow.rs`): a value a body reads from an
-//! enclosing graph is passed to the region as an explicit argument.
+//! enclosing graph is passed to the region as an explicit argument (a constant is taken into
+//! it). The recurrent layers (`LSTM`, `GRU`, `RNN`) become `while` loops too
+//! (`ops/recurrent.rs`).
 //!
 //! While importing, a node whose inputs are all constants and whose result is small is
 //! evaluated at once (shape arithmetic: `Shape` → `Gather` → `Concat` → `Reshape`), so that

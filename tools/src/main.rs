@@ -33,7 +33,7 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Time a model's compilation and latency on given or random inputs.
     Bench(cmd::bench::BenchArgs),
-    /// List every IR op: operands, attributes, dtypes, the TensorFlow ops that import to it.
+    /// List every IR op: operands, attributes, dtypes, the TensorFlow and ONNX ops that import to it.
     Ops(cmd::ops::OpsArgs),
     /// Run ONNX backend node tests on the CPU backend and the interpreter.
     Conformance(cmd::conformance::ConformanceArgs),

@@ -7,7 +7,9 @@
 //! inputs that are not initializers become IR graph inputs, a `dim_param` a symbolic dim;
 //! the graph's outputs keep their ONNX names. Nested graphs (`If`, `Loop`, `Scan` bodies)
 //! become the IR's control-flow regions (`control_flow.rs`): a value a body reads from an
-//! enclosing graph is passed to the region as an explicit argument.
+//! enclosing graph is passed to the region as an explicit argument (a constant is taken into
+//! it). The recurrent layers (`LSTM`, `GRU`, `RNN`) become `while` loops too
+//! (`ops/recurrent.rs`).
 //!
 //! While importing, a node whose inputs are all constants and whose result is small is
 //! evaluated at once (shape arithmetic: `Shape` → `Gather` → `Concat` → `Reshape`), so that
@@ -488,26 +490,40 @@ impl<'a> Builder<'a> {
     }
 
     /// Imports a nested graph into a region: its inputs are `formal` (name and type) then one
-    /// per captured outer value (`captures`, name and type); its outputs are `gp`'s.
+    /// per captured outer value (`captures`: constants it reads become constants inside it,
+    /// sharing the tensor; other values its inputs); its outputs are `gp`'s.
     pub fn region(
         &self,
         gp: &GraphProto,
         formal: &[(String, TensorType)],
-        captures: &[(String, TensorType)],
+        captures: &control_flow::Captures,
     ) -> Result<Graph, ImportError> {
-        if self.depth + 1 > MAX_DEPTH {
-            return Err(self.err(format!("graphs nest more than {MAX_DEPTH} deep")));
-        }
         let name = gp.name.clone().unwrap_or_else(|| "body".into());
-        let mut b = Builder::new(self.model, &name, self.depth + 1);
-        for (n, ty) in formal.iter().chain(captures) {
+        let mut b = self.nested(&name)?;
+        for (n, ty) in formal {
             let v = b.g.add_input(n.clone(), ty.clone());
             b.values.insert(n.clone(), v);
         }
+        captures.bind(self, &mut b);
         b.initializers(gp)?;
         b.nodes(gp)?;
         b.outputs(gp)?;
         Ok(b.g)
+    }
+
+    /// An empty builder for a graph nested in this one (a region), named `name`.
+    pub fn nested(&self, name: &str) -> Result<Builder<'a>, ImportError> {
+        if self.depth + 1 > MAX_DEPTH {
+            return Err(self.err(format!("graphs nest more than {MAX_DEPTH} deep")));
+        }
+        Ok(Builder::new(self.model, name, self.depth + 1))
+    }
+
+    /// Names the IR nodes added from now on after `name` (`name`, `name/1`, ...), for nodes
+    /// an importer adds to a region outside any ONNX node.
+    pub fn naming(&mut self, name: &str) {
+        self.current = name.to_string();
+        self.added = 0;
     }
 }
 
@@ -533,13 +549,18 @@ fn declared_dtype(vi: &ValueInfoProto) -> Option<DType> {
 pub(crate) fn value_type(vi: &ValueInfoProto, name: &str) -> Result<TensorType, String> {
     let t = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => t,
-        Some(_) => return Err("only tensor values are supported (not sequences, maps or optionals)".into()),
+        Some(_) => {
+            return Err(
+                "only tensor values are supported (not sequences, maps or optionals)".into(),
+            )
+        }
         None => return Err("has no type".into()),
     };
     let dt = tensor::dtype(t.elem_type.unwrap_or(0))?;
-    let shape = t.shape.as_ref().ok_or(
-        "has no shape (unknown rank); give the input a ranked shape",
-    )?;
+    let shape = t
+        .shape
+        .as_ref()
+        .ok_or("has no shape (unknown rank); give the input a ranked shape")?;
     let shape = tensor::shape(shape, |axis| Dim::sym(&format!("{name}_d{axis}")))?;
     Ok(TensorType::new(dt, shape))
 }

@@ -9,8 +9,6 @@ use crate::import::onnx::{Builder, NodeCx};
 use lathe_ir::ops::{BinaryOp as B, ReduceKind as R, UnaryOp as U};
 use lathe_ir::{Op, ValueId};
 
-type Out = Result<Vec<ValueId>, String>;
-
 pub(super) fn rows() -> Vec<OnnxOp> {
     vec![
         row(

@@ -10,6 +10,7 @@ mod composite;
 mod elementwise;
 mod loss;
 mod nn;
+mod recurrent;
 mod reduce;
 mod resize;
 mod shape;
@@ -69,6 +70,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(loss::rows());
         rows.extend(attention::rows());
         rows.extend(resize::rows());
+        rows.extend(recurrent::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
         (rows, by_name)

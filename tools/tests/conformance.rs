@@ -58,7 +58,10 @@ fn reports_each_outcome_and_the_totals() {
         strings.contains("cpu unsupported") && strings.contains("STRING is not supported"),
         "{strings}"
     );
-    assert!(out.contains("   cpu: 9 pass, 1 fail, 1 unsupported, of 11"), "{out}");
+    assert!(
+        out.contains("   cpu: 9 pass, 1 fail, 1 unsupported, of 11"),
+        "{out}"
+    );
     assert!(out.contains("  both: 9 pass of 11"), "{out}");
 }
 
@@ -99,7 +102,8 @@ fn the_pass_list_holds_or_names_what_regressed() {
     assert!(!o.status.success());
     let err = text(&o.stderr);
     assert!(
-        err.contains("1 test(s) on the pass list") && err.contains("lathe_relu_wrong_expected: cpu fail"),
+        err.contains("1 test(s) on the pass list")
+            && err.contains("lathe_relu_wrong_expected: cpu fail"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&tmp);

@@ -273,9 +273,9 @@ impl<'a> Builder<'a> {
     pub fn outputs(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
         for vi in &gp.output {
             let name = vi.name.clone().unwrap_or_default();
-            let v = self.lookup(&name).ok_or_else(|| {
-                self.err(format!("output `{name}` is not produced by any node"))
-            })?;
+            let v = self
+                .lookup(&name)
+                .ok_or_else(|| self.err(format!("output `{name}` is not produced by any node")))?;
             let got = self.g.value_type(v).clone();
             if let Some(want) = declared_dtype(vi) {
                 if want != got.dtype {
@@ -433,10 +433,9 @@ impl<'a> Builder<'a> {
         }
         let out = op.eval(&consts).ok()?;
         let fits = out.len() == types.len()
-            && out
-                .iter()
-                .zip(&types)
-                .all(|(t, ty)| t.dtype() == ty.dtype && ty.shape.as_known().as_deref() == Some(t.shape()));
+            && out.iter().zip(&types).all(|(t, ty)| {
+                t.dtype() == ty.dtype && ty.shape.as_known().as_deref() == Some(t.shape())
+            });
         fits.then(|| out.into_iter().map(Tensor::into_standard_layout).collect())
     }
 
@@ -483,9 +482,9 @@ impl<'a> Builder<'a> {
 
     /// The integers of constant `v` (`what` names it in the error when it is not constant).
     pub fn ints_of(&self, v: ValueId, what: &str) -> Result<Vec<i64>, String> {
-        let t = self
-            .const_of(v)
-            .ok_or_else(|| format!("{what} computed at run time is not supported (it must be a constant)"))?;
+        let t = self.const_of(v).ok_or_else(|| {
+            format!("{what} computed at run time is not supported (it must be a constant)")
+        })?;
         t.to_i64_vec().map_err(|e| format!("{what}: {e}"))
     }
 
@@ -563,4 +562,90 @@ pub(crate) fn value_type(vi: &ValueInfoProto, name: &str) -> Result<TensorType, 
         .ok_or("has no shape (unknown rank); give the input a ranked shape")?;
     let shape = tensor::shape(shape, |axis| Dim::sym(&format!("{name}_d{axis}")))?;
     Ok(TensorType::new(dt, shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lathe_proto::onnx::{
+        tensor_shape_proto, type_proto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+    };
+
+    fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|&d| tensor_shape_proto::Dimension {
+                value: Some(if d < 0 {
+                    tensor_shape_proto::dimension::Value::DimParam("batch".into())
+                } else {
+                    tensor_shape_proto::dimension::Value::DimValue(d)
+                }),
+                ..Default::default()
+            })
+            .collect();
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(1),
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn model(op: &str, opset: i64) -> Vec<u8> {
+        let node = NodeProto {
+            input: vec!["x".into()],
+            output: vec!["y".into()],
+            name: Some("n1".into()),
+            op_type: Some(op.into()),
+            ..Default::default()
+        };
+        ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(opset),
+            }],
+            graph: Some(GraphProto {
+                node: vec![node],
+                input: vec![value("x", &[-1, 3])],
+                output: vec![value("y", &[-1, 3])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn imports_a_node_with_a_symbolic_batch() {
+        let g = import_bytes(&model("Relu", 17), Path::new("m.onnx")).unwrap();
+        assert_eq!(g.inputs()[0].ty.to_string(), "f32[?batch,3]");
+        assert_eq!(g.outputs()[0].name, "y");
+    }
+
+    #[test]
+    fn errors_name_the_file_node_and_op() {
+        let e = import_bytes(&model("NoSuchOp", 17), Path::new("m.onnx")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.onnx: node `n1` (op NoSuchOp): op is not supported (`lathe ops` lists the ONNX \
+             ops Lathe imports)"
+        );
+        let e = import_bytes(&model("Relu", 99), Path::new("m.onnx")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("version 99 of the ONNX operator set"),
+            "{e}"
+        );
+        let e = import_bytes(b"\x08\x07\x12\xff", Path::new("m.onnx")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("m.onnx: not a valid ONNX model"),
+            "{e}"
+        );
+    }
 }

@@ -13,7 +13,15 @@ pub(super) fn rows() -> Vec<OnnxOp> {
     vec![
         row(
             "NegativeLogLikelihoodLoss",
-            &["equal", "select", "reduce_sum", "gather", "mul", "neg", "div"],
+            &[
+                "equal",
+                "select",
+                "reduce_sum",
+                "gather",
+                "mul",
+                "neg",
+                "div",
+            ],
             |b, cx| {
                 let loss = nll(b, cx, cx.input(0)?)?;
                 one(loss)
@@ -21,7 +29,16 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         ),
         row(
             "SoftmaxCrossEntropyLoss",
-            &["log_softmax", "transpose", "equal", "select", "reduce_sum", "mul", "neg", "div"],
+            &[
+                "log_softmax",
+                "transpose",
+                "equal",
+                "select",
+                "reduce_sum",
+                "mul",
+                "neg",
+                "div",
+            ],
             |b, cx| {
                 let logp = log_softmax_classes(b, cx.input(0)?)?;
                 let loss = nll(b, cx, logp)?;

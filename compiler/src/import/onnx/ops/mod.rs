@@ -5,8 +5,10 @@
 //! meaning or its inputs changed between versions. Rows live in one file per family; the
 //! supported-op list, the unsupported-op error and `lathe ops` read the assembled table.
 
+mod composite;
 mod elementwise;
 mod indexing;
+mod loss;
 mod nn;
 mod reduce;
 mod shape;
@@ -62,6 +64,8 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(shape::rows());
         rows.extend(nn::rows());
         rows.extend(reduce::rows());
+        rows.extend(composite::rows());
+        rows.extend(loss::rows());
         rows.extend(indexing::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();

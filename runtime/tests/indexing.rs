@@ -18,7 +18,9 @@ fn graph(op: Op, inputs: &[Tensor]) -> Graph {
         .map(|(k, t)| g.add_input(format!("x{k}"), t.ty()))
         .collect();
     if inputs[0].dtype() != DType::Bool {
-        let neg = g.add(Op::Unary(UnaryOp::Neg), vec![vals[0]], "neg").unwrap();
+        let neg = g
+            .add(Op::Unary(UnaryOp::Neg), vec![vals[0]], "neg")
+            .unwrap();
         vals[0] = g.add(Op::Unary(UnaryOp::Neg), vec![neg], "pos").unwrap();
     }
     let id = g.add_node(op, vals, "op").unwrap();
@@ -96,9 +98,17 @@ fn gathers_match_the_interpreter() {
     }
     let x = values(DType::F32, &[3, 4]);
     let idx = Tensor::from_vec(&[1, 2], vec![0i64, 3]);
-    check_fault(Op::GatherElements { axis: 0 }, &[x.clone(), idx], "= 3 is not in [-3, 3)");
+    check_fault(
+        Op::GatherElements { axis: 0 },
+        &[x.clone(), idx],
+        "= 3 is not in [-3, 3)",
+    );
     let idx = Tensor::from_vec(&[1, 2], vec![0i64, -5]);
-    check_fault(Op::GatherNd { batch_dims: 0 }, &[x, idx], "= -5 is not in [-4, 4)");
+    check_fault(
+        Op::GatherNd { batch_dims: 0 },
+        &[x, idx],
+        "= -5 is not in [-4, 4)",
+    );
 }
 
 #[test]
@@ -161,7 +171,9 @@ fn trilu_and_cumsum_match_the_interpreter() {
             &[x.clone(), Tensor::scalar(0i64)],
         );
         let cpu = Model::new(g, Backend::Cpu).unwrap();
-        run(&cpu, &[x, Tensor::scalar(2i64)]).unwrap_err().to_string()
+        run(&cpu, &[x, Tensor::scalar(2i64)])
+            .unwrap_err()
+            .to_string()
     };
     assert!(e.contains("axis 2 is out of range for rank 2"), "{e}");
 }
@@ -175,7 +187,9 @@ fn top_k_with_a_constant_k_matches_the_interpreter() {
                 let mut g = Graph::new("t");
                 let xv = g.add_input("x0", x.ty());
                 let kv = g.add_const(Tensor::from_vec(&[1], vec![k]), "k");
-                let id = g.add_node(Op::TopK { axis, largest }, vec![xv, kv], "op").unwrap();
+                let id = g
+                    .add_node(Op::TopK { axis, largest }, vec![xv, kv], "op")
+                    .unwrap();
                 for o in 0..2 {
                     let v = lathe_ir::ValueId {
                         node: id,

@@ -98,7 +98,10 @@ impl Capabilities for CpuCapabilities {
             | Op::ScatterNd { .. }
             | Op::Trilu { .. } => match inputs.get(1) {
                 Some(d) if d.is_int() => Ok(Native::Kernel("indexing")),
-                Some(d) => Err(format!("{} indices must be integers, got {d}", op.mnemonic())),
+                Some(d) => Err(format!(
+                    "{} indices must be integers, got {d}",
+                    op.mnemonic()
+                )),
                 None => Err(format!("{} has no indices", op.mnemonic())),
             },
             Op::CumSum { .. } | Op::TopK { .. } => numeric_data(op, inputs, "indexing"),

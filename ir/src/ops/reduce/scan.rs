@@ -10,7 +10,10 @@ use crate::ops::OpResult;
 use crate::{Elem, Tensor, TensorType};
 use ndarray::{ArrayD, Axis};
 
-pub(super) fn infer_cumsum(inputs: &[TensorType], consts: &[Option<&Tensor>]) -> OpResult<TensorType> {
+pub(super) fn infer_cumsum(
+    inputs: &[TensorType],
+    consts: &[Option<&Tensor>],
+) -> OpResult<TensorType> {
     expect_arity("cumsum", inputs, 2)?;
     let (x, axis) = (&inputs[0], &inputs[1]);
     check_index_type("cumsum", "the axis", axis)?;
@@ -21,7 +24,9 @@ pub(super) fn infer_cumsum(inputs: &[TensorType], consts: &[Option<&Tensor>]) ->
         ));
     }
     if x.rank() == 0 {
-        return Err(format!("cumsum needs at least one axis, got the scalar {x}"));
+        return Err(format!(
+            "cumsum needs at least one axis, got the scalar {x}"
+        ));
     }
     if let Some(a) = consts.get(1).copied().flatten() {
         normalize_axis(a.to_i64_vec()?[0], x.rank()).map_err(|e| format!("cumsum: {e}"))?;
@@ -57,7 +62,14 @@ fn cumsum_float<T: Elem>(a: &ArrayD<T>, axis: usize, exclusive: bool, reverse: b
     let mut y = a.as_standard_layout().into_owned();
     for mut lane in y.lanes_mut(Axis(axis)) {
         let mut v: Vec<T> = lane.to_vec();
-        scan_lane(&mut v, exclusive, reverse, 0.0f64, |s, x| s + x.to_f64(), T::from_f64);
+        scan_lane(
+            &mut v,
+            exclusive,
+            reverse,
+            0.0f64,
+            |s, x| s + x.to_f64(),
+            T::from_f64,
+        );
         lane.iter_mut().zip(v).for_each(|(d, s)| *d = s);
     }
     y

@@ -38,7 +38,9 @@ pub(super) fn infer_top_k(
     check_index_type("top_k", "k", k)?;
     let single = k.rank() == 1 && k.shape.0[0].known() == Some(1);
     if k.rank() != 0 && !single {
-        return Err(format!("top_k: k must be a scalar or a 1-element vector, got {k}"));
+        return Err(format!(
+            "top_k: k must be a scalar or a 1-element vector, got {k}"
+        ));
     }
     if x.rank() == 0 {
         return Err(format!("top_k needs at least one axis, got the scalar {x}"));
@@ -95,7 +97,11 @@ fn top_k_of<T: Elem>(
 pub(super) fn eval_top_k(axis: i64, largest: bool, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
     let x = inputs[0];
     let ax = normalize_axis(axis, x.shape().len()).map_err(|e| format!("top_k: {e}"))?;
-    let k = check_k(inputs[1].to_i64_vec()?[0], &Dim::Known(x.shape()[ax]), &x.ty())?;
+    let k = check_k(
+        inputs[1].to_i64_vec()?[0],
+        &Dim::Known(x.shape()[ax]),
+        &x.ty(),
+    )?;
     let (values, indices) = tensor_match!(x, a => {
         let (v, i) = top_k_of(a, ax, k, largest);
         (Elem::wrap(v), Tensor::I64(i))

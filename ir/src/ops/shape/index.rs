@@ -89,8 +89,7 @@ fn gather_elements_of<T: Elem>(x: &Tensor, idx: &ArrayD<i64>, ax: usize) -> OpRe
 
 /// `indices` as an i64 array of its shape.
 pub(super) fn index_array(indices: &Tensor) -> OpResult<ArrayD<i64>> {
-    ArrayD::from_shape_vec(IxDyn(indices.shape()), indices.to_i64_vec()?)
-        .map_err(|e| e.to_string())
+    ArrayD::from_shape_vec(IxDyn(indices.shape()), indices.to_i64_vec()?).map_err(|e| e.to_string())
 }
 
 pub(super) fn eval_gather_elements(axis: i64, inputs: &[&Tensor]) -> OpResult<Tensor> {
@@ -248,7 +247,10 @@ mod tests {
         let op = Op::GatherNd { batch_dims: 1 };
         let t = infer1(
             &op,
-            &[sty(DType::F32, &["?b", "4", "5"]), sty(DType::I32, &["3", "?n", "1"])],
+            &[
+                sty(DType::F32, &["?b", "4", "5"]),
+                sty(DType::I32, &["3", "?n", "1"]),
+            ],
             &[],
         );
         assert_eq!(t, "f32[3,?n,5]");

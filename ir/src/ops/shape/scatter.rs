@@ -241,7 +241,11 @@ mod tests {
         assert_eq!(vals(&y).1, [4.0, 2.0, 0.0, 1.0, 0.0, 6.0, 0.0, 5.0, 3.0]);
         let e = eval_err(
             &elements(0, ScatterReduction::None),
-            &[&x, &i64s(&[1, 1], &[-4]), &Tensor::from_vec(&[1, 1], vec![1i32])],
+            &[
+                &x,
+                &i64s(&[1, 1], &[-4]),
+                &Tensor::from_vec(&[1, 1], vec![1i32]),
+            ],
         );
         assert!(
             e.contains("indices[0,0] = -4 is not in [-3, 3) (axis 0 of i32[3,3])"),
@@ -251,7 +255,10 @@ mod tests {
             &elements(0, ScatterReduction::None),
             &[&x, &i, &Tensor::from_vec(&[3], vec![1i32, 2, 3])],
         );
-        assert!(e.contains("updates i32[3] must have the shape [2,3]"), "{e}");
+        assert!(
+            e.contains("updates i32[3] must have the shape [2,3]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -298,12 +305,22 @@ mod tests {
         };
         let y = eval1(&add, &[&x, &i, &u]);
         assert_eq!(vals(&y).1, [30.0, 41.0, 2.0, 3.0, 64.0, 85.0]);
-        let e = eval_err(&op, &[&x, &i64s(&[1, 2], &[0, 2]), &Tensor::from_vec(&[1], vec![1.0f32])]);
+        let e = eval_err(
+            &op,
+            &[
+                &x,
+                &i64s(&[1, 2], &[0, 2]),
+                &Tensor::from_vec(&[1], vec![1.0f32]),
+            ],
+        );
         assert!(
             e.contains("indices[0,1] = 2 is not in [-2, 2) (axis 1 of f32[3,2])"),
             "{e}"
         );
         let e = eval_err(&op, &[&x, &i, &Tensor::zeros(DType::F32, &[3])]);
-        assert!(e.contains("updates f32[3] must have the shape [3,2]"), "{e}");
+        assert!(
+            e.contains("updates f32[3] must have the shape [3,2]"),
+            "{e}"
+        );
     }
 }

@@ -19,7 +19,10 @@ pub fn trilu_keeps(upper: bool, k: i64, i: usize, j: usize) -> bool {
     }
 }
 
-pub(super) fn infer_trilu(inputs: &[TensorType], consts: &[Option<&Tensor>]) -> OpResult<TensorType> {
+pub(super) fn infer_trilu(
+    inputs: &[TensorType],
+    consts: &[Option<&Tensor>],
+) -> OpResult<TensorType> {
     expect_arity("trilu", inputs, 2)?;
     let x = &inputs[0];
     index_scalar("trilu's k (input 1)", &inputs[1], arg(consts, 1), true)?;
@@ -78,6 +81,9 @@ mod tests {
         let e = eval_err(&upper, &[&iota(&[3]), &int(0)]);
         assert!(e.contains("at least 2-D"), "{e}");
         let e = eval_err(&upper, &[x, &ints(&[0, 1])]);
-        assert!(e.contains("k (input 1) must be a scalar or a 1-element vector"), "{e}");
+        assert!(
+            e.contains("k (input 1) must be a scalar or a 1-element vector"),
+            "{e}"
+        );
     }
 }

@@ -20,14 +20,21 @@ pub(super) fn kernel(
         dims_of(t, "input")
     };
     let out = |i: usize| -> Result<Vec<usize>, String> {
-        let t = outs.get(i).ok_or_else(|| format!("output {i} is missing"))?;
+        let t = outs
+            .get(i)
+            .ok_or_else(|| format!("output {i} is missing"))?;
         dims_of(t, "output")
     };
     let dtype = |i: usize| ins.get(i).map(|t| t.dtype).ok_or("an input is missing");
     let x_dtype = dtype(0)?;
     let elem = x_dtype.size_bytes();
     let index_dtype = dtype(1)?;
-    let mismatch = || format!("internal error: {}'s types do not fit its kernel", op.mnemonic());
+    let mismatch = || {
+        format!(
+            "internal error: {}'s types do not fit its kernel",
+            op.mnemonic()
+        )
+    };
     Ok(match op {
         Op::GatherElements { axis } => {
             let (x_dims, idx_dims) = (dims(0)?, dims(1)?);

@@ -80,11 +80,22 @@ mod tests {
 
     #[test]
     fn cumsum_matches_the_interpreter() {
-        let v: Vec<f64> = (0..24).map(|i| ((i * 37) % 11) as f64 * 0.7 - 3.0).collect();
-        for dtype in [DType::F32, DType::F16, DType::BF16, DType::F64, DType::I8, DType::U64] {
+        let v: Vec<f64> = (0..24)
+            .map(|i| ((i * 37) % 11) as f64 * 0.7 - 3.0)
+            .collect();
+        for dtype in [
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::F64,
+            DType::I8,
+            DType::U64,
+        ] {
             let x = Tensor::from_f64(dtype, &[2, 3, 4], &v);
             for axis in [0i64, 1, -1] {
-                for (exclusive, reverse) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (exclusive, reverse) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
                     let k = IndexKernel::CumSum(CumSum {
                         dtype,
                         axis_dtype: DType::I32,
@@ -95,7 +106,11 @@ mod tests {
                     let a = Tensor::scalar(axis as i32);
                     let got = run(&k, &[&x, &a], &[24 * dtype.size_bytes()]);
                     let op = Op::CumSum { exclusive, reverse };
-                    assert_eq!(got, want(&op, &[&x, &a]), "{dtype} {axis} {exclusive} {reverse}");
+                    assert_eq!(
+                        got,
+                        want(&op, &[&x, &a]),
+                        "{dtype} {axis} {exclusive} {reverse}"
+                    );
                 }
             }
         }

@@ -102,7 +102,12 @@ impl GatherNd {
     /// # Safety
     /// `params` holds `batch · prod(dims) · slice` elements, `idx` `batch · tuples · m` indices
     /// of `index_dtype`, `out` `batch · tuples · slice` elements, not overlapping them.
-    pub unsafe fn run(&self, params: *const u8, idx: *const u8, out: *mut u8) -> Result<(), String> {
+    pub unsafe fn run(
+        &self,
+        params: *const u8,
+        idx: *const u8,
+        out: *mut u8,
+    ) -> Result<(), String> {
         let m = self.dims.len();
         let mut strides = row_major_strides(&self.dims);
         strides.iter_mut().for_each(|s| *s *= self.slice);
@@ -176,7 +181,8 @@ mod tests {
         // No batch, tuples of two: rows of three.
         let idx = Tensor::from_vec(&[3, 2], vec![1i32, 1, 0, -1, 1, 0]);
         let x = x.cast(DType::U16);
-        let k = IndexKernel::GatherNd(GatherNd::new(2, DType::I32, &[2, 2, 3], &[3, 2], 0).unwrap());
+        let k =
+            IndexKernel::GatherNd(GatherNd::new(2, DType::I32, &[2, 2, 3], &[3, 2], 0).unwrap());
         let op = Op::GatherNd { batch_dims: 0 };
         assert_eq!(run(&k, &[&x, &idx], &[18]), want(&op, &[&x, &idx]));
         let bad = Tensor::from_vec(&[3, 2], vec![0i32, 0, 1, -3, 0, 0]);

@@ -55,7 +55,13 @@ macro_rules! with_combine {
 /// # Safety
 /// `at` is an element of `out` and `from` one of `updates`.
 #[inline(always)]
-unsafe fn apply<S: Copy>(out: *mut u8, at: usize, updates: *const u8, from: usize, f: impl Fn(S, S) -> S) {
+unsafe fn apply<S: Copy>(
+    out: *mut u8,
+    at: usize,
+    updates: *const u8,
+    from: usize,
+    f: impl Fn(S, S) -> S,
+) {
     let dst = (out as *mut S).add(at);
     let u = (updates as *const S).add(from).read_unaligned();
     dst.write_unaligned(f(dst.read_unaligned(), u));
@@ -215,7 +221,11 @@ mod tests {
 
     #[test]
     fn scatter_elements_matches_the_interpreter_for_every_dtype_and_reduction() {
-        let x = Tensor::from_f64(DType::F64, &[3, 3], &[1.0, -2.0, 3.5, 0.0, 7.0, -1.0, 2.0, 2.0, 9.0]);
+        let x = Tensor::from_f64(
+            DType::F64,
+            &[3, 3],
+            &[1.0, -2.0, 3.5, 0.0, 7.0, -1.0, 2.0, 2.0, 9.0],
+        );
         let u = Tensor::from_f64(DType::F64, &[2, 3], &[1.5, 2.0, -3.0, 4.0, 0.0, 6.25]);
         // Index 0 of axis 0 twice in column 0: duplicates apply in order.
         let idx = Tensor::from_vec(&[2, 3], vec![0i64, -1, 2, 0, 1, -3]);
@@ -236,7 +246,11 @@ mod tests {
                         axis,
                     });
                     let got = run(&k, &[&x, &idx, &u], &[9 * dtype.size_bytes()]);
-                    assert_eq!(got, want(&op, &[&x, &idx, &u]), "{dtype} {reduction:?} {axis}");
+                    assert_eq!(
+                        got,
+                        want(&op, &[&x, &idx, &u]),
+                        "{dtype} {reduction:?} {axis}"
+                    );
                 }
             }
         }
@@ -264,7 +278,11 @@ mod tests {
                 let op = Op::ScatterNd { reduction };
                 let k = ScatterNd::new(dtype, DType::I32, reduction, &[4, 2], &[3, 1]).unwrap();
                 assert_eq!(k.updates_len(), 6);
-                let got = run(&IndexKernel::ScatterNd(k), &[&x, &idx, &u], &[8 * dtype.size_bytes()]);
+                let got = run(
+                    &IndexKernel::ScatterNd(k),
+                    &[&x, &idx, &u],
+                    &[8 * dtype.size_bytes()],
+                );
                 assert_eq!(got, want(&op, &[&x, &idx, &u]), "{dtype} {reduction:?}");
             }
         }
@@ -274,12 +292,20 @@ mod tests {
         let op = Op::ScatterNd {
             reduction: ScatterReduction::Mul,
         };
-        let k = ScatterNd::new(DType::F32, DType::I64, ScatterReduction::Mul, &[4, 2], &[2, 2]);
+        let k = ScatterNd::new(
+            DType::F32,
+            DType::I64,
+            ScatterReduction::Mul,
+            &[4, 2],
+            &[2, 2],
+        );
         let k = IndexKernel::ScatterNd(k.unwrap());
         assert_eq!(run(&k, &[&x, &idx, &u], &[32]), want(&op, &[&x, &idx, &u]));
         let bad = Tensor::from_vec(&[2, 2], vec![3i64, 1, 4, 0]);
         let e = run(&k, &[&x, &bad, &u], &[32]).unwrap_err();
         assert_eq!(e, "indices[1,0] = 4 is not in [-4, 4) (axis 0)");
-        assert!(ScatterNd::new(DType::F32, DType::I64, ScatterReduction::Mul, &[4], &[2, 2]).is_none());
+        assert!(
+            ScatterNd::new(DType::F32, DType::I64, ScatterReduction::Mul, &[4], &[2, 2]).is_none()
+        );
     }
 }

@@ -82,7 +82,20 @@ mod tests {
 
     #[test]
     fn top_k_matches_the_interpreter() {
-        let v = [3.0, 1.0, f64::NAN, 3.0, -2.0, 7.0, 0.0, 1.0, 3.0, -0.0, 5.0, 1.0];
+        let v = [
+            3.0,
+            1.0,
+            f64::NAN,
+            3.0,
+            -2.0,
+            7.0,
+            0.0,
+            1.0,
+            3.0,
+            -0.0,
+            5.0,
+            1.0,
+        ];
         for dtype in [DType::F32, DType::F16, DType::F64, DType::I16, DType::U64] {
             let x = Tensor::from_f64(dtype, &[2, 3, 2], &v);
             for (axis, outer, n, inner) in [(0usize, 1, 2, 6), (1, 2, 3, 2), (2, 6, 2, 1)] {
@@ -120,6 +133,9 @@ mod tests {
         });
         let x = Tensor::from_vec(&[3], vec![1.0f32, 2.0, 3.0]);
         let e = run(&kernel, &[&x, &Tensor::scalar(1i32)], &[8, 16]).unwrap_err();
-        assert!(e.contains("k is 1 but the plan was compiled for k = 2"), "{e}");
+        assert!(
+            e.contains("k is 1 but the plan was compiled for k = 2"),
+            "{e}"
+        );
     }
 }

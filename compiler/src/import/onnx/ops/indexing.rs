@@ -26,7 +26,11 @@ pub(super) fn rows() -> Vec<OnnxOp> {
                 usize::try_from(bd).map_err(|_| format!("batch_dims {bd} is negative"))?;
             one(b.op(Op::GatherNd { batch_dims }, &[cx.input(0)?, cx.input(1)?])?)
         }),
-        row("ScatterElements", &["scatter_elements"], import_scatter_elements),
+        row(
+            "ScatterElements",
+            &["scatter_elements"],
+            import_scatter_elements,
+        ),
         // `Scatter` (opsets 9 and 10) is `ScatterElements` without a reduction.
         row("Scatter", &["scatter_elements"], import_scatter_elements),
         row("ScatterND", &["scatter_nd"], |b, cx| {
@@ -55,7 +59,17 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         row("TopK", &["top_k"], import_top_k),
         row(
             "OneHot",
-            &["equal", "select", "range", "cast", "reshape", "expand_dims", "less", "add", "slice"],
+            &[
+                "equal",
+                "select",
+                "range",
+                "cast",
+                "reshape",
+                "expand_dims",
+                "less",
+                "add",
+                "slice",
+            ],
             import_one_hot,
         ),
     ]
@@ -131,4 +145,177 @@ fn import_one_hot(b: &mut Builder, cx: &NodeCx) -> Out {
     };
     let (off, on) = (pick(b, 0)?, pick(b, 1)?);
     one(b.op(Op::Select, &[hot, on, off])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::import::onnx::import_bytes;
+    use lathe_ir::{Graph, Tensor};
+    use lathe_proto::onnx::tensor_proto::DataType;
+    use lathe_proto::onnx::tensor_shape_proto::{dimension, Dimension};
+    use lathe_proto::onnx::{
+        type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+        TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+    use lathe_proto::Message;
+    use std::path::Path;
+
+    fn int_attr(name: &str, i: i64) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            i: Some(i),
+            ..AttributeProto::default()
+        }
+    }
+
+    fn str_attr(name: &str, s: &str) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            s: Some(s.as_bytes().to_vec()),
+            ..AttributeProto::default()
+        }
+    }
+
+    /// An i64 graph input `x` of `dims`.
+    fn input(dims: &[i64]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|&d| Dimension {
+                value: Some(dimension::Value::DimValue(d)),
+                ..Dimension::default()
+            })
+            .collect();
+        let t = type_proto::Tensor {
+            elem_type: Some(DataType::Int64 as i32),
+            shape: Some(TensorShapeProto { dim }),
+        };
+        ValueInfoProto {
+            name: Some("x".into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(t)),
+                ..TypeProto::default()
+            }),
+            ..ValueInfoProto::default()
+        }
+    }
+
+    fn floats(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
+        TensorProto {
+            name: Some(name.into()),
+            dims: dims.to_vec(),
+            data_type: Some(DataType::Float as i32),
+            float_data: v.to_vec(),
+            ..TensorProto::default()
+        }
+    }
+
+    /// A model of one `op` node at `opset` on input `x` (i64 of `dims`) and initializers
+    /// `inits`, its outputs `y0, y1, ...`.
+    fn model(
+        op: &str,
+        opset: i64,
+        dims: &[i64],
+        inits: Vec<TensorProto>,
+        attrs: Vec<AttributeProto>,
+        outputs: usize,
+    ) -> Result<Graph, String> {
+        let mut inputs = vec!["x".to_string()];
+        inputs.extend(inits.iter().filter_map(|t| t.name.clone()));
+        let outs: Vec<String> = (0..outputs).map(|k| format!("y{k}")).collect();
+        let node = NodeProto {
+            op_type: Some(op.into()),
+            input: inputs,
+            output: outs.clone(),
+            attribute: attrs,
+            ..NodeProto::default()
+        };
+        let graph = GraphProto {
+            node: vec![node],
+            input: vec![input(dims)],
+            initializer: inits,
+            output: outs
+                .iter()
+                .map(|n| ValueInfoProto {
+                    name: Some(n.clone()),
+                    ..ValueInfoProto::default()
+                })
+                .collect(),
+            ..GraphProto::default()
+        };
+        let m = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(opset),
+            }],
+            graph: Some(graph),
+            ..ModelProto::default()
+        };
+        import_bytes(&m.encode_to_vec(), Path::new("t.onnx")).map_err(|e| e.to_string())
+    }
+
+    fn run(g: &Graph, x: Tensor) -> Vec<Tensor> {
+        lathe_ir::interp::run(g, &[x]).unwrap()
+    }
+
+    #[test]
+    fn one_hot_is_equal_against_the_classes_then_select() {
+        let inits = vec![
+            floats("depth", &[], &[4.0]),
+            floats("values", &[2], &[0.5, 7.0]),
+        ];
+        let g = model("OneHot", 11, &[3], inits, vec![int_attr("axis", 0)], 1).unwrap();
+        // -1 counts back from the depth; 5 is out of range: a column of `off`.
+        let y = run(&g, Tensor::from_vec(&[3], vec![-1i64, 5, 1]));
+        assert_eq!(y[0].shape(), [4, 3]);
+        let (o, h) = (0.5, 7.0);
+        assert_eq!(y[0].to_f64_vec(), [o, o, o, o, o, h, o, o, o, h, o, o]);
+    }
+
+    #[test]
+    fn top_k_takes_k_from_the_attribute_before_opset_10() {
+        let g = model("TopK", 9, &[2, 3], vec![], vec![int_attr("k", 2)], 2).unwrap();
+        let y = run(&g, Tensor::from_vec(&[2, 3], vec![1i64, 9, 4, 6, 6, 2]));
+        assert_eq!(y[0].to_i64_vec().unwrap(), [9, 4, 6, 6]);
+        assert_eq!(y[1].to_i64_vec().unwrap(), [1, 2, 0, 1]);
+        let k = TensorProto {
+            name: Some("k".into()),
+            dims: vec![1],
+            data_type: Some(DataType::Int64 as i32),
+            int64_data: vec![1],
+            ..TensorProto::default()
+        };
+        let attrs = vec![int_attr("largest", 0), int_attr("axis", 0)];
+        let g = model("TopK", 11, &[2, 3], vec![k], attrs, 2).unwrap();
+        let y = run(&g, Tensor::from_vec(&[2, 3], vec![1i64, 9, 4, 6, 6, 2]));
+        assert_eq!(y[0].to_i64_vec().unwrap(), [1, 6, 2]);
+        assert_eq!(y[1].to_i64_vec().unwrap(), [0, 1, 1]);
+    }
+
+    #[test]
+    fn trilu_defaults_and_scatter_reductions() {
+        let g = model("Trilu", 14, &[2, 2], vec![], vec![], 1).unwrap();
+        let y = run(&g, Tensor::from_vec(&[2, 2], vec![1i64, 2, 3, 4]));
+        assert_eq!(y[0].to_i64_vec().unwrap(), [1, 2, 0, 4]);
+        let idx = TensorProto {
+            name: Some("i".into()),
+            dims: vec![1, 1],
+            data_type: Some(DataType::Int64 as i32),
+            int64_data: vec![-1],
+            ..TensorProto::default()
+        };
+        let upd = TensorProto {
+            name: Some("u".into()),
+            int64_data: vec![10],
+            ..idx.clone()
+        };
+        let attrs = vec![int_attr("axis", 1), str_attr("reduction", "max")];
+        let inits = vec![idx.clone(), upd.clone()];
+        let g = model("ScatterElements", 18, &[2, 2], inits, attrs, 1).unwrap();
+        let y = run(&g, Tensor::from_vec(&[2, 2], vec![1i64, 2, 3, 4]));
+        assert_eq!(y[0].to_i64_vec().unwrap(), [1, 10, 3, 4]);
+        let attrs = vec![str_attr("reduction", "mean")];
+        let e = model("ScatterElements", 18, &[2, 2], vec![idx, upd], attrs, 1).unwrap_err();
+        assert!(e.contains("reduction `mean` is not supported"), "{e}");
+    }
 }

@@ -5,7 +5,7 @@
 //! `[-n, n)` is an error naming it ([`resolve_index`] is the one rule, which the CPU kernels
 //! share).
 
-use super::{expect_index, merge_dim};
+use super::{arg, expect_index, merge_dim};
 use crate::ops::common::{expect_arity, normalize_axis};
 use crate::ops::OpResult;
 use crate::with_dtype;
@@ -37,6 +37,35 @@ pub(super) fn out_of_range(
     )
 }
 
+/// Errors unless every index of the constant `indices` is in range: the one at flat position
+/// `p` indexes the axis `axis_of(p)` says (with its size, when known). Run-time checks stay
+/// in `eval` and the kernels; this one lets the verifier (and passes that move an op, trusting
+/// it cannot fail) see bad constant indices.
+pub(super) fn check_const_indices(
+    op: &str,
+    indices: Option<&Tensor>,
+    x: &TensorType,
+    axis_of: impl Fn(usize) -> usize,
+) -> OpResult<()> {
+    let Some(indices) = indices else {
+        return Ok(());
+    };
+    for (p, &v) in indices.to_i64_vec()?.iter().enumerate() {
+        let axis = axis_of(p);
+        if let Some(Dim::Known(n)) = x.shape.0.get(axis) {
+            if resolve_index(v, *n).is_none() {
+                let at = ndarray::indices(indices.shape())
+                    .into_iter()
+                    .nth(p)
+                    .map(|at| at.slice().to_vec())
+                    .unwrap_or_default();
+                return Err(out_of_range(op, &at, v, *n, axis, x));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Errors unless each axis of `indices` but `axis` is no longer than that axis of `x` (the
 /// index's position along those axes is also its position in `x`).
 pub(super) fn expect_within(
@@ -58,7 +87,11 @@ pub(super) fn expect_within(
 }
 
 /// `gather_elements`: the output has the shape of `indices`.
-pub(super) fn infer_gather_elements(axis: i64, inputs: &[TensorType]) -> OpResult<TensorType> {
+pub(super) fn infer_gather_elements(
+    axis: i64,
+    inputs: &[TensorType],
+    consts: &[Option<&Tensor>],
+) -> OpResult<TensorType> {
     expect_arity("gather_elements", inputs, 2)?;
     let (x, indices) = (&inputs[0], &inputs[1]);
     expect_index("gather_elements's indices (input 1)", indices)?;
@@ -69,6 +102,7 @@ pub(super) fn infer_gather_elements(axis: i64, inputs: &[TensorType]) -> OpResul
     }
     let ax = normalize_axis(axis, x.rank()).map_err(|e| format!("gather_elements: {e}"))?;
     expect_within("gather_elements", x, indices, ax)?;
+    check_const_indices("gather_elements", arg(consts, 1), x, |_| ax)?;
     Ok(TensorType::new(x.dtype, indices.shape.clone()))
 }
 
@@ -111,7 +145,11 @@ pub(super) fn tuple_len(op: &str, indices: &TensorType) -> OpResult<usize> {
 }
 
 /// `gather_nd`: `indices[:-1] + params[batch_dims + m:]`, `m` the tuples' length.
-pub(super) fn infer_gather_nd(batch_dims: usize, inputs: &[TensorType]) -> OpResult<TensorType> {
+pub(super) fn infer_gather_nd(
+    batch_dims: usize,
+    inputs: &[TensorType],
+    consts: &[Option<&Tensor>],
+) -> OpResult<TensorType> {
     expect_arity("gather_nd", inputs, 2)?;
     let (params, indices) = (&inputs[0], &inputs[1]);
     expect_index("gather_nd's indices (input 1)", indices)?;
@@ -130,6 +168,7 @@ pub(super) fn infer_gather_nd(batch_dims: usize, inputs: &[TensorType]) -> OpRes
             r - batch_dims
         ));
     }
+    check_const_indices("gather_nd", arg(consts, 1), params, |p| batch_dims + p % m)?;
     let mut dims = Vec::with_capacity(q - 1 + r - batch_dims - m);
     for i in 0..batch_dims {
         let (p, b) = (&params.shape.0[i], &indices.shape.0[i]);
@@ -260,5 +299,15 @@ mod tests {
             &[],
         );
         assert!(e.contains("must have a known size"), "{e}");
+        // Constant indices are checked where the axis they index has a known size.
+        let i = i64s(&[2, 1], &[1, 4]);
+        let types = [sty(DType::F32, &["?", "4"]), i.ty()];
+        let e = infer_err(&op, &types, &[None, Some(&i)]);
+        assert!(
+            e.contains("indices[1,0] = 4 is not in [-4, 4) (axis 1 of f32[?,4])"),
+            "{e}"
+        );
+        let types = [sty(DType::F32, &["2", "?"]), i.ty()];
+        assert_eq!(infer1(&op, &types, &[None, Some(&i)]), "f32[2]");
     }
 }

@@ -47,10 +47,12 @@ pub fn infer(
         Op::StridedSlice(attrs) => one(slice::infer_strided_slice(attrs, inputs, consts)),
         Op::Slice => one(slice::infer_slice(inputs, consts)),
         Op::Gather { batch_dims } => one(gather::infer_gather(*batch_dims, inputs, consts)),
-        Op::GatherElements { axis } => one(index::infer_gather_elements(*axis, inputs)),
-        Op::GatherNd { batch_dims } => one(index::infer_gather_nd(*batch_dims, inputs)),
-        Op::ScatterElements { axis, .. } => one(scatter::infer_scatter_elements(*axis, inputs)),
-        Op::ScatterNd { .. } => one(scatter::infer_scatter_nd(inputs)),
+        Op::GatherElements { axis } => one(index::infer_gather_elements(*axis, inputs, consts)),
+        Op::GatherNd { batch_dims } => one(index::infer_gather_nd(*batch_dims, inputs, consts)),
+        Op::ScatterElements { axis, .. } => {
+            one(scatter::infer_scatter_elements(*axis, inputs, consts))
+        }
+        Op::ScatterNd { .. } => one(scatter::infer_scatter_nd(inputs, consts)),
         Op::Trilu { .. } => one(trilu::infer_trilu(inputs, consts)),
         Op::Fill => one(generate::infer_fill(inputs, consts)),
         Op::Range => one(generate::infer_range(inputs, consts)),

@@ -7,8 +7,10 @@
 //! follow ONNX (negative counts from the end); one out of range is an error and nothing is
 //! returned.
 
-use super::index::{expect_within, index_array, out_of_range, resolve_index, tuple_len};
-use super::{expect_index, merge_dim};
+use super::index::{
+    check_const_indices, expect_within, index_array, out_of_range, resolve_index, tuple_len,
+};
+use super::{arg, expect_index, merge_dim};
 use crate::ops::common::{expect_arity, normalize_axis};
 use crate::ops::elementwise::IntElem;
 use crate::ops::{OpResult, ScatterReduction};
@@ -92,7 +94,11 @@ fn expect_updates(op: &str, updates: &TensorType, want: &[Dim]) -> OpResult<()> 
 }
 
 /// `scatter_elements`: `x`'s type; indices and updates share a shape of `x`'s rank.
-pub(super) fn infer_scatter_elements(axis: i64, inputs: &[TensorType]) -> OpResult<TensorType> {
+pub(super) fn infer_scatter_elements(
+    axis: i64,
+    inputs: &[TensorType],
+    consts: &[Option<&Tensor>],
+) -> OpResult<TensorType> {
     let op = "scatter_elements";
     expect_arity(op, inputs, 3)?;
     let (x, indices, updates) = (&inputs[0], &inputs[1], &inputs[2]);
@@ -105,11 +111,15 @@ pub(super) fn infer_scatter_elements(axis: i64, inputs: &[TensorType]) -> OpResu
     let ax = normalize_axis(axis, x.rank()).map_err(|e| format!("{op}: {e}"))?;
     expect_within(op, x, indices, ax)?;
     expect_updates(op, updates, &indices.shape.0)?;
+    check_const_indices(op, arg(consts, 1), x, |_| ax)?;
     Ok(x.clone())
 }
 
 /// `scatter_nd`: `x`'s type; updates are `indices[:-1] + x[m:]`, `m` the tuples' length.
-pub(super) fn infer_scatter_nd(inputs: &[TensorType]) -> OpResult<TensorType> {
+pub(super) fn infer_scatter_nd(
+    inputs: &[TensorType],
+    consts: &[Option<&Tensor>],
+) -> OpResult<TensorType> {
     let op = "scatter_nd";
     expect_arity(op, inputs, 3)?;
     let (x, indices, updates) = (&inputs[0], &inputs[1], &inputs[2]);
@@ -125,6 +135,7 @@ pub(super) fn infer_scatter_nd(inputs: &[TensorType]) -> OpResult<TensorType> {
     let mut want = indices.shape.0[..q - 1].to_vec();
     want.extend_from_slice(&x.shape.0[m..]);
     expect_updates(op, updates, &want)?;
+    check_const_indices(op, arg(consts, 1), x, |p| p % m.max(1))?;
     Ok(x.clone())
 }
 

@@ -28,6 +28,7 @@ fn example_attr(kind: AttrKind) -> AttrValue {
         AttrKind::Padding => AttrValue::Str("VALID".into()),
         AttrKind::DataFormat => AttrValue::Str("NHWC".into()),
         AttrKind::PadMode => AttrValue::Str("constant".into()),
+        AttrKind::ScatterReduction => AttrValue::Str("add".into()),
         AttrKind::Graph => unreachable!("ops with regions are not built from examples"),
     }
 }
@@ -115,6 +116,14 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
         "strided_slice" => vec![x(), ints(&[1], &[0]), ints(&[1], &[1]), ints(&[1], &[1])],
         "slice" => vec![x(), ints(&[2], &[0, 0]), ints(&[2], &[1, 2])],
         "gather" => vec![x(), ints(&[2], &[1, 0]), ints(&[], &[0])],
+        "gather_elements" => vec![x(), ints(&[1, 3], &[1, 0, -1])],
+        // batch_dims is 2 (the example count).
+        "gather_nd" => vec![f32s(&[2, 2, 3]), ints(&[2, 2, 1], &[0, 1, 2, 0])],
+        "scatter_elements" => vec![x(), ints(&[1, 2], &[1, 0]), f32s(&[1, 2])],
+        "scatter_nd" => vec![x(), ints(&[1, 1], &[1]), f32s(&[1, 3])],
+        "trilu" => vec![x(), ints(&[], &[1])],
+        "cumsum" => vec![x(), ints(&[], &[1])],
+        "top_k" => vec![x(), ints(&[1], &[2])],
         "pack" => vec![x(), x()],
         "fill" => vec![ints(&[2], &[2, 3]), floats(&[], &[1.0])],
         "range" => vec![

@@ -7,7 +7,7 @@
 //! (`axes: Index`), which constrains it alone. [`OpInfo::check_dtypes`] applies the rule; `infer`
 //! calls it, so the declaration is what type checking enforces.
 
-use super::{AttrValue, DataFormat, Family, Op, OpResult, PadMode, Padding};
+use super::{AttrValue, DataFormat, Family, Op, OpResult, PadMode, Padding, ScatterReduction};
 use crate::{DType, Graph, TensorType};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -139,6 +139,8 @@ pub enum AttrKind {
     DataFormat,
     /// `"constant"`, `"reflect"` or `"symmetric"`.
     PadMode,
+    /// `"none"`, `"add"`, `"mul"`, `"max"` or `"min"`.
+    ScatterReduction,
     /// A nested graph.
     Graph,
 }
@@ -158,6 +160,7 @@ impl AttrKind {
             AttrKind::Padding => "padding",
             AttrKind::DataFormat => "data_format",
             AttrKind::PadMode => "pad_mode",
+            AttrKind::ScatterReduction => "scatter_reduction",
             AttrKind::Graph => "graph",
         }
     }
@@ -229,6 +232,7 @@ impl OpInfo {
                 AttrKind::Padding => AttrValue::Str("VALID".into()),
                 AttrKind::DataFormat => AttrValue::Str("NHWC".into()),
                 AttrKind::PadMode => AttrValue::Str("constant".into()),
+                AttrKind::ScatterReduction => AttrValue::Str("none".into()),
                 AttrKind::Graph => return None,
             };
             attrs.push((a.name.to_string(), v));
@@ -451,6 +455,11 @@ attr_field!(PadMode, PadMode, "\"constant\", \"reflect\" or \"symmetric\"",
     AttrValue::Str(x) if x == "constant" => Ok(PadMode::Constant),
     AttrValue::Str(x) if x == "reflect" => Ok(PadMode::Reflect),
     AttrValue::Str(x) if x == "symmetric" => Ok(PadMode::Symmetric));
+attr_field!(ScatterReduction, ScatterReduction,
+    "\"none\", \"add\", \"mul\", \"max\" or \"min\"",
+    |s| AttrValue::Str(s.name().into()),
+    AttrValue::Str(x) => ScatterReduction::parse(x).ok_or(
+        "\"none\", \"add\", \"mul\", \"max\" or \"min\""));
 attr_field!(Padding, Padding, "\"SAME\", \"VALID\" or [top, bottom, left, right]",
 |s| match s {
     Padding::Valid => AttrValue::Str("VALID".into()),

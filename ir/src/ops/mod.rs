@@ -212,6 +212,46 @@ decl::attr_struct! {
     }
 }
 
+/// How a scatter combines an update with the value already at its position (ONNX's
+/// `reduction`): `None` writes the update over it; the others compute as the binary op of that
+/// name does (wrapping integers, NaN-propagating max and min), and on bool as NumPy does
+/// (`add` and `max` are or, `mul` and `min` are and).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScatterReduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+impl ScatterReduction {
+    /// Every reduction.
+    pub const ALL: [ScatterReduction; 5] = [
+        ScatterReduction::None,
+        ScatterReduction::Add,
+        ScatterReduction::Mul,
+        ScatterReduction::Max,
+        ScatterReduction::Min,
+    ];
+
+    /// The text-format (and ONNX) spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScatterReduction::None => "none",
+            ScatterReduction::Add => "add",
+            ScatterReduction::Mul => "mul",
+            ScatterReduction::Max => "max",
+            ScatterReduction::Min => "min",
+        }
+    }
+
+    /// The reduction spelled `s`.
+    pub fn parse(s: &str) -> Option<ScatterReduction> {
+        ScatterReduction::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
 decl::attr_struct! {
     /// The masks of TensorFlow's `StridedSlice` (bit `i` refers to entry `i` of begin/end/strides).
     #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
@@ -290,6 +330,16 @@ decl::declare_ops! {
         LogSoftmax = "log_softmax", Reduce, (x: T), [T: Float], "Log-softmax over the last axis.";
         ArgMax { output: DType } = "arg_max", Reduce, (x: T, axis: Index), [T: Numeric],
             "Index (dtype `output`) of the largest value of `x` along `axis` (a scalar).";
+        /// Floats accumulate in f64 (each output rounded once), integers wrap.
+        CumSum { exclusive: bool, reverse: bool } = "cumsum", Reduce, (x: T, axis: Index),
+            [T: Numeric],
+            "Running sum of `x` along `axis` (a scalar); `exclusive` leaves out the element \
+             itself, `reverse` sums from the end.";
+        /// Outputs: the values (`x`'s dtype) and their indices (i64). NaN ranks above every
+        /// number; equal values keep the lower index first.
+        TopK { axis: i64, largest: bool } = "top_k", Reduce, (x: T, k: Index), [T: Numeric],
+            "The `k` (a scalar) largest or smallest values along `axis`, in order, and their \
+             i64 indices.";
 
         Reshape = "reshape", Shape, (x: Any, shape: Index), [],
             "`x` with the shape `shape` (one entry may be -1).";
@@ -310,6 +360,27 @@ decl::declare_ops! {
             "Contiguous slice of `x` (a size of -1 means to the end).";
         Gather { batch_dims: i64 } = "gather", Shape, (params: Any, indices: Index, axis: Index),
             [], "Slices of `params` at `indices` along `axis` (an embedding lookup).";
+        /// Indices may be negative (counting from the end of the axis), as in ONNX.
+        GatherElements { axis: i64 } = "gather_elements", Shape, (x: Any, indices: Index), [],
+            "Elements of `x` picked along `axis` by `indices` (of `x`'s rank), the output \
+             shaped as `indices`.";
+        /// The last axis of `indices` addresses axes `batch_dims..` of `params`; negative
+        /// indices count from the end.
+        GatherNd { batch_dims: usize } = "gather_nd", Shape, (params: Any, indices: Index), [],
+            "Slices of `params` at the index tuples of `indices`'s last axis (ONNX GatherND).";
+        /// Updates apply in row-major order of `indices` (with `none`, the last write wins).
+        ScatterElements { axis: i64, reduction: ScatterReduction } = "scatter_elements", Shape,
+            (x: T, indices: Index, updates: T), [T: Any],
+            "`x` with each of `updates` stored (or combined by `reduction`) at its position, \
+             moved along `axis` by `indices`.";
+        /// Updates apply in row-major order of `indices` (with `none`, the last write wins).
+        ScatterNd { reduction: ScatterReduction } = "scatter_nd", Shape,
+            (x: T, indices: Index, updates: T), [T: Any],
+            "`x` with slices of `updates` stored (or combined by `reduction`) at the index \
+             tuples of `indices`'s last axis.";
+        Trilu { upper: bool } = "trilu", Shape, (x: Any, k: Index), [],
+            "`x` with zeros outside the upper (`j - i >= k`) or lower (`j - i <= k`) triangle \
+             of its last two axes (`k` a scalar).";
         Pack { axis: i64 } = "pack", Shape, (values: T [Variadic]), [T: Any],
             "Stacks `values` along a new axis.";
         Unpack { axis: i64, num: usize } = "unpack", Shape, (x: Any), [],
@@ -546,6 +617,24 @@ mod tests {
             }),
             Op::Slice,
             Op::Gather { batch_dims: 1 },
+            Op::GatherElements { axis: -1 },
+            Op::GatherNd { batch_dims: 1 },
+            Op::ScatterElements {
+                axis: 1,
+                reduction: ScatterReduction::Max,
+            },
+            Op::ScatterNd {
+                reduction: ScatterReduction::None,
+            },
+            Op::Trilu { upper: true },
+            Op::CumSum {
+                exclusive: true,
+                reverse: false,
+            },
+            Op::TopK {
+                axis: -1,
+                largest: false,
+            },
             Op::Pack { axis: -1 },
             Op::Unpack { axis: 0, num: 3 },
             Op::Fill,

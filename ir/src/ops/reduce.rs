@@ -1,5 +1,6 @@
 //! Reduce family: sum/mean/max/min/prod over axes, softmax and log-softmax over the last axis,
-//! and arg-max, with TensorFlow's semantics.
+//! arg-max, and (in submodules) the running sum `cumsum` and `top_k`, with TensorFlow's and
+//! ONNX's semantics.
 //!
 //! Float reductions are computed in f64 and rounded once to the dtype; integer ones are exact
 //! in their own type (sum and product wrap; mean divides the sum, truncating). `eval` re-checks
@@ -11,6 +12,11 @@ use super::{Op, OpResult, ReduceKind};
 use crate::{DType, Dim, Elem, Shape, Tensor, TensorType};
 use ndarray::{ArrayD, Axis};
 
+mod scan;
+mod top_k;
+
+pub use top_k::{check_k, top_k_order};
+
 /// Output types of reduce ops; this is also their type check. `consts[1]` holds the axes (or
 /// the arg-max axis) when they are constant.
 pub fn infer(
@@ -21,6 +27,8 @@ pub fn infer(
     let mn = op.mnemonic();
     let axes_const = consts.get(1).copied().flatten();
     match op {
+        Op::CumSum { .. } => Ok(vec![scan::infer_cumsum(inputs, consts)?]),
+        Op::TopK { axis, .. } => top_k::infer_top_k(*axis, inputs, consts),
         Op::Reduce { keep_dims, .. } => {
             expect_arity(mn, inputs, 2)?;
             let (x, axes) = (&inputs[0], &inputs[1]);
@@ -154,6 +162,13 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
     let types: Vec<TensorType> = inputs.iter().map(|t| t.ty()).collect();
     let consts: Vec<Option<&Tensor>> = inputs.iter().map(|&t| Some(t)).collect();
     let out = infer(op, &types, &consts)?;
+    match op {
+        Op::CumSum { exclusive, reverse } => {
+            return Ok(vec![scan::eval_cumsum(*exclusive, *reverse, inputs)?])
+        }
+        Op::TopK { axis, largest } => return top_k::eval_top_k(*axis, *largest, inputs),
+        _ => {}
+    }
     let out_shape = out[0]
         .shape
         .as_known()

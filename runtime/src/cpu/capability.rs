@@ -90,6 +90,21 @@ impl Capabilities for CpuCapabilities {
                 Some(d) => Err(format!("gather indices must be integers, got {d}")),
                 None => Err("gather has no indices".into()),
             },
+            // ONNX's element gathers and scatters and trilu move bytes (scatters combine in
+            // the dtype's own arithmetic), every dtype; cumsum and top_k compute on numbers.
+            Op::GatherElements { .. }
+            | Op::GatherNd { .. }
+            | Op::ScatterElements { .. }
+            | Op::ScatterNd { .. }
+            | Op::Trilu { .. } => match inputs.get(1) {
+                Some(d) if d.is_int() => Ok(Native::Kernel("indexing")),
+                Some(d) => Err(format!(
+                    "{} indices must be integers, got {d}",
+                    op.mnemonic()
+                )),
+                None => Err(format!("{} has no indices", op.mnemonic())),
+            },
+            Op::CumSum { .. } | Op::TopK { .. } => numeric_data(op, inputs, "indexing"),
             Op::Shape { .. } | Op::Fill => Ok(Native::Kernel("generate")),
             Op::Range => match data(inputs)? {
                 DType::Bool => Err("range of bool".into()),

@@ -518,6 +518,27 @@ impl Frame {
                 // this step alone touches it.
                 unsafe { kernel.run(ptr(x), ptr(index), ptr(item), ptr(out)) }.map(|_| ())
             }
+            Kernel::Indexing {
+                kernel,
+                inputs,
+                outputs,
+            } => {
+                // The pointers on the stack (no allocation: loop bodies run steps many times).
+                let (mut ins, mut outs) = ([std::ptr::null(); 3], [std::ptr::null_mut(); 2]);
+                if inputs.len() > ins.len() || outputs.len() > outs.len() {
+                    return Err("internal error: an indexing step with too many operands".into());
+                }
+                for (p, &b) in ins.iter_mut().zip(inputs) {
+                    *p = self.bytes_ptr(plan, b) as *const u8;
+                }
+                for (p, &b) in outs.iter_mut().zip(outputs) {
+                    *p = self.bytes_ptr(plan, b);
+                }
+                // SAFETY: the buffers have the kernel's geometry (built from their types when
+                // lowered); the outputs are fresh storages of this step, which alone touches
+                // them now, and the inputs are only read.
+                unsafe { kernel.run(&ins[..inputs.len()], &outs[..outputs.len()]) }
+            }
             Kernel::While(_) | Kernel::If(_) => {
                 Err("internal error: a region step reached the kernel dispatch".into())
             }

@@ -10,6 +10,7 @@
 //! | lone elementwise ops, softmax, last-axis reductions | one generated function |
 //! | other reductions | f32 middle-axes kernel, or the strided kernel for any axes and dtype |
 //! | arg_max | arg-max kernel |
+//! | gather_elements, gather_nd, scatters, trilu, cumsum, top_k | indexing kernels (`lower/indexing.rs`) |
 //! | reshape, squeeze, expand_dims, identity | nothing: a new view of the same storage |
 //! | list_reserve, set_item | a zero fill; a bounds-checked row write (in place when the list dies there) |
 //! | while, if | each region compiled once into a sub-plan of its own (`regions.rs`) |
@@ -49,6 +50,7 @@ use lathe_ir::{Capabilities, DType, Graph, Native, NodeId, Tensor, TensorType, V
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+mod indexing;
 mod regions;
 mod release;
 
@@ -345,6 +347,14 @@ impl Builder {
                 let filter_value = node.inputs.get(1).and_then(|v| g.const_value(*v));
                 let kernel = window(&node.op, in_tys[0], filter, filter_value)?;
                 Ok(kernel.step(inputs[0], inputs.get(1).copied(), outputs[0], None))
+            }
+            _ if route == Native::Kernel("indexing") => {
+                let out_tys: Vec<&TensorType> = node.outputs.iter().collect();
+                Ok(Kernel::Indexing {
+                    kernel: indexing::kernel(&node.op, &in_tys, &out_tys)?,
+                    inputs: inputs.to_vec(),
+                    outputs: outputs.to_vec(),
+                })
             }
             Op::ArgMax { .. } => {
                 let dims = dims_of(in_tys[0], "input")?;
@@ -877,6 +887,8 @@ impl Builder {
                 | Kernel::Gather { .. }
                 | Kernel::Fill { .. }
                 | Kernel::SetItem { .. } => stats.copy_steps += 1,
+                Kernel::Indexing { kernel, .. } if kernel.moves() => stats.copy_steps += 1,
+                Kernel::Indexing { .. } => stats.window_steps += 1,
                 Kernel::While(l) => {
                     stats.control_steps += 1;
                     stats.absorb(&l.cond.stats);

@@ -277,6 +277,13 @@ pub enum Kernel {
         indices: BufId,
         out: BufId,
     },
+    /// An ONNX indexing op (element gathers and scatters, trilu, cumsum, top_k) on the node's
+    /// own inputs and outputs; an index out of range is the step's error.
+    Indexing {
+        kernel: crate::kernels::indexing::IndexKernel,
+        inputs: Vec<BufId>,
+        outputs: Vec<BufId>,
+    },
     /// Every element of `out` set to the one element of `value`.
     Fill { value: BufId, out: BufId },
     /// `x` with one row replaced by `item` (a list write); only the row is written when `out`
@@ -361,6 +368,10 @@ impl Kernel {
             | Kernel::Gather { out: to, .. }
             | Kernel::Fill { out: to, .. } => bufs[*to].len(),
             Kernel::SetItem { kernel, .. } => kernel.row_bytes,
+            // Each input element is read and each output written about once (top_k sorts).
+            Kernel::Indexing {
+                inputs, outputs, ..
+            } => inputs.iter().chain(outputs).map(|b| bufs[*b].len()).sum(),
             // At least one iteration (how many is unknown): a loop beside a small step runs
             // alone, its body's kernels split over every thread.
             Kernel::While(l) => l.cond.work().saturating_add(l.body.work()),
@@ -400,6 +411,7 @@ impl Kernel {
             Kernel::Gather { .. } => "gather",
             Kernel::Fill { .. } => "fill",
             Kernel::SetItem { .. } => "set_item",
+            Kernel::Indexing { kernel, .. } => kernel.name(),
             Kernel::While(_) => "loop",
             Kernel::If(_) => "branch",
         }

@@ -10,8 +10,15 @@
 mod combine;
 mod gather;
 mod generate;
+mod index;
 mod reshape;
+mod scatter;
 mod slice;
+mod trilu;
+
+pub use index::resolve_index;
+pub use scatter::Combine;
+pub use trilu::trilu_keeps;
 
 use super::common::{const_ints, expect_int};
 use super::{Op, OpResult};
@@ -40,6 +47,13 @@ pub fn infer(
         Op::StridedSlice(attrs) => one(slice::infer_strided_slice(attrs, inputs, consts)),
         Op::Slice => one(slice::infer_slice(inputs, consts)),
         Op::Gather { batch_dims } => one(gather::infer_gather(*batch_dims, inputs, consts)),
+        Op::GatherElements { axis } => one(index::infer_gather_elements(*axis, inputs, consts)),
+        Op::GatherNd { batch_dims } => one(index::infer_gather_nd(*batch_dims, inputs, consts)),
+        Op::ScatterElements { axis, .. } => {
+            one(scatter::infer_scatter_elements(*axis, inputs, consts))
+        }
+        Op::ScatterNd { .. } => one(scatter::infer_scatter_nd(inputs, consts)),
+        Op::Trilu { .. } => one(trilu::infer_trilu(inputs, consts)),
         Op::Fill => one(generate::infer_fill(inputs, consts)),
         Op::Range => one(generate::infer_range(inputs, consts)),
         _ => unreachable!("{op:?} is not a shape op"),
@@ -65,6 +79,13 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         Op::StridedSlice(attrs) => vec![slice::eval_strided_slice(attrs, inputs, &dims[0])?],
         Op::Slice => vec![slice::eval_slice(inputs, &dims[0])?],
         Op::Gather { batch_dims } => vec![gather::eval_gather(*batch_dims, inputs, &dims[0])?],
+        Op::GatherElements { axis } => vec![index::eval_gather_elements(*axis, inputs)?],
+        Op::GatherNd { batch_dims } => vec![index::eval_gather_nd(*batch_dims, inputs, &dims[0])?],
+        Op::ScatterElements { axis, reduction } => {
+            vec![scatter::eval_scatter_elements(*axis, *reduction, inputs)?]
+        }
+        Op::ScatterNd { reduction } => vec![scatter::eval_scatter_nd(*reduction, inputs)?],
+        Op::Trilu { upper } => vec![trilu::eval_trilu(*upper, inputs)?],
         Op::Fill => vec![generate::eval_fill(inputs[1], &dims[0])],
         Op::Range => vec![generate::eval_range(inputs, dims[0][0])?],
         _ => unreachable!("{op:?} is not a shape op"),

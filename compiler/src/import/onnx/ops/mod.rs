@@ -8,6 +8,7 @@
 mod attention;
 mod composite;
 mod elementwise;
+mod indexing;
 mod loss;
 mod nn;
 mod recurrent;
@@ -71,6 +72,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(attention::rows());
         rows.extend(resize::rows());
         rows.extend(recurrent::rows());
+        rows.extend(indexing::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
         (rows, by_name)

@@ -1,0 +1,130 @@
+//! `cumsum` for every numeric dtype, in the interpreter's arithmetic (the reductions' `Wide`
+//! type: floats in f64 from +0, each output rounded once; integers wrapping in their own
+//! type). The axis is read when the kernel runs; the input is then `[outer, n, inner]` around
+//! it, and a row of `inner` running sums walks the `n` rows in memory order.
+
+use super::read_scalar;
+use crate::kernels::numeric::{with_numeric, Arith, Numeric};
+use lathe_ir::ops::common::normalize_axis;
+use lathe_ir::DType;
+
+/// A running sum over one axis (chosen at run time) of an input of `dims`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CumSum {
+    pub dtype: DType,
+    pub axis_dtype: DType,
+    pub dims: Vec<usize>,
+    pub exclusive: bool,
+    pub reverse: bool,
+}
+
+impl CumSum {
+    /// # Safety
+    /// `x` and `out` hold `dims` elements of `dtype` and do not overlap; `axis` holds one
+    /// element of `axis_dtype`.
+    pub unsafe fn run(&self, x: *const u8, axis: *const u8, out: *mut u8) -> Result<(), String> {
+        let a = read_scalar(self.axis_dtype, axis);
+        let a = normalize_axis(a, self.dims.len()).map_err(|e| format!("cumsum: {e}"))?;
+        let outer: usize = self.dims[..a].iter().product();
+        let inner: usize = self.dims[a + 1..].iter().product();
+        let n = self.dims[a];
+        with_numeric!(
+            self.dtype,
+            T => self.typed::<T>(x, out, outer, n, inner),
+            bool => return Err("cumsum is not defined on bool".into())
+        );
+        Ok(())
+    }
+
+    /// # Safety
+    /// As for `run`, with `outer · n · inner` elements of `T`.
+    unsafe fn typed<T: Numeric>(
+        &self,
+        x: *const u8,
+        out: *mut u8,
+        outer: usize,
+        n: usize,
+        inner: usize,
+    ) {
+        let (x, out) = (x as *const T, out as *mut T);
+        let mut acc = vec![T::Wide::ZERO; inner];
+        for o in 0..outer {
+            acc.fill(T::Wide::ZERO);
+            for step in 0..n {
+                let r = if self.reverse { n - 1 - step } else { step };
+                let base = (o * n + r) * inner;
+                for (c, s) in acc.iter_mut().enumerate() {
+                    // SAFETY: `base + c` is below `outer · n · inner`.
+                    let v = x.add(base + c).read_unaligned().wide();
+                    let y = if self.exclusive {
+                        let before = *s;
+                        *s = s.add(v);
+                        before
+                    } else {
+                        *s = s.add(v);
+                        *s
+                    };
+                    out.add(base + c).write_unaligned(T::from_wide(y));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{run, want};
+    use super::super::IndexKernel;
+    use super::*;
+    use lathe_ir::{Op, Tensor};
+
+    #[test]
+    fn cumsum_matches_the_interpreter() {
+        let v: Vec<f64> = (0..24)
+            .map(|i| ((i * 37) % 11) as f64 * 0.7 - 3.0)
+            .collect();
+        for dtype in [
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::F64,
+            DType::I8,
+            DType::U64,
+        ] {
+            let x = Tensor::from_f64(dtype, &[2, 3, 4], &v);
+            for axis in [0i64, 1, -1] {
+                for (exclusive, reverse) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
+                    let k = IndexKernel::CumSum(CumSum {
+                        dtype,
+                        axis_dtype: DType::I32,
+                        dims: vec![2, 3, 4],
+                        exclusive,
+                        reverse,
+                    });
+                    let a = Tensor::scalar(axis as i32);
+                    let got = run(&k, &[&x, &a], &[24 * dtype.size_bytes()]);
+                    let op = Op::CumSum { exclusive, reverse };
+                    assert_eq!(
+                        got,
+                        want(&op, &[&x, &a]),
+                        "{dtype} {axis} {exclusive} {reverse}"
+                    );
+                }
+            }
+        }
+        let k = IndexKernel::CumSum(CumSum {
+            dtype: DType::F32,
+            axis_dtype: DType::I64,
+            dims: vec![2],
+            exclusive: false,
+            reverse: false,
+        });
+        let x = Tensor::from_vec(&[2], vec![1.0f32, 2.0]);
+        let e = run(&k, &[&x, &Tensor::scalar(-1i64)], &[8]);
+        assert_eq!(e, Ok(vec![vec![0, 0, 128, 63, 0, 0, 64, 64]]));
+        let e = run(&k, &[&x, &Tensor::scalar(1i64)], &[8]).unwrap_err();
+        assert_eq!(e, "cumsum: axis 1 is out of range for rank 1");
+    }
+}

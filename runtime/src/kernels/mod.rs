@@ -7,7 +7,8 @@
 //! `reduce`);
 //! every other numeric dtype, and the forms those do not take (NCHW, a filter computed at run
 //! time, reductions over scattered axes), run the `generic_*`, `einsum`, `reduce_axes` and
-//! `argmax` kernels, written once over the element type ([`numeric`]).
+//! `argmax` kernels, written once over the element type ([`numeric`]). Quantized (i8/u8)
+//! products have integer kernels of their own (`int_gemm`, `int_conv`).
 
 pub mod argmax;
 pub mod conv;
@@ -20,6 +21,8 @@ pub mod gemm;
 pub mod gemv;
 pub mod generic_gemm;
 pub mod generic_window;
+pub mod int_conv;
+pub mod int_gemm;
 pub mod numeric;
 pub mod packed;
 pub mod pad;

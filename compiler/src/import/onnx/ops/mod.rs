@@ -7,6 +7,7 @@
 
 mod elementwise;
 mod nn;
+mod quant;
 mod reduce;
 mod shape;
 
@@ -61,6 +62,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(shape::rows());
         rows.extend(nn::rows());
         rows.extend(reduce::rows());
+        rows.extend(quant::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
         (rows, by_name)

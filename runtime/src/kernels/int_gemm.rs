@@ -105,7 +105,8 @@ impl PackedB {
     pub unsafe fn new(b: ByteMat, k: usize, n: usize, zp: &[i32]) -> PackedB {
         let kp = paired(k);
         let mut data = vec![0i16; n.div_ceil(NR) * kp * NR];
-        for (q, panel) in data.chunks_mut(kp * NR).enumerate() {
+        // (An empty k leaves no panel to fill: every sum is 0.)
+        for (q, panel) in data.chunks_mut((kp * NR).max(1)).enumerate() {
             for jj in 0..NR.min(n - q * NR) {
                 let j = q * NR + jj;
                 let z = zero_point(zp, j);

@@ -485,3 +485,6 @@ fn import_qlinear_conv(b: &mut Builder, cx: &NodeCx) -> Out {
     let y = requantize_product(b, acc, [sx, sw, sy], cx.opt(7), out)?;
     one(from_2d(b, y, one_d)?)
 }
+
+#[cfg(test)]
+mod tests;

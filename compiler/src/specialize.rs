@@ -160,7 +160,20 @@ pub fn describe_signature(g: &Graph, inputs: &[TensorType]) -> String {
 /// their names) and outputs; constants are shared with `g`. It is verified before it is
 /// returned. Run the optimizer on it afterwards: with shapes known, shape computations fold.
 pub fn specialize(g: &Graph, inputs: &[TensorType]) -> Result<Graph, SpecializeError> {
-    let out = rebuild(g, inputs, false)?;
+    specialize_with_values(g, inputs, &[])
+}
+
+/// [`specialize`], with some inputs also bound to values: `values[i]`, when given, is the
+/// value input `i` has in every call this specialization serves (a *shape input*: a reshape
+/// target or reduction axes fed at run time, which the shapes depend on). Its uses read a
+/// constant of that value, so shapes depending on it become known and fold; the input stays
+/// in the signature. The caller keys what it compiles by those values.
+pub fn specialize_with_values(
+    g: &Graph,
+    inputs: &[TensorType],
+    values: &[Option<Arc<Tensor>>],
+) -> Result<Graph, SpecializeError> {
+    let out = rebuild(g, inputs, values, false)?;
     for id in out.node_ids() {
         let n = out.node(id);
         if let Some((k, ty)) = n
@@ -187,7 +200,12 @@ pub fn specialize(g: &Graph, inputs: &[TensorType]) -> Result<Graph, SpecializeE
 
 /// `g` rebuilt for the input types `inputs`, every node's output types re-inferred; some may
 /// still be unknown (the loop fixed point in [`specialize_while`] starts from such graphs).
-fn rebuild(g: &Graph, inputs: &[TensorType], partial: bool) -> Result<Graph, SpecializeError> {
+fn rebuild(
+    g: &Graph,
+    inputs: &[TensorType],
+    values: &[Option<Arc<Tensor>>],
+    partial: bool,
+) -> Result<Graph, SpecializeError> {
     check_types(g, inputs, partial)?;
     let graph_error = |source: IrError| SpecializeError::Graph {
         signature: describe_signature(g, inputs),
@@ -196,16 +214,28 @@ fn rebuild(g: &Graph, inputs: &[TensorType], partial: bool) -> Result<Graph, Spe
     let order = g.topo_order().map_err(graph_error)?;
     let mut out = Graph::new(g.name.clone());
     let mut remap: Vec<Option<NodeId>> = vec![None; g.node_bound()];
-    for (decl, ty) in g.inputs().iter().zip(inputs) {
-        remap[decl.node.index()] = Some(out.add_input(decl.name.clone(), ty.clone()).node);
+    // Values known while specializing: constants, and small computations on them and on
+    // shapes (the values ops such as `reshape` need to infer their output types).
+    let mut known: HashMap<ValueId, Arc<Tensor>> = HashMap::new();
+    for (k, (decl, ty)) in g.inputs().iter().zip(inputs).enumerate() {
+        let mut node = out.add_input(decl.name.clone(), ty.clone()).node;
+        if let Some(Some(t)) = values.get(k) {
+            if t.ty() != *ty {
+                return Err(SpecializeError::Input {
+                    name: decl.name.clone(),
+                    message: format!("its value is {} but its type {ty}", t.ty()),
+                });
+            }
+            let v = out.add_const_shared(t.clone(), format!("{}:value", decl.name));
+            known.insert(v, t.clone());
+            node = v.node;
+        }
+        remap[decl.node.index()] = Some(node);
     }
     let value = |remap: &[Option<NodeId>], v: ValueId| ValueId {
         node: remap[v.node.index()].expect("producers come first in topological order"),
         output: v.output,
     };
-    // Values known while specializing: constants, and small computations on them and on
-    // shapes (the values ops such as `reshape` need to infer their output types).
-    let mut known: HashMap<ValueId, Arc<Tensor>> = HashMap::new();
     for id in order {
         let n = g.node(id);
         if matches!(n.op, Op::Input { .. }) {
@@ -300,7 +330,7 @@ fn specialize_while(
 ) -> Result<(Op, Vec<TensorType>), String> {
     let mut carried = entry.to_vec();
     for _ in 0..MAX_LOOP_TYPING_ROUNDS {
-        let b = rebuild(body, &carried, true).map_err(|e| format!("while body: {e}"))?;
+        let b = rebuild(body, &carried, &[], true).map_err(|e| format!("while body: {e}"))?;
         if b.outputs().len() != carried.len() {
             return Err(format!(
                 "while: body returns {} values for {} loop-carried values",

@@ -10,7 +10,8 @@
 use crate::passes::PassError;
 use crate::pipeline::{PassHooks, PassRecord, Pipeline};
 use crate::specialize::{describe_signature, specialize, SpecializeError};
-use lathe_ir::{Graph, TensorType};
+use lathe_ir::{Graph, Tensor, TensorType};
+use std::sync::Arc;
 
 /// A verified graph in which every value has a fully known shape: what backends compile.
 #[derive(Clone, Debug)]
@@ -24,6 +25,18 @@ impl SpecializedGraph {
     pub fn specialize(graph: &Graph, inputs: &[TensorType]) -> Result<Self, SpecializeError> {
         Ok(SpecializedGraph {
             graph: specialize(graph, inputs)?,
+        })
+    }
+
+    /// [`SpecializedGraph::specialize`] with shape inputs bound to values (see
+    /// [`crate::specialize::specialize_with_values`]).
+    pub fn specialize_with_values(
+        graph: &Graph,
+        inputs: &[TensorType],
+        values: &[Option<Arc<Tensor>>],
+    ) -> Result<Self, SpecializeError> {
+        Ok(SpecializedGraph {
+            graph: crate::specialize::specialize_with_values(graph, inputs, values)?,
         })
     }
 

@@ -1,7 +1,7 @@
 //! Mutation fuzzing of Lathe's model importers.
 //!
-//! Seeds are real model files (the committed TensorFlow fixtures: SavedModel directories and
-//! frozen GraphDefs). Each case copies one seed, damages one of its files with a few random
+//! Seeds are real model files (the committed fixtures: SavedModel directories, frozen
+//! GraphDefs, and ONNX models, one of them with its weights in an external data file). Each case copies one seed, damages one of its files with a few random
 //! mutations (bit flips, interesting bytes and integers, truncation, insertion, duplicated
 //! runs, and over-long or huge protobuf varints, which is what lengths and sizes are made of)
 //! and loads it. What must hold, whatever the bytes:
@@ -10,6 +10,8 @@
 //!   is one line;
 //! * no hang: a case that runs longer than [`Options::case_timeout`] aborts the run, naming the
 //!   case (see [`watchdog`]);
+//! * no escape: an ONNX external data reference rewritten to leave the model's directory
+//!   (`../`, an absolute path) is refused, though the file it names exists;
 //! * no unbounded allocation: binaries using the harness install [`CappedAlloc`], which refuses
 //!   any single allocation over [`MAX_ALLOCATION`] bytes (the process then aborts with Rust's
 //!   "memory allocation failed" message).
@@ -64,14 +66,23 @@ unsafe impl GlobalAlloc for CappedAlloc {
     }
 }
 
-/// One seed model: a SavedModel directory or a frozen GraphDef, held in memory.
+/// What a seed is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedKind {
+    SavedModel,
+    GraphDef,
+    /// `model.onnx` and any external data files beside it.
+    Onnx,
+}
+
+/// One seed model, held in memory.
 #[derive(Clone, Debug)]
 pub struct Seed {
     /// Where it was read from (for reports).
     pub origin: PathBuf,
     /// The files, relative to the model (a GraphDef is one file with an empty name).
     pub files: Vec<(PathBuf, Vec<u8>)>,
-    pub saved_model: bool,
+    pub kind: SeedKind,
 }
 
 impl Seed {
@@ -97,13 +108,37 @@ impl Seed {
             Ok(Seed {
                 origin: path.to_path_buf(),
                 files,
-                saved_model: true,
+                kind: SeedKind::SavedModel,
+            })
+        } else if path.extension().is_some_and(|e| e == "onnx") {
+            // The model and every other file of its directory but test data (external data).
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let mut files = vec![(PathBuf::from("model.onnx"), std::fs::read(path)?)];
+            let mut extra: Vec<PathBuf> = std::fs::read_dir(dir)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|p| {
+                    p.is_file()
+                        && p.file_name() != path.file_name()
+                        && !p.extension().is_some_and(|e| e == "npy" || e == "json" || e == "pb")
+                })
+                .collect();
+            extra.sort();
+            for p in extra {
+                let name = PathBuf::from(p.file_name().expect("a file"));
+                files.push((name, std::fs::read(&p)?));
+            }
+            Ok(Seed {
+                origin: path.to_path_buf(),
+                files,
+                kind: SeedKind::Onnx,
             })
         } else {
             Ok(Seed {
                 origin: path.to_path_buf(),
                 files: vec![(PathBuf::new(), std::fs::read(path)?)],
-                saved_model: false,
+                kind: SeedKind::GraphDef,
             })
         }
     }
@@ -130,13 +165,33 @@ impl Seed {
                 seeds.push(Seed::read(&d.join(sub))?);
             }
         }
+        // ONNX: tf2onnx's exports of the fixtures (control flow in the recurrent ones) and a
+        // model with external data.
+        for root in [&tf, &recurrent, &repo.join("tests/fixtures/onnx")] {
+            let mut dirs: Vec<_> = std::fs::read_dir(root)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
+            dirs.sort();
+            for d in dirs {
+                let m = d.join("model.onnx");
+                if m.is_file() {
+                    seeds.push(Seed::read(&m)?);
+                }
+            }
+        }
         Ok(seeds)
     }
 
     /// Writes the seed, with file `which` replaced by `bytes`, as `dir/model[.pb]`; returns
     /// the path to load.
     fn write(&self, dir: &Path, which: usize, bytes: &[u8]) -> std::io::Result<PathBuf> {
-        if self.saved_model {
+        if self.kind == SeedKind::Onnx {
+            for (i, (rel, b)) in self.files.iter().enumerate() {
+                std::fs::write(dir.join(rel), if i == which { bytes } else { b })?;
+            }
+            return Ok(dir.join("model.onnx"));
+        }
+        if self.kind == SeedKind::SavedModel {
             let root = dir.join("model");
             std::fs::create_dir_all(root.join("variables"))?;
             for (i, (rel, b)) in self.files.iter().enumerate() {
@@ -242,6 +297,29 @@ pub fn mutate(rng: &mut Rng, b: &mut Vec<u8>) -> String {
     }
 }
 
+/// Rewrites every external data reference of a serialized ONNX model to leave the model's
+/// directory (kind `k`: `../name`, `sub/../../name` or `/name`); `None` when the bytes are
+/// not a model with external data.
+pub fn escape_reference(b: &mut Vec<u8>, k: usize) -> Option<String> {
+    use lathe_proto::onnx::ModelProto;
+    use prost::Message;
+    let mut m = ModelProto::decode(b.as_slice()).ok()?;
+    let prefix = ["../", "sub/../../", "/"][k % 3];
+    let mut changed = None;
+    for t in &mut m.graph.as_mut()?.initializer {
+        for e in &mut t.external_data {
+            if e.key.as_deref() == Some("location") {
+                let v = e.value.get_or_insert_with(String::new);
+                *v = format!("{prefix}{v}");
+                changed = Some(v.clone());
+            }
+        }
+    }
+    let changed = changed?;
+    *b = m.encode_to_vec();
+    Some(format!("external data reference made `{changed}`"))
+}
+
 /// How a fuzzing run goes.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -311,8 +389,17 @@ pub fn run(seeds: &[Seed], opts: &Options) -> std::io::Result<Summary> {
         let which = rng.below(seed.files.len());
         let mut bytes = seed.files[which].1.clone();
         let mut what = vec![];
-        for _ in 0..1 + rng.below(3) {
-            what.push(mutate(&mut rng, &mut bytes));
+        // An ONNX model with external data: sometimes, its reference made to leave the
+        // directory (to a file that exists), which must be refused.
+        let escape = (seed.kind == SeedKind::Onnx && which == 0 && seed.files.len() > 1)
+            .then(|| rng.below(3))
+            .and_then(|k| escape_reference(&mut bytes, k));
+        if let Some(e) = &escape {
+            what.push(e.clone());
+        } else {
+            for _ in 0..1 + rng.below(3) {
+                what.push(mutate(&mut rng, &mut bytes));
+            }
         }
         let desc = format!(
             "{} {}: {}",
@@ -323,6 +410,11 @@ pub fn run(seeds: &[Seed], opts: &Options) -> std::io::Result<Summary> {
         let dir = opts.work_dir.join(format!("case-{case}"));
         std::fs::create_dir_all(&dir)?;
         let path = seed.write(&dir, which, &bytes)?;
+        if escape.is_some() {
+            // The file the escaped reference names, one directory up, exists.
+            let name = &seed.files[1].0;
+            std::fs::write(opts.work_dir.join(name), &seed.files[1].1)?;
+        }
         if opts.verbose {
             eprintln!("case {case}: {desc}");
         }
@@ -332,6 +424,14 @@ pub fn run(seeds: &[Seed], opts: &Options) -> std::io::Result<Summary> {
         CURRENT.store(u64::MAX, Ordering::SeqCst);
         summary.cases += 1;
         let keep = match result {
+            Ok(Ok(())) if escape.is_some() => {
+                summary.failures.push((
+                    case,
+                    desc,
+                    "loaded data from outside the model's directory".into(),
+                ));
+                true
+            }
             Ok(Ok(())) => {
                 summary.loaded += 1;
                 false

@@ -1,7 +1,7 @@
 //! A short fuzzing run inside `cargo test` (CI runs a longer one with `lathe-fuzz`), under the
 //! same allocation cap, and the harness's own determinism.
 
-use lathe_fuzz::{mutate, run, CappedAlloc, Options, Rng, Seed};
+use lathe_fuzz::{escape_reference, mutate, run, CappedAlloc, Options, Rng, Seed, SeedKind};
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,8 +15,10 @@ fn repo() -> &'static Path {
 #[test]
 fn damaged_fixtures_never_panic() {
     let seeds = Seed::fixtures(repo()).unwrap();
-    assert!(seeds.iter().filter(|s| s.saved_model).count() >= 3);
-    assert!(seeds.iter().filter(|s| !s.saved_model).count() >= 19);
+    let count = |k| seeds.iter().filter(|s| s.kind == k).count();
+    assert!(count(SeedKind::SavedModel) >= 3);
+    assert!(count(SeedKind::GraphDef) >= 19);
+    assert!(count(SeedKind::Onnx) >= 19);
     let work = std::env::temp_dir().join(format!("lathe-fuzz-smoke-{}", std::process::id()));
     let opts = Options {
         seed: 7,
@@ -33,6 +35,31 @@ fn damaged_fixtures_never_panic() {
     assert_eq!(s.cases, s.loaded + s.errors);
     // Both outcomes occur: the mutations reach past the first check of a file.
     assert!(s.loaded > 0 && s.errors > 0, "{s:?}");
+}
+
+#[test]
+fn external_data_cannot_leave_the_model_directory() {
+    let seed = Seed::read(&repo().join("tests/fixtures/onnx/external_data/model.onnx")).unwrap();
+    assert_eq!(seed.files.len(), 2, "model.onnx and weights.bin");
+    let work = std::env::temp_dir().join(format!("lathe-fuzz-escape-{}", std::process::id()));
+    let case = work.join("case");
+    std::fs::create_dir_all(&case).unwrap();
+    // The file every escaped reference could reach exists one directory up.
+    std::fs::write(work.join("weights.bin"), &seed.files[1].1).unwrap();
+    std::fs::write(case.join("weights.bin"), &seed.files[1].1).unwrap();
+    assert!(lathe_compiler::load(&{
+        std::fs::write(case.join("model.onnx"), &seed.files[0].1).unwrap();
+        case.join("model.onnx")
+    })
+    .is_ok());
+    for k in 0..3 {
+        let mut bytes = seed.files[0].1.clone();
+        let what = escape_reference(&mut bytes, k).expect("the model has external data");
+        std::fs::write(case.join("model.onnx"), &bytes).unwrap();
+        let e = lathe_compiler::load(&case.join("model.onnx")).unwrap_err().to_string();
+        assert!(e.contains("inside the model's directory"), "{what}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]

@@ -107,7 +107,11 @@ impl Graph {
 
     /// Adds a constant.
     pub fn add_const(&mut self, tensor: Tensor, name: impl Into<String>) -> ValueId {
-        let t = Arc::new(tensor);
+        self.add_const_shared(Arc::new(tensor), name)
+    }
+
+    /// Adds a constant sharing a tensor held elsewhere.
+    pub fn add_const_shared(&mut self, t: Arc<Tensor>, name: impl Into<String>) -> ValueId {
         let ty = t.ty();
         ValueId::first(self.push(Node {
             op: Op::Const(t),

@@ -7,13 +7,16 @@ use crate::cpu::ThreadPool;
 use crate::specialization::{Keep, Signature, Specialization};
 use crate::{Backend, RunError};
 use lathe_compiler::pipeline::{NoHooks, PassHooks, PassRecord, Pipeline};
-use lathe_compiler::specialize::check_signature;
+use lathe_compiler::specialize::{check_signature, SpecializeError};
 use lathe_compiler::SpecializedGraph;
-use lathe_ir::{Graph, GraphInput, GraphOutput, Tensor, TensorType};
+use lathe_ir::{DType, Graph, GraphInput, GraphOutput, Tensor, TensorType};
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The most elements a shape input may have (a shape or a list of axes has a few).
+const MAX_SHAPE_INPUT: usize = 64;
 
 /// How a model compiles and runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +90,8 @@ pub struct Model {
     options: ModelOptions,
     pipeline: Pipeline,
     input_names: Arc<[String]>,
+    /// Which inputs are shape inputs, specialized by value (learnt by [`Model::run`]).
+    shape_inputs: Mutex<Vec<bool>>,
     cache: SpecializationCache,
     /// The CPU backend's threads, shared by every specialization of the model.
     pool: Option<Arc<ThreadPool>>,
@@ -137,7 +142,7 @@ impl Model {
             // Fusion groups only what the CPU code generator compiles.
             pipeline.options.capabilities = Arc::new(crate::cpu::CpuCapabilities);
         }
-        let input_names = graph.inputs().iter().map(|i| i.name.clone()).collect();
+        let input_names: Arc<[String]> = graph.inputs().iter().map(|i| i.name.clone()).collect();
         let cache = SpecializationCache::new(&graph.name, options.cache_capacity);
         let (name, inputs, outputs) = (
             graph.name.clone(),
@@ -155,6 +160,7 @@ impl Model {
             source: Source::Graph(graph),
             options,
             pipeline,
+            shape_inputs: Mutex::new(vec![false; input_names.len()]),
             input_names,
             cache,
             pool,
@@ -219,13 +225,22 @@ impl Model {
     ///
     /// The call runs on the specialization for its inputs' dtypes and shapes, compiled now if
     /// the cache does not hold it.
+    ///
+    /// When the graph's shapes depend on the value of an integer input of at most one axis
+    /// (a reshape target fed at run time), specializing by types fails; the model then takes
+    /// every such input as a *shape input* from this call on, and specializes by its value
+    /// too (see [`Signature`]).
     pub fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, RunError> {
         let ordered = self.order_inputs(inputs)?;
-        let signature = Signature::new(
-            self.input_names.clone(),
-            ordered.iter().map(Tensor::ty).collect(),
-        );
-        let spec = self.specialization(signature, Caller::Run, None)?;
+        let spec = loop {
+            let shape_inputs = lock(&self.shape_inputs).clone();
+            let signature = Signature::of(self.input_names.clone(), &ordered, &shape_inputs);
+            match self.specialization(signature, Caller::Run, None) {
+                Err(RunError::Specialize(SpecializeError::UnknownShape { .. }))
+                    if self.learn_shape_inputs(&ordered) => {}
+                r => break r?,
+            }
+        };
         let outs = spec.run(&ordered)?;
         Ok(self
             .outputs()
@@ -361,6 +376,28 @@ impl Model {
                 Err(e)
             }
         }
+    }
+
+    /// Marks the inputs of this call that can be shape inputs (integers of at most one axis
+    /// and [`MAX_SHAPE_INPUT`] elements, and numeric scalars, such as a range's bounds); false
+    /// when no input not marked yet can be.
+    fn learn_shape_inputs(&self, inputs: &[Tensor]) -> bool {
+        let mut marked = lock(&self.shape_inputs);
+        let mut learnt = false;
+        for (k, t) in inputs.iter().enumerate() {
+            let index = matches!(t.dtype(), DType::I32 | DType::I64)
+                && t.shape().len() <= 1
+                && t.len() <= MAX_SHAPE_INPUT;
+            let fits = index || (t.shape().is_empty() && t.dtype().is_numeric());
+            if fits && !marked[k] {
+                marked[k] = true;
+                learnt = true;
+            }
+        }
+        if learnt {
+            tracing::info!(model = %self.name, "specializing by the values of shape inputs");
+        }
+        learnt
     }
 
     /// Puts named inputs in signature order, rejecting unknown, duplicate and missing names.

@@ -14,18 +14,48 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The concrete types of a call's inputs, in the model's input order: what specializations
-/// are cached by. Two signatures are equal when their types are (the names are the model's).
+/// The concrete types of a call's inputs, in the model's input order, and the values of its
+/// shape inputs: what specializations are cached by. Two signatures are equal when their
+/// types and shape-input values are (the names are the model's).
+///
+/// A *shape input* is an integer input of at most one axis that the graph's shapes depend on
+/// (a reshape target or reduction axes fed at run time); the model learns which inputs are
+/// ([`crate::Model::run`]) and compiles one specialization per value, as XLA does for its
+/// compile-time-constant arguments.
 #[derive(Clone, Debug)]
 pub struct Signature {
     names: Arc<[String]>,
     types: Vec<TensorType>,
+    /// One per input: its value when it is a shape input (empty when none is).
+    values: Vec<Option<Arc<Tensor>>>,
 }
 
 impl Signature {
     /// A signature of `types` for inputs called `names` (same order).
     pub(crate) fn new(names: Arc<[String]>, types: Vec<TensorType>) -> Signature {
-        Signature { names, types }
+        Signature {
+            names,
+            types,
+            values: Vec::new(),
+        }
+    }
+
+    /// The signature of `inputs`, binding the value of each input `shape_inputs` marks.
+    pub(crate) fn of(names: Arc<[String]>, inputs: &[Tensor], shape_inputs: &[bool]) -> Signature {
+        let values = if shape_inputs.iter().any(|&s| s) {
+            inputs
+                .iter()
+                .zip(shape_inputs)
+                .map(|(t, &s)| s.then(|| Arc::new(t.clone().into_standard_layout())))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Signature {
+            names,
+            types: inputs.iter().map(Tensor::ty).collect(),
+            values,
+        }
     }
 
     /// The input types, in the model's input order.
@@ -37,11 +67,24 @@ impl Signature {
     pub fn names(&self) -> &[String] {
         &self.names
     }
+
+    /// The values of the shape inputs (`None` for the other inputs; empty when none is).
+    pub fn values(&self) -> &[Option<Arc<Tensor>>] {
+        &self.values
+    }
+
+    /// The shape inputs' values as comparable bytes.
+    fn value_key(&self) -> Vec<Option<Vec<u8>>> {
+        self.values
+            .iter()
+            .map(|v| v.as_ref().map(|t| t.to_le_bytes()))
+            .collect()
+    }
 }
 
 impl PartialEq for Signature {
     fn eq(&self, other: &Signature) -> bool {
-        self.types == other.types
+        self.types == other.types && self.value_key() == other.value_key()
     }
 }
 
@@ -50,11 +93,12 @@ impl Eq for Signature {}
 impl Hash for Signature {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.types.hash(state);
+        self.value_key().hash(state);
     }
 }
 
 impl fmt::Display for Signature {
-    /// `(x: f32[3,6], y: i64[3])`.
+    /// `(x: f32[3,6], y: i64[3])`; a shape input shows its value (`axes: i64[1] = [1]`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("(")?;
         for (i, ty) in self.types.iter().enumerate() {
@@ -64,6 +108,9 @@ impl fmt::Display for Signature {
             match self.names.get(i) {
                 Some(name) => write!(f, "{name}: {ty}")?,
                 None => write!(f, "{ty}")?,
+            }
+            if let Some(Some(t)) = self.values.get(i) {
+                write!(f, " = {:?}", t.to_f64_vec())?;
             }
         }
         f.write_str(")")
@@ -81,7 +128,8 @@ pub(crate) fn optimize_for(
     pipeline: &Pipeline,
     hooks: &mut dyn PassHooks,
 ) -> Result<(SpecializedGraph, Vec<PassRecord>), RunError> {
-    let mut g = SpecializedGraph::specialize(&graph, signature.types())?;
+    let mut g =
+        SpecializedGraph::specialize_with_values(&graph, signature.types(), signature.values())?;
     drop(graph);
     let records = g
         .optimize(pipeline, hooks)

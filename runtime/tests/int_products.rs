@@ -84,7 +84,12 @@ fn matmul_integer_matches_the_interpreter() {
         let (a, b) = (bytes(da, sa, s), bytes(db, sb, s + 1));
         let (a_zp, b_zp) = (bytes(da, za, s + 2), bytes(db, zb, s + 3));
         for weights_in in [false, true] {
-            let args = [(&a, true), (&b, weights_in), (&a_zp, true), (&b_zp, weights_in)];
+            let args = [
+                (&a, true),
+                (&b, weights_in),
+                (&a_zp, true),
+                (&b_zp, weights_in),
+            ];
             let (g, inputs) = one_op(Op::MatMulInteger, &args);
             let text = check(&g, &inputs);
             assert!(text.contains("gemm integer"), "{text}");
@@ -116,7 +121,12 @@ fn conv2d_integer_matches_the_interpreter() {
             I8,
         ),
         (
-            conv([2, 1], [1, 2], Padding::Explicit([[1, 0], [2, 1]]), DataFormat::Nchw),
+            conv(
+                [2, 1],
+                [1, 2],
+                Padding::Explicit([[1, 0], [2, 1]]),
+                DataFormat::Nchw,
+            ),
             &[2, 4, 7, 6],
             &[2, 3, 2, 6],
             &[],
@@ -145,7 +155,12 @@ fn conv2d_integer_matches_the_interpreter() {
         let (x, f) = (bytes(dx, sx, s), bytes(df, sf, s + 1));
         let (x_zp, f_zp) = (bytes(dx, &[], s + 2), bytes(df, zf, s + 3));
         for weights_in in [false, true] {
-            let args = [(&x, true), (&f, weights_in), (&x_zp, true), (&f_zp, weights_in)];
+            let args = [
+                (&x, true),
+                (&f, weights_in),
+                (&x_zp, true),
+                (&f_zp, weights_in),
+            ];
             let (g, inputs) = one_op(op.clone(), &args);
             let text = check(&g, &inputs);
             assert!(text.contains("window conv integer"), "{text}");
@@ -158,17 +173,26 @@ fn conv2d_integer_matches_the_interpreter() {
 /// scale, round, clamp, cast to u8), through `fuse`.
 #[test]
 fn integer_products_anchor_requantizing_epilogues() {
-    let (a, b) = (bytes(DType::U8, &[9, 12], 1), bytes(DType::I8, &[12, 10], 2));
+    let (a, b) = (
+        bytes(DType::U8, &[9, 12], 1),
+        bytes(DType::I8, &[12, 10], 2),
+    );
     let mut g = Graph::new("t");
     let av = g.add_input("a", a.ty());
     let bv = g.add_const(b, "b");
     let za = g.add_const(Tensor::from_vec(&[], vec![128u8]), "za");
     let zb = g.add_const(Tensor::from_vec(&[], vec![0i8]), "zb");
-    let acc = g.add(Op::MatMulInteger, vec![av, bv, za, zb], "acc").unwrap();
+    let acc = g
+        .add(Op::MatMulInteger, vec![av, bv, za, zb], "acc")
+        .unwrap();
     let f = g.add(Op::Cast { to: DType::F32 }, vec![acc], "f").unwrap();
     let scale = g.add_const(Tensor::from_vec(&[], vec![0.003f32]), "scale");
     let v = g
-        .add(Op::Binary(lathe_ir::ops::BinaryOp::Mul), vec![f, scale], "v")
+        .add(
+            Op::Binary(lathe_ir::ops::BinaryOp::Mul),
+            vec![f, scale],
+            "v",
+        )
         .unwrap();
     let r = g.add(Op::Unary(UnaryOp::Round), vec![v], "r").unwrap();
     let y = g.add(Op::Cast { to: DType::U8 }, vec![r], "y").unwrap();

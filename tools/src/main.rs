@@ -1,4 +1,4 @@
-//! `lathe`: compile, run and inspect saved ML graphs (TensorFlow GraphDef, Lathe IR text).
+//! `lathe`: compile, run and inspect saved ML graphs (TensorFlow GraphDef and SavedModel, ONNX, Lathe IR text).
 //!
 //! Every subcommand prints errors on stderr as one line and exits non-zero.
 
@@ -33,8 +33,10 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Time a model's compilation and latency on given or random inputs.
     Bench(cmd::bench::BenchArgs),
-    /// List every IR op: operands, attributes, dtypes, the TensorFlow ops that import to it.
+    /// List every IR op: operands, attributes, dtypes, the TensorFlow and ONNX ops that import to it.
     Ops(cmd::ops::OpsArgs),
+    /// Run ONNX backend node tests on the CPU backend and the interpreter.
+    Conformance(cmd::conformance::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Ops(a) => cmd::ops::run(a),
+        Command::Conformance(a) => cmd::conformance::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

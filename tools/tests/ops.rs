@@ -34,7 +34,7 @@ fn json_has_a_row_for_every_ir_op() {
             assert!(r[key].is_string(), "{r}: no {key}");
         }
         assert!(
-            r["tensorflow"].is_array() && r["attributes"].is_array(),
+            r["tensorflow"].is_array() && r["onnx"].is_array() && r["attributes"].is_array(),
             "{r}"
         );
     }
@@ -44,6 +44,18 @@ fn json_has_a_row_for_every_ir_op() {
         serde_json::json!(["Add", "AddV2"])
     );
     assert_eq!(row("softsign")["dtypes"], "x: float");
+    assert_eq!(row("conv2d")["onnx"], serde_json::json!(["Conv"]));
+    // Every ONNX op the importer knows has a row (under the first IR op it imports to).
+    let listed: BTreeSet<String> = rows
+        .iter()
+        .flat_map(|r| r["onnx"].as_array().unwrap().clone())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let known: BTreeSet<String> = lathe_compiler::import::onnx::supported_ops()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(listed, known);
     assert_eq!(row("concat")["operands"], "values..., axis");
     assert_eq!(
         row("concat")["tensorflow"],

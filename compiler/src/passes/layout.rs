@@ -114,9 +114,7 @@ impl State {
         let node = g.node(id);
         let nhwc = match &node.op {
             Op::Conv2D(a) if a.format == DataFormat::Nchw => Op::Conv2D(with_nhwc(a)),
-            Op::Conv2DInteger(a) if a.format == DataFormat::Nchw => {
-                Op::Conv2DInteger(with_nhwc(a))
-            }
+            Op::Conv2DInteger(a) if a.format == DataFormat::Nchw => Op::Conv2DInteger(with_nhwc(a)),
             Op::DepthwiseConv2D(a) if a.format == DataFormat::Nchw => {
                 Op::DepthwiseConv2D(with_nhwc(a))
             }
@@ -215,9 +213,91 @@ impl State {
             }
             if let Some(more) = self.sink(g, t, cx)? {
                 work.extend(more);
+                continue;
+            }
+            if let Some(more) = self.sink_into_concat(g, t, cx)? {
+                work.extend(more);
             }
         }
         Ok(())
+    }
+
+    /// `concat(transpose(a, p), transpose(b, p), axis)` → `transpose(concat(a, b, p[axis]),
+    /// p)`, for a concat (a user of the movable transpose `t`) whose every operand is a
+    /// transpose by the same permutation: the NCHW dense blocks of an ONNX DenseNet then
+    /// concatenate in NHWC, and the transposes meet and cancel below. Transposes that keep
+    /// other users stay; having lost one, they may sink there. Returns the transposes to
+    /// look at again.
+    fn sink_into_concat(
+        &mut self,
+        g: &mut Graph,
+        t: NodeId,
+        cx: &mut PassCx,
+    ) -> Result<Option<Vec<NodeId>>, PassError> {
+        let tv = ValueId::first(t);
+        if !self.movable.contains(&t) {
+            return Ok(None);
+        }
+        let Some((_, p)) = transpose_parts(g, tv) else {
+            return Ok(None);
+        };
+        for (u, _) in g.users(tv) {
+            let node = g.node(u).clone();
+            if node.op != Op::Concat || node.outputs.len() != 1 {
+                continue;
+            }
+            let (axis_v, values) = node.inputs.split_last().expect("concat has an axis");
+            let Some(axis) = g.const_value(*axis_v).and_then(|a| a.to_i64_vec().ok()) else {
+                continue;
+            };
+            let rank = p.len() as i64;
+            let Some(&axis) = axis.first().filter(|&&a| (-rank..rank).contains(&a)) else {
+                continue;
+            };
+            let axis = if axis < 0 { axis + rank } else { axis } as usize;
+            let mut inner = Vec::with_capacity(values.len());
+            for &v in values {
+                match transpose_parts(g, v).filter(|(_, q)| *q == p) {
+                    Some((x, _)) => inner.push(x),
+                    None => break,
+                }
+            }
+            if inner.len() != values.len() {
+                continue;
+            }
+            let new_axis = g.add_const(
+                Tensor::scalar(p[axis]),
+                format!("{}/nhwc_axis", node.name),
+            );
+            inner.push(new_axis);
+            let Ok(c2) = g.add(Op::Concat, inner, node.name.clone()) else {
+                g.remove_node(new_axis.node).map_err(ir_err)?;
+                continue;
+            };
+            let perm_v = g.node(t).inputs[1];
+            let t2 = g
+                .add(Op::Transpose, vec![c2, perm_v], format!("{}/to_nchw", node.name))
+                .map_err(ir_err)?;
+            if g.value_type(t2) != &node.outputs[0] {
+                g.remove_node(t2.node).map_err(ir_err)?;
+                g.remove_node(c2.node).map_err(ir_err)?;
+                g.remove_node(new_axis.node).map_err(ir_err)?;
+                continue;
+            }
+            g.replace_all_uses(ValueId::first(u), t2);
+            g.remove_node(u).map_err(ir_err)?;
+            self.movable.insert(t2.node);
+            let mut again = vec![t2.node];
+            for &v in values {
+                if !self.remove_if_dead(g, v.node)? {
+                    again.push(v.node);
+                }
+            }
+            cx.count("transposes_sunk", 1);
+            self.changed = true;
+            return Ok(Some(again));
+        }
+        Ok(None)
     }
 
     /// Removes the transpose `t` of `x` made for a conversion that did not happen, unless
@@ -325,13 +405,40 @@ impl State {
         let u_node = g.node(u).clone();
         // Below `u` the transpose moves `u`'s result: not when that is bigger (broadcasting,
         // a widening cast).
+        // (A constant pad is the exception: its border is small, and moving below it lets the
+        // transpose meet the next convolution's, as in an ONNX ResNet's stem.)
         let out = &u_node.outputs[0];
-        if out.shape != t_ty.shape || out.dtype.size_bytes() > t_ty.dtype.size_bytes() {
+        let is_pad = matches!(u_node.op, Op::Pad { .. });
+        if !is_pad && (out.shape != t_ty.shape || out.dtype.size_bytes() > t_ty.dtype.size_bytes())
+        {
             return Ok(None);
         }
         let mut other_transpose = None;
         let new_ins: Vec<ValueId> = match &u_node.op {
             Op::Unary(_) | Op::Cast { .. } => vec![y],
+            Op::Pad { .. } if u_node.inputs[0] == tv => {
+                // Row `i` of the paddings of `transpose(y, p)` pads axis `p[i]` of `y`.
+                let pads_v = u_node.inputs[1];
+                let Some(pads) = g.const_value(pads_v).and_then(|c| c.to_i64_vec().ok()) else {
+                    return Ok(None);
+                };
+                let rank = p.len();
+                if pads.len() != 2 * rank {
+                    return Ok(None);
+                }
+                let mut moved = vec![0i64; 2 * rank];
+                for (i, &axis) in p.iter().enumerate() {
+                    let a = axis as usize;
+                    moved[2 * a] = pads[2 * i];
+                    moved[2 * a + 1] = pads[2 * i + 1];
+                }
+                let dt = g.value_type(pads_v).dtype;
+                let c = Tensor::from_i64(dt, &[rank, 2], &moved);
+                let name = format!("{}/nhwc", g.display_name(pads_v.node));
+                let mut ins = vec![y, g.add_const(c, name)];
+                ins.extend(u_node.inputs.get(2).copied());
+                ins
+            }
             Op::Binary(_) => {
                 let mut ins = Vec::with_capacity(2);
                 for &v in &u_node.inputs {

@@ -870,7 +870,10 @@ mod tests {
         );
         let e = infer_err(
             Op::Binary(BitwiseAnd),
-            &[TensorType::known(DType::F32, &[1]), TensorType::known(DType::F32, &[1])],
+            &[
+                TensorType::known(DType::F32, &[1]),
+                TensorType::known(DType::F32, &[1]),
+            ],
         );
         assert!(e.contains("only defined on integer tensors"), "{e}");
     }

@@ -137,11 +137,7 @@ mod tests {
     #[test]
     fn matmul_integer_hand_computed() {
         // ONNX's MatMulInteger example: u8 operands, a per-tensor zero point of a.
-        let a = t(
-            DType::U8,
-            &[4, 3],
-            &[11, 7, 3, 10, 6, 2, 9, 5, 1, 8, 4, 0],
-        );
+        let a = t(DType::U8, &[4, 3], &[11, 7, 3, 10, 6, 2, 9, 5, 1, 8, 4, 0]);
         let b = t(DType::U8, &[3, 2], &[1, 4, 2, 5, 3, 6]);
         let (azp, bzp) = (t(DType::U8, &[], &[12]), t(DType::U8, &[], &[0]));
         let got = run(&Op::MatMulInteger, &[&a, &b, &azp, &bzp]);
@@ -161,14 +157,9 @@ mod tests {
         let a = t(DType::I8, &[2, 1, 2], &[1, 2, 3, 4]);
         let b = t(DType::I8, &[2, 1], &[10, 20]);
         let zero = t(DType::I8, &[], &[0]);
-        assert_eq!(
-            run(&Op::MatMulInteger, &[&a, &b, &zero, &zero]),
-            [50, 110]
-        );
+        assert_eq!(run(&Op::MatMulInteger, &[&a, &b, &zero, &zero]), [50, 110]);
         let bad = t(DType::I8, &[3], &[0, 0, 0]);
-        let e = Op::MatMulInteger
-            .eval(&[&a, &b, &bad, &zero])
-            .unwrap_err();
+        let e = Op::MatMulInteger.eval(&[&a, &b, &bad, &zero]).unwrap_err();
         assert!(e.contains("one entry per row of a"), "{e}");
     }
 

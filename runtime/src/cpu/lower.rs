@@ -292,7 +292,10 @@ impl Builder {
                 ..
             } => {
                 let f = Some(*filter).filter(|_| kernel.packed.is_none());
-                with_tail([*x, *x_zp, *filter_zp].into_iter().chain(f).collect(), epilogue)
+                with_tail(
+                    [*x, *x_zp, *filter_zp].into_iter().chain(f).collect(),
+                    epilogue,
+                )
             }
             _ => inputs.clone(),
         };
@@ -546,7 +549,8 @@ impl Builder {
                     .iter()
                     .map(|&v| self.operand_or_const(body, v, &operand))
                     .collect::<Result<Vec<_>, _>>()?;
-                let weights = [1, 3].map(|i| anchor.inputs.get(i).and_then(|v| body.const_value(*v)));
+                let weights =
+                    [1, 3].map(|i| anchor.inputs.get(i).and_then(|v| body.const_value(*v)));
                 match &anchor.op {
                     Op::MatMulInteger => self.int_matmul(&operands, weights, c, epilogue),
                     op => self.int_conv(op, &operands, weights, c, epilogue),

@@ -170,7 +170,11 @@ fn kernel(plan: &Plan, k: &Kernel) -> String {
             kernel.gemm.n,
             kernel.gemm.k,
             batch(&kernel.gemm),
-            if kernel.packed.is_some() { " packed" } else { "" },
+            if kernel.packed.is_some() {
+                " packed"
+            } else {
+                ""
+            },
             epilogue(e)
         ),
         Kernel::IntConv {
@@ -181,7 +185,11 @@ fn kernel(plan: &Plan, k: &Kernel) -> String {
             "window conv integer {} rows={}{}{}",
             kernel.format.name(),
             kernel.rows(),
-            if kernel.packed.is_some() { " packed" } else { "" },
+            if kernel.packed.is_some() {
+                " packed"
+            } else {
+                ""
+            },
             epilogue(e)
         ),
         Kernel::Einsum {

@@ -280,7 +280,9 @@ mod tests {
         let mut c = vec![0i32; m * n];
         for i in 0..m {
             for j in 0..n {
-                let s: i64 = (0..k).map(|p| a[i * k + p] as i64 * b[p * n + j] as i64).sum();
+                let s: i64 = (0..k)
+                    .map(|p| a[i * k + p] as i64 * b[p * n + j] as i64)
+                    .sum();
                 c[i * n + j] = s as i32;
             }
         }
@@ -294,7 +296,9 @@ mod tests {
             let b: Vec<i8> = (0..k * n).map(|i| (i * 91 % 256) as u8 as i8).collect();
             let a_zp: Vec<i32> = (0..m).map(|i| (i * 13 % 256) as i32).collect();
             let b_zp = vec![-7];
-            let ad: Vec<i32> = (0..m * k).map(|i| a[i] as i32 - a_zp[i / k.max(1)]).collect();
+            let ad: Vec<i32> = (0..m * k)
+                .map(|i| a[i] as i32 - a_zp[i / k.max(1)])
+                .collect();
             let bd: Vec<i32> = b.iter().map(|&v| v as i32 + 7).collect();
             let want = naive(m, n, k, &ad, &bd);
             let am = ByteMat {

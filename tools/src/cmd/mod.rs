@@ -1,6 +1,7 @@
 //! One module per `lathe` subcommand.
 
 pub mod bench;
+pub mod conformance;
 pub mod dump;
 pub mod inspect;
 pub mod ops;

@@ -30,8 +30,9 @@ use std::path::Path;
 
 /// The newest version of the default operator set this importer knows the semantics of.
 pub const NEWEST_OPSET: i64 = 28;
-/// The oldest version it reads.
-pub const OLDEST_OPSET: i64 = 7;
+/// The oldest version it reads. Ops whose meaning changed before version 7 (broadcasting
+/// attributes, `Reshape`'s shape attribute) are read by their converters.
+pub const OLDEST_OPSET: i64 = 1;
 /// The largest model file read into memory whole (the protobuf must be decoded at once);
 /// weights beyond it belong in external data files.
 const MAX_MODEL_BYTES: u64 = 2 << 30;
@@ -400,17 +401,31 @@ impl<'a> Builder<'a> {
         ) {
             return None;
         }
+        if let (Op::Shape { output }, [x]) = (op, inputs) {
+            // The shape of a value whose shape is known.
+            let dims = self.g.value_type(*x).shape.as_known()?;
+            let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+            let t = Tensor::from_vec(&[dims.len()], dims).cast(*output);
+            return Some(vec![t]);
+        }
         let consts: Vec<&Tensor> = inputs
             .iter()
             .map(|&v| self.g.const_value(v))
             .collect::<Option<_>>()?;
-        if consts.iter().any(|t| t.len() > FOLD_ELEMENTS) {
+        // Moving a weight (a filter's reshape or transpose) folds at any size: the moved copy
+        // replaces the initializer, which is pruned. Anything else only when small.
+        let movement = matches!(
+            op,
+            Op::Reshape | Op::Transpose | Op::Squeeze { .. } | Op::ExpandDims | Op::Identity
+        );
+        let limit = if movement { usize::MAX } else { FOLD_ELEMENTS };
+        if consts.iter().any(|t| t.len() > limit) {
             return None;
         }
         let types = self.g.infer_types(op, inputs).ok()?;
         let small = types
             .iter()
-            .all(|t| t.shape.num_elements().is_some_and(|n| n <= FOLD_ELEMENTS));
+            .all(|t| t.shape.num_elements().is_some_and(|n| n <= limit));
         if !small {
             return None;
         }
@@ -468,7 +483,7 @@ impl<'a> Builder<'a> {
     pub fn ints_of(&self, v: ValueId, what: &str) -> Result<Vec<i64>, String> {
         let t = self
             .const_of(v)
-            .ok_or_else(|| format!("{what} must be a constant"))?;
+            .ok_or_else(|| format!("{what} computed at run time is not supported (it must be a constant)"))?;
         t.to_i64_vec().map_err(|e| format!("{what}: {e}"))
     }
 

@@ -107,6 +107,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::f16;
     use lathe_proto::tensorflow::tensor_shape_proto::Dim as ProtoDim;
 
     fn proto(dt: DataType, dims: &[i64]) -> TensorProto {

@@ -368,7 +368,9 @@ impl Math<'_, '_> {
                 let d = self.add(one, a);
                 self.div(x, d)
             }
-            Sin | Cos | LogicalNot | BitwiseNot => unreachable!("analysis rejects {}", u.mnemonic()),
+            Sin | Cos | LogicalNot | BitwiseNot => {
+                unreachable!("analysis rejects {}", u.mnemonic())
+            }
         }
     }
 

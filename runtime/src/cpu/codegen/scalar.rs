@@ -726,7 +726,9 @@ impl Scalar<'_, '_, '_> {
         let width = (dt.size_bytes() * 8) as i64;
         let reg_bits = if reg(dt) == I64 { 63 } else { 31 };
         let b = &mut *self.m.b;
-        let out = b.ins().icmp_imm(IntCC::UnsignedGreaterThanOrEqual, y, width);
+        let out = b
+            .ins()
+            .icmp_imm(IntCC::UnsignedGreaterThanOrEqual, y, width);
         let (shifted, spill) = match (op, dt.is_signed_int()) {
             (BinaryOp::LeftShift, _) => (b.ins().ishl(x, y), b.ins().iconst(reg(dt), 0)),
             (_, true) => (b.ins().sshr(x, y), b.ins().sshr_imm(x, reg_bits)),

@@ -115,11 +115,16 @@ impl Frame {
             SendBytes(self.bytes_ptr(plan, out)),
         );
         let rows = k.rows();
-        split(pool, rows, rows * k.flops_per_row() / MIN_TASK_FLOPS, &|mine| {
-            // SAFETY: the buffers are dense tensors of the kernel's input and output shapes
-            // (built from their types); x is only read, and each task writes the output
-            // pixels of its own rows.
-            unsafe { k.run_rows(xs.get(), x_zp, packed, os.get() as *mut i32, mine) };
-        });
+        split(
+            pool,
+            rows,
+            rows * k.flops_per_row() / MIN_TASK_FLOPS,
+            &|mine| {
+                // SAFETY: the buffers are dense tensors of the kernel's input and output shapes
+                // (built from their types); x is only read, and each task writes the output
+                // pixels of its own rows.
+                unsafe { k.run_rows(xs.get(), x_zp, packed, os.get() as *mut i32, mine) };
+            },
+        );
     }
 }

@@ -21,6 +21,7 @@ macro_rules! unary {
 macro_rules! binary {
     ($name:literal, $op:expr) => {
         row($name, &[Op::Binary($op).mnemonic()], |b, cx| {
+            legacy_broadcast(cx)?;
             apply(b, cx, Op::Binary($op), 2)
         })
     };
@@ -171,6 +172,15 @@ pub(super) fn rows() -> Vec<OnnxOp> {
     ]
 }
 
+/// Before version 7, broadcasting was an attribute; broadcasting along a chosen `axis` (not
+/// NumPy's trailing alignment) has no IR counterpart.
+fn legacy_broadcast(cx: &NodeCx) -> Result<(), String> {
+    if cx.opset < 7 && cx.attrs.has("axis") {
+        return Err("broadcasting along an `axis` (before opset 7) is not supported".into());
+    }
+    Ok(())
+}
+
 /// `x` as dtype `to` (itself when it already is).
 pub(crate) fn cast(b: &mut Builder, x: ValueId, to: DType) -> Result<ValueId, String> {
     if b.dtype(x) == to {
@@ -258,16 +268,14 @@ fn import_clip(b: &mut Builder, cx: &NodeCx) -> Out {
     one(y)
 }
 
-/// `Mod`: with `fmod = 0` (integers only) the remainder has the divisor's sign (`floor_mod`);
+/// `Mod`: with `fmod = 0` the remainder has the divisor's sign (`floor_mod`);
 /// with `fmod = 1` the dividend's, `x - trunc(x / y) * y` (C's `fmod`).
 fn import_mod(b: &mut Builder, cx: &NodeCx) -> Out {
     let (x, y) = (cx.input(0)?, cx.input(1)?);
     let fmod = cx.attrs.int_or("fmod", 0)?;
     let dt = b.dtype(x);
     if fmod == 0 {
-        if dt.is_float() {
-            return Err("`fmod = 0` is defined for integers only".into());
-        }
+        // The remainder with the divisor's sign (Python's `%`, also for floats).
         return one(b.op(Op::Binary(B::FloorMod), &[x, y])?);
     }
     if !dt.is_float() {

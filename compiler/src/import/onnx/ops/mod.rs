@@ -5,10 +5,14 @@
 //! meaning or its inputs changed between versions. Rows live in one file per family; the
 //! supported-op list, the unsupported-op error and `lathe ops` read the assembled table.
 
+mod attention;
+mod composite;
 mod elementwise;
+mod loss;
 mod nn;
 mod quant;
 mod reduce;
+mod resize;
 mod shape;
 
 use super::{Builder, NodeCx};
@@ -62,6 +66,10 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(shape::rows());
         rows.extend(nn::rows());
         rows.extend(reduce::rows());
+        rows.extend(composite::rows());
+        rows.extend(loss::rows());
+        rows.extend(attention::rows());
+        rows.extend(resize::rows());
         rows.extend(quant::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();

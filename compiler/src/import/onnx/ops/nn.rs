@@ -43,6 +43,9 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             if cx.attrs.int_or("training_mode", 0)? != 0 {
                 return Err("training mode is not supported".into());
             }
+            if cx.attrs.int_or("spatial", 1)? == 0 {
+                return Err("`spatial = 0` (before opset 9) is not supported".into());
+            }
             let op = Op::FusedBatchNorm {
                 epsilon: eps,
                 format: DataFormat::Nchw,
@@ -193,6 +196,11 @@ pub(super) fn window(
             };
             if explicit == [[0, 0], [0, 0]] {
                 Padding::Valid
+            } else if in_dims.is_some_and(|d| same_pads(d, kernel, strides, dilations) == explicit)
+            {
+                // What SAME pads (exporters write SAME as explicit amounts): say so, so the
+                // kernels take their SAME paths, as for the TensorFlow form of the model.
+                Padding::Same
             } else {
                 Padding::Explicit(explicit)
             }
@@ -218,6 +226,24 @@ pub(super) fn window(
         dilations,
         padding,
     })
+}
+
+/// The explicit padding TensorFlow's SAME amounts to: `ceil(in / stride)` outputs, the odd
+/// cell at the end.
+fn same_pads(
+    dims: [usize; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+) -> [[usize; 2]; 2] {
+    let mut p = [[0; 2]; 2];
+    for a in 0..2 {
+        let eff = (kernel[a] - 1) * dilations[a] + 1;
+        let out = dims[a].div_ceil(strides[a]);
+        let total = ((out.max(1) - 1) * strides[a] + eff).saturating_sub(dims[a]);
+        p[a] = [total / 2, total - total / 2];
+    }
+    p
 }
 
 /// The spatial dims of an NCHW (or NCW) value, when known.
@@ -269,8 +295,7 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
         format: DataFormat::Nchw,
     };
     let y = if group == 1 {
-        let perm = b.i64s(&[2, 3, 1, 0]);
-        let f = b.op(Op::Transpose, &[w, perm])?;
+        let f = filter(b, w, &[2, 3, 1, 0])?;
         b.op(Op::Conv2D(attrs), &[x, f])?
     } else {
         let (Some(c), Some(m)) = (in_c, out_c) else {
@@ -286,12 +311,10 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
             let [kh, kw] = win.kernel;
             let shape = b.i64s(&[c as i64, mult, kh as i64, kw as i64]);
             let f = b.op(Op::Reshape, &[w, shape])?;
-            let perm = b.i64s(&[2, 3, 0, 1]);
-            let f = b.op(Op::Transpose, &[f, perm])?;
+            let f = filter(b, f, &[2, 3, 0, 1])?;
             b.op(Op::DepthwiseConv2D(attrs), &[x, f])?
         } else {
             let (cg, mg) = ((c / g) as i64, (m / g) as i64);
-            let perm = b.i64s(&[2, 3, 1, 0]);
             let mut parts = Vec::with_capacity(g + 1);
             for i in 0..g as i64 {
                 let xb = b.i64s(&[0, i * cg, 0, 0]);
@@ -300,7 +323,7 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
                 let wb = b.i64s(&[i * mg, 0, 0, 0]);
                 let ws = b.i64s(&[mg, -1, -1, -1]);
                 let wi = b.op(Op::Slice, &[w, wb, ws])?;
-                let fi = b.op(Op::Transpose, &[wi, perm])?;
+                let fi = filter(b, wi, &[2, 3, 1, 0])?;
                 parts.push(b.op(Op::Conv2D(attrs.clone()), &[xi, fi])?);
             }
             parts.push(b.i64_scalar(1));
@@ -319,41 +342,81 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
     one(from_2d(b, y, one_d)?)
 }
 
+/// A filter in the IR's layout: `w` transposed by `perm` (computed while importing when `w`
+/// is a weight: movement of constants folds at any size).
+fn filter(b: &mut Builder, w: ValueId, perm: &[i64]) -> Result<ValueId, String> {
+    let p = b.i64s(perm);
+    b.op(Op::Transpose, &[w, p])
+}
+
 fn import_pool(b: &mut Builder, cx: &NodeCx, max: bool) -> Out {
+    let include_pad = !max && cx.attrs.int_or("count_include_pad", 0)? != 0;
+    one(pool(b, cx, cx.input(0)?, max, include_pad)?)
+}
+
+/// The average over each window of `x` with padded cells counted as zeros (`LpPool`'s sum
+/// is this times the window size), the window read from `cx`'s attributes.
+pub(crate) fn average_pool_including_pads(
+    b: &mut Builder,
+    cx: &NodeCx,
+    x: ValueId,
+) -> Result<ValueId, String> {
+    pool(b, cx, x, false, true)
+}
+
+/// A max or average pool of `x` with `cx`'s window attributes.
+fn pool(b: &mut Builder, cx: &NodeCx, x: ValueId, max: bool, include_pad: bool) -> Result<ValueId, String> {
     let what = if max { "MaxPool" } else { "AveragePool" };
-    let (x, one_d) = to_2d(b, cx.input(0)?, what)?;
-    let mut win = window(cx, None, one_d, spatial(b, x, one_d))?;
+    let (x, one_d) = to_2d(b, x, what)?;
+    let win = window(cx, None, one_d, spatial(b, x, one_d))?;
     if win.dilations != [1, 1] {
         return Err("dilated pooling is not supported".into());
     }
     if cx.attrs.int_or("storage_order", 0)? != 0 {
         return Err("`storage_order = 1` is not supported".into());
     }
-    let mut x = x;
-    if !max && cx.attrs.int_or("count_include_pad", 0)? != 0 {
-        // Padded cells count: pad with zeros first, then average valid windows.
-        if let Padding::Explicit(p) = win.padding {
-            let pads = b.i64s(&[0, 0, 0, 0, p[0][0] as i64, p[0][1] as i64, p[1][0] as i64, p[1][1] as i64]);
-            let shape = b.i64s(&[4, 2]);
-            let pads = b.op(Op::Reshape, &[pads, shape])?;
-            x = b.op(
-                Op::Pad {
-                    mode: lathe_ir::ops::PadMode::Constant,
-                },
-                &[x, pads],
-            )?;
-            win.padding = Padding::Valid;
-        } else if win.padding == Padding::Same {
-            return Err("`count_include_pad` with SAME padding is not supported".into());
+    let ceil = cx.attrs.int_or("ceil_mode", 0)? != 0;
+    let pads = match win.padding {
+        Padding::Valid => [[0; 2]; 2],
+        Padding::Explicit(p) => p,
+        Padding::Same if include_pad || ceil => {
+            let dims = spatial(b, x, one_d)
+                .ok_or("SAME padding with `count_include_pad` or `ceil_mode` needs the input's size")?;
+            same_pads(dims, win.kernel, win.strides, win.dilations)
         }
-    }
-    if cx.attrs.int_or("ceil_mode", 0)? != 0 {
-        ceil_mode(b, x, &mut win, one_d, max)?;
-    }
+        Padding::Same => [[0; 2]; 2],
+    };
+    // Cells past the end that ceil mode's last windows reach: never counted.
+    let extra = if ceil {
+        let dims = spatial(b, x, one_d).ok_or("`ceil_mode` needs the input's spatial size")?;
+        ceil_extra(dims, pads, win.kernel, win.strides)
+    } else {
+        [0, 0]
+    };
+    let mut x = x;
+    let padding = if win.padding == Padding::Same && !include_pad && !ceil {
+        Padding::Same
+    } else if include_pad && pads != [[0; 2]; 2] {
+        // Padded cells count: pad with zeros first; only ceil mode's overhang is ignored.
+        let flat = [0, 0, 0, 0, pads[0][0], pads[0][1], pads[1][0], pads[1][1]];
+        let flat = b.i64s(&flat.map(|p| p as i64));
+        let shape = b.i64s(&[4, 2]);
+        let pads = b.op(Op::Reshape, &[flat, shape])?;
+        let op = Op::Pad {
+            mode: lathe_ir::ops::PadMode::Constant,
+        };
+        x = b.op(op, &[x, pads])?;
+        explicit([[0, extra[0]], [0, extra[1]]])
+    } else {
+        explicit([
+            [pads[0][0], pads[0][1] + extra[0]],
+            [pads[1][0], pads[1][1] + extra[1]],
+        ])
+    };
     let attrs = PoolAttrs {
         ksize: win.kernel,
         strides: win.strides,
-        padding: win.padding,
+        padding,
         format: DataFormat::Nchw,
     };
     let op = if max {
@@ -362,45 +425,39 @@ fn import_pool(b: &mut Builder, cx: &NodeCx, max: bool) -> Out {
         Op::AvgPool(attrs)
     };
     let y = b.op(op, &[x])?;
-    one(from_2d(b, y, one_d)?)
+    from_2d(b, y, one_d)
 }
 
-/// `ceil_mode`: the last, partial window of each axis is kept, by padding the end (padded
-/// cells are ignored by both pools). ONNX drops a window that would start in the padding.
-fn ceil_mode(
-    b: &Builder,
-    x: ValueId,
-    win: &mut Window,
-    one_d: bool,
-    max: bool,
-) -> Result<(), String> {
-    let dims = spatial(b, x, one_d).ok_or("`ceil_mode` needs the input's spatial size")?;
-    let mut p = match win.padding {
-        Padding::Valid => [[0; 2]; 2],
-        Padding::Explicit(p) => p,
-        Padding::Same => return Ok(()), // SAME already keeps partial windows
-    };
-    for a in 0..2 {
-        let padded = dims[a] + p[a][0] + p[a][1];
-        let k = win.kernel[a];
-        if padded < k {
-            continue;
-        }
-        let mut out = (padded - k).div_ceil(win.strides[a]) + 1;
-        // The last window must start inside the input or the begin padding.
-        if (out - 1) * win.strides[a] >= dims[a] + p[a][0] {
-            out -= 1;
-        }
-        let need = (out - 1) * win.strides[a] + k;
-        p[a][1] += need.saturating_sub(padded);
-    }
-    let _ = max;
-    win.padding = if p == [[0; 2]; 2] {
+/// `Valid` for no padding, else the explicit amounts.
+fn explicit(p: [[usize; 2]; 2]) -> Padding {
+    if p == [[0; 2]; 2] {
         Padding::Valid
     } else {
         Padding::Explicit(p)
-    };
-    Ok(())
+    }
+}
+
+/// Ceil mode keeps the last, partial window of each axis: the cells it needs past the end
+/// padding (ignored by both pools). A window that would start in the end padding is dropped.
+fn ceil_extra(
+    dims: [usize; 2],
+    pads: [[usize; 2]; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+) -> [usize; 2] {
+    let mut extra = [0; 2];
+    for a in 0..2 {
+        let padded = dims[a] + pads[a][0] + pads[a][1];
+        if padded < kernel[a] {
+            continue;
+        }
+        let mut out = (padded - kernel[a]).div_ceil(strides[a]) + 1;
+        if (out - 1) * strides[a] >= dims[a] + pads[a][0] {
+            out -= 1;
+        }
+        extra[a] = ((out - 1) * strides[a] + kernel[a]).saturating_sub(padded);
+    }
+    extra
 }
 
 fn global_pool(b: &mut Builder, cx: &NodeCx, kind: ReduceKind) -> Out {
@@ -471,24 +528,42 @@ fn normalize(b: &mut Builder, x: ValueId, axes: &[i64], eps: f64) -> Result<Valu
     b.op(Op::Binary(B::Mul), &[d, r])
 }
 
-/// `LayerNormalization` (17): normalized over the axes from `axis` on, then scale and bias.
-/// Only the first output (the mean and inverse deviation outputs are for training).
+/// `LayerNormalization` (17): normalized over the axes from `axis` on (in f32 for narrower
+/// floats, its `stash_type`), then scale and bias; the optional outputs are the mean and the
+/// inverse standard deviation, with the normalized axes kept as size 1.
 fn import_layer_norm(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
+    let dt = b.dtype(x);
     let rank = b.rank(x);
     let axis = norm_axis(cx.attrs.int_or("axis", -1)?, rank)?;
     let eps = cx.attrs.float_or("epsilon", 1e-5)? as f64;
-    if cx.attrs.has("stash_type") && cx.attrs.int("stash_type")? != 1 {
-        return Err("only `stash_type = 1` (float) is supported".into());
-    }
+    let xf = match dt {
+        lathe_ir::DType::F16 | lathe_ir::DType::BF16 => {
+            super::elementwise::cast(b, x, lathe_ir::DType::F32)?
+        }
+        _ => x,
+    };
     let axes: Vec<i64> = (axis as i64..rank as i64).collect();
-    let y = normalize(b, x, &axes, eps)?;
+    let mean_op = Op::Reduce {
+        kind: ReduceKind::Mean,
+        keep_dims: true,
+    };
+    let ax = b.i64s(&axes);
+    let mean = b.op(mean_op.clone(), &[xf, ax])?;
+    let d = b.op(Op::Binary(B::Sub), &[xf, mean])?;
+    let d2 = b.op(Op::Binary(B::Mul), &[d, d])?;
+    let ax = b.i64s(&axes);
+    let var = b.op(mean_op, &[d2, ax])?;
+    let var = add_scalar(b, var, eps)?;
+    let inv = b.op(Op::Unary(U::Rsqrt), &[var])?;
+    let y = b.op(Op::Binary(B::Mul), &[d, inv])?;
+    let y = super::elementwise::cast(b, y, dt)?;
     let y = b.op(Op::Binary(B::Mul), &[y, cx.input(1)?])?;
     let y = match cx.opt(2) {
         Some(bias) => b.op(Op::Binary(B::Add), &[y, bias])?,
         None => y,
     };
-    one(y)
+    Ok(vec![y, mean, inv])
 }
 
 /// `InstanceNormalization`: each channel of each item normalized over its spatial axes.

@@ -52,35 +52,106 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         }),
         row(
             "QuantizeLinear",
-            &["div", "round", "cast", "add", "maximum", "minimum", "reshape"],
+            &[
+                "round",
+                "div",
+                "cast",
+                "add",
+                "maximum",
+                "minimum",
+                "reshape",
+                "expand_dims",
+                "tile",
+                "slice",
+            ],
             import_quantize,
         ),
         row(
             "DequantizeLinear",
-            &["cast", "sub", "mul", "reshape"],
+            &[
+                "mul",
+                "cast",
+                "sub",
+                "reshape",
+                "expand_dims",
+                "tile",
+                "slice",
+            ],
             import_dequantize,
         ),
         row(
             "DynamicQuantizeLinear",
-            &["reduce_max", "reduce_min", "maximum", "minimum", "sub", "div", "round", "cast"],
+            &[
+                "round",
+                "reduce_max",
+                "reduce_min",
+                "maximum",
+                "minimum",
+                "sub",
+                "equal",
+                "select",
+                "div",
+                "neg",
+                "cast",
+                "add",
+            ],
             import_dynamic_quantize,
         ),
-        row("MatMulInteger", &["matmul_integer", "expand_dims", "squeeze"], |b, cx| {
-            let (a, bm) = (cx.input(0)?, cx.input(1)?);
-            one(int_matmul(b, a, bm, cx.opt(2), cx.opt(3))?)
-        }),
-        row("ConvInteger", &["conv2d_integer", "transpose"], |b, cx| {
-            let (acc, one_d) = int_conv(b, cx, [0, 1, 2, 3])?;
-            one(from_2d(b, acc, one_d)?)
-        }),
+        row(
+            "MatMulInteger",
+            &["matmul_integer", "reshape", "expand_dims", "squeeze"],
+            |b, cx| {
+                let (a, bm) = (cx.input(0)?, cx.input(1)?);
+                one(int_matmul(b, a, bm, cx.opt(2), cx.opt(3))?)
+            },
+        ),
+        row(
+            "ConvInteger",
+            &[
+                "conv2d_integer",
+                "transpose",
+                "expand_dims",
+                "squeeze",
+                "reshape",
+            ],
+            |b, cx| {
+                let (acc, one_d) = int_conv(b, cx, [0, 1, 2, 3])?;
+                one(from_2d(b, acc, one_d)?)
+            },
+        ),
         row(
             "QLinearMatMul",
-            &["matmul_integer", "cast", "mul", "div", "round", "add", "maximum", "minimum"],
+            &[
+                "matmul_integer",
+                "reshape",
+                "expand_dims",
+                "squeeze",
+                "cast",
+                "mul",
+                "div",
+                "round",
+                "add",
+                "maximum",
+                "minimum",
+            ],
             import_qlinear_matmul,
         ),
         row(
             "QLinearConv",
-            &["conv2d_integer", "transpose", "cast", "mul", "div", "round", "add", "maximum"],
+            &[
+                "conv2d_integer",
+                "transpose",
+                "expand_dims",
+                "squeeze",
+                "reshape",
+                "add",
+                "cast",
+                "mul",
+                "div",
+                "round",
+                "maximum",
+                "minimum",
+            ],
             import_qlinear_conv,
         ),
     ]
@@ -192,7 +263,11 @@ fn along_axis(
 
 /// The operand's dims, its quantization axis (as written) and block size, from `axis` and
 /// `block_size`.
-fn axis_and_block(b: &Builder, cx: &NodeCx, x: ValueId) -> Result<(Vec<usize>, i64, usize), String> {
+fn axis_and_block(
+    b: &Builder,
+    cx: &NodeCx,
+    x: ValueId,
+) -> Result<(Vec<usize>, i64, usize), String> {
     let dims = b
         .ty(x)
         .shape
@@ -386,7 +461,11 @@ fn int_conv(b: &mut Builder, cx: &NodeCx, at: [usize; 4]) -> Result<(ValueId, bo
     let (x, w) = (cx.input(at[0])?, cx.input(at[1])?);
     let (x, one_d) = to_2d(b, x, cx.op)?;
     let (w, _) = to_2d(b, w, cx.op)?;
-    let wd = b.ty(w).shape.as_known().ok_or("the filter's shape must be known")?;
+    let wd = b
+        .ty(w)
+        .shape
+        .as_known()
+        .ok_or("the filter's shape must be known")?;
     let kernel = if one_d { [1, wd[3]] } else { [wd[2], wd[3]] };
     let win = window(cx, Some(kernel), one_d, spatial(b, x, one_d))?;
     let group = cx.attrs.int_or("group", 1)?;

@@ -4,7 +4,6 @@
 
 use super::elementwise::cast;
 use super::{norm_axis, one, row, OnnxOp};
-use crate::import::onnx::ops::shape::axes;
 use crate::import::onnx::{Builder, NodeCx};
 use lathe_ir::ops::{BinaryOp as B, ReduceKind as R, UnaryOp as U};
 use lathe_ir::{DType, Op, ValueId};
@@ -50,8 +49,7 @@ pub(super) fn rows() -> Vec<OnnxOp> {
     ]
 }
 
-fn reduce(b: &mut Builder, kind: R, x: ValueId, axes: &[i64], keep: bool) -> Result<ValueId, String> {
-    let ax = b.i64s(axes);
+fn reduce(b: &mut Builder, kind: R, x: ValueId, ax: ValueId, keep: bool) -> Result<ValueId, String> {
     b.op(
         Op::Reduce {
             kind,
@@ -66,26 +64,43 @@ fn import_reduce(b: &mut Builder, cx: &NodeCx, kind: Kind, input_since: i64) -> 
     let rank = b.rank(x);
     let keep = cx.attrs.int_or("keepdims", 1)? != 0;
     let noop = cx.attrs.int_or("noop_with_empty_axes", 0)? != 0;
-    let ax = axes(b, cx, input_since)?.unwrap_or_default();
-    let ax: Vec<i64> = if ax.is_empty() {
-        if noop {
-            return one(b.op(Op::Identity, &[x])?);
-        }
-        (0..rank as i64).collect()
-    } else {
-        ax.iter()
-            .map(|&a| norm_axis(a, rank).map(|a| a as i64))
-            .collect::<Result<_, _>>()?
+    let ax = reduce_axes(b, cx, input_since, rank)?;
+    if b.dtype(x) == DType::Bool {
+        // The max of bools is any (a count above zero), the min all (no false to count);
+        // both defined on an empty set.
+        let Kind::Plain(k @ (R::Max | R::Min)) = kind else {
+            return Err("only ReduceMax and ReduceMin take bool tensors".into());
+        };
+        let ax = match ax {
+            Some(ax) => ax,
+            None if noop => return one(b.op(Op::Identity, &[x])?),
+            None => b.i64s(&(0..rank as i64).collect::<Vec<_>>()),
+        };
+        let v = if k == R::Min {
+            b.op(Op::Unary(U::LogicalNot), &[x])?
+        } else {
+            x
+        };
+        let n = cast(b, v, DType::I64)?;
+        let count = reduce(b, R::Sum, n, ax, keep)?;
+        let zero = b.i64_scalar(0);
+        let cmp = if k == R::Max { B::Greater } else { B::Equal };
+        return one(b.op(Op::Binary(cmp), &[count, zero])?);
+    }
+    let ax = match ax {
+        Some(ax) => ax,
+        None if noop => return one(b.op(Op::Identity, &[x])?),
+        None => b.i64s(&(0..rank as i64).collect::<Vec<_>>()),
     };
     let y = match kind {
-        Kind::Plain(k) => reduce(b, k, x, &ax, keep)?,
+        Kind::Plain(k) => reduce(b, k, x, ax, keep)?,
         Kind::L1 => {
             let a = b.op(Op::Unary(U::Abs), &[x])?;
-            reduce(b, R::Sum, a, &ax, keep)?
+            reduce(b, R::Sum, a, ax, keep)?
         }
         Kind::L2 | Kind::SumSquare => {
             let sq = b.op(Op::Binary(B::Mul), &[x, x])?;
-            let s = reduce(b, R::Sum, sq, &ax, keep)?;
+            let s = reduce(b, R::Sum, sq, ax, keep)?;
             if matches!(kind, Kind::L2) {
                 // Integer L2 norms are computed in f64 and cast back, as the reference does.
                 let dt = b.dtype(s);
@@ -97,34 +112,66 @@ fn import_reduce(b: &mut Builder, cx: &NodeCx, kind: Kind, input_since: i64) -> 
             }
         }
         Kind::LogSum => {
-            let s = reduce(b, R::Sum, x, &ax, keep)?;
+            let s = reduce(b, R::Sum, x, ax, keep)?;
             b.op(Op::Unary(U::Log), &[s])?
         }
         Kind::LogSumExp => {
-            // max + log(sum(exp(x - max))), with the max kept for broadcasting.
-            let m = reduce(b, R::Max, x, &ax, true)?;
+            // max + log(sum(exp(x - max))), the max kept for broadcasting, then reduced
+            // again to drop the axes when asked.
+            let m = reduce(b, R::Max, x, ax, true)?;
             let d = b.op(Op::Binary(B::Sub), &[x, m])?;
             let e = b.op(Op::Unary(U::Exp), &[d])?;
-            let s = reduce(b, R::Sum, e, &ax, true)?;
+            let s = reduce(b, R::Sum, e, ax, keep)?;
             let l = b.op(Op::Unary(U::Log), &[s])?;
-            let y = b.op(Op::Binary(B::Add), &[l, m])?;
-            if keep {
-                y
-            } else {
-                b.op(Op::Squeeze { axes: ax.clone() }, &[y])?
-            }
+            let m = if keep { m } else { reduce(b, R::Max, m, ax, false)? };
+            b.op(Op::Binary(B::Add), &[l, m])?
         }
     };
     one(y)
+}
+
+/// The reduction axes as an i64 value: from the attribute or a constant input, made
+/// non-negative; a non-constant input as it is (a shape input, known once specialized).
+/// `None` when there are none (absent, or empty).
+fn reduce_axes(
+    b: &mut Builder,
+    cx: &NodeCx,
+    input_since: i64,
+    rank: usize,
+) -> Result<Option<ValueId>, String> {
+    let constant = |b: &mut Builder, ax: &[i64]| -> Result<Option<ValueId>, String> {
+        if ax.is_empty() {
+            return Ok(None);
+        }
+        let ax = ax
+            .iter()
+            .map(|&a| norm_axis(a, rank).map(|a| a as i64))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(b.i64s(&ax)))
+    };
+    if cx.opset < input_since {
+        let ax = cx.attrs.ints("axes").unwrap_or(&[]).to_vec();
+        return constant(b, &ax);
+    }
+    let Some(v) = cx.opt(1) else {
+        return Ok(None);
+    };
+    if let Some(t) = b.const_of(v) {
+        let ax = t.to_i64_vec()?;
+        return constant(b, &ax);
+    }
+    match b.ty(v).shape.0.first().and_then(|d| d.known()) {
+        Some(0) => Ok(None),
+        Some(_) => Ok(Some(cast(b, v, DType::I64)?)),
+        None => Err("reduction axes of unknown count are not supported".into()),
+    }
 }
 
 /// `ArgMax`, or `ArgMin` as the `ArgMax` of `-x` (first index on ties either way).
 fn arg(b: &mut Builder, cx: &NodeCx, min: bool) -> Out {
     let x = cx.input(0)?;
     let rank = b.rank(x);
-    if cx.attrs.int_or("select_last_index", 0)? != 0 {
-        return Err("`select_last_index = 1` is not supported".into());
-    }
+    let last = cx.attrs.int_or("select_last_index", 0)? != 0;
     let axis = norm_axis(cx.attrs.int_or("axis", 0)?, rank)? as i64;
     let keep = cx.attrs.int_or("keepdims", 1)? != 0;
     let v = if min {
@@ -135,8 +182,22 @@ fn arg(b: &mut Builder, cx: &NodeCx, min: bool) -> Out {
     } else {
         x
     };
+    // The last of equal values is the first in the reversed axis.
+    let dim = b.ty(x).shape.0[axis as usize].known();
+    let v = if last {
+        let dim = dim.ok_or("`select_last_index` needs the axis' size")? as i64;
+        let rev = b.i64s(&(0..dim).rev().collect::<Vec<_>>());
+        let a = b.i64_scalar(axis);
+        b.op(Op::Gather { batch_dims: 0 }, &[v, rev, a])?
+    } else {
+        v
+    };
     let a = b.i64_scalar(axis);
-    let y = b.op(Op::ArgMax { output: DType::I64 }, &[v, a])?;
+    let mut y = b.op(Op::ArgMax { output: DType::I64 }, &[v, a])?;
+    if let (true, Some(dim)) = (last, dim) {
+        let top = b.i64_scalar(dim as i64 - 1);
+        y = b.op(Op::Binary(B::Sub), &[top, y])?;
+    }
     if !keep {
         return one(y);
     }

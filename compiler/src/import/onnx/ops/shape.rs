@@ -45,11 +45,13 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             };
             one(b.op(op, &[s, ax])?)
         }),
-        row("Gather", &["gather"], |b, cx| {
-            let axis = cx.attrs.int_or("axis", 0)?;
-            let axis = b.i64_scalar(axis);
+        row("Gather", &["gather", "select", "add", "less"], |b, cx| {
+            let data = cx.input(0)?;
+            let axis = norm_axis(cx.attrs.int_or("axis", 0)?, b.rank(data))?;
+            let idx = from_end(b, cx.input(1)?, data, axis)?;
+            let axis = b.i64_scalar(axis as i64);
             let op = Op::Gather { batch_dims: 0 };
-            one(b.op(op, &[cx.input(0)?, cx.input(1)?, axis])?)
+            one(b.op(op, &[data, idx, axis])?)
         }),
         row("Slice", &["strided_slice"], import_slice),
         row("Split", &["slice"], import_split),
@@ -113,6 +115,34 @@ fn import_constant_of_shape(b: &mut Builder, cx: &NodeCx) -> Out {
     one(b.op(Op::Fill, &[shape, v])?)
 }
 
+/// Indices into axis `axis` of `data` with negative ones counted from the end (ONNX's
+/// rule; the IR's gather takes indices in range).
+pub(crate) fn from_end(
+    b: &mut Builder,
+    idx: ValueId,
+    data: ValueId,
+    axis: usize,
+) -> Result<ValueId, String> {
+    let dt = b.dtype(idx);
+    if let Some(t) = b.const_of(idx) {
+        if t.to_i64_vec()?.iter().all(|&i| i >= 0) {
+            return Ok(idx);
+        }
+    }
+    let dim = match b.ty(data).shape.0[axis].known() {
+        Some(d) => b.scalar(dt, d as f64),
+        None => {
+            let s = shape_of(b, data)?;
+            let d = slice1(b, s, axis as i64, axis as i64 + 1)?;
+            cast(b, d, dt)?
+        }
+    };
+    let zero = b.scalar(dt, 0.0);
+    let neg = b.op(Op::Binary(B::Less), &[idx, zero])?;
+    let wrapped = b.op(Op::Binary(B::Add), &[idx, dim])?;
+    b.op(Op::Select, &[neg, wrapped, idx])
+}
+
 /// `shape(x)` as i64.
 fn shape_of(b: &mut Builder, x: ValueId) -> Result<ValueId, String> {
     b.op(Op::Shape { output: DType::I64 }, &[x])
@@ -128,7 +158,12 @@ fn slice1(b: &mut Builder, v: ValueId, lo: i64, hi: i64) -> Result<ValueId, Stri
 /// `Reshape`: a 0 in the target copies the input's dim there (unless `allowzero`).
 fn import_reshape(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
-    let target = cast(b, cx.input(1)?, DType::I64)?;
+    let target = if cx.opset < 5 {
+        let shape = cx.attrs.ints("shape").ok_or("missing attribute `shape`")?;
+        b.i64s(shape)
+    } else {
+        cast(b, cx.input(1)?, DType::I64)?
+    };
     let allowzero = cx.attrs.int_or("allowzero", 0)? != 0;
     if allowzero {
         return one(b.op(Op::Reshape, &[x, target])?);
@@ -154,19 +189,15 @@ fn import_reshape(b: &mut Builder, cx: &NodeCx) -> Out {
         }
     }
     // Zeros resolved at run time: where the target is 0, the input's dim (the input's
-    // shape padded with ones to the target's length).
-    let n = b.ty(target).shape.0.first().and_then(|d| d.known()).ok_or(
-        "the target shape's length must be known",
-    )? as i64;
-    let rank = b.rank(x) as i64;
+    // shape extended with ones, cut to the target's length).
     let s = shape_of(b, x)?;
-    let s = if n <= rank {
-        slice1(b, s, 0, n)?
-    } else {
-        let ones = b.i64s(&vec![1; (n - rank) as usize]);
-        let axis = b.i64_scalar(0);
-        b.op(Op::Concat, &[s, ones, axis])?
-    };
+    let n = shape_of(b, target)?;
+    let one_ = b.i64_scalar(1);
+    let ones = b.op(Op::Fill, &[n, one_])?;
+    let axis = b.i64_scalar(0);
+    let s = b.op(Op::Concat, &[s, ones, axis])?;
+    let begin = b.i64s(&[0]);
+    let s = b.op(Op::Slice, &[s, begin, n])?;
     let zero = b.i64_scalar(0);
     let is_zero = b.op(Op::Binary(B::Equal), &[target, zero])?;
     let target = b.op(Op::Select, &[is_zero, s, target])?;
@@ -343,7 +374,8 @@ fn import_split(b: &mut Builder, cx: &NodeCx) -> Out {
     } else {
         match cx.opt(1) {
             None => None,
-            Some(v) => Some(b.ints_of(v, "the `split` input")?),
+            Some(v) if b.const_of(v).is_some() => Some(b.ints_of(v, "the `split` input")?),
+            Some(v) => return split_at_run_time(b, cx, x, axis, v),
         }
     };
     let sizes = match sizes {
@@ -381,6 +413,50 @@ fn import_split(b: &mut Builder, cx: &NodeCx) -> Out {
         let size = b.i64s(&size);
         outs.push(b.op(Op::Slice, &[x, begin, size])?);
         offset += s;
+    }
+    Ok(outs)
+}
+
+/// `Split` by sizes known at run time only (a shape input): output `i` starts at the sum
+/// of the sizes before it.
+fn split_at_run_time(
+    b: &mut Builder,
+    cx: &NodeCx,
+    x: ValueId,
+    axis: usize,
+    sizes: ValueId,
+) -> Out {
+    let rank = b.rank(x);
+    let sizes = cast(b, sizes, DType::I64)?;
+    let around = |b: &mut Builder, fill: i64, piece: ValueId| -> Result<ValueId, String> {
+        let mut parts = Vec::new();
+        if axis > 0 {
+            parts.push(b.i64s(&vec![fill; axis]));
+        }
+        parts.push(piece);
+        if axis + 1 < rank {
+            parts.push(b.i64s(&vec![fill; rank - axis - 1]));
+        }
+        parts.push(b.i64_scalar(0));
+        b.op(Op::Concat, &parts)
+    };
+    let mut outs = Vec::with_capacity(cx.outputs());
+    for i in 0..cx.outputs() as i64 {
+        let start = if i == 0 {
+            b.i64s(&[0])
+        } else {
+            let before = slice1(b, sizes, 0, i)?;
+            let ax = b.i64s(&[0]);
+            let op = Op::Reduce {
+                kind: ReduceKind::Sum,
+                keep_dims: true,
+            };
+            b.op(op, &[before, ax])?
+        };
+        let len = slice1(b, sizes, i, i + 1)?;
+        let begin = around(b, 0, start)?;
+        let size = around(b, -1, len)?;
+        outs.push(b.op(Op::Slice, &[x, begin, size])?);
     }
     Ok(outs)
 }
@@ -442,7 +518,7 @@ fn import_dropout(b: &mut Builder, cx: &NodeCx) -> Out {
     if let Some(t) = cx.opt(2) {
         let training = b
             .const_of(t)
-            .ok_or("`training_mode` must be a constant")?
+            .ok_or("`training_mode` computed at run time is not supported")?
             .to_f64_vec();
         if training.iter().any(|&v| v != 0.0) {
             return Err("training mode is not supported".into());

@@ -93,18 +93,36 @@ fn values(t: &Tensor) -> Vec<f64> {
 #[test]
 fn quantize_rounds_ties_to_even_and_saturates() {
     let x = f32s(&[8], &[-1.5, -0.5, 0.5, 1.5, 2.5, 300.0, -300.0, 127.4]);
-    let y = run("QuantizeLinear", &[x, f32s(&[], &[1.0]), ints(DType::U8, &[], &[128])], vec![], 1)
-        .unwrap();
+    let y = run(
+        "QuantizeLinear",
+        &[x, f32s(&[], &[1.0]), ints(DType::U8, &[], &[128])],
+        vec![],
+        1,
+    )
+    .unwrap();
     assert_eq!(y[0].dtype(), DType::U8);
-    assert_eq!(values(&y[0]), [126.0, 128.0, 128.0, 130.0, 130.0, 255.0, 0.0, 255.0]);
+    assert_eq!(
+        values(&y[0]),
+        [126.0, 128.0, 128.0, 130.0, 130.0, 255.0, 0.0, 255.0]
+    );
     // i8 with a scale: 3 / 2 = 1.5 and 5 / 2 = 2.5 both round to 2.
     let x = f32s(&[5], &[3.0, 5.0, -1.0, 1000.0, -1000.0]);
-    let y = run("QuantizeLinear", &[x, f32s(&[], &[2.0]), ints(DType::I8, &[], &[-1])], vec![], 1)
-        .unwrap();
+    let y = run(
+        "QuantizeLinear",
+        &[x, f32s(&[], &[2.0]), ints(DType::I8, &[], &[-1])],
+        vec![],
+        1,
+    )
+    .unwrap();
     assert_eq!(values(&y[0]), [1.0, 1.0, -1.0, 127.0, -128.0]);
     // No zero point: u8, zero point 0 (and the default axis 1 of a rank-1 input is moot).
-    let y = run("QuantizeLinear", &[f32s(&[2], &[-3.0, 3.0]), f32s(&[], &[1.0])], vec![], 1)
-        .unwrap();
+    let y = run(
+        "QuantizeLinear",
+        &[f32s(&[2], &[-3.0, 3.0]), f32s(&[], &[1.0])],
+        vec![],
+        1,
+    )
+    .unwrap();
     assert_eq!((y[0].dtype(), values(&y[0])), (DType::U8, vec![0.0, 3.0]));
 }
 
@@ -113,7 +131,13 @@ fn quantize_per_axis_and_blocked() {
     let x = f32s(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     let s = f32s(&[3], &[1.0, 2.0, 4.0]);
     let z = ints(DType::U8, &[3], &[0, 10, 20]);
-    let y = run("QuantizeLinear", &[x.clone(), s, z], vec![int_attr("axis", 1)], 1).unwrap();
+    let y = run(
+        "QuantizeLinear",
+        &[x.clone(), s, z],
+        vec![int_attr("axis", 1)],
+        1,
+    )
+    .unwrap();
     assert_eq!(values(&y[0]), [1.0, 11.0, 21.0, 4.0, 12.0, 22.0]);
     // Blocks of 2 along axis 1 (the last block cut to the one column left).
     let s = f32s(&[2, 2], &[1.0, 3.0, 2.0, 6.0]);
@@ -125,13 +149,24 @@ fn quantize_per_axis_and_blocked() {
 #[test]
 fn dequantize_subtracts_then_scales() {
     let x = ints(DType::I8, &[3], &[-128, 0, 127]);
-    let y = run("DequantizeLinear", &[x, f32s(&[], &[0.5]), ints(DType::I8, &[], &[-1])], vec![], 1)
-        .unwrap();
+    let y = run(
+        "DequantizeLinear",
+        &[x, f32s(&[], &[0.5]), ints(DType::I8, &[], &[-1])],
+        vec![],
+        1,
+    )
+    .unwrap();
     assert_eq!(y[0].dtype(), DType::F32);
     assert_eq!(values(&y[0]), [-63.5, 0.5, 64.0]);
     let x = ints(DType::U8, &[2, 2], &[0, 10, 20, 30]);
     let s = Some(Tensor::from_f64(DType::F16, &[2], &[1.0, 0.5]));
-    let y = run("DequantizeLinear", &[x, s, None], vec![int_attr("axis", 0)], 1).unwrap();
+    let y = run(
+        "DequantizeLinear",
+        &[x, s, None],
+        vec![int_attr("axis", 0)],
+        1,
+    )
+    .unwrap();
     assert_eq!(y[0].dtype(), DType::F16);
     assert_eq!(values(&y[0]), [0.0, 10.0, 10.0, 15.0]);
 }
@@ -149,7 +184,10 @@ fn dynamic_quantize_takes_the_range_with_zero() {
     // All zero: the scale of an empty range is 1 / 255.
     let out = run1(&[0.0, 0.0]);
     assert_eq!(values(&out[1]), [(1.0f32 / 255.0) as f64]);
-    assert_eq!((values(&out[0]), values(&out[2])), (vec![0.0, 0.0], vec![0.0]));
+    assert_eq!(
+        (values(&out[0]), values(&out[2])),
+        (vec![0.0, 0.0], vec![0.0])
+    );
 }
 
 #[test]
@@ -167,17 +205,34 @@ fn qlinear_matmul_requantizes_the_integer_product() {
     ];
     let y = run("QLinearMatMul", &inputs, vec![], 1).unwrap();
     assert_eq!((y[0].dtype(), values(&y[0])), (DType::U8, vec![30.0]));
-    let acc = run("MatMulInteger", &[inputs[0].clone(), inputs[3].clone(), inputs[2].clone()], vec![], 1)
-        .unwrap();
+    let acc = run(
+        "MatMulInteger",
+        &[inputs[0].clone(), inputs[3].clone(), inputs[2].clone()],
+        vec![],
+        1,
+    )
+    .unwrap();
     assert_eq!((acc[0].dtype(), values(&acc[0])), (DType::I32, vec![10.0]));
 }
 
 #[test]
 fn unsupported_forms_are_errors() {
     let x = || ints(DType::U8, &[2], &[1, 2]);
-    let e = run("BitShift", &[x(), x()], vec![str_attr("direction", "UP")], 1).unwrap_err();
+    let e = run(
+        "BitShift",
+        &[x(), x()],
+        vec![str_attr("direction", "UP")],
+        1,
+    )
+    .unwrap_err();
     assert!(e.contains("`direction` must be LEFT or RIGHT"), "{e}");
-    let y = run("BitShift", &[x(), x()], vec![str_attr("direction", "LEFT")], 1).unwrap();
+    let y = run(
+        "BitShift",
+        &[x(), x()],
+        vec![str_attr("direction", "LEFT")],
+        1,
+    )
+    .unwrap();
     assert_eq!(values(&y[0]), [2.0, 8.0]);
     let e = run(
         "QuantizeLinear",

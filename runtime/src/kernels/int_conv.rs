@@ -8,8 +8,7 @@
 //! no transpose; groups are `conv2d`'s (input channels `[g·ci, (g+1)·ci)` feed output channels
 //! `[g·cog, (g+1)·cog)`).
 
-use super::int_gemm::{self, block, paired, ByteMat, COut, PackedB, A16, MC};
-use super::simd::Isa;
+use super::int_gemm::{self, block, paired, ByteMat, COut, IntIsa, PackedB, A16, MC};
 use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{DataFormat, Op};
 use lathe_ir::TensorType;
@@ -143,7 +142,7 @@ impl IntConv {
         out: *mut i32,
         rows: Range<usize>,
     ) {
-        let isa = Isa::detect();
+        let isa = IntIsa::detect();
         let w = &self.win;
         let (ohw, cog) = (w.oh * w.ow, self.cog());
         let kp = paired(w.kh * w.kw * self.ci);
@@ -204,9 +203,7 @@ impl IntConv {
                     let ix = w.ix(ox, kx);
                     let base = img * xs[0] + iy * xs[1] + ix * xs[2];
                     let at = (ky * w.kw + kx) * self.ci;
-                    for (c, v) in patch[at..at + self.ci].iter_mut().enumerate() {
-                        *v = (m.at(base, c) - x_zp) as i16;
-                    }
+                    m.widen_run(base, 0, x_zp, &mut patch[at..at + self.ci]);
                 }
             }
         }

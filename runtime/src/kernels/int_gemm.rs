@@ -5,23 +5,21 @@
 //! Both operands become i16 differences (`|x - zero_point| <= 255`, so a product is exact in
 //! i32 and so is the sum of two). B is packed once ([`PackedB`]) into panels of [`NR`] columns
 //! whose rows come in interleaved pairs (`b[2p][j], b[2p+1][j]`); rows of A are widened into
-//! blocks of the same pairs ([`widen_rows`], or the convolution's im2col). One AVX2
-//! `vpmaddwd` then multiplies two k steps of 8 columns by the broadcast pair
-//! `a[i][2p], a[i][2p+1]` and adds them into 8 i32 lanes; [`MR`] rows share each load of B.
-//! Rows go in blocks of [`MC`], each block's A in L2 while every panel of B passes over it.
+//! blocks of the same pairs ([`widen_rows`], or the convolution's im2col). One multiply-add
+//! instruction then takes two k steps of a row against a panel row pair
+//! ([`super::int_micro`]: AVX-512 VNNI `vpdpwssd`, or `vpmaddwd`), and [`MR`] rows share each
+//! load of B. Rows go in blocks of [`MC`], each block's A in L2 while every panel of B passes
+//! over it.
 //!
-//! The sums wrap in i32 (AVX2's `vpaddd` and the portable loop's `wrapping_add` alike), which
-//! equals the interpreter's i64 sums wrapped to i32.
+//! The sums wrap in i32 on every path, which equals the interpreter's i64 sums wrapped to
+//! i32.
 
-use super::simd::Isa;
+use super::int_micro::micro;
+pub use super::int_micro::{IntIsa, MR, NR};
 use lathe_ir::DType;
 use std::cell::RefCell;
 use std::ops::Range;
 
-/// Columns of a panel of B (and of a micro-kernel's tile of C).
-pub const NR: usize = 16;
-/// Rows of C a micro-kernel computes together.
-pub const MR: usize = 4;
 /// Rows of A widened at a time (a multiple of [`MR`]).
 pub const MC: usize = 64;
 
@@ -47,6 +45,38 @@ impl ByteMat {
             *(p as *const i8) as i32
         } else {
             *p as i32
+        }
+    }
+}
+
+impl ByteMat {
+    /// Elements `(i, j0 ..)` minus `zp`, as many as `out` holds, into `out`.
+    ///
+    /// # Safety
+    /// The strides address every element read inside the matrix's buffer.
+    #[inline]
+    pub unsafe fn widen_run(&self, i: usize, j0: usize, zp: i32, out: &mut [i16]) {
+        let p = self.ptr.add(i * self.strides.0 + j0 * self.strides.1);
+        let n = out.len();
+        // Contiguous runs (the usual case) as plain slices, which vectorize.
+        match (self.strides.1, self.signed) {
+            (1, true) => {
+                let src = std::slice::from_raw_parts(p as *const i8, n);
+                for (o, &v) in out.iter_mut().zip(src) {
+                    *o = (v as i32 - zp) as i16;
+                }
+            }
+            (1, false) => {
+                let src = std::slice::from_raw_parts(p, n);
+                for (o, &v) in out.iter_mut().zip(src) {
+                    *o = (v as i32 - zp) as i16;
+                }
+            }
+            (_, _) => {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = (self.at(i, j0 + j) - zp) as i16;
+                }
+            }
         }
     }
 }
@@ -142,11 +172,7 @@ pub unsafe fn widen_rows(a: ByteMat, rows: Range<usize>, k: usize, zp: &[i32], o
     out.clear();
     out.resize(n * kp, 0);
     for (r, i) in rows.enumerate() {
-        let z = zero_point(zp, i);
-        let row = &mut out[r * kp..r * kp + k];
-        for (p, v) in row.iter_mut().enumerate() {
-            *v = (a.at(i, p) - z) as i16;
-        }
+        a.widen_run(i, 0, zero_point(zp, i), &mut out[r * kp..r * kp + k]);
     }
 }
 
@@ -164,7 +190,7 @@ pub struct COut<'a> {
 /// # Safety
 /// `c` addresses, for each `r < rows` and `j < b.n`, an element of C that no one else reads
 /// or writes during the call.
-pub unsafe fn block(isa: Isa, a16: &[i16], rows: usize, b: &PackedB, c: &COut) {
+pub unsafe fn block(isa: IntIsa, a16: &[i16], rows: usize, b: &PackedB, c: &COut) {
     let kp = paired(b.k);
     debug_assert!(a16.len() >= rows.next_multiple_of(MR) * kp);
     let mut tile = [[0i32; NR]; MR];
@@ -180,56 +206,6 @@ pub unsafe fn block(isa: Isa, a16: &[i16], rows: usize, b: &PackedB, c: &COut) {
                 }
             }
         }
-    }
-}
-
-/// One [`MR`] × [`NR`] tile: `tile[r][j] = sum_p a[r][p] * panel[p][j]`.
-#[inline]
-fn micro(isa: Isa, a: &[i16], kp: usize, panel: &[i16], tile: &mut [[i32; NR]; MR]) {
-    debug_assert!(a.len() == MR * kp && panel.len() == kp * NR);
-    #[cfg(target_arch = "x86_64")]
-    if isa != Isa::Scalar {
-        // SAFETY: AVX2 is what every wider ISA implies, and `Isa::detect` found it; the
-        // slices hold `MR * kp` and `kp * NR` values, as the loads below read.
-        unsafe { micro_avx2(a.as_ptr(), kp, panel.as_ptr(), tile) };
-        return;
-    }
-    let _ = isa;
-    micro_portable(a, kp, panel, tile);
-}
-
-fn micro_portable(a: &[i16], kp: usize, panel: &[i16], tile: &mut [[i32; NR]; MR]) {
-    *tile = [[0; NR]; MR];
-    for p in 0..kp / 2 {
-        let bp = &panel[p * 2 * NR..(p + 1) * 2 * NR];
-        for (r, acc) in tile.iter_mut().enumerate() {
-            let (a0, a1) = (a[r * kp + 2 * p] as i32, a[r * kp + 2 * p + 1] as i32);
-            for (j, o) in acc.iter_mut().enumerate() {
-                let s = a0 * bp[2 * j] as i32 + a1 * bp[2 * j + 1] as i32;
-                *o = o.wrapping_add(s);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn micro_avx2(a: *const i16, kp: usize, panel: *const i16, tile: &mut [[i32; NR]; MR]) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-    for p in 0..kp / 2 {
-        let b0 = _mm256_loadu_si256(panel.add(p * 2 * NR) as *const __m256i);
-        let b1 = _mm256_loadu_si256(panel.add(p * 2 * NR + NR) as *const __m256i);
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let pair = (a.add(r * kp + 2 * p) as *const i32).read_unaligned();
-            let av = _mm256_set1_epi32(pair);
-            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
-            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
-        }
-    }
-    for (t, acc) in tile.iter_mut().zip(acc) {
-        _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, acc[0]);
-        _mm256_storeu_si256(t.as_mut_ptr().add(8) as *mut __m256i, acc[1]);
     }
 }
 
@@ -252,7 +228,7 @@ pub unsafe fn gemm_rows(
     c: *mut i32,
     c_strides: (usize, usize),
 ) {
-    let isa = Isa::detect();
+    let isa = IntIsa::detect();
     A16.with(|s| {
         let mut a16 = s.borrow_mut();
         let mut i0 = rows.start;
@@ -313,7 +289,7 @@ mod tests {
             };
             // SAFETY: dense buffers of the stated shapes.
             let packed = unsafe { PackedB::new(bm, k, n, &b_zp) };
-            for isa in Isa::ALL.into_iter().filter(|i| i.supported()) {
+            for isa in IntIsa::ALL.into_iter().filter(|i| i.supported()) {
                 let mut c = vec![0i32; m * n];
                 let mut a16 = vec![];
                 // SAFETY: as above; C is dense m × n.

@@ -23,6 +23,7 @@ pub mod generic_gemm;
 pub mod generic_window;
 pub mod int_conv;
 pub mod int_gemm;
+pub mod int_micro;
 pub mod numeric;
 pub mod packed;
 pub mod pad;

@@ -67,19 +67,29 @@ fn check(g: &Graph, inputs: &[Tensor]) -> String {
     text
 }
 
+/// The operands of one case: the dims of the two operands and of their zero points, and the
+/// two operands' dtypes.
+struct Operands(
+    &'static [usize],
+    &'static [usize],
+    &'static [usize],
+    &'static [usize],
+    DType,
+    DType,
+);
+
 #[test]
 fn matmul_integer_matches_the_interpreter() {
     use DType::{I8, U8};
-    // (a, b, a_zp, b_zp dims, a dtype, b dtype)
-    let cases: &[(&[usize], &[usize], &[usize], &[usize], DType, DType)] = &[
-        (&[5, 7], &[7, 33], &[], &[], U8, U8),
-        (&[70, 9], &[9, 17], &[70], &[17], U8, I8),
-        (&[1, 300], &[300, 40], &[], &[40], I8, U8),
-        (&[3, 0], &[0, 4], &[], &[], I8, I8),
-        (&[2, 3, 6, 5], &[5, 7], &[6], &[], U8, I8),
-        (&[2, 1, 4, 5], &[3, 5, 6], &[], &[6], I8, U8),
+    let cases = [
+        Operands(&[5, 7], &[7, 33], &[], &[], U8, U8),
+        Operands(&[70, 9], &[9, 17], &[70], &[17], U8, I8),
+        Operands(&[1, 300], &[300, 40], &[], &[40], I8, U8),
+        Operands(&[3, 0], &[0, 4], &[], &[], I8, I8),
+        Operands(&[2, 3, 6, 5], &[5, 7], &[6], &[], U8, I8),
+        Operands(&[2, 1, 4, 5], &[3, 5, 6], &[], &[6], I8, U8),
     ];
-    for (i, &(sa, sb, za, zb, da, db)) in cases.iter().enumerate() {
+    for (i, &Operands(sa, sb, za, zb, da, db)) in cases.iter().enumerate() {
         let s = 10 * i as u64;
         let (a, b) = (bytes(da, sa, s), bytes(db, sb, s + 1));
         let (a_zp, b_zp) = (bytes(da, za, s + 2), bytes(db, zb, s + 3));
@@ -110,47 +120,27 @@ fn conv2d_integer_matches_the_interpreter() {
             format,
         })
     };
-    // (op, x dims, filter dims HWIO, filter zp dims, x dtype, filter dtype)
-    let cases: Vec<(Op, &[usize], &[usize], &[usize], DType, DType)> = vec![
+    // The filter is HWIO, the input's zero point a scalar (its dims are not used).
+    let explicit = Padding::Explicit([[1, 0], [2, 1]]);
+    let cases = [
         (
             conv([1, 1], [1, 1], Padding::Same, DataFormat::Nhwc),
-            &[1, 6, 5, 3],
-            &[3, 3, 3, 20],
-            &[20],
-            U8,
-            I8,
+            Operands(&[1, 6, 5, 3], &[3, 3, 3, 20], &[], &[20], U8, I8),
         ),
         (
-            conv(
-                [2, 1],
-                [1, 2],
-                Padding::Explicit([[1, 0], [2, 1]]),
-                DataFormat::Nchw,
-            ),
-            &[2, 4, 7, 6],
-            &[2, 3, 2, 6],
-            &[],
-            I8,
-            I8,
+            conv([2, 1], [1, 2], explicit, DataFormat::Nchw),
+            Operands(&[2, 4, 7, 6], &[2, 3, 2, 6], &[], &[], I8, I8),
         ),
         (
             conv([1, 2], [1, 1], Padding::Valid, DataFormat::Nhwc),
-            &[2, 5, 9, 8],
-            &[1, 3, 1, 8],
-            &[8],
-            U8,
-            U8,
+            Operands(&[2, 5, 9, 8], &[1, 3, 1, 8], &[], &[8], U8, U8),
         ),
         (
             conv([1, 1], [2, 2], Padding::Same, DataFormat::Nchw),
-            &[1, 17, 9, 10],
-            &[3, 3, 17, 5],
-            &[5],
-            I8,
-            U8,
+            Operands(&[1, 17, 9, 10], &[3, 3, 17, 5], &[], &[5], I8, U8),
         ),
     ];
-    for (i, (op, sx, sf, zf, dx, df)) in cases.into_iter().enumerate() {
+    for (i, (op, Operands(sx, sf, _, zf, dx, df))) in cases.into_iter().enumerate() {
         let s = 10 * i as u64;
         let (x, f) = (bytes(dx, sx, s), bytes(df, sf, s + 1));
         let (x_zp, f_zp) = (bytes(dx, &[], s + 2), bytes(df, zf, s + 3));

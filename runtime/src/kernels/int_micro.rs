@@ -77,7 +77,7 @@ impl IntIsa {
 /// `2 * NR` values. `isa` must be [`IntIsa::supported`].
 #[inline]
 pub fn micro(isa: IntIsa, a: &[i16], kp: usize, panel: &[i16], tile: &mut [[i32; NR]; MR]) {
-    assert!(a.len() >= MR * kp && panel.len() >= kp * NR && kp % 2 == 0);
+    assert!(a.len() >= MR * kp && panel.len() >= kp * NR && kp.is_multiple_of(2));
     debug_assert!(isa.supported());
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has the instruction set (the caller's contract, checked above in debug

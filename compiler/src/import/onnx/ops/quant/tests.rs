@@ -75,7 +75,7 @@ fn run(
         ..Default::default()
     };
     let g = import_bytes(&model.encode_to_vec(), Path::new("t.onnx")).map_err(|e| e.message)?;
-    lathe_ir::interp::run(&g, &[]).map_err(|e| e.to_string())
+    lathe_ir::interp::run::<Tensor>(&g, &[]).map_err(|e| e.to_string())
 }
 
 fn f32s(shape: &[usize], v: &[f64]) -> Option<Tensor> {

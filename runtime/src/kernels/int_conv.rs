@@ -8,7 +8,7 @@
 //! no transpose; groups are `conv2d`'s (input channels `[g·ci, (g+1)·ci)` feed output channels
 //! `[g·cog, (g+1)·cog)`).
 
-use super::int_gemm::{self, block, paired, ByteMat, COut, IntIsa, PackedB, A16, MC};
+use super::int_gemm::{self, block, ByteMat, COut, IntIsa, PackedB, Widened, MC, ROWS};
 use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{DataFormat, Op};
 use lathe_ir::TensorType;
@@ -145,10 +145,9 @@ impl IntConv {
         let isa = IntIsa::detect();
         let w = &self.win;
         let (ohw, cog) = (w.oh * w.ow, self.cog());
-        let kp = paired(w.kh * w.kw * self.ci);
         let os = self.out_strides;
-        A16.with(|s| {
-            let mut a16 = s.borrow_mut();
+        ROWS.with(|s| {
+            let mut rows_of_a = s.borrow_mut();
             let mut r0 = rows.start;
             while r0 < rows.end {
                 let r1 = (r0 + MC).min(rows.end);
@@ -158,35 +157,33 @@ impl IntConv {
                     img * os[0] + (pix / w.ow) * os[1] + (pix % w.ow) * os[2]
                 };
                 for (g, packed) in filter.iter().enumerate() {
-                    self.im2col(x, x_zp, g, r0..r1, kp, &mut a16);
+                    self.im2col(x, x_zp, g, r0..r1, packed, &mut rows_of_a);
                     let c = COut {
                         ptr: out.add(g * cog * os[3]),
                         row: &row,
                         col_stride: os[3],
                     };
-                    block(isa, &a16, r1 - r0, packed, &c);
+                    block(isa, &rows_of_a, packed, &c);
                 }
                 r0 = r1;
             }
         });
     }
 
-    /// The patches of output pixels `rows` for group `g`, minus `x_zp`, as widened rows of
-    /// `kp` values into `out` (padding and the pad column 0; a whole number of row blocks).
+    /// The patches of output pixels `rows` for group `g` into `out`, widened for `packed`
+    /// (padded taps equal to the zero point: a difference of 0).
     unsafe fn im2col(
         &self,
         x: *const u8,
         x_zp: i32,
         g: usize,
         rows: Range<usize>,
-        kp: usize,
-        out: &mut Vec<i16>,
+        packed: &PackedB,
+        out: &mut Widened,
     ) {
         let w = &self.win;
         let xs = self.x_strides;
-        let n = rows.len().next_multiple_of(int_gemm::MR);
-        out.clear();
-        out.resize(n * kp, 0);
+        out.reset(packed, rows.len());
         // Row "index" is an element offset, columns are the group's channels.
         let m = ByteMat {
             ptr: x.add(g * self.ci * xs[3]),
@@ -196,16 +193,17 @@ impl IntConv {
         for (r, p) in rows.enumerate() {
             let (img, pix) = (p / (w.oh * w.ow), p % (w.oh * w.ow));
             let (oy, ox) = (pix / w.ow, pix % w.ow);
-            let patch = &mut out[r * kp..(r + 1) * kp];
+            out.begin_row(r, self.x_signed, x_zp);
             for ky in w.ky_range(oy) {
                 let iy = w.iy(oy, ky);
                 for kx in w.kx_range(ox) {
                     let ix = w.ix(ox, kx);
                     let base = img * xs[0] + iy * xs[1] + ix * xs[2];
                     let at = (ky * w.kw + kx) * self.ci;
-                    m.widen_run(base, 0, x_zp, &mut patch[at..at + self.ci]);
+                    out.put(r, at, &m, (base, 0), x_zp, self.ci);
                 }
             }
+            out.end_row(r);
         }
     }
 }

@@ -10,6 +10,10 @@
 //! | AVX2 | `vpmaddwd` + `vpaddd` on two halves of 8 columns (rows four at a time) |
 //! | portable | the same sums in Rust |
 //!
+//! With AVX-512 VNNI the operands may instead be bytes in quads ([`micro_quads`]: u8 A, i8
+//! B, `vpdpbusd`: four k steps of 16 columns per instruction), the zero points applied by the
+//! caller (see `int_pack`).
+//!
 //! The operands are differences of bytes (`|v| <= 255`), so each pair sum is exact in i32 and
 //! no instruction saturates; the accumulation wraps in i32 on every path.
 
@@ -99,6 +103,65 @@ pub fn micro(isa: IntIsa, a: &[i16], kp: usize, panel: &[i16], tile: &mut [[i32;
     portable(a, kp, panel, tile);
 }
 
+/// The zero points of a tile of quads: per row `(za, Σa)`, per column `zb` and `Σb - k·zb`,
+/// so that `Σ (a - za)(b - zb) = Σ ab - zb·Σa - za·(Σb - k·zb)`.
+#[derive(Clone, Copy, Debug)]
+pub struct QuadTerms<'a> {
+    pub rows: &'a [[i32; 2]],
+    pub zb: &'a [i32],
+    pub cols: &'a [i32],
+}
+
+/// One tile of sums of byte quads minus the zero points' terms: `a` holds [`MR`] rows of `kq`
+/// u8 values (a multiple of 4), `panel` `kq / 4` quad rows of `4 * NR` i8 values. Needs
+/// [`IntIsa::Vnni512`] (checked).
+#[inline]
+pub fn micro_quads(
+    a: &[u8],
+    kq: usize,
+    panel: &[i8],
+    terms: QuadTerms,
+    tile: &mut [[i32; NR]; MR],
+) {
+    assert!(a.len() >= MR * kq && panel.len() >= kq * NR && kq.is_multiple_of(4));
+    assert!(terms.rows.len() >= MR && terms.zb.len() >= NR && terms.cols.len() >= NR);
+    // (Quads are packed only where this holds; `detect` is one load after the first call.)
+    assert!(
+        IntIsa::detect() == IntIsa::Vnni512,
+        "quads need AVX-512 VNNI"
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512 VNNI and the slices hold what the kernel reads (asserted).
+    unsafe {
+        vnni512_quads(a.as_ptr(), kq, panel.as_ptr(), terms, tile)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    portable_quads(a, kq, panel, terms, tile);
+}
+
+/// [`micro_quads`] in Rust, the reference of its tests.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn portable_quads(a: &[u8], kq: usize, panel: &[i8], terms: QuadTerms, tile: &mut [[i32; NR]; MR]) {
+    *tile = [[0; NR]; MR];
+    for q in 0..kq / 4 {
+        let bq = &panel[q * 4 * NR..(q + 1) * 4 * NR];
+        for (r, acc) in tile.iter_mut().enumerate() {
+            let aq = &a[r * kq + 4 * q..r * kq + 4 * q + 4];
+            for (j, o) in acc.iter_mut().enumerate() {
+                let s: i32 = (0..4).map(|t| aq[t] as i32 * bq[4 * j + t] as i32).sum();
+                *o = o.wrapping_add(s);
+            }
+        }
+    }
+    for (acc, &[za, sa]) in tile.iter_mut().zip(terms.rows) {
+        for (j, o) in acc.iter_mut().enumerate() {
+            *o = o
+                .wrapping_sub(terms.zb[j].wrapping_mul(sa))
+                .wrapping_sub(za.wrapping_mul(terms.cols[j]));
+        }
+    }
+}
+
 fn portable(a: &[i16], kp: usize, panel: &[i16], tile: &mut [[i32; NR]; MR]) {
     *tile = [[0; NR]; MR];
     for p in 0..kp / 2 {
@@ -136,6 +199,34 @@ unsafe fn vnni512(a: *const i16, kp: usize, panel: *const i16, tile: &mut [[i32;
     }
     for (t, acc) in tile.iter_mut().zip(acc) {
         _mm512_storeu_si512(t.as_mut_ptr() as *mut _, acc);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni512_quads(
+    a: *const u8,
+    kq: usize,
+    panel: *const i8,
+    terms: QuadTerms,
+    tile: &mut [[i32; NR]; MR],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_si512(); MR];
+    for q in 0..kq / 4 {
+        let b = _mm512_loadu_si512(panel.add(q * 4 * NR) as *const _);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let quad = (a.add(r * kq + 4 * q) as *const i32).read_unaligned();
+            *acc = _mm512_dpbusd_epi32(*acc, _mm512_set1_epi32(quad), b);
+        }
+    }
+    let zb = _mm512_loadu_si512(terms.zb.as_ptr() as *const _);
+    let cols = _mm512_loadu_si512(terms.cols.as_ptr() as *const _);
+    for ((t, acc), &[za, sa]) in tile.iter_mut().zip(acc).zip(terms.rows) {
+        let row = _mm512_mullo_epi32(zb, _mm512_set1_epi32(sa));
+        let col = _mm512_mullo_epi32(_mm512_set1_epi32(za), cols);
+        let v = _mm512_sub_epi32(_mm512_sub_epi32(acc, row), col);
+        _mm512_storeu_si512(t.as_mut_ptr() as *mut _, v);
     }
 }
 
@@ -197,6 +288,30 @@ mod tests {
                 micro(isa, &a, kp, &b, &mut got);
                 assert_eq!(got, want, "{isa:?}, kp {kp}");
             }
+        }
+    }
+
+    #[test]
+    fn quads_give_the_portable_sums() {
+        if !IntIsa::Vnni512.supported() {
+            return;
+        }
+        let rows: Vec<[i32; 2]> = (0..MR as i32).map(|r| [r * 7 - 3, r * 1000 + 5]).collect();
+        let zb: Vec<i32> = (0..NR as i32).map(|j| j * 3 - 20).collect();
+        let cols: Vec<i32> = (0..NR as i32).map(|j| j * 12345 - 7).collect();
+        let terms = QuadTerms {
+            rows: &rows,
+            zb: &zb,
+            cols: &cols,
+        };
+        for kq in [0, 4, 12, 64] {
+            let a: Vec<u8> = (0..MR * kq).map(|i| (i * 37 % 256) as u8).collect();
+            let b: Vec<i8> = (0..kq * NR).map(|i| (i * 91 % 256) as u8 as i8).collect();
+            let mut want = [[0; NR]; MR];
+            portable_quads(&a, kq, &b, terms, &mut want);
+            let mut got = [[1; NR]; MR];
+            micro_quads(&a, kq, &b, terms, &mut got);
+            assert_eq!(got, want, "kq {kq}");
         }
     }
 }

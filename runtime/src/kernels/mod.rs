@@ -24,6 +24,7 @@ pub mod generic_window;
 pub mod int_conv;
 pub mod int_gemm;
 pub mod int_micro;
+pub mod int_pack;
 pub mod numeric;
 pub mod packed;
 pub mod pad;

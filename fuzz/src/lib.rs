@@ -121,7 +121,9 @@ impl Seed {
                 .filter(|p| {
                     p.is_file()
                         && p.file_name() != path.file_name()
-                        && !p.extension().is_some_and(|e| e == "npy" || e == "json" || e == "pb")
+                        && !p
+                            .extension()
+                            .is_some_and(|e| e == "npy" || e == "json" || e == "pb")
                 })
                 .collect();
             extra.sort();

@@ -56,7 +56,9 @@ fn external_data_cannot_leave_the_model_directory() {
         let mut bytes = seed.files[0].1.clone();
         let what = escape_reference(&mut bytes, k).expect("the model has external data");
         std::fs::write(case.join("model.onnx"), &bytes).unwrap();
-        let e = lathe_compiler::load(&case.join("model.onnx")).unwrap_err().to_string();
+        let e = lathe_compiler::load(&case.join("model.onnx"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("inside the model's directory"), "{what}: {e}");
     }
     let _ = std::fs::remove_dir_all(&work);

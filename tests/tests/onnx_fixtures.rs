@@ -49,7 +49,10 @@ fn model(g: Graph, backend: Backend, threads: usize) -> Model {
 }
 
 fn run(m: &Model, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, String> {
-    let named: Vec<(&str, Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let named: Vec<(&str, Tensor)> = inputs
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.clone()))
+        .collect();
     m.run(&named).map_err(|e| e.to_string())
 }
 
@@ -60,7 +63,10 @@ fn every_onnx_fixture_matches_tensorflow() {
     for f in onnx_fixtures() {
         let g = match (load(&f), NOT_IMPORTED.contains(&f.name.as_str())) {
             (Ok(_), true) => {
-                failures.push(format!("{}: imports now; drop it from NOT_IMPORTED", f.name));
+                failures.push(format!(
+                    "{}: imports now; drop it from NOT_IMPORTED",
+                    f.name
+                ));
                 continue;
             }
             (Err(e), true) => {
@@ -133,14 +139,25 @@ fn onnx_fixtures_plan_natively_and_optimize_like_their_frozen_graphs() {
         let types: Vec<_> = inputs.iter().map(|(_, t)| t.ty()).collect();
         let spec = m.specialize_for(&types).expect("compiles");
         let plan = spec.cpu_plan().expect("a cpu plan");
-        assert_eq!(plan.stats().interp_steps, 0, "{}: {:?}", f.name, plan.interp_steps());
+        assert_eq!(
+            plan.stats().interp_steps,
+            0,
+            "{}: {:?}",
+            f.name,
+            plan.interp_steps()
+        );
         // The convolutional benchmark architectures and the MLP optimize to the same kernels
         // from both forms: the same contractions and fused groups, give or take a layout
         // transpose or a reshape. (tf2onnx rewrites the encoder's einsums as transposed
         // matmuls and a layer norm's mean as a GlobalAveragePool, and the text classifier's
         // max-over-time as a pool: those differ in form and are timed instead.)
-        const SAME_KERNELS: [&str; 5] =
-            ["mlp_tiny", "cnn_tiny", "mobilenet_tiny", "resnet_tiny", "densenet_tiny"];
+        const SAME_KERNELS: [&str; 5] = [
+            "mlp_tiny",
+            "cnn_tiny",
+            "mobilenet_tiny",
+            "resnet_tiny",
+            "densenet_tiny",
+        ];
         if !SAME_KERNELS.contains(&f.name.as_str()) {
             continue;
         }
@@ -149,13 +166,19 @@ fn onnx_fixtures_plan_natively_and_optimize_like_their_frozen_graphs() {
         let heavy = |c: &BTreeMap<String, usize>| -> BTreeMap<String, usize> {
             c.iter()
                 .filter(|(op, _)| {
-                    !matches!(op.as_str(), "transpose" | "reshape" | "identity" | "squeeze")
+                    !matches!(
+                        op.as_str(),
+                        "transpose" | "reshape" | "identity" | "squeeze"
+                    )
                 })
                 .map(|(k, v)| (k.clone(), *v))
                 .collect()
         };
         if heavy(&from_onnx) != heavy(&from_pb) {
-            differ.push(format!("{}: ONNX {from_onnx:?} vs frozen {from_pb:?}", f.name));
+            differ.push(format!(
+                "{}: ONNX {from_onnx:?} vs frozen {from_pb:?}",
+                f.name
+            ));
         }
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));

@@ -265,10 +265,7 @@ impl State {
             if inner.len() != values.len() {
                 continue;
             }
-            let new_axis = g.add_const(
-                Tensor::scalar(p[axis]),
-                format!("{}/nhwc_axis", node.name),
-            );
+            let new_axis = g.add_const(Tensor::scalar(p[axis]), format!("{}/nhwc_axis", node.name));
             inner.push(new_axis);
             let Ok(c2) = g.add(Op::Concat, inner, node.name.clone()) else {
                 g.remove_node(new_axis.node).map_err(ir_err)?;
@@ -276,7 +273,11 @@ impl State {
             };
             let perm_v = g.node(t).inputs[1];
             let t2 = g
-                .add(Op::Transpose, vec![c2, perm_v], format!("{}/to_nchw", node.name))
+                .add(
+                    Op::Transpose,
+                    vec![c2, perm_v],
+                    format!("{}/to_nchw", node.name),
+                )
                 .map_err(ir_err)?;
             if g.value_type(t2) != &node.outputs[0] {
                 g.remove_node(t2.node).map_err(ir_err)?;

@@ -84,7 +84,10 @@ struct DataSet {
 pub fn run(args: ConformanceArgs) -> Result<()> {
     let tests = find_tests(&args.dir, args.filter.as_deref())?;
     if tests.is_empty() {
-        bail!("{}: no node tests (directories holding model.onnx)", args.dir.display());
+        bail!(
+            "{}: no node tests (directories holding model.onnx)",
+            args.dir.display()
+        );
     }
     let current = Arc::new(Mutex::new(String::new()));
     let done = Arc::new(AtomicUsize::new(0));
@@ -118,8 +121,8 @@ pub fn run(args: ConformanceArgs) -> Result<()> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.pass_list {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut regressed = Vec::new();
         for name in text.lines().map(str::trim) {
             if name.is_empty() || name.starts_with('#') {
@@ -180,7 +183,10 @@ fn watchdog(current: Arc<Mutex<String>>, done: Arc<AtomicUsize>, limit: Duration
                 last = (n, Instant::now());
             } else if last.1.elapsed() > limit {
                 let name = current.lock().map(|s| s.clone()).unwrap_or_default();
-                eprintln!("error: node test {name} ran for more than {} s", limit.as_secs());
+                eprintln!(
+                    "error: node test {name} ran for more than {} s",
+                    limit.as_secs()
+                );
                 std::process::exit(2);
             }
         }
@@ -318,7 +324,11 @@ pub fn mismatch(got: &Tensor, want: &Tensor) -> Option<String> {
         return Some(format!("dtype {} instead of {}", got.dtype(), want.dtype()));
     }
     if got.shape() != want.shape() {
-        return Some(format!("shape {:?} instead of {:?}", got.shape(), want.shape()));
+        return Some(format!(
+            "shape {:?} instead of {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
     let float = want.dtype().is_float();
@@ -352,10 +362,7 @@ pub fn mismatch(got: &Tensor, want: &Tensor) -> Option<String> {
     if matches!(want.dtype(), DType::I64 | DType::U64) {
         let (gi, wi) = (got.to_le_bytes(), want.to_le_bytes());
         if let Some(i) = gi.chunks(8).zip(wi.chunks(8)).position(|(a, b)| a != b) {
-            return Some(format!(
-                "element {i} is {} instead of {}",
-                g[i], w[i]
-            ));
+            return Some(format!("element {i} is {} instead of {}", g[i], w[i]));
         }
     }
     worst.map(|(e, i)| {

@@ -35,6 +35,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
     } else {
         None
     };
+    let onnx = if lathe_compiler::ModelFormat::detect(&args.model.model)?
+        == lathe_compiler::ModelFormat::Onnx
+    {
+        Some(lathe_compiler::import::onnx::model_info(&args.model.model)?)
+    } else {
+        None
+    };
     let types = super::declared_signature(&g);
     let options = args.opt.model_options(ModelOptions {
         backend: Backend::Cpu,
@@ -75,10 +82,41 @@ pub fn run(args: InspectArgs) -> Result<()> {
         if let Some(info) = &saved {
             j["saved_model"] = saved_model_json(info, loaded);
         }
+        if let Some(info) = &onnx {
+            let opsets: serde_json::Map<String, Value> = info
+                .opsets
+                .iter()
+                .map(|(d, v)| (d.clone(), json!(v)))
+                .collect();
+            j["onnx"] = json!({
+                "ir_version": info.ir_version,
+                "producer_name": info.producer_name,
+                "producer_version": info.producer_version,
+                "opsets": opsets,
+            });
+        }
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
         if let Some(info) = &saved {
             print!("{}", saved_model_text(info, loaded));
+        }
+        if let Some(info) = &onnx {
+            let opsets: Vec<String> = info
+                .opsets
+                .iter()
+                .map(|(d, v)| format!("{d} {v}"))
+                .collect();
+            println!(
+                "onnx model: IR version {}, produced by {} {}, operator sets: {}",
+                info.ir_version,
+                if info.producer_name.is_empty() {
+                    "(unknown)"
+                } else {
+                    &info.producer_name
+                },
+                info.producer_version,
+                opsets.join(", ")
+            );
         }
         print!("{}", report.to_text());
     }

@@ -7,7 +7,9 @@
 //! inputs that are not initializers become IR graph inputs, a `dim_param` a symbolic dim;
 //! the graph's outputs keep their ONNX names. Nested graphs (`If`, `Loop`, `Scan` bodies)
 //! become the IR's control-flow regions (`control_flow.rs`): a value a body reads from an
-//! enclosing graph is passed to the region as an explicit argument.
+//! enclosing graph is passed to the region as an explicit argument (a constant is taken into
+//! it). The recurrent layers (`LSTM`, `GRU`, `RNN`) become `while` loops too
+//! (`ops/recurrent.rs`).
 //!
 //! While importing, a node whose inputs are all constants and whose result is small is
 //! evaluated at once (shape arithmetic: `Shape` → `Gather` → `Concat` → `Reshape`), so that
@@ -271,9 +273,9 @@ impl<'a> Builder<'a> {
     pub fn outputs(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
         for vi in &gp.output {
             let name = vi.name.clone().unwrap_or_default();
-            let v = self.lookup(&name).ok_or_else(|| {
-                self.err(format!("output `{name}` is not produced by any node"))
-            })?;
+            let v = self
+                .lookup(&name)
+                .ok_or_else(|| self.err(format!("output `{name}` is not produced by any node")))?;
             let got = self.g.value_type(v).clone();
             if let Some(want) = declared_dtype(vi) {
                 if want != got.dtype {
@@ -431,10 +433,9 @@ impl<'a> Builder<'a> {
         }
         let out = op.eval(&consts).ok()?;
         let fits = out.len() == types.len()
-            && out
-                .iter()
-                .zip(&types)
-                .all(|(t, ty)| t.dtype() == ty.dtype && ty.shape.as_known().as_deref() == Some(t.shape()));
+            && out.iter().zip(&types).all(|(t, ty)| {
+                t.dtype() == ty.dtype && ty.shape.as_known().as_deref() == Some(t.shape())
+            });
         fits.then(|| out.into_iter().map(Tensor::into_standard_layout).collect())
     }
 
@@ -481,33 +482,47 @@ impl<'a> Builder<'a> {
 
     /// The integers of constant `v` (`what` names it in the error when it is not constant).
     pub fn ints_of(&self, v: ValueId, what: &str) -> Result<Vec<i64>, String> {
-        let t = self
-            .const_of(v)
-            .ok_or_else(|| format!("{what} computed at run time is not supported (it must be a constant)"))?;
+        let t = self.const_of(v).ok_or_else(|| {
+            format!("{what} computed at run time is not supported (it must be a constant)")
+        })?;
         t.to_i64_vec().map_err(|e| format!("{what}: {e}"))
     }
 
     /// Imports a nested graph into a region: its inputs are `formal` (name and type) then one
-    /// per captured outer value (`captures`, name and type); its outputs are `gp`'s.
+    /// per captured outer value (`captures`: constants it reads become constants inside it,
+    /// sharing the tensor; other values its inputs); its outputs are `gp`'s.
     pub fn region(
         &self,
         gp: &GraphProto,
         formal: &[(String, TensorType)],
-        captures: &[(String, TensorType)],
+        captures: &control_flow::Captures,
     ) -> Result<Graph, ImportError> {
-        if self.depth + 1 > MAX_DEPTH {
-            return Err(self.err(format!("graphs nest more than {MAX_DEPTH} deep")));
-        }
         let name = gp.name.clone().unwrap_or_else(|| "body".into());
-        let mut b = Builder::new(self.model, &name, self.depth + 1);
-        for (n, ty) in formal.iter().chain(captures) {
+        let mut b = self.nested(&name)?;
+        for (n, ty) in formal {
             let v = b.g.add_input(n.clone(), ty.clone());
             b.values.insert(n.clone(), v);
         }
+        captures.bind(self, &mut b);
         b.initializers(gp)?;
         b.nodes(gp)?;
         b.outputs(gp)?;
         Ok(b.g)
+    }
+
+    /// An empty builder for a graph nested in this one (a region), named `name`.
+    pub fn nested(&self, name: &str) -> Result<Builder<'a>, ImportError> {
+        if self.depth + 1 > MAX_DEPTH {
+            return Err(self.err(format!("graphs nest more than {MAX_DEPTH} deep")));
+        }
+        Ok(Builder::new(self.model, name, self.depth + 1))
+    }
+
+    /// Names the IR nodes added from now on after `name` (`name`, `name/1`, ...), for nodes
+    /// an importer adds to a region outside any ONNX node.
+    pub fn naming(&mut self, name: &str) {
+        self.current = name.to_string();
+        self.added = 0;
     }
 }
 
@@ -533,13 +548,104 @@ fn declared_dtype(vi: &ValueInfoProto) -> Option<DType> {
 pub(crate) fn value_type(vi: &ValueInfoProto, name: &str) -> Result<TensorType, String> {
     let t = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => t,
-        Some(_) => return Err("only tensor values are supported (not sequences, maps or optionals)".into()),
+        Some(_) => {
+            return Err(
+                "only tensor values are supported (not sequences, maps or optionals)".into(),
+            )
+        }
         None => return Err("has no type".into()),
     };
     let dt = tensor::dtype(t.elem_type.unwrap_or(0))?;
-    let shape = t.shape.as_ref().ok_or(
-        "has no shape (unknown rank); give the input a ranked shape",
-    )?;
+    let shape = t
+        .shape
+        .as_ref()
+        .ok_or("has no shape (unknown rank); give the input a ranked shape")?;
     let shape = tensor::shape(shape, |axis| Dim::sym(&format!("{name}_d{axis}")))?;
     Ok(TensorType::new(dt, shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lathe_proto::onnx::{
+        tensor_shape_proto, type_proto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+    };
+
+    fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|&d| tensor_shape_proto::Dimension {
+                value: Some(if d < 0 {
+                    tensor_shape_proto::dimension::Value::DimParam("batch".into())
+                } else {
+                    tensor_shape_proto::dimension::Value::DimValue(d)
+                }),
+                ..Default::default()
+            })
+            .collect();
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(1),
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn model(op: &str, opset: i64) -> Vec<u8> {
+        let node = NodeProto {
+            input: vec!["x".into()],
+            output: vec!["y".into()],
+            name: Some("n1".into()),
+            op_type: Some(op.into()),
+            ..Default::default()
+        };
+        ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(opset),
+            }],
+            graph: Some(GraphProto {
+                node: vec![node],
+                input: vec![value("x", &[-1, 3])],
+                output: vec![value("y", &[-1, 3])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn imports_a_node_with_a_symbolic_batch() {
+        let g = import_bytes(&model("Relu", 17), Path::new("m.onnx")).unwrap();
+        assert_eq!(g.inputs()[0].ty.to_string(), "f32[?batch,3]");
+        assert_eq!(g.outputs()[0].name, "y");
+    }
+
+    #[test]
+    fn errors_name_the_file_node_and_op() {
+        let e = import_bytes(&model("NoSuchOp", 17), Path::new("m.onnx")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.onnx: node `n1` (op NoSuchOp): op is not supported (`lathe ops` lists the ONNX \
+             ops Lathe imports)"
+        );
+        let e = import_bytes(&model("Relu", 99), Path::new("m.onnx")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("version 99 of the ONNX operator set"),
+            "{e}"
+        );
+        let e = import_bytes(b"\x08\x07\x12\xff", Path::new("m.onnx")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("m.onnx: not a valid ONNX model"),
+            "{e}"
+        );
+    }
 }

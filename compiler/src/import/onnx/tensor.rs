@@ -268,7 +268,10 @@ mod tests {
         assert_eq!(t.to_f64_vec(), vec![1.0, -2.0]);
         let mut p = proto(DataType::Uint32, &[1]);
         p.uint64_data = vec![4_000_000_000];
-        assert_eq!(tensor(&p).unwrap().to_i64_vec().unwrap(), vec![4_000_000_000]);
+        assert_eq!(
+            tensor(&p).unwrap().to_i64_vec().unwrap(),
+            vec![4_000_000_000]
+        );
         let mut p = proto(DataType::Bool, &[3]);
         p.int32_data = vec![1, 0, 1];
         assert_eq!(tensor(&p).unwrap().to_f64_vec(), vec![1.0, 0.0, 1.0]);
@@ -314,18 +317,32 @@ mod tests {
         let t = tensor_in(&ok, Some(&dir)).unwrap();
         assert_eq!(t.to_f64_vec(), vec![3.0, 4.0]);
         for (entries, want) in [
-            (vec![("location", "../w.bin")], "inside the model's directory"),
-            (vec![("location", "/etc/passwd")], "inside the model's directory"),
+            (
+                vec![("location", "../w.bin")],
+                "inside the model's directory",
+            ),
+            (
+                vec![("location", "/etc/passwd")],
+                "inside the model's directory",
+            ),
             (vec![("location", "sub/w.bin"), ("offset", "12")], "too few"),
-            (vec![("location", "sub/w.bin"), ("length", "4")], "has length 4"),
-            (vec![("location", "sub/w.bin"), ("offset", "x")], "not a number"),
+            (
+                vec![("location", "sub/w.bin"), ("length", "4")],
+                "has length 4",
+            ),
+            (
+                vec![("location", "sub/w.bin"), ("offset", "x")],
+                "not a number",
+            ),
             (vec![("location", "missing.bin")], "missing.bin"),
             (vec![("offset", "0")], "without a `location`"),
         ] {
             let err = tensor_in(&external_proto(&entries), Some(&dir)).unwrap_err();
             assert!(err.contains(want), "{entries:?}: {err}");
         }
-        assert!(tensor(&ok).unwrap_err().contains("only read from a model file"));
+        assert!(tensor(&ok)
+            .unwrap_err()
+            .contains("only read from a model file"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,11 +12,31 @@ type Out = Result<Vec<ValueId>, String>;
 
 pub(super) fn rows() -> Vec<OnnxOp> {
     vec![
-        row("RMSNormalization", &["reduce_mean", "mul", "rsqrt", "cast"], import_rms_norm),
-        row("MeanVarianceNormalization", &["reduce_mean", "sub", "mul", "sqrt", "div"], import_mvn),
-        row("GroupNormalization", &["reshape", "reduce_mean", "sub", "mul", "rsqrt"], import_group_norm),
-        row("LpNormalization", &["reduce_sum", "abs", "sqrt", "div"], import_lp_norm),
-        row("Hardmax", &["arg_max", "equal", "range", "cast"], import_hardmax),
+        row(
+            "RMSNormalization",
+            &["reduce_mean", "mul", "rsqrt", "cast"],
+            import_rms_norm,
+        ),
+        row(
+            "MeanVarianceNormalization",
+            &["reduce_mean", "sub", "mul", "sqrt", "div"],
+            import_mvn,
+        ),
+        row(
+            "GroupNormalization",
+            &["reshape", "reduce_mean", "sub", "mul", "rsqrt"],
+            import_group_norm,
+        ),
+        row(
+            "LpNormalization",
+            &["reduce_sum", "abs", "sqrt", "div"],
+            import_lp_norm,
+        ),
+        row(
+            "Hardmax",
+            &["arg_max", "equal", "range", "cast"],
+            import_hardmax,
+        ),
         row("Swish", &["sigmoid", "mul"], |b, cx| {
             let x = cx.input(0)?;
             let alpha = cx.attrs.float_or("alpha", 1.0)? as f64;
@@ -24,8 +44,12 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             let s = b.op(Op::Unary(U::Sigmoid), &[ax])?;
             one(b.op(Op::Binary(B::Mul), &[x, s])?)
         }),
-        row("DepthToSpace", &["reshape", "transpose"], |b, cx| depth_space(b, cx, true)),
-        row("SpaceToDepth", &["reshape", "transpose"], |b, cx| depth_space(b, cx, false)),
+        row("DepthToSpace", &["reshape", "transpose"], |b, cx| {
+            depth_space(b, cx, true)
+        }),
+        row("SpaceToDepth", &["reshape", "transpose"], |b, cx| {
+            depth_space(b, cx, false)
+        }),
         row("EyeLike", &["const"], import_eye_like),
         row("LpPool", &["avg_pool", "abs", "pow", "mul"], import_lp_pool),
     ]
@@ -39,7 +63,13 @@ fn widen(b: &mut Builder, x: ValueId) -> Result<ValueId, String> {
     }
 }
 
-fn reduce(b: &mut Builder, kind: R, x: ValueId, axes: &[i64], keep: bool) -> Result<ValueId, String> {
+fn reduce(
+    b: &mut Builder,
+    kind: R,
+    x: ValueId,
+    axes: &[i64],
+    keep: bool,
+) -> Result<ValueId, String> {
     let ax = b.i64s(axes);
     b.op(
         Op::Reduce {
@@ -112,7 +142,10 @@ fn import_group_norm(b: &mut Builder, cx: &NodeCx) -> Out {
         .as_known()
         .ok_or("GroupNormalization needs the input's shape")?;
     if dims.len() < 3 {
-        return Err(format!("needs an input of rank 3 or more, got {}", dims.len()));
+        return Err(format!(
+            "needs an input of rank 3 or more, got {}",
+            dims.len()
+        ));
     }
     let groups = cx.attrs.int("num_groups")?;
     let c = dims[1] as i64;
@@ -166,7 +199,11 @@ fn import_lp_norm(b: &mut Builder, cx: &NodeCx) -> Out {
             let s = reduce(b, R::Sum, sq, &[axis], true)?;
             b.op(Op::Unary(U::Sqrt), &[s])?
         }
-        p => return Err(format!("p = {p} is not supported (only 1 and 2 are defined)")),
+        p => {
+            return Err(format!(
+                "p = {p} is not supported (only 1 and 2 are defined)"
+            ))
+        }
     };
     // A zero norm gives zeros, not 0 / 0.
     let y = b.op(Op::Binary(B::Div), &[x, norm])?;
@@ -304,7 +341,10 @@ fn import_eye_like(b: &mut Builder, cx: &NodeCx) -> Out {
 fn import_lp_pool(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
     let p = cx.attrs.int_or("p", 2)? as f64;
-    let k = cx.attrs.ints("kernel_shape").ok_or("missing attribute `kernel_shape`")?;
+    let k = cx
+        .attrs
+        .ints("kernel_shape")
+        .ok_or("missing attribute `kernel_shape`")?;
     let size: i64 = k.iter().product();
     let a = b.op(Op::Unary(U::Abs), &[x])?;
     let pe = b.scalar(b.dtype(x), p);

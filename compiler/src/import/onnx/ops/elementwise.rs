@@ -84,9 +84,7 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             one(b.op(Op::Binary(B::Pow), &[x, y])?)
         }),
         row("Mod", &["floor_mod", "sub", "mul", "div"], import_mod),
-        row("Where", &["select"], |b, cx| {
-            apply(b, cx, Op::Select, 3)
-        }),
+        row("Where", &["select"], |b, cx| apply(b, cx, Op::Select, 3)),
         row("Identity", &["identity"], |b, cx| {
             apply(b, cx, Op::Identity, 1)
         }),
@@ -139,16 +137,24 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             let neg = expm1_times(b, scaled, alpha)?;
             one(where_negative(b, x, neg, x)?)
         }),
-        row("HardSigmoid", &["maximum", "minimum", "mul", "add"], |b, cx| {
-            let alpha = cx.attrs.float_or("alpha", 0.2)? as f64;
-            let beta = cx.attrs.float_or("beta", 0.5)? as f64;
-            one(hard_sigmoid(b, cx.input(0)?, alpha, beta)?)
-        }),
-        row("HardSwish", &["maximum", "minimum", "mul", "add"], |b, cx| {
-            let x = cx.input(0)?;
-            let h = hard_sigmoid(b, x, 1.0 / 6.0, 0.5)?;
-            one(b.op(Op::Binary(B::Mul), &[x, h])?)
-        }),
+        row(
+            "HardSigmoid",
+            &["maximum", "minimum", "mul", "add"],
+            |b, cx| {
+                let alpha = cx.attrs.float_or("alpha", 0.2)? as f64;
+                let beta = cx.attrs.float_or("beta", 0.5)? as f64;
+                one(hard_sigmoid(b, cx.input(0)?, alpha, beta)?)
+            },
+        ),
+        row(
+            "HardSwish",
+            &["maximum", "minimum", "mul", "add"],
+            |b, cx| {
+                let x = cx.input(0)?;
+                let h = hard_sigmoid(b, x, 1.0 / 6.0, 0.5)?;
+                one(b.op(Op::Binary(B::Mul), &[x, h])?)
+            },
+        ),
         row("Mish", &["softplus", "tanh", "mul"], |b, cx| {
             let x = cx.input(0)?;
             let sp = b.op(Op::Unary(U::Softplus), &[x])?;
@@ -158,17 +164,28 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         row("Gelu", &["erf", "tanh", "mul", "add"], import_gelu),
         row("Tan", &["sin", "cos", "div"], |b, cx| {
             let x = cx.input(0)?;
-            let (s, c) = (b.op(Op::Unary(U::Sin), &[x])?, b.op(Op::Unary(U::Cos), &[x])?);
+            let (s, c) = (
+                b.op(Op::Unary(U::Sin), &[x])?,
+                b.op(Op::Unary(U::Cos), &[x])?,
+            );
             one(b.op(Op::Binary(B::Div), &[s, c])?)
         }),
-        row("Sinh", &["exp", "sub", "mul"], |b, cx| one(hyperbolic(b, cx, B::Sub)?)),
-        row("Cosh", &["exp", "add", "mul"], |b, cx| one(hyperbolic(b, cx, B::Add)?)),
+        row("Sinh", &["exp", "sub", "mul"], |b, cx| {
+            one(hyperbolic(b, cx, B::Sub)?)
+        }),
+        row("Cosh", &["exp", "add", "mul"], |b, cx| {
+            one(hyperbolic(b, cx, B::Add)?)
+        }),
         row("IsNaN", &["not_equal"], |b, cx| {
             let x = cx.input(0)?;
             one(b.op(Op::Binary(B::NotEqual), &[x, x])?)
         }),
         row("IsInf", &["abs", "equal", "logical_and"], import_is_inf),
-        row("Shrink", &["select", "less", "greater", "add", "sub"], import_shrink),
+        row(
+            "Shrink",
+            &["select", "less", "greater", "add", "sub"],
+            import_shrink,
+        ),
     ]
 }
 
@@ -211,7 +228,12 @@ pub(crate) fn add_scalar(b: &mut Builder, x: ValueId, k: f64) -> Result<ValueId,
 }
 
 /// `x < 0 ? neg : pos`.
-fn where_negative(b: &mut Builder, x: ValueId, neg: ValueId, pos: ValueId) -> Result<ValueId, String> {
+fn where_negative(
+    b: &mut Builder,
+    x: ValueId,
+    neg: ValueId,
+    pos: ValueId,
+) -> Result<ValueId, String> {
     let zero = b.scalar(b.dtype(x), 0.0);
     let is_neg = b.op(Op::Binary(B::Less), &[x, zero])?;
     b.op(Op::Select, &[is_neg, neg, pos])
@@ -338,12 +360,11 @@ fn import_is_inf(b: &mut Builder, cx: &NodeCx) -> Out {
         (true, false) => one(b.op(Op::Binary(B::Equal), &[x, ninf])?),
         (false, false) => {
             // Nothing is detected: all false, shaped like x.
-            one(b.op(Op::Binary(B::NotEqual), &[x, x])
-                .and_then(|nan| {
-                    let f = b.op(Op::Binary(B::Equal), &[x, x])?;
-                    let t = b.op(Op::Binary(B::LogicalOr), &[nan, f])?;
-                    b.op(Op::Unary(U::LogicalNot), &[t])
-                })?)
+            one(b.op(Op::Binary(B::NotEqual), &[x, x]).and_then(|nan| {
+                let f = b.op(Op::Binary(B::Equal), &[x, x])?;
+                let t = b.op(Op::Binary(B::LogicalOr), &[nan, f])?;
+                b.op(Op::Unary(U::LogicalNot), &[t])
+            })?)
         }
     }
 }

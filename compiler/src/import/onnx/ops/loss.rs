@@ -9,13 +9,19 @@ use crate::import::onnx::{Builder, NodeCx};
 use lathe_ir::ops::{BinaryOp as B, ReduceKind as R, UnaryOp as U};
 use lathe_ir::{Op, ValueId};
 
-type Out = Result<Vec<ValueId>, String>;
-
 pub(super) fn rows() -> Vec<OnnxOp> {
     vec![
         row(
             "NegativeLogLikelihoodLoss",
-            &["equal", "select", "reduce_sum", "gather", "mul", "neg", "div"],
+            &[
+                "equal",
+                "select",
+                "reduce_sum",
+                "gather",
+                "mul",
+                "neg",
+                "div",
+            ],
             |b, cx| {
                 let loss = nll(b, cx, cx.input(0)?)?;
                 one(loss)
@@ -23,7 +29,16 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         ),
         row(
             "SoftmaxCrossEntropyLoss",
-            &["log_softmax", "transpose", "equal", "select", "reduce_sum", "mul", "neg", "div"],
+            &[
+                "log_softmax",
+                "transpose",
+                "equal",
+                "select",
+                "reduce_sum",
+                "mul",
+                "neg",
+                "div",
+            ],
             |b, cx| {
                 let logp = log_softmax_classes(b, cx.input(0)?)?;
                 let loss = nll(b, cx, logp)?;

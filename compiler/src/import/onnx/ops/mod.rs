@@ -11,6 +11,7 @@ mod elementwise;
 mod loss;
 mod nn;
 mod quant;
+mod recurrent;
 mod reduce;
 mod resize;
 mod shape;
@@ -70,6 +71,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(loss::rows());
         rows.extend(attention::rows());
         rows.extend(resize::rows());
+        rows.extend(recurrent::rows());
         rows.extend(quant::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
@@ -83,7 +85,12 @@ pub(crate) fn one(v: ValueId) -> Result<Vec<ValueId>, String> {
 }
 
 /// The IR op `op` on the node's inputs `0..n`, one output.
-pub(crate) fn apply(b: &mut Builder, cx: &NodeCx, op: Op, n: usize) -> Result<Vec<ValueId>, String> {
+pub(crate) fn apply(
+    b: &mut Builder,
+    cx: &NodeCx,
+    op: Op,
+    n: usize,
+) -> Result<Vec<ValueId>, String> {
     let inputs = (0..n).map(|i| cx.input(i)).collect::<Result<Vec<_>, _>>()?;
     one(b.op(op, &inputs)?)
 }
@@ -110,7 +117,11 @@ mod tests {
             assert!(seen.insert(r.name), "ONNX op {} has two rows", r.name);
             assert!(!r.ir.is_empty(), "{} names no IR op", r.name);
             for ir in &r.ir {
-                assert!(known.contains(ir), "{} imports to unknown IR op {ir}", r.name);
+                assert!(
+                    known.contains(ir),
+                    "{} imports to unknown IR op {ir}",
+                    r.name
+                );
             }
         }
         assert_eq!(supported_ops().len(), table().len());

@@ -16,9 +16,11 @@ type Out = Result<Vec<ValueId>, String>;
 
 pub(super) fn rows() -> Vec<OnnxOp> {
     vec![
-        row("MatMul", &["matmul", "batch_matmul", "expand_dims", "squeeze"], |b, cx| {
-            one(matmul(b, cx.input(0)?, cx.input(1)?)?)
-        }),
+        row(
+            "MatMul",
+            &["matmul", "batch_matmul", "expand_dims", "squeeze"],
+            |b, cx| one(matmul(b, cx.input(0)?, cx.input(1)?)?),
+        ),
         row("Gemm", &["matmul", "mul", "add"], import_gemm),
         row("Einsum", &["einsum"], |b, cx| {
             let equation = cx.attrs.str_or("equation", "")?.replace(' ', "");
@@ -27,11 +29,19 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         }),
         row(
             "Conv",
-            &["conv2d", "depthwise_conv2d", "transpose", "bias_add", "concat"],
+            &[
+                "conv2d",
+                "depthwise_conv2d",
+                "transpose",
+                "bias_add",
+                "concat",
+            ],
             import_conv,
         ),
         row("MaxPool", &["max_pool"], |b, cx| import_pool(b, cx, true)),
-        row("AveragePool", &["avg_pool", "pad"], |b, cx| import_pool(b, cx, false)),
+        row("AveragePool", &["avg_pool", "pad"], |b, cx| {
+            import_pool(b, cx, false)
+        }),
         row("GlobalAveragePool", &["reduce_mean"], |b, cx| {
             global_pool(b, cx, ReduceKind::Mean)
         }),
@@ -55,9 +65,11 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         row("Softmax", &["softmax", "transpose", "reshape"], |b, cx| {
             softmax(b, cx, Op::Softmax)
         }),
-        row("LogSoftmax", &["log_softmax", "transpose", "reshape"], |b, cx| {
-            softmax(b, cx, Op::LogSoftmax)
-        }),
+        row(
+            "LogSoftmax",
+            &["log_softmax", "transpose", "reshape"],
+            |b, cx| softmax(b, cx, Op::LogSoftmax),
+        ),
         row(
             "LayerNormalization",
             &["reduce_mean", "sub", "mul", "add", "rsqrt"],
@@ -135,7 +147,11 @@ fn import_gemm(b: &mut Builder, cx: &NodeCx) -> Out {
         y = mul_scalar(b, y, alpha)?;
     }
     if let Some(c) = cx.opt(2) {
-        let c = if beta != 1.0 { mul_scalar(b, c, beta)? } else { c };
+        let c = if beta != 1.0 {
+            mul_scalar(b, c, beta)?
+        } else {
+            c
+        };
         y = b.op(Op::Binary(B::Add), &[y, c])?;
     }
     one(y)
@@ -178,7 +194,11 @@ pub(super) fn window(
         None => kernel.ok_or("missing attribute `kernel_shape`")?,
     };
     let strides = pair(&cx.attrs.ints_or("strides", &vec![1; n]), "strides", one_d)?;
-    let dilations = pair(&cx.attrs.ints_or("dilations", &vec![1; n]), "dilations", one_d)?;
+    let dilations = pair(
+        &cx.attrs.ints_or("dilations", &vec![1; n]),
+        "dilations",
+        one_d,
+    )?;
     if strides.contains(&0) || dilations.contains(&0) {
         return Err("strides and dilations must be positive".into());
     }
@@ -186,7 +206,10 @@ pub(super) fn window(
         "NOTSET" => {
             let pads = cx.attrs.ints_or("pads", &vec![0; 2 * n]);
             if pads.len() != 2 * n || pads.iter().any(|&p| p < 0) {
-                return Err(format!("`pads` {pads:?} is not {} non-negative amounts", 2 * n));
+                return Err(format!(
+                    "`pads` {pads:?} is not {} non-negative amounts",
+                    2 * n
+                ));
             }
             let p: Vec<usize> = pads.iter().map(|&p| p as usize).collect();
             let explicit = if one_d {
@@ -284,7 +307,12 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
         [Some(h), Some(w)] => Some([h, w]),
         _ => None,
     };
-    let win = window(cx, kernel.map(|k| if one_d { [1, k[1]] } else { k }), one_d, spatial(b, x, one_d))?;
+    let win = window(
+        cx,
+        kernel.map(|k| if one_d { [1, k[1]] } else { k }),
+        one_d,
+        spatial(b, x, one_d),
+    )?;
     let group = cx.attrs.int_or("group", 1)?;
     let in_c = b.ty(x).shape.0[1].known();
     let out_c = wd.0[0].known();
@@ -303,7 +331,9 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
         };
         let g = usize::try_from(group).map_err(|_| format!("group {group} is not positive"))?;
         if g == 0 || c % g != 0 || m % g != 0 {
-            return Err(format!("group {g} does not divide {c} input and {m} output channels"));
+            return Err(format!(
+                "group {g} does not divide {c} input and {m} output channels"
+            ));
         }
         if g == c {
             // Depthwise: filter [c * mult, 1, kh, kw] -> [kh, kw, c, mult].
@@ -365,7 +395,13 @@ pub(crate) fn average_pool_including_pads(
 }
 
 /// A max or average pool of `x` with `cx`'s window attributes.
-fn pool(b: &mut Builder, cx: &NodeCx, x: ValueId, max: bool, include_pad: bool) -> Result<ValueId, String> {
+fn pool(
+    b: &mut Builder,
+    cx: &NodeCx,
+    x: ValueId,
+    max: bool,
+    include_pad: bool,
+) -> Result<ValueId, String> {
     let what = if max { "MaxPool" } else { "AveragePool" };
     let (x, one_d) = to_2d(b, x, what)?;
     let win = window(cx, None, one_d, spatial(b, x, one_d))?;
@@ -380,8 +416,9 @@ fn pool(b: &mut Builder, cx: &NodeCx, x: ValueId, max: bool, include_pad: bool) 
         Padding::Valid => [[0; 2]; 2],
         Padding::Explicit(p) => p,
         Padding::Same if include_pad || ceil => {
-            let dims = spatial(b, x, one_d)
-                .ok_or("SAME padding with `count_include_pad` or `ceil_mode` needs the input's size")?;
+            let dims = spatial(b, x, one_d).ok_or(
+                "SAME padding with `count_include_pad` or `ceil_mode` needs the input's size",
+            )?;
             same_pads(dims, win.kernel, win.strides, win.dilations)
         }
         Padding::Same => [[0; 2]; 2],

@@ -36,7 +36,12 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         reduce_row!("ReduceProd", Kind::Plain(R::Prod), 18, &["reduce_prod"]),
         reduce_row!("ReduceL1", Kind::L1, 18, &["reduce_sum", "abs"]),
         reduce_row!("ReduceL2", Kind::L2, 18, &["reduce_sum", "mul", "sqrt"]),
-        reduce_row!("ReduceSumSquare", Kind::SumSquare, 18, &["reduce_sum", "mul"]),
+        reduce_row!(
+            "ReduceSumSquare",
+            Kind::SumSquare,
+            18,
+            &["reduce_sum", "mul"]
+        ),
         reduce_row!("ReduceLogSum", Kind::LogSum, 18, &["reduce_sum", "log"]),
         reduce_row!(
             "ReduceLogSumExp",
@@ -44,12 +49,22 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             18,
             &["reduce_max", "reduce_sum", "exp", "log", "sub", "add"]
         ),
-        row("ArgMax", &["arg_max", "expand_dims"], |b, cx| arg(b, cx, false)),
-        row("ArgMin", &["arg_max", "neg", "expand_dims"], |b, cx| arg(b, cx, true)),
+        row("ArgMax", &["arg_max", "expand_dims"], |b, cx| {
+            arg(b, cx, false)
+        }),
+        row("ArgMin", &["arg_max", "neg", "expand_dims"], |b, cx| {
+            arg(b, cx, true)
+        }),
     ]
 }
 
-fn reduce(b: &mut Builder, kind: R, x: ValueId, ax: ValueId, keep: bool) -> Result<ValueId, String> {
+fn reduce(
+    b: &mut Builder,
+    kind: R,
+    x: ValueId,
+    ax: ValueId,
+    keep: bool,
+) -> Result<ValueId, String> {
     b.op(
         Op::Reduce {
             kind,
@@ -123,7 +138,11 @@ fn import_reduce(b: &mut Builder, cx: &NodeCx, kind: Kind, input_since: i64) -> 
             let e = b.op(Op::Unary(U::Exp), &[d])?;
             let s = reduce(b, R::Sum, e, ax, keep)?;
             let l = b.op(Op::Unary(U::Log), &[s])?;
-            let m = if keep { m } else { reduce(b, R::Max, m, ax, false)? };
+            let m = if keep {
+                m
+            } else {
+                reduce(b, R::Max, m, ax, false)?
+            };
             b.op(Op::Binary(B::Add), &[l, m])?
         }
     };

@@ -16,11 +16,17 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         row("Constant", &["const"], import_constant),
         row("ConstantOfShape", &["fill"], import_constant_of_shape),
         row("Reshape", &["reshape", "shape", "select"], import_reshape),
-        row("Flatten", &["reshape", "shape", "slice", "reduce_prod", "concat"], import_flatten),
+        row(
+            "Flatten",
+            &["reshape", "shape", "slice", "reduce_prod", "concat"],
+            import_flatten,
+        ),
         row("Transpose", &["transpose"], |b, cx| {
             let x = cx.input(0)?;
             let rank = b.rank(x) as i64;
-            let perm = cx.attrs.ints_or("perm", &(0..rank).rev().collect::<Vec<_>>());
+            let perm = cx
+                .attrs
+                .ints_or("perm", &(0..rank).rev().collect::<Vec<_>>());
             let perm = b.i64s(&perm);
             one(b.op(Op::Transpose, &[x, perm])?)
         }),
@@ -66,7 +72,21 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             one(b.op(Op::Select, &[all, x, x])?)
         }),
         row("Tile", &["tile"], |b, cx| apply(b, cx, Op::Tile, 2)),
-        row("Range", &["range"], |b, cx| apply(b, cx, Op::Range, 3)),
+        row("Range", &["range", "reshape"], |b, cx| {
+            // Scalars; a one-element vector (as some function bodies pass) is taken as one.
+            let mut ins = Vec::with_capacity(3);
+            for i in 0..3 {
+                let v = cx.input(i)?;
+                let one_element = b.ty(v).shape.as_known().is_some_and(|d| d == [1]);
+                ins.push(if one_element {
+                    let s = b.i64s(&[]);
+                    b.op(Op::Reshape, &[v, s])?
+                } else {
+                    v
+                });
+            }
+            one(b.op(Op::Range, &ins)?)
+        }),
         row("Pad", &["pad", "reshape", "transpose"], import_pad),
         row("Dropout", &["identity", "fill", "shape"], import_dropout),
     ]
@@ -98,7 +118,9 @@ fn import_constant(b: &mut Builder, cx: &NodeCx) -> Out {
         Tensor::from_vec(&[i.len()], i.to_vec())
     } else {
         let what = a.names().next().unwrap_or("none");
-        return Err(format!("constant value attribute `{what}` is not supported"));
+        return Err(format!(
+            "constant value attribute `{what}` is not supported"
+        ));
     };
     one(b.konst(t))
 }
@@ -268,7 +290,13 @@ fn import_shape(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
     let s = shape_of(b, x)?;
     let rank = b.rank(x) as i64;
-    let clamp = |v: i64| if v < 0 { (v + rank).max(0) } else { v.min(rank) };
+    let clamp = |v: i64| {
+        if v < 0 {
+            (v + rank).max(0)
+        } else {
+            v.min(rank)
+        }
+    };
     let start = clamp(cx.attrs.int_or("start", 0)?);
     let end = clamp(cx.attrs.int_or("end", rank)?);
     if start == 0 && end == rank {
@@ -312,7 +340,10 @@ fn import_slice(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
     let rank = b.rank(x);
     let (starts, ends, axes, steps) = if cx.opset < 10 {
-        let starts = cx.attrs.ints("starts").ok_or("missing attribute `starts`")?;
+        let starts = cx
+            .attrs
+            .ints("starts")
+            .ok_or("missing attribute `starts`")?;
         let ends = cx.attrs.ints("ends").ok_or("missing attribute `ends`")?;
         let axes = cx.attrs.ints("axes").map(<[i64]>::to_vec);
         let s = b.i64s(starts);
@@ -331,9 +362,13 @@ fn import_slice(b: &mut Builder, cx: &NodeCx) -> Out {
         };
         (s, e, axes, steps)
     };
-    let n = b.ty(starts).shape.0.first().and_then(|d| d.known()).ok_or(
-        "the length of `starts` must be known",
-    )?;
+    let n = b
+        .ty(starts)
+        .shape
+        .0
+        .first()
+        .and_then(|d| d.known())
+        .ok_or("the length of `starts` must be known")?;
     let axes = axes.unwrap_or_else(|| (0..n as i64).collect());
     if axes.len() != n {
         return Err(format!("{} axes for {n} starts", axes.len()));
@@ -419,13 +454,7 @@ fn import_split(b: &mut Builder, cx: &NodeCx) -> Out {
 
 /// `Split` by sizes known at run time only (a shape input): output `i` starts at the sum
 /// of the sizes before it.
-fn split_at_run_time(
-    b: &mut Builder,
-    cx: &NodeCx,
-    x: ValueId,
-    axis: usize,
-    sizes: ValueId,
-) -> Out {
+fn split_at_run_time(b: &mut Builder, cx: &NodeCx, x: ValueId, axis: usize, sizes: ValueId) -> Out {
     let rank = b.rank(x);
     let sizes = cast(b, sizes, DType::I64)?;
     let around = |b: &mut Builder, fill: i64, piece: ValueId| -> Result<ValueId, String> {
@@ -472,7 +501,11 @@ fn import_pad(b: &mut Builder, cx: &NodeCx) -> Out {
         m => return Err(format!("pad mode `{m}` is not supported")),
     };
     let (pads, value) = if cx.opset < 11 {
-        let pads = cx.attrs.ints("pads").ok_or("missing attribute `pads`")?.to_vec();
+        let pads = cx
+            .attrs
+            .ints("pads")
+            .ok_or("missing attribute `pads`")?
+            .to_vec();
         let v = cx.attrs.float_or("value", 0.0)? as f64;
         let pads = b.i64s(&pads);
         (pads, Some(b.scalar(b.dtype(x), v)))

@@ -98,9 +98,16 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
         "select" => vec![Arg::Ty(TensorType::known(DType::Bool, &[2, 3])), x(), x()],
         "matmul" | "einsum" => vec![x(), f32s(&[3, 4])],
         "batch_matmul" => vec![f32s(&[2, 2, 3]), f32s(&[2, 3, 4])],
+        "matmul_integer" => vec![x(), f32s(&[3, 4]), f32s(&[2]), f32s(&[])],
         "bias_add" => vec![x(), f32s(&[3])],
         "conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 4])],
         "depthwise_conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 1])],
+        "conv2d_integer" => vec![
+            f32s(&[1, 4, 4, 2]),
+            f32s(&[3, 3, 2, 4]),
+            f32s(&[]),
+            f32s(&[4]),
+        ],
         "max_pool" | "avg_pool" => vec![f32s(&[1, 4, 4, 2])],
         "fused_batch_norm" => {
             let c = || f32s(&[3]);

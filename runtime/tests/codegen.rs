@@ -423,7 +423,8 @@ fn unary_ops_including_special_values() {
     xs.extend(values(1000, 14, 0.0, 1e-3));
     let n = xs.len();
     for u in UnaryOp::ALL {
-        if matches!(u, Sin | Cos | LogicalNot) {
+        // The vector math has no sin or cos; ops not defined on f32 are not its business.
+        if matches!(u, Sin | Cos) || !u.dtypes().contains(DType::F32) {
             continue;
         }
         let mut g = Graph::new(u.mnemonic());

@@ -1,7 +1,7 @@
 //! `layout`: puts convolutions and pooling in the one internal layout, NHWC.
 //!
-//! An NCHW `conv2d`, `depthwise_conv2d`, `max_pool`, `avg_pool`, `bias_add` or
-//! `fused_batch_norm` becomes `transpose(x, [0,2,3,1])` → the NHWC op →
+//! An NCHW `conv2d`, `conv2d_integer`, `depthwise_conv2d`, `max_pool`, `avg_pool`, `bias_add`
+//! or `fused_batch_norm` becomes `transpose(x, [0,2,3,1])` → the NHWC op →
 //! `transpose(y, [0,3,1,2])` (for `bias_add`/`fused_batch_norm` of another rank, the channel
 //! axis moves last and back; at rank 2 only the format changes). Filters are HWIO in both
 //! formats, so only the data input moves.
@@ -114,6 +114,7 @@ impl State {
         let node = g.node(id);
         let nhwc = match &node.op {
             Op::Conv2D(a) if a.format == DataFormat::Nchw => Op::Conv2D(with_nhwc(a)),
+            Op::Conv2DInteger(a) if a.format == DataFormat::Nchw => Op::Conv2DInteger(with_nhwc(a)),
             Op::DepthwiseConv2D(a) if a.format == DataFormat::Nchw => {
                 Op::DepthwiseConv2D(with_nhwc(a))
             }

@@ -1,4 +1,5 @@
-//! Conv family: `conv2d`, `depthwise_conv2d`, `max_pool`, `avg_pool`, `fused_batch_norm`.
+//! Conv family: `conv2d`, `depthwise_conv2d`, `max_pool`, `avg_pool`, `fused_batch_norm` (and
+//! `conv2d_integer`, whose meaning is in [`super::quantized`]).
 //!
 //! Window geometry follows TensorFlow: `Same` gives `ceil(in / stride)` outputs with the padding
 //! split so the extra cell goes at the end, and pooling ignores padded cells (a `Same` average
@@ -9,7 +10,7 @@ use super::common::expect_arity;
 use super::linalg::{
     channel_axis, common_dtype, dispatch, map_channels, unify, Accept, Kernel, Scalar,
 };
-use super::{ConvAttrs, DataFormat, Op, OpResult, Padding, PoolAttrs};
+use super::{quantized, ConvAttrs, DataFormat, Op, OpResult, Padding, PoolAttrs};
 use crate::{DType, Dim, Shape, Tensor, TensorType};
 use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, CowArray, IxDyn};
 use std::ops::Range;
@@ -143,12 +144,13 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
         Op::MaxPool(p) => infer_pool(op.mnemonic(), p, inputs, Accept::Numeric)?,
         Op::AvgPool(p) => infer_pool(op.mnemonic(), p, inputs, Accept::Float)?,
         Op::FusedBatchNorm { format, .. } => infer_batch_norm(inputs, *format)?,
+        Op::Conv2DInteger(a) => quantized::infer_conv2d_integer(a, inputs)?,
         _ => unreachable!("{op:?} is not a conv op"),
     };
     Ok(vec![out])
 }
 
-fn infer_conv(
+pub(super) fn infer_conv(
     op: &str,
     a: &ConvAttrs,
     inputs: &[TensorType],
@@ -343,6 +345,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
             inputs,
             Accept::Float,
         )?,
+        Op::Conv2DInteger(a) => quantized::eval_conv2d_integer(a, inputs)?,
         _ => unreachable!("{op:?} is not a conv op"),
     };
     Ok(vec![out])
@@ -513,7 +516,8 @@ fn slice_of<'a, T>(a: &'a CowArray<'_, T, IxDyn>) -> &'a [T] {
     a.as_slice().expect("standard layout is contiguous")
 }
 
-struct ConvKernel<'a>(&'a ConvAttrs);
+/// `conv2d` by im2col + GEMM in the compute type.
+pub(super) struct ConvKernel<'a>(pub(super) &'a ConvAttrs);
 
 impl Kernel for ConvKernel<'_> {
     fn run<T: Scalar>(&self, xs: &[ArrayViewD<'_, T>]) -> OpResult<ArrayD<T>> {

@@ -27,19 +27,22 @@ pub enum DTypeClass {
     Int,
     /// i32 and i64, the dtypes of shapes, axes and indices.
     Index,
+    /// i8 and u8, the dtypes of quantized tensors.
+    Byte,
     /// bool.
     Bool,
 }
 
 impl DTypeClass {
     /// Every class.
-    pub const ALL: [DTypeClass; 7] = [
+    pub const ALL: [DTypeClass; 8] = [
         DTypeClass::Any,
         DTypeClass::Numeric,
         DTypeClass::NumericButU64,
         DTypeClass::Float,
         DTypeClass::Int,
         DTypeClass::Index,
+        DTypeClass::Byte,
         DTypeClass::Bool,
     ];
 
@@ -52,6 +55,7 @@ impl DTypeClass {
             DTypeClass::Float => "float",
             DTypeClass::Int => "int",
             DTypeClass::Index => "index",
+            DTypeClass::Byte => "i8 or u8",
             DTypeClass::Bool => "bool",
         }
     }
@@ -72,6 +76,7 @@ impl DTypeClass {
             DTypeClass::Float => d.is_float(),
             DTypeClass::Int => d.is_int(),
             DTypeClass::Index => matches!(d, DType::I32 | DType::I64),
+            DTypeClass::Byte => matches!(d, DType::I8 | DType::U8),
             DTypeClass::Bool => d == DType::Bool,
         }
     }
@@ -93,6 +98,7 @@ impl DTypeClass {
             DTypeClass::Float => "only defined on floating-point tensors",
             DTypeClass::Int => "only defined on integer tensors",
             DTypeClass::Index => "only defined on i32 and i64 tensors",
+            DTypeClass::Byte => "only defined on i8 and u8 tensors",
             DTypeClass::Bool => "only defined on bool tensors",
         }
     }

@@ -63,6 +63,20 @@ pub(crate) trait IntElem: Elem + Ord {
     fn to_i128(self) -> i128;
     /// The value of `v` modulo 2^n (Rust `as`).
     fn from_i128(v: i128) -> Self;
+    /// Every bit flipped.
+    fn bit_not(self) -> Self;
+    /// `self & o`.
+    fn bit_and(self, o: Self) -> Self;
+    /// `self | o`.
+    fn bit_or(self, o: Self) -> Self;
+    /// `self ^ o`.
+    fn bit_xor(self, o: Self) -> Self;
+    /// `self << amount`, bits shifted out dropped; 0 when `amount` is negative or not below
+    /// the width (NumPy's `left_shift`).
+    fn shl_int(self, amount: Self) -> Self;
+    /// `self >> amount`, arithmetic for signed types; when `amount` is negative or not below
+    /// the width, every bit is the sign bit (NumPy's `right_shift`).
+    fn shr_int(self, amount: Self) -> Self;
 
     /// Division rounding toward negative infinity (TensorFlow's `FloorDiv`).
     fn floor_div_int(self, o: Self) -> Self {
@@ -143,6 +157,31 @@ macro_rules! impl_int_elem {
         }
         fn from_i128(v: i128) -> Self {
             v as $t
+        }
+        fn bit_not(self) -> Self {
+            !self
+        }
+        fn bit_and(self, o: Self) -> Self {
+            self & o
+        }
+        fn bit_or(self, o: Self) -> Self {
+            self | o
+        }
+        fn bit_xor(self, o: Self) -> Self {
+            self ^ o
+        }
+        fn shl_int(self, amount: Self) -> Self {
+            match u32::try_from(amount) {
+                Ok(a) if a < <$t>::BITS => self << a,
+                _ => 0,
+            }
+        }
+        fn shr_int(self, amount: Self) -> Self {
+            match u32::try_from(amount) {
+                Ok(a) if a < <$t>::BITS => self >> a,
+                _ if self.is_neg() => !0,
+                _ => 0,
+            }
         }
     };
     (signed $($t:ty),*) => {$(
@@ -400,7 +439,7 @@ fn float_unary(u: UnaryOp) -> Option<fn(f64) -> f64> {
         Cos => f64::cos,
         Softplus => softplus,
         Softsign => |x| x / (1.0 + x.abs()),
-        LogicalNot => return None,
+        LogicalNot | BitwiseNot => return None,
     })
 }
 
@@ -414,6 +453,7 @@ fn int_unary<T: IntElem>(u: UnaryOp, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
         Square => |x| x.mul_wrap(x),
         Sign => T::sign_int,
         Round => |x| x,
+        BitwiseNot => T::bit_not,
         _ => return Err(unsupported(u.mnemonic(), T::DTYPE)),
     };
     Ok(a.mapv(f))
@@ -517,6 +557,11 @@ fn int_binary<T: IntElem>(
             let d = p.sub_wrap(q);
             d.mul_wrap(d)
         },
+        BitwiseAnd => T::bit_and,
+        BitwiseOr => T::bit_or,
+        BitwiseXor => T::bit_xor,
+        LeftShift => T::shl_int,
+        RightShift => T::shr_int,
         _ => return Err(unsupported(b.mnemonic(), T::DTYPE)),
     };
     Ok(T::wrap(zip_map(x, y, shape, f)))
@@ -796,6 +841,41 @@ mod tests {
         let b = Tensor::from_vec(&[2], vec![2u8, 7]);
         let out = run(Op::Binary(FloorMod), &[&a, &b]);
         assert_eq!(out.to_i64_vec().unwrap(), [1, 5]);
+    }
+
+    #[test]
+    fn bitwise_and_shift_values() {
+        use BinaryOp::*;
+        let i8s = |v: &[i8]| Tensor::from_vec(&[v.len()], v.to_vec());
+        let bin = |op, x: &Tensor, y: &Tensor| run(Op::Binary(op), &[x, y]).to_i64_vec().unwrap();
+        let (x, y) = (i8s(&[0b0101, -1, -128]), i8s(&[0b0011, 0x0F, 1]));
+        assert_eq!(bin(BitwiseAnd, &x, &y), [0b0001, 0x0F, 0]);
+        assert_eq!(bin(BitwiseOr, &x, &y), [0b0111, -1, -127]);
+        assert_eq!(bin(BitwiseXor, &x, &y), [0b0110, -16, -127]);
+        let not = run(Op::Unary(UnaryOp::BitwiseNot), &[&x]);
+        assert_eq!(not.to_i64_vec().unwrap(), [-6, 0, 127]);
+        let u = Tensor::from_vec(&[2], vec![0u16, 0xF0F0]);
+        let not = run(Op::Unary(UnaryOp::BitwiseNot), &[&u]);
+        assert_eq!(not.to_i64_vec().unwrap(), [0xFFFF, 0x0F0F]);
+        // Shifts: bits shifted out are dropped; negative amounts and amounts not below the
+        // width give 0 (left) or the sign (right), as NumPy and ONNX's BitShift.
+        let (x, y) = (i8s(&[64, 1, -8, 4, -1, -8]), i8s(&[1, 7, -1, 8, 127, 2]));
+        assert_eq!(bin(LeftShift, &x, &y), [-128, -128, 0, 0, 0, -32]);
+        assert_eq!(bin(RightShift, &x, &y), [32, 0, -1, 0, -1, -2]);
+        let u = Tensor::from_vec(&[3], vec![16u64, u64::MAX, 1]);
+        let k = Tensor::from_vec(&[3], vec![1u64, 63, 64]);
+        assert_eq!(
+            run(Op::Binary(RightShift), &[&u, &k]).to_f64_vec(),
+            [8.0, 1.0, 0.0]
+        );
+        let e = infer_err(
+            Op::Binary(BitwiseAnd),
+            &[
+                TensorType::known(DType::F32, &[1]),
+                TensorType::known(DType::F32, &[1]),
+            ],
+        );
+        assert!(e.contains("only defined on integer tensors"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Linalg family: `matmul`, `batch_matmul`, `einsum`, `bias_add`.
+//! Linalg family: `matmul`, `batch_matmul`, `einsum`, `bias_add` (and `matmul_integer`, whose
+//! meaning is in [`super::quantized`]).
 //!
 //! Every product runs through one batched GEMM ([`batched_gemm`]): `einsum` permutes and
 //! reshapes its operands into `[batch, m, k] @ [batch, k, n]`, so it runs at GEMM speed. f32 and
@@ -7,7 +8,7 @@
 //! dispatch ([`Kernel`], [`dispatch`]) is shared with the conv family.
 
 use super::common::{broadcast_concrete, broadcast_shapes, expect_arity};
-use super::{DataFormat, Op, OpResult};
+use super::{quantized, DataFormat, Op, OpResult};
 use crate::{DType, Dim, Elem, Shape, Tensor, TensorType};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{
@@ -227,6 +228,7 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
         Op::BatchMatMul { adj_x, adj_y } => infer_batch_matmul(inputs, *adj_x, *adj_y)?,
         Op::Einsum { equation } => infer_einsum(equation, inputs)?,
         Op::BiasAdd { format } => infer_bias_add(inputs, *format)?,
+        Op::MatMulInteger => quantized::infer_matmul_integer(inputs)?,
         _ => unreachable!("{op:?} is not a linalg op"),
     };
     Ok(vec![out])
@@ -244,7 +246,7 @@ fn matrix_dims(t: &TensorType, transpose: bool) -> (Dim, Dim) {
 }
 
 /// The `[m, n]` of `a @ b`, checking that the inner dims agree.
-fn product_dims(
+pub(super) fn product_dims(
     op: &str,
     a: &TensorType,
     b: &TensorType,
@@ -481,6 +483,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
             Accept::Numeric,
         )?,
         Op::BiasAdd { format } => dispatch(name, &BiasAddKernel(*format), inputs, Accept::Numeric)?,
+        Op::MatMulInteger => quantized::eval_matmul_integer(inputs)?,
         _ => unreachable!("{op:?} is not a linalg op"),
     };
     Ok(vec![out])
@@ -545,9 +548,9 @@ fn as_batched<'a, T: Scalar>(x: &'a ArrayViewD<'_, T>, adj: bool) -> CowArray<'a
 }
 
 /// `matmul` and `batch_matmul` (matmul is the rank-2 case).
-struct BatchMatMulKernel {
-    adj_a: bool,
-    adj_b: bool,
+pub(super) struct BatchMatMulKernel {
+    pub(super) adj_a: bool,
+    pub(super) adj_b: bool,
 }
 
 impl Kernel for BatchMatMulKernel {

@@ -25,6 +25,7 @@ pub mod decl;
 pub mod elementwise;
 pub mod fused;
 pub mod linalg;
+pub mod quantized;
 pub mod reduce;
 pub mod shape;
 #[cfg(test)]
@@ -65,6 +66,7 @@ decl::op_kinds! {
         Softplus = "softplus", Float, "`log(1 + exp(x))`, without overflow.";
         Softsign = "softsign", Float, "`x / (1 + |x|)`.";
         LogicalNot = "logical_not", Bool, "`!x`.";
+        BitwiseNot = "bitwise_not", Int, "`~x`: every bit flipped.";
     }
 }
 
@@ -90,6 +92,14 @@ decl::op_kinds! {
         GreaterEqual = "greater_equal", Numeric, "`x >= y`, bool.";
         LogicalAnd = "logical_and", Bool, "`x && y`.";
         LogicalOr = "logical_or", Bool, "`x || y`.";
+        BitwiseAnd = "bitwise_and", Int, "`x & y`.";
+        BitwiseOr = "bitwise_or", Int, "`x | y`.";
+        BitwiseXor = "bitwise_xor", Int, "`x ^ y`.";
+        LeftShift = "left_shift", Int,
+            "`x << y`; 0 when `y` is negative or not below the bit width.";
+        RightShift = "right_shift", Int,
+            "`x >> y`, arithmetic for signed `x`; by a negative `y` or one not below the bit width, \
+             0 (or -1 for negative `x`).";
     }
 }
 
@@ -320,6 +330,12 @@ decl::declare_ops! {
             "Einstein summation of the operands.";
         BiasAdd { format: DataFormat } = "bias_add", Linalg, (x: T, bias: T), [T: Numeric],
             "`x + bias` along the channel axis of `format`.";
+        /// `a_zero_point` is a scalar or one per row of `a` (`[m]`), `b_zero_point` a scalar or
+        /// one per column of `b` (`[n]`); see `ops::quantized`.
+        MatMulInteger = "matmul_integer", Linalg,
+            (a: A, b: B, a_zero_point: A, b_zero_point: B), [A: Byte, B: Byte],
+            "`(a - a_zero_point) @ (b - b_zero_point)` of i8/u8 operands, summed in i32; batch \
+             axes broadcast.";
 
         /// `(x - mean) * scale / sqrt(variance + epsilon) + offset` along the channel axis.
         FusedBatchNorm { epsilon: f32, format: DataFormat } = "fused_batch_norm", Conv,
@@ -411,6 +427,12 @@ decl::declare_ops! {
             "2-D convolution with an HWIO filter.";
         DepthwiseConv2D(ConvAttrs) = "depthwise_conv2d", Conv, (x: T, filter: T), [T: Numeric],
             "Depthwise 2-D convolution with a `[kh, kw, in, multiplier]` filter.";
+        /// `x_zero_point` is a scalar, `filter_zero_point` a scalar or one per output channel;
+        /// see `ops::quantized`.
+        Conv2DInteger(ConvAttrs) = "conv2d_integer", Conv,
+            (x: X, filter: W, x_zero_point: X, filter_zero_point: W), [X: Byte, W: Byte],
+            "2-D convolution of `x - x_zero_point` with the HWIO `filter - filter_zero_point` \
+             (i8/u8), summed in i32.";
         MaxPool(PoolAttrs) = "max_pool", Conv, (x: T), [T: NumericButU64],
             "Max pooling over spatial windows.";
         AvgPool(PoolAttrs) = "avg_pool", Conv, (x: T), [T: Float],
@@ -588,7 +610,9 @@ mod tests {
             Op::BiasAdd {
                 format: DataFormat::Nhwc,
             },
+            Op::MatMulInteger,
             Op::Conv2D(conv.clone()),
+            Op::Conv2DInteger(conv.clone()),
             Op::DepthwiseConv2D(conv),
             Op::MaxPool(pool.clone()),
             Op::AvgPool(pool),

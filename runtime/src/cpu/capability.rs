@@ -139,6 +139,20 @@ impl Capabilities for CpuCapabilities {
                 numeric_data(op, inputs, "window")
             }
             Op::ArgMax { .. } => numeric_data(op, inputs, "arg_max"),
+            // The integer GEMM takes i8 and u8 operands (each its own), as the op declares.
+            Op::MatMulInteger | Op::Conv2DInteger(_) => match inputs {
+                [x, w, ..] if [x, w].iter().all(|d| matches!(d, DType::I8 | DType::U8)) => {
+                    Ok(Native::Kernel(if *op == Op::MatMulInteger {
+                        "gemm"
+                    } else {
+                        "window"
+                    }))
+                }
+                _ => Err(format!(
+                    "the CPU integer GEMM takes i8 and u8 operands, {} has {inputs:?}",
+                    op.mnemonic()
+                )),
+            },
             // A fused body is native when each of its members is: its anchor by its kernel,
             // the rest by generated code.
             Op::Fused { body, .. } => {

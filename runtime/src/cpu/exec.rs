@@ -20,6 +20,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
+mod integer;
 mod regions;
 
 /// Output rows a generated kernel handles per task, at least (in elements, rows × row length).
@@ -289,6 +290,30 @@ impl Frame {
                 epilogue,
             } => {
                 self.generic_gemm(plan, gemm, *dtype, [*a, *b, *c], pool);
+                self.after(plan, epilogue.as_ref(), pool)
+            }
+            Kernel::IntGemm {
+                kernel,
+                a,
+                b,
+                a_zp,
+                b_zp,
+                c,
+                epilogue,
+            } => {
+                self.int_gemm(plan, kernel, [*a, *b, *a_zp, *b_zp, *c], pool);
+                self.after(plan, epilogue.as_ref(), pool)
+            }
+            Kernel::IntConv {
+                kernel,
+                x,
+                filter,
+                x_zp,
+                filter_zp,
+                out,
+                epilogue,
+            } => {
+                self.int_conv(plan, kernel, [*x, *filter, *x_zp, *filter_zp], *out, pool);
                 self.after(plan, epilogue.as_ref(), pool)
             }
             Kernel::Einsum {

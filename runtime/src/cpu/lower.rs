@@ -6,6 +6,7 @@
 //! |---|---|
 //! | matmul / batch_matmul / einsum, alone or anchoring a `fused.epilogue` | strided batched GEMM, tail generated |
 //! | conv2d / depthwise_conv2d, alone or anchoring one; max_pool, avg_pool | window kernel, tail generated |
+//! | matmul_integer / conv2d_integer, alone or anchoring one | integer GEMM (after im2col), tail generated |
 //! | `fused.elementwise`, `fused.reduction` | one generated function (Cranelift) |
 //! | lone elementwise ops, softmax, last-axis reductions | one generated function |
 //! | other reductions | f32 middle-axes kernel, or the strided kernel for any axes and dtype |
@@ -51,6 +52,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 mod indexing;
+mod integer;
 mod regions;
 mod release;
 
@@ -269,15 +271,45 @@ impl Builder {
                 epilogue,
                 ..
             } => with_tail([*x].into_iter().chain(*filter).collect(), epilogue),
+            // Packed weights are held by the kernel, not read.
+            Kernel::IntGemm {
+                kernel,
+                a,
+                b,
+                a_zp,
+                b_zp,
+                epilogue,
+                ..
+            } => {
+                let b = Some(*b).filter(|_| kernel.packed.is_none());
+                with_tail([*a, *a_zp, *b_zp].into_iter().chain(b).collect(), epilogue)
+            }
+            Kernel::IntConv {
+                kernel,
+                x,
+                filter,
+                x_zp,
+                filter_zp,
+                epilogue,
+                ..
+            } => {
+                let f = Some(*filter).filter(|_| kernel.packed.is_none());
+                with_tail(
+                    [*x, *x_zp, *filter_zp].into_iter().chain(f).collect(),
+                    epilogue,
+                )
+            }
             _ => inputs.clone(),
         };
         // An anchor whose result is none of the node's outputs writes a buffer of its own.
         let mut writes = outputs;
         if let Kernel::Gemm { c, .. }
         | Kernel::GenericGemm { c, .. }
+        | Kernel::IntGemm { c, .. }
         | Kernel::Einsum { out: c, .. }
         | Kernel::Window { out: c, .. }
-        | Kernel::GenericWindow { out: c, .. } = &kernel
+        | Kernel::GenericWindow { out: c, .. }
+        | Kernel::IntConv { out: c, .. } = &kernel
         {
             if !writes.contains(c) {
                 writes.push(*c);
@@ -341,6 +373,13 @@ impl Builder {
             },
             Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
                 self.product(&node.op, inputs, outputs[0], None)
+            }
+            Op::MatMulInteger | Op::Conv2DInteger(_) => {
+                let weights = [1, 3].map(|i| node.inputs.get(i).and_then(|v| g.const_value(*v)));
+                match &node.op {
+                    Op::MatMulInteger => self.int_matmul(inputs, weights, outputs[0], None),
+                    op => self.int_conv(op, inputs, weights, outputs[0], None),
+                }
             }
             Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
                 let filter = node.inputs.get(1).map(|v| g.value_type(*v));
@@ -513,6 +552,19 @@ impl Builder {
                     WindowKernel::Generic(_) => Some(self.operand_or_const(body, f, &operand)?),
                 };
                 Ok(kernel.step(x, filter, c, epilogue))
+            }
+            Op::MatMulInteger | Op::Conv2DInteger(_) => {
+                let operands = anchor
+                    .inputs
+                    .iter()
+                    .map(|&v| self.operand_or_const(body, v, &operand))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let weights =
+                    [1, 3].map(|i| anchor.inputs.get(i).and_then(|v| body.const_value(*v)));
+                match &anchor.op {
+                    Op::MatMulInteger => self.int_matmul(&operands, weights, c, epilogue),
+                    op => self.int_conv(op, &operands, weights, c, epilogue),
+                }
             }
             other => Err(format!(
                 "no kernel for epilogue anchor {}",
@@ -867,11 +919,14 @@ impl Builder {
             match &step.kernel {
                 Kernel::Gemm { epilogue, .. }
                 | Kernel::GenericGemm { epilogue, .. }
+                | Kernel::IntGemm { epilogue, .. }
                 | Kernel::Einsum { epilogue, .. } => {
                     stats.gemm_steps += 1;
                     stats.epilogues += epilogue.is_some() as usize;
                 }
-                Kernel::Window { epilogue, .. } | Kernel::GenericWindow { epilogue, .. } => {
+                Kernel::Window { epilogue, .. }
+                | Kernel::GenericWindow { epilogue, .. }
+                | Kernel::IntConv { epilogue, .. } => {
                     stats.window_steps += 1;
                     stats.epilogues += epilogue.is_some() as usize;
                 }
@@ -1080,6 +1135,8 @@ fn split_epilogue(body: &Graph) -> Result<EpilogueSplit, String> {
                     | Op::Einsum { .. }
                     | Op::Conv2D(_)
                     | Op::DepthwiseConv2D(_)
+                    | Op::MatMulInteger
+                    | Op::Conv2DInteger(_)
             )
         })
         .ok_or("the epilogue has no anchor")?;

@@ -8,6 +8,8 @@ use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
 use crate::kernels::einsum::EinsumLoops;
 use crate::kernels::generic_window::GenericWindow;
+use crate::kernels::int_conv::IntConv;
+use crate::kernels::int_gemm::PackedB as PackedInt;
 use crate::kernels::packed::PackedB;
 use crate::kernels::pool::Pool2d;
 use crate::kernels::reduce_axes::ReduceAxes;
@@ -197,6 +199,28 @@ pub enum Kernel {
         c: BufId,
         epilogue: Option<Epilogue>,
     },
+    /// `matmul_integer`: a batch of integer GEMMs of i8/u8 operands minus their zero points
+    /// (`kernels::int_gemm`), then the epilogue (once the whole product is done).
+    IntGemm {
+        kernel: IntGemm,
+        a: BufId,
+        b: BufId,
+        a_zp: BufId,
+        b_zp: BufId,
+        c: BufId,
+        epilogue: Option<Epilogue>,
+    },
+    /// `conv2d_integer`: im2col into the integer GEMM (`kernels::int_conv`), then the
+    /// epilogue (once the whole convolution is done).
+    IntConv {
+        kernel: IntConv,
+        x: BufId,
+        filter: BufId,
+        x_zp: BufId,
+        filter_zp: BufId,
+        out: BufId,
+        epilogue: Option<Epilogue>,
+    },
     /// An einsum that is no batch of GEMMs, by its definition, then the epilogue (once the
     /// whole op is done).
     Einsum {
@@ -302,6 +326,16 @@ pub enum Kernel {
     If(Box<BranchKernel>),
 }
 
+/// A `matmul_integer`'s batch of GEMMs, whether each operand is i8 (else u8), and B minus its
+/// zero points packed once, when both are constants shared by the whole batch.
+#[derive(Debug)]
+pub struct IntGemm {
+    pub gemm: BatchedGemm,
+    pub a_signed: bool,
+    pub b_signed: bool,
+    pub packed: Option<Arc<PackedInt>>,
+}
+
 /// A `while` step's compiled regions and where its values live.
 ///
 /// Carried value `k` lives in slot A (`slots[k]`, the while's own output buffer) and, unless
@@ -352,9 +386,13 @@ impl Kernel {
     /// Estimated floating-point operations (or elements moved) of one run.
     pub fn work(&self, bufs: &[Buf]) -> usize {
         match self {
-            Kernel::Gemm { gemm, .. } | Kernel::GenericGemm { gemm, .. } => {
-                2 * gemm.m * gemm.n * gemm.k * gemm.batch_count()
-            }
+            Kernel::Gemm { gemm, .. }
+            | Kernel::GenericGemm { gemm, .. }
+            | Kernel::IntGemm {
+                kernel: IntGemm { gemm, .. },
+                ..
+            } => 2 * gemm.m * gemm.n * gemm.k * gemm.batch_count(),
+            Kernel::IntConv { kernel, .. } => kernel.rows() * kernel.flops_per_row(),
             Kernel::Window { kernel, .. } => kernel.rows() * kernel.flops_per_row(),
             Kernel::GenericWindow { kernel, .. } => kernel.rows() * kernel.flops_per_row(),
             Kernel::Einsum { kernel, .. } => 2 * kernel.work(),
@@ -390,18 +428,28 @@ impl Kernel {
         let fused = match self {
             Kernel::Gemm { epilogue, .. }
             | Kernel::GenericGemm { epilogue, .. }
+            | Kernel::IntGemm { epilogue, .. }
             | Kernel::Einsum { epilogue, .. }
             | Kernel::Window { epilogue, .. }
-            | Kernel::GenericWindow { epilogue, .. } => epilogue.is_some(),
+            | Kernel::GenericWindow { epilogue, .. }
+            | Kernel::IntConv { epilogue, .. } => epilogue.is_some(),
             _ => false,
         };
         match self {
-            Kernel::Gemm { .. } | Kernel::GenericGemm { .. } if fused => "gemm+epilogue",
+            Kernel::Gemm { .. } | Kernel::GenericGemm { .. } | Kernel::IntGemm { .. } if fused => {
+                "gemm+epilogue"
+            }
             Kernel::Einsum { .. } if fused => "einsum+epilogue",
             Kernel::Einsum { .. } => "einsum",
-            Kernel::Window { .. } | Kernel::GenericWindow { .. } if fused => "window+epilogue",
-            Kernel::Gemm { .. } | Kernel::GenericGemm { .. } => "gemm",
-            Kernel::Window { .. } | Kernel::GenericWindow { .. } => "window",
+            Kernel::Window { .. } | Kernel::GenericWindow { .. } | Kernel::IntConv { .. }
+                if fused =>
+            {
+                "window+epilogue"
+            }
+            Kernel::Gemm { .. } | Kernel::GenericGemm { .. } | Kernel::IntGemm { .. } => "gemm",
+            Kernel::Window { .. } | Kernel::GenericWindow { .. } | Kernel::IntConv { .. } => {
+                "window"
+            }
             Kernel::Pad { .. } => "pad",
             Kernel::Reduce { .. } | Kernel::ReduceAxes { .. } => "reduce",
             Kernel::ArgMax { .. } => "arg_max",

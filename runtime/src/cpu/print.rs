@@ -160,6 +160,38 @@ fn kernel(plan: &Plan, k: &Kernel) -> String {
             batch(gemm),
             epilogue(e)
         ),
+        Kernel::IntGemm {
+            kernel,
+            epilogue: e,
+            ..
+        } => format!(
+            "gemm integer m={} n={} k={}{}{}{}",
+            kernel.gemm.m,
+            kernel.gemm.n,
+            kernel.gemm.k,
+            batch(&kernel.gemm),
+            if kernel.packed.is_some() {
+                " packed"
+            } else {
+                ""
+            },
+            epilogue(e)
+        ),
+        Kernel::IntConv {
+            kernel,
+            epilogue: e,
+            ..
+        } => format!(
+            "window conv integer {} rows={}{}{}",
+            kernel.format.name(),
+            kernel.rows(),
+            if kernel.packed.is_some() {
+                " packed"
+            } else {
+                ""
+            },
+            epilogue(e)
+        ),
         Kernel::Einsum {
             kernel,
             epilogue: e,

@@ -9,6 +9,8 @@
 //! time, reductions over scattered axes), run the `generic_*`, `einsum`, `reduce_axes` and
 //! `argmax` kernels, written once over the element type ([`numeric`]). ONNX's indexing ops
 //! (element gathers and scatters, `trilu`, `cumsum`, `top_k`) are in [`indexing`].
+//! `argmax` kernels, written once over the element type ([`numeric`]). Quantized (i8/u8)
+//! products have integer kernels of their own (`int_gemm`, `int_conv`).
 
 pub mod argmax;
 pub mod conv;
@@ -22,6 +24,10 @@ pub mod gemv;
 pub mod generic_gemm;
 pub mod generic_window;
 pub mod indexing;
+pub mod int_conv;
+pub mod int_gemm;
+pub mod int_micro;
+pub mod int_pack;
 pub mod numeric;
 pub mod packed;
 pub mod pad;

@@ -4,7 +4,7 @@
 //! Groups are formed in three rounds, each taking only nodes no earlier round took:
 //!
 //! 1. **Epilogues** (`fused.epilogue`): each anchor (matmul, batch matmul, einsum, conv2d,
-//!    depthwise conv2d) with the elementwise ops downstream of it that produce its output shape
+//!    depthwise conv2d, matmul_integer, conv2d_integer) with the elementwise ops downstream of it that produce its output shape
 //!    (bias, activation, GELU's mul/add/erf, residual add). The anchor's inputs come from
 //!    outside.
 //! 2. **Reductions** (`fused.reduction`): from each reduction over constant axes (reduce_*,

@@ -16,7 +16,7 @@ pub(super) enum Class {
     /// A reduction over constant axes (reduce_*, softmax, log_softmax).
     Reduction(Domain),
     /// A contraction that an epilogue can be attached to (matmul, batch matmul, einsum,
-    /// conv2d, depthwise conv2d).
+    /// conv2d, depthwise conv2d, and their integer forms).
     Anchor,
     /// Everything else: never inside a group.
     Boundary,
@@ -104,7 +104,9 @@ fn role(g: &Graph, id: NodeId) -> Class {
         | Op::BatchMatMul { .. }
         | Op::Einsum { .. }
         | Op::Conv2D(_)
-        | Op::DepthwiseConv2D(_) => Class::Anchor,
+        | Op::DepthwiseConv2D(_)
+        | Op::MatMulInteger
+        | Op::Conv2DInteger(_) => Class::Anchor,
         Op::Reduce { .. } => {
             let full = g.value_type(n.inputs[0]).shape.clone();
             let axes = g

@@ -320,7 +320,7 @@ impl Math<'_, '_> {
         self.select(pos, one, r)
     }
 
-    /// The IR's unary op `u` (not `sin`, `cos`, `logical_not`).
+    /// The IR's unary op `u` on f32 lanes (not `sin`, `cos`, `logical_not`, `bitwise_not`).
     pub fn unary(&mut self, u: UnaryOp, x: Value) -> Value {
         use UnaryOp::*;
         match u {
@@ -368,7 +368,9 @@ impl Math<'_, '_> {
                 let d = self.add(one, a);
                 self.div(x, d)
             }
-            Sin | Cos | LogicalNot => unreachable!("analysis rejects {}", u.mnemonic()),
+            Sin | Cos | LogicalNot | BitwiseNot => {
+                unreachable!("analysis rejects {}", u.mnemonic())
+            }
         }
     }
 

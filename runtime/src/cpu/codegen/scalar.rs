@@ -557,6 +557,7 @@ impl Scalar<'_, '_, '_> {
                 self.int_minmax(r, six, dt, false)
             }
             Square => self.m.b.ins().imul(x, x),
+            BitwiseNot => self.m.b.ins().bnot(x),
             Sign => {
                 let one = self.iconst(1, dt);
                 let b = &mut *self.m.b;
@@ -684,6 +685,10 @@ impl Scalar<'_, '_, '_> {
                 self.m.b.ins().imul(d, d)
             }
             Div | FloorDiv | FloorMod => self.int_division(op, x, y, dt),
+            BitwiseAnd => self.m.b.ins().band(x, y),
+            BitwiseOr => self.m.b.ins().bor(x, y),
+            BitwiseXor => self.m.b.ins().bxor(x, y),
+            LeftShift | RightShift => self.shift(op, x, y, dt),
             Pow => {
                 let b = &mut *self.m.b;
                 let (wx, wy) = match (reg(dt) == I64, signed) {
@@ -710,6 +715,26 @@ impl Scalar<'_, '_, '_> {
             _ => unreachable!("support rejects {} on integers", op.mnemonic()),
         };
         self.norm(r, dt)
+    }
+
+    /// `x << y` or `x >> y` (arithmetic for signed dtypes) as the interpreter: an amount that
+    /// is negative or not below the dtype's width (unsigned, not below it) shifts every bit
+    /// out, leaving 0, or for a signed right shift the sign. Narrow values are extended in
+    /// their register, so shifting the register is shifting the value (`norm` wraps a left
+    /// shift back into the width).
+    fn shift(&mut self, op: BinaryOp, x: Value, y: Value, dt: DType) -> Value {
+        let width = (dt.size_bytes() * 8) as i64;
+        let reg_bits = if reg(dt) == I64 { 63 } else { 31 };
+        let b = &mut *self.m.b;
+        let out = b
+            .ins()
+            .icmp_imm(IntCC::UnsignedGreaterThanOrEqual, y, width);
+        let (shifted, spill) = match (op, dt.is_signed_int()) {
+            (BinaryOp::LeftShift, _) => (b.ins().ishl(x, y), b.ins().iconst(reg(dt), 0)),
+            (_, true) => (b.ins().sshr(x, y), b.ins().sshr_imm(x, reg_bits)),
+            (_, false) => (b.ins().ushr(x, y), b.ins().iconst(reg(dt), 0)),
+        };
+        b.ins().select(out, spill, shifted)
     }
 
     /// Truncating division, floor division or floor modulo, never trapping: a zero divisor

@@ -11,6 +11,7 @@ mod elementwise;
 mod indexing;
 mod loss;
 mod nn;
+mod quant;
 mod recurrent;
 mod reduce;
 mod resize;
@@ -73,6 +74,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(resize::rows());
         rows.extend(recurrent::rows());
         rows.extend(indexing::rows());
+        rows.extend(quant::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
         (rows, by_name)

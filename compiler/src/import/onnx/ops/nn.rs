@@ -158,11 +158,11 @@ fn import_gemm(b: &mut Builder, cx: &NodeCx) -> Out {
 }
 
 /// The spatial geometry of a convolution or pool node, for a 1-D or 2-D window.
-struct Window {
-    kernel: [usize; 2],
-    strides: [usize; 2],
-    dilations: [usize; 2],
-    padding: Padding,
+pub(super) struct Window {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    pub padding: Padding,
 }
 
 fn pair(v: &[i64], what: &str, one_d: bool) -> Result<[usize; 2], String> {
@@ -182,7 +182,7 @@ fn pair(v: &[i64], what: &str, one_d: bool) -> Result<[usize; 2], String> {
 
 /// Reads `kernel_shape` (or the filter's), `strides`, `dilations`, `pads` and `auto_pad`.
 /// `in_dims` are the spatial input dims when known (SAME_LOWER needs them).
-fn window(
+pub(super) fn window(
     cx: &NodeCx,
     kernel: Option<[usize; 2]>,
     one_d: bool,
@@ -270,13 +270,13 @@ fn same_pads(
 }
 
 /// The spatial dims of an NCHW (or NCW) value, when known.
-fn spatial(b: &Builder, x: ValueId, one_d: bool) -> Option<[usize; 2]> {
+pub(super) fn spatial(b: &Builder, x: ValueId, one_d: bool) -> Option<[usize; 2]> {
     let d = b.ty(x).shape.as_known()?;
     Some(if one_d { [1, d[2]] } else { [d[2], d[3]] })
 }
 
 /// An NCW value as NC1W (1-D windows run as 2-D ones), checking the rank.
-fn to_2d(b: &mut Builder, x: ValueId, what: &str) -> Result<(ValueId, bool), String> {
+pub(super) fn to_2d(b: &mut Builder, x: ValueId, what: &str) -> Result<(ValueId, bool), String> {
     match b.rank(x) {
         4 => Ok((x, false)),
         3 => {
@@ -290,7 +290,7 @@ fn to_2d(b: &mut Builder, x: ValueId, what: &str) -> Result<(ValueId, bool), Str
 }
 
 /// Undoes [`to_2d`] on a result.
-fn from_2d(b: &mut Builder, y: ValueId, one_d: bool) -> Result<ValueId, String> {
+pub(super) fn from_2d(b: &mut Builder, y: ValueId, one_d: bool) -> Result<ValueId, String> {
     if !one_d {
         return Ok(y);
     }

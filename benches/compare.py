@@ -2,7 +2,7 @@
 """Lathe side by side with onnxruntime and TensorFlow on the benchmark models, interleaved in rounds.
 
 Usage: python benches/compare.py MODELDIR [name ...] [--rounds N] [--only RUNTIME ...]
-                                 [--lathe PATH] [--backend cpu|interp] [--seconds S] [--json]
+                                 [--lathe PATH] [--backend cpu|interp] [--seconds S] [--onnx] [--json]
 
 MODELDIR is what benches/make_models.py wrote (NAME/frozen.pb, model.onnx, saved_model/, input.npy,
 output.npy). For each model, each runtime loads the model once; then every round times Lathe, then
@@ -17,7 +17,8 @@ signature, graph mode) are timed in this process with the same clock.
 
 Before timing, `lathe run` checks Lathe's answer against output.npy (TensorFlow's answer), and
 onnxruntime's answer is checked the same way. Prints a table (or, with --json, one JSON object)
-with the ratios lathe/ort and lathe/tf, and the geometric mean of each ratio over the models. Speed
+with the ratios lathe/ort and lathe/tf, and the geometric mean of each ratio over the models. With
+--onnx, Lathe also runs each model.onnx in the same rounds, and onnx/frozen compares the two imports. Speed
 is only measured here, never asserted. A runtime that is not installed is skipped with a note.
 """
 import argparse
@@ -43,6 +44,8 @@ DEFAULT_MODELS = ["mlp", "cnn", "mobilenet_v2", "resnet50", "encoder", "gelu_cha
                   "text_classifier"]
 DEFAULT_LATHE = os.path.join(REPO, "target", "release", "lathe")
 RUNTIMES = ["lathe", "ort", "tf"]
+# With --onnx, Lathe also runs each model's model.onnx, timed in the same rounds as its frozen.pb.
+LATHE_ONNX = "lathe-onnx"
 # An answer must be within RTOL * max(1, max|expected|) of TensorFlow's, element by element.
 RTOL = 1e-4
 MIN_RUNS = 10
@@ -85,15 +88,14 @@ def time_one_round(f, seconds):
 class Lathe:
     """`lathe bench` as a subprocess; each round is one call with a fixed iteration count."""
 
-    name = "lathe"
-
-    def __init__(self, exe, d, backend, ref):
-        self.cmd = [exe, "bench", os.path.join(d, "frozen.pb"), "--input", os.path.join(d, "input.npy"),
+    def __init__(self, exe, d, backend, ref, model_file="frozen.pb"):
+        self.name = "lathe" if model_file == "frozen.pb" else LATHE_ONNX
+        self.cmd = [exe, "bench", os.path.join(d, model_file), "--input", os.path.join(d, "input.npy"),
                     "--backend", backend, "--warmup", str(WARMUP), "--json"]
         self.iterations = None
         self.compile_ms = None
         with tempfile.TemporaryDirectory(prefix="lathe-compare-") as out:
-            run = [exe, "run", os.path.join(d, "frozen.pb"), "--input", os.path.join(d, "input.npy"),
+            run = [exe, "run", os.path.join(d, model_file), "--input", os.path.join(d, "input.npy"),
                    "--backend", backend, "--output-dir", out]
             p = subprocess.run(run, capture_output=True, text=True)
             if p.returncode != 0:
@@ -183,6 +185,8 @@ def compare_model(d, runtimes, a):
         try:
             if name == "lathe":
                 rt = Lathe(a.lathe, d, a.backend, ref)
+            elif name == LATHE_ONNX:
+                rt = Lathe(a.lathe, d, a.backend, ref, "model.onnx")
             elif name == "ort":
                 rt = OnnxRuntime(d, x, ref)
             else:
@@ -207,18 +211,23 @@ def compare_model(d, runtimes, a):
             med = statistics.median(r["rounds_ms"])
             r["median_ms"] = med
             r["spread_pct"] = 100 * (max(r["rounds_ms"]) - min(r["rounds_ms"])) / med
-        if rt.name == "lathe":
+        if rt.name in ("lathe", LATHE_ONNX):
             r["compile_ms"] = rt.compile_ms
     lathe_ms = row.get("lathe", {}).get("median_ms")
     for other in ("ort", "tf"):
         if other in row and "lathe" in row:
             row[f"lathe/{other}"] = ratio(lathe_ms, row[other].get("median_ms"))
+    if LATHE_ONNX in row and "lathe" in row:
+        row["onnx/frozen"] = ratio(row[LATHE_ONNX].get("median_ms"), lathe_ms)
     return row
 
 
 def print_table(a, result):
-    header = ["model", "lathe ms", "ort ms", "tf ms", "lathe/ort", "lathe/tf", "spread % " + "/".join(RUNTIMES),
-              "compile ms", "check lathe / ort"]
+    onnx = a.onnx
+    shown = ["lathe"] + ([LATHE_ONNX] if onnx else []) + ["ort", "tf"]
+    header = (["model", "lathe ms"] + (["onnx ms"] if onnx else []) + ["ort ms", "tf ms", "lathe/ort", "lathe/tf"]
+              + (["onnx/frozen"] if onnx else []) + ["spread % " + "/".join(shown), "compile ms",
+                                                     "check " + " / ".join(shown[:-1])])
 
     def spread(r):
         s = r.get("spread_pct")
@@ -234,13 +243,15 @@ def print_table(a, result):
     table = []
     for name, row in result["models"].items():
         get = lambda rt: row.get(rt, {})
-        table.append([name, fmt(get("lathe").get("median_ms")), fmt(get("ort").get("median_ms")),
-                      fmt(get("tf").get("median_ms")), fmt(row.get("lathe/ort"), 2), fmt(row.get("lathe/tf"), 2),
-                      "/".join(spread(get(rt)) for rt in RUNTIMES),
-                      fmt(get("lathe").get("compile_ms")),
-                      " / ".join(chk(get(rt)) for rt in ("lathe", "ort") if rt in row)])
+        table.append([name, fmt(get("lathe").get("median_ms"))]
+                     + ([fmt(get(LATHE_ONNX).get("median_ms"))] if onnx else [])
+                     + [fmt(get("ort").get("median_ms")), fmt(get("tf").get("median_ms")),
+                        fmt(row.get("lathe/ort"), 2), fmt(row.get("lathe/tf"), 2)]
+                     + ([fmt(row.get("onnx/frozen"), 2)] if onnx else [])
+                     + ["/".join(spread(get(rt)) for rt in shown), fmt(get("lathe").get("compile_ms")),
+                        " / ".join(chk(get(rt)) for rt in shown[:-1] if rt in row)])
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
-    left = (0, 6, 8)
+    left = (0, len(header) - 3, len(header) - 1)
     line = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(cells, widths)))
     lb, la = result["load_before"], result["load_after"]
@@ -256,6 +267,9 @@ def print_table(a, result):
         g = result.get(f"geomean_lathe/{other}")
         if g is not None:
             print(f"geometric mean lathe/{other}: {g:.2f}")
+    g = result.get("geomean_onnx/frozen")
+    if g is not None:
+        print(f"geometric mean onnx/frozen (Lathe on model.onnx over Lathe on frozen.pb): {g:.2f}")
 
 
 def main():
@@ -269,12 +283,16 @@ def main():
                     help="time only this runtime (repeatable; default: all three)")
     ap.add_argument("--lathe", default=DEFAULT_LATHE, help="the lathe binary (default: %(default)s)")
     ap.add_argument("--backend", default="cpu", choices=["interp", "cpu"])
+    ap.add_argument("--onnx", action="store_true",
+                    help="also time Lathe on model.onnx, in the same rounds, and report onnx/frozen")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     a = ap.parse_args()
     if a.rounds < 1:
         sys.exit("error: --rounds must be at least 1")
 
-    runtimes = a.only or RUNTIMES
+    runtimes = list(a.only or RUNTIMES)
+    if a.onnx:
+        runtimes.insert(runtimes.index("lathe") + 1 if "lathe" in runtimes else 0, LATHE_ONNX)
     if "lathe" in runtimes and not os.access(a.lathe, os.X_OK):
         sys.exit(f"error: no lathe binary at {a.lathe} (build it: cargo build --release -p lathe-cli, "
                  "or pass --lathe PATH)")
@@ -301,6 +319,8 @@ def main():
     for other in ("ort", "tf"):
         if other in runtimes and "lathe" in runtimes:
             result[f"geomean_lathe/{other}"] = geomean([r.get(f"lathe/{other}") for r in models.values()])
+    if a.onnx and "lathe" in runtimes:
+        result["geomean_onnx/frozen"] = geomean([r.get("onnx/frozen") for r in models.values()])
     if a.json:
         print(json.dumps(result))
     else:

@@ -13,7 +13,7 @@ const NOT_EXPORTED: &[(&str, &str)] = &[("elementwise", "tf2onnx writes Erfc, no
 
 /// Fixtures whose ONNX form uses an op Lathe does not import yet. Shrinks only: a listed
 /// fixture that imports fails, so remove it.
-const NOT_IMPORTED: &[&str] = &["shape"];
+const NOT_IMPORTED: &[&str] = &[];
 
 fn onnx_fixtures() -> Vec<Fixture> {
     let all = Fixture::all();

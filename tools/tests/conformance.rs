@@ -43,6 +43,9 @@ fn reports_each_outcome_and_the_totals() {
         "test_softmax_axis_1",
         "test_layer_normalization_4d_axis1_expanded",
         "test_maxpool_2d_ceil",
+        // An activation of several IR ops on bf16 computes in f32 and rounds once, as the
+        // reference does (rounding `exp(x)` to bf16 before subtracting 1 is off by an ulp).
+        "test_celu_bfloat16_expanded",
     ] {
         assert_eq!(line(name), format!("{name}: cpu pass; interp pass"));
     }
@@ -59,10 +62,10 @@ fn reports_each_outcome_and_the_totals() {
         "{strings}"
     );
     assert!(
-        out.contains("   cpu: 9 pass, 1 fail, 1 unsupported, of 11"),
+        out.contains("   cpu: 10 pass, 1 fail, 1 unsupported, of 12"),
         "{out}"
     );
-    assert!(out.contains("  both: 9 pass of 11"), "{out}");
+    assert!(out.contains("  both: 10 pass of 12"), "{out}");
 }
 
 #[test]

@@ -116,65 +116,75 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             let above = b.op(Op::Binary(B::Greater), &[x, a])?;
             one(b.op(Op::Select, &[above, x, zero])?)
         }),
-        row("Elu", &["select", "exp", "sub", "mul"], |b, cx| {
+        row("Elu", &["select", "exp", "sub", "mul", "cast"], |b, cx| {
             let alpha = cx.attrs.float_or("alpha", 1.0)?;
-            let x = cx.input(0)?;
-            let neg = expm1_times(b, x, alpha as f64)?;
-            one(where_negative(b, x, neg, x)?)
+            one(in_f32(b, cx.input(0)?, |b, x| {
+                let neg = expm1_times(b, x, alpha as f64)?;
+                where_negative(b, x, neg, x)
+            })?)
         }),
-        row("Selu", &["select", "exp", "sub", "mul"], |b, cx| {
+        row("Selu", &["select", "exp", "sub", "mul", "cast"], |b, cx| {
             let alpha = cx.attrs.float_or("alpha", 1.673_263_2)? as f64;
             let gamma = cx.attrs.float_or("gamma", 1.050_701)? as f64;
-            let x = cx.input(0)?;
-            let neg = expm1_times(b, x, alpha * gamma)?;
-            let pos = mul_scalar(b, x, gamma)?;
-            one(where_negative(b, x, neg, pos)?)
-        }),
-        row("Celu", &["select", "exp", "sub", "mul", "div"], |b, cx| {
-            let alpha = cx.attrs.float_or("alpha", 1.0)? as f64;
-            let x = cx.input(0)?;
-            let scaled = mul_scalar(b, x, 1.0 / alpha)?;
-            let neg = expm1_times(b, scaled, alpha)?;
-            one(where_negative(b, x, neg, x)?)
+            one(in_f32(b, cx.input(0)?, |b, x| {
+                let neg = expm1_times(b, x, alpha * gamma)?;
+                let pos = mul_scalar(b, x, gamma)?;
+                where_negative(b, x, neg, pos)
+            })?)
         }),
         row(
+            "Celu",
+            &["select", "exp", "sub", "mul", "div", "cast"],
+            |b, cx| {
+                let alpha = cx.attrs.float_or("alpha", 1.0)? as f64;
+                one(in_f32(b, cx.input(0)?, |b, x| {
+                    let scaled = mul_scalar(b, x, 1.0 / alpha)?;
+                    let neg = expm1_times(b, scaled, alpha)?;
+                    where_negative(b, x, neg, x)
+                })?)
+            },
+        ),
+        row(
             "HardSigmoid",
-            &["maximum", "minimum", "mul", "add"],
+            &["maximum", "minimum", "mul", "add", "cast"],
             |b, cx| {
                 let alpha = cx.attrs.float_or("alpha", 0.2)? as f64;
                 let beta = cx.attrs.float_or("beta", 0.5)? as f64;
-                one(hard_sigmoid(b, cx.input(0)?, alpha, beta)?)
+                one(in_f32(b, cx.input(0)?, |b, x| {
+                    hard_sigmoid(b, x, alpha, beta)
+                })?)
             },
         ),
         row(
             "HardSwish",
-            &["maximum", "minimum", "mul", "add"],
+            &["maximum", "minimum", "mul", "add", "cast"],
             |b, cx| {
-                let x = cx.input(0)?;
-                let h = hard_sigmoid(b, x, 1.0 / 6.0, 0.5)?;
-                one(b.op(Op::Binary(B::Mul), &[x, h])?)
+                one(in_f32(b, cx.input(0)?, |b, x| {
+                    let h = hard_sigmoid(b, x, 1.0 / 6.0, 0.5)?;
+                    b.op(Op::Binary(B::Mul), &[x, h])
+                })?)
             },
         ),
-        row("Mish", &["softplus", "tanh", "mul"], |b, cx| {
-            let x = cx.input(0)?;
-            let sp = b.op(Op::Unary(U::Softplus), &[x])?;
-            let t = b.op(Op::Unary(U::Tanh), &[sp])?;
-            one(b.op(Op::Binary(B::Mul), &[x, t])?)
+        row("Mish", &["softplus", "tanh", "mul", "cast"], |b, cx| {
+            one(in_f32(b, cx.input(0)?, |b, x| {
+                let sp = b.op(Op::Unary(U::Softplus), &[x])?;
+                let t = b.op(Op::Unary(U::Tanh), &[sp])?;
+                b.op(Op::Binary(B::Mul), &[x, t])
+            })?)
         }),
-        row("Gelu", &["erf", "tanh", "mul", "add"], import_gelu),
-        row("Tan", &["sin", "cos", "div"], |b, cx| {
-            let x = cx.input(0)?;
-            let (s, c) = (
-                b.op(Op::Unary(U::Sin), &[x])?,
-                b.op(Op::Unary(U::Cos), &[x])?,
-            );
-            one(b.op(Op::Binary(B::Div), &[s, c])?)
+        row("Gelu", &["erf", "tanh", "mul", "add", "cast"], import_gelu),
+        row("Tan", &["sin", "cos", "div", "cast"], |b, cx| {
+            one(in_f32(b, cx.input(0)?, |b, x| {
+                let s = b.op(Op::Unary(U::Sin), &[x])?;
+                let c = b.op(Op::Unary(U::Cos), &[x])?;
+                b.op(Op::Binary(B::Div), &[s, c])
+            })?)
         }),
-        row("Sinh", &["exp", "sub", "mul"], |b, cx| {
-            one(hyperbolic(b, cx, B::Sub)?)
+        row("Sinh", &["exp", "sub", "mul", "cast"], |b, cx| {
+            one(in_f32(b, cx.input(0)?, |b, x| hyperbolic(b, x, B::Sub))?)
         }),
-        row("Cosh", &["exp", "add", "mul"], |b, cx| {
-            one(hyperbolic(b, cx, B::Add)?)
+        row("Cosh", &["exp", "add", "mul", "cast"], |b, cx| {
+            one(in_f32(b, cx.input(0)?, |b, x| hyperbolic(b, x, B::Add))?)
         }),
         row("IsNaN", &["not_equal"], |b, cx| {
             let x = cx.input(0)?;
@@ -213,6 +223,23 @@ fn fold(b: &mut Builder, cx: &NodeCx, op: B) -> Result<ValueId, String> {
         acc = b.op(Op::Binary(op), &[acc, cx.input(i)?])?;
     }
     Ok(acc)
+}
+
+/// `f(x)` computed in f32 when `x` is f16 or bf16, rounded back once: an activation written as
+/// several IR ops would otherwise round after each of them (`exp(x) - 1` in bf16 loses every
+/// digit near 0), where the ONNX reference and real kernels round once. Other dtypes as they are.
+fn in_f32(
+    b: &mut Builder,
+    x: ValueId,
+    f: impl FnOnce(&mut Builder, ValueId) -> Result<ValueId, String>,
+) -> Result<ValueId, String> {
+    let dt = b.dtype(x);
+    if !matches!(dt, DType::F16 | DType::BF16) {
+        return f(b, x);
+    }
+    let wide = cast(b, x, DType::F32)?;
+    let y = f(b, wide)?;
+    cast(b, y, dt)
 }
 
 /// `x * k` for a constant `k` of `x`'s dtype.
@@ -257,8 +284,7 @@ fn hard_sigmoid(b: &mut Builder, x: ValueId, alpha: f64, beta: f64) -> Result<Va
 }
 
 /// `(exp(x) op exp(-x)) / 2`: `Sinh` with `Sub`, `Cosh` with `Add`.
-fn hyperbolic(b: &mut Builder, cx: &NodeCx, op: B) -> Result<ValueId, String> {
-    let x = cx.input(0)?;
+fn hyperbolic(b: &mut Builder, x: ValueId, op: B) -> Result<ValueId, String> {
     let e = b.op(Op::Unary(U::Exp), &[x])?;
     let nx = b.op(Op::Unary(U::Neg), &[x])?;
     let en = b.op(Op::Unary(U::Exp), &[nx])?;
@@ -322,8 +348,13 @@ fn import_mod(b: &mut Builder, cx: &NodeCx) -> Out {
 /// `Gelu` (opset 20): `x * (1 + erf(x / sqrt 2)) / 2`, or with `approximate = "tanh"`
 /// `x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))) / 2`.
 fn import_gelu(b: &mut Builder, cx: &NodeCx) -> Out {
-    let x = cx.input(0)?;
-    let inner = match cx.attrs.str_or("approximate", "none")?.as_str() {
+    let approximate = cx.attrs.str_or("approximate", "none")?;
+    one(in_f32(b, cx.input(0)?, |b, x| gelu(b, x, &approximate))?)
+}
+
+/// `x/2 * (1 + erf(x/sqrt2))`, or its tanh approximation.
+fn gelu(b: &mut Builder, x: ValueId, approximate: &str) -> Result<ValueId, String> {
+    let inner = match approximate {
         "none" => {
             let s = mul_scalar(b, x, std::f64::consts::FRAC_1_SQRT_2)?;
             b.op(Op::Unary(U::Erf), &[s])?
@@ -340,7 +371,7 @@ fn import_gelu(b: &mut Builder, cx: &NodeCx) -> Out {
     };
     let onep = add_scalar(b, inner, 1.0)?;
     let half = mul_scalar(b, x, 0.5)?;
-    one(b.op(Op::Binary(B::Mul), &[half, onep])?)
+    b.op(Op::Binary(B::Mul), &[half, onep])
 }
 
 /// `IsInf`: `|x| == inf`, restricted to one sign by `detect_negative`/`detect_positive`.

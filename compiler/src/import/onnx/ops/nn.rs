@@ -314,14 +314,30 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
         spatial(b, x, one_d),
     )?;
     let group = cx.attrs.int_or("group", 1)?;
-    let in_c = b.ty(x).shape.0[1].known();
-    let out_c = wd.0[0].known();
     let attrs = ConvAttrs {
         strides: win.strides,
         dilations: win.dilations,
         padding: win.padding,
         format: DataFormat::Nchw,
     };
+    let y = conv_nchw(b, x, w, cx.opt(2), attrs, win.kernel, group)?;
+    one(from_2d(b, y, one_d)?)
+}
+
+/// The convolution of NCHW `x` with the OIHW filter `w` (`kernel` its window) in `group`
+/// groups, plus `bias` when given: one `conv2d`, a `depthwise_conv2d` when every group has
+/// one input channel, or one `conv2d` per group concatenated.
+pub(super) fn conv_nchw(
+    b: &mut Builder,
+    x: ValueId,
+    w: ValueId,
+    bias: Option<ValueId>,
+    attrs: ConvAttrs,
+    kernel: [usize; 2],
+    group: i64,
+) -> Result<ValueId, String> {
+    let in_c = b.ty(x).shape.0[1].known();
+    let out_c = b.ty(w).shape.0[0].known();
     let y = if group == 1 {
         let f = filter(b, w, &[2, 3, 1, 0])?;
         b.op(Op::Conv2D(attrs), &[x, f])?
@@ -338,7 +354,7 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
         if g == c {
             // Depthwise: filter [c * mult, 1, kh, kw] -> [kh, kw, c, mult].
             let mult = (m / c) as i64;
-            let [kh, kw] = win.kernel;
+            let [kh, kw] = kernel;
             let shape = b.i64s(&[c as i64, mult, kh as i64, kw as i64]);
             let f = b.op(Op::Reshape, &[w, shape])?;
             let f = filter(b, f, &[2, 3, 0, 1])?;
@@ -360,16 +376,15 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
             b.op(Op::Concat, &parts)?
         }
     };
-    let y = match cx.opt(2) {
+    match bias {
         Some(bias) => b.op(
             Op::BiasAdd {
                 format: DataFormat::Nchw,
             },
             &[y, bias],
-        )?,
-        None => y,
-    };
-    one(from_2d(b, y, one_d)?)
+        ),
+        None => Ok(y),
+    }
 }
 
 /// A filter in the IR's layout: `w` transposed by `perm` (computed while importing when `w`

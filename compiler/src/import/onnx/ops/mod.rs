@@ -12,6 +12,7 @@ mod elementwise;
 mod indexing;
 mod loss;
 mod nn;
+mod pool_taps;
 mod quant;
 mod recurrent;
 mod reduce;

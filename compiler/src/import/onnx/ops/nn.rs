@@ -2,7 +2,8 @@
 //!
 //! ONNX images are NCHW with OIHW filters; the IR's convolutions take NCHW data (the
 //! `layout` pass moves it to NHWC) and HWIO filters, so filters are transposed here (a
-//! constant filter folds). A 1-D convolution or pool is the 2-D one on a height-1 image.
+//! constant filter folds). A 1-D convolution or pool is the 2-D one on a height-1 image;
+//! 3-D and dilated pools are taken one axis at a time (`pool_taps`).
 
 use super::elementwise::{add_scalar, mul_scalar};
 use super::{apply, norm_axis, one, row, OnnxOp};
@@ -38,10 +39,16 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             ],
             import_conv,
         ),
-        row("MaxPool", &["max_pool"], |b, cx| import_pool(b, cx, true)),
-        row("AveragePool", &["avg_pool", "pad"], |b, cx| {
-            import_pool(b, cx, false)
-        }),
+        row(
+            "MaxPool",
+            &["max_pool", "pad", "strided_slice", "maximum"],
+            |b, cx| import_pool(b, cx, true),
+        ),
+        row(
+            "AveragePool",
+            &["avg_pool", "pad", "strided_slice", "add", "mul"],
+            |b, cx| import_pool(b, cx, false),
+        ),
         row("GlobalAveragePool", &["reduce_mean"], |b, cx| {
             global_pool(b, cx, ReduceKind::Mean)
         }),
@@ -418,11 +425,16 @@ fn pool(
     include_pad: bool,
 ) -> Result<ValueId, String> {
     let what = if max { "MaxPool" } else { "AveragePool" };
+    let dilated = cx
+        .attrs
+        .ints("dilations")
+        .is_some_and(|d| d.iter().any(|&d| d != 1));
+    if b.rank(x) > 4 || dilated {
+        // Windows the IR's pools do not take: one axis at a time, with strided slices.
+        return super::pool_taps::pool(b, cx, x, max, include_pad);
+    }
     let (x, one_d) = to_2d(b, x, what)?;
     let win = window(cx, None, one_d, spatial(b, x, one_d))?;
-    if win.dilations != [1, 1] {
-        return Err("dilated pooling is not supported".into());
-    }
     if cx.attrs.int_or("storage_order", 0)? != 0 {
         return Err("`storage_order = 1` is not supported".into());
     }

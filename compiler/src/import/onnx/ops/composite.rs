@@ -1,4 +1,4 @@
-//! ONNX ops that are compositions of IR ops: normalizations, `Hardmax`, `Swish`, the
+//! ONNX ops that are compositions of IR ops: normalizations, `Hardmax`, `Swish`, `SwiGLU`, the
 //! depth/space rearrangements, `EyeLike`, Lp pooling and norms. Each is written the way the
 //! ONNX function body (or the reference) defines it; the optimizer fuses the pieces again.
 
@@ -43,6 +43,15 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             let ax = mul_scalar(b, x, alpha)?;
             let s = b.op(Op::Unary(U::Sigmoid), &[ax])?;
             one(b.op(Op::Binary(B::Mul), &[x, s])?)
+        }),
+        row("SwiGLU", &["sigmoid", "mul"], |b, cx| {
+            // `a * sigmoid(alpha * a) * b`: a Swish of the gate times the value.
+            let (a, v) = (cx.input(0)?, cx.input(1)?);
+            let alpha = cx.attrs.float_or("alpha", 1.0)? as f64;
+            let aa = mul_scalar(b, a, alpha)?;
+            let s = b.op(Op::Unary(U::Sigmoid), &[aa])?;
+            let swish = b.op(Op::Binary(B::Mul), &[a, s])?;
+            one(b.op(Op::Binary(B::Mul), &[swish, v])?)
         }),
         row("DepthToSpace", &["reshape", "transpose"], |b, cx| {
             depth_space(b, cx, true)

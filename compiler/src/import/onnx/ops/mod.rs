@@ -8,6 +8,7 @@
 mod attention;
 mod composite;
 mod conv_transpose;
+mod crop_reverse;
 mod elementwise;
 mod indexing;
 mod loss;
@@ -70,6 +71,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(shape::rows());
         rows.extend(nn::rows());
         rows.extend(conv_transpose::rows());
+        rows.extend(crop_reverse::rows());
         rows.extend(reduce::rows());
         rows.extend(composite::rows());
         rows.extend(loss::rows());

@@ -5,6 +5,7 @@
 //! meaning or its inputs changed between versions. Rows live in one file per family; the
 //! supported-op list, the unsupported-op error and `lathe ops` read the assembled table.
 
+mod affine_grid;
 mod attention;
 mod composite;
 mod conv_transpose;
@@ -71,6 +72,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(shape::rows());
         rows.extend(nn::rows());
         rows.extend(conv_transpose::rows());
+        rows.extend(affine_grid::rows());
         rows.extend(crop_reverse::rows());
         rows.extend(reduce::rows());
         rows.extend(composite::rows());

@@ -141,3 +141,30 @@ fn import_affine_grid(b: &mut Builder, cx: &NodeCx) -> Out {
     let shape = b.op(Op::Concat, &dims)?;
     one(b.op(Op::Reshape, &[grid, shape])?)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::import::onnx::control_flow::testing::*;
+    use lathe_ir::Tensor;
+
+    #[test]
+    fn identity_theta_gives_the_cell_centres() {
+        let g = graph(
+            "g",
+            vec![node("AffineGrid", &["theta", "size"], &["grid"])],
+            vec![value("theta", F32, &[1, 2, 3]), value("size", I64, &[4])],
+            vec![value("grid", F32, &[])],
+            &[],
+        );
+        let g = import(g, 20).unwrap();
+        let theta = Tensor::from_vec(&[1, 2, 3], vec![1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        let size = Tensor::from_vec(&[4], vec![1i64, 1, 2, 3]);
+        let y = run(&g, &[theta, size]);
+        assert_eq!(y[0].shape(), [1, 2, 3, 2]);
+        let t = 2.0 / 3.0;
+        let want = [-t, -0.5, 0.0, -0.5, t, -0.5, -t, 0.5, 0.0, 0.5, t, 0.5];
+        for (got, want) in vals(&y[0]).iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{:?}", vals(&y[0]));
+        }
+    }
+}

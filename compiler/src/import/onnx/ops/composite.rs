@@ -363,3 +363,28 @@ fn import_lp_pool(b: &mut Builder, cx: &NodeCx) -> Out {
     let inv = b.scalar(b.dtype(x), 1.0 / p);
     one(b.op(Op::Binary(B::Pow), &[sum, inv])?)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::import::onnx::control_flow::testing::*;
+    use lathe_ir::Tensor;
+
+    #[test]
+    fn swiglu_gates_the_value_with_a_swish() {
+        let n = node("SwiGLU", &["a", "b"], &["y"]);
+        let g = graph(
+            "g",
+            vec![n],
+            vec![value("a", F32, &[2]), value("b", F32, &[2])],
+            vec![value("y", F32, &[])],
+            &[],
+        );
+        let g = import(g, 25).unwrap();
+        let a = Tensor::from_vec(&[2], vec![0.0f32, 1.0]);
+        let b = Tensor::from_vec(&[2], vec![2.0f32, 3.0]);
+        let y = vals(&run(&g, &[a, b])[0]);
+        let want = 3.0 / (1.0 + (-1.0f64).exp());
+        assert_eq!(y[0], 0.0);
+        assert!((y[1] - want).abs() < 1e-6, "{y:?}");
+    }
+}

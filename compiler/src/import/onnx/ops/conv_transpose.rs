@@ -336,3 +336,73 @@ mod tests {
         assert_eq!(split(-1, false), [0, -1]);
     }
 }
+
+#[cfg(test)]
+mod import_tests {
+    use crate::import::onnx::control_flow::testing::*;
+    use lathe_ir::Tensor;
+
+    fn conv_transpose(x_dims: &[i64], w: Tensor, attrs: &[(&str, &[i64])]) -> lathe_ir::Graph {
+        let mut n = node("ConvTranspose", &["x", "w"], &["y"]);
+        for (name, v) in attrs {
+            n = ints_attr(n, name, v);
+        }
+        let g = graph(
+            "g",
+            vec![n],
+            vec![value("x", F32, x_dims)],
+            vec![value("y", F32, &[])],
+            &[("w", w)],
+        );
+        import(g, 11).unwrap()
+    }
+
+    #[test]
+    fn strided_1d_places_each_input_times_the_filter_stride_apart() {
+        let w = Tensor::from_vec(&[1, 1, 2], vec![1.0f32, 10.0]);
+        let x = Tensor::from_vec(&[1, 1, 3], vec![1.0f32, 2.0, 3.0]);
+        let g = conv_transpose(&[1, 1, 3], w.clone(), &[("strides", &[2])]);
+        let y = run(&g, &[x.clone()]);
+        assert_eq!(y[0].shape(), [1, 1, 6]);
+        assert_eq!(vals(&y[0]), [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]);
+        // Pads crop the full output; output_padding adds a cell at the end.
+        let attrs: &[(&str, &[i64])] = &[("strides", &[2]), ("pads", &[1, 1])];
+        let y = run(&conv_transpose(&[1, 1, 3], w.clone(), attrs), &[x.clone()]);
+        assert_eq!(vals(&y[0]), [10.0, 2.0, 20.0, 3.0]);
+        let attrs: &[(&str, &[i64])] = &[("strides", &[2]), ("output_padding", &[1])];
+        let y = run(&conv_transpose(&[1, 1, 3], w, attrs), &[x]);
+        assert_eq!(vals(&y[0]), [1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 0.0]);
+    }
+
+    #[test]
+    fn groups_keep_their_channels_apart() {
+        // Two groups of one channel each, 1x1 windows: each channel scaled by its weight.
+        let w = Tensor::from_vec(&[2, 1, 1, 1], vec![2.0f32, 3.0]);
+        let mut n = node("ConvTranspose", &["x", "w"], &["y"]);
+        n = int_attr(n, "group", 2);
+        let g = graph(
+            "g",
+            vec![n],
+            vec![value("x", F32, &[1, 2, 1, 2])],
+            vec![value("y", F32, &[])],
+            &[("w", w)],
+        );
+        let g = import(g, 11).unwrap();
+        let x = Tensor::from_vec(&[1, 2, 1, 2], vec![1.0f32, 2.0, 3.0, 4.0]);
+        assert_eq!(vals(&run(&g, &[x])[0]), [2.0, 4.0, 9.0, 12.0]);
+    }
+
+    #[test]
+    fn three_d_windows_are_an_error() {
+        let w = Tensor::from_vec(&[1, 1, 1, 1, 1], vec![1.0f32]);
+        let g = graph(
+            "g",
+            vec![node("ConvTranspose", &["x", "w"], &["y"])],
+            vec![value("x", F32, &[1, 1, 2, 2, 2])],
+            vec![value("y", F32, &[])],
+            &[("w", w)],
+        );
+        let e = import(g, 11).unwrap_err().to_string();
+        assert!(e.contains("ConvTranspose on rank 5"), "{e}");
+    }
+}

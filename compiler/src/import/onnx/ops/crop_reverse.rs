@@ -162,3 +162,40 @@ fn import_reverse_sequence(b: &mut Builder, cx: &NodeCx) -> Out {
     let indices = b.op(Op::Pack { axis: 2 }, &pair)?;
     one(b.op(Op::GatherNd { batch_dims: 0 }, &[x, indices])?)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::import::onnx::control_flow::testing::*;
+    use lathe_ir::Tensor;
+
+    #[test]
+    fn center_crop_pad_crops_and_pads_around_the_center() {
+        let g = graph(
+            "g",
+            vec![node("CenterCropPad", &["x", "s"], &["y"])],
+            vec![value("x", F32, &[2, 3])],
+            vec![value("y", F32, &[])],
+            &[("s", Tensor::from_vec(&[2], vec![4i64, 1]))],
+        );
+        let x = Tensor::from_vec(&[2, 3], (0..6).map(|v| v as f32).collect());
+        let y = run(&import(g, 18).unwrap(), &[x]);
+        assert_eq!(y[0].shape(), [4, 1]);
+        assert_eq!(vals(&y[0]), [0.0, 1.0, 4.0, 0.0]);
+    }
+
+    #[test]
+    fn reverse_sequence_reverses_each_prefix() {
+        let g = graph(
+            "g",
+            vec![node("ReverseSequence", &["x", "lens"], &["y"])],
+            vec![value("x", F32, &[3, 2]), value("lens", I64, &[2])],
+            vec![value("y", F32, &[])],
+            &[],
+        );
+        let g = import(g, 10).unwrap();
+        let x = Tensor::from_vec(&[3, 2], (0..6).map(|v| v as f32).collect());
+        let lens = Tensor::from_vec(&[2], vec![2i64, 3]);
+        let y = run(&g, &[x, lens]);
+        assert_eq!(vals(&y[0]), [2.0, 5.0, 0.0, 3.0, 4.0, 1.0]);
+    }
+}

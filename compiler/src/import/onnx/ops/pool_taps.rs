@@ -267,3 +267,43 @@ mod tests {
         assert_eq!(lowest(DType::U8), 0.0);
     }
 }
+
+#[cfg(test)]
+mod import_tests {
+    use crate::import::onnx::control_flow::testing::*;
+    use lathe_ir::Tensor;
+
+    fn pool(op: &str, dims: &[i64], attrs: &[(&str, &[i64])], x: Tensor) -> Vec<f64> {
+        let mut n = node(op, &["x"], &["y"]);
+        for (name, v) in attrs {
+            n = ints_attr(n, name, v);
+        }
+        let g = graph(
+            "g",
+            vec![n],
+            vec![value("x", F32, dims)],
+            vec![value("y", F32, &[])],
+            &[],
+        );
+        vals(&run(&import(g, 19).unwrap(), &[x])[0])
+    }
+
+    #[test]
+    fn dilated_max_pool_reads_taps_apart() {
+        let x = Tensor::from_vec(&[1, 1, 5], vec![1.0f32, 5.0, 2.0, 4.0, 3.0]);
+        let attrs: &[(&str, &[i64])] = &[("kernel_shape", &[2]), ("dilations", &[2])];
+        assert_eq!(pool("MaxPool", &[1, 1, 5], attrs, x), [2.0, 5.0, 3.0]);
+    }
+
+    #[test]
+    fn three_d_average_pool_ignores_padding() {
+        let x = Tensor::from_vec(&[1, 1, 2, 2, 2], (0..8).map(|v| v as f32).collect());
+        let attrs: &[(&str, &[i64])] = &[("kernel_shape", &[2, 2, 2])];
+        assert_eq!(pool("AveragePool", &[1, 1, 2, 2, 2], attrs, x), [3.5]);
+        let x = Tensor::from_vec(&[1, 1, 1, 1, 3], vec![1.0f32, 2.0, 3.0]);
+        let attrs: &[(&str, &[i64])] =
+            &[("kernel_shape", &[1, 1, 2]), ("pads", &[0, 0, 1, 0, 0, 1])];
+        let y = pool("AveragePool", &[1, 1, 1, 1, 3], attrs, x);
+        assert_eq!(y, [1.0, 1.5, 2.5, 3.0]);
+    }
+}

@@ -186,9 +186,9 @@ fn import_conv_transpose(b: &mut Builder, cx: &NodeCx) -> Out {
             }
             "VALID" => {}
             "SAME_UPPER" | "SAME_LOWER" => {
-                for a in 0..2 {
-                    let out = (axes[a].input * axes[a].stride) as i64;
-                    axes[a].pads = split(axes[a].full() - out, upper);
+                for a in &mut axes {
+                    let out = (a.input * a.stride) as i64;
+                    a.pads = split(a.full() - out, upper);
                 }
             }
             other => return Err(format!("unknown `auto_pad` value `{other}`")),
@@ -362,12 +362,15 @@ mod import_tests {
         let w = Tensor::from_vec(&[1, 1, 2], vec![1.0f32, 10.0]);
         let x = Tensor::from_vec(&[1, 1, 3], vec![1.0f32, 2.0, 3.0]);
         let g = conv_transpose(&[1, 1, 3], w.clone(), &[("strides", &[2])]);
-        let y = run(&g, &[x.clone()]);
+        let y = run(&g, std::slice::from_ref(&x));
         assert_eq!(y[0].shape(), [1, 1, 6]);
         assert_eq!(vals(&y[0]), [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]);
         // Pads crop the full output; output_padding adds a cell at the end.
         let attrs: &[(&str, &[i64])] = &[("strides", &[2]), ("pads", &[1, 1])];
-        let y = run(&conv_transpose(&[1, 1, 3], w.clone(), attrs), &[x.clone()]);
+        let y = run(
+            &conv_transpose(&[1, 1, 3], w.clone(), attrs),
+            std::slice::from_ref(&x),
+        );
         assert_eq!(vals(&y[0]), [10.0, 2.0, 20.0, 3.0]);
         let attrs: &[(&str, &[i64])] = &[("strides", &[2]), ("output_padding", &[1])];
         let y = run(&conv_transpose(&[1, 1, 3], w, attrs), &[x]);

@@ -1,4 +1,4 @@
-//! ONNX ops that are compositions of IR ops: normalizations, `Hardmax`, `Swish`, the
+//! ONNX ops that are compositions of IR ops: normalizations, `Hardmax`, `Swish`, `SwiGLU`, the
 //! depth/space rearrangements, `EyeLike`, Lp pooling and norms. Each is written the way the
 //! ONNX function body (or the reference) defines it; the optimizer fuses the pieces again.
 
@@ -43,6 +43,15 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             let ax = mul_scalar(b, x, alpha)?;
             let s = b.op(Op::Unary(U::Sigmoid), &[ax])?;
             one(b.op(Op::Binary(B::Mul), &[x, s])?)
+        }),
+        row("SwiGLU", &["sigmoid", "mul"], |b, cx| {
+            // `a * sigmoid(alpha * a) * b`: a Swish of the gate times the value.
+            let (a, v) = (cx.input(0)?, cx.input(1)?);
+            let alpha = cx.attrs.float_or("alpha", 1.0)? as f64;
+            let aa = mul_scalar(b, a, alpha)?;
+            let s = b.op(Op::Unary(U::Sigmoid), &[aa])?;
+            let swish = b.op(Op::Binary(B::Mul), &[a, s])?;
+            one(b.op(Op::Binary(B::Mul), &[swish, v])?)
         }),
         row("DepthToSpace", &["reshape", "transpose"], |b, cx| {
             depth_space(b, cx, true)
@@ -353,4 +362,29 @@ fn import_lp_pool(b: &mut Builder, cx: &NodeCx) -> Out {
     let sum = mul_scalar(b, avg, size as f64)?;
     let inv = b.scalar(b.dtype(x), 1.0 / p);
     one(b.op(Op::Binary(B::Pow), &[sum, inv])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::import::onnx::control_flow::testing::*;
+    use lathe_ir::Tensor;
+
+    #[test]
+    fn swiglu_gates_the_value_with_a_swish() {
+        let n = node("SwiGLU", &["a", "b"], &["y"]);
+        let g = graph(
+            "g",
+            vec![n],
+            vec![value("a", F32, &[2]), value("b", F32, &[2])],
+            vec![value("y", F32, &[])],
+            &[],
+        );
+        let g = import(g, 25).unwrap();
+        let a = Tensor::from_vec(&[2], vec![0.0f32, 1.0]);
+        let b = Tensor::from_vec(&[2], vec![2.0f32, 3.0]);
+        let y = vals(&run(&g, &[a, b])[0]);
+        let want = 3.0 / (1.0 + (-1.0f64).exp());
+        assert_eq!(y[0], 0.0);
+        assert!((y[1] - want).abs() < 1e-6, "{y:?}");
+    }
 }

@@ -5,12 +5,16 @@
 //! meaning or its inputs changed between versions. Rows live in one file per family; the
 //! supported-op list, the unsupported-op error and `lathe ops` read the assembled table.
 
+mod affine_grid;
 mod attention;
 mod composite;
+mod conv_transpose;
+mod crop_reverse;
 mod elementwise;
 mod indexing;
 mod loss;
 mod nn;
+mod pool_taps;
 mod quant;
 mod recurrent;
 mod reduce;
@@ -67,6 +71,9 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(elementwise::rows());
         rows.extend(shape::rows());
         rows.extend(nn::rows());
+        rows.extend(conv_transpose::rows());
+        rows.extend(affine_grid::rows());
+        rows.extend(crop_reverse::rows());
         rows.extend(reduce::rows());
         rows.extend(composite::rows());
         rows.extend(loss::rows());

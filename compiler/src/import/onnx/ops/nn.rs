@@ -2,7 +2,8 @@
 //!
 //! ONNX images are NCHW with OIHW filters; the IR's convolutions take NCHW data (the
 //! `layout` pass moves it to NHWC) and HWIO filters, so filters are transposed here (a
-//! constant filter folds). A 1-D convolution or pool is the 2-D one on a height-1 image.
+//! constant filter folds). A 1-D convolution or pool is the 2-D one on a height-1 image;
+//! 3-D and dilated pools are taken one axis at a time (`pool_taps`).
 
 use super::elementwise::{add_scalar, mul_scalar};
 use super::{apply, norm_axis, one, row, OnnxOp};
@@ -38,10 +39,16 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             ],
             import_conv,
         ),
-        row("MaxPool", &["max_pool"], |b, cx| import_pool(b, cx, true)),
-        row("AveragePool", &["avg_pool", "pad"], |b, cx| {
-            import_pool(b, cx, false)
-        }),
+        row(
+            "MaxPool",
+            &["max_pool", "pad", "strided_slice", "maximum"],
+            |b, cx| import_pool(b, cx, true),
+        ),
+        row(
+            "AveragePool",
+            &["avg_pool", "pad", "strided_slice", "add", "mul"],
+            |b, cx| import_pool(b, cx, false),
+        ),
         row("GlobalAveragePool", &["reduce_mean"], |b, cx| {
             global_pool(b, cx, ReduceKind::Mean)
         }),
@@ -314,14 +321,30 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
         spatial(b, x, one_d),
     )?;
     let group = cx.attrs.int_or("group", 1)?;
-    let in_c = b.ty(x).shape.0[1].known();
-    let out_c = wd.0[0].known();
     let attrs = ConvAttrs {
         strides: win.strides,
         dilations: win.dilations,
         padding: win.padding,
         format: DataFormat::Nchw,
     };
+    let y = conv_nchw(b, x, w, cx.opt(2), attrs, win.kernel, group)?;
+    one(from_2d(b, y, one_d)?)
+}
+
+/// The convolution of NCHW `x` with the OIHW filter `w` (`kernel` its window) in `group`
+/// groups, plus `bias` when given: one `conv2d`, a `depthwise_conv2d` when every group has
+/// one input channel, or one `conv2d` per group concatenated.
+pub(super) fn conv_nchw(
+    b: &mut Builder,
+    x: ValueId,
+    w: ValueId,
+    bias: Option<ValueId>,
+    attrs: ConvAttrs,
+    kernel: [usize; 2],
+    group: i64,
+) -> Result<ValueId, String> {
+    let in_c = b.ty(x).shape.0[1].known();
+    let out_c = b.ty(w).shape.0[0].known();
     let y = if group == 1 {
         let f = filter(b, w, &[2, 3, 1, 0])?;
         b.op(Op::Conv2D(attrs), &[x, f])?
@@ -338,7 +361,7 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
         if g == c {
             // Depthwise: filter [c * mult, 1, kh, kw] -> [kh, kw, c, mult].
             let mult = (m / c) as i64;
-            let [kh, kw] = win.kernel;
+            let [kh, kw] = kernel;
             let shape = b.i64s(&[c as i64, mult, kh as i64, kw as i64]);
             let f = b.op(Op::Reshape, &[w, shape])?;
             let f = filter(b, f, &[2, 3, 0, 1])?;
@@ -360,16 +383,15 @@ fn import_conv(b: &mut Builder, cx: &NodeCx) -> Out {
             b.op(Op::Concat, &parts)?
         }
     };
-    let y = match cx.opt(2) {
+    match bias {
         Some(bias) => b.op(
             Op::BiasAdd {
                 format: DataFormat::Nchw,
             },
             &[y, bias],
-        )?,
-        None => y,
-    };
-    one(from_2d(b, y, one_d)?)
+        ),
+        None => Ok(y),
+    }
 }
 
 /// A filter in the IR's layout: `w` transposed by `perm` (computed while importing when `w`
@@ -403,11 +425,16 @@ fn pool(
     include_pad: bool,
 ) -> Result<ValueId, String> {
     let what = if max { "MaxPool" } else { "AveragePool" };
+    let dilated = cx
+        .attrs
+        .ints("dilations")
+        .is_some_and(|d| d.iter().any(|&d| d != 1));
+    if b.rank(x) > 4 || dilated {
+        // Windows the IR's pools do not take: one axis at a time, with strided slices.
+        return super::pool_taps::pool(b, cx, x, max, include_pad);
+    }
     let (x, one_d) = to_2d(b, x, what)?;
     let win = window(cx, None, one_d, spatial(b, x, one_d))?;
-    if win.dilations != [1, 1] {
-        return Err("dilated pooling is not supported".into());
-    }
     if cx.attrs.int_or("storage_order", 0)? != 0 {
         return Err("`storage_order = 1` is not supported".into());
     }

@@ -16,6 +16,7 @@ mod recurrent;
 mod reduce;
 mod resize;
 mod shape;
+mod window;
 
 use super::{Builder, NodeCx};
 use lathe_ir::{Op, ValueId};
@@ -75,6 +76,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(recurrent::rows());
         rows.extend(indexing::rows());
         rows.extend(quant::rows());
+        rows.extend(window::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
         (rows, by_name)

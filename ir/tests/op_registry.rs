@@ -104,6 +104,7 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
         "batch_matmul" => vec![f32s(&[2, 2, 3]), f32s(&[2, 3, 4])],
         "matmul_integer" => vec![x(), f32s(&[3, 4]), f32s(&[2]), f32s(&[])],
         "bias_add" => vec![x(), f32s(&[3])],
+        "det" => vec![f32s(&[2, 3, 3])],
         "conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 4])],
         "depthwise_conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 1])],
         "conv2d_integer" => vec![

@@ -387,6 +387,9 @@ decl::declare_ops! {
         /// Equations without ellipsis and without subscripts repeated within one operand.
         Einsum { equation: String } = "einsum", Linalg, (operands: T [Variadic]), [T: Numeric],
             "Einstein summation of the operands.";
+        /// Computed in f64 by LU decomposition with partial pivoting, rounded once.
+        Det = "det", Linalg, (x: T), [T: Float],
+            "Determinant of each square matrix in the last two axes of `x`.";
         BiasAdd { format: DataFormat } = "bias_add", Linalg, (x: T, bias: T), [T: Numeric],
             "`x + bias` along the channel axis of `format`.";
         /// `a_zero_point` is a scalar or one per row of `a` (`[m]`), `b_zero_point` a scalar or
@@ -668,6 +671,7 @@ mod tests {
                 format: DataFormat::Nhwc,
             },
             Op::MatMulInteger,
+            Op::Det,
             Op::Conv2D(conv.clone()),
             Op::Conv2DInteger(conv.clone()),
             Op::DepthwiseConv2D(conv),

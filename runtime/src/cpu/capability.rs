@@ -135,6 +135,10 @@ impl Capabilities for CpuCapabilities {
             Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
                 numeric_data(op, inputs, "gemm")
             }
+            Op::Det => match data(inputs)? {
+                d if d.is_float() => Ok(Native::Kernel("det")),
+                d => Err(format!("det of {d} (floats only)")),
+            },
             Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
                 numeric_data(op, inputs, "window")
             }

@@ -7,6 +7,7 @@
 
 mod attention;
 mod composite;
+mod einsum;
 mod elementwise;
 mod indexing;
 mod loss;
@@ -68,6 +69,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(elementwise::rows());
         rows.extend(shape::rows());
         rows.extend(nn::rows());
+        rows.extend(einsum::rows());
         rows.extend(reduce::rows());
         rows.extend(composite::rows());
         rows.extend(loss::rows());

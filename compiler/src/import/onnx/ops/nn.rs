@@ -23,11 +23,6 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         ),
         row("Gemm", &["matmul", "mul", "add"], import_gemm),
         row("Det", &["det"], |b, cx| apply(b, cx, Op::Det, 1)),
-        row("Einsum", &["einsum"], |b, cx| {
-            let equation = cx.attrs.str_or("equation", "")?.replace(' ', "");
-            let ins: Vec<ValueId> = cx.inputs.iter().flatten().copied().collect();
-            one(b.op(Op::Einsum { equation }, &ins)?)
-        }),
         row(
             "Conv",
             &[

@@ -7,7 +7,8 @@
 //! their family's example, so a new unary or binary op needs nothing here.
 
 use lathe_ir::ops::{
-    registry, Arity, AttrKind, AttrValue, BinaryOp, DTypeClass, OpInfo, ReduceKind, UnaryOp,
+    registry, Arity, AttrKind, AttrValue, BinaryOp, CumulativeKind, DTypeClass, OpInfo, ReduceKind,
+    UnaryOp,
 };
 use lathe_ir::text::{parse, print};
 use lathe_ir::{DType, Graph, Op, Tensor, TensorType, ValueId};
@@ -91,6 +92,9 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
     if ReduceKind::from_mnemonic(name).is_some() {
         return Some(vec![x(), ints(&[1], &[1])]);
     }
+    if CumulativeKind::from_mnemonic(name).is_some() {
+        return Some(vec![x(), ints(&[], &[1])]);
+    }
     Some(match name {
         "identity" | "stop_gradient" | "noop" | "cast" | "softmax" | "log_softmax" | "shape"
         | "unpack" => vec![x()],
@@ -100,6 +104,7 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
         "batch_matmul" => vec![f32s(&[2, 2, 3]), f32s(&[2, 3, 4])],
         "matmul_integer" => vec![x(), f32s(&[3, 4]), f32s(&[2]), f32s(&[])],
         "bias_add" => vec![x(), f32s(&[3])],
+        "det" => vec![f32s(&[2, 3, 3])],
         "conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 4])],
         "depthwise_conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 1])],
         "conv2d_integer" => vec![
@@ -129,7 +134,6 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
         "scatter_elements" => vec![x(), ints(&[1, 2], &[1, 0]), f32s(&[1, 2])],
         "scatter_nd" => vec![x(), ints(&[1, 1], &[1]), f32s(&[1, 3])],
         "trilu" => vec![x(), ints(&[], &[1])],
-        "cumsum" => vec![x(), ints(&[], &[1])],
         "top_k" => vec![x(), ints(&[1], &[2])],
         "pack" => vec![x(), x()],
         "fill" => vec![ints(&[2], &[2, 3]), floats(&[], &[1.0])],
@@ -238,7 +242,8 @@ fn the_table_is_well_formed() {
         .iter()
         .map(|u| u.mnemonic())
         .chain(BinaryOp::ALL.iter().map(|b| b.mnemonic()))
-        .chain(ReduceKind::ALL.iter().map(|k| k.mnemonic()));
+        .chain(ReduceKind::ALL.iter().map(|k| k.mnemonic()))
+        .chain(CumulativeKind::ALL.iter().map(|k| k.mnemonic()));
     for m in subs {
         assert!(names.contains(m), "{m} is not in the registry");
     }

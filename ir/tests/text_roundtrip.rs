@@ -179,13 +179,9 @@ fn attr_value(kind: AttrKind) -> BoxedStrategy<AttrValue> {
         AttrKind::DataFormat => format()
             .prop_map(|f| AttrValue::Str(f.name().into()))
             .boxed(),
-        AttrKind::PadMode => prop::sample::select(vec![
-            PadMode::Constant,
-            PadMode::Reflect,
-            PadMode::Symmetric,
-        ])
-        .prop_map(|m| AttrValue::Str(m.name().into()))
-        .boxed(),
+        AttrKind::PadMode => prop::sample::select(PadMode::ALL.to_vec())
+            .prop_map(|m| AttrValue::Str(m.name().into()))
+            .boxed(),
         AttrKind::ScatterReduction => prop::sample::select(ScatterReduction::ALL.to_vec())
             .prop_map(|r| AttrValue::Str(r.name().into()))
             .boxed(),

@@ -1,9 +1,9 @@
-//! ONNX's indexing ops (gather_elements, gather_nd, the scatters, trilu, cumsum, top_k) compiled
+//! ONNX's indexing ops (gather_elements, gather_nd, the scatters, trilu, cumsum, cumprod, top_k) compiled
 //! through the whole CPU lowering, with their indices and configuration as graph inputs read at
 //! run time: results equal the interpreter's bit for bit, plans have no interpreter step, and an
 //! index out of range is the step's `Kernel` error naming the node, as it is the interpreter's.
 
-use lathe_ir::ops::{ScatterReduction, UnaryOp};
+use lathe_ir::ops::{CumulativeKind, ScatterReduction, UnaryOp};
 use lathe_ir::{DType, Graph, Op, Tensor};
 use lathe_runtime::cpu::CpuError;
 use lathe_runtime::{Backend, Model, RunError};
@@ -141,7 +141,7 @@ fn scatters_match_the_interpreter() {
 }
 
 #[test]
-fn trilu_and_cumsum_match_the_interpreter() {
+fn trilu_cumsum_and_cumprod_match_the_interpreter() {
     for dtype in [DType::F32, DType::I16, DType::F64] {
         let x = values(dtype, &[2, 3, 4]);
         for k in [-2i64, 0, 1, 5] {
@@ -151,8 +151,14 @@ fn trilu_and_cumsum_match_the_interpreter() {
         }
         for axis in [0i32, -1, 1] {
             for (exclusive, reverse) in [(false, false), (true, true)] {
-                let op = Op::CumSum { exclusive, reverse };
-                check(op, &[x.clone(), Tensor::scalar(axis)]);
+                for kind in CumulativeKind::ALL {
+                    let op = Op::Cumulative {
+                        kind,
+                        exclusive,
+                        reverse,
+                    };
+                    check(op, &[x.clone(), Tensor::scalar(axis)]);
+                }
             }
         }
     }
@@ -164,7 +170,8 @@ fn trilu_and_cumsum_match_the_interpreter() {
     let e = {
         let x = values(DType::F32, &[2, 3]);
         let g = graph(
-            Op::CumSum {
+            Op::Cumulative {
+                kind: CumulativeKind::Sum,
                 exclusive: false,
                 reverse: false,
             },

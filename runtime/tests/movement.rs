@@ -197,15 +197,16 @@ proptest! {
     fn pad_matches_the_interpreter_in_every_mode(
         dims in shape_strategy(3),
         pads in prop::collection::vec((0usize..4, 0usize..4), 3),
-        mode in prop::sample::select(vec![PadMode::Constant, PadMode::Reflect, PadMode::Symmetric]),
+        mode in prop::sample::select(PadMode::ALL.to_vec()),
         dtype in dtype_strategy(),
         seed in any::<u64>(),
     ) {
-        // Mirrored padding reaches at most the edge: n - 1 (reflect) or n (symmetric).
+        // Mirrored padding reaches at most the edge: n - 1 (reflect) or n (symmetric); edge
+        // and wrap pad any amount of a non-empty axis.
         let limit = |n: usize| match mode {
             PadMode::Reflect => n - 1,
             PadMode::Symmetric => n,
-            PadMode::Constant => usize::MAX,
+            PadMode::Constant | PadMode::Edge | PadMode::Wrap => usize::MAX,
         };
         let flat: Vec<i64> = dims
             .iter()

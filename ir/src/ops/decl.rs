@@ -143,7 +143,7 @@ pub enum AttrKind {
     Padding,
     /// `"NHWC"` or `"NCHW"`.
     DataFormat,
-    /// `"constant"`, `"reflect"` or `"symmetric"`.
+    /// `"constant"`, `"reflect"`, `"symmetric"`, `"edge"` or `"wrap"`.
     PadMode,
     /// `"none"`, `"add"`, `"mul"`, `"max"` or `"min"`.
     ScatterReduction,
@@ -456,11 +456,11 @@ attr_field!([usize; 2], Pair, "two positive integers",
     AttrValue::Ints(v) if v.len() == 2 && v.iter().all(|&x| x > 0) => Ok([v[0] as usize, v[1] as usize]));
 attr_field!(DataFormat, DataFormat, "\"NHWC\" or \"NCHW\"", |s| AttrValue::Str(s.name().into()),
     AttrValue::Str(x) => DataFormat::parse(x).map_err(|_| "\"NHWC\" or \"NCHW\""));
-attr_field!(PadMode, PadMode, "\"constant\", \"reflect\" or \"symmetric\"",
+attr_field!(PadMode, PadMode,
+    "\"constant\", \"reflect\", \"symmetric\", \"edge\" or \"wrap\"",
     |s| AttrValue::Str(s.name().into()),
-    AttrValue::Str(x) if x == "constant" => Ok(PadMode::Constant),
-    AttrValue::Str(x) if x == "reflect" => Ok(PadMode::Reflect),
-    AttrValue::Str(x) if x == "symmetric" => Ok(PadMode::Symmetric));
+    AttrValue::Str(x) => PadMode::parse(x).ok_or(
+        "\"constant\", \"reflect\", \"symmetric\", \"edge\" or \"wrap\""));
 attr_field!(ScatterReduction, ScatterReduction,
     "\"none\", \"add\", \"mul\", \"max\" or \"min\"",
     |s| AttrValue::Str(s.name().into()),

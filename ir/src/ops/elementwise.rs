@@ -437,6 +437,12 @@ fn float_unary(u: UnaryOp) -> Option<fn(f64) -> f64> {
         },
         Sin => f64::sin,
         Cos => f64::cos,
+        Asin => f64::asin,
+        Acos => f64::acos,
+        Atan => f64::atan,
+        Asinh => f64::asinh,
+        Acosh => f64::acosh,
+        Atanh => f64::atanh,
         Softplus => softplus,
         Softsign => |x| x / (1.0 + x.abs()),
         LogicalNot | BitwiseNot => return None,
@@ -709,6 +715,51 @@ mod tests {
             &[0.0, 0.5, -0.75, 1.0],
             tol,
         );
+    }
+
+    #[test]
+    fn inverse_trig_values() {
+        use std::f64::consts::{FRAC_PI_2, FRAC_PI_4, PI};
+        use UnaryOp::*;
+        let tol = 1e-7;
+        let nan = f64::NAN;
+        assert_close(
+            &un(Asin, &[0.0, 0.5, 1.0, -1.0, 1.5]),
+            &[0.0, PI / 6.0, FRAC_PI_2, -FRAC_PI_2, nan],
+            tol,
+        );
+        assert_close(
+            &un(Acos, &[1.0, 0.5, 0.0, -1.0, -2.0]),
+            &[0.0, PI / 3.0, FRAC_PI_2, PI, nan],
+            tol,
+        );
+        assert_close(
+            &un(Atan, &[0.0, 1.0, -1.0, 1e30, f32::NEG_INFINITY]),
+            &[0.0, FRAC_PI_4, -FRAC_PI_4, FRAC_PI_2, -FRAC_PI_2],
+            tol,
+        );
+        // asinh(x) = ln(x + sqrt(x^2 + 1)); at 1e30 that is ln(2e30), with no overflow.
+        assert_close(
+            &un(Asinh, &[0.0, 1.0, -1.0, 1e30]),
+            &[
+                0.0,
+                0.881373587019543,
+                -0.881373587019543,
+                69.77069997038132,
+            ],
+            tol,
+        );
+        assert_close(
+            &un(Acosh, &[1.0, 2.0, 1e30, 0.5]),
+            &[0.0, 1.3169578969248166, 69.77069997038132, nan],
+            tol,
+        );
+        assert_close(
+            &un(Atanh, &[0.0, 0.5, -0.5, 2.0]),
+            &[0.0, 0.5493061443340549, -0.5493061443340549, nan],
+            tol,
+        );
+        assert_eq!(un(Atanh, &[1.0, -1.0]), [f32::INFINITY, f32::NEG_INFINITY]);
     }
 
     #[test]

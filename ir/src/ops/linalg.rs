@@ -1,5 +1,5 @@
 //! Linalg family: `matmul`, `batch_matmul`, `einsum`, `bias_add` (and `matmul_integer`, whose
-//! meaning is in [`super::quantized`]).
+//! meaning is in [`super::quantized`], and `det`, in [`det`]).
 //!
 //! Every product runs through one batched GEMM ([`batched_gemm`]): `einsum` permutes and
 //! reshapes its operands into `[batch, m, k] @ [batch, k, n]`, so it runs at GEMM speed. f32 and
@@ -16,6 +16,8 @@ use ndarray::{
     LinalgScalar,
 };
 use std::borrow::Cow;
+
+pub mod det;
 
 // ---- numeric dispatch shared with conv ------------------------------------------------------
 
@@ -229,6 +231,7 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
         Op::Einsum { equation } => infer_einsum(equation, inputs)?,
         Op::BiasAdd { format } => infer_bias_add(inputs, *format)?,
         Op::MatMulInteger => quantized::infer_matmul_integer(inputs)?,
+        Op::Det => det::infer_det(inputs)?,
         _ => unreachable!("{op:?} is not a linalg op"),
     };
     Ok(vec![out])
@@ -484,6 +487,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         )?,
         Op::BiasAdd { format } => dispatch(name, &BiasAddKernel(*format), inputs, Accept::Numeric)?,
         Op::MatMulInteger => quantized::eval_matmul_integer(inputs)?,
+        Op::Det => det::eval_det(inputs[0])?,
         _ => unreachable!("{op:?} is not a linalg op"),
     };
     Ok(vec![out])

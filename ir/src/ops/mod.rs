@@ -3,9 +3,9 @@
 //! The table below declares every IR op in one row: its variant (with attribute fields), its
 //! mnemonic, family, operands, dtype rule and a one-line summary. The macros in [`decl`] derive
 //! from it the [`Op`] enum and its sub-enums ([`UnaryOp`], [`BinaryOp`], [`ReduceKind`],
-//! [`FusedKind`]) with their `ALL` lists, [`Op::mnemonic`], [`Op::family`], [`Op::attrs`],
-//! [`Op::from_parts`] (which the text format goes through) and [`registry`], which `lathe ops`
-//! and `docs/ops.md` print. Each family module answers, for its ops, output types (`infer`, also
+//! [`CumulativeKind`], [`FusedKind`]) with their `ALL` lists, [`Op::mnemonic`],
+//! [`Op::family`], [`Op::attrs`], [`Op::from_parts`] (which the text format goes through) and
+//! [`registry`], which `lathe ops` and `docs/ops.md` print. Each family module answers, for its ops, output types (`infer`, also
 //! the invariants the verifier checks) and meaning (`eval`, the reference interpreter);
 //! [`Op::infer`] also checks every input dtype against the declared rule.
 //!
@@ -63,6 +63,12 @@ decl::op_kinds! {
         Sign = "sign", Numeric, "-1, 0 or 1 by the sign of `x` (NaN stays NaN).";
         Sin = "sin", Float, "Sine.";
         Cos = "cos", Float, "Cosine.";
+        Asin = "asin", Float, "Arcsine, in `[-pi/2, pi/2]`; NaN outside `[-1, 1]`.";
+        Acos = "acos", Float, "Arccosine, in `[0, pi]`; NaN outside `[-1, 1]`.";
+        Atan = "atan", Float, "Arctangent, in `(-pi/2, pi/2)`.";
+        Asinh = "asinh", Float, "Inverse hyperbolic sine.";
+        Acosh = "acosh", Float, "Inverse hyperbolic cosine; NaN below 1.";
+        Atanh = "atanh", Float, "Inverse hyperbolic tangent; NaN outside `[-1, 1]`.";
         Softplus = "softplus", Float, "`log(1 + exp(x))`, without overflow.";
         Softsign = "softsign", Float, "`x / (1 + |x|)`.";
         LogicalNot = "logical_not", Bool, "`!x`.";
@@ -131,6 +137,19 @@ decl::op_kinds! {
         Max = "reduce_max", Numeric, "Largest value of `x` over the axes in `axes`.";
         Min = "reduce_min", Numeric, "Smallest value of `x` over the axes in `axes`.";
         Prod = "reduce_prod", Numeric, "Product of `x` over the axes in `axes`.";
+    }
+}
+
+decl::op_kinds! {
+    /// Running combinations along one axis (ONNX `CumSum`, `CumProd`). Floats accumulate in
+    /// f64 (each output rounded once), integers wrap.
+    pub enum CumulativeKind {
+        Sum = "cumsum", Numeric,
+            "Running sum of `x` along `axis` (a scalar); `exclusive` leaves out the element \
+             itself, `reverse` runs from the end.";
+        Prod = "cumprod", Numeric,
+            "Running product of `x` along `axis` (a scalar); `exclusive` leaves out the \
+             element itself, `reverse` runs from the end.";
     }
 }
 
@@ -283,16 +302,56 @@ pub enum PadMode {
     Reflect,
     /// Mirror repeating the edge (`MirrorPad` SYMMETRIC).
     Symmetric,
+    /// The edge element repeated (ONNX `edge`, NumPy's `edge`).
+    Edge,
+    /// `x` repeated periodically (ONNX `wrap`, NumPy's `wrap`).
+    Wrap,
 }
 
 impl PadMode {
+    /// Every mode, in declaration order.
+    pub const ALL: [PadMode; 5] = [
+        PadMode::Constant,
+        PadMode::Reflect,
+        PadMode::Symmetric,
+        PadMode::Edge,
+        PadMode::Wrap,
+    ];
+
     /// The text-format spelling.
     pub fn name(self) -> &'static str {
         match self {
             PadMode::Constant => "constant",
             PadMode::Reflect => "reflect",
             PadMode::Symmetric => "symmetric",
+            PadMode::Edge => "edge",
+            PadMode::Wrap => "wrap",
         }
+    }
+
+    /// The mode spelled `name` in the text format.
+    pub fn parse(name: &str) -> Option<PadMode> {
+        PadMode::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The index along an axis of size `n` that padded position `j` copies (`j` counted from
+    /// the axis's first element, so negative in the leading border), or `None` where the
+    /// constant fills. The answer is outside `0..n` where the border is wider than a mirror
+    /// allows (`n - 1` for reflect, `n` for symmetric) or a non-constant border pads an empty
+    /// axis; callers check the paddings first.
+    pub fn source(self, j: i64, n: i64) -> Option<i64> {
+        Some(match self {
+            _ if (0..n).contains(&j) => j,
+            PadMode::Constant => return None,
+            _ if n <= 0 => -1,
+            // Mirror around the edge cell (reflect) or the edge itself (symmetric).
+            PadMode::Reflect if j < 0 => -j,
+            PadMode::Reflect => 2 * (n - 1) - j,
+            PadMode::Symmetric if j < 0 => -j - 1,
+            PadMode::Symmetric => 2 * n - 1 - j,
+            PadMode::Edge => j.clamp(0, n - 1),
+            PadMode::Wrap => j.rem_euclid(n),
+        })
     }
 }
 
@@ -328,6 +387,9 @@ decl::declare_ops! {
         /// Equations without ellipsis and without subscripts repeated within one operand.
         Einsum { equation: String } = "einsum", Linalg, (operands: T [Variadic]), [T: Numeric],
             "Einstein summation of the operands.";
+        /// Computed in f64 by LU decomposition with partial pivoting, rounded once.
+        Det = "det", Linalg, (x: T), [T: Float],
+            "Determinant of each square matrix in the last two axes of `x`.";
         BiasAdd { format: DataFormat } = "bias_add", Linalg, (x: T, bias: T), [T: Numeric],
             "`x + bias` along the channel axis of `format`.";
         /// `a_zero_point` is a scalar or one per row of `a` (`[m]`), `b_zero_point` a scalar or
@@ -346,11 +408,6 @@ decl::declare_ops! {
         LogSoftmax = "log_softmax", Reduce, (x: T), [T: Float], "Log-softmax over the last axis.";
         ArgMax { output: DType } = "arg_max", Reduce, (x: T, axis: Index), [T: Numeric],
             "Index (dtype `output`) of the largest value of `x` along `axis` (a scalar).";
-        /// Floats accumulate in f64 (each output rounded once), integers wrap.
-        CumSum { exclusive: bool, reverse: bool } = "cumsum", Reduce, (x: T, axis: Index),
-            [T: Numeric],
-            "Running sum of `x` along `axis` (a scalar); `exclusive` leaves out the element \
-             itself, `reverse` sums from the end.";
         /// Outputs: the values (`x`'s dtype) and their indices (i64). NaN ranks above every
         /// number; equal values keep the lower index first.
         TopK { axis: i64, largest: bool } = "top_k", Reduce, (x: T, k: Index), [T: Numeric],
@@ -450,6 +507,9 @@ decl::declare_ops! {
     kinds_with_attrs {
         /// Reduction of `x` over the axes in the second input (negative counts from the end).
         Reduce { kind: ReduceKind, keep_dims: bool }, Reduce, (x: T, axes: Index), [];
+        /// A running sum or product of `x` along the axis in the second input (a scalar).
+        Cumulative { kind: CumulativeKind, exclusive: bool, reverse: bool }, Reduce,
+            (x: T, axis: Index), [];
         /// A group of ops lowered as one kernel: the body graph maps the node's inputs to its
         /// outputs (see `ops::fused`).
         Fused { kind: FusedKind, body: Arc<Graph> }, Fused, (inputs: Any [Variadic]), [];
@@ -611,6 +671,7 @@ mod tests {
                 format: DataFormat::Nhwc,
             },
             Op::MatMulInteger,
+            Op::Det,
             Op::Conv2D(conv.clone()),
             Op::Conv2DInteger(conv.clone()),
             Op::DepthwiseConv2D(conv),
@@ -651,10 +712,6 @@ mod tests {
                 reduction: ScatterReduction::None,
             },
             Op::Trilu { upper: true },
-            Op::CumSum {
-                exclusive: true,
-                reverse: false,
-            },
             Op::TopK {
                 axis: -1,
                 largest: false,
@@ -670,6 +727,11 @@ mod tests {
         v.extend(ReduceKind::ALL.map(|kind| Op::Reduce {
             kind,
             keep_dims: true,
+        }));
+        v.extend(CumulativeKind::ALL.map(|kind| Op::Cumulative {
+            kind,
+            exclusive: true,
+            reverse: false,
         }));
         v
     }

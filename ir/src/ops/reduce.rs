@@ -1,6 +1,6 @@
 //! Reduce family: sum/mean/max/min/prod over axes, softmax and log-softmax over the last axis,
-//! arg-max, and (in submodules) the running sum `cumsum` and `top_k`, with TensorFlow's and
-//! ONNX's semantics.
+//! arg-max, and (in submodules) the running sums and products (`cumsum`, `cumprod`) and
+//! `top_k`, with TensorFlow's and ONNX's semantics.
 //!
 //! Float reductions are computed in f64 and rounded once to the dtype; integer ones are exact
 //! in their own type (sum and product wrap; mean divides the sum, truncating). `eval` re-checks
@@ -27,7 +27,7 @@ pub fn infer(
     let mn = op.mnemonic();
     let axes_const = consts.get(1).copied().flatten();
     match op {
-        Op::CumSum { .. } => Ok(vec![scan::infer_cumsum(inputs, consts)?]),
+        Op::Cumulative { kind, .. } => Ok(vec![scan::infer_cumulative(*kind, inputs, consts)?]),
         Op::TopK { axis, .. } => top_k::infer_top_k(*axis, inputs, consts),
         Op::Reduce { keep_dims, .. } => {
             expect_arity(mn, inputs, 2)?;
@@ -163,8 +163,14 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
     let consts: Vec<Option<&Tensor>> = inputs.iter().map(|&t| Some(t)).collect();
     let out = infer(op, &types, &consts)?;
     match op {
-        Op::CumSum { exclusive, reverse } => {
-            return Ok(vec![scan::eval_cumsum(*exclusive, *reverse, inputs)?])
+        Op::Cumulative {
+            kind,
+            exclusive,
+            reverse,
+        } => {
+            return Ok(vec![scan::eval_cumulative(
+                *kind, *exclusive, *reverse, inputs,
+            )?])
         }
         Op::TopK { axis, largest } => return top_k::eval_top_k(*axis, *largest, inputs),
         _ => {}

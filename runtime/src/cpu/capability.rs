@@ -91,7 +91,7 @@ impl Capabilities for CpuCapabilities {
                 None => Err("gather has no indices".into()),
             },
             // ONNX's element gathers and scatters and trilu move bytes (scatters combine in
-            // the dtype's own arithmetic), every dtype; cumsum and top_k compute on numbers.
+            // the dtype's own arithmetic), every dtype; cumsum, cumprod and top_k compute on numbers.
             Op::GatherElements { .. }
             | Op::GatherNd { .. }
             | Op::ScatterElements { .. }
@@ -104,7 +104,7 @@ impl Capabilities for CpuCapabilities {
                 )),
                 None => Err(format!("{} has no indices", op.mnemonic())),
             },
-            Op::CumSum { .. } | Op::TopK { .. } => numeric_data(op, inputs, "indexing"),
+            Op::Cumulative { .. } | Op::TopK { .. } => numeric_data(op, inputs, "indexing"),
             Op::Shape { .. } | Op::Fill => Ok(Native::Kernel("generate")),
             Op::Range => match data(inputs)? {
                 DType::Bool => Err("range of bool".into()),
@@ -135,6 +135,10 @@ impl Capabilities for CpuCapabilities {
             Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
                 numeric_data(op, inputs, "gemm")
             }
+            Op::Det => match data(inputs)? {
+                d if d.is_float() => Ok(Native::Kernel("det")),
+                d => Err(format!("det of {d} (floats only)")),
+            },
             Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
                 numeric_data(op, inputs, "window")
             }

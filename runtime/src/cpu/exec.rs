@@ -374,6 +374,12 @@ impl Frame {
                 });
                 Ok(())
             }
+            Kernel::Det { kernel, x, out } => {
+                // SAFETY: the buffers have the kernel's dtype and shapes (built from their
+                // types); `x` is only read and `out` is a distinct buffer.
+                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) };
+                Ok(())
+            }
             Kernel::ArgMax { kernel, x, out } => {
                 if let Some(e) = kernel.fault() {
                     return Err(e.to_string());

@@ -11,7 +11,8 @@
 //! | lone elementwise ops, softmax, last-axis reductions | one generated function |
 //! | other reductions | f32 middle-axes kernel, or the strided kernel for any axes and dtype |
 //! | arg_max | arg-max kernel |
-//! | gather_elements, gather_nd, scatters, trilu, cumsum, top_k | indexing kernels (`lower/indexing.rs`) |
+//! | det | LU determinant kernel (f64, the interpreter's factoring) |
+//! | gather_elements, gather_nd, scatters, trilu, cumsum, cumprod, top_k | indexing kernels (`lower/indexing.rs`) |
 //! | reshape, squeeze, expand_dims, identity | nothing: a new view of the same storage |
 //! | list_reserve, set_item | a zero fill; a bounds-checked row write (in place when the list dies there) |
 //! | while, if | each region compiled once into a sub-plan of its own (`regions.rs`) |
@@ -38,6 +39,7 @@ use super::plan::*;
 use crate::kernels::argmax::ArgMax;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
+use crate::kernels::det::Det;
 use crate::kernels::einsum::EinsumLoops;
 use crate::kernels::generic_window::GenericWindow;
 use crate::kernels::packed::PackedB;
@@ -395,6 +397,11 @@ impl Builder {
                     outputs: outputs.to_vec(),
                 })
             }
+            Op::Det => Ok(Kernel::Det {
+                kernel: Det::new(in_tys[0])?,
+                x: inputs[0],
+                out: outputs[0],
+            }),
             Op::ArgMax { .. } => {
                 let dims = dims_of(in_tys[0], "input")?;
                 let axis = node
@@ -934,6 +941,7 @@ impl Builder {
                 Kernel::Reduce { .. }
                 | Kernel::ReduceAxes { .. }
                 | Kernel::ArgMax { .. }
+                | Kernel::Det { .. }
                 | Kernel::Pad { .. } => stats.window_steps += 1,
                 Kernel::Interp { .. } => stats.interp_steps += 1,
                 Kernel::Copy { .. }

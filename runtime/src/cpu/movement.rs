@@ -189,8 +189,8 @@ pub(super) fn lower(op: &Op, o: &Operands) -> Result<Kernel, String> {
     }
 }
 
-/// Padding: constant mode fills the output then copies `x` into its interior; reflect and
-/// symmetric modes read through mirrored index tables.
+/// Padding: constant mode fills the output then copies `x` into its interior; the other modes
+/// (mirrors, edge, wrap) read through index tables of [`PadMode::source`].
 fn pad(mode: PadMode, o: &Operands, x: BufId, out: BufId, elem: usize) -> Result<Kernel, String> {
     let pads = o.ints(1, "the paddings")?;
     let in_dims = o.dims(x).to_vec();
@@ -231,27 +231,23 @@ fn pad(mode: PadMode, o: &Operands, x: BufId, out: BufId, elem: usize) -> Result
                 parts,
             })
         }
-        PadMode::Reflect | PadMode::Symmetric => {
+        _ => {
             let maps: Vec<Vec<usize>> = (0..in_dims.len())
                 .map(|k| {
                     let n = in_dims[k] as i64;
                     (0..out_dims[k] as i64)
                         .map(|j| {
-                            let i = j - before[k] as i64;
-                            let m = match (mode, i) {
-                                (_, i) if (0..n).contains(&i) => i,
-                                (PadMode::Reflect, i) if i < 0 => -i,
-                                (PadMode::Reflect, i) => 2 * (n - 1) - i,
-                                (_, i) if i < 0 => -i - 1,
-                                (_, i) => 2 * n - 1 - i,
-                            };
-                            usize::try_from(m).unwrap_or(usize::MAX)
+                            let i = mode.source(j - before[k] as i64, n).unwrap_or(-1);
+                            usize::try_from(i).unwrap_or(usize::MAX)
                         })
                         .collect()
                 })
                 .collect();
             let kernel = IndexedCopy::new(elem, &in_dims, &maps).ok_or_else(|| {
-                format!("paddings {pads:?} reach past the mirrored edge of x {in_dims:?}")
+                format!(
+                    "paddings {pads:?} reach past what {} mode can fill from x {in_dims:?}",
+                    mode.name()
+                )
             })?;
             Ok(Kernel::Indexed { kernel, x, out })
         }

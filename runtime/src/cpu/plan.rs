@@ -6,6 +6,7 @@ use super::matmul::BatchedGemm;
 use crate::kernels::argmax::ArgMax;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
+use crate::kernels::det::Det;
 use crate::kernels::einsum::EinsumLoops;
 use crate::kernels::generic_window::GenericWindow;
 use crate::kernels::int_conv::IntConv;
@@ -263,6 +264,8 @@ pub enum Kernel {
         x: BufId,
         out: BufId,
     },
+    /// The determinant of each matrix of a batch.
+    Det { kernel: Det, x: BufId, out: BufId },
     /// A generated kernel (a fused body or a single elementwise/row op).
     Rows {
         kernel: RowKernel,
@@ -401,6 +404,8 @@ impl Kernel {
             | Kernel::Reduce { x: out, .. }
             | Kernel::ReduceAxes { x: out, .. }
             | Kernel::ArgMax { x: out, .. } => bufs[*out].len(),
+            // LU factoring: about n³ / 3 multiply-adds per matrix.
+            Kernel::Det { kernel, .. } => kernel.batch * kernel.n.pow(3) / 3,
             Kernel::Copy { to, .. }
             | Kernel::Indexed { out: to, .. }
             | Kernel::Gather { out: to, .. }
@@ -453,6 +458,7 @@ impl Kernel {
             Kernel::Pad { .. } => "pad",
             Kernel::Reduce { .. } | Kernel::ReduceAxes { .. } => "reduce",
             Kernel::ArgMax { .. } => "arg_max",
+            Kernel::Det { .. } => "det",
             Kernel::Rows { .. } => "generated",
             Kernel::Interp { .. } => "interp",
             Kernel::Copy { .. } | Kernel::Move { .. } | Kernel::Indexed { .. } => "copy",

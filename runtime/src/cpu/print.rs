@@ -219,6 +219,9 @@ fn kernel(plan: &Plan, k: &Kernel) -> String {
         Kernel::ReduceAxes { kernel, .. } => {
             format!("reduce {} axes={:?}", kernel.dtype, kernel.axes)
         }
+        Kernel::Det { kernel, .. } => {
+            format!("det {} batch={} n={}", kernel.dtype, kernel.batch, kernel.n)
+        }
         Kernel::ArgMax { kernel, .. } => format!(
             "arg_max {} outer={} n={} inner={}",
             kernel.dtype, kernel.outer, kernel.n, kernel.inner

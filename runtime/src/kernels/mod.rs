@@ -8,14 +8,15 @@
 //! every other numeric dtype, and the forms those do not take (NCHW, a filter computed at run
 //! time, reductions over scattered axes), run the `generic_*`, `einsum`, `reduce_axes` and
 //! `argmax` kernels, written once over the element type ([`numeric`]). ONNX's indexing ops
-//! (element gathers and scatters, `trilu`, `cumsum`, `top_k`) are in [`indexing`].
-//! `argmax` kernels, written once over the element type ([`numeric`]). Quantized (i8/u8)
-//! products have integer kernels of their own (`int_gemm`, `int_conv`).
+//! (element gathers and scatters, `trilu`, `cumsum`/`cumprod`, `top_k`) are in [`indexing`],
+//! determinants in [`det`]. Quantized (i8/u8) products have integer kernels of their own
+//! (`int_gemm`, `int_conv`).
 
 pub mod argmax;
 pub mod conv;
 pub mod copy;
 pub mod depthwise;
+pub mod det;
 pub mod direct_conv;
 pub mod einsum;
 pub mod gather;

@@ -203,6 +203,12 @@ fn rows() -> Vec<TfOp> {
         same("Sign", Op::Unary(U::Sign)),
         same("Sin", Op::Unary(U::Sin)),
         same("Cos", Op::Unary(U::Cos)),
+        same("Asin", Op::Unary(U::Asin)),
+        same("Acos", Op::Unary(U::Acos)),
+        same("Atan", Op::Unary(U::Atan)),
+        same("Asinh", Op::Unary(U::Asinh)),
+        same("Acosh", Op::Unary(U::Acosh)),
+        same("Atanh", Op::Unary(U::Atanh)),
         same("Softplus", Op::Unary(U::Softplus)),
         same("Softsign", Op::Unary(U::Softsign)),
         attrs("Cast", "cast", |a| {

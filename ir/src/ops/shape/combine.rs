@@ -236,9 +236,7 @@ pub(super) fn infer_pad(
             ))
         }
         PadMode::Constant => {}
-        PadMode::Reflect | PadMode::Symmetric => {
-            expect_arity(&format!("pad in {} mode", mode.name()), inputs, 2)?
-        }
+        _ => expect_arity(&format!("pad in {} mode", mode.name()), inputs, 2)?,
     }
     let x = &inputs[0];
     let r = x.rank();
@@ -278,9 +276,11 @@ pub(super) fn infer_pad(
             ));
         }
         // MirrorPad's limits: reflect never repeats the edge, so it has one cell fewer to use.
+        // Edge and wrap pad any amount, but need an element to repeat.
         let limit = match (mode, d) {
             (PadMode::Reflect, Dim::Known(n)) => Some(*n as i64 - 1),
             (PadMode::Symmetric, Dim::Known(n)) => Some(*n as i64),
+            (PadMode::Edge | PadMode::Wrap, Dim::Known(0)) => Some(0),
             _ => None,
         };
         if let Some(max) = limit {
@@ -297,7 +297,7 @@ pub(super) fn infer_pad(
     Ok(TensorType::new(x.dtype, Shape(dims)))
 }
 
-/// Borders `x` by the (checked) paddings, with a constant or a mirror image.
+/// Borders `x` by the (checked) paddings: a constant, a mirror image, the edge or a wrap.
 pub(super) fn eval_pad(mode: PadMode, inputs: &[&Tensor]) -> OpResult<Tensor> {
     let x = inputs[0];
     let pads = inputs[1].to_i64_vec()?;
@@ -308,18 +308,7 @@ pub(super) fn eval_pad(mode: PadMode, inputs: &[&Tensor]) -> OpResult<Tensor> {
         .map(|(i, &n)| {
             let (before, after, n) = (pads[2 * i], pads[2 * i + 1], n as i64);
             (-before..n + after)
-                .map(|j| {
-                    let src = match mode {
-                        _ if (0..n).contains(&j) => j,
-                        PadMode::Constant => return None,
-                        // Mirror around the edge cell (reflect) or the edge itself (symmetric).
-                        PadMode::Reflect if j < 0 => -j,
-                        PadMode::Reflect => 2 * (n - 1) - j,
-                        PadMode::Symmetric if j < 0 => -j - 1,
-                        PadMode::Symmetric => 2 * n - 1 - j,
-                    };
-                    Some(to_usize(src))
-                })
+                .map(|j| mode.source(j, n).map(to_usize))
                 .collect()
         })
         .collect();
@@ -563,5 +552,47 @@ mod tests {
             infer1(&pad(PadMode::Symmetric), &[t, ty(DType::I32, &[2, 2])], &[]),
             "f32[?,?]"
         );
+    }
+
+    #[test]
+    fn pad_edge_and_wrap() {
+        // Both pad any amount: edge repeats the end elements, wrap repeats x periodically.
+        let x = Tensor::from_vec(&[3], vec![1i32, 2, 3]);
+        let p = Tensor::from_vec(&[1, 2], vec![4i32, 2]);
+        let y = eval1(&pad(PadMode::Edge), &[&x, &p]);
+        assert_eq!(y.to_i64_vec().unwrap(), vec![1, 1, 1, 1, 1, 2, 3, 3, 3]);
+        let y = eval1(&pad(PadMode::Wrap), &[&x, &p]);
+        assert_eq!(y.to_i64_vec().unwrap(), vec![3, 1, 2, 3, 1, 2, 3, 1, 2]);
+        // 2-D: rows and columns independently.
+        let x = iota(&[2, 2]);
+        let p = super::super::reshaped(&ints(&[1, 0, 0, 1]), &[2, 2]).unwrap();
+        let y = eval1(&pad(PadMode::Wrap), &[&x, &p]);
+        assert_eq!(
+            vals(&y),
+            (
+                vec![3, 3],
+                vec![2.0, 3.0, 2.0, 0.0, 1.0, 0.0, 2.0, 3.0, 2.0]
+            )
+        );
+        let y = eval1(&pad(PadMode::Edge), &[&x, &p]);
+        assert_eq!(
+            vals(&y),
+            (
+                vec![3, 3],
+                vec![0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 2.0, 3.0, 3.0]
+            )
+        );
+        // An empty axis has nothing to repeat; no constant value is taken.
+        let empty = Tensor::from_vec(&[0], Vec::<i32>::new());
+        let p1 = Tensor::from_vec(&[1, 2], vec![1i32, 0]);
+        let e = eval_err(&pad(PadMode::Wrap), &[&empty, &p1]);
+        assert!(
+            e.contains("wrap padding of axis 0 (size 0) must be at most 0 on each side"),
+            "{e}"
+        );
+        let e = eval_err(&pad(PadMode::Edge), &[&x, &p, &Tensor::scalar(0.0f32)]);
+        assert!(e.contains("pad in edge mode takes 2 inputs, got 3"), "{e}");
+        assert_eq!(PadMode::parse("wrap"), Some(PadMode::Wrap));
+        assert_eq!(PadMode::parse("mirror"), None);
     }
 }

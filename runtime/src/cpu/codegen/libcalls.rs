@@ -45,6 +45,30 @@ extern "C" fn cos(x: f64) -> f64 {
     x.cos()
 }
 
+extern "C" fn asin(x: f64) -> f64 {
+    x.asin()
+}
+
+extern "C" fn acos(x: f64) -> f64 {
+    x.acos()
+}
+
+extern "C" fn atan(x: f64) -> f64 {
+    x.atan()
+}
+
+extern "C" fn asinh(x: f64) -> f64 {
+    x.asinh()
+}
+
+extern "C" fn acosh(x: f64) -> f64 {
+    x.acosh()
+}
+
+extern "C" fn atanh(x: f64) -> f64 {
+    x.atanh()
+}
+
 extern "C" fn softplus(x: f64) -> f64 {
     elementwise::softplus(x)
 }
@@ -61,9 +85,22 @@ pub(crate) fn f64_unary(u: UnaryOp) -> Option<F64Unary> {
         Log => ln,
         Sin => sin,
         Cos => cos,
+        Asin => asin,
+        Acos => acos,
+        Atan => atan,
+        Asinh => asinh,
+        Acosh => acosh,
+        Atanh => atanh,
         Softplus => softplus,
         _ => return None,
     })
+}
+
+/// Whether f32 `u` is computed by its f64 function here too, having no f32x4 lowering in
+/// [`super::math::Math`]: the trigonometric functions and their inverses.
+pub(crate) fn f32_by_libcall(u: UnaryOp) -> bool {
+    use UnaryOp::*;
+    matches!(u, Sin | Cos | Asin | Acos | Atan | Asinh | Acosh | Atanh)
 }
 
 /// `p` to the power `q` (Rust's `powf`, as the interpreter).

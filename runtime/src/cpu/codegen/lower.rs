@@ -7,6 +7,7 @@
 //! lane 0 stored or accumulated), all at offsets known at compile time because shapes are.
 
 use super::analyze::{Expr, Id, Plan};
+use super::libcalls;
 use super::math::Math;
 use super::rows::RowLoop;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -41,7 +42,7 @@ pub(crate) fn vector_ok(plan: &Plan) -> bool {
         n.dtype == lathe_ir::DType::F32
             && match n.expr {
                 Expr::Leaf(_) | Expr::Splat(_) | Expr::Reduce { .. } => true,
-                Expr::Unary(u, _) => !matches!(u, U::Sin | U::Cos | U::LogicalNot),
+                Expr::Unary(u, _) => !(u == U::LogicalNot || libcalls::f32_by_libcall(u)),
                 Expr::Binary(b, _, _) => matches!(
                     b,
                     B::Add

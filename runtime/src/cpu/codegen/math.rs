@@ -320,7 +320,8 @@ impl Math<'_, '_> {
         self.select(pos, one, r)
     }
 
-    /// The IR's unary op `u` on f32 lanes (not `sin`, `cos`, `logical_not`, `bitwise_not`).
+    /// The IR's unary op `u` on f32 lanes (not `logical_not`, `bitwise_not`, nor the trigonometric
+    /// ops, which `libcalls::f32_by_libcall` computes in f64).
     pub fn unary(&mut self, u: UnaryOp, x: Value) -> Value {
         use UnaryOp::*;
         match u {
@@ -368,7 +369,7 @@ impl Math<'_, '_> {
                 let d = self.add(one, a);
                 self.div(x, d)
             }
-            Sin | Cos | LogicalNot | BitwiseNot => {
+            Sin | Cos | Asin | Acos | Atan | Asinh | Acosh | Atanh | LogicalNot | BitwiseNot => {
                 unreachable!("analysis rejects {}", u.mnemonic())
             }
         }

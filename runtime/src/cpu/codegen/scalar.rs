@@ -481,7 +481,7 @@ impl Scalar<'_, '_, '_> {
         if dt.is_int() {
             return self.int_unary(u, x, dt);
         }
-        if dt == DType::F32 && !matches!(u, Sin | Cos) {
+        if dt == DType::F32 && !libcalls::f32_by_libcall(u) {
             return self.f32_lane(x, |m, v| m.unary(u, v));
         }
         let xf = self.widen(x, dt);

@@ -100,12 +100,17 @@ pub(super) fn kernel(
                 cols: *cols,
             })
         }
-        Op::CumSum { exclusive, reverse } => {
+        Op::Cumulative {
+            kind,
+            exclusive,
+            reverse,
+        } => {
             let x_dims = dims(0)?;
             if x_dims.is_empty() || out(0)? != x_dims || dims(1)?.iter().product::<usize>() != 1 {
                 return Err(mismatch());
             }
-            IndexKernel::CumSum(CumSum {
+            IndexKernel::Cumulative(Cumulative {
+                kind: *kind,
                 dtype: x_dtype,
                 axis_dtype: index_dtype,
                 dims: x_dims,

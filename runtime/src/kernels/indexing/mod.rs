@@ -1,19 +1,19 @@
 //! ONNX's indexing ops on raw byte buffers: `gather_elements`, `gather_nd`, the scatters,
-//! `trilu`, `cumsum` and `top_k`, each with its geometry fixed when lowered.
+//! `trilu`, `cumsum`/`cumprod` and `top_k`, each with its geometry fixed when lowered.
 //!
 //! Index rules are the interpreter's own (`lathe_ir::ops::shape::resolve_index`: negative
 //! counts from the end), and an index out of range is an error naming it, returned before
 //! anything is read outside a buffer. Configuration inputs that do not change the shape (the
-//! cumsum axis, the trilu diagonal) are read when the kernel runs; top_k's `k` is checked
+//! cumulative axis, the trilu diagonal) are read when the kernel runs; top_k's `k` is checked
 //! against the planned output. Kernels run on the calling thread.
 
-mod cumsum;
+mod cumulative;
 mod gather;
 mod scatter;
 mod top_k;
 mod trilu;
 
-pub use cumsum::CumSum;
+pub use cumulative::Cumulative;
 pub use gather::{GatherElements, GatherNd};
 pub use scatter::{ScatterElements, ScatterNd};
 pub use top_k::TopK;
@@ -30,7 +30,7 @@ pub enum IndexKernel {
     ScatterElements(ScatterElements),
     ScatterNd(ScatterNd),
     Trilu(Trilu),
-    CumSum(CumSum),
+    Cumulative(Cumulative),
     TopK(TopK),
 }
 
@@ -49,7 +49,7 @@ impl IndexKernel {
             IndexKernel::ScatterElements(k) => k.run(i[0], i[1], i[2], o[0]),
             IndexKernel::ScatterNd(k) => k.run(i[0], i[1], i[2], o[0]),
             IndexKernel::Trilu(k) => k.run(i[0], i[1], o[0]),
-            IndexKernel::CumSum(k) => k.run(i[0], i[1], o[0]),
+            IndexKernel::Cumulative(k) => k.run(i[0], i[1], o[0]),
             IndexKernel::TopK(k) => k.run(i[0], i[1], o[0], o[1]),
         }
     }
@@ -62,14 +62,14 @@ impl IndexKernel {
             IndexKernel::ScatterElements(_) => "scatter_elements",
             IndexKernel::ScatterNd(_) => "scatter_nd",
             IndexKernel::Trilu(_) => "trilu",
-            IndexKernel::CumSum(_) => "cumsum",
+            IndexKernel::Cumulative(k) => k.kind.mnemonic(),
             IndexKernel::TopK(_) => "top_k",
         }
     }
 
-    /// True for the kernels that only move elements (the others compute: cumsum, top_k).
+    /// True for the kernels that only move elements (the others compute: cumulative, top_k).
     pub fn moves(&self) -> bool {
-        !matches!(self, IndexKernel::CumSum(_) | IndexKernel::TopK(_))
+        !matches!(self, IndexKernel::Cumulative(_) | IndexKernel::TopK(_))
     }
 }
 

@@ -1,11 +1,11 @@
-//! ONNX ops that are compositions of IR ops: normalizations, `Hardmax`, `Swish`, `SwiGLU`, the
-//! depth/space rearrangements, `EyeLike`, Lp pooling and norms. Each is written the way the
+//! ONNX ops that are compositions of IR ops: normalizations (`LRN` too), `Hardmax`, `Swish`,
+//! `SwiGLU`, the depth/space rearrangements, `EyeLike`, Lp pooling and norms. Each is written the way the
 //! ONNX function body (or the reference) defines it; the optimizer fuses the pieces again.
 
 use super::elementwise::{add_scalar, cast, mul_scalar};
 use super::{norm_axis, one, row, OnnxOp};
 use crate::import::onnx::{Builder, NodeCx};
-use lathe_ir::ops::{BinaryOp as B, ReduceKind as R, UnaryOp as U};
+use lathe_ir::ops::{BinaryOp as B, PadMode, ReduceKind as R, UnaryOp as U};
 use lathe_ir::{DType, Op, Tensor, ValueId};
 
 type Out = Result<Vec<ValueId>, String>;
@@ -61,6 +61,11 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         }),
         row("EyeLike", &["const"], import_eye_like),
         row("LpPool", &["avg_pool", "abs", "pow", "mul"], import_lp_pool),
+        row(
+            "LRN",
+            &["square", "pad", "slice", "add", "mul", "pow", "div"],
+            import_lrn,
+        ),
     ]
 }
 
@@ -138,6 +143,66 @@ fn standardize(b: &mut Builder, x: ValueId, axes: &[i64], eps: f64) -> Result<Va
     let var = add_scalar(b, var, eps)?;
     let r = b.op(Op::Unary(U::Rsqrt), &[var])?;
     b.op(Op::Binary(B::Mul), &[d, r])
+}
+
+/// `LRN`: `x / (bias + alpha / size * s)^beta`, where `s` sums `x^2` over a window of `size`
+/// channels (axis 1) around each one, `floor((size - 1) / 2)` before and the rest after,
+/// clipped to the channels there are. The window sum is the square padded with zeros along
+/// the channels, then one slice per window offset added up: at most `2C - 1` slices, as a
+/// window reaches no further than the channels.
+fn import_lrn(b: &mut Builder, cx: &NodeCx) -> Out {
+    let x = cx.input(0)?;
+    let dims = b.ty(x).shape.dims().to_vec();
+    let rank = dims.len();
+    if rank < 3 {
+        return Err(format!(
+            "LRN needs an input of rank 3 or more, got {}",
+            b.ty(x)
+        ));
+    }
+    let c = dims[1]
+        .known()
+        .ok_or_else(|| format!("LRN needs a known channel count, got {}", b.ty(x)))?
+        as i64;
+    let size = cx.attrs.int("size")?;
+    if size < 1 {
+        return Err(format!("LRN's `size` must be positive, got {size}"));
+    }
+    let alpha = cx.attrs.float_or("alpha", 1e-4)? as f64;
+    let beta = cx.attrs.float_or("beta", 0.75)? as f64;
+    let bias = cx.attrs.float_or("bias", 1.0)? as f64;
+    let before = ((size - 1) / 2).min(c - 1).max(0);
+    let after = (size - 1 - (size - 1) / 2).min(c - 1).max(0);
+    let sq = b.op(Op::Unary(U::Square), &[x])?;
+    let mut pads = vec![0i64; 2 * rank];
+    (pads[2], pads[3]) = (before, after);
+    let pads = b.konst(Tensor::from_vec(&[rank, 2], pads));
+    let padded = b.op(
+        Op::Pad {
+            mode: PadMode::Constant,
+        },
+        &[sq, pads],
+    )?;
+    let mut size_of = vec![-1i64; rank];
+    size_of[1] = c;
+    let slice_size = b.i64s(&size_of);
+    let mut sum = None;
+    for k in 0..=before + after {
+        let mut begin = vec![0i64; rank];
+        begin[1] = k;
+        let begin = b.i64s(&begin);
+        let part = b.op(Op::Slice, &[padded, begin, slice_size])?;
+        sum = Some(match sum {
+            None => part,
+            Some(acc) => b.op(Op::Binary(B::Add), &[acc, part])?,
+        });
+    }
+    let sum = sum.expect("a window has at least one channel");
+    let scaled = mul_scalar(b, sum, alpha / size as f64)?;
+    let base = add_scalar(b, scaled, bias)?;
+    let exponent = b.scalar(b.dtype(x), beta);
+    let denominator = b.op(Op::Binary(B::Pow), &[base, exponent])?;
+    one(b.op(Op::Binary(B::Div), &[x, denominator])?)
 }
 
 /// `GroupNormalization` (18, 21): channels split in `num_groups`, each normalized over its
@@ -367,6 +432,7 @@ fn import_lp_pool(b: &mut Builder, cx: &NodeCx) -> Out {
 #[cfg(test)]
 mod tests {
     use crate::import::onnx::control_flow::testing::*;
+    use super::super::attention::tests::{one_node, run, A};
     use lathe_ir::Tensor;
 
     #[test]
@@ -386,5 +452,36 @@ mod tests {
         let want = 3.0 / (1.0 + (-1.0f64).exp());
         assert_eq!(y[0], 0.0);
         assert!((y[1] - want).abs() < 1e-6, "{y:?}");
+    }
+
+    /// `LRN` with `size` and `alpha` (`beta` = `bias` = 1) on channels `[1, 2, 3]`.
+    fn lrn(size: i64, alpha: f32) -> Vec<f64> {
+        let x = Tensor::from_vec(&[1, 3, 1, 1], vec![1.0f32, 2.0, 3.0]);
+        let attrs = [
+            ("size", A::I(size)),
+            ("alpha", A::F(alpha)),
+            ("beta", A::F(1.0)),
+        ];
+        let g = one_node(13, "LRN", &[("x", &x)], &[], &attrs, &["x"], &["y"]).unwrap();
+        run(&g, &[&x]).remove(0).to_f64_vec()
+    }
+
+    fn assert_close(got: &[f64], want: &[f64]) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn lrn_sums_squares_over_a_channel_window() {
+        // alpha / size = 1: y = x / (1 + window sum of squares). Size 3 takes one channel on
+        // each side; size 2 only the next; size 9 every channel.
+        assert_close(&lrn(3, 3.0), &[1.0 / 6.0, 2.0 / 15.0, 3.0 / 14.0]);
+        assert_close(&lrn(2, 2.0), &[1.0 / 6.0, 2.0 / 14.0, 3.0 / 10.0]);
+        assert_close(&lrn(9, 9.0), &[1.0 / 15.0, 2.0 / 15.0, 3.0 / 15.0]);
+        let x = Tensor::from_vec(&[1, 3, 1, 1], vec![1.0f32, 2.0, 3.0]);
+        let attrs = [("size", A::I(0))];
+        let e = one_node(13, "LRN", &[("x", &x)], &[], &attrs, &["x"], &["y"]).unwrap_err();
+        assert!(e.contains("LRN's `size` must be positive, got 0"), "{e}");
     }
 }

@@ -1,5 +1,5 @@
 //! ONNX's indexing ops: element gathers and scatters (`GatherElements`, `GatherND`,
-//! `ScatterElements` and the older `Scatter`, `ScatterND`), `CumSum`, `Trilu`, `TopK`, and
+//! `ScatterElements` and the older `Scatter`, `ScatterND`), `CumSum`, `CumProd`, `Trilu`, `TopK`, and
 //! `OneHot`, which the IR has no op for: it is an `equal` of the indices against a range of
 //! classes, then a `select` of the on and off values.
 //!
@@ -9,7 +9,7 @@
 use super::elementwise::cast;
 use super::{norm_axis, one, row, OnnxOp};
 use crate::import::onnx::{Builder, NodeCx};
-use lathe_ir::ops::{BinaryOp as B, ScatterReduction};
+use lathe_ir::ops::{BinaryOp as B, CumulativeKind, ScatterReduction};
 use lathe_ir::{DType, Op, ValueId};
 
 type Out = Result<Vec<ValueId>, String>;
@@ -40,11 +40,10 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             one(b.op(op, &[cx.input(0)?, cx.input(1)?, cx.input(2)?])?)
         }),
         row("CumSum", &["cumsum"], |b, cx| {
-            let op = Op::CumSum {
-                exclusive: cx.attrs.int_or("exclusive", 0)? != 0,
-                reverse: cx.attrs.int_or("reverse", 0)? != 0,
-            };
-            one(b.op(op, &[cx.input(0)?, cx.input(1)?])?)
+            import_cumulative(b, cx, CumulativeKind::Sum)
+        }),
+        row("CumProd", &["cumprod"], |b, cx| {
+            import_cumulative(b, cx, CumulativeKind::Prod)
         }),
         row("Trilu", &["trilu"], |b, cx| {
             let k = match cx.opt(1) {
@@ -145,6 +144,17 @@ fn import_one_hot(b: &mut Builder, cx: &NodeCx) -> Out {
     };
     let (off, on) = (pick(b, 0)?, pick(b, 1)?);
     one(b.op(Op::Select, &[hot, on, off])?)
+}
+
+/// `CumSum`/`CumProd`: the running sum or product along the axis input, with the
+/// `exclusive` and `reverse` flags.
+fn import_cumulative(b: &mut Builder, cx: &NodeCx, kind: CumulativeKind) -> Out {
+    let op = Op::Cumulative {
+        kind,
+        exclusive: cx.attrs.int_or("exclusive", 0)? != 0,
+        reverse: cx.attrs.int_or("reverse", 0)? != 0,
+    };
+    one(b.op(op, &[cx.input(0)?, cx.input(1)?])?)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod attention;
 mod composite;
 mod conv_transpose;
 mod crop_reverse;
+mod einsum;
 mod elementwise;
 mod indexing;
 mod loss;
@@ -20,6 +21,7 @@ mod recurrent;
 mod reduce;
 mod resize;
 mod shape;
+mod window;
 
 use super::{Builder, NodeCx};
 use lathe_ir::{Op, ValueId};
@@ -74,6 +76,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(conv_transpose::rows());
         rows.extend(affine_grid::rows());
         rows.extend(crop_reverse::rows());
+        rows.extend(einsum::rows());
         rows.extend(reduce::rows());
         rows.extend(composite::rows());
         rows.extend(loss::rows());
@@ -82,6 +85,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(recurrent::rows());
         rows.extend(indexing::rows());
         rows.extend(quant::rows());
+        rows.extend(window::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
         (rows, by_name)

@@ -1,4 +1,4 @@
-//! ONNX network ops: matrix products, convolution, pooling, normalization, softmax.
+//! ONNX network ops: matrix products and determinants, convolution, pooling, normalization, softmax.
 //!
 //! ONNX images are NCHW with OIHW filters; the IR's convolutions take NCHW data (the
 //! `layout` pass moves it to NHWC) and HWIO filters, so filters are transposed here (a
@@ -23,11 +23,7 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             |b, cx| one(matmul(b, cx.input(0)?, cx.input(1)?)?),
         ),
         row("Gemm", &["matmul", "mul", "add"], import_gemm),
-        row("Einsum", &["einsum"], |b, cx| {
-            let equation = cx.attrs.str_or("equation", "")?.replace(' ', "");
-            let ins: Vec<ValueId> = cx.inputs.iter().flatten().copied().collect();
-            one(b.op(Op::Einsum { equation }, &ins)?)
-        }),
+        row("Det", &["det"], |b, cx| apply(b, cx, Op::Det, 1)),
         row(
             "Conv",
             &[

@@ -498,6 +498,8 @@ fn import_pad(b: &mut Builder, cx: &NodeCx) -> Out {
     let mode = match cx.attrs.str_or("mode", "constant")?.as_str() {
         "constant" => PadMode::Constant,
         "reflect" => PadMode::Reflect,
+        "edge" => PadMode::Edge,
+        "wrap" => PadMode::Wrap,
         m => return Err(format!("pad mode `{m}` is not supported")),
     };
     let (pads, value) = if cx.opset < 11 {

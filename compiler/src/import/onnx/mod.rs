@@ -753,6 +753,80 @@ mod tests {
         .encode_to_vec()
     }
 
+    /// A model of `nodes` (op, inputs, output) over f32 input `x` of `dims` and i64 input
+    /// `a: [1]`, with output `y`.
+    fn chain(nodes: &[(&str, &[&str], &str)], dims: &[i64]) -> ModelProto {
+        let mut a = value("a", &[1]);
+        if let Some(type_proto::Value::TensorType(t)) =
+            a.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.elem_type = Some(7);
+        }
+        let node = nodes
+            .iter()
+            .map(|(op, inputs, output)| NodeProto {
+                input: inputs.iter().map(|s| s.to_string()).collect(),
+                output: vec![output.to_string()],
+                op_type: Some(op.to_string()),
+                ..Default::default()
+            })
+            .collect();
+        ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(13),
+            }],
+            graph: Some(GraphProto {
+                name: Some("g".into()),
+                node,
+                input: vec![value("x", dims), a],
+                output: vec![value("y", &[])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Axes computed from an input through ops the importer folds need that input's value;
+    /// bound, they import.
+    #[test]
+    fn values_needed_through_folded_ops_name_the_input() {
+        let m = chain(
+            &[("Neg", &["a"], "n"), ("Neg", &["n"], "axes"), ("Squeeze", &["x", "axes"], "y")],
+            &[2, 1, 3],
+        );
+        let path = Path::new("m.onnx");
+        let e = import_model(&m, path, &[]).unwrap_err();
+        let needs = e.needs_values.as_deref().expect("needs values");
+        assert_eq!(needs.inputs, ["a"]);
+        assert_eq!(needs.graph, "g");
+        assert_eq!(needs.outputs, ["y"]);
+        assert_eq!(needs.interface().inputs().len(), 2);
+        assert_eq!(
+            e.to_string(),
+            "m.onnx: node `y` (op Squeeze): the `axes` input must be known while importing, and \
+             it comes from the value of graph input `a`: such a model is imported once per \
+             value of it, given when it runs"
+        );
+        let bound = [("a".to_string(), Tensor::from_vec(&[1], vec![1i64]))];
+        let g = import_model(&m, path, &bound).unwrap();
+        assert_eq!(g.value_type(g.outputs()[0].value).to_string(), "f32[2,3]");
+    }
+
+    /// A value computed from a shape the importer does not know is not one that input
+    /// values tell: the plain error, naming no inputs.
+    #[test]
+    fn values_from_unknown_shapes_need_no_inputs() {
+        let m = chain(
+            &[("Shape", &["x"], "s"), ("Slice", &["s", "a", "a"], "axes"), ("Squeeze", &["x", "axes"], "y")],
+            &[-1, 1, 3],
+        );
+        let e = import_model(&m, Path::new("m.onnx"), &[]).unwrap_err();
+        assert_eq!(e.needs_values, None);
+        assert!(e.message.contains("computed at run time is not supported"), "{e}");
+    }
+
     #[test]
     fn imports_a_node_with_a_symbolic_batch() {
         let g = import_bytes(&model("Relu", 17), Path::new("m.onnx")).unwrap();

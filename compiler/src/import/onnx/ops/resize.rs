@@ -773,7 +773,7 @@ fn import_resize(b: &mut Builder, cx: &NodeCx) -> Out {
 
 #[cfg(test)]
 mod tests {
-    use super::super::attention::tests::{one_node, run, A};
+    use super::super::attention::tests::{one_node, one_node_bound, run, A};
     use super::*;
 
     fn method(kernel: Kernel, coord: Coord) -> Method {
@@ -1005,8 +1005,9 @@ mod tests {
         let g = one_node_bound(node, &inputs, &[], &bound).unwrap();
         assert_eq!(g.inputs().len(), 2, "a bound input stays an input");
         assert_eq!(g.value_type(g.outputs()[0].value).to_string(), "f32[1,4]");
+        // Nearest (the default mode), half-pixel: each value twice.
         let y = run(&g, &[&x, &scales]);
-        assert_eq!(y[0].to_f64_vec(), [1.0, 1.25, 1.75, 2.0]);
+        assert_eq!(y[0].to_f64_vec(), [1.0, 1.0, 2.0, 2.0]);
 
         // A value must fit the input's declared type, and name an input.
         let bad = [("s".to_string(), Tensor::from_vec(&[3], vec![1f32, 2.0, 2.0]))];

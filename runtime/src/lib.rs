@@ -113,7 +113,11 @@ pub enum RunError {
         "input `{name}` holds {len} values, but the model specializes by this input's value \
          and takes at most {max} as a key"
     )]
-    ValueKey { name: String, len: usize, max: usize },
+    ValueKey {
+        name: String,
+        len: usize,
+        max: usize,
+    },
     /// [`ModelOptions`] that cannot work.
     #[error("invalid model options: {0}")]
     Options(String),

@@ -57,7 +57,11 @@ fn two_scales_values_make_two_specializations() {
         let s = m.stats();
         assert_eq!((s.calls, s.compiles, s.cache_hits), (3, 2, 1), "{backend}");
         assert_eq!(m.specializations(), 2);
-        let keys: Vec<String> = m.cached_signatures().iter().map(|s| s.to_string()).collect();
+        let keys: Vec<String> = m
+            .cached_signatures()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             keys,
             [
@@ -80,7 +84,7 @@ fn compiling_for_types_alone_names_the_needed_input() {
     let e = m.specialize_for(&types).unwrap_err().to_string();
     assert!(
         e.ends_with(
-            "node `` (op Resize): `scales` must be known while importing (the gather indices \
+            "node `Y` (op Resize): `scales` must be known while importing (the gather indices \
              and weights are computed while importing), and it comes from the value of graph \
              input `scales`: such a model is imported once per value of it, given when it runs"
         ),
@@ -113,7 +117,10 @@ impl BoundImport for Scaler {
         let mut g = Graph::new("scaler");
         let x = g.add_input("x", x_ty);
         g.add_input("k", k_ty);
-        let c = g.add_const(Tensor::from_vec(&[], vec![k.to_f64_vec()[0] as f32]), "k[0]");
+        let c = g.add_const(
+            Tensor::from_vec(&[], vec![k.to_f64_vec()[0] as f32]),
+            "k[0]",
+        );
         let y = g.add(Op::Binary(BinaryOp::Mul), vec![x, c], "y").unwrap();
         g.add_output("y", y).unwrap();
         Ok(g)

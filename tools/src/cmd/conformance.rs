@@ -5,10 +5,10 @@
 //! (with what is missing: an op, a dtype, a sequence value). With `--pass-list FILE`, exits
 //! non-zero when a test the file lists does not pass on both backends.
 
+use super::source::Loaded;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use lathe_compiler::import::onnx::tensor::read_tensor_file;
-use super::source::Loaded;
 use lathe_compiler::ModelFile;
 use lathe_ir::{DType, Tensor};
 use lathe_runtime::{Backend, ModelOptions, RunError};

@@ -295,7 +295,11 @@ impl<'a> Builder<'a> {
                 needs.declared = (self.g.inputs().iter())
                     .map(|i| (i.name.clone(), i.ty.clone()))
                     .collect();
-                needs.outputs = gp.output.iter().map(|o| o.name.clone().unwrap_or_default()).collect();
+                needs.outputs = gp
+                    .output
+                    .iter()
+                    .map(|o| o.name.clone().unwrap_or_default())
+                    .collect();
             }
             return Err(e);
         }
@@ -414,7 +418,10 @@ impl<'a> Builder<'a> {
         self.added = 0;
         self.needs.replace(None);
         let outs = (row.convert)(self, &cx).map_err(|m| {
-            let needs = self.needs.take().filter(|(_, said)| m.contains(said.as_str()));
+            let needs = self
+                .needs
+                .take()
+                .filter(|(_, said)| m.contains(said.as_str()));
             let mut e = fail(m);
             if let Some((inputs, _)) = needs {
                 e.needs_values = Some(Box::new(NeedsValues {
@@ -580,12 +587,15 @@ impl<'a> Builder<'a> {
     /// decides whether importing with bound inputs can help.
     pub fn not_constant(&self, v: ValueId, what: &str, why: &str) -> String {
         let Some(inputs) = self.inputs_behind(v) else {
-            return format!("{what} computed at run time is not supported (it must be a constant{why})");
+            return format!(
+                "{what} computed at run time is not supported (it must be a constant{why})"
+            );
         };
         let list: Vec<String> = inputs.iter().map(|n| format!("`{n}`")).collect();
         let message = format!(
             "{what} must be known while importing{why}, and it comes from the value of graph \
-             input {}: such a model is imported once per value of {}, given when it runs",
+             {} {}: such a model is imported once per value of {}, given when it runs",
+            if inputs.len() == 1 { "input" } else { "inputs" },
             list.join(", "),
             if inputs.len() == 1 { "it" } else { "them" }
         );
@@ -793,7 +803,11 @@ mod tests {
     #[test]
     fn values_needed_through_folded_ops_name_the_input() {
         let m = chain(
-            &[("Neg", &["a"], "n"), ("Neg", &["n"], "axes"), ("Squeeze", &["x", "axes"], "y")],
+            &[
+                ("Neg", &["a"], "n"),
+                ("Neg", &["n"], "axes"),
+                ("Squeeze", &["x", "axes"], "y"),
+            ],
             &[2, 1, 3],
         );
         let path = Path::new("m.onnx");
@@ -819,12 +833,19 @@ mod tests {
     #[test]
     fn values_from_unknown_shapes_need_no_inputs() {
         let m = chain(
-            &[("Shape", &["x"], "s"), ("Slice", &["s", "a", "a"], "axes"), ("Squeeze", &["x", "axes"], "y")],
+            &[
+                ("Shape", &["x"], "s"),
+                ("Slice", &["s", "a", "a"], "axes"),
+                ("Squeeze", &["x", "axes"], "y"),
+            ],
             &[-1, 1, 3],
         );
         let e = import_model(&m, Path::new("m.onnx"), &[]).unwrap_err();
         assert_eq!(e.needs_values, None);
-        assert!(e.message.contains("computed at run time is not supported"), "{e}");
+        assert!(
+            e.message.contains("computed at run time is not supported"),
+            "{e}"
+        );
     }
 
     #[test]

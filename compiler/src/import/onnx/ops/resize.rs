@@ -997,7 +997,11 @@ mod tests {
         );
         let needs = err.needs_values.expect("needs values");
         assert_eq!(needs.inputs, ["s"]);
-        let declared: Vec<String> = needs.declared.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+        let declared: Vec<String> = needs
+            .declared
+            .iter()
+            .map(|(n, t)| format!("{n}: {t}"))
+            .collect();
         assert_eq!(declared, ["x: f32[1,2]", "s: f32[2]"]);
         assert_eq!(needs.outputs, ["y"]);
 
@@ -1010,7 +1014,10 @@ mod tests {
         assert_eq!(y[0].to_f64_vec(), [1.0, 1.0, 2.0, 2.0]);
 
         // A value must fit the input's declared type, and name an input.
-        let bad = [("s".to_string(), Tensor::from_vec(&[3], vec![1f32, 2.0, 2.0]))];
+        let bad = [(
+            "s".to_string(),
+            Tensor::from_vec(&[3], vec![1f32, 2.0, 2.0]),
+        )];
         let err = one_node_bound(node, &inputs, &[], &bad).unwrap_err();
         assert_eq!(
             err.to_string(),

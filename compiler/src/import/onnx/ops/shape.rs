@@ -591,13 +591,20 @@ mod tests {
     fn dropout_training_mode_from_an_input() {
         let x = Tensor::from_vec(&[3], vec![1f32, 2.0, 3.0]);
         let t = Tensor::scalar(true);
-        let node = (13, "Dropout", &[][..], &["x", "r", "t"][..], &["y", "m"][..]);
+        let node = (
+            13,
+            "Dropout",
+            &[][..],
+            &["x", "r", "t"][..],
+            &["y", "m"][..],
+        );
         let inputs = [("x", &x), ("t", &t)];
         let zero = Tensor::scalar(0f32);
         let e = one_node_bound(node, &inputs, &[("r", &zero)], &[]).unwrap_err();
         assert_eq!(e.needs_values.expect("needs values").inputs, ["t"]);
         assert!(
-            e.message.starts_with("`training_mode` must be known while importing"),
+            e.message
+                .starts_with("`training_mode` must be known while importing"),
             "{}",
             e.message
         );

@@ -5,7 +5,10 @@
 
 pub mod import;
 
-pub use import::{load, load_with, ImportError, LoadOptions, ModelFormat};
+pub use import::{
+    load, load_bound, load_with, BoundImport, ImportError, LoadOptions, ModelFile, ModelFormat,
+    NeedsValues,
+};
 pub mod passes;
 pub mod pipeline;
 pub mod specialize;

@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("input  {}: {}", input.name, input.ty);
     }
     for output in model.outputs() {
-        println!("output {}", output.name);
+        println!("output {output}");
     }
 
     let handles: Vec<_> = (0..workers)

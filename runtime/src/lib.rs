@@ -104,6 +104,20 @@ pub enum RunError {
         signature: String,
         compiled: String,
     },
+    /// Importing the model failed (a model imported per value: [`Model::from_import`]).
+    #[error(transparent)]
+    Import(#[from] lathe_compiler::ImportError),
+    /// An input the model specializes by the value of (its importer needs the value, or
+    /// shapes depend on it) holds more values than a specialization may be keyed by.
+    #[error(
+        "input `{name}` holds {len} values, but the model specializes by this input's value \
+         and takes at most {max} as a key"
+    )]
+    ValueKey {
+        name: String,
+        len: usize,
+        max: usize,
+    },
     /// [`ModelOptions`] that cannot work.
     #[error("invalid model options: {0}")]
     Options(String),

@@ -1,6 +1,7 @@
 //! [`Model`]: a loaded graph that runs each call on the specialization for the call's input
 //! signature, compiling specializations on first use and caching them (see `cache.rs` for the
-//! cache and its concurrency).
+//! cache and its concurrency). A model whose importer needs input values keeps its source
+//! instead of a graph and imports it once per value ([`Model::from_import`]).
 
 use crate::cache::{lock, Caller, Lookup, SpecializationCache};
 use crate::cpu::ThreadPool;
@@ -8,14 +9,16 @@ use crate::specialization::{Keep, Signature, Specialization};
 use crate::{Backend, RunError};
 use lathe_compiler::pipeline::{NoHooks, PassHooks, PassRecord, Pipeline};
 use lathe_compiler::specialize::{check_signature, SpecializeError};
-use lathe_compiler::SpecializedGraph;
-use lathe_ir::{DType, Graph, GraphInput, GraphOutput, Tensor, TensorType};
+use lathe_compiler::{BoundImport, ImportError, SpecializedGraph};
+use lathe_ir::{DType, Graph, GraphInput, Tensor, TensorType};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The most elements a shape input may have (a shape or a list of axes has a few).
+/// The most elements a shape input may have (a shape or a list of axes has a few), and an
+/// input the importer needs the value of (a `Resize`'s scales): the most a specialization may
+/// be keyed by.
 const MAX_SHAPE_INPUT: usize = 64;
 
 /// How a model compiles and runs.
@@ -77,6 +80,14 @@ enum Source {
     /// Nothing: the model was compiled for this one signature ([`Model::for_signature`]) and
     /// gave its graph up.
     Only(Signature),
+    /// The model's source, imported again for each signature with the inputs it has values
+    /// for bound ([`Model::from_import`]); `interface` holds the inputs only, to check calls
+    /// against, and `needs` is the generic import's error, for callers without values.
+    Import {
+        import: Arc<dyn BoundImport>,
+        interface: Graph,
+        needs: ImportError,
+    },
 }
 
 /// A loaded model: an IR graph checked by the verifier, ready to run. `Send + Sync`: share it
@@ -84,7 +95,8 @@ enum Source {
 pub struct Model {
     name: String,
     inputs: Vec<GraphInput>,
-    outputs: Vec<GraphOutput>,
+    /// The names of the outputs, in order.
+    outputs: Vec<String>,
     /// What new signatures are specialized from.
     source: Source,
     options: ModelOptions,
@@ -122,6 +134,62 @@ impl Model {
     /// Loads `graph` with `options`, verifying it first.
     pub fn with_options(graph: Graph, options: ModelOptions) -> Result<Model, RunError> {
         lathe_ir::verify(&graph)?;
+        let outputs = graph.outputs().iter().map(|o| o.name.clone()).collect();
+        Model::assemble(Source::Graph(graph), outputs, options)
+    }
+
+    /// Loads the model `import` imports. When the importer needs the values of some inputs
+    /// ([`ImportError::needs_values`]: a `Resize`'s scales fed as an input), the model keeps
+    /// `import` instead of a graph: each call's signature then carries those inputs' values
+    /// (as shape inputs' do), and each new signature imports the model again with them bound,
+    /// as `tf.function` traces again for a new Python value. Inputs of more than
+    /// [`MAX_SHAPE_INPUT`] values are no specialization key: a call giving one is refused,
+    /// naming it. Tools that compile for types alone ([`Model::optimized_graph`]) get the
+    /// import's error, which names the inputs whose values are needed.
+    pub fn from_import(
+        import: Arc<dyn BoundImport>,
+        options: ModelOptions,
+    ) -> Result<Model, RunError> {
+        match import.import(&[]) {
+            Ok(graph) => Model::with_options(graph, options),
+            Err(needs) => Model::per_value(import, needs, options),
+        }
+    }
+
+    /// [`Model::from_import`] for a caller that already has the generic import's error,
+    /// `needs`; an error that needs no input values is returned as it is.
+    pub fn per_value(
+        import: Arc<dyn BoundImport>,
+        needs: ImportError,
+        options: ModelOptions,
+    ) -> Result<Model, RunError> {
+        let Some(wanted) = needs.needs_values.as_deref() else {
+            return Err(RunError::Import(needs));
+        };
+        let (interface, outputs) = (wanted.interface(), wanted.outputs.clone());
+        let marked: Vec<bool> = (interface.inputs().iter())
+            .map(|i| wanted.inputs.contains(&i.name))
+            .collect();
+        let source = Source::Import {
+            import,
+            interface,
+            needs,
+        };
+        let model = Model::assemble(source, outputs, options)?;
+        *lock(&model.shape_inputs) = marked;
+        Ok(model)
+    }
+
+    /// A model over `source` (whose graph, or interface, is verified) with `options` checked.
+    fn assemble(
+        source: Source,
+        outputs: Vec<String>,
+        options: ModelOptions,
+    ) -> Result<Model, RunError> {
+        let graph = match &source {
+            Source::Graph(g) | Source::Import { interface: g, .. } => g,
+            Source::Only(_) => unreachable!("a model starts from a graph or a source"),
+        };
         if options.cache_capacity == 0 {
             return Err(RunError::Options(
                 "cache_capacity must be at least 1".to_string(),
@@ -144,11 +212,7 @@ impl Model {
         }
         let input_names: Arc<[String]> = graph.inputs().iter().map(|i| i.name.clone()).collect();
         let cache = SpecializationCache::new(&graph.name, options.cache_capacity);
-        let (name, inputs, outputs) = (
-            graph.name.clone(),
-            graph.inputs().to_vec(),
-            graph.outputs().to_vec(),
-        );
+        let (name, inputs) = (graph.name.clone(), graph.inputs().to_vec());
         let pool = (options.backend == Backend::Cpu).then(|| {
             let threads = options.threads.unwrap_or_else(default_threads);
             Arc::new(ThreadPool::new(threads))
@@ -157,7 +221,7 @@ impl Model {
             name,
             inputs,
             outputs,
-            source: Source::Graph(graph),
+            source,
             options,
             pipeline,
             shape_inputs: Mutex::new(vec![false; input_names.len()]),
@@ -181,18 +245,19 @@ impl Model {
         let signature = Signature::new(model.input_names.clone(), inputs.to_vec());
         let graph = match std::mem::replace(&mut model.source, Source::Only(signature.clone())) {
             Source::Graph(g) => Some(g),
-            Source::Only(_) => None,
+            Source::Only(_) | Source::Import { .. } => None,
         };
         model.specialization(signature, Caller::AheadOfTime, graph)?;
         Ok(model)
     }
 
     /// The model's graph, as loaded (not specialized); `None` for a model compiled for one
-    /// signature only ([`Model::for_signature`]).
+    /// signature only ([`Model::for_signature`]) and one imported per value
+    /// ([`Model::from_import`]).
     pub fn graph(&self) -> Option<&Graph> {
         match &self.source {
             Source::Graph(g) => Some(g),
-            Source::Only(_) => None,
+            Source::Only(_) | Source::Import { .. } => None,
         }
     }
 
@@ -216,8 +281,8 @@ impl Model {
         &self.inputs
     }
 
-    /// The outputs the model produces, in order.
-    pub fn outputs(&self) -> &[GraphOutput] {
+    /// The names of the outputs the model produces, in order.
+    pub fn outputs(&self) -> &[String] {
         &self.outputs
     }
 
@@ -229,25 +294,24 @@ impl Model {
     /// When the graph's shapes depend on the value of an integer input of at most one axis
     /// (a reshape target fed at run time), specializing by types fails; the model then takes
     /// every such input as a *shape input* from this call on, and specializes by its value
-    /// too (see [`Signature`]).
+    /// too (see [`Signature`]). A model imported per value ([`Model::from_import`]) takes the
+    /// inputs its importer needs as shape inputs from the start, and learns more the same way
+    /// when an import with some bound asks for others.
     pub fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, RunError> {
         let ordered = self.order_inputs(inputs)?;
         let spec = loop {
             let shape_inputs = lock(&self.shape_inputs).clone();
+            self.check_value_keys(&ordered, &shape_inputs)?;
             let signature = Signature::of(self.input_names.clone(), &ordered, &shape_inputs);
             match self.specialization(signature, Caller::Run, None) {
                 Err(RunError::Specialize(SpecializeError::UnknownShape { .. }))
                     if self.learn_shape_inputs(&ordered) => {}
+                Err(RunError::Import(e)) if self.learn_needed_inputs(&e) => {}
                 r => break r?,
             }
         };
         let outs = spec.run(&ordered)?;
-        Ok(self
-            .outputs()
-            .iter()
-            .map(|o| o.name.clone())
-            .zip(outs)
-            .collect())
+        Ok(self.outputs.iter().cloned().zip(outs).collect())
     }
 
     /// Compiles (or finds in the cache) the specialization for concrete input types, one per
@@ -310,7 +374,8 @@ impl Model {
     }
 
     /// The graph to specialize for `signature`: the model's, or an error for a model compiled
-    /// for one signature only.
+    /// for one signature only, or imported per value (the import's error, naming the inputs
+    /// whose values it needs).
     fn generic(&self, signature: &Signature) -> Result<&Graph, RunError> {
         match &self.source {
             Source::Graph(g) => Ok(g),
@@ -319,7 +384,30 @@ impl Model {
                 signature: signature.to_string(),
                 compiled: compiled.to_string(),
             }),
+            Source::Import { needs, .. } => Err(RunError::Import(needs.clone())),
         }
+    }
+
+    /// The graph `signature`'s inputs are checked against: the model's, or its interface.
+    fn declared(&self, signature: &Signature) -> Result<&Graph, RunError> {
+        match &self.source {
+            Source::Import { interface, .. } => Ok(interface),
+            _ => self.generic(signature),
+        }
+    }
+
+    /// The graph to compile for `signature`: the model's, or its source imported with every
+    /// input the signature has a value for bound to that value.
+    fn graph_for(&self, signature: &Signature) -> Result<Cow<'_, Graph>, RunError> {
+        let Source::Import { import, .. } = &self.source else {
+            return self.generic(signature).map(Cow::Borrowed);
+        };
+        let bound: Vec<(String, Tensor)> = (signature.names().iter())
+            .zip(signature.values())
+            .filter_map(|(n, v)| Some((n.clone(), Tensor::clone(v.as_ref()?))))
+            .collect();
+        let graph = import.import(&bound).map_err(RunError::Import)?;
+        Ok(Cow::Owned(graph))
     }
 
     /// The specialization for `signature`, from the cache or compiled now (from `owned` when
@@ -335,7 +423,7 @@ impl Model {
         let Lookup { slot, warning } = self.cache.lookup(&signature, caller, || {
             let graph = match &owned {
                 Some(g) => g,
-                None => self.generic(&signature)?,
+                None => self.declared(&signature)?,
             };
             Ok(check_signature(graph, signature.types())?)
         })?;
@@ -348,7 +436,7 @@ impl Model {
         }
         let graph = match owned {
             Some(g) => Ok(Cow::Owned(g)),
-            None => self.generic(&signature).map(Cow::Borrowed),
+            None => self.graph_for(&signature),
         };
         let compiled = graph.and_then(|graph| {
             Specialization::compile(
@@ -398,6 +486,38 @@ impl Model {
             tracing::info!(model = %self.name, "specializing by the values of shape inputs");
         }
         learnt
+    }
+
+    /// Marks the inputs an import asked the values of (`e`'s [`ImportError::needs_values`])
+    /// as shape inputs; false when it asked for none not marked yet (binding them did not
+    /// help, so the error stands).
+    fn learn_needed_inputs(&self, e: &ImportError) -> bool {
+        let Some(needs) = &e.needs_values else {
+            return false;
+        };
+        let mut marked = lock(&self.shape_inputs);
+        let mut learnt = false;
+        for (k, name) in self.input_names.iter().enumerate() {
+            if needs.inputs.contains(name) && !marked[k] {
+                marked[k] = true;
+                learnt = true;
+            }
+        }
+        learnt
+    }
+
+    /// Refuses a call whose shape inputs (`marked`) are too large to key a specialization.
+    fn check_value_keys(&self, inputs: &[Tensor], marked: &[bool]) -> Result<(), RunError> {
+        for ((t, &m), name) in inputs.iter().zip(marked).zip(self.input_names.iter()) {
+            if m && t.len() > MAX_SHAPE_INPUT {
+                return Err(RunError::ValueKey {
+                    name: name.clone(),
+                    len: t.len(),
+                    max: MAX_SHAPE_INPUT,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Puts named inputs in signature order, rejecting unknown, duplicate and missing names.

@@ -3,6 +3,7 @@
 //! Importers know their source format; nothing after them does. Every error names the file,
 //! and where one node is at fault, the node and its op.
 
+mod bound;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 #[cfg(feature = "tensorflow")]
@@ -10,7 +11,8 @@ pub mod tensorflow;
 #[cfg(any(feature = "tensorflow", feature = "onnx"))]
 mod value_list;
 
-use lathe_ir::Graph;
+pub use bound::{BoundImport, ModelFile};
+use lathe_ir::{Graph, Tensor, TensorType};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +23,25 @@ pub struct ImportError {
     pub node: Option<String>,
     pub op: Option<String>,
     pub message: String,
+    /// Set when the importer had to know a value that comes from graph inputs (a `Resize`'s
+    /// scales, `Squeeze` axes fed as an input): importing again with those inputs bound
+    /// ([`load_bound`]) can succeed. The message names them too.
+    pub needs_values: Option<Box<NeedsValues>>,
+}
+
+/// What an import that needs input values reports: which inputs, and the model's interface,
+/// so that a runtime can take calls and import the model once per value of those inputs (as
+/// `tf.function` traces once per Python value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeedsValues {
+    /// The graph's name.
+    pub graph: String,
+    /// The graph inputs whose values the importer needs, in input order.
+    pub inputs: Vec<String>,
+    /// Every graph input of the model: its name and declared type, in order.
+    pub declared: Vec<(String, TensorType)>,
+    /// The names of the model's outputs, in order.
+    pub outputs: Vec<String>,
 }
 
 impl ImportError {
@@ -31,6 +52,7 @@ impl ImportError {
             node: None,
             op: None,
             message: message.into(),
+            needs_values: None,
         }
     }
 
@@ -41,7 +63,20 @@ impl ImportError {
             node: Some(node.to_string()),
             op: Some(op.to_string()),
             message: message.into(),
+            needs_values: None,
         }
+    }
+}
+
+impl NeedsValues {
+    /// The model's inputs as a graph with no nodes and no outputs: what to read the inputs'
+    /// names and declared types from, and check a call's input types against.
+    pub fn interface(&self) -> Graph {
+        let mut g = Graph::new(self.graph.clone());
+        for (name, ty) in &self.declared {
+            g.add_input(name.clone(), ty.clone());
+        }
+        g
     }
 }
 
@@ -142,7 +177,26 @@ pub fn load(path: &Path) -> Result<Graph, ImportError> {
 /// [`load`], choosing what to load of a SavedModel; the options are an error for a format
 /// that has no tags or signatures.
 pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Graph, ImportError> {
+    load_bound(path, options, &[])
+}
+
+/// [`load_with`], with the graph inputs named in `bound` taken as constants of the given
+/// values while importing (only ONNX models ask for this: see [`ImportError::needs_values`]).
+/// The graph keeps them as inputs, with their declared types, but nothing reads them: the
+/// graph is only right for calls whose values of those inputs are the bound ones, and the
+/// caller keys what it compiles by them (the runtime's `Model` does).
+pub fn load_bound(
+    path: &Path,
+    options: &LoadOptions,
+    bound: &[(String, Tensor)],
+) -> Result<Graph, ImportError> {
     let format = ModelFormat::detect(path)?;
+    if !bound.is_empty() && format != ModelFormat::Onnx {
+        return Err(ImportError::file(
+            path,
+            "graph inputs can only be bound to values in ONNX models",
+        ));
+    }
     if format != ModelFormat::SavedModel {
         if let Some(flag) = [("tag", &options.tag), ("signature", &options.signature)]
             .iter()
@@ -187,7 +241,7 @@ pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Graph, ImportErro
                  without the `tensorflow` feature",
             )),
             #[cfg(feature = "onnx")]
-            ModelFormat::Onnx => onnx::import_file(path)?,
+            ModelFormat::Onnx => onnx::import_file_bound(path, bound)?,
             #[cfg(not(feature = "onnx"))]
             ModelFormat::Onnx => return Err(ImportError::file(
                 path,

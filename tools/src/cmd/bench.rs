@@ -10,7 +10,7 @@ use crate::inputs::{read_inputs, signature_of};
 use anyhow::{bail, Result};
 use clap::Args;
 use lathe_ir::{DType, Graph, Tensor, TensorType};
-use lathe_runtime::{Backend, Model, ModelOptions};
+use lathe_runtime::{Backend, ModelOptions};
 use std::time::{Duration, Instant};
 
 /// Arguments of `lathe bench`.
@@ -91,16 +91,23 @@ const MAX_RUNS: usize = 2000;
 
 /// Runs `lathe bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let graph = args.model.load()?;
+    let loaded = args.model.load_to_run()?;
+    let graph = loaded.declared();
     let graph_inputs: Vec<String> = graph.inputs().iter().map(|i| i.name.clone()).collect();
     let (inputs, input_note) = if args.inputs.is_empty() {
-        let random = random_inputs(&graph, args.seed)?;
+        if let Some(name) = loaded.needed_inputs().first() {
+            bail!(
+                "the importer needs the value of input `{name}` (the model is imported once per \
+                 value of it), so random inputs will not do: give the inputs with --input"
+            );
+        }
+        let random = random_inputs(graph, args.seed)?;
         for note in &random.notes {
             eprintln!("note: {note}");
         }
         (random.inputs, format!("random, seed {}", args.seed))
     } else {
-        (read_inputs(&graph, &args.inputs)?, "from files".to_string())
+        (read_inputs(graph, &args.inputs)?, "from files".to_string())
     };
     let threads = match args.backend {
         Backend::Cpu => args
@@ -121,7 +128,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .iter()
         .map(|(n, t)| (n.as_str(), t.clone()))
         .collect();
-    let signature = signature_of(&graph, &inputs);
+    let signature = signature_of(graph, &inputs);
 
     // Compilation: loading the model, then specializing it to this input signature and
     // optimizing the result, ahead of the first call.
@@ -132,8 +139,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ..ModelOptions::default()
     })?;
     // Compiled for this one signature, the model keeps no copy of the graph as loaded.
-    let model = Model::for_signature(graph, options, &signature)?;
-    let spec = model.specialize_for(&signature)?;
+    let per_value = !loaded.needed_inputs().is_empty();
+    let model = loaded.into_model_for(options, &signature)?;
+    let spec = if per_value {
+        // Compiled by the first call, which knows the values the importer needs (so the
+        // compile time includes that call).
+        model.run(&named)?;
+        None
+    } else {
+        Some(model.specialize_for(&signature)?)
+    };
     lathe_runtime::tune_allocator(lathe_runtime::AllocPhase::Calls);
     let compile = start.elapsed();
 
@@ -161,7 +176,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let stats = Stats::of(times_ms);
     let compile_ms = compile.as_secs_f64() * 1e3;
     if args.profile {
-        match spec.cpu_plan() {
+        match spec.as_ref().and_then(|s| s.cpu_plan()) {
             Some(plan) => {
                 let ordered: Vec<Tensor> = graph_inputs
                     .iter()
@@ -174,6 +189,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     plan.run_timed(&ordered, Some(&mut times))?;
                 }
                 print_profile(&steps, &times, runs);
+            }
+            None if spec.is_none() => {
+                eprintln!("note: --profile is not available for a model imported per input value")
             }
             None => eprintln!("note: --profile needs the cpu backend"),
         }

@@ -5,11 +5,13 @@
 //! (with what is missing: an op, a dtype, a sequence value). With `--pass-list FILE`, exits
 //! non-zero when a test the file lists does not pass on both backends.
 
+use super::source::Loaded;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use lathe_compiler::import::onnx::tensor::read_tensor_file;
-use lathe_ir::{DType, Graph, Tensor};
-use lathe_runtime::{Backend, Model, ModelOptions};
+use lathe_compiler::ModelFile;
+use lathe_ir::{DType, Tensor};
+use lathe_runtime::{Backend, ModelOptions, RunError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -196,9 +198,10 @@ fn watchdog(current: Arc<Mutex<String>>, done: Arc<AtomicUsize>, limit: Duration
 /// A test's outcome on the CPU backend and on the interpreter.
 pub fn run_test(dir: &Path) -> [Outcome; 2] {
     let run = || -> [Outcome; 2] {
-        let model = dir.join("model.onnx");
-        let graph = match lathe_compiler::import::load(&model) {
-            Ok(g) => g,
+        // A model whose importer needs input values (a `Resize` with its scales as an input)
+        // is imported per value, as `lathe run` does.
+        let loaded = match Loaded::new(ModelFile::new(dir.join("model.onnx"))) {
+            Ok(l) => l,
             Err(e) => {
                 let o = classify(&e.to_string());
                 return [o.clone(), o];
@@ -208,7 +211,7 @@ pub fn run_test(dir: &Path) -> [Outcome; 2] {
             Ok(s) => s,
             Err(o) => return [o.clone(), o],
         };
-        [Backend::Cpu, Backend::Interp].map(|b| run_on(&graph, &sets, b))
+        [Backend::Cpu, Backend::Interp].map(|b| run_on(&loaded, &sets, b))
     };
     match std::panic::catch_unwind(run) {
         Ok(r) => r,
@@ -270,26 +273,26 @@ fn data_sets(dir: &Path) -> Result<Vec<DataSet>, Outcome> {
         .collect()
 }
 
-fn run_on(graph: &Graph, sets: &[DataSet], backend: Backend) -> Outcome {
+fn run_on(loaded: &Loaded, sets: &[DataSet], backend: Backend) -> Outcome {
     let options = ModelOptions {
         backend,
         threads: Some(1),
         ..ModelOptions::default()
     };
-    let model = match Model::with_options(graph.clone(), options) {
+    let model = match loaded.model(options) {
         Ok(m) => m,
         Err(e) => return Outcome::Fail(e.to_string()),
     };
-    let declared = graph.inputs();
+    let declared = model.inputs();
     for set in sets {
-        if set.inputs.len() != declared.len() || set.outputs.len() != graph.outputs().len() {
+        if set.inputs.len() != declared.len() || set.outputs.len() != model.outputs().len() {
             return Outcome::Unsupported(format!(
                 "the test data has {} inputs and {} outputs for a graph of {} and {} (sequence \
                  or optional values)",
                 set.inputs.len(),
                 set.outputs.len(),
                 declared.len(),
-                graph.outputs().len()
+                model.outputs().len()
             ));
         }
         // Inputs bind by name when the data names them, else by position.
@@ -307,6 +310,8 @@ fn run_on(graph: &Graph, sets: &[DataSet], backend: Backend) -> Outcome {
             .collect();
         let got = match model.run(&inputs) {
             Ok(out) => out,
+            // A model imported per value meets its import errors when it runs.
+            Err(RunError::Import(e)) => return classify(&e.to_string()),
             Err(e) => return Outcome::Fail(e.to_string()),
         };
         for ((name, g), want) in got.iter().zip(&set.outputs) {

@@ -5,7 +5,7 @@ use crate::inputs::{read_inputs, signature_of};
 use anyhow::{Context, Result};
 use clap::Args;
 use lathe_ir::Tensor;
-use lathe_runtime::{Backend, Model, ModelOptions};
+use lathe_runtime::{Backend, ModelOptions};
 use std::path::PathBuf;
 
 /// Arguments of `lathe run`.
@@ -31,8 +31,8 @@ pub struct RunArgs {
 
 /// Runs `lathe run`.
 pub fn run(args: RunArgs) -> Result<()> {
-    let graph = args.model.load()?;
-    let inputs = read_inputs(&graph, &args.inputs)?;
+    let loaded = args.model.load_to_run()?;
+    let inputs = read_inputs(loaded.declared(), &args.inputs)?;
     // The runtime specializes the graph to the inputs' shapes and optimizes that with `-O N`
     // or `--passes`, as `dump` shows.
     let options = args.opt.model_options(ModelOptions {
@@ -42,8 +42,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     })?;
     // One call: the model is compiled for its inputs' signature only and keeps no copy of the
     // graph as loaded, so each weight is held once (packed, in its kernel).
-    let signature = signature_of(&graph, &inputs);
-    let model = Model::for_signature(graph, options, &signature)?;
+    let signature = signature_of(loaded.declared(), &inputs);
+    let model = loaded.into_model_for(options, &signature)?;
     lathe_runtime::tune_allocator(lathe_runtime::AllocPhase::Calls);
     let named: Vec<(&str, Tensor)> = inputs
         .iter()

@@ -1,11 +1,13 @@
 //! The model argument every command that loads a model takes, with what to load of a
-//! SavedModel.
+//! SavedModel; and [`Loaded`], a model as the commands that run it load it.
 
 use anyhow::Result;
 use clap::Args;
-use lathe_compiler::LoadOptions;
-use lathe_ir::Graph;
+use lathe_compiler::{BoundImport, ImportError, LoadOptions, ModelFile, NeedsValues};
+use lathe_ir::{Graph, TensorType};
+use lathe_runtime::{Model, ModelOptions, RunError};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Which model to load.
 #[derive(Args, Clone, Debug)]
@@ -23,12 +25,96 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// Loads the model.
+    /// The model file and what to load of it.
+    pub fn file(&self) -> ModelFile {
+        ModelFile {
+            path: self.model.clone(),
+            options: LoadOptions {
+                tag: self.tag.clone(),
+                signature: self.signature.clone(),
+            },
+        }
+    }
+
+    /// Loads the model's graph. A model that can only be imported with input values
+    /// (see [`Loaded`]) is the importer's error, which names those inputs.
     pub fn load(&self) -> Result<Graph> {
-        let options = LoadOptions {
-            tag: self.tag.clone(),
-            signature: self.signature.clone(),
-        };
-        Ok(lathe_compiler::load_with(&self.model, &options)?)
+        Ok(self.file().import(&[])?)
+    }
+
+    /// Loads the model to run it: its graph, or the file to import once per value of the
+    /// inputs the importer needs.
+    pub fn load_to_run(&self) -> Result<Loaded> {
+        Ok(Loaded::new(self.file())?)
+    }
+}
+
+/// A model loaded to run: its graph, or, when the importer needs the values of some inputs
+/// (an ONNX `Resize` whose scales are an input), the file, imported again for each value of
+/// them ([`Model::per_value`]).
+pub enum Loaded {
+    Graph(Graph),
+    PerValue {
+        file: Arc<ModelFile>,
+        /// The model's inputs (a graph with no nodes).
+        interface: Graph,
+        /// The generic import's error, naming the inputs whose values it needs.
+        needs: ImportError,
+    },
+}
+
+impl Loaded {
+    /// Imports `file`, keeping it to import per value when the importer needs input values.
+    pub fn new(file: ModelFile) -> Result<Loaded, ImportError> {
+        match file.import(&[]) {
+            Ok(g) => Ok(Loaded::Graph(g)),
+            Err(needs) => match needs.needs_values.as_deref().map(NeedsValues::interface) {
+                Some(interface) => Ok(Loaded::PerValue {
+                    file: Arc::new(file),
+                    interface,
+                    needs,
+                }),
+                None => Err(needs),
+            },
+        }
+    }
+
+    /// The graph whose inputs a call gives: the model's, or its interface.
+    pub fn declared(&self) -> &Graph {
+        match self {
+            Loaded::Graph(g) => g,
+            Loaded::PerValue { interface, .. } => interface,
+        }
+    }
+
+    /// Which inputs the importer needs the values of (none for a graph).
+    pub fn needed_inputs(&self) -> &[String] {
+        match self {
+            Loaded::Graph(_) => &[],
+            Loaded::PerValue { needs, .. } => needs
+                .needs_values
+                .as_deref()
+                .map_or(&[], |n| n.inputs.as_slice()),
+        }
+    }
+
+    /// A model that takes calls of any signature.
+    pub fn model(&self, options: ModelOptions) -> Result<Model, RunError> {
+        match self {
+            Loaded::Graph(g) => Model::with_options(g.clone(), options),
+            Loaded::PerValue { file, needs, .. } => {
+                Model::per_value(file.clone(), needs.clone(), options)
+            }
+        }
+    }
+
+    /// A model for calls of one input signature, `types`: compiled for it now, holding each
+    /// weight once ([`Model::for_signature`]); a model imported per value compiles on its
+    /// first call, when the values are known (it keeps no graph either).
+    pub fn into_model_for(self, options: ModelOptions, types: &[TensorType]) -> Result<Model> {
+        Ok(match self {
+            Loaded::Graph(g) => Model::for_signature(g, options, types)?,
+            Loaded::PerValue { file, needs, .. } => Model::per_value(file, needs, options)?,
+        })
     }
 }

@@ -14,6 +14,10 @@
 //! While importing, a node whose inputs are all constants and whose result is small is
 //! evaluated at once (shape arithmetic: `Shape` → `Gather` → `Concat` → `Reshape`), so that
 //! converters needing a constant (a `Reshape` target with zeros, `Unsqueeze` axes) see it.
+//! When such a value comes from graph inputs instead, the node's error says which
+//! ([`ImportError::needs_values`]), and the model can be imported again with those inputs
+//! bound to values ([`import_file_bound`]): each becomes a constant where it is read, while
+//! the graph keeps it as an input that nothing reads.
 
 mod attrs;
 mod control_flow;
@@ -22,12 +26,13 @@ pub mod tensor;
 
 pub use ops::{supported_ops, table, OnnxOp};
 
-use super::ImportError;
+use super::{ImportError, NeedsValues};
 use attrs::Attrs;
 use lathe_ir::{DType, Dim, Graph, NodeId, Op, Tensor, TensorType, ValueId};
 use lathe_proto::onnx::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use prost::Message;
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 /// The newest version of the default operator set this importer knows the semantics of.
@@ -55,15 +60,35 @@ pub struct ModelInfo {
 
 /// Reads an `.onnx` file and imports it.
 pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
+    import_file_bound(path, &[])
+}
+
+/// [`import_file`] with the graph inputs named in `bound` taken as constants of those values
+/// wherever they are read (see [`import_bytes_bound`]).
+pub fn import_file_bound(path: &Path, bound: &[(String, Tensor)]) -> Result<Graph, ImportError> {
     let model = read_model(path)?;
-    import_model(&model, path)
+    import_model(&model, path, bound)
 }
 
 /// Imports a serialized model; `path` names it in errors, and its directory is where
 /// external data is looked for.
 pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph, ImportError> {
+    import_bytes_bound(bytes, path, &[])
+}
+
+/// [`import_bytes`] with the graph inputs named in `bound` taken as constants of those
+/// values wherever they are read, so that what the importer must know (a `Resize`'s scales,
+/// `Squeeze` axes) is known. Each bound input stays a graph input with its declared type,
+/// read by nothing: the graph is right only for calls that give it the bound value, which the
+/// caller ensures by importing once per value. A value must have the input's declared dtype
+/// and fit its shape.
+pub fn import_bytes_bound(
+    bytes: &[u8],
+    path: &Path,
+    bound: &[(String, Tensor)],
+) -> Result<Graph, ImportError> {
     let model = decode(bytes, path)?;
-    import_model(&model, path)
+    import_model(&model, path, bound)
 }
 
 /// The producer, IR version and operator sets of a model file.
@@ -111,9 +136,15 @@ pub(crate) struct Model<'a> {
     path: &'a Path,
     /// Version of each imported operator set, by domain (`""` for the default one).
     opsets: HashMap<String, i64>,
+    /// Graph inputs bound to values: constants wherever they are read.
+    bound: &'a [(String, Tensor)],
 }
 
-fn import_model(m: &ModelProto, path: &Path) -> Result<Graph, ImportError> {
+fn import_model(
+    m: &ModelProto,
+    path: &Path,
+    bound: &[(String, Tensor)],
+) -> Result<Graph, ImportError> {
     let mut opsets = HashMap::new();
     for o in &m.opset_import {
         let domain = match o.domain.as_deref().unwrap_or("") {
@@ -138,7 +169,11 @@ fn import_model(m: &ModelProto, path: &Path) -> Result<Graph, ImportError> {
         .graph
         .as_ref()
         .ok_or_else(|| ImportError::file(path, "the model has no graph"))?;
-    let model = Model { path, opsets };
+    let model = Model {
+        path,
+        opsets,
+        bound,
+    };
     let name = gp.name.clone().unwrap_or_default();
     let mut b = Builder::new(&model, if name.is_empty() { "onnx" } else { &name }, 0);
     b.main_graph(gp)?;
@@ -194,6 +229,9 @@ pub(crate) struct Builder<'a> {
     added: usize,
     /// Nesting depth (0 for the model's graph).
     pub depth: usize,
+    /// The graph inputs the current node needed the values of, and the error that said so
+    /// (set by [`Builder::not_constant`]).
+    needs: RefCell<Option<(Vec<String>, String)>>,
 }
 
 impl<'a> Builder<'a> {
@@ -205,6 +243,7 @@ impl<'a> Builder<'a> {
             current: String::new(),
             added: 0,
             depth,
+            needs: RefCell::new(None),
         }
     }
 
@@ -212,7 +251,8 @@ impl<'a> Builder<'a> {
         ImportError::file(self.model.path, message)
     }
 
-    /// The model's graph: initializers, inputs, nodes, outputs.
+    /// The model's graph: initializers, inputs (bound ones read as constants), nodes,
+    /// outputs. An error that needs input values gets the model's interface.
     fn main_graph(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
         let inits = self.initializers(gp)?;
         for vi in &gp.input {
@@ -223,10 +263,46 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let ty = value_type(vi, &name).map_err(|e| self.err(format!("input `{name}`: {e}")))?;
-            let v = self.g.add_input(name.clone(), ty);
+            let v = self.g.add_input(name.clone(), ty.clone());
+            let v = match self.model.bound.iter().find(|(n, _)| *n == name) {
+                Some((_, t)) => {
+                    if t.dtype() != ty.dtype || !ty.shape.admits(t.shape()) {
+                        return Err(self.err(format!(
+                            "input `{name}` is bound to a value of type {}, which does not fit \
+                             its declared type {ty}",
+                            t.ty()
+                        )));
+                    }
+                    self.g.add_const(t.clone(), format!("{name} (bound)"))
+                }
+                None => v,
+            };
             self.values.insert(name, v);
         }
-        self.nodes(gp)?;
+        if let Some((name, _)) = self
+            .model
+            .bound
+            .iter()
+            .find(|(n, _)| !self.g.inputs().iter().any(|i| i.name == *n))
+        {
+            return Err(self.err(format!(
+                "cannot bind `{name}`: the graph has no input of that name"
+            )));
+        }
+        if let Err(mut e) = self.nodes(gp) {
+            if let Some(needs) = e.needs_values.as_mut() {
+                needs.graph = self.g.name.clone();
+                needs.declared = (self.g.inputs().iter())
+                    .map(|i| (i.name.clone(), i.ty.clone()))
+                    .collect();
+                needs.outputs = gp
+                    .output
+                    .iter()
+                    .map(|o| o.name.clone().unwrap_or_default())
+                    .collect();
+            }
+            return Err(e);
+        }
         self.outputs(gp)
     }
 
@@ -340,7 +416,23 @@ impl<'a> Builder<'a> {
         };
         self.current = name.clone();
         self.added = 0;
-        let outs = (row.convert)(self, &cx).map_err(fail)?;
+        self.needs.replace(None);
+        let outs = (row.convert)(self, &cx).map_err(|m| {
+            let needs = self
+                .needs
+                .take()
+                .filter(|(_, said)| m.contains(said.as_str()));
+            let mut e = fail(m);
+            if let Some((inputs, _)) = needs {
+                e.needs_values = Some(Box::new(NeedsValues {
+                    graph: String::new(),
+                    inputs,
+                    declared: Vec::new(),
+                    outputs: Vec::new(),
+                }));
+            }
+            e
+        })?;
         for (i, out) in node.output.iter().enumerate() {
             if out.is_empty() {
                 continue;
@@ -482,10 +574,60 @@ impl<'a> Builder<'a> {
 
     /// The integers of constant `v` (`what` names it in the error when it is not constant).
     pub fn ints_of(&self, v: ValueId, what: &str) -> Result<Vec<i64>, String> {
-        let t = self.const_of(v).ok_or_else(|| {
-            format!("{what} computed at run time is not supported (it must be a constant)")
-        })?;
+        let t = self
+            .const_of(v)
+            .ok_or_else(|| self.not_constant(v, what, ""))?;
         t.to_i64_vec().map_err(|e| format!("{what}: {e}"))
+    }
+
+    /// The error for `what`, value `v`, which the importer must know but which is computed at
+    /// run time (`why`, when not empty, says why it must be known: ` (...)`). When `v` comes
+    /// from graph inputs whose values would make it a constant, the message names them and
+    /// the node's error reports them ([`ImportError::needs_values`]): the one place that
+    /// decides whether importing with bound inputs can help.
+    pub fn not_constant(&self, v: ValueId, what: &str, why: &str) -> String {
+        let Some(inputs) = self.inputs_behind(v) else {
+            return format!(
+                "{what} computed at run time is not supported (it must be a constant{why})"
+            );
+        };
+        let list: Vec<String> = inputs.iter().map(|n| format!("`{n}`")).collect();
+        let message = format!(
+            "{what} must be known while importing{why}, and it comes from the value of graph \
+             {} {}: such a model is imported once per value of {}, given when it runs",
+            if inputs.len() == 1 { "input" } else { "inputs" },
+            list.join(", "),
+            if inputs.len() == 1 { "it" } else { "them" }
+        );
+        self.needs.replace(Some((inputs, message.clone())));
+        message
+    }
+
+    /// The graph inputs whose values `v` is computed from, when it is computed from nothing
+    /// else that is unknown while importing (a shape it reads is unknown); `None` when there
+    /// are none, or in a nested graph (whose inputs are the enclosing node's values).
+    fn inputs_behind(&self, v: ValueId) -> Option<Vec<String>> {
+        if self.depth > 0 {
+            return None;
+        }
+        let (mut seen, mut stack, mut found) = (HashSet::new(), vec![v.node], BTreeSet::new());
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let n = self.g.node(id);
+            match &n.op {
+                Op::Input { index } => {
+                    found.insert(*index);
+                }
+                Op::Const(_) => {}
+                // A shape that did not fold is unknown; binding values does not tell it.
+                Op::Shape { .. } => return None,
+                _ => stack.extend(n.inputs.iter().map(|i| i.node)),
+            }
+        }
+        let names = found.iter().map(|&k| self.g.inputs()[k].name.clone());
+        (!found.is_empty()).then(|| names.collect())
     }
 
     /// Imports a nested graph into a region: its inputs are `formal` (name and type) then one
@@ -619,6 +761,91 @@ mod tests {
             ..Default::default()
         }
         .encode_to_vec()
+    }
+
+    /// A model of `nodes` (op, inputs, output) over f32 input `x` of `dims` and i64 input
+    /// `a: [1]`, with output `y`.
+    fn chain(nodes: &[(&str, &[&str], &str)], dims: &[i64]) -> ModelProto {
+        let mut a = value("a", &[1]);
+        if let Some(type_proto::Value::TensorType(t)) =
+            a.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.elem_type = Some(7);
+        }
+        let node = nodes
+            .iter()
+            .map(|(op, inputs, output)| NodeProto {
+                input: inputs.iter().map(|s| s.to_string()).collect(),
+                output: vec![output.to_string()],
+                op_type: Some(op.to_string()),
+                ..Default::default()
+            })
+            .collect();
+        ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(13),
+            }],
+            graph: Some(GraphProto {
+                name: Some("g".into()),
+                node,
+                input: vec![value("x", dims), a],
+                output: vec![value("y", &[])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Axes computed from an input through ops the importer folds need that input's value;
+    /// bound, they import.
+    #[test]
+    fn values_needed_through_folded_ops_name_the_input() {
+        let m = chain(
+            &[
+                ("Neg", &["a"], "n"),
+                ("Neg", &["n"], "axes"),
+                ("Squeeze", &["x", "axes"], "y"),
+            ],
+            &[2, 1, 3],
+        );
+        let path = Path::new("m.onnx");
+        let e = import_model(&m, path, &[]).unwrap_err();
+        let needs = e.needs_values.as_deref().expect("needs values");
+        assert_eq!(needs.inputs, ["a"]);
+        assert_eq!(needs.graph, "g");
+        assert_eq!(needs.outputs, ["y"]);
+        assert_eq!(needs.interface().inputs().len(), 2);
+        assert_eq!(
+            e.to_string(),
+            "m.onnx: node `y` (op Squeeze): the `axes` input must be known while importing, and \
+             it comes from the value of graph input `a`: such a model is imported once per \
+             value of it, given when it runs"
+        );
+        let bound = [("a".to_string(), Tensor::from_vec(&[1], vec![1i64]))];
+        let g = import_model(&m, path, &bound).unwrap();
+        assert_eq!(g.value_type(g.outputs()[0].value).to_string(), "f32[2,3]");
+    }
+
+    /// A value computed from a shape the importer does not know is not one that input
+    /// values tell: the plain error, naming no inputs.
+    #[test]
+    fn values_from_unknown_shapes_need_no_inputs() {
+        let m = chain(
+            &[
+                ("Shape", &["x"], "s"),
+                ("Slice", &["s", "a", "a"], "axes"),
+                ("Squeeze", &["x", "axes"], "y"),
+            ],
+            &[-1, 1, 3],
+        );
+        let e = import_model(&m, Path::new("m.onnx"), &[]).unwrap_err();
+        assert_eq!(e.needs_values, None);
+        assert!(
+            e.message.contains("computed at run time is not supported"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -766,6 +766,19 @@ pub(crate) mod tests {
         node_inputs: &[&str],
         outputs: &[&str],
     ) -> Result<Graph, String> {
+        let node = (opset, op, attrs, node_inputs, outputs);
+        one_node_bound(node, inputs, consts, &[]).map_err(|e| e.to_string())
+    }
+
+    /// [`one_node`] (opset, op, attributes, node inputs and outputs as `node`) imported with
+    /// graph inputs bound to values.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn one_node_bound(
+        (opset, op, attrs, node_inputs, outputs): (i64, &str, &[(&str, A)], &[&str], &[&str]),
+        inputs: &[(&str, &Tensor)],
+        consts: &[(&str, &Tensor)],
+        bound: &[(String, Tensor)],
+    ) -> Result<Graph, crate::import::ImportError> {
         use lathe_proto::onnx::tensor_shape_proto::{dimension::Value, Dimension};
         let value_info = |name: &str, t: &Tensor| ValueInfoProto {
             name: Some(name.into()),
@@ -850,7 +863,7 @@ pub(crate) mod tests {
             }),
             ..Default::default()
         };
-        import_model(&model, std::path::Path::new("test.onnx")).map_err(|e| e.to_string())
+        import_model(&model, std::path::Path::new("test.onnx"), bound)
     }
 
     /// Runs a one-node model on the interpreter.

@@ -575,9 +575,10 @@ fn constant<'a>(b: &'a Builder, v: ValueId, what: &str) -> Result<Option<&'a Ten
         return Ok(None);
     }
     let t = b.const_of(v).ok_or_else(|| {
-        format!(
-            "{what} computed at run time is not supported (it must be a constant: the gather \
-             indices and weights are computed while importing)"
+        b.not_constant(
+            v,
+            what,
+            " (the gather indices and weights are computed while importing)",
         )
     })?;
     Ok((!t.is_empty()).then_some(t))
@@ -772,7 +773,7 @@ fn import_resize(b: &mut Builder, cx: &NodeCx) -> Out {
 
 #[cfg(test)]
 mod tests {
-    use super::super::attention::tests::{one_node, run, A};
+    use super::super::attention::tests::{one_node, one_node_bound, run, A};
     use super::*;
 
     fn method(kernel: Kernel, coord: Coord) -> Method {
@@ -978,24 +979,56 @@ mod tests {
         assert_eq!(y[0].to_f64_vec(), [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]);
     }
 
-    /// Scales fed at run time cannot be lowered while importing: an error that says so.
+    /// Scales fed as a graph input cannot be lowered while importing: the error names the
+    /// input whose value is needed, and importing with it bound works.
     #[test]
-    fn run_time_scales_are_refused() {
+    fn scales_from_an_input_need_its_value() {
         let x = Tensor::from_vec(&[1, 2], vec![1f32, 2.0]);
         let scales = Tensor::from_vec(&[2], vec![1f32, 2.0]);
-        let err = one_node(
-            13,
-            "Resize",
-            &[("x", &x), ("s", &scales)],
-            &[],
-            &[],
-            &["x", "", "s"],
-            &["y"],
-        )
-        .unwrap_err();
-        assert!(
-            err.contains("`scales` computed at run time is not supported"),
-            "{err}"
+        let node = (13, "Resize", &[][..], &["x", "", "s"][..], &["y"][..]);
+        let inputs = [("x", &x), ("s", &scales)];
+        let err = one_node_bound(node, &inputs, &[], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.onnx: node `n` (op Resize): `scales` must be known while importing (the \
+             gather indices and weights are computed while importing), and it comes from the \
+             value of graph input `s`: such a model is imported once per value of it, given \
+             when it runs"
+        );
+        let needs = err.needs_values.expect("needs values");
+        assert_eq!(needs.inputs, ["s"]);
+        let declared: Vec<String> = needs
+            .declared
+            .iter()
+            .map(|(n, t)| format!("{n}: {t}"))
+            .collect();
+        assert_eq!(declared, ["x: f32[1,2]", "s: f32[2]"]);
+        assert_eq!(needs.outputs, ["y"]);
+
+        let bound = [("s".to_string(), scales.clone())];
+        let g = one_node_bound(node, &inputs, &[], &bound).unwrap();
+        assert_eq!(g.inputs().len(), 2, "a bound input stays an input");
+        assert_eq!(g.value_type(g.outputs()[0].value).to_string(), "f32[1,4]");
+        // Nearest (the default mode), half-pixel: each value twice.
+        let y = run(&g, &[&x, &scales]);
+        assert_eq!(y[0].to_f64_vec(), [1.0, 1.0, 2.0, 2.0]);
+
+        // A value must fit the input's declared type, and name an input.
+        let bad = [(
+            "s".to_string(),
+            Tensor::from_vec(&[3], vec![1f32, 2.0, 2.0]),
+        )];
+        let err = one_node_bound(node, &inputs, &[], &bad).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.onnx: input `s` is bound to a value of type f32[3], which does not fit its \
+             declared type f32[2]"
+        );
+        let bad = [("t".to_string(), scales.clone())];
+        let err = one_node_bound(node, &inputs, &[], &bad).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.onnx: cannot bind `t`: the graph has no input of that name"
         );
     }
 

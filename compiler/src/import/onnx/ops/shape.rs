@@ -547,16 +547,29 @@ fn import_pad(b: &mut Builder, cx: &NodeCx) -> Out {
     one(b.op(Op::Pad { mode }, &inputs)?)
 }
 
-/// `Dropout` at inference: the input, and (when asked for) an all-true mask.
+/// `Dropout` at inference, or in training mode with a zero `ratio` (which drops nothing):
+/// the input, and (when asked for) an all-true mask.
 fn import_dropout(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
     if let Some(t) = cx.opt(2) {
         let training = b
             .const_of(t)
-            .ok_or("`training_mode` computed at run time is not supported")?
+            .ok_or_else(|| b.not_constant(t, "`training_mode`", ""))?
             .to_f64_vec();
         if training.iter().any(|&v| v != 0.0) {
-            return Err("training mode is not supported".into());
+            let Some(r) = cx.opt(1) else {
+                return Err("training mode is not supported (with the default ratio 0.5)".into());
+            };
+            let ratio = b
+                .const_of(r)
+                .ok_or_else(|| b.not_constant(r, "`ratio` in training mode", ""))?
+                .to_f64_vec();
+            if ratio.iter().any(|&v| v != 0.0) {
+                return Err(format!(
+                    "training mode is not supported (with ratio {}: it draws random numbers)",
+                    ratio[0]
+                ));
+            }
         }
     }
     let y = b.op(Op::Identity, &[x])?;
@@ -567,4 +580,49 @@ fn import_dropout(b: &mut Builder, cx: &NodeCx) -> Out {
     let t = b.konst(Tensor::scalar(true));
     let mask = b.op(Op::Fill, &[s, t])?;
     Ok(vec![y, mask])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::attention::tests::{one_node_bound, run};
+    use lathe_ir::Tensor;
+
+    /// `training_mode` fed as an input is a value the importer needs; bound to true, a zero
+    /// ratio drops nothing and imports, any other ratio is refused.
+    #[test]
+    fn dropout_training_mode_from_an_input() {
+        let x = Tensor::from_vec(&[3], vec![1f32, 2.0, 3.0]);
+        let t = Tensor::scalar(true);
+        let node = (
+            13,
+            "Dropout",
+            &[][..],
+            &["x", "r", "t"][..],
+            &["y", "m"][..],
+        );
+        let inputs = [("x", &x), ("t", &t)];
+        let zero = Tensor::scalar(0f32);
+        let e = one_node_bound(node, &inputs, &[("r", &zero)], &[]).unwrap_err();
+        assert_eq!(e.needs_values.expect("needs values").inputs, ["t"]);
+        assert!(
+            e.message
+                .starts_with("`training_mode` must be known while importing"),
+            "{}",
+            e.message
+        );
+
+        let bound = [("t".to_string(), t.clone())];
+        let g = one_node_bound(node, &inputs, &[("r", &zero)], &bound).unwrap();
+        let out = run(&g, &[&x, &t]);
+        assert_eq!(out[0], x);
+        assert_eq!(out[1], Tensor::from_vec(&[3], vec![true; 3]));
+
+        let half = Tensor::scalar(0.5f32);
+        let e = one_node_bound(node, &inputs, &[("r", &half)], &bound).unwrap_err();
+        assert_eq!(
+            e.message,
+            "training mode is not supported (with ratio 0.5: it draws random numbers)"
+        );
+        assert!(e.needs_values.is_none());
+    }
 }

@@ -319,7 +319,8 @@ decl::declare_ops! {
         /// Float8 targets saturate (ONNX's default), E8M0 rounds up, 4- and 2-bit integers
         /// wrap; see `dtype::lowp`.
         Cast { to: DType } = "cast", Elementwise, (x: All), [], "`x` converted to dtype `to`.";
-        /// `to` must be a low-precision float (float8, E8M0 or float4).
+        /// Only float8 and E8M0 targets differ from `cast` (float4 has no infinity or NaN and
+        /// saturates anyway); to any other dtype it is `cast`.
         CastUnsaturated { to: DType } = "cast_unsaturated", Elementwise, (x: All), [],
             "`x` converted to dtype `to` without saturating: a value beyond its range becomes \
              infinity or NaN (ONNX's `Cast` with `saturate = 0`).";

@@ -505,14 +505,13 @@ impl Tensor {
         with_any_dtype!(to, cast_to(self))
     }
 
-    /// Converts to a float8 dtype as [`Tensor::cast`] does but without saturating: a value
-    /// beyond the type's range becomes infinity or NaN (ONNX's `Cast` with `saturate = 0`).
-    /// Panics unless `to` is a low-precision float.
+    /// Converts to a low-precision float as [`Tensor::cast`] does but without saturating: a
+    /// value beyond the type's range becomes infinity or NaN (ONNX's `Cast` with `saturate =
+    /// 0`). To any other dtype it is [`Tensor::cast`].
     pub fn cast_unsaturated(&self, to: DType) -> Tensor {
-        assert!(
-            to.is_low_precision_float(),
-            "unsaturated casts are to low-precision floats, not {to}"
-        );
+        if !to.is_low_precision_float() {
+            return self.cast(to);
+        }
         with_any_dtype!(to, cast_unsaturated_to(self))
     }
 

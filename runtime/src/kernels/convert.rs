@@ -9,7 +9,7 @@ use lathe_ir::DType;
 pub struct Convert {
     pub from: DType,
     pub to: DType,
-    /// False for `cast_unsaturated` (then `to` is a low-precision float).
+    /// False for `cast_unsaturated` (which only low-precision float targets notice).
     pub saturate: bool,
     pub len: usize,
 }

@@ -213,6 +213,11 @@ fn along_axis(
         // Per tensor: the axis (1 by default, whatever the rank) plays no part.
         return Ok(v);
     }
+    if block == 0 && vd.iter().product::<usize>() == 1 {
+        // One value in a tensor of any rank is per tensor too, as in ONNX's reference.
+        let scalar = b.i64s(&[]);
+        return b.op(Op::Reshape, &[v, scalar]);
+    }
     let rank = dims.len();
     let axis = norm_axis(axis, rank)?;
     if block > 0 {
@@ -295,6 +300,12 @@ fn scale_and_zero_point(
     let (dims, axis, block) = axis_and_block(b, cx, x)?;
     let scale = along_axis(b, cx.input(1)?, &dims, axis, block)?;
     let zp = match cx.opt(2) {
+        // Shape ops do not take the low-precision types; their zero points are only ever
+        // used as f32, so they become f32 first.
+        Some(z) if b.dtype(z).is_low_precision() => {
+            let z = cast(b, z, DType::F32)?;
+            Some(along_axis(b, z, &dims, axis, block)?)
+        }
         Some(z) => Some(along_axis(b, z, &dims, axis, block)?),
         None => None,
     };

@@ -96,8 +96,8 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
         return Some(vec![x(), ints(&[], &[1])]);
     }
     Some(match name {
-        "identity" | "stop_gradient" | "noop" | "cast" | "softmax" | "log_softmax" | "shape"
-        | "unpack" => vec![x()],
+        "identity" | "stop_gradient" | "noop" | "cast" | "cast_unsaturated" | "softmax"
+        | "log_softmax" | "shape" | "unpack" => vec![x()],
         "identity_n" => vec![x(), ints(&[2], &[1, 2])],
         "select" => vec![Arg::Ty(TensorType::known(DType::Bool, &[2, 3])), x(), x()],
         "matmul" | "einsum" => vec![x(), f32s(&[3, 4])],

@@ -15,7 +15,9 @@ use std::sync::{Arc, OnceLock};
 /// A set of dtypes an operand accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DTypeClass {
-    /// Every dtype.
+    /// Every dtype, the low-precision storage types included (casts take them).
+    All,
+    /// Every dtype but the low-precision storage types.
     Any,
     /// Floats and integers (not bool).
     Numeric,
@@ -35,7 +37,8 @@ pub enum DTypeClass {
 
 impl DTypeClass {
     /// Every class.
-    pub const ALL: [DTypeClass; 8] = [
+    pub const ALL: [DTypeClass; 9] = [
+        DTypeClass::All,
         DTypeClass::Any,
         DTypeClass::Numeric,
         DTypeClass::NumericButU64,
@@ -49,6 +52,7 @@ impl DTypeClass {
     /// The name tables and docs print (`float`, `numeric`, ...).
     pub fn name(self) -> &'static str {
         match self {
+            DTypeClass::All => "all",
             DTypeClass::Any => "any",
             DTypeClass::Numeric => "numeric",
             DTypeClass::NumericButU64 => "numeric but u64",
@@ -70,7 +74,8 @@ impl DTypeClass {
     /// True when `d` belongs to the class.
     pub fn contains(self, d: DType) -> bool {
         match self {
-            DTypeClass::Any => true,
+            DTypeClass::All => true,
+            DTypeClass::Any => !d.is_low_precision(),
             DTypeClass::Numeric => d.is_numeric(),
             DTypeClass::NumericButU64 => d.is_numeric() && d != DType::U64,
             DTypeClass::Float => d.is_float(),
@@ -92,7 +97,8 @@ impl DTypeClass {
     /// What an op whose operands must be in this class "is" (for error messages).
     fn requirement(self) -> &'static str {
         match self {
-            DTypeClass::Any => "defined on every dtype",
+            DTypeClass::All => "defined on every dtype",
+            DTypeClass::Any => "not defined on the low-precision storage types",
             DTypeClass::Numeric => "not defined on bool tensors",
             DTypeClass::NumericButU64 => "not defined on bool and u64 tensors",
             DTypeClass::Float => "only defined on floating-point tensors",

@@ -30,6 +30,7 @@ macro_rules! match_class {
             $crate::Tensor::U32($i) => $ib,
             $crate::Tensor::U64($i) => $ib,
             $crate::Tensor::Bool($b) => $bb,
+            low => panic!("{} is a storage type no computing op accepts", low.dtype()),
         }
     };
 }
@@ -237,6 +238,10 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
             expect_arity(mn, inputs, 1)?;
             Ok(vec![TensorType::new(*to, inputs[0].shape.clone())])
         }
+        Op::CastUnsaturated { to } => {
+            expect_arity(mn, inputs, 1)?;
+            Ok(vec![TensorType::new(*to, inputs[0].shape.clone())])
+        }
         Op::Select => {
             expect_arity(mn, inputs, 3)?;
             let (c, x, y) = (&inputs[0], &inputs[1], &inputs[2]);
@@ -271,6 +276,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         Op::Unary(u) => unary(*u, inputs[0])?,
         Op::Binary(b) => binary(*b, inputs[0], inputs[1], &shape)?,
         Op::Cast { to } => inputs[0].cast(*to),
+        Op::CastUnsaturated { to } => inputs[0].cast_unsaturated(*to),
         Op::Select => {
             let c = inputs[0]
                 .as_array::<bool>()

@@ -375,7 +375,14 @@ decl::declare_ops! {
         /// Its inputs, if any, only order it after their producers.
         NoOp = "noop", Control, (deps: Any [Variadic]), [], "Does nothing; no outputs.";
 
-        Cast { to: DType } = "cast", Elementwise, (x: Any), [], "`x` converted to dtype `to`.";
+        /// Float8 targets saturate (ONNX's default), E8M0 rounds up, 4- and 2-bit integers
+        /// wrap; see `dtype::lowp`.
+        Cast { to: DType } = "cast", Elementwise, (x: All), [], "`x` converted to dtype `to`.";
+        /// Only float8 and E8M0 targets differ from `cast` (float4 has no infinity or NaN and
+        /// saturates anyway); to any other dtype it is `cast`.
+        CastUnsaturated { to: DType } = "cast_unsaturated", Elementwise, (x: All), [],
+            "`x` converted to dtype `to` without saturating: a value beyond its range becomes \
+             infinity or NaN (ONNX's `Cast` with `saturate = 0`).";
         Select = "select", Elementwise, (cond: Bool, x: T, y: T), [T: Any],
             "`cond ? x : y` elementwise, all three broadcast.";
 

@@ -154,6 +154,42 @@ impl TextElem for bool {
     }
 }
 
+/// Low-precision elements are written as their value (a float's shortest f32 form, an
+/// integer's digits) and read by converting the number as a saturating cast does, which gives
+/// back every value's bits but those of NaNs with a sign (written as hex instead).
+macro_rules! impl_text_lowp {
+    ($($t:ident),*) => {$(
+        impl TextElem for crate::tensor::$t {
+            fn write_literal(self, out: &mut String) {
+                if <Self as Elem>::DTYPE.is_low_precision_float() {
+                    write_float!(Elem::to_f64(self) as f32, out)
+                } else {
+                    let _ = write!(out, "{}", Elem::to_i64(self));
+                }
+            }
+            fn parse_literal(text: &str) -> Result<Self, String> {
+                let dt = <Self as Elem>::DTYPE;
+                if dt.is_low_precision_float() {
+                    let x: f64 = parse_float!(f64, dt.name(), text)?;
+                    Ok(<Self as Elem>::from_f64(x))
+                } else {
+                    let v = i64::parse_literal(text)?;
+                    let y = <Self as Elem>::from_i64(v);
+                    if Elem::to_i64(y) != v {
+                        return Err(format!("integer `{text}` is out of range for {dt}"));
+                    }
+                    Ok(y)
+                }
+            }
+            fn bits(self) -> u64 {
+                self.0 as u64
+            }
+        }
+    )*};
+}
+
+impl_text_lowp!(F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, F8E8M0, F4E2M1, I4, U4, I2, U2);
+
 #[cfg(test)]
 mod tests {
     use super::*;

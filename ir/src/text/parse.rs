@@ -708,7 +708,7 @@ impl<'a> Parser<'a> {
                 if count * ty.dtype.size_bytes() > MAX_SPLAT_BYTES {
                     return error(tpos, format!("splat {} is too large", type_text(&ty)));
                 }
-                crate::with_dtype!(ty.dtype, splat_of(&dims, count, text))
+                crate::with_any_dtype!(ty.dtype, splat_of(&dims, count, text))
                     .or_else(|m| error(pos, m))
             }
             Payload::List(lit) => {
@@ -716,7 +716,7 @@ impl<'a> Parser<'a> {
                 // each list's length before descending, so only written elements are stored.
                 let mut elems = Vec::new();
                 flatten(&lit, &dims, &ty, &mut elems)?;
-                crate::with_dtype!(ty.dtype, list_of(&dims, &elems))
+                crate::with_any_dtype!(ty.dtype, list_of(&dims, &elems))
                     .or_else(|(m, pos)| error(pos, m))
             }
         }

@@ -105,6 +105,12 @@ impl Capabilities for CpuCapabilities {
                 None => Err(format!("{} has no indices", op.mnemonic())),
             },
             Op::Cumulative { .. } | Op::TopK { .. } => numeric_data(op, inputs, "indexing"),
+            // Casts to and from the low-precision storage types convert element by element
+            // through the IR's conversion functions (generated code has no such types).
+            Op::CastUnsaturated { .. } => Ok(Native::Kernel("convert")),
+            Op::Cast { to } if to.is_low_precision() || data(inputs)?.is_low_precision() => {
+                Ok(Native::Kernel("convert"))
+            }
             Op::Shape { .. } | Op::Fill => Ok(Native::Kernel("generate")),
             Op::Range => match data(inputs)? {
                 DType::Bool => Err("range of bool".into()),

@@ -570,6 +570,17 @@ impl Frame {
                 // them now, and the inputs are only read.
                 unsafe { kernel.run(&ins[..inputs.len()], &outs[..outputs.len()]) }
             }
+            Kernel::Convert { kernel, x, out } => {
+                let (x, out) = (
+                    self.bytes_ptr(plan, *x) as *const u8,
+                    self.bytes_ptr(plan, *out),
+                );
+                // SAFETY: both buffers hold `len` elements of their dtypes (lowered from the
+                // node's types); the output is this step's own fresh storage, never the input's
+                // (a conversion is not an in-place elementwise kernel).
+                unsafe { kernel.run(x, out) };
+                Ok(())
+            }
             Kernel::While(_) | Kernel::If(_) => {
                 Err("internal error: a region step reached the kernel dispatch".into())
             }

@@ -389,6 +389,19 @@ impl Builder {
                 let kernel = window(&node.op, in_tys[0], filter, filter_value)?;
                 Ok(kernel.step(inputs[0], inputs.get(1).copied(), outputs[0], None))
             }
+            Op::Cast { to } | Op::CastUnsaturated { to } if route == Native::Kernel("convert") => {
+                let len = dims_of(in_tys[0], "input")?.iter().product();
+                Ok(Kernel::Convert {
+                    kernel: crate::kernels::convert::Convert {
+                        from: in_tys[0].dtype,
+                        to: *to,
+                        saturate: matches!(node.op, Op::Cast { .. }),
+                        len,
+                    },
+                    x: inputs[0],
+                    out: outputs[0],
+                })
+            }
             _ if route == Native::Kernel("indexing") => {
                 let out_tys: Vec<&TensorType> = node.outputs.iter().collect();
                 Ok(Kernel::Indexing {
@@ -951,6 +964,7 @@ impl Builder {
                 | Kernel::Fill { .. }
                 | Kernel::SetItem { .. } => stats.copy_steps += 1,
                 Kernel::Indexing { kernel, .. } if kernel.moves() => stats.copy_steps += 1,
+                Kernel::Convert { .. } => stats.generated_steps += 1,
                 Kernel::Indexing { .. } => stats.window_steps += 1,
                 Kernel::While(l) => {
                     stats.control_steps += 1;

@@ -311,6 +311,12 @@ pub enum Kernel {
         inputs: Vec<BufId>,
         outputs: Vec<BufId>,
     },
+    /// A cast to or from a low-precision storage type, element by element.
+    Convert {
+        kernel: crate::kernels::convert::Convert,
+        x: BufId,
+        out: BufId,
+    },
     /// Every element of `out` set to the one element of `value`.
     Fill { value: BufId, out: BufId },
     /// `x` with one row replaced by `item` (a list write); only the row is written when `out`
@@ -409,7 +415,8 @@ impl Kernel {
             Kernel::Copy { to, .. }
             | Kernel::Indexed { out: to, .. }
             | Kernel::Gather { out: to, .. }
-            | Kernel::Fill { out: to, .. } => bufs[*to].len(),
+            | Kernel::Fill { out: to, .. }
+            | Kernel::Convert { out: to, .. } => bufs[*to].len(),
             Kernel::SetItem { kernel, .. } => kernel.row_bytes,
             // Each input element is read and each output written about once (top_k sorts).
             Kernel::Indexing {
@@ -464,6 +471,7 @@ impl Kernel {
             Kernel::Copy { .. } | Kernel::Move { .. } | Kernel::Indexed { .. } => "copy",
             Kernel::Gather { .. } => "gather",
             Kernel::Fill { .. } => "fill",
+            Kernel::Convert { .. } => "convert",
             Kernel::SetItem { .. } => "set_item",
             Kernel::Indexing { kernel, .. } => kernel.name(),
             Kernel::While(_) => "loop",

@@ -10,10 +10,12 @@
 //! `argmax` kernels, written once over the element type ([`numeric`]). ONNX's indexing ops
 //! (element gathers and scatters, `trilu`, `cumsum`/`cumprod`, `top_k`) are in [`indexing`],
 //! determinants in [`det`]. Quantized (i8/u8) products have integer kernels of their own
-//! (`int_gemm`, `int_conv`).
+//! (`int_gemm`, `int_conv`). Casts to and from the low-precision
+//! storage types run [`convert`].
 
 pub mod argmax;
 pub mod conv;
+pub mod convert;
 pub mod copy;
 pub mod depthwise;
 pub mod det;

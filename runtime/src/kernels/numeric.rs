@@ -256,6 +256,7 @@ macro_rules! with_numeric {
                 $body
             }
             lathe_ir::DType::Bool => $bool,
+            low => panic!("{low} is a storage type no computing kernel takes"),
         }
     };
 }

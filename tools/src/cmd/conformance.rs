@@ -336,6 +336,16 @@ pub fn mismatch(got: &Tensor, want: &Tensor) -> Option<String> {
         ));
     }
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+    if want.dtype().is_low_precision() {
+        // Exact: each element's bits (one byte), NaNs' signs included.
+        let (gb, wb) = (got.to_le_bytes(), want.to_le_bytes());
+        return gb.iter().zip(&wb).position(|(a, b)| a != b).map(|i| {
+            format!(
+                "element {i} is {} (bits {:#04x}) instead of {} ({:#04x})",
+                g[i], gb[i], w[i], wb[i]
+            )
+        });
+    }
     let float = want.dtype().is_float();
     let mut worst: Option<(f64, usize)> = None;
     for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {

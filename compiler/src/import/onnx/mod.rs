@@ -22,6 +22,7 @@
 mod attrs;
 mod control_flow;
 mod ops;
+mod packed;
 pub mod tensor;
 
 pub use ops::{supported_ops, table, OnnxOp};

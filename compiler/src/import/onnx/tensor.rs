@@ -6,7 +6,10 @@
 //! `int32_data`); or an external file next to the model (`data_location = EXTERNAL`, with
 //! `location`, `offset` and `length`). Every size is checked against what the data holds
 //! before anything is allocated, and an external file must lie inside the model's directory.
+//! The low-precision types (float8, float4, int4, int2, ...) keep one stored byte per
+//! `int32_data` entry, and 4- and 2-bit elements are packed (`packed.rs`).
 
+use super::packed;
 use crate::import::value_list::FromList;
 use lathe_ir::{DType, Dim, Shape, Tensor};
 use lathe_proto::onnx::tensor_proto::{DataLocation, DataType};
@@ -35,6 +38,16 @@ pub fn dtype(raw: i32) -> Result<DType, String> {
         DataType::Uint32 => DType::U32,
         DataType::Uint64 => DType::U64,
         DataType::Bool => DType::Bool,
+        DataType::Float8e4m3fn => DType::F8E4M3FN,
+        DataType::Float8e4m3fnuz => DType::F8E4M3FNUZ,
+        DataType::Float8e5m2 => DType::F8E5M2,
+        DataType::Float8e5m2fnuz => DType::F8E5M2FNUZ,
+        DataType::Float8e8m0 => DType::F8E8M0,
+        DataType::Float4e2m1 => DType::F4E2M1,
+        DataType::Int4 => DType::I4,
+        DataType::Uint4 => DType::U4,
+        DataType::Int2 => DType::I2,
+        DataType::Uint2 => DType::U2,
         other => {
             return Err(format!(
                 "element type {} is not supported",
@@ -60,6 +73,16 @@ pub fn onnx_dtype(dt: DType) -> i32 {
         DType::U32 => DataType::Uint32,
         DType::U64 => DataType::Uint64,
         DType::Bool => DataType::Bool,
+        DType::F8E4M3FN => DataType::Float8e4m3fn,
+        DType::F8E4M3FNUZ => DataType::Float8e4m3fnuz,
+        DType::F8E5M2 => DataType::Float8e5m2,
+        DType::F8E5M2FNUZ => DataType::Float8e5m2fnuz,
+        DType::F8E8M0 => DataType::Float8e8m0,
+        DType::F4E2M1 => DataType::Float4e2m1,
+        DType::I4 => DataType::Int4,
+        DType::U4 => DataType::Uint4,
+        DType::I2 => DataType::Int2,
+        DType::U2 => DataType::Uint2,
     }) as i32
 }
 
@@ -112,11 +135,14 @@ pub fn tensor_in(p: &TensorProto, dir: Option<&Path>) -> Result<Tensor, String> 
     let n: usize = dims.iter().product();
     if p.data_location == Some(DataLocation::External as i32) {
         let dir = dir.ok_or("external data is only read from a model file")?;
-        let bytes = external(p, dir, n * dt.size_bytes())?;
-        return Tensor::from_le_bytes(dt, &dims, &bytes);
+        let bytes = external(p, dir, packed::stored_bytes(dt, n))?;
+        return packed::decode(dt, &dims, &bytes);
     }
     if let Some(raw) = &p.raw_data {
-        return Tensor::from_le_bytes(dt, &dims, raw);
+        return packed::decode(dt, &dims, raw);
+    }
+    if dt.is_low_precision() {
+        return low_precision_list(dt, &dims, &p.int32_data);
     }
     match dt {
         DType::F32 => list(dt, &dims, &p.float_data),
@@ -131,7 +157,26 @@ pub fn tensor_in(p: &TensorProto, dir: Option<&Path>) -> Result<Tensor, String> 
         | DType::U8
         | DType::U16
         | DType::Bool => list(dt, &dims, &p.int32_data),
+        _ => unreachable!("low-precision types are decoded above"),
     }
+}
+
+/// A low-precision tensor from `int32_data`, which holds one stored byte per entry (packed for
+/// the 4- and 2-bit types, see `packed`).
+fn low_precision_list(dt: DType, dims: &[usize], vals: &[i32]) -> Result<Tensor, String> {
+    let n: usize = dims.iter().product();
+    let want = packed::stored_bytes(dt, n);
+    if vals.len() != want {
+        return Err(format!(
+            "{dt} tensor of shape {dims:?} needs {want} entries of int32_data, got {}",
+            vals.len()
+        ));
+    }
+    let bytes = vals
+        .iter()
+        .map(|&v| u8::try_from(v).map_err(|_| format!("{dt} data entry {v} is not a byte")))
+        .collect::<Result<Vec<u8>, String>>()?;
+    packed::decode(dt, dims, &bytes)
 }
 
 /// A tensor from a typed list, which must hold exactly one value per element.
@@ -238,7 +283,7 @@ pub fn to_proto(t: &Tensor, name: &str) -> TensorProto {
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         data_type: Some(onnx_dtype(t.dtype())),
         name: Some(name.to_string()),
-        raw_data: Some(t.to_le_bytes()),
+        raw_data: Some(packed::encode(t)),
         ..TensorProto::default()
     }
 }

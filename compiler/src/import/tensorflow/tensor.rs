@@ -80,6 +80,7 @@ pub fn tensor(p: &TensorProto) -> Result<Tensor, String> {
         DType::U32 => from_list(dt, &dims, &p.uint32_val),
         DType::U64 => from_list(dt, &dims, &p.uint64_val),
         DType::Bool => from_list(dt, &dims, &p.bool_val),
+        other => unreachable!("TensorFlow has no {other} dtype"),
     }
 }
 

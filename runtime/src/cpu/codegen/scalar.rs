@@ -207,6 +207,7 @@ impl Scalar<'_, '_, '_> {
             DType::U16 => b.ins().uload16(I32, f, addr, 0),
             DType::I32 | DType::U32 => b.ins().load(I32, f, addr, 0),
             DType::I64 | DType::U64 => b.ins().load(I64, f, addr, 0),
+            low => unreachable!("{low}: `support::compiles` keeps storage types out of codegen"),
         }
     }
 
@@ -228,6 +229,9 @@ impl Scalar<'_, '_, '_> {
             }
             DType::I16 | DType::U16 => {
                 self.m.b.ins().istore16(f, v, addr, 0);
+            }
+            low if low.is_low_precision() => {
+                unreachable!("{low}: `support::compiles` keeps storage types out of codegen")
             }
             _ => {
                 self.m.b.ins().store(f, v, addr, 0);

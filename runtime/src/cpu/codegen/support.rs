@@ -27,6 +27,11 @@ pub fn compiles(op: &Op, input_dtypes: &[DType]) -> Result<(), String> {
         })
     };
     match op {
+        Op::Cast { to } if to.is_low_precision() || data(1)?[0].is_low_precision() => Err(
+            "casts of the low-precision storage types run the conversion kernel, not generated \
+             code"
+                .into(),
+        ),
         Op::Unary(_) | Op::Binary(_) | Op::Cast { .. } | Op::Select => {
             let tys = scalar(input_dtypes);
             let consts = vec![None; tys.len()];

@@ -46,6 +46,7 @@ macro_rules! with_combine {
                 let $f = |a: u8, b: u8| bool::combine(r, a != 0, b != 0) as u8;
                 $body
             }
+            low => panic!("{low} is a storage type no scatter takes"),
         }
     }};
 }

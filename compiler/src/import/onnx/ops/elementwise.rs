@@ -94,13 +94,13 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         row("Identity", &["identity"], |b, cx| {
             apply(b, cx, Op::Identity, 1)
         }),
-        row("Cast", &["cast"], |b, cx| {
+        row("Cast", &["cast", "cast_unsaturated"], |b, cx| {
             let to = cx.attrs.dtype("to")?;
-            one(cast(b, cx.input(0)?, to)?)
+            one(onnx_cast(b, cx, cx.input(0)?, to)?)
         }),
-        row("CastLike", &["cast"], |b, cx| {
+        row("CastLike", &["cast", "cast_unsaturated"], |b, cx| {
             let to = b.dtype(cx.input(1)?);
-            one(cast(b, cx.input(0)?, to)?)
+            one(onnx_cast(b, cx, cx.input(0)?, to)?)
         }),
         row("Clip", &["maximum", "minimum"], import_clip),
         row("LeakyRelu", &["select", "less", "mul"], |b, cx| {
@@ -212,6 +212,27 @@ fn legacy_broadcast(cx: &NodeCx) -> Result<(), String> {
         return Err("broadcasting along an `axis` (before opset 7) is not supported".into());
     }
     Ok(())
+}
+
+/// ONNX's `Cast` of `x` to `to` with the node's `saturate` (1 by default; 0 leaves a float8
+/// value beyond the range infinite or NaN) and `round_mode` (for E8M0: only `up`, the
+/// default, is supported).
+pub(crate) fn onnx_cast(
+    b: &mut Builder,
+    cx: &NodeCx,
+    x: ValueId,
+    to: DType,
+) -> Result<ValueId, String> {
+    let mode = cx.attrs.str_or("round_mode", "up")?;
+    if to == DType::F8E8M0 && mode != "up" {
+        return Err(format!(
+            "`round_mode` {mode} is not supported (only `up`, the default)"
+        ));
+    }
+    if cx.attrs.int_or("saturate", 1)? == 0 && to.is_low_precision_float() {
+        return b.op(Op::CastUnsaturated { to }, &[x]);
+    }
+    cast(b, x, to)
 }
 
 /// `x` as dtype `to` (itself when it already is).

@@ -16,8 +16,9 @@
 //!   (which always includes 0) with reductions, then quantizes with them.
 //! - `BitShift`, `BitwiseAnd`/`Or`/`Xor`/`Not` are the IR's integer bitwise ops.
 //!
-//! Element types the IR has no dtype for (float8, int4, uint4, int2, ...) fail where their
-//! tensor or `output_dtype` is read, naming the type.
+//! Quantizing to int4, uint4, int2 and uint2 clamps to their ranges like any integer type; to
+//! float8 and float4 it is a cast of `x / scale` (see `to_small_float`). Dequantizing any of
+//! them casts to f32 first, as for bytes.
 
 use super::elementwise::cast;
 use super::nn::{from_2d, spatial, to_2d, window};
@@ -63,6 +64,7 @@ pub(super) fn rows() -> Vec<OnnxOp> {
                 "expand_dims",
                 "tile",
                 "slice",
+                "cast_unsaturated",
             ],
             import_quantize,
         ),
@@ -164,6 +166,10 @@ fn range_of(dt: DType) -> Result<(f64, f64), String> {
         DType::I8 => (-128.0, 127.0),
         DType::U16 => (0.0, 65535.0),
         DType::I16 => (-32768.0, 32767.0),
+        DType::U4 => (0.0, 15.0),
+        DType::I4 => (-8.0, 7.0),
+        DType::U2 => (0.0, 3.0),
+        DType::I2 => (-2.0, 1.0),
         other => return Err(format!("quantizing to {other} is not supported")),
     })
 }
@@ -206,6 +212,11 @@ fn along_axis(
     if vd.is_empty() && block == 0 {
         // Per tensor: the axis (1 by default, whatever the rank) plays no part.
         return Ok(v);
+    }
+    if block == 0 && vd.iter().product::<usize>() == 1 {
+        // One value in a tensor of any rank is per tensor too, as in ONNX's reference.
+        let scalar = b.i64s(&[]);
+        return b.op(Op::Reshape, &[v, scalar]);
     }
     let rank = dims.len();
     let axis = norm_axis(axis, rank)?;
@@ -289,6 +300,12 @@ fn scale_and_zero_point(
     let (dims, axis, block) = axis_and_block(b, cx, x)?;
     let scale = along_axis(b, cx.input(1)?, &dims, axis, block)?;
     let zp = match cx.opt(2) {
+        // Shape ops do not take the low-precision types; their zero points are only ever
+        // used as f32, so they become f32 first.
+        Some(z) if b.dtype(z).is_low_precision() => {
+            let z = cast(b, z, DType::F32)?;
+            Some(along_axis(b, z, &dims, axis, block)?)
+        }
         Some(z) => Some(along_axis(b, z, &dims, axis, block)?),
         None => None,
     };
@@ -314,12 +331,43 @@ fn import_quantize(b: &mut Builder, cx: &NodeCx) -> Out {
             _ => cx.attrs.dtype("output_dtype")?,
         },
     };
-    range_of(out)?;
+    let small_float = matches!(
+        out,
+        DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ | DType::F4E2M1
+    );
+    if !small_float {
+        range_of(out)?;
+    }
     let (scale, zp) = scale_and_zero_point(b, cx, x)?;
     let ct = quotient_dtype(b.dtype(x), b.dtype(scale));
     let (xc, sc) = (cast(b, x, ct)?, cast(b, scale, ct)?);
     let q = b.op(Op::Binary(B::Div), &[xc, sc])?;
+    if small_float {
+        return one(to_small_float(b, cx, q, zp, out)?);
+    }
     one(requantize(b, q, zp, out)?)
+}
+
+/// `QuantizeLinear` to float8 or float4 (as ONNX's reference does): `q = x / scale` rounded to
+/// the type by a cast, saturating unless `saturate = 0` (float8 only; float4 always
+/// saturates). Float8 zero points must be 0 and are left out (adding one would turn `-0` into
+/// `0`); float4's is added first.
+fn to_small_float(
+    b: &mut Builder,
+    cx: &NodeCx,
+    q: ValueId,
+    zp: Option<ValueId>,
+    out: DType,
+) -> Result<ValueId, String> {
+    let mut q = q;
+    if let (Some(zp), DType::F4E2M1) = (zp, out) {
+        let zp = cast(b, zp, b.dtype(q))?;
+        q = b.op(Op::Binary(B::Add), &[q, zp])?;
+    }
+    if cx.attrs.int_or("saturate", 1)? == 0 && out != DType::F4E2M1 {
+        return b.op(Op::CastUnsaturated { to: out }, &[q]);
+    }
+    cast(b, q, out)
 }
 
 fn import_dequantize(b: &mut Builder, cx: &NodeCx) -> Out {

@@ -457,6 +457,7 @@ fn compute_dtype(dt: DType) -> Result<DType, String> {
         DType::Bool => {
             return Err("linear and cubic resizing of bool tensors is not supported".into())
         }
+        other => return Err(format!("resizing {other} tensors is not supported")),
     })
 }
 

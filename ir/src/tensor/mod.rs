@@ -4,6 +4,15 @@
 //! through the [`Elem`] trait and the [`tensor_map!`](crate::tensor_map) /
 //! [`tensor_match!`](crate::tensor_match) macros, which expand a generic body once per dtype.
 
+mod convert;
+mod lowp;
+
+pub use convert::convert_le;
+pub use lowp::{
+    lowp_from_f64, lowp_from_i64, lowp_to_f64, lowp_to_i64, F4E2M1, F8E4M3FN, F8E4M3FNUZ, F8E5M2,
+    F8E5M2FNUZ, F8E8M0, I2, I4, U2, U4,
+};
+
 use crate::{DType, Shape, TensorType};
 use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
@@ -28,6 +37,16 @@ pub enum Tensor {
     U32(ArrayD<u32>),
     U64(ArrayD<u64>),
     Bool(ArrayD<bool>),
+    F8E4M3FN(ArrayD<F8E4M3FN>),
+    F8E4M3FNUZ(ArrayD<F8E4M3FNUZ>),
+    F8E5M2(ArrayD<F8E5M2>),
+    F8E5M2FNUZ(ArrayD<F8E5M2FNUZ>),
+    F8E8M0(ArrayD<F8E8M0>),
+    F4E2M1(ArrayD<F4E2M1>),
+    I4(ArrayD<I4>),
+    U4(ArrayD<U4>),
+    I2(ArrayD<I2>),
+    U2(ArrayD<U2>),
 }
 
 /// Expands `$body` for whichever variant `$t` holds, binding the array to `$a`, and wraps the
@@ -49,6 +68,16 @@ macro_rules! tensor_map {
             $crate::Tensor::U32($a) => $crate::Tensor::U32($body),
             $crate::Tensor::U64($a) => $crate::Tensor::U64($body),
             $crate::Tensor::Bool($a) => $crate::Tensor::Bool($body),
+            $crate::Tensor::F8E4M3FN($a) => $crate::Tensor::F8E4M3FN($body),
+            $crate::Tensor::F8E4M3FNUZ($a) => $crate::Tensor::F8E4M3FNUZ($body),
+            $crate::Tensor::F8E5M2($a) => $crate::Tensor::F8E5M2($body),
+            $crate::Tensor::F8E5M2FNUZ($a) => $crate::Tensor::F8E5M2FNUZ($body),
+            $crate::Tensor::F8E8M0($a) => $crate::Tensor::F8E8M0($body),
+            $crate::Tensor::F4E2M1($a) => $crate::Tensor::F4E2M1($body),
+            $crate::Tensor::I4($a) => $crate::Tensor::I4($body),
+            $crate::Tensor::U4($a) => $crate::Tensor::U4($body),
+            $crate::Tensor::I2($a) => $crate::Tensor::I2($body),
+            $crate::Tensor::U2($a) => $crate::Tensor::U2($body),
         }
     };
 }
@@ -72,6 +101,16 @@ macro_rules! tensor_match {
             $crate::Tensor::U32($a) => $body,
             $crate::Tensor::U64($a) => $body,
             $crate::Tensor::Bool($a) => $body,
+            $crate::Tensor::F8E4M3FN($a) => $body,
+            $crate::Tensor::F8E4M3FNUZ($a) => $body,
+            $crate::Tensor::F8E5M2($a) => $body,
+            $crate::Tensor::F8E5M2FNUZ($a) => $body,
+            $crate::Tensor::F8E8M0($a) => $body,
+            $crate::Tensor::F4E2M1($a) => $body,
+            $crate::Tensor::I4($a) => $body,
+            $crate::Tensor::U4($a) => $body,
+            $crate::Tensor::I2($a) => $body,
+            $crate::Tensor::U2($a) => $body,
         }
     };
 }
@@ -220,7 +259,10 @@ impl Elem for bool {
 }
 
 /// Calls `$f::<T>` with `T` the Rust element type of dtype `$dt`; `$f` is a generic function
-/// path and `$args` its arguments.
+/// path and `$args` its arguments. The low-precision storage dtypes, which no computing op
+/// accepts, are not expanded (so `$f` may need more than [`Elem`]) and panic: callers reach
+/// this only for dtypes an op's rule admits. [`with_any_dtype!`](crate::with_any_dtype)
+/// expands every dtype.
 #[macro_export]
 macro_rules! with_dtype {
     ($dt:expr, $f:ident ( $($args:expr),* )) => {
@@ -238,6 +280,40 @@ macro_rules! with_dtype {
             $crate::DType::U32 => $f::<u32>($($args),*),
             $crate::DType::U64 => $f::<u64>($($args),*),
             $crate::DType::Bool => $f::<bool>($($args),*),
+            low => panic!("{low} is a storage type no computing op accepts"),
+        }
+    };
+}
+
+/// [`with_dtype!`](crate::with_dtype) over every dtype, the low-precision storage types
+/// included (their element types implement [`Elem`] and the text format's literals).
+#[macro_export]
+macro_rules! with_any_dtype {
+    ($dt:expr, $f:ident ( $($args:expr),* )) => {
+        match $dt {
+            $crate::DType::F32 => $f::<f32>($($args),*),
+            $crate::DType::F64 => $f::<f64>($($args),*),
+            $crate::DType::F16 => $f::<half::f16>($($args),*),
+            $crate::DType::BF16 => $f::<half::bf16>($($args),*),
+            $crate::DType::I8 => $f::<i8>($($args),*),
+            $crate::DType::I16 => $f::<i16>($($args),*),
+            $crate::DType::I32 => $f::<i32>($($args),*),
+            $crate::DType::I64 => $f::<i64>($($args),*),
+            $crate::DType::U8 => $f::<u8>($($args),*),
+            $crate::DType::U16 => $f::<u16>($($args),*),
+            $crate::DType::U32 => $f::<u32>($($args),*),
+            $crate::DType::U64 => $f::<u64>($($args),*),
+            $crate::DType::Bool => $f::<bool>($($args),*),
+            $crate::DType::F8E4M3FN => $f::<$crate::tensor::F8E4M3FN>($($args),*),
+            $crate::DType::F8E4M3FNUZ => $f::<$crate::tensor::F8E4M3FNUZ>($($args),*),
+            $crate::DType::F8E5M2 => $f::<$crate::tensor::F8E5M2>($($args),*),
+            $crate::DType::F8E5M2FNUZ => $f::<$crate::tensor::F8E5M2FNUZ>($($args),*),
+            $crate::DType::F8E8M0 => $f::<$crate::tensor::F8E8M0>($($args),*),
+            $crate::DType::F4E2M1 => $f::<$crate::tensor::F4E2M1>($($args),*),
+            $crate::DType::I4 => $f::<$crate::tensor::I4>($($args),*),
+            $crate::DType::U4 => $f::<$crate::tensor::U4>($($args),*),
+            $crate::DType::I2 => $f::<$crate::tensor::I2>($($args),*),
+            $crate::DType::U2 => $f::<$crate::tensor::U2>($($args),*),
         }
     };
 }
@@ -295,32 +371,50 @@ fn read_le_of<T: Elem>(
 /// Bytes [`Tensor::read_le`] reads at a time.
 const READ_CHUNK: usize = 1 << 16;
 
+/// True when a cast from `from` to `to` goes through i64 rather than f64: integer (or bool) to
+/// integer, so that large 64-bit values stay exact.
+pub fn casts_through_i64(from: DType, to: DType) -> bool {
+    let int = |d: DType| {
+        d.is_int()
+            || matches!(
+                d.low_precision(),
+                Some(crate::dtype::LowPrecision::Int { .. })
+            )
+    };
+    (int(from) || from == DType::Bool) && int(to)
+}
+
 fn cast_to<T: Elem>(t: &Tensor) -> Tensor {
-    // Integer to integer goes through i64 so that large 64-bit values stay exact; everything
-    // else goes through f64.
-    if t.dtype().is_float() || T::DTYPE.is_float() || T::DTYPE == DType::Bool {
-        tensor_match!(t, a => T::wrap(a.mapv(|x| T::from_f64(Elem::to_f64(x)))))
-    } else {
+    if casts_through_i64(t.dtype(), T::DTYPE) {
         tensor_match!(t, a => T::wrap(a.mapv(|x| T::from_i64(Elem::to_i64(x)))))
+    } else {
+        tensor_match!(t, a => T::wrap(a.mapv(|x| T::from_f64(Elem::to_f64(x)))))
     }
+}
+
+fn cast_unsaturated_to<T: Elem>(t: &Tensor) -> Tensor {
+    let to = T::DTYPE;
+    tensor_match!(t, a => T::wrap(a.mapv(|x| {
+        T::read_le(&[lowp_from_f64(to, Elem::to_f64(x), false)])
+    })))
 }
 
 impl Tensor {
     /// A tensor of zeros (false for bool).
     pub fn zeros(dtype: DType, shape: &[usize]) -> Tensor {
-        with_dtype!(dtype, zeros_of(shape))
+        with_any_dtype!(dtype, zeros_of(shape))
     }
 
     /// A tensor from values given as f64, converted with [`Elem::from_f64`].
     /// Panics if `vals.len()` is not the product of `shape`.
     pub fn from_f64(dtype: DType, shape: &[usize], vals: &[f64]) -> Tensor {
-        with_dtype!(dtype, from_f64_of(shape, vals))
+        with_any_dtype!(dtype, from_f64_of(shape, vals))
     }
 
     /// A tensor from values given as i64, converted with [`Elem::from_i64`].
     /// Panics if `vals.len()` is not the product of `shape`.
     pub fn from_i64(dtype: DType, shape: &[usize], vals: &[i64]) -> Tensor {
-        with_dtype!(dtype, from_i64_of(shape, vals))
+        with_any_dtype!(dtype, from_i64_of(shape, vals))
     }
 
     /// A tensor from a typed vector. Panics if `vals.len()` is not the product of `shape`.
@@ -343,7 +437,7 @@ impl Tensor {
                 bytes.len()
             ));
         }
-        Ok(with_dtype!(dtype, from_le_of(shape, bytes)))
+        Ok(with_any_dtype!(dtype, from_le_of(shape, bytes)))
     }
 
     /// Reads row-major little-endian elements from `r`, a chunk at a time, passing each chunk
@@ -356,7 +450,7 @@ impl Tensor {
         r: &mut dyn std::io::Read,
         seen: &mut dyn FnMut(&[u8]),
     ) -> std::io::Result<Tensor> {
-        with_dtype!(dtype, read_le_of(shape, r, seen))
+        with_any_dtype!(dtype, read_le_of(shape, r, seen))
     }
 
     /// Row-major little-endian bytes of the elements.
@@ -408,7 +502,17 @@ impl Tensor {
         if self.dtype() == to {
             return self.clone();
         }
-        with_dtype!(to, cast_to(self))
+        with_any_dtype!(to, cast_to(self))
+    }
+
+    /// Converts to a low-precision float as [`Tensor::cast`] does but without saturating: a
+    /// value beyond the type's range becomes infinity or NaN (ONNX's `Cast` with `saturate =
+    /// 0`). To any other dtype it is [`Tensor::cast`].
+    pub fn cast_unsaturated(&self, to: DType) -> Tensor {
+        if !to.is_low_precision_float() {
+            return self.cast(to);
+        }
+        with_any_dtype!(to, cast_unsaturated_to(self))
     }
 
     /// The elements as f64, in row-major order.

@@ -325,7 +325,7 @@ mod tests {
         for f in [E4M3Fn, E4M3Fnuz, E5M2, E5M2Fnuz] {
             for b in 0..=255u8 {
                 let v = f.decode(b);
-                if !v.is_nan() && !(f == E4M3Fnuz || f == E5M2Fnuz) || v != 0.0 && !v.is_nan() {
+                if !v.is_nan() {
                     assert_eq!(f.encode(v, false), b, "{f:?} {b:#x} ({v})");
                 }
             }

@@ -431,8 +431,8 @@ fn import_lp_pool(b: &mut Builder, cx: &NodeCx) -> Out {
 
 #[cfg(test)]
 mod tests {
-    use crate::import::onnx::control_flow::testing::*;
     use super::super::attention::tests::{one_node, run, A};
+    use crate::import::onnx::control_flow::testing::*;
     use lathe_ir::Tensor;
 
     #[test]

@@ -10,6 +10,9 @@ use lathe_ir::ops::common::normalize_axis;
 use lathe_ir::ops::CumulativeKind;
 use lathe_ir::DType;
 
+/// How a running value takes the next element (`add` or `mul` of the wide type).
+type Combine<W> = fn(W, W) -> W;
+
 /// A running sum or product over one axis (chosen at run time) of an input of `dims`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cumulative {
@@ -51,7 +54,7 @@ impl Cumulative {
         inner: usize,
     ) {
         let (x, out) = (x as *const T, out as *mut T);
-        let (start, combine): (T::Wide, fn(T::Wide, T::Wide) -> T::Wide) = match self.kind {
+        let (start, combine): (T::Wide, Combine<T::Wide>) = match self.kind {
             CumulativeKind::Sum => (T::Wide::ZERO, Arith::add),
             CumulativeKind::Prod => (T::Wide::ONE, Arith::mul),
         };

@@ -431,7 +431,7 @@ fn import_lp_pool(b: &mut Builder, cx: &NodeCx) -> Out {
 
 #[cfg(test)]
 mod tests {
-    use super::super::attention::tests::{one_node, run, A};
+    use super::super::attention::tests::{one_node, run as run_refs, A};
     use crate::import::onnx::control_flow::testing::*;
     use lathe_ir::Tensor;
 
@@ -463,7 +463,7 @@ mod tests {
             ("beta", A::F(1.0)),
         ];
         let g = one_node(13, "LRN", &[("x", &x)], &[], &attrs, &["x"], &["y"]).unwrap();
-        run(&g, &[&x]).remove(0).to_f64_vec()
+        run_refs(&g, &[&x]).remove(0).to_f64_vec()
     }
 
     fn assert_close(got: &[f64], want: &[f64]) {

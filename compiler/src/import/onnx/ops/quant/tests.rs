@@ -234,14 +234,16 @@ fn unsupported_forms_are_errors() {
     )
     .unwrap();
     assert_eq!(values(&y[0]), [2.0, 8.0]);
-    let e = run(
+    // INT4 (22), a low-precision storage type, is a quantization target.
+    let y = run(
         "QuantizeLinear",
-        &[f32s(&[2], &[1.0, 2.0]), f32s(&[], &[1.0])],
+        &[f32s(&[2], &[1.0, 9.0]), f32s(&[], &[1.0])],
         vec![int_attr("output_dtype", 22)],
         1,
     )
-    .unwrap_err();
-    assert!(e.contains("INT4 is not supported"), "{e}");
+    .unwrap();
+    assert_eq!(y[0].dtype(), lathe_ir::DType::I4);
+    assert_eq!(values(&y[0]), [1.0, 7.0], "saturates to int4's range");
     let e = run(
         "QuantizeLinear",
         &[f32s(&[2, 2], &[1.0; 4]), f32s(&[2, 2], &[1.0; 4])],

@@ -509,7 +509,7 @@ impl Tensor {
     /// value beyond the type's range becomes infinity or NaN (ONNX's `Cast` with `saturate =
     /// 0`). To any other dtype it is [`Tensor::cast`].
     pub fn cast_unsaturated(&self, to: DType) -> Tensor {
-        if !to.is_low_precision_float() {
+        if !to.is_low_precision_float() || self.dtype() == to {
             return self.cast(to);
         }
         with_any_dtype!(to, cast_unsaturated_to(self))

@@ -291,19 +291,6 @@ macro_rules! with_dtype {
 macro_rules! with_any_dtype {
     ($dt:expr, $f:ident ( $($args:expr),* )) => {
         match $dt {
-            $crate::DType::F32 => $f::<f32>($($args),*),
-            $crate::DType::F64 => $f::<f64>($($args),*),
-            $crate::DType::F16 => $f::<half::f16>($($args),*),
-            $crate::DType::BF16 => $f::<half::bf16>($($args),*),
-            $crate::DType::I8 => $f::<i8>($($args),*),
-            $crate::DType::I16 => $f::<i16>($($args),*),
-            $crate::DType::I32 => $f::<i32>($($args),*),
-            $crate::DType::I64 => $f::<i64>($($args),*),
-            $crate::DType::U8 => $f::<u8>($($args),*),
-            $crate::DType::U16 => $f::<u16>($($args),*),
-            $crate::DType::U32 => $f::<u32>($($args),*),
-            $crate::DType::U64 => $f::<u64>($($args),*),
-            $crate::DType::Bool => $f::<bool>($($args),*),
             $crate::DType::F8E4M3FN => $f::<$crate::tensor::F8E4M3FN>($($args),*),
             $crate::DType::F8E4M3FNUZ => $f::<$crate::tensor::F8E4M3FNUZ>($($args),*),
             $crate::DType::F8E5M2 => $f::<$crate::tensor::F8E5M2>($($args),*),
@@ -314,6 +301,8 @@ macro_rules! with_any_dtype {
             $crate::DType::U4 => $f::<$crate::tensor::U4>($($args),*),
             $crate::DType::I2 => $f::<$crate::tensor::I2>($($args),*),
             $crate::DType::U2 => $f::<$crate::tensor::U2>($($args),*),
+            // The computing dtypes: `with_dtype!`'s arms, its storage-type arm unreachable.
+            other => $crate::with_dtype!(other, $f($($args),*)),
         }
     };
 }

@@ -89,9 +89,34 @@ pub(super) fn rows() -> Vec<OnnxOp> {
 /// NumPy `matmul`: rank-1 operands get a unit axis added and removed; rank 2 is `matmul`,
 /// higher ranks `batch_matmul` with broadcast batch axes.
 pub(crate) fn matmul(b: &mut Builder, x: ValueId, y: ValueId) -> Result<ValueId, String> {
+    vector_operands(b, x, y, |b, x2, y2| {
+        let op = if b.rank(x2) == 2 && b.rank(y2) == 2 {
+            Op::MatMul {
+                transpose_a: false,
+                transpose_b: false,
+            }
+        } else {
+            Op::BatchMatMul {
+                adj_x: false,
+                adj_y: false,
+            }
+        };
+        b.op(op, &[x2, y2])
+    })
+}
+
+/// `product(x2, y2)` under NumPy `matmul`'s rank rules, for every matrix product (`MatMul`,
+/// `MatMulInteger`, `QLinearMatMul`): a rank-1 `x` is a row (a unit axis before it), a rank-1
+/// `y` a column (a unit axis after it), and those unit axes are squeezed from the product.
+pub(crate) fn vector_operands(
+    b: &mut Builder,
+    x: ValueId,
+    y: ValueId,
+    product: impl FnOnce(&mut Builder, ValueId, ValueId) -> Result<ValueId, String>,
+) -> Result<ValueId, String> {
     let (rx, ry) = (b.rank(x), b.rank(y));
     if rx == 0 || ry == 0 {
-        return Err("MatMul operands must have rank 1 or more".into());
+        return Err("matrix product operands must have rank 1 or more".into());
     }
     let x2 = if rx == 1 {
         let a = b.i64_scalar(0);
@@ -105,31 +130,12 @@ pub(crate) fn matmul(b: &mut Builder, x: ValueId, y: ValueId) -> Result<ValueId,
     } else {
         y
     };
-    let z = if rx <= 2 && ry <= 2 {
-        b.op(
-            Op::MatMul {
-                transpose_a: false,
-                transpose_b: false,
-            },
-            &[x2, y2],
-        )?
-    } else {
-        b.op(
-            Op::BatchMatMul {
-                adj_x: false,
-                adj_y: false,
-            },
-            &[x2, y2],
-        )?
-    };
+    let z = product(b, x2, y2)?;
     let rz = b.rank(z) as i64;
-    let mut squeeze = Vec::new();
-    if rx == 1 {
-        squeeze.push(rz - 2);
-    }
-    if ry == 1 {
-        squeeze.push(rz - 1);
-    }
+    let squeeze: Vec<i64> = [(rx == 1, rz - 2), (ry == 1, rz - 1)]
+        .into_iter()
+        .filter_map(|(unit, axis)| unit.then_some(axis))
+        .collect();
     if squeeze.is_empty() {
         return Ok(z);
     }

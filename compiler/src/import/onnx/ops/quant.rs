@@ -21,7 +21,7 @@
 //! them casts to f32 first, as for bytes.
 
 use super::elementwise::cast;
-use super::nn::{from_2d, spatial, to_2d, window};
+use super::nn::{from_2d, spatial, to_2d, vector_operands, window};
 use super::{apply, norm_axis, one, row, OnnxOp};
 use crate::import::onnx::{Builder, NodeCx};
 use lathe_ir::ops::{BinaryOp as B, ConvAttrs, DataFormat, ReduceKind, UnaryOp as U};
@@ -460,8 +460,7 @@ fn product_zero_point(
     b.op(Op::Reshape, &[zp, s])
 }
 
-/// `matmul_integer` with NumPy `matmul`'s rank rules: a rank-1 operand gets a unit axis added
-/// and removed.
+/// `matmul_integer` with NumPy `matmul`'s rank rules ([`vector_operands`]).
 fn int_matmul(
     b: &mut Builder,
     x: ValueId,
@@ -469,37 +468,14 @@ fn int_matmul(
     x_zp: Option<ValueId>,
     y_zp: Option<ValueId>,
 ) -> Result<ValueId, String> {
-    let (rx, ry) = (b.rank(x), b.rank(y));
-    if rx == 0 || ry == 0 {
-        return Err("operands must have rank 1 or more".into());
+    if b.rank(x) == 0 || b.rank(y) == 0 {
+        return Err("matrix product operands must have rank 1 or more".into());
     }
     let x_zp = product_zero_point(b, x_zp, x)?;
     let y_zp = product_zero_point(b, y_zp, y)?;
-    let x2 = if rx == 1 {
-        let a = b.i64_scalar(0);
-        b.op(Op::ExpandDims, &[x, a])?
-    } else {
-        x
-    };
-    let y2 = if ry == 1 {
-        let a = b.i64_scalar(1);
-        b.op(Op::ExpandDims, &[y, a])?
-    } else {
-        y
-    };
-    let z = b.op(Op::MatMulInteger, &[x2, y2, x_zp, y_zp])?;
-    let rz = b.rank(z) as i64;
-    let mut squeeze = Vec::new();
-    if rx == 1 {
-        squeeze.push(rz - 2);
-    }
-    if ry == 1 {
-        squeeze.push(rz - 1);
-    }
-    if squeeze.is_empty() {
-        return Ok(z);
-    }
-    b.op(Op::Squeeze { axes: squeeze }, &[z])
+    vector_operands(b, x, y, |b, x2, y2| {
+        b.op(Op::MatMulInteger, &[x2, y2, x_zp, y_zp])
+    })
 }
 
 /// The `conv2d_integer` of a `ConvInteger`/`QLinearConv` node whose x, w, x_zero_point and

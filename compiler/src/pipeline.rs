@@ -48,8 +48,8 @@ pub fn level_text(level: u8) -> &'static str {
     match level {
         0 => "",
         1 => "fixed-point(fold-constants,prune,cse)",
-        2 => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,hoist-loop-invariants,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
-        _ => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,hoist-loop-invariants,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
+        2 => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,matmul-views,hoist-loop-invariants,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
+        _ => "fixed-point(fold-constants,prune,cse,simplify,fold-batchnorm),layout,matmul-views,hoist-loop-invariants,fixed-point(fold-constants,simplify,cse,prune),hoist-input-projections,fuse,prune",
     }
 }
 

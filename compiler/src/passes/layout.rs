@@ -14,7 +14,10 @@
 //!   operand must be a transpose by the same permutation, or a constant, which is permuted
 //!   to match), so that it meets the next op's transpose to NHWC and cancels. Moving it does
 //!   not add nodes or work, and an op whose result would be bigger than its transposed
-//!   operand (broadcasting, a widening cast) does not take it.
+//!   operand (broadcasting, a widening cast) does not take it;
+//! - such a transpose also moves below a reshape, squeeze or expand_dims that only drops or
+//!   adds axes of size 1 (it becomes a reshape of the untransposed value, which is a view),
+//!   so the squeeze/unsqueeze pair around an exported 1-D convolution does not stop it.
 //!
 //! Replaced nodes are removed here (so use counts stay right for the moves above); constants
 //! left unused are `prune`'s.
@@ -404,6 +407,9 @@ impl State {
         }
         let t_ty = g.value_type(tv).clone();
         let u_node = g.node(u).clone();
+        if let Some(more) = self.sink_through_unit_axes(g, t, u, cx)? {
+            return Ok(Some(more));
+        }
         // Below `u` the transpose moves `u`'s result: not when that is bigger (broadcasting,
         // a widening cast).
         // (A constant pad is the exception: its border is small, and moving below it lets the
@@ -490,6 +496,95 @@ impl State {
                 .into_iter()
                 .map(|(w, _)| w)
                 .filter(|&w| g.node(w).op == Op::Transpose),
+        );
+        cx.count("transposes_sunk", 1);
+        self.changed = true;
+        Ok(Some(again))
+    }
+}
+
+impl State {
+    /// `u(transpose(y, p))` with `u` a reshape, squeeze or expand_dims that only adds or drops
+    /// axes of size 1 → `transpose(reshape(y, w), p')`: the same elements in the same order,
+    /// with the axes of size 1 placed beside `y`'s axes they followed, so the transpose moves
+    /// on below (to meet the next convolution's, as around the squeeze/unsqueeze pairs an ONNX
+    /// exporter writes for a 1-D convolution). `u` is `t`'s only user.
+    fn sink_through_unit_axes(
+        &mut self,
+        g: &mut Graph,
+        t: NodeId,
+        u: NodeId,
+        cx: &mut PassCx,
+    ) -> Result<Option<Vec<NodeId>>, PassError> {
+        let tv = ValueId::first(t);
+        let u_node = g.node(u).clone();
+        if !matches!(u_node.op, Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims) {
+            return Ok(None);
+        }
+        let Some((y, p)) = transpose_parts(g, tv) else {
+            return Ok(None);
+        };
+        let (Some(t_dims), Some(u_dims)) = (
+            g.value_type(tv).shape.as_known(),
+            u_node.outputs[0].shape.as_known(),
+        ) else {
+            return Ok(None);
+        };
+        let big = |d: &[usize]| d.iter().copied().filter(|&n| n != 1).collect::<Vec<_>>();
+        if big(&t_dims) != big(&u_dims) {
+            return Ok(None);
+        }
+        // Each axis of `u`'s result, keyed by the axis of `y` its elements come from (twice
+        // the index; an axis of size 1 takes the key of the one before it, plus one).
+        let sources: Vec<usize> = (0..t_dims.len())
+            .filter(|&i| t_dims[i] != 1)
+            .map(|i| p[i] as usize)
+            .collect();
+        let mut next = sources.iter();
+        let mut key = 0;
+        let keys: Vec<usize> = u_dims
+            .iter()
+            .map(|&d| {
+                if d != 1 {
+                    key = 2 * next.next().expect("as many big axes") + 2;
+                    key
+                } else {
+                    key + 1
+                }
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..u_dims.len()).collect();
+        order.sort_by_key(|&j| keys[j]);
+        let w_dims: Vec<i64> = order.iter().map(|&j| u_dims[j] as i64).collect();
+        let moved = invert(&order.iter().map(|&j| j as i64).collect::<Vec<_>>());
+        let shape = g.add_const(
+            index_tensor(DType::I64, &w_dims),
+            format!("{}/nhwc_shape", u_node.name),
+        );
+        let Ok(w) = g.add(Op::Reshape, vec![y, shape], format!("{}/nhwc", u_node.name)) else {
+            g.remove_node(shape.node).map_err(ir_err)?;
+            return Ok(None);
+        };
+        let perm = self.perm(g, &moved);
+        let t2 = g
+            .add(Op::Transpose, vec![w, perm], g.node(t).name.clone())
+            .map_err(ir_err)?;
+        if g.value_type(t2) != &u_node.outputs[0] {
+            g.remove_node(t2.node).map_err(ir_err)?;
+            g.remove_node(w.node).map_err(ir_err)?;
+            g.remove_node(shape.node).map_err(ir_err)?;
+            return Ok(None);
+        }
+        g.replace_all_uses(ValueId::first(u), t2);
+        g.remove_node(u).map_err(ir_err)?;
+        self.remove_if_dead(g, t)?;
+        self.movable.insert(t2.node);
+        let mut again = vec![t2.node];
+        again.extend(
+            g.users(t2)
+                .into_iter()
+                .map(|(x, _)| x)
+                .filter(|&x| g.node(x).op == Op::Transpose),
         );
         cx.count("transposes_sunk", 1);
         self.changed = true;

@@ -16,6 +16,7 @@ pub mod fuse;
 pub mod hoist_input_projections;
 pub mod hoist_loop_invariants;
 pub mod layout;
+pub mod matmul_views;
 pub mod prune;
 pub mod regions;
 pub mod simplify;
@@ -180,6 +181,11 @@ pub const PASSES: &[PassInfo] = &[
         name: "layout",
         description: "Put convolutions and pooling in the one internal layout (NHWC) and cancel the transposes that leaves.",
         make: || Box::new(layout::Layout),
+    },
+    PassInfo {
+        name: "matmul-views",
+        description: "Read the operands and write the result of a matrix product through reshapes and transposes as strides: one einsum over the untransposed tensors instead of transpose copies.",
+        make: || Box::new(matmul_views::MatmulViews),
     },
     PassInfo {
         name: "hoist-loop-invariants",

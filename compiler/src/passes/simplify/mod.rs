@@ -14,8 +14,8 @@
 //!   `x - c` → `x + (-c)`; `x - neg(y)` → `x + y`; `x + neg(y)` → `x - y`; `pow` by 1, 2, 0.5,
 //!   -0.5, -1; constants second in commutative ops; `(x op c1) op c2` → `x op (c1 op c2)` for
 //!   `add` and `mul`; casts to the same dtype.
-//! - [`shape`]: transpose pairs and identity transposes; reshape chains and no-op
-//!   reshape/squeeze/expand_dims; pads by zero.
+//! - [`shape`]: transpose pairs, identity transposes, transposes that move only size-1 axes
+//!   (→ reshapes); reshape chains and no-op reshape/squeeze/expand_dims; pads by zero.
 //! - [`contract`]: transposes into `matmul`/`batch_matmul` flags; zero `pad` into the explicit
 //!   padding of `conv2d`/`depthwise_conv2d`.
 //!

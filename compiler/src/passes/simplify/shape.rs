@@ -24,6 +24,9 @@ pub(crate) fn transpose(g: &mut Graph, id: NodeId, cx: &mut PassCx) -> RuleResul
         }
         return Ok(None);
     }
+    if let Some(out) = transpose_as_reshape(g, id, x, &perm, cx)? {
+        return Ok(Some(out));
+    }
     if producer(g, x) != &Op::Transpose {
         return Ok(None);
     }
@@ -44,6 +47,37 @@ pub(crate) fn transpose(g: &mut Graph, id: NodeId, cx: &mut PassCx) -> RuleResul
     let q = add_const(g, index_tensor(dtype, &composed), id, "perm");
     if rewrite_in_place(g, id, Op::Transpose, &[x0, q]) {
         cx.count("transpose_pair_merged", 1);
+        return Ok(Some(Outcome::Rewritten));
+    }
+    Ok(None)
+}
+
+/// `transpose(x, p)` that moves only axes of size 1 (the others keep their order) →
+/// `reshape(x, shape)`: the elements stay where they are (an NCHW/NHWC switch of one
+/// channel), and a reshape is a view, not a copy, and merges with neighbouring reshapes.
+fn transpose_as_reshape(
+    g: &mut Graph,
+    id: NodeId,
+    x: ValueId,
+    perm: &[i64],
+    cx: &mut PassCx,
+) -> RuleResult {
+    let Some(dims) = g.value_type(x).shape.as_known() else {
+        return Ok(None);
+    };
+    let moved: Vec<i64> = (perm.iter().copied())
+        .filter(|&p| usize::try_from(p).is_ok_and(|p| dims.get(p).is_some_and(|&d| d != 1)))
+        .collect();
+    if perm.len() != dims.len() || moved.windows(2).any(|w| w[0] > w[1]) {
+        return Ok(None);
+    }
+    let Some(out) = g.node(id).outputs[0].shape.as_known() else {
+        return Ok(None);
+    };
+    let target: Vec<i64> = out.iter().map(|&d| d as i64).collect();
+    let shape = add_const(g, index_tensor(DType::I64, &target), id, "shape");
+    if rewrite_in_place(g, id, Op::Reshape, &[x, shape]) {
+        cx.count("transpose_of_unit_axes", 1);
         return Ok(Some(Outcome::Rewritten));
     }
     Ok(None)

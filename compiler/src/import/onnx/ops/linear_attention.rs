@@ -117,10 +117,10 @@ fn import_linear_attention(b: &mut Builder, cx: &NodeCx) -> Out {
         last_dim(b, k, "key")?,
         last_dim(b, v, "value")?,
     );
-    if ql % hq != 0 || kl != hkv * (ql / hq) || vl % hkv != 0 {
+    if ql % hq != 0 || kl != hkv * (ql / hq) || vl % hkv != 0 || ql < hq || vl < hkv {
         return Err(format!(
             "query, key and value last dims {ql}, {kl}, {vl} do not split into {hq} query and \
-             {hkv} key/value heads of one key size"
+             {hkv} key/value heads of one positive key size and a positive value size"
         ));
     }
     let h = Heads {
@@ -406,7 +406,11 @@ mod tests {
             e.contains("update_rule `gated_delta` requires the decay input"),
             "{e}"
         );
-        let attrs = [("q_num_heads", A::I(3)), ("kv_num_heads", A::I(2))];
+        let attrs = [
+            ("q_num_heads", A::I(3)),
+            ("kv_num_heads", A::I(2)),
+            ("update_rule", A::S("linear")),
+        ];
         let e = one_node(27, "LinearAttention", &inputs, &[], &attrs, &names, &["y"]).unwrap_err();
         assert!(e.contains("must be a positive multiple"), "{e}");
     }

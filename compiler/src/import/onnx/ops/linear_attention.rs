@@ -345,10 +345,8 @@ mod tests {
                 }
             }
             for h in 0..2 {
-                for m in 0..2 {
-                    let qd = |d: usize| q[4 * t + 2 * h + d] as f64;
-                    out.push(scale * (qd(0) * s[0][m] + qd(1) * s[1][m]));
-                }
+                let qd = |d: usize| q[4 * t + 2 * h + d] as f64;
+                out.extend((0..2).map(|m| scale * (qd(0) * s[0][m] + qd(1) * s[1][m])));
             }
         }
         (out, s.iter().flatten().copied().collect())

@@ -179,6 +179,20 @@ mod tests {
     }
 
     #[test]
+    fn an_input_of_unknown_length_keeps_its_last_positions() {
+        use crate::import::onnx::control_flow::testing::{graph, import, node, value, F32};
+        let n = node("CausalConvWithState", &["x", "w"], &["y", "present"]);
+        let inputs = vec![value("x", F32, &[-1, 1, -1]), value("w", F32, &[1, 1, 3])];
+        let outputs = vec![value("y", F32, &[]), value("present", F32, &[])];
+        let g = import(graph("g", vec![n], inputs, outputs, &[]), 27).unwrap();
+        let x = f32s(&[1, 1, 4], &[1.0, 2.0, 3.0, 4.0]);
+        let w = f32s(&[1, 1, 3], &[1.0, 10.0, 100.0]);
+        let r = run(&g, &[&x, &w]);
+        assert_eq!(r[0].to_f64_vec(), [100.0, 210.0, 321.0, 432.0]);
+        assert_eq!(r[1].to_f64_vec(), [3.0, 4.0]);
+    }
+
+    #[test]
     fn silu_and_its_swish_alias_follow_the_convolution() {
         let silu = |v: f64| v / (1.0 + (-v).exp());
         for name in ["silu", "swish"] {

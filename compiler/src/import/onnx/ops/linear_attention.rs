@@ -394,6 +394,39 @@ mod tests {
     }
 
     #[test]
+    fn unknown_batch_and_length_are_read_at_run_time() {
+        use crate::import::onnx::control_flow::testing::*;
+        let n = node("LinearAttention", &["q", "k", "v"], &["y", "state"]);
+        let n = int_attr(n, "q_num_heads", 2);
+        let n = int_attr(n, "kv_num_heads", 1);
+        let n = str_attr(n, "update_rule", "linear");
+        let inputs =
+            ["q", "k", "v"].map(|x| value(x, F32, &[-1, -1, if x == "q" { 4 } else { 2 }]));
+        let outputs = vec![value("y", F32, &[]), value("state", F32, &[])];
+        let g = import(graph("g", vec![n], inputs.to_vec(), outputs, &[]), 27).unwrap();
+        let sizes = [4, 2, 2];
+        let data = [0, 1, 2].map(|i| values(sizes[i] * T, i as u32 + 7));
+        let [q, k, v] =
+            [0, 1, 2].map(|i| Tensor::from_vec(&[1, T, data[i].len() / T], data[i].clone()));
+        // The loop's output list learns its row type when the graph is specialized.
+        let types = [&q, &k, &v].map(|t| t.ty());
+        let g = crate::specialize::specialize(&g, &types).unwrap();
+        let got = run(&g, &[q, k, v]);
+        let none: &[f32] = &[];
+        let (y, s) = naive(
+            [&data[0], &data[1], &data[2], none, none],
+            false,
+            false,
+            0.5f64.sqrt(),
+        );
+        for (got, want) in [(&got[0], y), (&got[1], s)] {
+            for (a, b) in got.to_f64_vec().iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
     fn a_rule_without_its_inputs_is_refused() {
         let x = Tensor::from_vec(&[1, 1, 2], vec![0.5f32, 1.0]);
         let attrs = [("q_num_heads", A::I(1)), ("kv_num_heads", A::I(1))];

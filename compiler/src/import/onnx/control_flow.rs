@@ -208,7 +208,7 @@ pub(crate) fn node_name(b: &Builder) -> String {
 }
 
 /// An error inside a region, said as the control-flow node's.
-fn in_region(what: &str, e: ImportError) -> String {
+pub(crate) fn in_region(what: &str, e: ImportError) -> String {
     match (&e.node, &e.op) {
         (Some(n), Some(op)) => format!("in its {what}, node `{n}` (op {op}): {}", e.message),
         _ => format!("in its {what}: {}", e.message),

@@ -385,14 +385,15 @@ impl<'a> Builder<'a> {
             "ai.onnx" => "",
             d => d,
         };
-        if !domain.is_empty() {
+        if !domain.is_empty() && domain != ops::PREVIEW {
             return Err(fail(format!(
                 "operator domain `{domain}` is not supported (only the default ONNX operator set \
-                 is)"
+                 and the preview ops of `{}` are)",
+                ops::PREVIEW
             )));
         }
-        let opset = self.model.opsets[""];
-        let row = ops::lookup(op_type).ok_or_else(|| {
+        let opset = self.model.opsets.get(domain).copied().unwrap_or(1);
+        let row = ops::lookup(domain, op_type).ok_or_else(|| {
             fail("op is not supported (`lathe ops` lists the ONNX ops Lathe imports)".into())
         })?;
         let mut inputs = Vec::with_capacity(node.input.len());

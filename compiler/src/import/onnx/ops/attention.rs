@@ -69,7 +69,7 @@ pub(super) fn rows() -> Vec<OnnxOp> {
 /// One entry of a shape built for a reshape: a constant, or dim `axis` of a value (a constant
 /// when the dim is known, read from the value's shape at run time when it is not).
 #[derive(Clone, Copy)]
-enum Part {
+pub(super) enum Part {
     K(i64),
     Dim(ValueId, usize),
 }
@@ -96,7 +96,7 @@ fn dim0(b: &mut Builder, x: ValueId, axis: usize) -> Result<ValueId, String> {
 }
 
 /// A rank-1 i64 shape from `parts`: one constant when every part is known.
-fn shape_of_parts(b: &mut Builder, parts: &[Part]) -> Result<ValueId, String> {
+pub(super) fn shape_of_parts(b: &mut Builder, parts: &[Part]) -> Result<ValueId, String> {
     let known: Option<Vec<i64>> = parts
         .iter()
         .map(|p| match *p {
@@ -119,12 +119,12 @@ fn shape_of_parts(b: &mut Builder, parts: &[Part]) -> Result<ValueId, String> {
 }
 
 /// `x` reshaped to `parts`.
-fn reshape(b: &mut Builder, x: ValueId, parts: &[Part]) -> Result<ValueId, String> {
+pub(super) fn reshape(b: &mut Builder, x: ValueId, parts: &[Part]) -> Result<ValueId, String> {
     let s = shape_of_parts(b, parts)?;
     b.op(Op::Reshape, &[x, s])
 }
 
-fn transpose(b: &mut Builder, x: ValueId, perm: &[i64]) -> Result<ValueId, String> {
+pub(super) fn transpose(b: &mut Builder, x: ValueId, perm: &[i64]) -> Result<ValueId, String> {
     let p = b.i64s(perm);
     b.op(Op::Transpose, &[x, p])
 }

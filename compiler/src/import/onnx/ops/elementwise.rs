@@ -255,7 +255,7 @@ fn fold(b: &mut Builder, cx: &NodeCx, op: B) -> Result<ValueId, String> {
 /// `f(x)` computed in f32 when `x` is f16 or bf16, rounded back once: an activation written as
 /// several IR ops would otherwise round after each of them (`exp(x) - 1` in bf16 loses every
 /// digit near 0), where the ONNX reference and real kernels round once. Other dtypes as they are.
-fn in_f32(
+pub(crate) fn in_f32(
     b: &mut Builder,
     x: ValueId,
     f: impl FnOnce(&mut Builder, ValueId) -> Result<ValueId, String>,

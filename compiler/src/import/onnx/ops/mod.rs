@@ -1,18 +1,21 @@
 //! The table from ONNX ops to IR ops.
 //!
-//! One row per ONNX op (default domain): its name, the IR ops it imports to, and its
-//! converter, which reads the node's operator set version (`NodeCx::opset`) where the op's
+//! One row per ONNX op (default domain, or `ai.onnx.preview` for the preview ops Lathe
+//! implements): its name, the IR ops it imports to, and its converter, which reads the node's operator set version (`NodeCx::opset`) where the op's
 //! meaning or its inputs changed between versions. Rows live in one file per family; the
 //! supported-op list, the unsupported-op error and `lathe ops` read the assembled table.
 
 mod affine_grid;
 mod attention;
+mod causal_conv;
 mod composite;
 mod conv_transpose;
 mod crop_reverse;
 mod einsum;
 mod elementwise;
+mod flex_attention;
 mod indexing;
+mod linear_attention;
 mod loss;
 mod nn;
 mod pool_taps;
@@ -36,6 +39,8 @@ pub(crate) type Convert = fn(&mut Builder, &NodeCx) -> Result<Vec<ValueId>, Stri
 pub struct OnnxOp {
     /// The ONNX op type (`Conv`).
     pub name: &'static str,
+    /// Its operator domain: `""` for the default one, or [`PREVIEW`].
+    pub domain: &'static str,
     /// The mnemonics of the IR ops it imports to (the main one first).
     pub ir: Vec<&'static str>,
     pub(crate) convert: Convert,
@@ -45,8 +50,20 @@ pub struct OnnxOp {
 pub(crate) fn row(name: &'static str, ir: &[&'static str], f: Convert) -> OnnxOp {
     OnnxOp {
         name,
+        domain: "",
         ir: ir.to_vec(),
         convert: f,
+    }
+}
+
+/// The preview operator domain, whose ops may still change.
+pub const PREVIEW: &str = "ai.onnx.preview";
+
+/// `r` as an op of the [`PREVIEW`] domain.
+pub(crate) fn preview(r: OnnxOp) -> OnnxOp {
+    OnnxOp {
+        domain: PREVIEW,
+        ..r
     }
 }
 
@@ -60,10 +77,11 @@ pub fn supported_ops() -> Vec<&'static str> {
     table().iter().map(|r| r.name).collect()
 }
 
-/// The row for `op_type`.
-pub(crate) fn lookup(op_type: &str) -> Option<&'static OnnxOp> {
+/// The row for `op_type` of operator domain `domain` (`""` for the default one).
+pub(crate) fn lookup(domain: &str, op_type: &str) -> Option<&'static OnnxOp> {
     let (rows, by_name) = index();
-    by_name.get(op_type).map(|&i| &rows[i])
+    let r = &rows[*by_name.get(op_type)?];
+    (r.domain == domain).then_some(r)
 }
 
 fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
@@ -81,6 +99,9 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(composite::rows());
         rows.extend(loss::rows());
         rows.extend(attention::rows());
+        rows.extend(causal_conv::rows());
+        rows.extend(linear_attention::rows());
+        rows.extend(flex_attention::rows());
         rows.extend(resize::rows());
         rows.extend(recurrent::rows());
         rows.extend(indexing::rows());

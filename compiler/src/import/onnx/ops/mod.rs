@@ -10,6 +10,7 @@ mod attention;
 mod composite;
 mod conv_transpose;
 mod crop_reverse;
+mod deform_conv;
 mod einsum;
 mod elementwise;
 mod grid_sample;
@@ -82,6 +83,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(grid_sample::rows());
         rows.extend(max_unpool::rows());
         rows.extend(image::rows());
+        rows.extend(deform_conv::rows());
         rows.extend(crop_reverse::rows());
         rows.extend(einsum::rows());
         rows.extend(reduce::rows());

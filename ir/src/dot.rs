@@ -501,7 +501,7 @@ fn family_fill(f: Family) -> &'static str {
     match f {
         Family::Control => "#f4f4f4",
         Family::Elementwise => "#fff7d6",
-        Family::Linalg | Family::Conv => "#dce8fb",
+        Family::Linalg | Family::Conv | Family::Image => "#dce8fb",
         Family::Reduce => "#fde3cf",
         Family::Shape => "#ece3f5",
         Family::Fused => "#e3f1f4",

@@ -15,7 +15,12 @@ use lathe_ir::{DType, Graph, Op, Tensor, TensorType, ValueId};
 use std::collections::HashSet;
 
 /// A fixed attribute value of each kind that the examples below are valid with.
-fn example_attr(kind: AttrKind) -> AttrValue {
+fn example_attr(op: &str, name: &str, kind: AttrKind) -> AttrValue {
+    match (op, name) {
+        ("grid_sample", "mode") => return AttrValue::Str("linear".into()),
+        ("grid_sample", "padding_mode") => return AttrValue::Str("zeros".into()),
+        _ => {}
+    }
     match kind {
         AttrKind::Bool => AttrValue::Bool(false),
         AttrKind::Int => AttrValue::Int(0),
@@ -23,7 +28,7 @@ fn example_attr(kind: AttrKind) -> AttrValue {
         AttrKind::Ints => AttrValue::Ints(vec![]),
         AttrKind::Pair => AttrValue::Ints(vec![1, 1]),
         AttrKind::Float => AttrValue::Float(1e-3),
-        // Only einsum has a string attribute.
+        // Einsum's equation (grid_sample's strings are named above).
         AttrKind::Str => AttrValue::Str("ij,jk->ik".into()),
         AttrKind::DType => AttrValue::DType(DType::I64),
         AttrKind::Padding => AttrValue::Str("VALID".into()),
@@ -39,7 +44,7 @@ fn example_op(info: &OpInfo) -> Op {
     let attrs: Vec<(String, AttrValue)> = info
         .attrs
         .iter()
-        .map(|a| (a.name.to_string(), example_attr(a.kind)))
+        .map(|a| (a.name.to_string(), example_attr(info.name, a.name, a.kind)))
         .collect();
     Op::from_parts(info.name, &attrs).unwrap_or_else(|e| panic!("{}: {e}", info.name))
 }
@@ -105,6 +110,10 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
         "matmul_integer" => vec![x(), f32s(&[3, 4]), f32s(&[2]), f32s(&[])],
         "bias_add" => vec![x(), f32s(&[3])],
         "det" => vec![f32s(&[2, 3, 3])],
+        "grid_sample" => vec![f32s(&[1, 2, 4, 4]), f32s(&[1, 3, 3, 2])],
+        "roi_align" => vec![f32s(&[1, 2, 4, 4]), f32s(&[3, 4]), ints(&[3], &[0, 0, 0])],
+        // With the example's empty lists: no spatial axis, one block position.
+        "col2im" => vec![f32s(&[2, 3, 1])],
         "conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 4])],
         "depthwise_conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 1])],
         "conv2d_integer" => vec![

@@ -24,6 +24,7 @@ pub mod conv;
 pub mod decl;
 pub mod elementwise;
 pub mod fused;
+pub mod image;
 pub mod linalg;
 pub mod quantized;
 pub mod reduce;
@@ -411,6 +412,37 @@ decl::declare_ops! {
             (x: T, scale: U, offset: U, mean: U, variance: U), [T: Float, U: Float],
             "Inference batch normalization.";
 
+        /// Sampling as ONNX's `GridSample` (opset 20): `mode` is `nearest` (ties to even),
+        /// `linear` or `cubic` (Keys, `a = -0.75`), `padding_mode` `zeros`, `border` or
+        /// `reflection`; computed in f64 and rounded once (see `ops::image::grid_sample`).
+        GridSample { mode: String, padding_mode: String, align_corners: bool } = "grid_sample",
+            Image, (x: T, grid: T), [T: Float],
+            "`x` (`[N, C, D1.., Dk]`) sampled at the normalized coordinates of `grid` \
+             (`[N, O1.., Ok, k]`, innermost axis first), giving `[N, C, O1.., Ok]`.";
+        /// ONNX's `RoiAlign`: `max` pools instead of averaging, `half_pixel` shifts the
+        /// regions by half a pixel (see `ops::image::roi_align`); a batch index out of range
+        /// is an error when it runs.
+        RoiAlign {
+            max: bool,
+            half_pixel: bool,
+            output_height: usize,
+            output_width: usize,
+            sampling_ratio: usize,
+            spatial_scale: f32
+        } = "roi_align", Image, (x: T, rois: T, batch_indices: Index), [T: Float],
+            "Bins of bilinear samples of the regions `rois` (`[R, 4]`, `x1, y1, x2, y2`) of \
+             the images `batch_indices` of `x` (NCHW), averaged or maxed: `[R, C, h, w]`.";
+        /// ONNX's `Col2Im`; `pads` holds the begin paddings then the end paddings.
+        Col2Im {
+            image_shape: Vec<i64>,
+            block_shape: Vec<i64>,
+            dilations: Vec<i64>,
+            pads: Vec<i64>,
+            strides: Vec<i64>
+        } = "col2im", Image, (x: T), [T: Float],
+            "Columns `x` (`[N, C * prod(block_shape), blocks]`) added back into images \
+             `[N, C, image_shape..]`: the inverse of im2col.";
+
         Softmax = "softmax", Reduce, (x: T), [T: Float], "Softmax over the last axis.";
         LogSoftmax = "log_softmax", Reduce, (x: T), [T: Float], "Log-softmax over the last axis.";
         ArgMax { output: DType } = "arg_max", Reduce, (x: T, axis: Index), [T: Numeric],
@@ -568,6 +600,7 @@ pub enum Family {
     Elementwise,
     Linalg,
     Conv,
+    Image,
     Reduce,
     Shape,
     ControlFlow,
@@ -582,6 +615,7 @@ impl Family {
             Family::Elementwise => "elementwise",
             Family::Linalg => "linalg",
             Family::Conv => "conv",
+            Family::Image => "image",
             Family::Reduce => "reduce",
             Family::Shape => "shape",
             Family::ControlFlow => "control_flow",
@@ -605,6 +639,7 @@ impl Op {
             Family::Elementwise => elementwise::infer(self, inputs),
             Family::Linalg => linalg::infer(self, inputs),
             Family::Conv => conv::infer(self, inputs),
+            Family::Image => image::infer(self, inputs),
             Family::Reduce => reduce::infer(self, inputs, consts),
             Family::Shape => shape::infer(self, inputs, consts),
             Family::ControlFlow => control_flow::infer(self, inputs, consts),
@@ -624,6 +659,7 @@ impl Op {
             Family::Elementwise => elementwise::eval(self, inputs),
             Family::Linalg => linalg::eval(self, inputs),
             Family::Conv => conv::eval(self, inputs),
+            Family::Image => image::eval(self, inputs),
             Family::Reduce => reduce::eval(self, inputs),
             Family::Shape => shape::eval(self, inputs),
             Family::ControlFlow => control_flow::eval(self, inputs),
@@ -687,6 +723,26 @@ mod tests {
             Op::FusedBatchNorm {
                 epsilon: 1e-3,
                 format: DataFormat::Nhwc,
+            },
+            Op::GridSample {
+                mode: "cubic".into(),
+                padding_mode: "reflection".into(),
+                align_corners: true,
+            },
+            Op::RoiAlign {
+                max: true,
+                half_pixel: false,
+                output_height: 2,
+                output_width: 3,
+                sampling_ratio: 0,
+                spatial_scale: 0.25,
+            },
+            Op::Col2Im {
+                image_shape: vec![4, 5],
+                block_shape: vec![2, 2],
+                dilations: vec![1, 2],
+                pads: vec![0, 1, 0, 1],
+                strides: vec![2, 1],
             },
             Op::Softmax,
             Op::LogSoftmax,

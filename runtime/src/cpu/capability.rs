@@ -141,6 +141,12 @@ impl Capabilities for CpuCapabilities {
             Op::MatMul { .. } | Op::BatchMatMul { .. } | Op::Einsum { .. } => {
                 numeric_data(op, inputs, "gemm")
             }
+            Op::GridSample { .. } | Op::RoiAlign { .. } | Op::Col2Im { .. } => {
+                match data(inputs)? {
+                    d if d.is_float() => Ok(Native::Kernel("image")),
+                    d => Err(format!("{} of {d} (floats only)", op.mnemonic())),
+                }
+            }
             Op::Det => match data(inputs)? {
                 d if d.is_float() => Ok(Native::Kernel("det")),
                 d => Err(format!("det of {d} (floats only)")),

@@ -570,6 +570,26 @@ impl Frame {
                 // them now, and the inputs are only read.
                 unsafe { kernel.run(&ins[..inputs.len()], &outs[..outputs.len()]) }
             }
+            Kernel::Image {
+                kernel,
+                inputs,
+                outputs,
+            } => {
+                let (mut ins, mut outs) = ([std::ptr::null(); 4], [std::ptr::null_mut(); 2]);
+                if inputs.len() > ins.len() || outputs.len() > outs.len() {
+                    return Err("internal error: an image step with too many operands".into());
+                }
+                for (p, &b) in ins.iter_mut().zip(inputs) {
+                    *p = self.bytes_ptr(plan, b) as *const u8;
+                }
+                for (p, &b) in outs.iter_mut().zip(outputs) {
+                    *p = self.bytes_ptr(plan, b);
+                }
+                // SAFETY: the buffers have the kernel's geometry and dtype (built from their
+                // types when lowered); the outputs are fresh storages of this step, which alone
+                // touches them now, and the inputs are only read.
+                unsafe { kernel.run(&ins[..inputs.len()], &outs[..outputs.len()]) }
+            }
             Kernel::Convert { kernel, x, out } => {
                 let (x, out) = (
                     self.bytes_ptr(plan, *x) as *const u8,

@@ -12,6 +12,7 @@
 //! | other reductions | f32 middle-axes kernel, or the strided kernel for any axes and dtype |
 //! | arg_max | arg-max kernel |
 //! | det | LU determinant kernel (f64, the interpreter's factoring) |
+//! | grid_sample, roi_align, col2im | image kernels (`lower/image.rs`, the interpreter's own geometry) |
 //! | gather_elements, gather_nd, scatters, trilu, cumsum, cumprod, top_k | indexing kernels (`lower/indexing.rs`) |
 //! | reshape, squeeze, expand_dims, identity | nothing: a new view of the same storage |
 //! | list_reserve, set_item | a zero fill; a bounds-checked row write (in place when the list dies there) |
@@ -53,6 +54,7 @@ use lathe_ir::{Capabilities, DType, Graph, Native, NodeId, Tensor, TensorType, V
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+mod image;
 mod indexing;
 mod integer;
 mod regions;
@@ -400,6 +402,14 @@ impl Builder {
                     },
                     x: inputs[0],
                     out: outputs[0],
+                })
+            }
+            _ if route == Native::Kernel("image") => {
+                let out_tys: Vec<&TensorType> = node.outputs.iter().collect();
+                Ok(Kernel::Image {
+                    kernel: image::kernel(&node.op, &in_tys, &out_tys)?,
+                    inputs: inputs.to_vec(),
+                    outputs: outputs.to_vec(),
                 })
             }
             _ if route == Native::Kernel("indexing") => {
@@ -965,7 +975,7 @@ impl Builder {
                 | Kernel::SetItem { .. } => stats.copy_steps += 1,
                 Kernel::Indexing { kernel, .. } if kernel.moves() => stats.copy_steps += 1,
                 Kernel::Convert { .. } => stats.generated_steps += 1,
-                Kernel::Indexing { .. } => stats.window_steps += 1,
+                Kernel::Indexing { .. } | Kernel::Image { .. } => stats.window_steps += 1,
                 Kernel::While(l) => {
                     stats.control_steps += 1;
                     stats.absorb(&l.cond.stats);

@@ -311,6 +311,13 @@ pub enum Kernel {
         inputs: Vec<BufId>,
         outputs: Vec<BufId>,
     },
+    /// An image op (`grid_sample`, `roi_align`, `col2im`) on the node's own inputs and
+    /// outputs; a batch index out of range is the step's error.
+    Image {
+        kernel: crate::kernels::image::ImageKernel,
+        inputs: Vec<BufId>,
+        outputs: Vec<BufId>,
+    },
     /// A cast to or from a low-precision storage type, element by element.
     Convert {
         kernel: crate::kernels::convert::Convert,
@@ -422,6 +429,7 @@ impl Kernel {
             Kernel::Indexing {
                 inputs, outputs, ..
             } => inputs.iter().chain(outputs).map(|b| bufs[*b].len()).sum(),
+            Kernel::Image { kernel, .. } => kernel.work(),
             // At least one iteration (how many is unknown): a loop beside a small step runs
             // alone, its body's kernels split over every thread.
             Kernel::While(l) => l.cond.work().saturating_add(l.body.work()),
@@ -474,6 +482,7 @@ impl Kernel {
             Kernel::Convert { .. } => "convert",
             Kernel::SetItem { .. } => "set_item",
             Kernel::Indexing { kernel, .. } => kernel.name(),
+            Kernel::Image { kernel, .. } => kernel.name(),
             Kernel::While(_) => "loop",
             Kernel::If(_) => "branch",
         }

@@ -37,8 +37,15 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         ),
         row(
             "MaxPool",
-            &["max_pool", "pad", "strided_slice", "maximum"],
-            |b, cx| import_pool(b, cx, true),
+            &[
+                "max_pool",
+                "pad",
+                "strided_slice",
+                "maximum",
+                "greater",
+                "select",
+            ],
+            import_max_pool,
         ),
         row(
             "AveragePool",
@@ -403,6 +410,17 @@ fn filter(b: &mut Builder, w: ValueId, perm: &[i64]) -> Result<ValueId, String> 
     b.op(Op::Transpose, &[w, p])
 }
 
+/// `MaxPool`: the values, and the indices of the maxima when the node asks for them
+/// (`max_pool_indices`).
+fn import_max_pool(b: &mut Builder, cx: &NodeCx) -> Out {
+    let x = cx.input(0)?;
+    let y = pool(b, cx, x, true, false)?;
+    if !cx.wants(1) {
+        return one(y);
+    }
+    Ok(vec![y, super::max_pool_indices::indices(b, cx, x)?])
+}
+
 fn import_pool(b: &mut Builder, cx: &NodeCx, max: bool) -> Out {
     let include_pad = !max && cx.attrs.int_or("count_include_pad", 0)? != 0;
     one(pool(b, cx, cx.input(0)?, max, include_pad)?)
@@ -437,9 +455,6 @@ fn pool(
     }
     let (x, one_d) = to_2d(b, x, what)?;
     let win = window(cx, None, one_d, spatial(b, x, one_d))?;
-    if cx.attrs.int_or("storage_order", 0)? != 0 {
-        return Err("`storage_order = 1` is not supported".into());
-    }
     let ceil = cx.attrs.int_or("ceil_mode", 0)? != 0;
     let pads = match win.padding {
         Padding::Valid => [[0; 2]; 2],

@@ -83,7 +83,7 @@ impl AxisWindow {
     }
 
     /// The padded length the taps read: through the last window's last tap.
-    fn needed(&self) -> usize {
+    pub fn needed(&self) -> usize {
         (self.out - 1) * self.stride + (self.kernel - 1) * self.dilation + 1
     }
 
@@ -103,7 +103,7 @@ impl AxisWindow {
 }
 
 /// The lowest value of `dt` (a max pool's padding).
-fn lowest(dt: DType) -> f64 {
+pub(super) fn lowest(dt: DType) -> f64 {
     if dt.is_float() {
         f64::NEG_INFINITY
     } else if dt.is_signed_int() {
@@ -122,6 +122,16 @@ pub(super) fn pool(
     max: bool,
     include_pad: bool,
 ) -> Result<ValueId, String> {
+    let mut y = x;
+    for (i, w) in windows(b, cx, x)?.iter().enumerate() {
+        y = pool_axis(b, y, 2 + i, w, max, include_pad)?;
+    }
+    Ok(y)
+}
+
+/// The window of each spatial axis of `x` (NC followed by any number of spatial axes, every
+/// size known) from `cx`'s attributes (`storage_order` only orders `MaxPool`'s indices).
+pub(super) fn windows(b: &Builder, cx: &NodeCx, x: ValueId) -> Result<Vec<AxisWindow>, String> {
     let dims = b
         .ty(x)
         .shape
@@ -152,26 +162,22 @@ pub(super) fn pool(
     {
         return Err("kernel_shape, strides and dilations must be positive".into());
     }
-    if cx.attrs.int_or("storage_order", 0)? != 0 {
-        return Err("`storage_order = 1` is not supported".into());
-    }
     let ceil = cx.attrs.int_or("ceil_mode", 0)? != 0;
     let auto_pad = cx.attrs.str_or("auto_pad", "NOTSET")?;
-    let mut y = x;
-    for i in 0..n {
-        let w = AxisWindow::new(
-            dims[2 + i],
-            kernel[i],
-            strides[i],
-            dilations[i],
-            [pads[i], pads[n + i]],
-            &auto_pad,
-            ceil,
-        )
-        .map_err(|e| format!("spatial axis {i}: {e}"))?;
-        y = pool_axis(b, y, 2 + i, &w, max, include_pad)?;
-    }
-    Ok(y)
+    (0..n)
+        .map(|i| {
+            AxisWindow::new(
+                dims[2 + i],
+                kernel[i],
+                strides[i],
+                dilations[i],
+                [pads[i], pads[n + i]],
+                &auto_pad,
+                ceil,
+            )
+            .map_err(|e| format!("spatial axis {i}: {e}"))
+        })
+        .collect()
 }
 
 /// The pool of `x` along `axis` alone.

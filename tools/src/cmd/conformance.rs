@@ -13,7 +13,7 @@
 use super::source::Loaded;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use lathe_compiler::import::onnx::data::{interface, read_value_file, ValueKind};
+use lathe_compiler::import::onnx::data::{interface, read_value_file, Interface, ValueKind};
 use lathe_compiler::{Container, LoadOptions, ModelFile};
 use lathe_ir::{DType, Tensor};
 use lathe_runtime::{Backend, ModelOptions, RunError};
@@ -81,12 +81,15 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// What each sequence or optional input holds, by name.
+type Containers = Vec<(String, Container)>;
+
 /// One data set's inputs and expected outputs, flattened to tensors.
 struct DataSet {
     inputs: Vec<(Option<String>, Tensor)>,
     outputs: Vec<Tensor>,
     /// What the inputs that are sequences or optionals hold (empty when there are none).
-    containers: Vec<(String, Container)>,
+    containers: Containers,
     /// The names of the flattened expected outputs, when an input or output is a sequence or
     /// an optional (how many outputs a model imported per value has is known once it ran).
     flattened: Option<Vec<String>>,
@@ -217,7 +220,7 @@ pub fn run_test(dir: &Path) -> [Outcome; 2] {
             Err(o) => return [o.clone(), o],
         };
         // Data sets with input sequences of other lengths load the model again.
-        let mut groups: Vec<(Vec<(String, Container)>, Vec<DataSet>)> = Vec::new();
+        let mut groups: Vec<(Containers, Vec<DataSet>)> = Vec::new();
         for set in sets {
             match groups.iter_mut().find(|(c, _)| *c == set.containers) {
                 Some((_, g)) => g.push(set),
@@ -284,7 +287,7 @@ fn classify(message: &str) -> Outcome {
 /// outputs, which say what each file holds.
 fn data_sets(
     dir: &Path,
-    (inputs, outputs): &(Vec<(String, ValueKind)>, Vec<(String, ValueKind)>),
+    (inputs, outputs): &Interface,
 ) -> Result<Vec<DataSet>, Outcome> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Outcome::Fail(e.to_string()))?

@@ -120,8 +120,7 @@ impl Builder<'_> {
         };
         let c = c.clone();
         self.held_input(vi.r#type.as_ref(), &c, name)
-            .map_err(|m| self.err(format!("input `{name}`: {m}")))?
-            .ok_or_else(|| self.err(format!("input `{name}` is not a sequence or an optional")))
+            .map_err(|m| self.err(format!("input `{name}`: {m}")))
     }
 
     /// The input `name` of declared type `ty` holding `c`: its tensors become IR inputs.
@@ -130,7 +129,7 @@ impl Builder<'_> {
         ty: Option<&TypeProto>,
         c: &Container,
         name: &str,
-    ) -> Result<Option<Item>, String> {
+    ) -> Result<Item, String> {
         let item = match (declared(ty), c) {
             (Declared::Tensor(t), Container::Tensor) => {
                 let ty = tensor_type(t, None, |axis| Dim::sym(&format!("{name}_d{axis}")))?;
@@ -154,17 +153,14 @@ impl Builder<'_> {
             }
             (Declared::Optional(_), Container::Optional(None)) => Item::Optional(None),
             (Declared::Optional(inner), Container::Optional(Some(c))) => {
-                match self.held_input(Some(inner), c, name)? {
-                    Some(item) => Item::Optional(Some(Box::new(item))),
-                    None => return Ok(None),
-                }
+                Item::Optional(Some(Box::new(self.held_input(Some(inner), c, name)?)))
             }
             (Declared::Other, _) => {
                 return Err("only tensors, sequences of tensors and optionals are supported".into())
             }
             (_, c) => return Err(format!("is not of the kind `{c:?}` describes")),
         };
-        Ok(Some(item))
+        Ok(item)
     }
 
     /// Declares graph output `name`, bound to `item`, as the tensors it holds.

@@ -285,10 +285,7 @@ fn classify(message: &str) -> Outcome {
 
 /// Every `test_data_set_N` of a test, in order; `kinds` are the model's declared inputs and
 /// outputs, which say what each file holds.
-fn data_sets(
-    dir: &Path,
-    (inputs, outputs): &Interface,
-) -> Result<Vec<DataSet>, Outcome> {
+fn data_sets(dir: &Path, (inputs, outputs): &Interface) -> Result<Vec<DataSet>, Outcome> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Outcome::Fail(e.to_string()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

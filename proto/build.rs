@@ -34,6 +34,7 @@ const PROTOS: &[&str] = &[
     "tensorflow/core/protobuf/tensor_bundle.proto",
     // ONNX.
     "onnx/onnx.proto",
+    "onnx/onnx-data.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

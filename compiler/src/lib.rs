@@ -6,8 +6,8 @@
 pub mod import;
 
 pub use import::{
-    load, load_bound, load_with, BoundImport, ImportError, LoadOptions, ModelFile, ModelFormat,
-    NeedsValues,
+    load, load_bound, load_with, BoundImport, Container, ImportError, LoadOptions, ModelFile,
+    ModelFormat, NeedsValues,
 };
 pub mod passes;
 pub mod pipeline;

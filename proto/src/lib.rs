@@ -3,7 +3,7 @@
 //!
 //! The `.proto` files under `protos/` are faithful copies of upstream's message
 //! names, field numbers and types (TensorFlow's `tensorflow/core/{framework,
-//! protobuf}` and ONNX's `onnx/onnx.proto`). `build.rs` parses them with the
+//! protobuf}` and ONNX's `onnx/onnx.proto` and `onnx/onnx-data.proto`). `build.rs` parses them with the
 //! pure-Rust `protox` compiler (no system `protoc`) and generates Rust with
 //! `prost`. Nothing here interprets the messages; that is the importers' job in
 //! `lathe-compiler`.
@@ -11,7 +11,8 @@
 //! - [`tensorflow`]: `GraphDef`, `NodeDef`, `AttrValue`, `TensorProto`,
 //!   `SavedModel`, `MetaGraphDef`, `SignatureDef`, `SavedObjectGraph`,
 //!   `BundleHeaderProto` / `BundleEntryProto`, ...
-//! - [`onnx`]: `ModelProto`, `GraphProto`, `NodeProto`, `TensorProto`, ...
+//! - [`onnx`]: `ModelProto`, `GraphProto`, `NodeProto`, `TensorProto`, ..., and the
+//!   `SequenceProto` and `OptionalProto` values of ONNX's test data
 //!
 //! `bytes` fields are `Vec<u8>` (e.g. `TensorProto::tensor_content`), proto3
 //! scalars are plain values, ONNX's proto2 `optional` fields are `Option<_>`,

@@ -281,7 +281,9 @@ impl Model {
         &self.inputs
     }
 
-    /// The names of the outputs the model produces, in order.
+    /// The names of the outputs the model produces, in order (for a model imported per
+    /// value, those of the generic import; a call returns the outputs of its own import,
+    /// which differ where a value decides how many there are).
     pub fn outputs(&self) -> &[String] {
         &self.outputs
     }
@@ -311,7 +313,7 @@ impl Model {
             }
         };
         let outs = spec.run(&ordered)?;
-        Ok(self.outputs.iter().cloned().zip(outs).collect())
+        Ok(spec.output_names().iter().cloned().zip(outs).collect())
     }
 
     /// Compiles (or finds in the cache) the specialization for concrete input types, one per

@@ -150,6 +150,9 @@ pub struct Specialization {
     passes: Vec<PassRecord>,
     compile_time: Duration,
     backend: Backend,
+    /// The names of its outputs, in order: a model imported per value may have other outputs
+    /// for other values (an ONNX sequence output of a length an input's value decides).
+    outputs: Vec<String>,
 }
 
 /// How a specialization runs.
@@ -207,6 +210,9 @@ impl Specialization {
         }
         let g = SpecializedGraph::new(shared_graph)?;
         let nodes = g.graph().len();
+        let outputs = (g.graph().outputs().iter())
+            .map(|o| o.name.clone())
+            .collect();
         let exec = match backend {
             Backend::Cpu => {
                 let pool = pool
@@ -243,7 +249,13 @@ impl Specialization {
             passes,
             compile_time,
             backend,
+            outputs,
         })
+    }
+
+    /// The names of its outputs, in order.
+    pub fn output_names(&self) -> &[String] {
+        &self.outputs
     }
 
     /// The specialized, optimized graph, where it is kept: always for the interpreter

@@ -2,10 +2,12 @@
 
     python tests/onnx/gen_node_tests.py OUT_DIR
 
-Each case becomes OUT_DIR/<test name>/model.onnx and test_data_set_<k>/{input,output}_<i>.pb
-(serialized TensorProtos), the layout onnx's backend test runner reads and `lathe conformance`
-runs. Values that are not tensors (sequences, maps, optionals) are left out; the runner then
-reports the test as unsupported. Only the `onnx` package (and numpy) is needed.
+Each case becomes OUT_DIR/<test name>/model.onnx and test_data_set_<k>/{input,output}_<i>.pb,
+the layout onnx's backend test runner reads and `lathe conformance` runs: a serialized
+TensorProto, or a SequenceProto or OptionalProto where the model declares that input or output
+a sequence or an optional (as onnx's own `backend-test-tools generate-data` writes them). Maps
+are left out; the runner then reports the test as unsupported. Only the `onnx` package (and
+numpy) is needed.
 """
 import os
 import shutil
@@ -18,12 +20,18 @@ from onnx.backend.test.case import node
 
 def write_values(directory, kind, values, declared):
     for i, value in enumerate(values):
-        if isinstance(value, TensorProto):
+        ty = declared[i].type if i < len(declared) else None
+        name = declared[i].name if i < len(declared) else ""
+        if ty is not None and ty.HasField("sequence_type"):
+            proto = numpy_helper.from_list(value, name)
+        elif ty is not None and ty.HasField("optional_type"):
+            proto = numpy_helper.from_optional(value, name)
+        elif isinstance(value, TensorProto):
             proto = value
         else:
             try:
-                proto = numpy_helper.from_array(value, declared[i].name)
-            except Exception:  # noqa: BLE001 - a sequence, map or optional value
+                proto = numpy_helper.from_array(value, name)
+            except Exception:  # noqa: BLE001 - a map value
                 continue
         with open(os.path.join(directory, f"{kind}_{i}.pb"), "wb") as f:
             f.write(proto.SerializeToString())

@@ -48,6 +48,11 @@ fn reports_each_outcome_and_the_totals() {
         "test_celu_bfloat16_expanded",
         // Scales fed as an input, which the importer needs: imported per value.
         "test_resize_upsample_scales_nearest",
+        // A sequence input (`SequenceProto` data, given as `sequence[0]`, ...) and output,
+        // its position fed as an input: imported per value.
+        "test_sequence_insert_at_front",
+        // An optional holding a sequence (`OptionalProto` data), returned as a sequence.
+        "test_optional_get_element_optional_sequence",
     ] {
         assert_eq!(line(name), format!("{name}: cpu pass; interp pass"));
     }
@@ -64,10 +69,10 @@ fn reports_each_outcome_and_the_totals() {
         "{strings}"
     );
     assert!(
-        out.contains("   cpu: 11 pass, 1 fail, 1 unsupported, of 13"),
+        out.contains("   cpu: 13 pass, 1 fail, 1 unsupported, of 15"),
         "{out}"
     );
-    assert!(out.contains("  both: 11 pass of 13"), "{out}");
+    assert!(out.contains("  both: 13 pass of 15"), "{out}");
 }
 
 #[test]

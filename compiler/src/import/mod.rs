@@ -167,6 +167,25 @@ pub struct LoadOptions {
     pub tag: Option<String>,
     /// A SavedModel's signature (`serving_default` when `None`).
     pub signature: Option<String>,
+    /// What each ONNX graph input that is a sequence or an optional holds, by name: the
+    /// importer gives such an input as tensor inputs (see [`Container`]).
+    pub containers: Vec<(String, Container)>,
+}
+
+/// What an ONNX graph input that is not a tensor holds in the calls a graph is imported for:
+/// the IR's inputs are tensors, and a sequence has a length fixed while importing, as
+/// `tf.function` traces a Python list of each length anew. A sequence input `s` of length `n`
+/// becomes the tensor inputs `s[0]` ... `s[n-1]`; an optional input `o` that holds a tensor is
+/// the tensor input `o`, and one that holds nothing is no input at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Container {
+    /// A tensor (what an optional holds).
+    Tensor,
+    /// A sequence of `len` tensors; `rank` is their rank where the model declares no shape
+    /// for them.
+    Sequence { len: usize, rank: Option<usize> },
+    /// An optional: `None` when it holds nothing, else what it holds.
+    Optional(Option<Box<Container>>),
 }
 
 /// Loads a model file in any supported format and verifies the resulting graph.
@@ -195,6 +214,12 @@ pub fn load_bound(
         return Err(ImportError::file(
             path,
             "graph inputs can only be bound to values in ONNX models",
+        ));
+    }
+    if !options.containers.is_empty() && format != ModelFormat::Onnx {
+        return Err(ImportError::file(
+            path,
+            "sequence and optional inputs can only be described for ONNX models",
         ));
     }
     if format != ModelFormat::SavedModel {
@@ -241,7 +266,7 @@ pub fn load_bound(
                  without the `tensorflow` feature",
             )),
             #[cfg(feature = "onnx")]
-            ModelFormat::Onnx => onnx::import_file_bound(path, bound)?,
+            ModelFormat::Onnx => onnx::import_file_with(path, &options.containers, bound)?,
             #[cfg(not(feature = "onnx"))]
             ModelFormat::Onnx => return Err(ImportError::file(
                 path,

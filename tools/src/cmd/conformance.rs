@@ -4,12 +4,17 @@
 //! test's outcome on each: pass, fail (with the worst mismatch or the error) or unsupported
 //! (with what is missing: an op, a dtype, a sequence value). With `--pass-list FILE`, exits
 //! non-zero when a test the file lists does not pass on both backends.
+//!
+//! A value file holds a `TensorProto`, a `SequenceProto` or an `OptionalProto`, as the model
+//! declares that input or output. Sequences and optionals are given flattened (`s[0]`, ...:
+//! see `LoadOptions::containers`): the model is loaded for the lengths the data set's input
+//! sequences have, and its flattened outputs are compared element by element.
 
 use super::source::Loaded;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use lathe_compiler::import::onnx::tensor::read_tensor_file;
-use lathe_compiler::ModelFile;
+use lathe_compiler::import::onnx::data::{interface, read_value_file, Interface, ValueKind};
+use lathe_compiler::{Container, LoadOptions, ModelFile};
 use lathe_ir::{DType, Tensor};
 use lathe_runtime::{Backend, ModelOptions, RunError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,10 +81,18 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// One data set's inputs and expected outputs.
+/// What each sequence or optional input holds, by name.
+type Containers = Vec<(String, Container)>;
+
+/// One data set's inputs and expected outputs, flattened to tensors.
 struct DataSet {
     inputs: Vec<(Option<String>, Tensor)>,
     outputs: Vec<Tensor>,
+    /// What the inputs that are sequences or optionals hold (empty when there are none).
+    containers: Containers,
+    /// The names of the flattened expected outputs, when an input or output is a sequence or
+    /// an optional (how many outputs a model imported per value has is known once it ran).
+    flattened: Option<Vec<String>>,
 }
 
 /// Runs `lathe conformance`.
@@ -198,20 +211,50 @@ fn watchdog(current: Arc<Mutex<String>>, done: Arc<AtomicUsize>, limit: Duration
 /// A test's outcome on the CPU backend and on the interpreter.
 pub fn run_test(dir: &Path) -> [Outcome; 2] {
     let run = || -> [Outcome; 2] {
-        // A model whose importer needs input values (a `Resize` with its scales as an input)
-        // is imported per value, as `lathe run` does.
-        let loaded = match Loaded::new(ModelFile::new(dir.join("model.onnx"))) {
-            Ok(l) => l,
-            Err(e) => {
-                let o = classify(&e.to_string());
-                return [o.clone(), o];
-            }
-        };
-        let sets = match data_sets(dir) {
+        let path = dir.join("model.onnx");
+        let sets = match interface(&path)
+            .map_err(|e| classify(&e.to_string()))
+            .and_then(|kinds| data_sets(dir, &kinds))
+        {
             Ok(s) => s,
             Err(o) => return [o.clone(), o],
         };
-        [Backend::Cpu, Backend::Interp].map(|b| run_on(&loaded, &sets, b))
+        // Data sets with input sequences of other lengths load the model again.
+        let mut groups: Vec<(Containers, Vec<DataSet>)> = Vec::new();
+        for set in sets {
+            match groups.iter_mut().find(|(c, _)| *c == set.containers) {
+                Some((_, g)) => g.push(set),
+                None => groups.push((set.containers.clone(), vec![set])),
+            }
+        }
+        if groups.is_empty() {
+            groups.push((Vec::new(), Vec::new()));
+        }
+        let mut outcome = [Outcome::Pass, Outcome::Pass];
+        for (containers, sets) in &groups {
+            // A model whose importer needs input values (a `Resize` with its scales as an
+            // input) is imported per value, as `lathe run` does.
+            let file = ModelFile {
+                path: path.clone(),
+                options: LoadOptions {
+                    containers: containers.clone(),
+                    ..LoadOptions::default()
+                },
+            };
+            let loaded = match Loaded::new(file) {
+                Ok(l) => l,
+                Err(e) => {
+                    let o = classify(&e.to_string());
+                    return [o.clone(), o];
+                }
+            };
+            for (k, b) in [Backend::Cpu, Backend::Interp].into_iter().enumerate() {
+                if outcome[k] == Outcome::Pass {
+                    outcome[k] = run_on(&loaded, sets, b);
+                }
+            }
+        }
+        outcome
     };
     match std::panic::catch_unwind(run) {
         Ok(r) => r,
@@ -240,8 +283,9 @@ fn classify(message: &str) -> Outcome {
     }
 }
 
-/// Every `test_data_set_N` of a test, in order.
-fn data_sets(dir: &Path) -> Result<Vec<DataSet>, Outcome> {
+/// Every `test_data_set_N` of a test, in order; `kinds` are the model's declared inputs and
+/// outputs, which say what each file holds.
+fn data_sets(dir: &Path, (inputs, outputs): &Interface) -> Result<Vec<DataSet>, Outcome> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Outcome::Fail(e.to_string()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -252,23 +296,67 @@ fn data_sets(dir: &Path) -> Result<Vec<DataSet>, Outcome> {
         })
         .collect();
     dirs.sort();
-    let read = |d: &Path, kind: &str| -> Result<Vec<(Option<String>, Tensor)>, Outcome> {
-        let mut out = Vec::new();
+    let containers =
+        |kinds: &[(String, ValueKind)]| kinds.iter().any(|(_, k)| *k != ValueKind::Tensor);
+    let has_containers = containers(inputs) || containers(outputs);
+    let read = |d: &Path, kind: &str, declared: &[(String, ValueKind)], set: &mut DataSet| {
+        let mut files = 0;
         for k in 0.. {
             let p = d.join(format!("{kind}_{k}.pb"));
             if !p.is_file() {
                 break;
             }
-            out.push(read_tensor_file(&p).map_err(|e| classify(&e))?);
+            files += 1;
+            // A file beyond the declared ones is read as a tensor, for the count's message.
+            let (name, value_kind) = match declared.get(k) {
+                Some((name, kind)) => (name.as_str(), kind),
+                None => ("", &ValueKind::Tensor),
+            };
+            let (found, value) = read_value_file(&p, value_kind).map_err(|e| classify(&e))?;
+            // A tensor binds by the name its file gives, when it gives one; a sequence or
+            // an optional by the declared name, which its flattened inputs are named after.
+            let name = match found {
+                Some(f) if *value_kind == ValueKind::Tensor => f,
+                _ => name.to_string(),
+            };
+            if *value_kind != ValueKind::Tensor && kind == "input" {
+                set.containers.push((name.clone(), value.container()));
+            }
+            for (n, t) in value.flatten(&name) {
+                match kind {
+                    "input" if *value_kind == ValueKind::Tensor => {
+                        set.inputs.push((Some(n).filter(|n| !n.is_empty()), t))
+                    }
+                    "input" => set.inputs.push((Some(n), t)),
+                    _ => {
+                        if let Some(names) = set.flattened.as_mut() {
+                            names.push(n);
+                        }
+                        set.outputs.push(t)
+                    }
+                }
+            }
         }
-        Ok(out)
+        if has_containers && files != declared.len() {
+            return Err(Outcome::Unsupported(format!(
+                "the test data has {files} {kind}s for a graph of {} (sequence or optional \
+                 values)",
+                declared.len()
+            )));
+        }
+        Ok(())
     };
     dirs.iter()
         .map(|d| {
-            Ok(DataSet {
-                inputs: read(d, "input")?,
-                outputs: read(d, "output")?.into_iter().map(|(_, t)| t).collect(),
-            })
+            let mut set = DataSet {
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                containers: Vec::new(),
+                flattened: has_containers.then(Vec::new),
+            };
+            read(d, "input", inputs, &mut set)?;
+            read(d, "output", outputs, &mut set)?;
+            Ok(set)
         })
         .collect()
 }
@@ -285,7 +373,8 @@ fn run_on(loaded: &Loaded, sets: &[DataSet], backend: Backend) -> Outcome {
     };
     let declared = model.inputs();
     for set in sets {
-        if set.inputs.len() != declared.len() || set.outputs.len() != model.outputs().len() {
+        let outputs_differ = set.outputs.len() != model.outputs().len();
+        if set.inputs.len() != declared.len() || (outputs_differ && set.flattened.is_none()) {
             return Outcome::Unsupported(format!(
                 "the test data has {} inputs and {} outputs for a graph of {} and {} (sequence \
                  or optional values)",
@@ -314,6 +403,12 @@ fn run_on(loaded: &Loaded, sets: &[DataSet], backend: Backend) -> Outcome {
             Err(RunError::Import(e)) => return classify(&e.to_string()),
             Err(e) => return Outcome::Fail(e.to_string()),
         };
+        if let Some(want) = &set.flattened {
+            let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+            if names != *want {
+                return Outcome::Fail(format!("outputs {names:?} instead of {want:?}"));
+            }
+        }
         for ((name, g), want) in got.iter().zip(&set.outputs) {
             if let Some(m) = mismatch(g, want) {
                 return Outcome::Fail(format!("output `{name}`: {m}"));

@@ -32,6 +32,7 @@ impl ModelArgs {
             options: LoadOptions {
                 tag: self.tag.clone(),
                 signature: self.signature.clone(),
+                containers: Vec::new(),
             },
         }
     }

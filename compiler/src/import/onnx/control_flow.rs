@@ -27,8 +27,10 @@
 //! [`LoopBody`] builds a `while` whose body the importer writes itself; the recurrent layers
 //! (`ops/recurrent.rs`) use it too.
 
-use super::ops::{norm_axis, row, OnnxOp};
-use super::{Builder, NodeCx};
+use super::items::is_container;
+use super::ops::{item_row, norm_axis, row, OnnxOp};
+use super::unroll::{carries_items, inline_body, unroll_loop};
+use super::{Builder, Item, NodeCx};
 use crate::import::ImportError;
 use lathe_ir::ops::BinaryOp as B;
 use lathe_ir::{DType, Dim, NodeId, Op, Tensor, TensorType, ValueId};
@@ -46,8 +48,8 @@ const MAX_CONTROL_ELEMENTS: usize = 4096;
 /// The control-flow rows of the table.
 pub(super) fn rows() -> Vec<OnnxOp> {
     vec![
-        row("If", &["if", "reshape"], import_if),
-        row(
+        item_row("If", &["if", "reshape"], import_if),
+        item_row(
             "Loop",
             &[
                 "while",
@@ -61,8 +63,12 @@ pub(super) fn rows() -> Vec<OnnxOp> {
                 "concat",
                 "reshape",
                 "cast",
+                "expand_dims",
             ],
-            import_loop,
+            |b, cx| match carries_items(b, cx) {
+                true => unroll_loop(b, cx),
+                false => Ok(import_loop(b, cx)?.into_iter().map(Item::Tensor).collect()),
+            },
         ),
         row(
             "Scan",
@@ -140,10 +146,16 @@ impl Captures {
                 if !seen.insert(name.clone()) {
                     continue;
                 }
-                let v = b.lookup(&name).ok_or_else(|| {
-                    format!(
+                let v = b.lookup(&name).ok_or_else(|| match b.item(&name) {
+                    Some(item) => format!(
+                        "its body reads `{name}`, which is {}: a region (a branch or loop body \
+                         whose condition or trip count is known only at run time) reads \
+                         tensors only, so this is not supported",
+                        item.kind()
+                    ),
+                    None => format!(
                         "its body reads `{name}`, which neither it nor an enclosing graph defines"
-                    )
+                    ),
                 })?;
                 match const_tensor(b, v) {
                     Some(t) => c.consts.push((name, t)),
@@ -363,8 +375,9 @@ impl<'a> LoopBody<'a> {
 
 /// `If(cond)`: an `if` on the condition and the branches' captured values; when the
 /// condition is a constant while importing (a test of shapes, as ONNX's function expansions
-/// write), the branch taken is imported in place and the other is never read.
-fn import_if(b: &mut Builder, cx: &NodeCx) -> Out {
+/// write), the branch taken is imported in place and the other is never read. Branches that
+/// return sequences or optionals need that: the condition must be known while importing.
+fn import_if(b: &mut Builder, cx: &NodeCx) -> Result<Vec<Item>, String> {
     let then_g = cx.attrs.graph("then_branch")?;
     let else_g = cx.attrs.graph("else_branch")?;
     let cond = bool_scalar(b, cx.input(0)?, "the condition")?;
@@ -375,6 +388,13 @@ fn import_if(b: &mut Builder, cx: &NodeCx) -> Out {
             ("else_branch", else_g)
         };
         return inline(b, cx, what, gp);
+    }
+    if (then_g.output.iter().chain(&else_g.output)).any(is_container) {
+        return Err(b.not_constant(
+            cond,
+            "the condition",
+            " (its branches return sequences or optionals)",
+        ));
     }
     let caps = Captures::of(b, &[then_g, else_g])?;
     let then_branch = b
@@ -403,12 +423,12 @@ fn import_if(b: &mut Builder, cx: &NodeCx) -> Out {
         else_branch: Arc::new(else_branch),
     };
     let node = b.node_of(op, &ins)?;
-    Ok(outputs_of(node, n))
+    Ok(outputs_of(node, n).into_iter().map(Item::Tensor).collect())
 }
 
 /// Imports the branch `gp` of an `If` into the enclosing graph itself (its names are unique
 /// in the model, so they can share the scope); returns its outputs.
-fn inline(b: &mut Builder, cx: &NodeCx, what: &str, gp: &GraphProto) -> Out {
+fn inline(b: &mut Builder, cx: &NodeCx, what: &str, gp: &GraphProto) -> Result<Vec<Item>, String> {
     if !gp.input.is_empty() {
         return Err(format!("its {what} takes inputs; a branch takes none"));
     }
@@ -419,16 +439,7 @@ fn inline(b: &mut Builder, cx: &NodeCx, what: &str, gp: &GraphProto) -> Out {
             gp.output.len()
         ));
     }
-    b.initializers(gp).map_err(|e| in_region(what, e))?;
-    b.nodes(gp).map_err(|e| in_region(what, e))?;
-    gp.output
-        .iter()
-        .map(|o| {
-            let name = o.name.as_deref().unwrap_or("");
-            b.lookup(name)
-                .ok_or_else(|| format!("its {what}'s output `{name}` is not produced by any node"))
-        })
-        .collect()
+    inline_body(b, gp, &[], what)
 }
 
 /// The name of input or output `k` of a body (`""` when unnamed).

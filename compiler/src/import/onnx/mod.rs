@@ -18,17 +18,25 @@
 //! ([`ImportError::needs_values`]), and the model can be imported again with those inputs
 //! bound to values ([`import_file_bound`]): each becomes a constant where it is read, while
 //! the graph keeps it as an input that nothing reads.
+//!
+//! Sequences and optionals are the importer's alone, of a length and a presence known while
+//! importing (`items.rs`): a graph input or output that is one is flattened into tensors, and
+//! the caller says how long an input sequence is ([`import_file_with`]).
 
 mod attrs;
 mod control_flow;
+pub mod data;
+mod items;
 mod ops;
 mod packed;
 pub mod tensor;
+mod unroll;
 
 pub use ops::{supported_ops, table, OnnxOp};
 
-use super::{ImportError, NeedsValues};
+use super::{Container, ImportError, NeedsValues};
 use attrs::Attrs;
+pub(crate) use items::{Item, Sequence};
 use lathe_ir::{DType, Dim, Graph, NodeId, Op, Tensor, TensorType, ValueId};
 use lathe_proto::onnx::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use prost::Message;
@@ -67,8 +75,20 @@ pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
 /// [`import_file`] with the graph inputs named in `bound` taken as constants of those values
 /// wherever they are read (see [`import_bytes_bound`]).
 pub fn import_file_bound(path: &Path, bound: &[(String, Tensor)]) -> Result<Graph, ImportError> {
+    import_file_with(path, &[], bound)
+}
+
+/// [`import_file_bound`], with what each graph input that is a sequence or an optional holds
+/// (`containers`, by input name): a sequence input `s` of length `n` becomes the tensor
+/// inputs `s[0]` ... `s[n-1]`, an optional one holding a tensor the input `s`, an empty one
+/// no input. Outputs are flattened the same way.
+pub fn import_file_with(
+    path: &Path,
+    containers: &[(String, Container)],
+    bound: &[(String, Tensor)],
+) -> Result<Graph, ImportError> {
     let model = read_model(path)?;
-    import_model(&model, path, bound)
+    import_model(&model, path, containers, bound)
 }
 
 /// Imports a serialized model; `path` names it in errors, and its directory is where
@@ -89,7 +109,7 @@ pub fn import_bytes_bound(
     bound: &[(String, Tensor)],
 ) -> Result<Graph, ImportError> {
     let model = decode(bytes, path)?;
-    import_model(&model, path, bound)
+    import_model(&model, path, &[], bound)
 }
 
 /// The producer, IR version and operator sets of a model file.
@@ -139,11 +159,14 @@ pub(crate) struct Model<'a> {
     opsets: HashMap<String, i64>,
     /// Graph inputs bound to values: constants wherever they are read.
     bound: &'a [(String, Tensor)],
+    /// What the graph inputs that are sequences or optionals hold.
+    containers: &'a [(String, Container)],
 }
 
 fn import_model(
     m: &ModelProto,
     path: &Path,
+    containers: &[(String, Container)],
     bound: &[(String, Tensor)],
 ) -> Result<Graph, ImportError> {
     let mut opsets = HashMap::new();
@@ -174,6 +197,7 @@ fn import_model(
         path,
         opsets,
         bound,
+        containers,
     };
     let name = gp.name.clone().unwrap_or_default();
     let mut b = Builder::new(&model, if name.is_empty() { "onnx" } else { &name }, 0);
@@ -222,8 +246,10 @@ impl NodeCx<'_> {
 pub(crate) struct Builder<'a> {
     pub model: &'a Model<'a>,
     pub g: Graph,
-    /// The IR value of each ONNX value name in scope.
+    /// The IR value of each ONNX value name in scope that is a tensor.
     values: HashMap<String, ValueId>,
+    /// Each ONNX value name in scope that is a sequence or an optional.
+    items: HashMap<String, Item>,
     /// Name of the node being converted; the IR nodes it adds are named after it.
     current: String,
     /// How many IR nodes the current ONNX node added so far.
@@ -241,6 +267,7 @@ impl<'a> Builder<'a> {
             model,
             g: Graph::new(name),
             values: HashMap::new(),
+            items: HashMap::new(),
             current: String::new(),
             added: 0,
             depth,
@@ -263,22 +290,22 @@ impl<'a> Builder<'a> {
                 // (ONNX lets a caller override it; Lathe keeps it a constant.)
                 continue;
             }
+            if items::is_container(vi) {
+                let item = self.container_input(vi, &name)?;
+                self.bind_item(&name, item);
+                continue;
+            }
             let ty = value_type(vi, &name).map_err(|e| self.err(format!("input `{name}`: {e}")))?;
-            let v = self.g.add_input(name.clone(), ty.clone());
-            let v = match self.model.bound.iter().find(|(n, _)| *n == name) {
-                Some((_, t)) => {
-                    if t.dtype() != ty.dtype || !ty.shape.admits(t.shape()) {
-                        return Err(self.err(format!(
-                            "input `{name}` is bound to a value of type {}, which does not fit \
-                             its declared type {ty}",
-                            t.ty()
-                        )));
-                    }
-                    self.g.add_const(t.clone(), format!("{name} (bound)"))
-                }
-                None => v,
-            };
+            let v = self.tensor_input(&name, ty)?;
             self.values.insert(name, v);
+        }
+        if let Some((name, _)) = (self.model.containers.iter())
+            .find(|(n, _)| !gp.input.iter().any(|i| i.name.as_deref() == Some(n)))
+        {
+            return Err(self.err(format!(
+                "`{name}` is described as a sequence or an optional, but the graph has no input \
+                 of that name"
+            )));
         }
         if let Some((name, _)) = self
             .model
@@ -307,6 +334,24 @@ impl<'a> Builder<'a> {
         self.outputs(gp)
     }
 
+    /// A tensor input of the graph: a constant where it is bound to a value.
+    fn tensor_input(&mut self, name: &str, ty: TensorType) -> Result<ValueId, ImportError> {
+        let v = self.g.add_input(name, ty.clone());
+        match self.model.bound.iter().find(|(n, _)| n == name) {
+            Some((_, t)) => {
+                if t.dtype() != ty.dtype || !ty.shape.admits(t.shape()) {
+                    return Err(self.err(format!(
+                        "input `{name}` is bound to a value of type {}, which does not fit its \
+                         declared type {ty}",
+                        t.ty()
+                    )));
+                }
+                Ok(self.g.add_const(t.clone(), format!("{name} (bound)")))
+            }
+            None => Ok(v),
+        }
+    }
+
     /// Binds each initializer of `gp` to a constant; returns their names.
     pub fn initializers(&mut self, gp: &GraphProto) -> Result<HashSet<String>, ImportError> {
         let mut names = HashSet::new();
@@ -333,9 +378,31 @@ impl<'a> Builder<'a> {
         self.values.insert(name.to_string(), v);
     }
 
-    /// The value `name` is bound to.
+    /// The value `name` is bound to, when it is a tensor.
     pub fn lookup(&self, name: &str) -> Option<ValueId> {
         self.values.get(name).copied()
+    }
+
+    /// What `name` is bound to: a tensor, a sequence or an optional.
+    pub fn item(&self, name: &str) -> Option<Item> {
+        match self.values.get(name) {
+            Some(&v) => Some(Item::Tensor(v)),
+            None => self.items.get(name).cloned(),
+        }
+    }
+
+    /// Binds `name` to `item` (a tensor is bound as [`Builder::bind`] does).
+    pub fn bind_item(&mut self, name: &str, item: Item) {
+        match item {
+            Item::Tensor(v) => {
+                self.items.remove(name);
+                self.values.insert(name.to_string(), v);
+            }
+            item => {
+                self.values.remove(name);
+                self.items.insert(name.to_string(), item);
+            }
+        }
     }
 
     /// Converts every node of `gp`, in order (ONNX lists nodes topologically).
@@ -346,10 +413,24 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// Declares `gp`'s outputs as the graph's, checking their declared dtypes.
+    /// Declares `gp`'s outputs as the graph's, checking their declared dtypes. The model's
+    /// graph flattens a sequence or optional output into its tensors; a region returns
+    /// tensors only.
     pub fn outputs(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
         for vi in &gp.output {
             let name = vi.name.clone().unwrap_or_default();
+            if let Some(item) = self.items.get(&name).cloned() {
+                if self.depth > 0 {
+                    return Err(self.err(format!(
+                        "output `{name}` is {}, which a branch or loop body run as a region (its \
+                         condition or trip count known only at run time) cannot return: \
+                         sequences and optionals are not supported there",
+                        item.kind()
+                    )));
+                }
+                self.container_output(vi, &name, &item)?;
+                continue;
+            }
             let v = self
                 .lookup(&name)
                 .ok_or_else(|| self.err(format!("output `{name}` is not produced by any node")))?;
@@ -396,11 +477,31 @@ impl<'a> Builder<'a> {
         let row = ops::lookup(domain, op_type).ok_or_else(|| {
             fail("op is not supported (`lathe ops` lists the ONNX ops Lathe imports)".into())
         })?;
+        let takes_items = matches!(row.convert, ops::Converter::Items(_));
         let mut inputs = Vec::with_capacity(node.input.len());
         for i in &node.input {
             if i.is_empty() {
                 inputs.push(None);
                 continue;
+            }
+            if let Some(item) = self.items.get(i) {
+                if takes_items {
+                    // An item row reads it with `Builder::item_input`.
+                    inputs.push(None);
+                    continue;
+                }
+                if op_type == "Identity" && node.input.len() == 1 {
+                    let item = item.clone();
+                    if let Some(out) = node.output.first().filter(|o| !o.is_empty()) {
+                        self.bind_item(out, item);
+                    }
+                    return Ok(());
+                }
+                return Err(fail(format!(
+                    "input `{i}` is {}, which this op does not take (only tensors are \
+                     supported here)",
+                    item.kind()
+                )));
             }
             let v = self.lookup(i).ok_or_else(|| {
                 fail(format!(
@@ -419,7 +520,13 @@ impl<'a> Builder<'a> {
         self.current = name.clone();
         self.added = 0;
         self.needs.replace(None);
-        let outs = (row.convert)(self, &cx).map_err(|m| {
+        let converted = match row.convert {
+            ops::Converter::Tensors(f) => {
+                f(self, &cx).map(|vs| vs.into_iter().map(Item::Tensor).collect::<Vec<_>>())
+            }
+            ops::Converter::Items(f) => f(self, &cx),
+        };
+        let outs = converted.map_err(|m| {
             let needs = self
                 .needs
                 .take()
@@ -439,13 +546,13 @@ impl<'a> Builder<'a> {
             if out.is_empty() {
                 continue;
             }
-            let v = *outs.get(i).ok_or_else(|| {
+            let v = outs.get(i).cloned().ok_or_else(|| {
                 fail(format!(
                     "output {i} (`{out}`) is not supported; only the first {} are",
                     outs.len()
                 ))
             })?;
-            self.values.insert(out.clone(), v);
+            self.bind_item(out, v);
         }
         Ok(())
     }
@@ -813,7 +920,7 @@ mod tests {
             &[2, 1, 3],
         );
         let path = Path::new("m.onnx");
-        let e = import_model(&m, path, &[]).unwrap_err();
+        let e = import_model(&m, path, &[], &[]).unwrap_err();
         let needs = e.needs_values.as_deref().expect("needs values");
         assert_eq!(needs.inputs, ["a"]);
         assert_eq!(needs.graph, "g");
@@ -826,7 +933,7 @@ mod tests {
              value of it, given when it runs"
         );
         let bound = [("a".to_string(), Tensor::from_vec(&[1], vec![1i64]))];
-        let g = import_model(&m, path, &bound).unwrap();
+        let g = import_model(&m, path, &[], &bound).unwrap();
         assert_eq!(g.value_type(g.outputs()[0].value).to_string(), "f32[2,3]");
     }
 
@@ -842,7 +949,7 @@ mod tests {
             ],
             &[-1, 1, 3],
         );
-        let e = import_model(&m, Path::new("m.onnx"), &[]).unwrap_err();
+        let e = import_model(&m, Path::new("m.onnx"), &[], &[]).unwrap_err();
         assert_eq!(e.needs_values, None);
         assert!(
             e.message.contains("computed at run time is not supported"),

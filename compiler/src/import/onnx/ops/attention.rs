@@ -863,7 +863,7 @@ pub(crate) mod tests {
             }),
             ..Default::default()
         };
-        import_model(&model, std::path::Path::new("test.onnx"), bound)
+        import_model(&model, std::path::Path::new("test.onnx"), &[], bound)
     }
 
     /// Runs a one-node model on the interpreter.

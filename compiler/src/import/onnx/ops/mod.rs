@@ -28,16 +28,29 @@ mod quant;
 mod recurrent;
 mod reduce;
 mod resize;
+mod sequence;
 mod shape;
 mod window;
 
-use super::{Builder, NodeCx};
+use super::{Builder, Item, NodeCx};
 use lathe_ir::{Op, ValueId};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// How a node becomes IR: its outputs, in ONNX order.
 pub(crate) type Convert = fn(&mut Builder, &NodeCx) -> Result<Vec<ValueId>, String>;
+
+/// How a node that reads or makes sequences or optionals becomes IR: its outputs, in ONNX
+/// order. Its inputs that are sequences or optionals are `None` in `NodeCx::inputs`; it reads
+/// them with [`Builder::item_input`].
+pub(crate) type ConvertItems = fn(&mut Builder, &NodeCx) -> Result<Vec<Item>, String>;
+
+/// A row's converter: most take and make tensors only.
+#[derive(Clone, Copy)]
+pub(crate) enum Converter {
+    Tensors(Convert),
+    Items(ConvertItems),
+}
 
 /// One row of the table.
 #[derive(Clone)]
@@ -48,7 +61,7 @@ pub struct OnnxOp {
     pub domain: &'static str,
     /// The mnemonics of the IR ops it imports to (the main one first).
     pub ir: Vec<&'static str>,
-    pub(crate) convert: Convert,
+    pub(crate) convert: Converter,
 }
 
 /// A row converted by `f`, producing the IR ops `ir`.
@@ -57,7 +70,16 @@ pub(crate) fn row(name: &'static str, ir: &[&'static str], f: Convert) -> OnnxOp
         name,
         domain: "",
         ir: ir.to_vec(),
-        convert: f,
+        convert: Converter::Tensors(f),
+    }
+}
+
+/// A row whose inputs or outputs may be sequences or optionals, converted by `f`.
+pub(crate) fn item_row(name: &'static str, ir: &[&'static str], f: ConvertItems) -> OnnxOp {
+    OnnxOp {
+        name,
+        ir: ir.to_vec(),
+        convert: Converter::Items(f),
     }
 }
 
@@ -116,6 +138,7 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(indexing::rows());
         rows.extend(quant::rows());
         rows.extend(window::rows());
+        rows.extend(sequence::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
         (rows, by_name)

@@ -23,6 +23,7 @@ mod attrs;
 mod control_flow;
 mod ops;
 mod packed;
+mod stream;
 pub mod tensor;
 
 pub use ops::{supported_ops, table, OnnxOp};
@@ -31,18 +32,20 @@ use super::{ImportError, NeedsValues};
 use attrs::Attrs;
 use lathe_ir::{DType, Dim, Graph, NodeId, Op, Tensor, TensorType, ValueId};
 use lathe_proto::onnx::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
-use prost::Message;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::io::BufReader;
 use std::path::Path;
+use stream::{decode_model, Initializer, Weights};
 
 /// The newest version of the default operator set this importer knows the semantics of.
 pub const NEWEST_OPSET: i64 = 28;
 /// The oldest version it reads. Ops whose meaning changed before version 7 (broadcasting
 /// attributes, `Reshape`'s shape attribute) are read by their converters.
 pub const OLDEST_OPSET: i64 = 1;
-/// The largest model file read into memory whole (the protobuf must be decoded at once);
-/// weights beyond it belong in external data files.
+/// The largest model file read (a protobuf message holds at most 2 GiB); weights beyond it
+/// belong in external data files.
 const MAX_MODEL_BYTES: u64 = 2 << 30;
 /// Results of all-constant nodes up to this many elements are computed while importing.
 const FOLD_ELEMENTS: usize = 4096;
@@ -66,9 +69,13 @@ pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
 
 /// [`import_file`] with the graph inputs named in `bound` taken as constants of those values
 /// wherever they are read (see [`import_bytes_bound`]).
+///
+/// The file is read one initializer at a time (`stream.rs`) and each becomes an IR tensor as
+/// soon as it is read, so the weights are held about once: the IR's tensors, plus one
+/// initializer's bytes and message while it is converted.
 pub fn import_file_bound(path: &Path, bound: &[(String, Tensor)]) -> Result<Graph, ImportError> {
-    let model = read_model(path)?;
-    import_model(&model, path, bound)
+    let (model, initializers) = read_model(path, Weights::Convert)?;
+    import_streamed(&model, initializers, path, bound)
 }
 
 /// Imports a serialized model; `path` names it in errors, and its directory is where
@@ -88,13 +95,13 @@ pub fn import_bytes_bound(
     path: &Path,
     bound: &[(String, Tensor)],
 ) -> Result<Graph, ImportError> {
-    let model = decode(bytes, path)?;
-    import_model(&model, path, bound)
+    let (model, initializers) = decode(bytes, path, Weights::Convert)?;
+    import_streamed(&model, initializers, path, bound)
 }
 
-/// The producer, IR version and operator sets of a model file.
+/// The producer, IR version and operator sets of a model file (its weights are read past).
 pub fn model_info(path: &Path) -> Result<ModelInfo, ImportError> {
-    let m = read_model(path)?;
+    let (m, _) = read_model(path, Weights::Skip)?;
     Ok(ModelInfo {
         ir_version: m.ir_version.unwrap_or(0),
         producer_name: m.producer_name.clone().unwrap_or_default(),
@@ -111,9 +118,14 @@ pub fn model_info(path: &Path) -> Result<ModelInfo, ImportError> {
     })
 }
 
-fn read_model(path: &Path) -> Result<ModelProto, ImportError> {
+/// Decodes a model file, streamed from disk; see [`decode_model`].
+fn read_model(
+    path: &Path,
+    weights: Weights,
+) -> Result<(ModelProto, Vec<Initializer>), ImportError> {
     let io = |e: std::io::Error| ImportError::file(path, e.to_string());
-    let len = std::fs::metadata(path).map_err(io)?.len();
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
     if len > MAX_MODEL_BYTES {
         return Err(ImportError::file(
             path,
@@ -123,13 +135,16 @@ fn read_model(path: &Path) -> Result<ModelProto, ImportError> {
             ),
         ));
     }
-    let bytes = std::fs::read(path).map_err(io)?;
-    decode(&bytes, path)
+    decode_model(BufReader::new(file), len, path, weights)
 }
 
-fn decode(bytes: &[u8], path: &Path) -> Result<ModelProto, ImportError> {
-    ModelProto::decode(bytes)
-        .map_err(|e| ImportError::file(path, format!("not a valid ONNX model: {e}")))
+/// Decodes a serialized model; see [`decode_model`].
+fn decode(
+    bytes: &[u8],
+    path: &Path,
+    weights: Weights,
+) -> Result<(ModelProto, Vec<Initializer>), ImportError> {
+    decode_model(bytes, bytes.len() as u64, path, weights)
 }
 
 /// What every graph of one model shares: the file and the operator set versions.
@@ -139,10 +154,26 @@ pub(crate) struct Model<'a> {
     opsets: HashMap<String, i64>,
     /// Graph inputs bound to values: constants wherever they are read.
     bound: &'a [(String, Tensor)],
+    /// The initializers of the model's graph, converted as the file was read (`stream.rs`);
+    /// taken by the main graph's [`Builder::initializers`].
+    initializers: RefCell<Vec<Initializer>>,
 }
 
+/// Imports a decoded model whose graph holds its initializers.
+#[cfg(test)]
 fn import_model(
     m: &ModelProto,
+    path: &Path,
+    bound: &[(String, Tensor)],
+) -> Result<Graph, ImportError> {
+    import_streamed(m, Vec::new(), path, bound)
+}
+
+/// Imports a decoded model whose graph's initializers were taken out and converted already
+/// (`initializers`, in file order, before any left in the graph).
+fn import_streamed(
+    m: &ModelProto,
+    initializers: Vec<Initializer>,
     path: &Path,
     bound: &[(String, Tensor)],
 ) -> Result<Graph, ImportError> {
@@ -174,6 +205,7 @@ fn import_model(
         path,
         opsets,
         bound,
+        initializers: RefCell::new(initializers),
     };
     let name = gp.name.clone().unwrap_or_default();
     let mut b = Builder::new(&model, if name.is_empty() { "onnx" } else { &name }, 0);
@@ -307,13 +339,23 @@ impl<'a> Builder<'a> {
         self.outputs(gp)
     }
 
-    /// Binds each initializer of `gp` to a constant; returns their names.
+    /// Binds each initializer of `gp` to a constant (for the model's graph, first those the
+    /// file's reading converted); returns their names.
     pub fn initializers(&mut self, gp: &GraphProto) -> Result<HashSet<String>, ImportError> {
         let mut names = HashSet::new();
-        for t in &gp.initializer {
-            let name = t.name.clone().unwrap_or_default();
-            let tensor = tensor::tensor_in(t, self.model.path.parent())
-                .map_err(|e| self.err(format!("initializer `{name}`: {e}")))?;
+        let streamed = match self.depth {
+            0 => self.model.initializers.take(),
+            _ => Vec::new(),
+        };
+        let dir = self.model.path.parent();
+        let in_graph = (gp.initializer.iter()).map(|t| {
+            (
+                t.name.clone().unwrap_or_default(),
+                tensor::tensor_in(t, dir),
+            )
+        });
+        for (name, tensor) in streamed.into_iter().chain(in_graph) {
+            let tensor = tensor.map_err(|e| self.err(format!("initializer `{name}`: {e}")))?;
             let v = self.g.add_const(tensor, name.clone());
             self.values.insert(name.clone(), v);
             names.insert(name);
@@ -713,6 +755,7 @@ mod tests {
     use lathe_proto::onnx::{
         tensor_shape_proto, type_proto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
     };
+    use prost::Message;
 
     fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
         let dim = dims

@@ -23,6 +23,7 @@ mod attrs;
 mod control_flow;
 mod ops;
 mod packed;
+mod release;
 mod stream;
 pub mod tensor;
 
@@ -284,8 +285,9 @@ impl<'a> Builder<'a> {
         ImportError::file(self.model.path, message)
     }
 
-    /// The model's graph: initializers, inputs (bound ones read as constants), nodes,
-    /// outputs. An error that needs input values gets the model's interface.
+    /// The model's graph: initializers, inputs (bound ones read as constants), nodes (letting
+    /// go of initializers as they are read for the last time: `release.rs`), outputs. An error
+    /// that needs input values gets the model's interface.
     fn main_graph(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
         let inits = self.initializers(gp)?;
         for vi in &gp.input {
@@ -322,7 +324,13 @@ impl<'a> Builder<'a> {
                 "cannot bind `{name}`: the graph has no input of that name"
             )));
         }
-        if let Err(mut e) = self.nodes(gp) {
+        let mut uses = release::uses(gp, &inits);
+        let converted: Result<(), ImportError> = gp.node.iter().try_for_each(|n| {
+            self.node(n)?;
+            self.release(n, &mut uses);
+            Ok(())
+        });
+        if let Err(mut e) = converted {
             if let Some(needs) = e.needs_values.as_mut() {
                 needs.graph = self.g.name.clone();
                 needs.declared = (self.g.inputs().iter())

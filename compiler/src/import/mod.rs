@@ -10,6 +10,8 @@ pub mod onnx;
 pub mod tensorflow;
 #[cfg(any(feature = "tensorflow", feature = "onnx"))]
 mod value_list;
+#[cfg(any(feature = "tensorflow", feature = "onnx"))]
+mod wire;
 
 pub use bound::{BoundImport, ModelFile};
 use lathe_ir::{Graph, Tensor, TensorType};

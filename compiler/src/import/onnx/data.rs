@@ -6,7 +6,7 @@
 
 use super::items::element_name;
 use super::tensor::tensor_in;
-use super::{read_model, ImportError};
+use super::{read_model, ImportError, Weights};
 use crate::import::Container;
 use lathe_ir::Tensor;
 use lathe_proto::onnx::{
@@ -44,7 +44,7 @@ pub type Interface = (Vec<(String, ValueKind)>, Vec<(String, ValueKind)>);
 
 /// The declared kinds of a model's graph inputs and outputs.
 pub fn interface(path: &Path) -> Result<Interface, ImportError> {
-    let m = read_model(path)?;
+    let (m, _) = read_model(path, Weights::Skip)?;
     let gp = m.graph.unwrap_or_default();
     let inits: HashSet<&str> = gp
         .initializer

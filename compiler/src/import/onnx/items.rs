@@ -24,6 +24,17 @@ pub(crate) enum Item {
     Optional(Option<Box<Item>>),
 }
 
+impl Item {
+    /// Whether the item is, or holds, the value `v`.
+    pub fn holds(&self, v: ValueId) -> bool {
+        match self {
+            Item::Tensor(w) => *w == v,
+            Item::Sequence(s) => s.elems.contains(&v),
+            Item::Optional(o) => o.as_ref().is_some_and(|i| i.holds(v)),
+        }
+    }
+}
+
 /// A sequence of tensors of one element type, of a length known while importing.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Sequence {

@@ -29,6 +29,8 @@ pub mod data;
 mod items;
 mod ops;
 mod packed;
+mod release;
+mod stream;
 pub mod tensor;
 mod unroll;
 
@@ -39,18 +41,20 @@ use attrs::Attrs;
 pub(crate) use items::{Item, Sequence};
 use lathe_ir::{DType, Dim, Graph, NodeId, Op, Tensor, TensorType, ValueId};
 use lathe_proto::onnx::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
-use prost::Message;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::io::BufReader;
 use std::path::Path;
+use stream::{decode_model, Initializer, Weights};
 
 /// The newest version of the default operator set this importer knows the semantics of.
 pub const NEWEST_OPSET: i64 = 28;
 /// The oldest version it reads. Ops whose meaning changed before version 7 (broadcasting
 /// attributes, `Reshape`'s shape attribute) are read by their converters.
 pub const OLDEST_OPSET: i64 = 1;
-/// The largest model file read into memory whole (the protobuf must be decoded at once);
-/// weights beyond it belong in external data files.
+/// The largest model file read (a protobuf message holds at most 2 GiB); weights beyond it
+/// belong in external data files.
 const MAX_MODEL_BYTES: u64 = 2 << 30;
 /// Results of all-constant nodes up to this many elements are computed while importing.
 const FOLD_ELEMENTS: usize = 4096;
@@ -74,6 +78,10 @@ pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
 
 /// [`import_file`] with the graph inputs named in `bound` taken as constants of those values
 /// wherever they are read (see [`import_bytes_bound`]).
+///
+/// The file is read one initializer at a time (`stream.rs`) and each becomes an IR tensor as
+/// soon as it is read, so the weights are held about once: the IR's tensors, plus one
+/// initializer's bytes and message while it is converted.
 pub fn import_file_bound(path: &Path, bound: &[(String, Tensor)]) -> Result<Graph, ImportError> {
     import_file_with(path, &[], bound)
 }
@@ -87,8 +95,8 @@ pub fn import_file_with(
     containers: &[(String, Container)],
     bound: &[(String, Tensor)],
 ) -> Result<Graph, ImportError> {
-    let model = read_model(path)?;
-    import_model(&model, path, containers, bound)
+    let (model, initializers) = read_model(path, Weights::Convert)?;
+    import_streamed(&model, initializers, path, containers, bound)
 }
 
 /// Imports a serialized model; `path` names it in errors, and its directory is where
@@ -108,13 +116,13 @@ pub fn import_bytes_bound(
     path: &Path,
     bound: &[(String, Tensor)],
 ) -> Result<Graph, ImportError> {
-    let model = decode(bytes, path)?;
-    import_model(&model, path, &[], bound)
+    let (model, initializers) = decode(bytes, path, Weights::Convert)?;
+    import_streamed(&model, initializers, path, &[], bound)
 }
 
-/// The producer, IR version and operator sets of a model file.
+/// The producer, IR version and operator sets of a model file (its weights are read past).
 pub fn model_info(path: &Path) -> Result<ModelInfo, ImportError> {
-    let m = read_model(path)?;
+    let (m, _) = read_model(path, Weights::Skip)?;
     Ok(ModelInfo {
         ir_version: m.ir_version.unwrap_or(0),
         producer_name: m.producer_name.clone().unwrap_or_default(),
@@ -131,9 +139,14 @@ pub fn model_info(path: &Path) -> Result<ModelInfo, ImportError> {
     })
 }
 
-fn read_model(path: &Path) -> Result<ModelProto, ImportError> {
+/// Decodes a model file, streamed from disk; see [`decode_model`].
+fn read_model(
+    path: &Path,
+    weights: Weights,
+) -> Result<(ModelProto, Vec<Initializer>), ImportError> {
     let io = |e: std::io::Error| ImportError::file(path, e.to_string());
-    let len = std::fs::metadata(path).map_err(io)?.len();
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
     if len > MAX_MODEL_BYTES {
         return Err(ImportError::file(
             path,
@@ -143,13 +156,16 @@ fn read_model(path: &Path) -> Result<ModelProto, ImportError> {
             ),
         ));
     }
-    let bytes = std::fs::read(path).map_err(io)?;
-    decode(&bytes, path)
+    decode_model(BufReader::new(file), len, path, weights)
 }
 
-fn decode(bytes: &[u8], path: &Path) -> Result<ModelProto, ImportError> {
-    ModelProto::decode(bytes)
-        .map_err(|e| ImportError::file(path, format!("not a valid ONNX model: {e}")))
+/// Decodes a serialized model; see [`decode_model`].
+fn decode(
+    bytes: &[u8],
+    path: &Path,
+    weights: Weights,
+) -> Result<(ModelProto, Vec<Initializer>), ImportError> {
+    decode_model(bytes, bytes.len() as u64, path, weights)
 }
 
 /// What every graph of one model shares: the file and the operator set versions.
@@ -161,10 +177,27 @@ pub(crate) struct Model<'a> {
     bound: &'a [(String, Tensor)],
     /// What the graph inputs that are sequences or optionals hold.
     containers: &'a [(String, Container)],
+    /// The initializers of the model's graph, converted as the file was read (`stream.rs`);
+    /// taken by the main graph's [`Builder::initializers`].
+    initializers: RefCell<Vec<Initializer>>,
 }
 
+/// Imports a decoded model whose graph holds its initializers.
+#[cfg(test)]
 fn import_model(
     m: &ModelProto,
+    path: &Path,
+    containers: &[(String, Container)],
+    bound: &[(String, Tensor)],
+) -> Result<Graph, ImportError> {
+    import_streamed(m, Vec::new(), path, containers, bound)
+}
+
+/// Imports a decoded model whose graph's initializers were taken out and converted already
+/// (`initializers`, in file order, before any left in the graph).
+fn import_streamed(
+    m: &ModelProto,
+    initializers: Vec<Initializer>,
     path: &Path,
     containers: &[(String, Container)],
     bound: &[(String, Tensor)],
@@ -198,6 +231,7 @@ fn import_model(
         opsets,
         bound,
         containers,
+        initializers: RefCell::new(initializers),
     };
     let name = gp.name.clone().unwrap_or_default();
     let mut b = Builder::new(&model, if name.is_empty() { "onnx" } else { &name }, 0);
@@ -279,8 +313,9 @@ impl<'a> Builder<'a> {
         ImportError::file(self.model.path, message)
     }
 
-    /// The model's graph: initializers, inputs (bound ones read as constants), nodes,
-    /// outputs. An error that needs input values gets the model's interface.
+    /// The model's graph: initializers, inputs (bound ones read as constants), nodes (letting
+    /// go of initializers as they are read for the last time: `release.rs`), outputs. An error
+    /// that needs input values gets the model's interface.
     fn main_graph(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
         let inits = self.initializers(gp)?;
         for vi in &gp.input {
@@ -317,7 +352,13 @@ impl<'a> Builder<'a> {
                 "cannot bind `{name}`: the graph has no input of that name"
             )));
         }
-        if let Err(mut e) = self.nodes(gp) {
+        let mut uses = release::uses(gp, &inits);
+        let converted: Result<(), ImportError> = gp.node.iter().try_for_each(|n| {
+            self.node(n)?;
+            self.release(n, &mut uses);
+            Ok(())
+        });
+        if let Err(mut e) = converted {
             if let Some(needs) = e.needs_values.as_mut() {
                 needs.graph = self.g.name.clone();
                 needs.declared = (self.g.inputs().iter())
@@ -352,13 +393,23 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Binds each initializer of `gp` to a constant; returns their names.
+    /// Binds each initializer of `gp` to a constant (for the model's graph, first those the
+    /// file's reading converted); returns their names.
     pub fn initializers(&mut self, gp: &GraphProto) -> Result<HashSet<String>, ImportError> {
         let mut names = HashSet::new();
-        for t in &gp.initializer {
-            let name = t.name.clone().unwrap_or_default();
-            let tensor = tensor::tensor_in(t, self.model.path.parent())
-                .map_err(|e| self.err(format!("initializer `{name}`: {e}")))?;
+        let streamed = match self.depth {
+            0 => self.model.initializers.take(),
+            _ => Vec::new(),
+        };
+        let dir = self.model.path.parent();
+        let in_graph = (gp.initializer.iter()).map(|t| {
+            (
+                t.name.clone().unwrap_or_default(),
+                tensor::tensor_in(t, dir),
+            )
+        });
+        for (name, tensor) in streamed.into_iter().chain(in_graph) {
+            let tensor = tensor.map_err(|e| self.err(format!("initializer `{name}`: {e}")))?;
             let v = self.g.add_const(tensor, name.clone());
             self.values.insert(name.clone(), v);
             names.insert(name);
@@ -821,6 +872,7 @@ mod tests {
     use lathe_proto::onnx::{
         tensor_shape_proto, type_proto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
     };
+    use prost::Message;
 
     fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
         let dim = dims

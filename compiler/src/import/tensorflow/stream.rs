@@ -4,24 +4,20 @@
 //! once holds every weight twice (the bytes and the message); here the top-level fields are
 //! walked by hand, each node is decoded from its own bytes and handed to the caller (who takes
 //! its tensor) before the next is read, so at most one node's weights are held in protobuf form.
-//! Every length read from the input is checked against what remains of it before anything is
-//! allocated.
+//! The walk is `wire.rs`'s, which checks every length read from the input against what remains
+//! of it before anything is allocated.
 
+use super::super::wire::{self, Fault, Walker};
 use super::super::ImportError;
 use lathe_proto::tensorflow::{GraphDef, NodeDef};
 use lathe_proto::Message;
-use prost::encoding::encode_varint;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::Path;
 
+/// What errors say the file should have been.
+const KIND: &str = "TensorFlow GraphDef";
 /// `GraphDef.node`'s field number.
 const NODE_FIELD: u64 = 1;
-
-/// Protobuf wire types.
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LENGTH_DELIMITED: u8 = 2;
-const FIXED32: u8 = 5;
 
 /// Decodes the `len`-byte serialized GraphDef that `reader` yields; `path` names it in errors.
 ///
@@ -35,174 +31,35 @@ pub fn decode_graph_def<R: Read>(
     path: &Path,
     mut on_node: impl FnMut(&mut NodeDef),
 ) -> Result<GraphDef, ImportError> {
-    let invalid =
-        |m: String| ImportError::file(path, format!("not a valid TensorFlow GraphDef ({m})"));
-    let fault = |f: Fault| match f {
-        Fault::Invalid(m) => invalid(m),
-        Fault::Io(e) => ImportError::file(path, e.to_string()),
-    };
-    let mut walker = Walker {
-        reader: reader.take(len),
-        len,
-    };
+    let invalid = |m: String| wire::invalid(path, KIND, m);
+    let fault = |f: Fault| f.error(path, KIND);
+    let mut walker = Walker::new(reader, len);
     let mut nodes = Vec::new();
     // The other fields, each re-encoded as key + payload, in file order (so that repeated
     // occurrences of a field merge as they would in one decode).
     let mut rest = Vec::new();
-    while let Some((at, field, wire_type)) = walker.key().map_err(fault)? {
-        let key = field << 3 | u64::from(wire_type);
-        match (field, wire_type) {
-            (NODE_FIELD, LENGTH_DELIMITED) => {
-                let what = format!("node #{} (field 1)", nodes.len());
-                let bytes = walker.length_delimited(at, &what).map_err(fault)?;
-                let mut node = NodeDef::decode(bytes.as_slice()).map_err(|e| {
-                    invalid(format!(
-                        "node #{} at byte {at} is not a valid NodeDef: {e}",
-                        nodes.len()
-                    ))
-                })?;
-                drop(bytes);
-                on_node(&mut node);
-                nodes.push(node);
-            }
-            (NODE_FIELD, other) => {
-                return Err(invalid(format!(
-                    "at byte {at}: field 1 (node) has wire type {other}, not 2 (length-delimited)"
-                )))
-            }
-            (_, VARINT) => {
-                let v = walker.varint(&format!("field {field}")).map_err(fault)?;
-                encode_varint(key, &mut rest);
-                encode_varint(v, &mut rest);
-            }
-            (_, FIXED64 | FIXED32) => {
-                let n = if wire_type == FIXED64 { 8 } else { 4 };
-                let mut v = [0u8; 8];
-                walker
-                    .exact(&mut v[..n], &format!("field {field}"), at)
-                    .map_err(fault)?;
-                encode_varint(key, &mut rest);
-                rest.extend_from_slice(&v[..n]);
-            }
-            (_, LENGTH_DELIMITED) => {
-                let what = format!("field {field}");
-                let bytes = walker.length_delimited(at, &what).map_err(fault)?;
-                encode_varint(key, &mut rest);
-                encode_varint(bytes.len() as u64, &mut rest);
-                rest.extend_from_slice(&bytes);
-            }
-            (_, other) => {
-                return Err(invalid(format!(
-                    "at byte {at}: field {field} has wire type {other}, which is none of 0 \
-                     (varint), 1 (fixed64), 2 (length-delimited) and 5 (fixed32)"
-                )))
-            }
+    while let Some(key) = walker.key().map_err(fault)? {
+        if key.field != NODE_FIELD {
+            walker.keep(key, &mut rest).map_err(fault)?;
+            continue;
         }
+        key.expect_length_delimited("node").map_err(fault)?;
+        let at = key.at;
+        let what = format!("node #{} (field 1)", nodes.len());
+        let bytes = walker.length_delimited(at, &what).map_err(fault)?;
+        let mut node = NodeDef::decode(bytes.as_slice()).map_err(|e| {
+            invalid(format!(
+                "node #{} at byte {at} is not a valid NodeDef: {e}",
+                nodes.len()
+            ))
+        })?;
+        drop(bytes);
+        on_node(&mut node);
+        nodes.push(node);
     }
     let mut gd = GraphDef::decode(rest.as_slice()).map_err(|e| invalid(e.to_string()))?;
     gd.node = nodes;
     Ok(gd)
-}
-
-/// Why the walk stopped: the input is not a GraphDef, or reading it failed.
-enum Fault {
-    Invalid(String),
-    Io(io::Error),
-}
-
-/// A reader of protobuf's wire format that knows how much of the input remains.
-struct Walker<R> {
-    /// The input, limited to its stated length: what remains is `reader.limit()`.
-    reader: io::Take<R>,
-    len: u64,
-}
-
-impl<R: Read> Walker<R> {
-    /// The offset of the next byte.
-    fn at(&self) -> u64 {
-        self.len - self.reader.limit()
-    }
-
-    /// Fills `buf`; running out of input is a fault naming `what` was being read and the byte
-    /// `at` which it starts.
-    fn exact(&mut self, buf: &mut [u8], what: &str, at: u64) -> Result<(), Fault> {
-        self.reader.read_exact(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => Fault::Invalid(format!(
-                "the file ends inside {what}, which starts at byte {at}"
-            )),
-            _ => Fault::Io(e),
-        })
-    }
-
-    /// The next key's offset, field number and wire type; `None` at the end of the input.
-    fn key(&mut self) -> Result<Option<(u64, u64, u8)>, Fault> {
-        let at = self.at();
-        let mut first = [0u8; 1];
-        loop {
-            match self.reader.read(&mut first) {
-                Ok(0) => return Ok(None),
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Fault::Io(e)),
-            }
-        }
-        let key = self.varint_from(first[0], at, "a field key")?;
-        let field = key >> 3;
-        if key > u64::from(u32::MAX) || field == 0 {
-            return Err(Fault::Invalid(format!(
-                "at byte {at}: {key} is not a valid field key"
-            )));
-        }
-        Ok(Some((at, field, (key & 7) as u8)))
-    }
-
-    /// A varint; `what` names it in errors.
-    fn varint(&mut self, what: &str) -> Result<u64, Fault> {
-        let at = self.at();
-        let mut first = [0u8; 1];
-        self.exact(&mut first, what, at)?;
-        self.varint_from(first[0], at, what)
-    }
-
-    /// The rest of a varint starting at byte `at` whose first byte is `first`.
-    fn varint_from(&mut self, first: u8, at: u64, what: &str) -> Result<u64, Fault> {
-        let mut value = u64::from(first & 0x7f);
-        let mut byte = first;
-        let mut shift = 0;
-        while byte & 0x80 != 0 {
-            shift += 7;
-            let mut next = [0u8; 1];
-            self.exact(&mut next, what, at)?;
-            byte = next[0];
-            // The tenth byte holds bit 63 only.
-            if shift == 63 && byte > 1 {
-                return Err(Fault::Invalid(format!(
-                    "at byte {at}: {what} does not fit in 64 bits"
-                )));
-            }
-            value |= u64::from(byte & 0x7f) << shift;
-        }
-        Ok(value)
-    }
-
-    /// The payload of the length-delimited field `what` whose key starts at byte `at`. Its
-    /// length is checked against what remains before any memory is set aside for it.
-    fn length_delimited(&mut self, at: u64, what: &str) -> Result<Vec<u8>, Fault> {
-        let n = self.varint(&format!("the length of {what}"))?;
-        let remaining = self.reader.limit();
-        if n > remaining {
-            return Err(Fault::Invalid(format!(
-                "{what} at byte {at} is {n} bytes long, but only {remaining} bytes of the file \
-                 remain"
-            )));
-        }
-        // Only on a 32-bit machine can a length that fits in the input not fit in memory.
-        let n = usize::try_from(n)
-            .map_err(|_| Fault::Invalid(format!("{what} at byte {at} is too long ({n} bytes)")))?;
-        let mut bytes = vec![0u8; n];
-        self.exact(&mut bytes, what, at)?;
-        Ok(bytes)
-    }
 }
 
 #[cfg(test)]
@@ -212,6 +69,7 @@ mod tests {
         attr_value::Value, AttrValue, FunctionDef, FunctionDefLibrary, OpDef, TensorProto,
         VersionDef,
     };
+    use std::io;
 
     fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
         NodeDef {

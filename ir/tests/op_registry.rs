@@ -105,6 +105,8 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
         "matmul_integer" => vec![x(), f32s(&[3, 4]), f32s(&[2]), f32s(&[])],
         "bias_add" => vec![x(), f32s(&[3])],
         "det" => vec![f32s(&[2, 3, 3])],
+        "bitcast" => vec![f32s(&[2, 8])],
+        "dft" => vec![f32s(&[3, 4, 2])],
         "conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 4])],
         "depthwise_conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 1])],
         "conv2d_integer" => vec![

@@ -7,6 +7,7 @@
 
 mod affine_grid;
 mod attention;
+mod bitcast;
 mod composite;
 mod conv_transpose;
 mod crop_reverse;
@@ -21,6 +22,8 @@ mod recurrent;
 mod reduce;
 mod resize;
 mod shape;
+mod signal;
+mod tensor_scatter;
 mod window;
 
 use super::{Builder, NodeCx};
@@ -86,6 +89,9 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(indexing::rows());
         rows.extend(quant::rows());
         rows.extend(window::rows());
+        rows.extend(signal::rows());
+        rows.extend(bitcast::rows());
+        rows.extend(tensor_scatter::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
         (rows, by_name)

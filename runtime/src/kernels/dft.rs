@@ -55,12 +55,17 @@ impl Dft {
     /// As for `run`, with elements of `T`.
     unsafe fn typed<T: Elem>(&self, x: *const u8, out: *mut u8) {
         let (x, out) = (x as *const T, out as *mut T);
-        self.transform.run(
-            // SAFETY: `Transform::run` reads input elements and writes output elements of
-            // the shapes it was built for, which the buffers have.
-            |i| unsafe { x.add(i).read_unaligned() }.to_f64(),
-            |i, v| unsafe { out.add(i).write_unaligned(T::from_f64(v)) },
-        );
+        // `Transform::run` reads input elements and writes output elements of the shapes it
+        // was built for, which the buffers have.
+        let read = |i: usize| {
+            // SAFETY: `i` is below the input's element count (see above).
+            unsafe { x.add(i).read_unaligned() }.to_f64()
+        };
+        let write = |i: usize, v: f64| {
+            // SAFETY: `i` is below the output's element count (see above).
+            unsafe { out.add(i).write_unaligned(T::from_f64(v)) }
+        };
+        self.transform.run(read, write);
     }
 }
 

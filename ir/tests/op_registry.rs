@@ -114,6 +114,8 @@ fn example_args(name: &str) -> Option<Vec<Arg>> {
         "roi_align" => vec![f32s(&[1, 2, 4, 4]), f32s(&[3, 4]), ints(&[3], &[0, 0, 0])],
         // With the example's empty lists: no spatial axis, one block position.
         "col2im" => vec![f32s(&[2, 3, 1])],
+        "bitcast" => vec![f32s(&[2, 8])],
+        "dft" => vec![f32s(&[3, 4, 2])],
         "conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 4])],
         "depthwise_conv2d" => vec![f32s(&[1, 4, 4, 2]), f32s(&[3, 3, 2, 1])],
         "conv2d_integer" => vec![

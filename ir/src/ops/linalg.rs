@@ -1,5 +1,5 @@
 //! Linalg family: `matmul`, `batch_matmul`, `einsum`, `bias_add` (and `matmul_integer`, whose
-//! meaning is in [`super::quantized`], and `det`, in [`det`]).
+//! meaning is in [`super::quantized`], `det`, in [`det`], and `dft`, in [`dft`]).
 //!
 //! Every product runs through one batched GEMM ([`batched_gemm`]): `einsum` permutes and
 //! reshapes its operands into `[batch, m, k] @ [batch, k, n]`, so it runs at GEMM speed. f32 and
@@ -18,6 +18,7 @@ use ndarray::{
 use std::borrow::Cow;
 
 pub mod det;
+pub mod dft;
 
 // ---- numeric dispatch shared with conv ------------------------------------------------------
 
@@ -232,6 +233,12 @@ pub fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
         Op::BiasAdd { format } => infer_bias_add(inputs, *format)?,
         Op::MatMulInteger => quantized::infer_matmul_integer(inputs)?,
         Op::Det => det::infer_det(inputs)?,
+        Op::Dft {
+            axis,
+            length,
+            inverse,
+            onesided,
+        } => dft::infer_dft(inputs, *axis, *length, *inverse, *onesided)?,
         _ => unreachable!("{op:?} is not a linalg op"),
     };
     Ok(vec![out])
@@ -488,6 +495,12 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         Op::BiasAdd { format } => dispatch(name, &BiasAddKernel(*format), inputs, Accept::Numeric)?,
         Op::MatMulInteger => quantized::eval_matmul_integer(inputs)?,
         Op::Det => det::eval_det(inputs[0])?,
+        Op::Dft {
+            axis,
+            length,
+            inverse,
+            onesided,
+        } => dft::eval_dft(inputs[0], *axis, *length, *inverse, *onesided)?,
         _ => unreachable!("{op:?} is not a linalg op"),
     };
     Ok(vec![out])

@@ -398,6 +398,14 @@ decl::declare_ops! {
         /// Computed in f64 by LU decomposition with partial pivoting, rounded once.
         Det = "det", Linalg, (x: T), [T: Float],
             "Determinant of each square matrix in the last two axes of `x`.";
+        /// `x`'s last axis is 1 (a real signal) or 2 (real and imaginary parts). The signal is
+        /// cut or zero-padded to `length` points (to the `length / 2 + 1` frequencies of a real
+        /// signal's half spectrum for a one-sided inverse). Computed in f64, rounded once.
+        Dft { axis: i64, length: usize, inverse: bool, onesided: bool } = "dft", Linalg,
+            (x: T), [T: Float],
+            "Discrete Fourier transform of `x` along `axis` (complex result, last axis 2; the \
+             first `length / 2 + 1` frequencies when `onesided`); `inverse` is the inverse \
+             transform, divided by `length`, and real (last axis 1) when `onesided`.";
         BiasAdd { format: DataFormat } = "bias_add", Linalg, (x: T, bias: T), [T: Numeric],
             "`x + bias` along the channel axis of `format`.";
         /// `a_zero_point` is a scalar or one per row of `a` (`[m]`), `b_zero_point` a scalar or
@@ -464,6 +472,10 @@ decl::declare_ops! {
             [T: Any], "`x` padded by `paddings` (`[rank, 2]` of before/after).";
         Concat = "concat", Shape, (values: T [Variadic], axis: Index), [T: Any],
             "Concatenation of `values` along `axis` (a scalar).";
+        /// Elements of one size keep `x`'s shape; otherwise the last axis is resized to hold
+        /// the same bytes, as NumPy's `view` does (see `ops::shape::bitcast`).
+        Bitcast { to: DType } = "bitcast", Shape, (x: Numeric), [],
+            "The bytes of `x` read as elements of the numeric dtype `to`.";
         Transpose = "transpose", Shape, (x: Any, perm: Index), [],
             "`x` with its axes permuted by `perm`.";
         Shape { output: DType } = "shape", Shape, (x: Any), [],
@@ -715,6 +727,12 @@ mod tests {
             },
             Op::MatMulInteger,
             Op::Det,
+            Op::Dft {
+                axis: -2,
+                length: 8,
+                inverse: true,
+                onesided: false,
+            },
             Op::Conv2D(conv.clone()),
             Op::Conv2DInteger(conv.clone()),
             Op::DepthwiseConv2D(conv),
@@ -755,6 +773,7 @@ mod tests {
             },
             Op::Concat,
             Op::Transpose,
+            Op::Bitcast { to: DType::U16 },
             Op::Shape { output: DType::I32 },
             Op::StridedSlice(StridedSliceAttrs {
                 begin_mask: 1,

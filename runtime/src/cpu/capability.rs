@@ -62,7 +62,8 @@ impl Capabilities for CpuCapabilities {
 
     fn native(&self, op: &Op, inputs: &[DType]) -> Result<Native, String> {
         match op {
-            // Views: the result is the input's bytes under another shape (every dtype).
+            // Views: the result is the input's bytes under another shape (every dtype), or
+            // another dtype (bitcast).
             Op::Input { .. }
             | Op::Const(_)
             | Op::Identity
@@ -71,7 +72,8 @@ impl Capabilities for CpuCapabilities {
             | Op::NoOp
             | Op::Reshape
             | Op::Squeeze { .. }
-            | Op::ExpandDims => Ok(Native::View),
+            | Op::ExpandDims
+            | Op::Bitcast { .. } => Ok(Native::View),
             // Data movement: byte copies, every dtype.
             Op::Concat
             | Op::Pack { .. }
@@ -150,6 +152,10 @@ impl Capabilities for CpuCapabilities {
             Op::Det => match data(inputs)? {
                 d if d.is_float() => Ok(Native::Kernel("det")),
                 d => Err(format!("det of {d} (floats only)")),
+            },
+            Op::Dft { .. } => match data(inputs)? {
+                d if d.is_float() => Ok(Native::Kernel("dft")),
+                d => Err(format!("dft of {d} (floats only)")),
             },
             Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::MaxPool(_) | Op::AvgPool(_) => {
                 numeric_data(op, inputs, "window")

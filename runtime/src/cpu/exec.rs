@@ -380,6 +380,12 @@ impl Frame {
                 unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) };
                 Ok(())
             }
+            Kernel::Dft { kernel, x, out } => {
+                // SAFETY: as for `Det`: the buffers have the kernel's dtype and shapes, `x` is
+                // only read and `out` is a distinct buffer.
+                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) };
+                Ok(())
+            }
             Kernel::ArgMax { kernel, x, out } => {
                 if let Some(e) = kernel.fault() {
                     return Err(e.to_string());

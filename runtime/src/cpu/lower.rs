@@ -13,6 +13,7 @@
 //! | arg_max | arg-max kernel |
 //! | det | LU determinant kernel (f64, the interpreter's factoring) |
 //! | grid_sample, roi_align, col2im | image kernels (`lower/image.rs`, the interpreter's own geometry) |
+//! | dft | Fourier transform kernel (f64, the interpreter's FFT or direct sum) |
 //! | gather_elements, gather_nd, scatters, trilu, cumsum, cumprod, top_k | indexing kernels (`lower/indexing.rs`) |
 //! | reshape, squeeze, expand_dims, identity | nothing: a new view of the same storage |
 //! | list_reserve, set_item | a zero fill; a bounds-checked row write (in place when the list dies there) |
@@ -41,6 +42,7 @@ use crate::kernels::argmax::ArgMax;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
 use crate::kernels::det::Det;
+use crate::kernels::dft::Dft;
 use crate::kernels::einsum::EinsumLoops;
 use crate::kernels::generic_window::GenericWindow;
 use crate::kernels::packed::PackedB;
@@ -422,6 +424,11 @@ impl Builder {
             }
             Op::Det => Ok(Kernel::Det {
                 kernel: Det::new(in_tys[0])?,
+                x: inputs[0],
+                out: outputs[0],
+            }),
+            Op::Dft { .. } => Ok(Kernel::Dft {
+                kernel: Dft::new(&node.op, in_tys[0])?,
                 x: inputs[0],
                 out: outputs[0],
             }),
@@ -965,6 +972,7 @@ impl Builder {
                 | Kernel::ReduceAxes { .. }
                 | Kernel::ArgMax { .. }
                 | Kernel::Det { .. }
+                | Kernel::Dft { .. }
                 | Kernel::Pad { .. } => stats.window_steps += 1,
                 Kernel::Interp { .. } => stats.interp_steps += 1,
                 Kernel::Copy { .. }

@@ -7,6 +7,7 @@ use crate::kernels::argmax::ArgMax;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::depthwise::DepthwiseConv2d;
 use crate::kernels::det::Det;
+use crate::kernels::dft::Dft;
 use crate::kernels::einsum::EinsumLoops;
 use crate::kernels::generic_window::GenericWindow;
 use crate::kernels::int_conv::IntConv;
@@ -266,6 +267,8 @@ pub enum Kernel {
     },
     /// The determinant of each matrix of a batch.
     Det { kernel: Det, x: BufId, out: BufId },
+    /// A Fourier transform along one axis.
+    Dft { kernel: Dft, x: BufId, out: BufId },
     /// A generated kernel (a fused body or a single elementwise/row op).
     Rows {
         kernel: RowKernel,
@@ -419,6 +422,17 @@ impl Kernel {
             | Kernel::ArgMax { x: out, .. } => bufs[*out].len(),
             // LU factoring: about n³ / 3 multiply-adds per matrix.
             Kernel::Det { kernel, .. } => kernel.batch * kernel.n.pow(3) / 3,
+            // A direct sum per output frequency, or n log n for an FFT.
+            Kernel::Dft { kernel, .. } => {
+                let t = &kernel.transform;
+                let n = t.length;
+                let per_lane = if n.is_power_of_two() {
+                    n * n.trailing_zeros().max(1) as usize
+                } else {
+                    n * t.out_len
+                };
+                t.outer * t.inner * per_lane
+            }
             Kernel::Copy { to, .. }
             | Kernel::Indexed { out: to, .. }
             | Kernel::Gather { out: to, .. }
@@ -474,6 +488,7 @@ impl Kernel {
             Kernel::Reduce { .. } | Kernel::ReduceAxes { .. } => "reduce",
             Kernel::ArgMax { .. } => "arg_max",
             Kernel::Det { .. } => "det",
+            Kernel::Dft { .. } => "dft",
             Kernel::Rows { .. } => "generated",
             Kernel::Interp { .. } => "interp",
             Kernel::Copy { .. } | Kernel::Move { .. } | Kernel::Indexed { .. } => "copy",

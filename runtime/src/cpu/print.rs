@@ -222,6 +222,17 @@ fn kernel(plan: &Plan, k: &Kernel) -> String {
         Kernel::Det { kernel, .. } => {
             format!("det {} batch={} n={}", kernel.dtype, kernel.batch, kernel.n)
         }
+        Kernel::Dft { kernel, .. } => {
+            let t = &kernel.transform;
+            format!(
+                "dft {} lanes={} n={}{}{}",
+                kernel.dtype,
+                t.outer * t.inner,
+                t.length,
+                if t.inverse { " inverse" } else { "" },
+                if t.onesided { " onesided" } else { "" }
+            )
+        }
         Kernel::ArgMax { kernel, .. } => format!(
             "arg_max {} outer={} n={} inner={}",
             kernel.dtype, kernel.outer, kernel.n, kernel.inner

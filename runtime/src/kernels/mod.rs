@@ -9,7 +9,7 @@
 //! time, reductions over scattered axes), run the `generic_*`, `einsum`, `reduce_axes` and
 //! `argmax` kernels, written once over the element type ([`numeric`]). ONNX's indexing ops
 //! (element gathers and scatters, `trilu`, `cumsum`/`cumprod`, `top_k`) are in [`indexing`],
-//! determinants in [`det`], the image ops (`grid_sample`, `roi_align`, `col2im`) in [`image`]. Quantized (i8/u8) products have integer kernels of their own
+//! determinants in [`det`], the image ops (`grid_sample`, `roi_align`, `col2im`) in [`image`], Fourier transforms in [`dft`]. Quantized (i8/u8) products have integer kernels of their own
 //! (`int_gemm`, `int_conv`). Casts to and from the low-precision
 //! storage types run [`convert`].
 
@@ -19,6 +19,7 @@ pub mod convert;
 pub mod copy;
 pub mod depthwise;
 pub mod det;
+pub mod dft;
 pub mod direct_conv;
 pub mod einsum;
 pub mod gather;

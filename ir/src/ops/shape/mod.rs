@@ -7,6 +7,7 @@
 //! with every input constant first, so the checks and the output shape live in one place and
 //! the evaluators only move data.
 
+mod bitcast;
 mod combine;
 mod gather;
 mod generate;
@@ -39,6 +40,7 @@ pub fn infer(
         Op::ExpandDims => one(reshape::infer_expand_dims(inputs, consts)),
         Op::Transpose => one(reshape::infer_transpose(inputs, consts)),
         Op::Shape { output } => one(reshape::infer_shape(*output, inputs)),
+        Op::Bitcast { to } => one(bitcast::infer_bitcast(*to, inputs)),
         Op::Pad { mode } => one(combine::infer_pad(*mode, inputs, consts)),
         Op::Concat => one(combine::infer_concat(inputs, consts)),
         Op::Pack { axis } => one(combine::infer_pack(*axis, inputs)),
@@ -71,6 +73,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims => vec![reshaped(inputs[0], &dims[0])?],
         Op::Transpose => vec![reshape::eval_transpose(inputs)?],
         Op::Shape { output } => vec![reshape::eval_shape(*output, inputs[0])?],
+        Op::Bitcast { to } => vec![bitcast::eval_bitcast(*to, inputs[0], &dims[0])?],
         Op::Pad { mode } => vec![combine::eval_pad(*mode, inputs)?],
         Op::Concat => vec![combine::eval_concat(inputs)?],
         Op::Pack { axis } => vec![combine::eval_pack(*axis, inputs)?],

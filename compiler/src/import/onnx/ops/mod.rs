@@ -7,6 +7,7 @@
 
 mod affine_grid;
 mod attention;
+mod bitcast;
 mod causal_conv;
 mod composite;
 mod conv_transpose;
@@ -30,6 +31,8 @@ mod reduce;
 mod resize;
 mod sequence;
 mod shape;
+mod signal;
+mod tensor_scatter;
 mod window;
 
 use super::{Builder, Item, NodeCx};
@@ -139,6 +142,9 @@ fn index() -> &'static (Vec<OnnxOp>, HashMap<&'static str, usize>) {
         rows.extend(quant::rows());
         rows.extend(window::rows());
         rows.extend(sequence::rows());
+        rows.extend(signal::rows());
+        rows.extend(bitcast::rows());
+        rows.extend(tensor_scatter::rows());
         rows.extend(super::control_flow::rows());
         let by_name = rows.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
         (rows, by_name)

@@ -81,6 +81,7 @@ pub(crate) fn row(name: &'static str, ir: &[&'static str], f: Convert) -> OnnxOp
 pub(crate) fn item_row(name: &'static str, ir: &[&'static str], f: ConvertItems) -> OnnxOp {
     OnnxOp {
         name,
+        domain: "",
         ir: ir.to_vec(),
         convert: Converter::Items(f),
     }

@@ -145,9 +145,9 @@ impl View {
             while need > 1 {
                 let a = run.pop_front()?;
                 let s = self.size[a];
-                if need % s == 0 {
+                if need.is_multiple_of(s) {
                     need /= s;
-                } else if s % need == 0 {
+                } else if s.is_multiple_of(need) {
                     run.push_front(self.split(a, need));
                     need = 1;
                 } else {
@@ -404,7 +404,7 @@ fn refinement(lists: &[Vec<usize>]) -> Option<Vec<usize>> {
     cuts.dedup();
     let mut prev = 1;
     for &c in &cuts {
-        if c % prev != 0 {
+        if !c.is_multiple_of(prev) {
             return None;
         }
         prev = c;

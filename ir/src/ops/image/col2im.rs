@@ -128,7 +128,7 @@ impl Col2Im {
     pub fn new(op: &Op, x: &[usize]) -> OpResult<Col2Im> {
         let (image, block, dilations, pads_begin, strides, blocks) = spatial(op)?;
         let cells: usize = block.iter().product();
-        if x.len() != 3 || x[1] % cells != 0 || x[2] != blocks.iter().product::<usize>() {
+        if x.len() != 3 || !x[1].is_multiple_of(cells) || x[2] != blocks.iter().product::<usize>() {
             return Err(format!("col2im: input {x:?} does not fit blocks {block:?}"));
         }
         Ok(Col2Im {

@@ -23,7 +23,7 @@
 //! left unused are `prune`'s.
 
 use super::simplify::arith::SMALL_CONST;
-use super::simplify::shape::transpose_parts;
+use super::simplify::shape::{is_reshape_like, transpose_parts};
 use super::simplify::{compose_perms, index_tensor, is_identity_perm, rewrite_in_place, sole_user};
 use super::{Changed, Pass, PassCx, PassError};
 use lathe_ir::ops::{ConvAttrs, DataFormat, PoolAttrs};
@@ -407,7 +407,7 @@ impl State {
         }
         let t_ty = g.value_type(tv).clone();
         let u_node = g.node(u).clone();
-        if let Some(more) = self.sink_through_unit_axes(g, t, u, cx)? {
+        if let Some(more) = self.sink_through_unit_axes(g, t, u, y, &p, cx)? {
             return Ok(Some(more));
         }
         // Below `u` the transpose moves `u`'s result: not when that is bigger (broadcasting,
@@ -476,9 +476,35 @@ impl State {
         let t2 = g
             .add(Op::Transpose, vec![u2, perm_v], g.node(t).name.clone())
             .map_err(ir_err)?;
-        if g.value_type(t2) != &u_node.outputs[0] {
+        let Some(mut again) = self.replace_below(g, t, u, t2, &[u2.node], cx)? else {
+            return Ok(None);
+        };
+        if let Some(o) = other_transpose {
+            if !self.remove_if_dead(g, o)? {
+                again.push(o);
+            }
+        }
+        Ok(Some(again))
+    }
+
+    /// Moves the transpose `t` below its user `u`: `t2`, a transpose of `u`'s work done on the
+    /// untransposed value, replaces `u`. `made` are the nodes built for that work, removed
+    /// again with `t2` (and nothing else changed) when `t2` is not of `u`'s type. Returns the
+    /// transposes to look at again.
+    fn replace_below(
+        &mut self,
+        g: &mut Graph,
+        t: NodeId,
+        u: NodeId,
+        t2: ValueId,
+        made: &[NodeId],
+        cx: &mut PassCx,
+    ) -> Result<Option<Vec<NodeId>>, PassError> {
+        if g.value_type(t2) != &g.node(u).outputs[0] {
             g.remove_node(t2.node).map_err(ir_err)?;
-            g.remove_node(u2.node).map_err(ir_err)?;
+            for &n in made {
+                g.remove_node(n).map_err(ir_err)?;
+            }
             return Ok(None);
         }
         g.replace_all_uses(ValueId::first(u), t2);
@@ -486,11 +512,6 @@ impl State {
         self.remove_if_dead(g, t)?;
         self.movable.insert(t2.node);
         let mut again = vec![t2.node];
-        if let Some(o) = other_transpose {
-            if !self.remove_if_dead(g, o)? {
-                again.push(o);
-            }
-        }
         again.extend(
             g.users(t2)
                 .into_iter()
@@ -501,9 +522,7 @@ impl State {
         self.changed = true;
         Ok(Some(again))
     }
-}
 
-impl State {
     /// `u(transpose(y, p))` with `u` a reshape, squeeze or expand_dims that only adds or drops
     /// axes of size 1 → `transpose(reshape(y, w), p')`: the same elements in the same order,
     /// with the axes of size 1 placed beside `y`'s axes they followed, so the transpose moves
@@ -514,16 +533,15 @@ impl State {
         g: &mut Graph,
         t: NodeId,
         u: NodeId,
+        y: ValueId,
+        p: &[i64],
         cx: &mut PassCx,
     ) -> Result<Option<Vec<NodeId>>, PassError> {
         let tv = ValueId::first(t);
         let u_node = g.node(u).clone();
-        if !matches!(u_node.op, Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims) {
+        if !is_reshape_like(&u_node.op) {
             return Ok(None);
         }
-        let Some((y, p)) = transpose_parts(g, tv) else {
-            return Ok(None);
-        };
         let (Some(t_dims), Some(u_dims)) = (
             g.value_type(tv).shape.as_known(),
             u_node.outputs[0].shape.as_known(),
@@ -569,26 +587,7 @@ impl State {
         let t2 = g
             .add(Op::Transpose, vec![w, perm], g.node(t).name.clone())
             .map_err(ir_err)?;
-        if g.value_type(t2) != &u_node.outputs[0] {
-            g.remove_node(t2.node).map_err(ir_err)?;
-            g.remove_node(w.node).map_err(ir_err)?;
-            g.remove_node(shape.node).map_err(ir_err)?;
-            return Ok(None);
-        }
-        g.replace_all_uses(ValueId::first(u), t2);
-        g.remove_node(u).map_err(ir_err)?;
-        self.remove_if_dead(g, t)?;
-        self.movable.insert(t2.node);
-        let mut again = vec![t2.node];
-        again.extend(
-            g.users(t2)
-                .into_iter()
-                .map(|(x, _)| x)
-                .filter(|&x| g.node(x).op == Op::Transpose),
-        );
-        cx.count("transposes_sunk", 1);
-        self.changed = true;
-        Ok(Some(again))
+        self.replace_below(g, t, u, t2, &[w.node, shape.node], cx)
     }
 }
 

@@ -24,6 +24,7 @@
 //! backend would run the einsum as loops instead of a GEMM). The products and sums are the
 //! same ones.
 
+use super::simplify::shape::{is_reshape_like, transpose_parts};
 use super::{Changed, Pass, PassCx, PassError};
 use lathe_ir::{Graph, NodeId, Op, ValueId};
 use std::collections::{HashMap, VecDeque};
@@ -114,25 +115,14 @@ impl View {
         minor
     }
 
-    /// The view transposed by `perm` (`None` if it is not a permutation of the axes).
-    fn transpose(&mut self, perm: &[i64]) -> Option<()> {
-        let r = self.axes.len();
-        let mut seen = vec![false; r];
-        for &p in perm {
-            let p = usize::try_from(p).ok().filter(|&p| p < r)?;
-            if std::mem::replace(&mut seen[p], true) {
-                return None;
-            }
-        }
-        if perm.len() != r {
-            return None;
-        }
+    /// The view transposed by `perm` (a permutation of its axes, as the verified transpose it
+    /// comes from holds).
+    fn transpose(&mut self, perm: &[i64]) {
         self.axes = perm
             .iter()
             .map(|&p| self.axes[p as usize].clone())
             .collect();
         self.transposes += 1;
-        Some(())
     }
 
     /// The view reshaped to `dims`: `None` unless that only splits atoms and groups runs of
@@ -140,6 +130,9 @@ impl View {
     fn reshape(&mut self, dims: &[usize]) -> Option<()> {
         let mut run: VecDeque<usize> = self.axes.concat().into();
         let mut axes = Vec::with_capacity(dims.len());
+        if dims.contains(&0) {
+            return None;
+        }
         for &d in dims {
             let (mut need, mut axis) = (d, vec![]);
             while need > 1 {
@@ -154,9 +147,6 @@ impl View {
                     return None;
                 }
                 axis.push(a);
-            }
-            if d == 0 {
-                return None;
             }
             axes.push(axis);
         }
@@ -185,19 +175,24 @@ fn dims(g: &Graph, v: ValueId) -> Option<Vec<usize>> {
     g.value_type(v).shape.as_known()
 }
 
-/// True for an op whose output is its first operand's elements in the same order.
-fn is_reshape(op: &Op) -> bool {
-    matches!(op, Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims)
-}
-
 /// One step of a chain: the value it produces and, for a transpose, the permutation.
 type Link = (ValueId, Option<Vec<i64>>);
+
+/// Node `id` as a link of a chain of views: a reshape-like op (`Some(None)`) or a transpose
+/// by a constant permutation (`Some(Some(perm))`).
+fn link(g: &Graph, id: NodeId) -> Option<Option<Vec<i64>>> {
+    match &g.node(id).op {
+        op if is_reshape_like(op) => Some(None),
+        Op::Transpose => Some(Some(transpose_parts(g, ValueId::first(id))?.1)),
+        _ => None,
+    }
+}
 
 /// `view` followed through `links` in order; `None` at the first one that is no view.
 fn follow(mut view: View, g: &Graph, links: &[Link]) -> Option<View> {
     for (value, perm) in links {
         match perm {
-            Some(p) => view.transpose(p)?,
+            Some(p) => view.transpose(p),
             None => view.reshape(&dims(g, *value)?)?,
         }
     }
@@ -209,14 +204,11 @@ fn operand_view(g: &Graph, v: ValueId) -> Option<View> {
     let mut links: Vec<Link> = vec![];
     let mut cur = v;
     while links.len() < MAX_CHAIN {
-        let node = g.node(cur.node);
-        let perm = match &node.op {
-            op if is_reshape(op) => None,
-            Op::Transpose => Some(g.const_value(node.inputs[1])?.to_i64_vec().ok()?),
-            _ => break,
+        let Some(perm) = link(g, cur.node) else {
+            break;
         };
         links.push((cur, perm));
-        cur = node.inputs[0];
+        cur = g.node(cur.node).inputs[0];
     }
     links.reverse();
     // The longest chain that is all views; a shorter one from a nearer source otherwise.
@@ -238,14 +230,8 @@ fn result_view(g: &Graph, out: ValueId) -> Option<(View, ValueId)> {
         let [(user, 0)] = g.users(last)[..] else {
             break;
         };
-        let node = g.node(user);
-        let perm = match &node.op {
-            op if is_reshape(op) => None,
-            Op::Transpose => match g.const_value(node.inputs[1]).map(|t| t.to_i64_vec()) {
-                Some(Ok(p)) => Some(p),
-                _ => break,
-            },
-            _ => break,
+        let Some(perm) = link(g, user) else {
+            break;
         };
         let next = ValueId::first(user);
         match follow(view.clone(), g, &[(next, perm)]) {
@@ -493,14 +479,14 @@ mod tests {
         let mut v = view(&[1, 128, 256]);
         v.reshape(&[1, 128, 4, 1, 64]).unwrap();
         assert_eq!(sizes(&v), [vec![], vec![128], vec![4], vec![], vec![64]]);
-        v.transpose(&[0, 2, 1, 3, 4]).unwrap();
+        v.transpose(&[0, 2, 1, 3, 4]);
         v.reshape(&[4, 128, 64]).unwrap();
         assert_eq!(sizes(&v), [vec![4], vec![128], vec![64]]);
         assert_eq!(v.source_dims(), [128, 4, 64]);
         assert_eq!(v.transposes, 1);
         // [2, 6] transposed to [6, 2] and read as [4, 3] interleaves elements: no view.
         let mut v = view(&[2, 6]);
-        v.transpose(&[1, 0]).unwrap();
+        v.transpose(&[1, 0]);
         assert!(v.reshape(&[4, 3]).is_none());
         // An atom split across two new axes: [6] → [2, 3] → merged back with a neighbour.
         let mut v = view(&[6, 5]);

@@ -84,7 +84,7 @@ fn transpose_as_reshape(
 }
 
 /// True for the ops that keep the row-major order of the elements and only change the shape.
-fn is_reshape_like(op: &Op) -> bool {
+pub(crate) fn is_reshape_like(op: &Op) -> bool {
     matches!(op, Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims)
 }
 

@@ -488,6 +488,59 @@ fn binary_ops_with_special_values() {
     }
 }
 
+/// `maximum`/`minimum` against a constant (ReLU6 from ONNX's Clip, clipping) take a shorter
+/// lowering than between two values: it must pick exactly the interpreter's element, bit for
+/// bit (NaN from the value, zero signs as the interpreter chooses them), on either side.
+#[test]
+fn min_max_against_a_constant_match_the_interpreter_bit_for_bit() {
+    let xs = [
+        0.0,
+        -0.0,
+        1.0,
+        -2.0,
+        6.0,
+        7.5,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        1e-40,
+    ];
+    let consts = [
+        0.0,
+        -0.0,
+        6.0,
+        -2.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
+    for op in [BinaryOp::Maximum, BinaryOp::Minimum] {
+        for c in consts {
+            for const_first in [false, true] {
+                let mut g = Graph::new(op.mnemonic());
+                let x = g.add_input("x", TensorType::known(DType::F32, &[xs.len()]));
+                let k = g.add_const(Tensor::from_vec(&[], vec![c]), "c");
+                let args = if const_first { vec![k, x] } else { vec![x, k] };
+                let z = g.add(Op::Binary(op), args, "z").unwrap();
+                g.add_output("z", z).unwrap();
+                let kernel = RowKernel::compile(&g).unwrap();
+                let want = interp(&g, &[xs.to_vec()]);
+                let got = run_kernel(&kernel, &g, &[xs.to_vec()], &[0..kernel.rows()]);
+                for (i, (&gv, &w)) in got[0].iter().zip(&want[0]).enumerate() {
+                    let same = (gv.is_nan() && w.is_nan()) || gv.to_bits() == w.to_bits();
+                    assert!(
+                        same,
+                        "{}(x, {c}) (constant first: {const_first}) at x = {}: got {gv:e}, want {w:e}",
+                        op.mnemonic(),
+                        xs[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn unsupported(text: &str) -> String {
     match RowKernel::compile(&parse(text)) {
         Err(CodegenError::Unsupported(m)) => m,

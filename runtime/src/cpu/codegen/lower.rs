@@ -14,7 +14,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4};
 use cranelift_codegen::ir::{InstBuilder, MemFlags, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
-use lathe_ir::ops::ReduceKind;
+use lathe_ir::ops::{BinaryOp, ReduceKind};
 use std::collections::HashMap;
 
 /// Vectors per loop iteration (independent accumulators per reduction).
@@ -144,9 +144,8 @@ impl Lower<'_, '_, '_> {
                 self.m.unary(u, x)
             }
             Expr::Binary(op, x, y) => {
-                let x = self.uniform_value(x);
-                let y = self.uniform_value(y);
-                self.m.binary(op, x, y)
+                let (xv, yv) = (self.uniform_value(x), self.uniform_value(y));
+                self.binary(op, (xv, x), (yv, y))
             }
             Expr::Reduce { kind, arg, count } => {
                 assert_eq!(
@@ -167,6 +166,14 @@ impl Lower<'_, '_, '_> {
         };
         self.uniform.insert(id, v);
         v
+    }
+
+    /// `op` on the values of nodes `x` and `y`, telling [`Math::binary_of`] which are
+    /// constants that are not NaN.
+    fn binary(&mut self, op: BinaryOp, (xv, x): (Value, Id), (yv, y): (Value, Id)) -> Value {
+        let not_nan = |id: Id| matches!(self.plan.nodes[id].expr, Expr::Splat(c) if !f32::from_bits(c as u32).is_nan());
+        let (xc, yc) = (not_nan(x), not_nan(y));
+        self.m.binary_of(op, (xv, xc), (yv, yc))
     }
 
     /// `x^n` by square-and-multiply (`n >= 1`).
@@ -220,9 +227,9 @@ impl Lower<'_, '_, '_> {
                 self.m.unary(u, x)
             }
             Expr::Binary(op, x, y) => {
-                let x = self.eval(x, site, memo);
-                let y = self.eval(y, site, memo);
-                self.m.binary(op, x, y)
+                let xv = self.eval(x, site, memo);
+                let yv = self.eval(y, site, memo);
+                self.binary(op, (xv, x), (yv, y))
             }
             Expr::Splat(_) | Expr::Reduce { .. } => unreachable!("row-uniform nodes have len 1"),
             Expr::Cast(_) | Expr::Select(..) => unreachable!("not in a vector plan"),

@@ -375,6 +375,31 @@ impl Math<'_, '_> {
         }
     }
 
+    /// [`Math::binary`], told which operands are constants that are not NaN. `maximum` and
+    /// `minimum` against such a constant (ReLU6 written as `min(max(x, 0), 6)`, clipping) are
+    /// one compare and one select with exactly the interpreter's choice, `x` when it is NaN
+    /// or wins, else `y` (zero signs included), where the general case needs Cranelift's
+    /// longer NaN-propagating `fmax`/`fmin`.
+    pub fn binary_of(
+        &mut self,
+        op: BinaryOp,
+        (x, x_const): (Value, bool),
+        (y, y_const): (Value, bool),
+    ) -> Value {
+        use BinaryOp::*;
+        // With `y` never NaN, "x is NaN or wins" is "unordered or wins"; with `x` never NaN,
+        // it is "wins", and a NaN `y` loses every ordered compare.
+        let cc = match (op, x_const, y_const) {
+            (Maximum, _, true) => FloatCC::UnorderedOrGreaterThan,
+            (Minimum, _, true) => FloatCC::UnorderedOrLessThan,
+            (Maximum, true, false) => FloatCC::GreaterThan,
+            (Minimum, true, false) => FloatCC::LessThan,
+            _ => return self.binary(op, x, y),
+        };
+        let pick = self.cmp(cc, x, y);
+        self.select(pick, x, y)
+    }
+
     /// The IR's binary op `op` on f32 (pow is expanded by the analysis).
     pub fn binary(&mut self, op: BinaryOp, x: Value, y: Value) -> Value {
         use BinaryOp::*;

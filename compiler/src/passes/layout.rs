@@ -17,7 +17,10 @@
 //!   operand (broadcasting, a widening cast) does not take it;
 //! - such a transpose also moves below a reshape, squeeze or expand_dims that only drops or
 //!   adds axes of size 1 (it becomes a reshape of the untransposed value, which is a view),
-//!   so the squeeze/unsqueeze pair around an exported 1-D convolution does not stop it.
+//!   so the squeeze/unsqueeze pair around an exported 1-D convolution does not stop it;
+//! - and below a reduction over constant axes, which then reduces the untransposed value's
+//!   matching axes (a global average pool after NCHW convolutions reduces NHWC's middle axes,
+//!   and the transpose of what is left has axes of size 1 only, a reshape).
 //!
 //! Replaced nodes are removed here (so use counts stay right for the moves above); constants
 //! left unused are `prune`'s.
@@ -410,6 +413,9 @@ impl State {
         if let Some(more) = self.sink_through_unit_axes(g, t, u, y, &p, cx)? {
             return Ok(Some(more));
         }
+        if let Some(more) = self.sink_through_reduce(g, t, u, y, &p, cx)? {
+            return Ok(Some(more));
+        }
         // Below `u` the transpose moves `u`'s result: not when that is bigger (broadcasting,
         // a widening cast).
         // (A constant pad is the exception: its border is small, and moving below it lets the
@@ -588,6 +594,72 @@ impl State {
             .add(Op::Transpose, vec![w, perm], g.node(t).name.clone())
             .map_err(ir_err)?;
         self.replace_below(g, t, u, t2, &[w.node, shape.node], cx)
+    }
+
+    /// `reduce(transpose(y, p), axes)` → `transpose(reduce(y, p[axes]), p')`: the reduction
+    /// runs on the untransposed value (a global pooling after NCHW convolutions reduces the
+    /// middle axes of NHWC, which the CPU does natively) and the transpose moves on with the
+    /// smaller result, where its axes of size 1 make it a reshape. `p'` is `p` when the
+    /// reduction keeps its axes, else `p` without them, renumbered. `u` is `t`'s only user.
+    fn sink_through_reduce(
+        &mut self,
+        g: &mut Graph,
+        t: NodeId,
+        u: NodeId,
+        y: ValueId,
+        p: &[i64],
+        cx: &mut PassCx,
+    ) -> Result<Option<Vec<NodeId>>, PassError> {
+        let u_node = g.node(u).clone();
+        let Op::Reduce { keep_dims, .. } = u_node.op else {
+            return Ok(None);
+        };
+        let axes_v = u_node.inputs[1];
+        let Some(axes) = g.const_value(axes_v).and_then(|c| c.to_i64_vec().ok()) else {
+            return Ok(None);
+        };
+        let rank = p.len() as i64;
+        let mut reduced = vec![false; p.len()];
+        for a in &axes {
+            let a = if *a < 0 { a + rank } else { *a };
+            if !(0..rank).contains(&a) {
+                return Ok(None);
+            }
+            reduced[a as usize] = true;
+        }
+        if axes.is_empty() {
+            return Ok(None);
+        }
+        // Axis `i` of the transposed value is axis `p[i]` of `y`.
+        let mut moved: Vec<i64> = (0..p.len()).filter(|&i| reduced[i]).map(|i| p[i]).collect();
+        moved.sort_unstable();
+        let perm: Vec<i64> = if keep_dims {
+            p.to_vec()
+        } else {
+            let kept: Vec<i64> = (0..rank).filter(|a| !moved.contains(a)).collect();
+            (0..p.len())
+                .filter(|&i| !reduced[i])
+                .map(|i| kept.iter().position(|&a| a == p[i]).expect("kept") as i64)
+                .collect()
+        };
+        let dt = g.value_type(axes_v).dtype;
+        let axes_c = g.add_const(
+            Tensor::from_i64(dt, &[moved.len()], &moved),
+            format!("{}/nhwc_axes", u_node.name),
+        );
+        let Ok(r) = g.add(
+            u_node.op.clone(),
+            vec![y, axes_c],
+            format!("{}/nhwc", u_node.name),
+        ) else {
+            g.remove_node(axes_c.node).map_err(ir_err)?;
+            return Ok(None);
+        };
+        let perm_v = self.perm(g, &perm);
+        let t2 = g
+            .add(Op::Transpose, vec![r, perm_v], g.node(t).name.clone())
+            .map_err(ir_err)?;
+        self.replace_below(g, t, u, t2, &[r.node, axes_c.node], cx)
     }
 }
 

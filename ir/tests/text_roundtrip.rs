@@ -12,7 +12,9 @@ use lathe_ir::ops::{
     registry, AttrKind, AttrValue, BinaryOp, DataFormat, FusedKind, OpInfo, PadMode, Padding,
     ScatterReduction, UnaryOp,
 };
-use lathe_ir::text::{parse, print, print_with, PrintOptions};
+use lathe_ir::text::{
+    parse, parse_with_constants, print, print_external, print_with, ConstTable, PrintOptions,
+};
 use lathe_ir::{DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueId};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -559,6 +561,29 @@ proptest! {
         }
     }
 
+    /// Large constants printed to a table (an artifact's weights) come back as the very
+    /// tensors of the table, shared, and everything else as text; two graphs printed with one
+    /// table share its entries.
+    #[test]
+    fn print_external_then_parse_with_the_table_gives_the_same_graph(
+        g in graph(),
+        above in 0usize..64,
+    ) {
+        let mut table = ConstTable::new(above);
+        let text = print_external(&g, &mut table);
+        let again = print_external(&g, &mut table);
+        prop_assert_eq!(&again, &text, "a second graph reuses the table's entries");
+        let back = parse_with_constants(&text, table.tensors())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        prop_assert!(back.structurally_eq(&g), "parsed graph differs:\n{}", text);
+        prop_assert_eq!(print(&back), print(&g));
+        prop_assert_eq!(&print_external(&back, &mut table), &text);
+        // Without the table, a graph that uses it is an error, not a panic.
+        if !table.tensors().is_empty() {
+            prop_assert!(parse(&text).is_err());
+        }
+    }
+
     #[test]
     fn verified_fused_graphs_still_verify_after_the_round_trip(
         g in valid_graph(2),
@@ -616,4 +641,27 @@ fn generated_graphs_nest_fused_bodies() {
     }
     assert!(depths[2] + depths[3] >= 25, "{depths:?}");
     assert!(valid_depths[2] >= 25, "{valid_depths:?}");
+}
+
+#[test]
+fn extern_constants_are_checked_against_the_table() {
+    let w = Arc::new(Tensor::from_vec(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0]));
+    let text = r#"graph @g() -> ("y": f32[2,2]) {
+  %0 = const dense<extern 0> : f32[2,2] loc("w")
+  return %0
+}"#;
+    let g = parse_with_constants(text, std::slice::from_ref(&w)).unwrap();
+    let Op::Const(t) = &g.node(g.outputs()[0].value.node).op else {
+        panic!("a constant");
+    };
+    assert!(Arc::ptr_eq(t, &w), "the constant shares the table's tensor");
+    let e = parse(text).unwrap_err().to_string();
+    assert!(
+        e.contains("entry 0 of the constant table, which has 0 entries"),
+        "{e}"
+    );
+    let e = parse_with_constants(&text.replace("f32[2,2] loc", "f32[4] loc"), &[w])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("declared f32[4] but entry 0"), "{e}");
 }

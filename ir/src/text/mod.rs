@@ -33,7 +33,7 @@
 //! attr    := (IDENT | STRING) '=' attrval
 //! attrval := 'true' | 'false' | INT | FLOAT | '[' [INT {',' INT}] ']' | STRING | DTYPE | dense
 //!          | graph                            ; a nested graph: a fused node's body
-//! dense   := 'dense' '<' ('splat' elem | HEX | list) '>' ':' type
+//! dense   := 'dense' '<' ('splat' elem | HEX | list | 'extern' INT) '>' ':' type
 //! list    := elem | '[' [list {',' list}] ']'
 //! elem    := INT | FLOAT | 'true' | 'false'
 //! ```
@@ -41,6 +41,9 @@
 //! Tokens: GLOBAL is `@name`, LOCAL `%name`, SYM `?name` (a bare identifier
 //! `[A-Za-z_][A-Za-z0-9_.]*` or a quoted string with Rust escapes), NUM `%7`; FLOAT also
 //! covers `nan`, `inf` and `-inf`; HEX is `0x` and the little-endian bytes of the elements.
+//! `dense<extern N>` is entry `N` of a constant table kept beside the text (an artifact's
+//! weights): [`print_external`] writes it, [`parse_with_constants`] reads it with the table,
+//! and plain [`parse`] refuses it.
 //! Nodes are printed in [`Graph::topo_order`](crate::Graph::topo_order) and numbered from `%0`
 //! by the printer; a node with k ≥ 2 results is defined as `%N:k` and its results used as
 //! `%N#i`; a node with no results has no `%N =`. The parser accepts any numbering as long as
@@ -71,8 +74,8 @@ mod lexer;
 mod parse;
 mod print;
 
-pub use parse::parse;
-pub use print::{print, print_with, PrintOptions};
+pub use parse::{parse, parse_with_constants};
+pub use print::{print, print_external, print_with, ConstTable, PrintOptions};
 
 use crate::{Dim, TensorType};
 use std::fmt::Write;

@@ -27,7 +27,15 @@ const MAX_SPLAT_BYTES: usize = 1 << 32;
 
 /// Parses a graph from its text form.
 pub fn parse(text: &str) -> Result<Graph, ParseError> {
+    parse_with_constants(text, &[])
+}
+
+/// Parses a graph whose `dense<extern N>` constants are entry `N` of `constants` (as
+/// [`print_external`](super::print_external) wrote it): each such constant shares the entry's
+/// tensor, whose type must be the one written.
+pub fn parse_with_constants(text: &str, constants: &[Arc<Tensor>]) -> Result<Graph, ParseError> {
     let mut p = Parser {
+        constants,
         toks: lex(text),
         at: 0,
         g: Graph::default(),
@@ -44,6 +52,8 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
 
 /// A constant's data as written, before its type (which comes after it) is known.
 enum Payload<'a> {
+    /// `extern N`: entry `N` of the constant table.
+    Extern(usize, Pos),
     Splat(&'a str, Pos),
     Hex(Vec<u8>, Pos),
     List(Lit<'a>),
@@ -63,6 +73,8 @@ struct Use {
 }
 
 struct Parser<'a> {
+    /// The table `dense<extern N>` refers to.
+    constants: &'a [Arc<Tensor>],
     toks: Vec<Token<'a>>,
     at: usize,
     /// The graph being read (the innermost one, inside a nested graph).
@@ -342,7 +354,7 @@ impl<'a> Parser<'a> {
                 }
                 let tensor = self.dense(&format!("constant %{n}"))?;
                 let name = self.loc()?;
-                self.g.add_const(tensor, name).node
+                self.g.add_const_shared(tensor, name).node
             }
             "input" => {
                 return error(
@@ -595,7 +607,7 @@ impl<'a> Parser<'a> {
             }
             Tok::Ident("graph") => self.nested_graph()?,
             Tok::Ident("dense") => {
-                AttrValue::Tensor(Arc::new(self.dense(&format!("attribute `{name}`"))?))
+                AttrValue::Tensor(self.dense(&format!("attribute `{name}`"))?)
             }
             Tok::Ident("true") | Tok::Ident("false") => {
                 let (text, _) = self.elem_text()?;
@@ -659,7 +671,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `dense<data> : type`; `what` names the constant in messages.
-    fn dense(&mut self, what: &str) -> PResult<Tensor> {
+    fn dense(&mut self, what: &str) -> PResult<Arc<Tensor>> {
         if !self.at_keyword("dense") {
             return self.fail_here("expected dense<...>");
         }
@@ -670,6 +682,19 @@ impl<'a> Parser<'a> {
                 self.bump();
                 let (text, pos) = self.elem_text()?;
                 Payload::Splat(text, pos)
+            }
+            Tok::Ident("extern") => {
+                self.bump();
+                let pos = self.pos();
+                let n = match self.toks[self.at].tok {
+                    Tok::Num(text) => text.parse::<usize>().ok(),
+                    _ => None,
+                };
+                let Some(n) = n else {
+                    return self.fail_here("expected the constant's entry number after extern");
+                };
+                self.bump();
+                Payload::Extern(n, pos)
             }
             Tok::Ident("elided") => {
                 return self.fail_here(format!(
@@ -700,7 +725,29 @@ impl<'a> Parser<'a> {
         let Some(count) = element_count(ty.dtype, &dims) else {
             return error(tpos, format!("constant {} is too large", type_text(&ty)));
         };
-        match payload {
+        let tensor = match payload {
+            Payload::Extern(n, pos) => {
+                let Some(t) = self.constants.get(n) else {
+                    return error(
+                        pos,
+                        format!(
+                            "{what} is entry {n} of the constant table, which has {} entries",
+                            self.constants.len()
+                        ),
+                    );
+                };
+                if t.ty() != ty {
+                    return error(
+                        tpos,
+                        format!(
+                            "{what} is declared {} but entry {n} of the constant table is {}",
+                            type_text(&ty),
+                            type_text(&t.ty())
+                        ),
+                    );
+                }
+                return Ok(Arc::clone(t));
+            }
             Payload::Hex(bytes, pos) => {
                 Tensor::from_le_bytes(ty.dtype, &dims, &bytes).or_else(|m| error(pos, m))
             }
@@ -719,7 +766,8 @@ impl<'a> Parser<'a> {
                 crate::with_any_dtype!(ty.dtype, list_of(&dims, &elems))
                     .or_else(|(m, pos)| error(pos, m))
             }
-        }
+        };
+        tensor.map(Arc::new)
     }
 
     /// A list literal, nested at most [`MAX_LIST_DEPTH`] deep.

@@ -10,8 +10,10 @@ use super::{local_name, write_name, write_quoted, write_type};
 use crate::ops::{AttrValue, Op};
 use crate::{Graph, NodeId, Tensor, ValueId};
 use ndarray::ArrayD;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// How to print a graph.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +35,56 @@ impl Default for PrintOptions {
     }
 }
 
+/// The constants a graph printed with [`print_external`] refers to as `dense<extern N>`: the
+/// tensors themselves, each once (a tensor shared by several constants, or by several graphs
+/// printed with one table, is one entry), to be stored next to the text and handed back to
+/// [`parse_with_constants`](super::parse_with_constants).
+#[derive(Debug, Default)]
+pub struct ConstTable {
+    /// Constants of more bytes than this go to the table; smaller ones stay in the text.
+    above_bytes: usize,
+    tensors: Vec<Arc<Tensor>>,
+    /// Each tensor's entry, by the address of its allocation.
+    index: HashMap<*const Tensor, usize>,
+}
+
+impl ConstTable {
+    /// An empty table taking constants of more than `above_bytes` bytes.
+    pub fn new(above_bytes: usize) -> ConstTable {
+        ConstTable {
+            above_bytes,
+            ..ConstTable::default()
+        }
+    }
+
+    /// The tensors, entry `N` at index `N`.
+    pub fn tensors(&self) -> &[Arc<Tensor>] {
+        &self.tensors
+    }
+
+    /// The entry of `t`, added if it is new.
+    fn entry(&mut self, t: &Arc<Tensor>) -> usize {
+        let next = self.tensors.len();
+        let n = *self.index.entry(Arc::as_ptr(t)).or_insert(next);
+        if n == next {
+            self.tensors.push(Arc::clone(t));
+        }
+        n
+    }
+}
+
+/// Prints `g` in full except that constants larger than `table` takes are written as
+/// `dense<extern N> : type`, entry `N` of `table` (added to it): the form an artifact stores,
+/// text for the graph and raw bytes for its weights.
+pub fn print_external(g: &Graph, table: &mut ConstTable) -> String {
+    let cell = RefCell::new(std::mem::take(table));
+    let mut out = String::new();
+    write_graph(&mut out, g, &PrintOptions::default(), Some(&cell), 0);
+    out.push('\n');
+    *table = cell.into_inner();
+    out
+}
+
 /// Prints `g` in full: the result parses back to `g`.
 pub fn print(g: &Graph) -> String {
     print_with(g, &PrintOptions::default())
@@ -41,7 +93,7 @@ pub fn print(g: &Graph) -> String {
 /// Prints `g` with the given options.
 pub fn print_with(g: &Graph, opts: &PrintOptions) -> String {
     let mut out = String::new();
-    write_graph(&mut out, g, opts, 0);
+    write_graph(&mut out, g, opts, None, 0);
     out.push('\n');
     out
 }
@@ -49,7 +101,13 @@ pub fn print_with(g: &Graph, opts: &PrintOptions) -> String {
 /// Appends `g` from `graph @name` to its closing `}` (no newline after it). Its nodes are
 /// indented `indent + 2` spaces and its closing brace `indent`: a nested graph (a fused body)
 /// is printed one level deeper than the node that holds it, its numbering its own.
-fn write_graph(out: &mut String, g: &Graph, opts: &PrintOptions, indent: usize) {
+fn write_graph(
+    out: &mut String,
+    g: &Graph,
+    opts: &PrintOptions,
+    table: Option<&RefCell<ConstTable>>,
+    indent: usize,
+) {
     // A graph with a cycle cannot be ordered; print it anyway (dumps of broken graphs are
     // what one debugs with), in insertion order, saying so: before the graph at top level,
     // as the first line of the body when nested (a comment there cannot swallow the header).
@@ -80,6 +138,7 @@ fn write_graph(out: &mut String, g: &Graph, opts: &PrintOptions, indent: usize) 
     let p = Printer {
         g,
         opts,
+        table,
         inputs,
         numbers,
         indent: indent + 2,
@@ -133,6 +192,8 @@ fn write_graph(out: &mut String, g: &Graph, opts: &PrintOptions, indent: usize) 
 struct Printer<'a> {
     g: &'a Graph,
     opts: &'a PrintOptions,
+    /// Where large constants go, when printing for an artifact.
+    table: Option<&'a RefCell<ConstTable>>,
     inputs: HashMap<NodeId, &'a str>,
     numbers: HashMap<NodeId, usize>,
     /// Spaces before each line of the graph's body.
@@ -238,14 +299,19 @@ impl Printer<'_> {
             AttrValue::Str(s) => write_quoted(out, s),
             AttrValue::DType(d) => out.push_str(d.name()),
             AttrValue::Tensor(t) => self.dense(out, t),
-            AttrValue::Graph(g) => write_graph(out, g, self.opts, self.indent),
+            AttrValue::Graph(g) => write_graph(out, g, self.opts, self.table, self.indent),
         }
     }
 
-    /// Appends `dense<payload> : type`.
-    fn dense(&self, out: &mut String, t: &Tensor) {
+    /// Appends `dense<payload> : type` (`dense<extern N>` for a constant the table takes).
+    fn dense(&self, out: &mut String, t: &Arc<Tensor>) {
         out.push_str("dense<");
-        crate::tensor_match!(t, a => payload(out, a, self.opts));
+        match self.table.map(RefCell::borrow_mut) {
+            Some(mut table) if t.size_bytes() > table.above_bytes => {
+                let _ = write!(out, "extern {}", table.entry(t));
+            }
+            _ => crate::tensor_match!(&**t, a => payload(out, a, self.opts)),
+        }
         out.push_str("> : ");
         write_type(out, &t.ty());
     }

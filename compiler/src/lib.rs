@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod artifact;
 pub mod import;
 
 pub use import::{

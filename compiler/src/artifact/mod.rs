@@ -1,0 +1,224 @@
+//! Compiled artifacts (`.lathe` files): what `lathe compile` writes and every command and
+//! [`Model::load`](../../lathe_runtime/struct.Model.html) read back without the importers and
+//! without optimizing again.
+//!
+//! An artifact holds a model's optimized specializations (one graph per input signature,
+//! every shape known, already through the pass pipeline) and, unless left out, the model's
+//! generic graph, specialized and optimized at run time for signatures it has no
+//! specialization for. Graphs are stored as IR text whose constants above
+//! [`WEIGHTS_ABOVE_BYTES`] are `dense<extern N>` references into one weights section (each
+//! tensor once, however many graphs use it, 64-byte aligned): see [`lathe_ir::text`].
+//!
+//! The container ([`container`]) is versioned and checksummed; reading refuses another format
+//! version, a truncated or damaged file, and a model whose contents need CPU features this
+//! machine lacks (the caller checks [`Meta::cpu_features`]), each with an error that says so.
+
+pub mod container;
+
+pub use container::is_artifact;
+
+use container::{Sections, Writer, ALIGN};
+use lathe_ir::text::{parse_with_constants, print_external, ConstTable};
+use lathe_ir::{DType, Graph, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// The artifact format this build writes and reads. Bump it on any change to what the
+/// sections hold or how they are laid out.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Constants of more bytes than this go to the weights section; smaller ones stay in the
+/// graph text (shapes, axes, scalars), where dumps show them.
+pub const WEIGHTS_ABOVE_BYTES: usize = 64;
+
+/// What an artifact says about itself (its `meta` section, JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// What wrote it: `lathe` and its version.
+    pub producer: String,
+    /// The model's name (its graph's).
+    pub model: String,
+    /// The file it was compiled from, as given to `lathe compile`.
+    pub source: String,
+    /// The pass pipeline its specializations went through, as text (`--passes` syntax); new
+    /// signatures are optimized with it too.
+    pub pipeline: String,
+    /// The backend the specializations were optimized for (fusion groups what it compiles).
+    pub backend: String,
+    /// CPU features its contents need (none while it holds IR only).
+    pub cpu_features: Vec<String>,
+    /// Each specialization's input signature, as text, in section order.
+    pub specializations: Vec<String>,
+}
+
+/// Where one weight lies in the weights section (the `weights.index` section is a JSON list
+/// of these, entry `N` being `dense<extern N>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct WeightEntry {
+    dtype: String,
+    dims: Vec<usize>,
+    offset: u64,
+    bytes: u64,
+}
+
+/// A compiled model, as stored.
+#[derive(Debug)]
+pub struct Artifact {
+    pub meta: Meta,
+    /// The model's graph as imported, for signatures without a specialization; `None` when
+    /// compiled without it (then other signatures are refused).
+    pub generic: Option<Graph>,
+    /// Optimized graphs, every shape known, one per signature (their inputs' types).
+    pub specializations: Vec<Graph>,
+}
+
+/// Why an artifact cannot be read.
+#[derive(Debug, Error)]
+pub enum ArtifactError {
+    /// Another format version: compiled by another Lathe.
+    #[error(
+        "it was written in artifact format version {found}, and this lathe reads version \
+         {expected}: compile the model again with this lathe"
+    )]
+    Version { found: u32, expected: u32 },
+    /// Damaged, truncated, or not an artifact.
+    #[error("it is damaged or not a Lathe artifact: {0}")]
+    Corrupt(String),
+    /// Its contents need CPU features this machine lacks.
+    #[error(
+        "it was compiled for CPU features this machine lacks ({missing}); compile it on (or \
+         for) this machine"
+    )]
+    CpuFeatures { missing: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// An artifact that could not be read, with its path.
+#[derive(Debug, Error)]
+#[error("`{}`: {source}", path.display())]
+pub struct ReadError {
+    pub path: PathBuf,
+    #[source]
+    pub source: ArtifactError,
+}
+
+impl Artifact {
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut table = ConstTable::new(WEIGHTS_ABOVE_BYTES);
+        let generic = self.generic.as_ref().map(|g| print_external(g, &mut table));
+        let specs: Vec<String> = (self.specializations.iter())
+            .map(|g| print_external(g, &mut table))
+            .collect();
+        let mut blob = Vec::new();
+        let mut index = Vec::with_capacity(table.tensors().len());
+        for t in table.tensors() {
+            blob.resize(blob.len().div_ceil(ALIGN) * ALIGN, 0);
+            let bytes = t.to_le_bytes();
+            index.push(WeightEntry {
+                dtype: t.dtype().name().to_string(),
+                dims: t.shape().to_vec(),
+                offset: blob.len() as u64,
+                bytes: bytes.len() as u64,
+            });
+            blob.extend_from_slice(&bytes);
+        }
+        let mut w = Writer::default();
+        w.section("meta", json(&self.meta));
+        w.section("weights.index", json(&index));
+        w.section("weights", blob);
+        if let Some(text) = generic {
+            w.section("generic", text.into_bytes());
+        }
+        for (i, text) in specs.into_iter().enumerate() {
+            w.section(format!("spec/{i}"), text.into_bytes());
+        }
+        w.finish(FORMAT_VERSION)
+    }
+
+    /// Writes the artifact to `path` (through a temporary file beside it, renamed into place,
+    /// so a reader never sees half a file).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let bytes = self.to_bytes();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads the artifact at `path`.
+    pub fn read(path: &Path) -> Result<Artifact, ReadError> {
+        let at = |source| ReadError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bytes = std::fs::read(path).map_err(|e| at(e.into()))?;
+        Artifact::from_bytes(&bytes).map_err(at)
+    }
+
+    /// Reads an artifact from its bytes, checking everything before it is trusted.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Artifact, ArtifactError> {
+        let s = Sections::parse(bytes, FORMAT_VERSION)?;
+        let meta: Meta = from_json(s.require("meta")?, "meta")?;
+        let index: Vec<WeightEntry> = from_json(s.require("weights.index")?, "weights.index")?;
+        let blob = s.require("weights")?;
+        let weights = index
+            .iter()
+            .enumerate()
+            .map(|(i, e)| weight(blob, i, e).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let graph = |name: &str, bytes: &[u8]| -> Result<Graph, ArtifactError> {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| ArtifactError::Corrupt(format!("section `{name}` is not UTF-8")))?;
+            parse_with_constants(text, &weights)
+                .map_err(|e| ArtifactError::Corrupt(format!("section `{name}`: {e}")))
+        };
+        let generic = match s.get("generic") {
+            Some(b) => Some(graph("generic", b)?),
+            None => None,
+        };
+        let specializations = (0..meta.specializations.len())
+            .map(|i| {
+                let name = format!("spec/{i}");
+                graph(&name, s.require(&name)?)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Artifact {
+            meta,
+            generic,
+            specializations,
+        })
+    }
+}
+
+/// Weight `i`, checked against the weights section before it is read.
+fn weight(blob: &[u8], i: usize, e: &WeightEntry) -> Result<Tensor, ArtifactError> {
+    let bad = |m: String| ArtifactError::Corrupt(format!("weight {i}: {m}"));
+    let dtype: DType = e.dtype.parse().map_err(|m: String| bad(m))?;
+    let size = (e.dims.iter())
+        .try_fold(dtype.size_bytes(), |n, &d| n.checked_mul(d))
+        .filter(|&n| n as u64 == e.bytes)
+        .ok_or_else(|| bad(format!("{} bytes do not fit {:?}", e.bytes, e.dims)))?;
+    let start = usize::try_from(e.offset).ok().filter(|&o| o <= blob.len());
+    let range = start
+        .and_then(|o| Some(o..o.checked_add(size)?))
+        .filter(|r| r.end <= blob.len())
+        .ok_or_else(|| bad(format!("{size} bytes at {} run past the weights", e.offset)))?;
+    Tensor::from_le_bytes(dtype, &e.dims, &blob[range]).map_err(bad)
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("plain data serializes")
+}
+
+fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8], section: &str) -> Result<T, ArtifactError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ArtifactError::Corrupt(format!("section `{section}`: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

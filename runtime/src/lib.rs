@@ -118,6 +118,13 @@ pub enum RunError {
         len: usize,
         max: usize,
     },
+    /// A compiled artifact that cannot be loaded: unreadable, of another format version,
+    /// damaged, or made for CPU features this machine lacks.
+    #[error("{}{source}", path.as_ref().map_or(String::new(), |p| format!("`{}`: ", p.display())))]
+    Artifact {
+        path: Option<std::path::PathBuf>,
+        source: lathe_compiler::artifact::ArtifactError,
+    },
     /// [`ModelOptions`] that cannot work.
     #[error("invalid model options: {0}")]
     Options(String),

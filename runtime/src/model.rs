@@ -7,6 +7,7 @@ use crate::cache::{lock, Caller, Lookup, SpecializationCache};
 use crate::cpu::ThreadPool;
 use crate::specialization::{Keep, Signature, Specialization};
 use crate::{Backend, RunError};
+use lathe_compiler::artifact::{Artifact, ArtifactError};
 use lathe_compiler::pipeline::{NoHooks, PassHooks, PassRecord, Pipeline};
 use lathe_compiler::specialize::{check_signature, SpecializeError};
 use lathe_compiler::{BoundImport, ImportError, SpecializedGraph};
@@ -73,13 +74,21 @@ pub struct ModelStats {
     pub compile_time: Duration,
 }
 
+/// A graph the caller gives [`Model::specialization`] to compile from.
+enum Given {
+    /// To specialize and optimize (the model's graph, given up by [`Model::for_signature`]).
+    Graph(Graph),
+    /// Already specialized to the signature and optimized (an artifact's).
+    Optimized(Graph),
+}
+
 /// What a model specializes new signatures from.
 enum Source {
     /// The graph as loaded.
     Graph(Graph),
-    /// Nothing: the model was compiled for this one signature ([`Model::for_signature`]) and
-    /// gave its graph up.
-    Only(Signature),
+    /// Nothing: the model was compiled for these signatures only ([`Model::for_signature`],
+    /// an artifact without its generic graph) and keeps no graph for others.
+    Only(Vec<Signature>),
     /// The model's source, imported again for each signature with the inputs it has values
     /// for bound ([`Model::from_import`]); `interface` holds the inputs only, to check calls
     /// against, and `needs` is the generic import's error, for callers without values.
@@ -243,11 +252,70 @@ impl Model {
     ) -> Result<Model, RunError> {
         let mut model = Model::with_options(graph, options)?;
         let signature = Signature::new(model.input_names.clone(), inputs.to_vec());
-        let graph = match std::mem::replace(&mut model.source, Source::Only(signature.clone())) {
+        let only = Source::Only(vec![signature.clone()]);
+        let graph = match std::mem::replace(&mut model.source, only) {
             Source::Graph(g) => Some(g),
             Source::Only(_) | Source::Import { .. } => None,
         };
-        model.specialization(signature, Caller::AheadOfTime, graph)?;
+        model.specialization(signature, Caller::AheadOfTime, graph.map(Given::Graph))?;
+        Ok(model)
+    }
+
+    /// Reads the compiled artifact at `path` (`lathe compile`'s `.lathe`) and loads it
+    /// ([`Model::from_artifact`]).
+    pub fn load(path: &std::path::Path, options: ModelOptions) -> Result<Model, RunError> {
+        let artifact = Artifact::read(path).map_err(|e| RunError::Artifact {
+            path: Some(e.path),
+            source: e.source,
+        })?;
+        Model::from_artifact(artifact, options)
+    }
+
+    /// Loads a compiled artifact: each specialization it holds is compiled for the backend
+    /// now, with no import and no passes (it was optimized when compiled), and the generic
+    /// graph, when it holds one, serves other signatures, optimized with the artifact's
+    /// pipeline (which replaces `options.opt_level` and `options.passes`). Without a generic
+    /// graph, other signatures are refused, naming those it has. An artifact whose contents
+    /// need CPU features this machine lacks is refused.
+    pub fn from_artifact(artifact: Artifact, mut options: ModelOptions) -> Result<Model, RunError> {
+        let Artifact {
+            meta,
+            generic,
+            specializations,
+        } = artifact;
+        let refuse = |source| RunError::Artifact { path: None, source };
+        crate::cpu::check_features(&meta.cpu_features).map_err(refuse)?;
+        options.passes = Some(meta.pipeline.clone());
+        options.cache_capacity = options.cache_capacity.max(specializations.len());
+        let signature_of = |g: &Graph| {
+            let names: Arc<[String]> = g.inputs().iter().map(|i| i.name.clone()).collect();
+            Signature::new(names, g.inputs().iter().map(|i| i.ty.clone()).collect())
+        };
+        let model = match (generic, specializations.first()) {
+            (Some(g), _) => Model::with_options(g, options)?,
+            (None, Some(first)) => {
+                let mut model = Model::with_options(first.clone(), options)?;
+                model.source = Source::Only(specializations.iter().map(signature_of).collect());
+                model
+            }
+            (None, None) => {
+                return Err(refuse(ArtifactError::Corrupt(
+                    "it holds neither a generic graph nor a specialization".to_string(),
+                )))
+            }
+        };
+        for g in specializations {
+            let names: Vec<&str> = g.inputs().iter().map(|i| i.name.as_str()).collect();
+            if names.iter().ne(model.input_names.iter()) {
+                return Err(refuse(ArtifactError::Corrupt(format!(
+                    "a specialization takes inputs ({}) other than the model's ({})",
+                    names.join(", "),
+                    model.input_names.join(", ")
+                ))));
+            }
+            let signature = signature_of(&g);
+            model.specialization(signature, Caller::AheadOfTime, Some(Given::Optimized(g)))?;
+        }
         Ok(model)
     }
 
@@ -384,7 +452,9 @@ impl Model {
             Source::Only(compiled) => Err(RunError::NotCompiledFor {
                 model: self.name.clone(),
                 signature: signature.to_string(),
-                compiled: compiled.to_string(),
+                compiled: (compiled.iter().map(ToString::to_string))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
             }),
             Source::Import { needs, .. } => Err(RunError::Import(needs.clone())),
         }
@@ -420,11 +490,11 @@ impl Model {
         &self,
         signature: Signature,
         caller: Caller,
-        owned: Option<Graph>,
+        owned: Option<Given>,
     ) -> Result<Arc<Specialization>, RunError> {
         let Lookup { slot, warning } = self.cache.lookup(&signature, caller, || {
             let graph = match &owned {
-                Some(g) => g,
+                Some(Given::Graph(g) | Given::Optimized(g)) => g,
                 None => self.declared(&signature)?,
             };
             Ok(check_signature(graph, signature.types())?)
@@ -437,21 +507,35 @@ impl Model {
             return Ok(spec.clone());
         }
         let graph = match owned {
-            Some(g) => Ok(Cow::Owned(g)),
-            None => self.graph_for(&signature),
+            Some(Given::Optimized(g)) => Err(g),
+            Some(Given::Graph(g)) => Ok(Ok(Cow::Owned(g))),
+            None => Ok(self.graph_for(&signature)),
         };
-        let compiled = graph.and_then(|graph| {
-            Specialization::compile(
-                graph,
-                signature.clone(),
-                &self.pipeline,
-                &mut NoHooks,
-                self.options.backend,
-                self.pool.as_ref(),
-                self.cache.weights(),
-                Keep::PlanOnly,
-            )
-        });
+        let compiled = graph.map_or_else(
+            |optimized| {
+                Specialization::from_optimized(
+                    optimized,
+                    signature.clone(),
+                    self.options.backend,
+                    self.pool.as_ref(),
+                    self.cache.weights(),
+                )
+            },
+            |graph| {
+                graph.and_then(|graph| {
+                    Specialization::compile(
+                        graph,
+                        signature.clone(),
+                        &self.pipeline,
+                        &mut NoHooks,
+                        self.options.backend,
+                        self.pool.as_ref(),
+                        self.cache.weights(),
+                        Keep::PlanOnly,
+                    )
+                })
+            },
+        );
         match compiled {
             Ok(spec) => {
                 let spec = Arc::new(spec);

@@ -200,6 +200,46 @@ impl Specialization {
         let _enter = span.enter();
         let start = Instant::now();
         let (g, passes) = optimize_for(graph, &signature, pipeline, hooks)?;
+        Specialization::finish(g, signature, passes, start, backend, pool, weights, keep)
+    }
+
+    /// Compiles `graph`, already specialized to `signature` and optimized (a compiled
+    /// artifact's), for `backend`: no passes run. Its inputs' types must be the signature's.
+    pub(crate) fn from_optimized(
+        graph: Graph,
+        signature: Signature,
+        backend: Backend,
+        pool: Option<&Arc<ThreadPool>>,
+        weights: &WeightPool,
+    ) -> Result<Specialization, RunError> {
+        let span = tracing::info_span!("load_specialization", model = %graph.name, %signature);
+        let _enter = span.enter();
+        let start = Instant::now();
+        let g = SpecializedGraph::new(graph)?;
+        Specialization::finish(
+            g,
+            signature,
+            Vec::new(),
+            start,
+            backend,
+            pool,
+            weights,
+            Keep::PlanOnly,
+        )
+    }
+
+    /// Compiles the optimized graph `g` for `backend`; `passes` made it, from `start` on.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        g: SpecializedGraph,
+        signature: Signature,
+        passes: Vec<PassRecord>,
+        start: Instant,
+        backend: Backend,
+        pool: Option<&Arc<ThreadPool>>,
+        weights: &WeightPool,
+        keep: Keep,
+    ) -> Result<Specialization, RunError> {
         // Weights the passes derived (a folded batch norm's filter) that an earlier
         // specialization already holds are shared, not kept twice. Swapping a constant for an
         // equal one keeps every shape known; `SpecializedGraph::new` checks it again.

@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Run a model on inputs from .npy files and print or save its outputs.
     Run(cmd::run::RunArgs),
+    /// Compile a model ahead of time for the signatures it will be called with into a `.lathe`
+    /// artifact that every command and the runtime load without importing or optimizing again
+    Compile(cmd::compile::CompileArgs),
     /// Print a model's IR as text.
     Dump(cmd::dump::DumpArgs),
     /// Show a model's inputs, outputs, op histogram and parameter counts.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a),
+        Command::Compile(a) => cmd::compile::run(a),
         Command::Dump(a) => cmd::dump::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Bench(a) => cmd::bench::run(a),

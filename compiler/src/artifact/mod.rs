@@ -63,8 +63,8 @@ struct WeightEntry {
     bytes: u64,
 }
 
-/// A compiled model, as stored.
-#[derive(Debug)]
+/// A compiled model, as stored. Cloning shares the weights.
+#[derive(Clone, Debug)]
 pub struct Artifact {
     pub meta: Meta,
     /// The model's graph as imported, for signatures without a specialization; `None` when

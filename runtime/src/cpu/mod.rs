@@ -24,6 +24,7 @@ pub mod capability;
 pub mod codegen;
 mod error;
 mod exec;
+mod features;
 mod lower;
 pub mod matmul;
 pub mod memory;
@@ -34,6 +35,7 @@ pub mod threads;
 
 pub use capability::{op_native, CpuCapabilities};
 pub use error::CpuError;
+pub use features::{check_features, has_feature};
 pub use plan::PlanStats;
 pub use threads::ThreadPool;
 

@@ -7,9 +7,11 @@
 //! from it. `--generic` optimizes the graph as imported instead, symbolic dims and all.
 
 use super::opt::OptArgs;
+use super::source;
 use crate::inputs::read_inputs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use lathe_compiler::artifact::Artifact;
 use lathe_compiler::pipeline::{PassHooks, PassRecord};
 use lathe_ir::dot::{render_svg, to_dot, DotOptions};
 use lathe_ir::text::{print_with, PrintOptions};
@@ -221,6 +223,18 @@ pub fn run(args: DumpArgs) -> Result<()> {
         out: Vec::new(),
         error: None,
     };
+    if let Some(a) = args.model.artifact()? {
+        if let Some(dumped) = stored(&args, a)? {
+            let mut stdout = std::io::stdout().lock();
+            match dumped {
+                Dumped::Graph(g) => write!(stdout, "{}", renderer.render(&g)?)?,
+                Dumped::Plan(text) => write!(stdout, "{text}")?,
+            }
+            return Ok(());
+        }
+        // A signature the artifact has no specialization for: optimized now from its generic
+        // graph, as the runtime would, passes and hooks included.
+    }
     let result = if args.generic {
         let mut graph = graph;
         if pipeline.steps.is_empty() {
@@ -255,6 +269,59 @@ pub fn run(args: DumpArgs) -> Result<()> {
 enum Dumped {
     Graph(Graph),
     Plan(String),
+}
+
+/// What an artifact stores for the arguments: its generic graph (`--generic`), or its
+/// specialization for the signature they give, as optimized when it was compiled (or its CPU
+/// plan, compiled from it with no passes). `None` when it has no specialization for that
+/// signature but a generic graph to optimize. Flags that watch passes are refused: the stored
+/// graphs went through them at compile time.
+fn stored(args: &DumpArgs, a: Artifact) -> Result<Option<Dumped>> {
+    if args.print_ir_after_all
+        || args.print_ir_after.is_some()
+        || args.print_ir_before.is_some()
+        || args.dump_dir.is_some()
+    {
+        bail!(
+            "the artifact's graphs were optimized when it was compiled; to watch the passes, dump \
+             the model it was compiled from ({})",
+            a.meta.source
+        );
+    }
+    if args.generic {
+        let g = a
+            .generic
+            .context("the artifact was compiled without its generic graph")?;
+        return Ok(Some(Dumped::Graph(g)));
+    }
+    let declared = source::Loaded::Artifact(a.clone()).declared().clone();
+    let types = signature(&declared, &args.inputs, &args.shapes)?;
+    let found =
+        (a.specializations.iter()).position(|g| g.inputs().iter().map(|i| &i.ty).eq(types.iter()));
+    let Some(k) = found else {
+        if a.generic.is_some() {
+            return Ok(None);
+        }
+        bail!(
+            "the artifact has no specialization for {} (it has {}) and no generic graph",
+            super::describe_signature(&declared, &types),
+            a.meta.specializations.join(", ")
+        );
+    };
+    if args.format != Format::Plan {
+        return Ok(Some(Dumped::Graph(a.specializations[k].clone())));
+    }
+    let name = declared.name.clone();
+    let model = Model::from_artifact(
+        a,
+        ModelOptions {
+            threads: Some(1),
+            ..ModelOptions::default()
+        },
+    )?;
+    let spec = model.specialize_for(&types)?;
+    let plan = spec.cpu_plan().context("no cpu plan was compiled")?;
+    Ok(Some(Dumped::Plan(plan.print(&name))))
 }
 
 /// Specializes `graph` to the signature the arguments give and optimizes it as the runtime
@@ -300,26 +367,7 @@ fn signature(g: &Graph, inputs: &[String], shapes: &[String]) -> Result<Vec<Tens
         }
     }
     for s in shapes {
-        let (name, dims) = match s.split_once('=') {
-            Some((n, d)) => (n.to_string(), d),
-            None if g.inputs().len() == 1 => (g.inputs()[0].name.clone(), s.as_str()),
-            None => bail!("--shape {s}: name the input (NAME=DIMS); the model has several"),
-        };
-        let i = g
-            .inputs()
-            .iter()
-            .position(|d| d.name == name)
-            .ok_or_else(|| anyhow::anyhow!("--shape {s}: the model has no input named `{name}`"))?;
-        let dims: Vec<usize> = if dims.trim().is_empty() {
-            vec![]
-        } else {
-            dims.split(',')
-                .map(|d| d.trim().parse::<usize>())
-                .collect::<Result<_, _>>()
-                .map_err(|_| {
-                    anyhow::anyhow!("--shape {s}: dims must be numbers like 1,224,224,3")
-                })?
-        };
+        let (i, dims) = super::parse_shape(g, s)?;
         types[i] = TensorType::known(g.inputs()[i].ty.dtype, &dims);
     }
     Ok(types)

@@ -27,50 +27,75 @@ pub struct InspectArgs {
 
 /// Runs `lathe inspect`.
 pub fn run(args: InspectArgs) -> Result<()> {
-    let g = args.model.load()?;
-    let saved = if lathe_compiler::ModelFormat::detect(&args.model.model)?
-        == lathe_compiler::ModelFormat::SavedModel
-    {
+    let artifact = args.model.artifact()?;
+    let format = match &artifact {
+        Some(_) => None,
+        None => Some(lathe_compiler::ModelFormat::detect(&args.model.model)?),
+    };
+    let g = match &artifact {
+        Some(a) => super::source::Loaded::Artifact(a.clone())
+            .declared()
+            .clone(),
+        None => args.model.load()?,
+    };
+    let saved = if format == Some(lathe_compiler::ModelFormat::SavedModel) {
         Some(describe(&args.model.model, args.model.tag.as_deref())?)
     } else {
         None
     };
-    let onnx = if lathe_compiler::ModelFormat::detect(&args.model.model)?
-        == lathe_compiler::ModelFormat::Onnx
-    {
+    let onnx = if format == Some(lathe_compiler::ModelFormat::Onnx) {
         Some(lathe_compiler::import::onnx::model_info(&args.model.model)?)
     } else {
         None
     };
-    let types = super::declared_signature(&g);
+    // An artifact's first specialization, else the declared types with unknown dims as 1.
+    let stored = artifact.as_ref().and_then(|a| a.specializations.first());
+    let types = match stored {
+        Some(s) => s.inputs().iter().map(|i| i.ty.clone()).collect(),
+        None => super::declared_signature(&g),
+    };
     let options = args.opt.model_options(ModelOptions {
         backend: Backend::Cpu,
         threads: Some(1),
         ..ModelOptions::default()
     })?;
-    let model = Model::with_options(g.clone(), options)?;
     let signature = super::describe_signature(&g, &types);
+    let stored_report = match (&artifact, stored) {
+        (Some(a), Some(optimized)) => {
+            // The stored specialization, compiled with no passes, as `run` loads it.
+            let model = Model::from_artifact(a.clone(), options.clone())?;
+            let spec = model.specialize_for(&types)?;
+            let mut r = Report::of(&g, optimized, Vec::new());
+            r.plan = Some(PlanReport::of(&spec, signature.clone()));
+            Some(r)
+        }
+        _ => None,
+    };
+    let model = Model::with_options(g.clone(), options)?;
     // What `lathe run` executes for these shapes: the specialization, optimized and compiled
     // once. When the CPU compile fails, the optimized graph is still reported, with the error.
-    let report = match model.compile_uncached(&types, &mut NoHooks) {
-        Ok(spec) => {
-            let optimized = spec
-                .graph()
-                .ok_or_else(|| anyhow::anyhow!("the specialization kept no graph"))?;
-            let mut r = Report::of(&g, optimized, spec.passes().to_vec());
-            r.plan = Some(PlanReport::of(&spec, signature));
-            r
-        }
-        Err(e) => {
-            let (optimized, passes) = model.optimized_graph(&types, &mut NoHooks)?;
-            let mut r = Report::of(&g, optimized.graph(), passes);
-            r.plan = Some(PlanReport {
-                signature,
-                stats: Err(e.to_string()),
-                interpreted: vec![],
-            });
-            r
-        }
+    let report = match stored_report {
+        Some(r) => r,
+        None => match model.compile_uncached(&types, &mut NoHooks) {
+            Ok(spec) => {
+                let optimized = spec
+                    .graph()
+                    .ok_or_else(|| anyhow::anyhow!("the specialization kept no graph"))?;
+                let mut r = Report::of(&g, optimized, spec.passes().to_vec());
+                r.plan = Some(PlanReport::of(&spec, signature));
+                r
+            }
+            Err(e) => {
+                let (optimized, passes) = model.optimized_graph(&types, &mut NoHooks)?;
+                let mut r = Report::of(&g, optimized.graph(), passes);
+                r.plan = Some(PlanReport {
+                    signature,
+                    stats: Err(e.to_string()),
+                    interpreted: vec![],
+                });
+                r
+            }
+        },
     };
     let loaded = args
         .model
@@ -79,6 +104,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .unwrap_or(saved_model::DEFAULT_SIGNATURE);
     if args.json {
         let mut j = report.to_json();
+        if let Some(a) = &artifact {
+            j["artifact"] = json!({
+                "format_version": lathe_compiler::artifact::FORMAT_VERSION,
+                "meta": a.meta,
+                "generic": a.generic.is_some(),
+            });
+        }
         if let Some(info) = &saved {
             j["saved_model"] = saved_model_json(info, loaded);
         }
@@ -97,6 +129,23 @@ pub fn run(args: InspectArgs) -> Result<()> {
         }
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
+        if let Some(a) = &artifact {
+            println!(
+                "artifact: format {} by {}, compiled from {} with `{}`; {} specialization(s): {}; \
+                 generic graph {}",
+                lathe_compiler::artifact::FORMAT_VERSION,
+                a.meta.producer,
+                a.meta.source,
+                a.meta.pipeline,
+                a.meta.specializations.len(),
+                a.meta.specializations.join(", "),
+                if a.generic.is_some() {
+                    "kept"
+                } else {
+                    "left out"
+                }
+            );
+        }
         if let Some(info) = &saved {
             print!("{}", saved_model_text(info, loaded));
         }

@@ -3,17 +3,19 @@
 
 use anyhow::Result;
 use clap::Args;
+use lathe_compiler::artifact::{is_artifact, Artifact};
 use lathe_compiler::{BoundImport, ImportError, LoadOptions, ModelFile, NeedsValues};
 use lathe_ir::{Graph, TensorType};
 use lathe_runtime::{Model, ModelOptions, RunError};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Which model to load.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// The model: a SavedModel directory, a frozen GraphDef `.pb`, an ONNX model `.onnx` or Lathe IR text `.lir` (the
-    /// format is told from the content: a directory holding `saved_model.pb` is a SavedModel)
+    /// The model: a SavedModel directory, a frozen GraphDef `.pb`, an ONNX model `.onnx`, Lathe IR text `.lir` or an
+    /// artifact of `lathe compile` `.lathe` (the format is told from the content: a directory holding `saved_model.pb` is a SavedModel)
     pub model: PathBuf,
     /// SavedModel: the tag of the MetaGraphDef to load [default: serve]
     #[arg(long, value_name = "TAG")]
@@ -37,16 +39,35 @@ impl ModelArgs {
         }
     }
 
-    /// Loads the model's graph. A model that can only be imported with input values
-    /// (see [`Loaded`]) is the importer's error, which names those inputs.
+    /// Loads the model's graph: an artifact's generic graph (or, compiled without it, its
+    /// first specialization). A model that can only be imported with input values (see
+    /// [`Loaded`]) is the importer's error, which names those inputs.
     pub fn load(&self) -> Result<Graph> {
+        if let Some(a) = self.artifact()? {
+            return Ok(Loaded::Artifact(a).declared().clone());
+        }
         Ok(self.file().import(&[])?)
     }
 
-    /// Loads the model to run it: its graph, or the file to import once per value of the
-    /// inputs the importer needs.
+    /// Loads the model to run it: an artifact, its graph, or the file to import once per
+    /// value of the inputs the importer needs.
     pub fn load_to_run(&self) -> Result<Loaded> {
+        if let Some(a) = self.artifact()? {
+            return Ok(Loaded::Artifact(a));
+        }
         Ok(Loaded::new(self.file())?)
+    }
+
+    /// The model as a compiled artifact, when it is one (told by its first bytes).
+    pub fn artifact(&self) -> Result<Option<Artifact>> {
+        let mut head = [0u8; 8];
+        let is_artifact = std::fs::File::open(&self.model)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok_and(|()| is_artifact(&head));
+        if !is_artifact {
+            return Ok(None);
+        }
+        Ok(Some(Artifact::read(&self.model)?))
     }
 }
 
@@ -55,6 +76,8 @@ impl ModelArgs {
 /// them ([`Model::per_value`]).
 pub enum Loaded {
     Graph(Graph),
+    /// A compiled artifact: its specializations compile without passes when the model is made.
+    Artifact(Artifact),
     PerValue {
         file: Arc<ModelFile>,
         /// The model's inputs (a graph with no nodes).
@@ -84,6 +107,10 @@ impl Loaded {
     pub fn declared(&self) -> &Graph {
         match self {
             Loaded::Graph(g) => g,
+            Loaded::Artifact(a) => match (&a.generic, a.specializations.first()) {
+                (Some(g), _) | (None, Some(g)) => g,
+                (None, None) => unreachable!("reading refuses an artifact with no graph"),
+            },
             Loaded::PerValue { interface, .. } => interface,
         }
     }
@@ -91,7 +118,7 @@ impl Loaded {
     /// Which inputs the importer needs the values of (none for a graph).
     pub fn needed_inputs(&self) -> &[String] {
         match self {
-            Loaded::Graph(_) => &[],
+            Loaded::Graph(_) | Loaded::Artifact(_) => &[],
             Loaded::PerValue { needs, .. } => needs
                 .needs_values
                 .as_deref()
@@ -103,6 +130,7 @@ impl Loaded {
     pub fn model(&self, options: ModelOptions) -> Result<Model, RunError> {
         match self {
             Loaded::Graph(g) => Model::with_options(g.clone(), options),
+            Loaded::Artifact(a) => Model::from_artifact(a.clone(), options),
             Loaded::PerValue { file, needs, .. } => {
                 Model::per_value(file.clone(), needs.clone(), options)
             }
@@ -115,6 +143,7 @@ impl Loaded {
     pub fn into_model_for(self, options: ModelOptions, types: &[TensorType]) -> Result<Model> {
         Ok(match self {
             Loaded::Graph(g) => Model::for_signature(g, options, types)?,
+            Loaded::Artifact(a) => Model::from_artifact(a, options)?,
             Loaded::PerValue { file, needs, .. } => Model::per_value(file, needs, options)?,
         })
     }

@@ -920,3 +920,63 @@ fn run_and_inspect_take_a_saved_model_directory_and_its_signatures() {
         "{e}"
     );
 }
+
+#[test]
+fn compiled_artifact_runs_like_its_source_and_bad_ones_are_one_line_errors() {
+    let f = Fixture::open("mlp_tiny");
+    let dir = TempDir::new("cli-compile");
+    let art = dir.path().join("model.lathe");
+    let text = success(&lathe(&[
+        "compile",
+        path_str(&f.model_path()),
+        "-o",
+        path_str(&art),
+    ]));
+    assert!(
+        text.contains("1 specialization (x: f32[1,16]) + the generic graph"),
+        "{text}"
+    );
+    let (src, out) = (dir.path().join("src"), dir.path().join("art"));
+    let input = path_str(&input_file(&f, 0)).to_string();
+    for (model, to) in [(&f.model_path(), &src), (&art, &out)] {
+        success(&lathe(&[
+            "run",
+            path_str(model),
+            "-i",
+            &input,
+            "--output-dir",
+            path_str(to),
+        ]));
+    }
+    let file = "Identity_0.npy";
+    bit_identical(&read_npy(&out.join(file)), &read_npy(&src.join(file))).unwrap();
+    let text = success(&lathe(&["inspect", path_str(&art)]));
+    assert!(text.starts_with("artifact: format 1"), "{text}");
+    let text = success(&lathe(&["dump", path_str(&art), "--format", "plan"]));
+    assert!(text.starts_with("cpu plan @"), "{text}");
+
+    // Truncated, damaged, or unknown shapes: one line naming the file or the flag.
+    let bytes = std::fs::read(&art).unwrap();
+    let cut = dir.path().join("cut.lathe");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let e = one_line_error(&lathe(&["run", path_str(&cut), "-i", &input]));
+    assert!(e.contains("cut.lathe") && e.contains("truncated"), "{e}");
+    let mut damaged = bytes.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 1;
+    std::fs::write(&cut, &damaged).unwrap();
+    let e = one_line_error(&lathe(&["inspect", path_str(&cut)]));
+    assert!(e.contains("cut.lathe") && e.contains("checksum"), "{e}");
+    let e = one_line_error(&lathe(&[
+        "compile",
+        path_str(&f.model_path()),
+        "-o",
+        path_str(&cut),
+        "--shape",
+        "y=1,2",
+    ]));
+    assert!(
+        e.contains("--shape y=1,2") && e.contains("no input named `y`"),
+        "{e}"
+    );
+}

@@ -91,7 +91,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
         if described.is_empty() {
             String::new()
         } else {
-            format!(" ({})", described.join(", "))
+            format!(" {}", described.join(", "))
         } + if args.no_generic {
             ""
         } else {

@@ -954,6 +954,21 @@ fn compiled_artifact_runs_like_its_source_and_bad_ones_are_one_line_errors() {
     assert!(text.starts_with("artifact: format 1"), "{text}");
     let text = success(&lathe(&["dump", path_str(&art), "--format", "plan"]));
     assert!(text.starts_with("cpu plan @"), "{text}");
+    // Load-to-first-result in a fresh process (timed, never asserted on).
+    let text = success(&lathe(&[
+        "bench",
+        path_str(&art),
+        "--cold",
+        "2",
+        "-i",
+        &input,
+        "--json",
+    ]));
+    let cold: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(cold["rounds"], 2, "{text}");
+    for key in ["load_ms", "first_run_ms", "process_ms"] {
+        assert!(cold[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {text}");
+    }
 
     // Truncated, damaged, or unknown shapes: one line naming the file or the flag.
     let bytes = std::fs::read(&art).unwrap();

@@ -45,6 +45,13 @@ pub struct BenchArgs {
     /// (cpu backend; on stderr).
     #[arg(long)]
     pub profile: bool,
+    /// Instead of steady-state latency, time load-to-first-result in N fresh processes
+    /// (default 5): reading (or importing) the model, compiling it, and its first call.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "5")]
+    pub cold: Option<usize>,
+    /// Internal: one fresh process of `--cold`.
+    #[arg(long, hide = true)]
+    pub cold_child: bool,
     #[command(flatten)]
     pub opt: OptArgs,
 }
@@ -91,6 +98,12 @@ const MAX_RUNS: usize = 2000;
 
 /// Runs `lathe bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.cold_child {
+        return super::cold::child(&args);
+    }
+    if let Some(rounds) = args.cold {
+        return super::cold::parent(&args, rounds.max(1));
+    }
     let loaded = args.model.load_to_run()?;
     let graph = loaded.declared();
     let graph_inputs: Vec<String> = graph.inputs().iter().map(|i| i.name.clone()).collect();

@@ -1,6 +1,7 @@
 //! One module per `lathe` subcommand.
 
 pub mod bench;
+pub mod cold;
 pub mod compile;
 pub mod conformance;
 pub mod dump;

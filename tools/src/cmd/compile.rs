@@ -6,12 +6,13 @@ use super::opt::OptArgs;
 use super::source::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use lathe_compiler::artifact::{Artifact, Meta};
 use lathe_compiler::pipeline::NoHooks;
 use lathe_ir::{Graph, TensorType};
 use lathe_runtime::{Model, ModelOptions};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Arguments of `lathe compile`.
 #[derive(Args)]
@@ -37,8 +38,20 @@ pub struct CompileArgs {
 /// Runs `lathe compile`.
 pub fn run(args: CompileArgs) -> Result<()> {
     let start = Instant::now();
+    // On a terminal, a bar through the steps (import, each specialization, writing); nothing
+    // is drawn when stderr is not one.
+    let bar = ProgressBar::new_spinner()
+        .with_message(format!("importing {}", args.model.model.display()));
+    bar.enable_steady_tick(Duration::from_millis(120));
     let graph = args.model.load()?;
     let signatures = signatures(&graph, &args.shapes)?;
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>3} [{bar:24}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_length(signatures.len() as u64 + 2);
+    bar.set_position(1);
     if signatures.is_empty() && args.no_generic {
         bail!(
             "nothing to compile: the model's inputs have unknown dimensions ({}), so give \
@@ -60,11 +73,17 @@ pub fn run(args: CompileArgs) -> Result<()> {
     for types in &signatures {
         let generic = model.graph().expect("a model loaded from a graph keeps it");
         described.push(super::describe_signature(generic, types));
+        bar.set_message(format!(
+            "optimizing for {}",
+            described.last().expect("pushed")
+        ));
         let (g, _) = model
             .optimized_graph(types, &mut NoHooks)
             .with_context(|| format!("compiling for {}", described.last().expect("pushed")))?;
         specializations.push(g.into_graph());
+        bar.inc(1);
     }
+    bar.set_message(format!("writing {}", args.output.display()));
     let generic = model.graph().expect("kept").clone();
     let artifact = Artifact {
         meta: Meta {
@@ -82,6 +101,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
     artifact
         .write(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
+    bar.finish_and_clear();
     let size = std::fs::metadata(&args.output)?.len();
     println!(
         "{}: {} specialization{}{}, {}, in {:.0} ms",

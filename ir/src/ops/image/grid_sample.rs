@@ -184,7 +184,10 @@ impl GridSample {
             strides[i] = strides[i + 1] * self.in_dims[i + 1];
         }
         let mut axes: Vec<Vec<Tap>> = vec![Vec::with_capacity(4); k];
+        // The cell's taps, and the partial products `cross` builds them from: both kept
+        // across cells so that no cell allocates.
         let mut taps: Vec<(usize, f64)> = Vec::new();
+        let mut partial: Vec<(usize, f64)> = Vec::new();
         for n in 0..self.batch {
             for o in 0..self.out_cells {
                 let g = &grid[(n * self.out_cells + o) * k..][..k];
@@ -193,7 +196,7 @@ impl GridSample {
                     let coord = g[k - 1 - i].to_f64();
                     self.axis_taps(coord, self.in_dims[i], axis);
                 }
-                cross(&axes, &strides, &mut taps);
+                cross(&axes, &strides, &mut taps, &mut partial);
                 for c in 0..self.channels {
                     let plane = &x[(n * self.channels + c) * in_size..][..in_size];
                     let sum: f64 = taps.iter().map(|&(p, w)| w * plane[p].to_f64()).sum();
@@ -261,13 +264,20 @@ impl GridSample {
 }
 
 /// Every combination of one tap per axis, as (offset, product of weights); combinations
-/// with a zero tap are left out.
-fn cross(axes: &[Vec<Tap>], strides: &[usize], out: &mut Vec<(usize, f64)>) {
+/// with a zero tap are left out. `prev` is scratch: it holds the previous axes' products
+/// while `out` is rebuilt, and both keep their capacity for the next call.
+fn cross(
+    axes: &[Vec<Tap>],
+    strides: &[usize],
+    out: &mut Vec<(usize, f64)>,
+    prev: &mut Vec<(usize, f64)>,
+) {
     out.clear();
     out.push((0, 1.0));
     for (axis, &stride) in axes.iter().zip(strides) {
-        let prev = std::mem::take(out);
-        for &(off, w) in &prev {
+        std::mem::swap(out, prev);
+        out.clear();
+        for &(off, w) in prev.iter() {
             for &(p, tw) in axis {
                 if let Some(p) = p {
                     out.push((off + p * stride, w * tw));

@@ -8,7 +8,7 @@ use lathe_ir::ops::linalg::dft::Dft as Transform;
 use lathe_ir::{DType, Elem, Op, TensorType};
 
 /// One `dft` node on a known input shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Dft {
     pub dtype: DType,
     pub transform: Transform,

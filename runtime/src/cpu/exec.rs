@@ -377,14 +377,12 @@ impl Frame {
             Kernel::Det { kernel, x, out } => {
                 // SAFETY: the buffers have the kernel's dtype and shapes (built from their
                 // types); `x` is only read and `out` is a distinct buffer.
-                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) };
-                Ok(())
+                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) }
             }
             Kernel::Dft { kernel, x, out } => {
                 // SAFETY: as for `Det`: the buffers have the kernel's dtype and shapes, `x` is
                 // only read and `out` is a distinct buffer.
-                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) };
-                Ok(())
+                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) }
             }
             Kernel::ArgMax { kernel, x, out } => {
                 if let Some(e) = kernel.fault() {

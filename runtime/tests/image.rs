@@ -5,6 +5,7 @@
 mod common;
 
 use common::{check, check_fault};
+use lathe_ir::ops::{SampleMode, SamplePadding};
 use lathe_ir::{DType, Op, Tensor};
 
 /// Values spread over `[-lo, hi)` with a fixed pattern.
@@ -26,12 +27,12 @@ fn grid_sample_matches_the_interpreter() {
             let x = values(dtype, &x_dims, 10.0, 5.0);
             // Coordinates past both edges, so every padding mode has work.
             let grid = values(dtype, &grid_dims, 3.0, 1.5);
-            for mode in ["nearest", "linear", "cubic"] {
-                for padding in ["zeros", "border", "reflection"] {
+            for mode in SampleMode::ALL {
+                for padding_mode in SamplePadding::ALL {
                     for align_corners in [false, true] {
                         let op = Op::GridSample {
-                            mode: mode.into(),
-                            padding_mode: padding.into(),
+                            mode,
+                            padding_mode,
                             align_corners,
                         };
                         check(op, &[x.clone(), grid.clone()]);

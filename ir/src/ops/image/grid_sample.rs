@@ -16,47 +16,67 @@ use crate::ops::common::expect_arity;
 use crate::ops::{Op, OpResult};
 use crate::{Dim, Elem, Shape, Tensor, TensorType};
 
-/// How `grid_sample` interpolates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How `grid_sample` interpolates (its `mode` attribute).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SampleMode {
+    /// The pixel at the coordinate rounded half to even.
     Nearest,
+    /// The 2 neighbours on each axis.
     Linear,
+    /// The 4 neighbours on each axis (Keys' kernel, `a = -0.75`).
     Cubic,
 }
 
-/// What `grid_sample` reads outside the image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SamplePadding {
-    Zeros,
-    Border,
-    Reflection,
-}
-
 impl SampleMode {
-    /// The mode spelled `s` (the IR's names, which are ONNX's from opset 20).
-    pub fn parse(s: &str) -> OpResult<SampleMode> {
-        match s {
-            "nearest" => Ok(SampleMode::Nearest),
-            "linear" => Ok(SampleMode::Linear),
-            "cubic" => Ok(SampleMode::Cubic),
-            _ => Err(format!(
-                "grid_sample: mode `{s}` is not one of nearest, linear, cubic"
-            )),
+    /// Every mode, in declaration order.
+    pub const ALL: [SampleMode; 3] = [SampleMode::Nearest, SampleMode::Linear, SampleMode::Cubic];
+
+    /// The text-format spelling (ONNX's from opset 20).
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleMode::Nearest => "nearest",
+            SampleMode::Linear => "linear",
+            SampleMode::Cubic => "cubic",
         }
+    }
+
+    /// The mode spelled `name` in the text format.
+    pub fn parse(name: &str) -> Option<SampleMode> {
+        SampleMode::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
+/// What `grid_sample` reads outside the image (its `padding_mode` attribute).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SamplePadding {
+    /// Zeros.
+    Zeros,
+    /// The edge pixel.
+    Border,
+    /// The pixel's mirror image at the edges.
+    Reflection,
+}
+
 impl SamplePadding {
-    /// The padding mode spelled `s`.
-    pub fn parse(s: &str) -> OpResult<SamplePadding> {
-        match s {
-            "zeros" => Ok(SamplePadding::Zeros),
-            "border" => Ok(SamplePadding::Border),
-            "reflection" => Ok(SamplePadding::Reflection),
-            _ => Err(format!(
-                "grid_sample: padding_mode `{s}` is not one of zeros, border, reflection"
-            )),
+    /// Every padding mode, in declaration order.
+    pub const ALL: [SamplePadding; 3] = [
+        SamplePadding::Zeros,
+        SamplePadding::Border,
+        SamplePadding::Reflection,
+    ];
+
+    /// The text-format spelling (ONNX's).
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplePadding::Zeros => "zeros",
+            SamplePadding::Border => "border",
+            SamplePadding::Reflection => "reflection",
         }
+    }
+
+    /// The padding mode spelled `name` in the text format.
+    pub fn parse(name: &str) -> Option<SamplePadding> {
+        SamplePadding::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
@@ -74,22 +94,8 @@ pub struct GridSample {
     pub out_cells: usize,
 }
 
-fn attrs(op: &Op) -> (&str, &str, bool) {
-    match op {
-        Op::GridSample {
-            mode,
-            padding_mode,
-            align_corners,
-        } => (mode.as_str(), padding_mode.as_str(), *align_corners),
-        _ => unreachable!("{op:?} is not grid_sample"),
-    }
-}
-
-pub(super) fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
+pub(super) fn infer(inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
     expect_arity("grid_sample", inputs, 2)?;
-    let (mode, padding, _) = attrs(op);
-    SampleMode::parse(mode)?;
-    SamplePadding::parse(padding)?;
     let (x, grid) = (&inputs[0], &inputs[1]);
     let r = x.rank();
     if r < 3 {
@@ -137,7 +143,14 @@ impl GridSample {
     /// The geometry of `op` (a `grid_sample`) on an input of `x` dims and a grid of `grid`
     /// dims, checked as `infer` checks them.
     pub fn new(op: &Op, x: &[usize], grid: &[usize]) -> OpResult<GridSample> {
-        let (mode, padding, align_corners) = attrs(op);
+        let &Op::GridSample {
+            mode,
+            padding_mode,
+            align_corners,
+        } = op
+        else {
+            unreachable!("{op:?} is not grid_sample")
+        };
         let r = x.len();
         if r < 3 || grid.len() != r || grid[0] != x[0] || grid[r - 1] != r - 2 {
             return Err(format!(
@@ -145,8 +158,8 @@ impl GridSample {
             ));
         }
         Ok(GridSample {
-            mode: SampleMode::parse(mode)?,
-            padding: SamplePadding::parse(padding)?,
+            mode,
+            padding: padding_mode,
             align_corners,
             batch: x[0],
             channels: x[1],
@@ -323,12 +336,13 @@ fn cubic_weights(t: f64) -> [f64; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::AttrValue;
     use crate::DType;
 
     fn op(mode: &str, padding: &str, align_corners: bool) -> Op {
         Op::GridSample {
-            mode: mode.into(),
-            padding_mode: padding.into(),
+            mode: SampleMode::parse(mode).unwrap(),
+            padding_mode: SamplePadding::parse(padding).unwrap(),
             align_corners,
         }
     }
@@ -422,9 +436,32 @@ mod tests {
             .infer(&[t(&[2, 3, 4, 5]), t(&[2, 6, 7, 3])], &[None, None])
             .unwrap_err();
         assert!(e.contains("grid_sample: grid f32[2,6,7,3]"), "{e}");
-        let e = op("bilinear", "zeros", false)
-            .infer(&[t(&[2, 3, 4, 5]), t(&[2, 6, 7, 2])], &[None, None])
-            .unwrap_err();
-        assert!(e.contains("mode `bilinear` is not one of"), "{e}");
+    }
+
+    #[test]
+    fn modes_are_named_in_the_text_format() {
+        for m in SampleMode::ALL {
+            assert_eq!(SampleMode::parse(m.name()), Some(m));
+        }
+        for p in SamplePadding::ALL {
+            assert_eq!(SamplePadding::parse(p.name()), Some(p));
+        }
+        // Another spelling (ONNX's before opset 20) is not an op's mode.
+        let attrs = |mode: &str| {
+            vec![
+                ("mode".to_string(), AttrValue::Str(mode.into())),
+                ("padding_mode".to_string(), AttrValue::Str("zeros".into())),
+                ("align_corners".to_string(), AttrValue::Bool(false)),
+            ]
+        };
+        assert_eq!(
+            Op::from_parts("grid_sample", &attrs("cubic")).unwrap(),
+            op("cubic", "zeros", false)
+        );
+        let e = Op::from_parts("grid_sample", &attrs("bilinear")).unwrap_err();
+        assert!(
+            e.contains("grid_sample: attribute `mode` must be \"nearest\", \"linear\" or \"cubic\""),
+            "{e}"
+        );
     }
 }

@@ -14,7 +14,7 @@
 
 use crate::ops::common::expect_arity;
 use crate::ops::{Op, OpResult};
-use crate::{Dim, Elem, Shape, Tensor, TensorType};
+use crate::{Elem, Shape, Tensor, TensorType};
 
 /// How `grid_sample` interpolates (its `mode` attribute).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -105,7 +105,7 @@ pub(super) fn infer(inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
     }
     let g = grid.shape.dims();
     let fits = g.len() == r
-        && same(&g[0], &x.shape.dims()[0])
+        && g[0].compatible(&x.shape.dims()[0])
         && g[r - 1].known().is_none_or(|k| k == r - 2);
     if !fits {
         return Err(format!(
@@ -116,14 +116,6 @@ pub(super) fn infer(inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
     let mut dims = x.shape.dims()[..2].to_vec();
     dims.extend_from_slice(&g[1..r - 1]);
     Ok(vec![TensorType::new(x.dtype, Shape(dims))])
-}
-
-/// False only when both dims are known and differ.
-fn same(a: &Dim, b: &Dim) -> bool {
-    match (a.known(), b.known()) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
-    }
 }
 
 pub(super) fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {

@@ -2,7 +2,6 @@
 //! interpreter's own LU decomposition ([`lathe_ir::ops::linalg::det::lu_det`]) and its
 //! determinant rounded once to the dtype, so the result matches the interpreter bit for bit.
 
-use super::with_float;
 use lathe_ir::ops::linalg::det::lu_det;
 use lathe_ir::{DType, Elem, TensorType};
 

@@ -3,7 +3,6 @@
 //! the direct sum otherwise), each result rounded once to the dtype, so the result matches the
 //! interpreter bit for bit.
 
-use super::with_float;
 use lathe_ir::ops::linalg::dft::Dft as Transform;
 use lathe_ir::{DType, Elem, Op, TensorType};
 

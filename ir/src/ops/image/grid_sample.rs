@@ -452,7 +452,9 @@ mod tests {
         );
         let e = Op::from_parts("grid_sample", &attrs("bilinear")).unwrap_err();
         assert!(
-            e.contains("grid_sample: attribute `mode` must be \"nearest\", \"linear\" or \"cubic\""),
+            e.contains(
+                "grid_sample: attribute `mode` must be \"nearest\", \"linear\" or \"cubic\""
+            ),
             "{e}"
         );
     }

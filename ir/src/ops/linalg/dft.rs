@@ -185,13 +185,8 @@ impl Dft {
                         im[k] = -im[n - k];
                     }
                 }
-                self.twiddles.transform(
-                    &mut re,
-                    &mut im,
-                    self.inverse,
-                    self.out_len,
-                    &mut signal,
-                );
+                self.twiddles
+                    .transform(&mut re, &mut im, self.inverse, self.out_len, &mut signal);
                 let scale = if self.inverse { 1.0 / n as f64 } else { 1.0 };
                 for k in 0..self.out_len {
                     let at = ((o * self.out_len + k) * self.inner + i) * self.c_out;

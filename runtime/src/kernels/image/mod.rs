@@ -4,7 +4,6 @@
 //! Geometry is fixed when lowered, from the node's types; kernels run on the calling thread.
 
 use super::numeric::{elements, elements_mut};
-use super::with_float;
 use lathe_ir::ops::image::col2im::Col2Im;
 use lathe_ir::ops::image::grid_sample::{GridSample, SampleMode};
 use lathe_ir::ops::image::roi_align::RoiAlign;

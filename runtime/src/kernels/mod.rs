@@ -27,7 +27,6 @@ macro_rules! with_float {
         }
     };
 }
-pub(crate) use with_float;
 
 pub mod argmax;
 pub mod conv;

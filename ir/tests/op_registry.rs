@@ -15,12 +15,7 @@ use lathe_ir::{DType, Graph, Op, Tensor, TensorType, ValueId};
 use std::collections::HashSet;
 
 /// A fixed attribute value of each kind that the examples below are valid with.
-fn example_attr(op: &str, name: &str, kind: AttrKind) -> AttrValue {
-    match (op, name) {
-        ("grid_sample", "mode") => return AttrValue::Str("linear".into()),
-        ("grid_sample", "padding_mode") => return AttrValue::Str("zeros".into()),
-        _ => {}
-    }
+fn example_attr(kind: AttrKind) -> AttrValue {
     match kind {
         AttrKind::Bool => AttrValue::Bool(false),
         AttrKind::Int => AttrValue::Int(0),
@@ -28,13 +23,15 @@ fn example_attr(op: &str, name: &str, kind: AttrKind) -> AttrValue {
         AttrKind::Ints => AttrValue::Ints(vec![]),
         AttrKind::Pair => AttrValue::Ints(vec![1, 1]),
         AttrKind::Float => AttrValue::Float(1e-3),
-        // Einsum's equation (grid_sample's strings are named above).
+        // Einsum's equation.
         AttrKind::Str => AttrValue::Str("ij,jk->ik".into()),
         AttrKind::DType => AttrValue::DType(DType::I64),
         AttrKind::Padding => AttrValue::Str("VALID".into()),
         AttrKind::DataFormat => AttrValue::Str("NHWC".into()),
         AttrKind::PadMode => AttrValue::Str("constant".into()),
         AttrKind::ScatterReduction => AttrValue::Str("add".into()),
+        AttrKind::SampleMode => AttrValue::Str("linear".into()),
+        AttrKind::SamplePadding => AttrValue::Str("zeros".into()),
         AttrKind::Graph => unreachable!("ops with regions are not built from examples"),
     }
 }
@@ -44,7 +41,7 @@ fn example_op(info: &OpInfo) -> Op {
     let attrs: Vec<(String, AttrValue)> = info
         .attrs
         .iter()
-        .map(|a| (a.name.to_string(), example_attr(info.name, a.name, a.kind)))
+        .map(|a| (a.name.to_string(), example_attr(a.kind)))
         .collect();
     Op::from_parts(info.name, &attrs).unwrap_or_else(|e| panic!("{}: {e}", info.name))
 }

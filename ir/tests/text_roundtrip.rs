@@ -10,7 +10,7 @@
 use half::{bf16, f16};
 use lathe_ir::ops::{
     registry, AttrKind, AttrValue, BinaryOp, DataFormat, FusedKind, OpInfo, PadMode, Padding,
-    ScatterReduction, UnaryOp,
+    SampleMode, SamplePadding, ScatterReduction, UnaryOp,
 };
 use lathe_ir::text::{
     parse, parse_with_constants, print, print_external, print_with, ConstTable, PrintOptions,
@@ -186,6 +186,12 @@ fn attr_value(kind: AttrKind) -> BoxedStrategy<AttrValue> {
             .boxed(),
         AttrKind::ScatterReduction => prop::sample::select(ScatterReduction::ALL.to_vec())
             .prop_map(|r| AttrValue::Str(r.name().into()))
+            .boxed(),
+        AttrKind::SampleMode => prop::sample::select(SampleMode::ALL.to_vec())
+            .prop_map(|m| AttrValue::Str(m.name().into()))
+            .boxed(),
+        AttrKind::SamplePadding => prop::sample::select(SamplePadding::ALL.to_vec())
+            .prop_map(|p| AttrValue::Str(p.name().into()))
             .boxed(),
         AttrKind::Graph => unreachable!("ops with regions are built by `step`"),
     }

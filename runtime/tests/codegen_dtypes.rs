@@ -8,7 +8,7 @@
 //! f32 `FLOAT32_TOL` relative (the vector math of `codegen::math`, see its accuracy table;
 //! erfc absolute). Casts are exact everywhere.
 
-use lathe_ir::ops::{BinaryOp, ReduceKind, UnaryOp};
+use lathe_ir::ops::{BinaryOp, DTypeClass, ReduceKind, UnaryOp};
 use lathe_ir::{DType, Graph, Op, Tensor, TensorType};
 use lathe_runtime::cpu::codegen::support::compiles;
 use lathe_runtime::cpu::codegen::{KernelFault, RowKernel};
@@ -245,10 +245,7 @@ fn operand_dims(kind: u8, rows: usize, len: usize) -> Vec<usize> {
 /// The dtypes generated code computes on: every one but the low-precision storage types, whose
 /// casts run the conversion kernel (tested in `kernels::convert`).
 fn compute_dtypes() -> Vec<DType> {
-    DType::ALL
-        .into_iter()
-        .filter(|d| !d.is_low_precision())
-        .collect()
+    DTypeClass::Any.dtypes()
 }
 
 fn dtype() -> impl Strategy<Value = DType> {

@@ -2,65 +2,11 @@
 //! results equal the interpreter's bit for bit on every float dtype and attribute value, plans
 //! have no interpreter step, and a batch index out of range is the step's error.
 
-use lathe_ir::ops::UnaryOp;
-use lathe_ir::{DType, Graph, Op, Tensor};
-use lathe_runtime::cpu::CpuError;
-use lathe_runtime::{Backend, Model, RunError};
+mod common;
 
-/// A graph of `op` on graph inputs `x0, x1, ...` typed like `inputs`, every output returned;
-/// the first input goes through two `neg`s first, so the op reads an arena buffer.
-fn graph(op: Op, inputs: &[Tensor]) -> Graph {
-    let mut g = Graph::new("t");
-    let mut vals: Vec<_> = inputs
-        .iter()
-        .enumerate()
-        .map(|(k, t)| g.add_input(format!("x{k}"), t.ty()))
-        .collect();
-    let neg = g
-        .add(Op::Unary(UnaryOp::Neg), vec![vals[0]], "neg")
-        .unwrap();
-    vals[0] = g.add(Op::Unary(UnaryOp::Neg), vec![neg], "pos").unwrap();
-    let id = g.add_node(op, vals, "op").unwrap();
-    for k in 0..g.node(id).outputs.len() {
-        let v = lathe_ir::ValueId {
-            node: id,
-            output: k as u32,
-        };
-        g.add_output(format!("y{k}"), v).unwrap();
-    }
-    g
-}
-
-fn try_run(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
-    let named: Vec<(String, Tensor)> = inputs
-        .iter()
-        .enumerate()
-        .map(|(k, t)| (format!("x{k}"), t.clone()))
-        .collect();
-    let refs: Vec<(&str, Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-    Ok(model.run(&refs)?.into_iter().map(|(_, t)| t).collect())
-}
-
-fn run(model: &Model, inputs: &[Tensor]) -> Vec<Tensor> {
-    try_run(model, inputs).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs `op` on `inputs` on the CPU and the interpreter: equal results, no interpreter step.
-fn check(op: Op, inputs: &[Tensor]) {
-    let g = graph(op.clone(), inputs);
-    let cpu = Model::new(g.clone(), Backend::Cpu).unwrap();
-    let interp = Model::new(g, Backend::Interp).unwrap();
-    let types: Vec<_> = inputs.iter().map(Tensor::ty).collect();
-    let spec = cpu.specialize_for(&types).unwrap();
-    let plan = spec.cpu_plan().unwrap();
-    assert_eq!(plan.interp_steps(), vec![], "{op:?}");
-    let want = run(&interp, inputs);
-    let got = run(&cpu, inputs);
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g.to_le_bytes(), w.to_le_bytes(), "{op:?}");
-        assert_eq!(g.ty(), w.ty(), "{op:?}");
-    }
-}
+use common::{check, check_fault};
+use lathe_ir::ops::{SampleMode, SamplePadding};
+use lathe_ir::{DType, Op, Tensor};
 
 /// Values spread over `[-lo, hi)` with a fixed pattern.
 fn values(dtype: DType, dims: &[usize], scale: f64, shift: f64) -> Tensor {
@@ -81,12 +27,12 @@ fn grid_sample_matches_the_interpreter() {
             let x = values(dtype, &x_dims, 10.0, 5.0);
             // Coordinates past both edges, so every padding mode has work.
             let grid = values(dtype, &grid_dims, 3.0, 1.5);
-            for mode in ["nearest", "linear", "cubic"] {
-                for padding in ["zeros", "border", "reflection"] {
+            for mode in SampleMode::ALL {
+                for padding_mode in SamplePadding::ALL {
                     for align_corners in [false, true] {
                         let op = Op::GridSample {
-                            mode: mode.into(),
-                            padding_mode: padding.into(),
+                            mode,
+                            padding_mode,
                             align_corners,
                         };
                         check(op, &[x.clone(), grid.clone()]);
@@ -143,18 +89,11 @@ fn roi_align_batch_index_out_of_range_is_the_steps_error() {
         sampling_ratio: 0,
         spatial_scale: 1.0,
     };
-    let inputs = [x, r, idx];
-    let g = graph(op, &inputs);
-    let cpu = Model::new(g.clone(), Backend::Cpu).unwrap();
-    let e = try_run(&cpu, &inputs).unwrap_err();
-    assert!(
-        matches!(&e, RunError::Cpu(CpuError::Kernel { node, message, .. })
-            if node == "op" && message.contains("batch index 2 of region 0 is out of range")),
-        "{e:?}"
+    check_fault(
+        op,
+        &[x, r, idx],
+        "batch index 2 of region 0 is out of range",
     );
-    let interp = Model::new(g, Backend::Interp).unwrap();
-    let e = try_run(&interp, &inputs).unwrap_err().to_string();
-    assert!(e.contains("batch index 2"), "{e}");
 }
 
 #[test]

@@ -3,79 +3,12 @@
 //! run time: results equal the interpreter's bit for bit, plans have no interpreter step, and an
 //! index out of range is the step's `Kernel` error naming the node, as it is the interpreter's.
 
-use lathe_ir::ops::{CumulativeKind, ScatterReduction, UnaryOp};
+mod common;
+
+use common::{check, check_fault, graph, run};
+use lathe_ir::ops::{CumulativeKind, ScatterReduction};
 use lathe_ir::{DType, Graph, Op, Tensor};
-use lathe_runtime::cpu::CpuError;
-use lathe_runtime::{Backend, Model, RunError};
-
-/// A graph of `op` on graph inputs `x0, x1, ...` typed like `inputs`, every output returned;
-/// the first input goes through `neg` first when numeric, so the op reads an arena buffer.
-fn graph(op: Op, inputs: &[Tensor]) -> Graph {
-    let mut g = Graph::new("t");
-    let mut vals: Vec<_> = inputs
-        .iter()
-        .enumerate()
-        .map(|(k, t)| g.add_input(format!("x{k}"), t.ty()))
-        .collect();
-    if inputs[0].dtype() != DType::Bool {
-        let neg = g
-            .add(Op::Unary(UnaryOp::Neg), vec![vals[0]], "neg")
-            .unwrap();
-        vals[0] = g.add(Op::Unary(UnaryOp::Neg), vec![neg], "pos").unwrap();
-    }
-    let id = g.add_node(op, vals, "op").unwrap();
-    for k in 0..g.node(id).outputs.len() {
-        let v = lathe_ir::ValueId {
-            node: id,
-            output: k as u32,
-        };
-        g.add_output(format!("y{k}"), v).unwrap();
-    }
-    g
-}
-
-fn named(inputs: &[Tensor]) -> Vec<(String, Tensor)> {
-    inputs
-        .iter()
-        .enumerate()
-        .map(|(k, t)| (format!("x{k}"), t.clone()))
-        .collect()
-}
-
-fn run(model: &Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
-    let named = named(inputs);
-    let refs: Vec<(&str, Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-    Ok(model.run(&refs)?.into_iter().map(|(_, t)| t).collect())
-}
-
-/// Runs `op` on `inputs` on the CPU and the interpreter: equal results, no interpreter step.
-fn check(op: Op, inputs: &[Tensor]) {
-    let g = graph(op.clone(), inputs);
-    let cpu = Model::new(g.clone(), Backend::Cpu).unwrap();
-    let interp = Model::new(g, Backend::Interp).unwrap();
-    let types: Vec<_> = inputs.iter().map(Tensor::ty).collect();
-    let spec = cpu.specialize_for(&types).unwrap();
-    let plan = spec.cpu_plan().unwrap();
-    assert_eq!(plan.interp_steps(), vec![], "{op:?}");
-    let want = run(&interp, inputs).unwrap();
-    assert_eq!(run(&cpu, inputs).unwrap(), want, "{op:?}");
-}
-
-/// Runs `op` with an index out of range: both backends fail, the CPU with a kernel error
-/// naming the node and the index.
-fn check_fault(op: Op, inputs: &[Tensor], index: &str) {
-    let g = graph(op.clone(), inputs);
-    let cpu = Model::new(g.clone(), Backend::Cpu).unwrap();
-    let e = run(&cpu, inputs).unwrap_err();
-    assert!(
-        matches!(&e, RunError::Cpu(CpuError::Kernel { node, message, .. })
-            if node == "op" && message.contains(index)),
-        "{op:?}: {e:?}"
-    );
-    let interp = Model::new(g, Backend::Interp).unwrap();
-    let e = run(&interp, inputs).unwrap_err().to_string();
-    assert!(e.contains(index), "{op:?}: {e}");
-}
+use lathe_runtime::{Backend, Model};
 
 fn values(dtype: DType, dims: &[usize]) -> Tensor {
     let n: usize = dims.iter().product();

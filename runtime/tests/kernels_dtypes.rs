@@ -10,7 +10,7 @@
 //! f32 and rounded once, as the interpreter does) within two ulps of each value.
 
 use lathe_compiler::SpecializedGraph;
-use lathe_ir::ops::{ConvAttrs, DataFormat, Padding, PoolAttrs, ReduceKind};
+use lathe_ir::ops::{ConvAttrs, DTypeClass, DataFormat, Padding, PoolAttrs, ReduceKind};
 use lathe_ir::{DType, Graph, Op, Tensor, TensorType, ValueId};
 use lathe_runtime::cpu::{CpuError, CpuPlan, ThreadPool};
 use lathe_runtime::{Backend, Model, ModelOptions};
@@ -19,10 +19,7 @@ use std::sync::Arc;
 
 /// Every dtype but bool and the low-precision storage types (which only casts take).
 fn numeric() -> Vec<DType> {
-    DType::ALL
-        .into_iter()
-        .filter(|&d| d != DType::Bool && !d.is_low_precision())
-        .collect()
+    DTypeClass::Numeric.dtypes()
 }
 
 /// Deterministic values of `dtype`: integers over their whole range (products wrap), floats in

@@ -7,7 +7,10 @@
 //! (`axes: Index`), which constrains it alone. [`OpInfo::check_dtypes`] applies the rule; `infer`
 //! calls it, so the declaration is what type checking enforces.
 
-use super::{AttrValue, DataFormat, Family, Op, OpResult, PadMode, Padding, ScatterReduction};
+use super::{
+    AttrValue, DataFormat, Family, Op, OpResult, PadMode, Padding, SampleMode, SamplePadding,
+    ScatterReduction,
+};
 use crate::{DType, Graph, TensorType};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -153,6 +156,10 @@ pub enum AttrKind {
     PadMode,
     /// `"none"`, `"add"`, `"mul"`, `"max"` or `"min"`.
     ScatterReduction,
+    /// `"nearest"`, `"linear"` or `"cubic"` (`grid_sample`'s interpolation).
+    SampleMode,
+    /// `"zeros"`, `"border"` or `"reflection"` (what `grid_sample` reads outside the image).
+    SamplePadding,
     /// A nested graph.
     Graph,
 }
@@ -173,6 +180,8 @@ impl AttrKind {
             AttrKind::DataFormat => "data_format",
             AttrKind::PadMode => "pad_mode",
             AttrKind::ScatterReduction => "scatter_reduction",
+            AttrKind::SampleMode => "sample_mode",
+            AttrKind::SamplePadding => "sample_padding",
             AttrKind::Graph => "graph",
         }
     }
@@ -245,6 +254,8 @@ impl OpInfo {
                 AttrKind::DataFormat => AttrValue::Str("NHWC".into()),
                 AttrKind::PadMode => AttrValue::Str("constant".into()),
                 AttrKind::ScatterReduction => AttrValue::Str("none".into()),
+                AttrKind::SampleMode => AttrValue::Str("linear".into()),
+                AttrKind::SamplePadding => AttrValue::Str("zeros".into()),
                 AttrKind::Graph => return None,
             };
             attrs.push((a.name.to_string(), v));
@@ -472,6 +483,13 @@ attr_field!(ScatterReduction, ScatterReduction,
     |s| AttrValue::Str(s.name().into()),
     AttrValue::Str(x) => ScatterReduction::parse(x).ok_or(
         "\"none\", \"add\", \"mul\", \"max\" or \"min\""));
+attr_field!(SampleMode, SampleMode, "\"nearest\", \"linear\" or \"cubic\"",
+    |s| AttrValue::Str(s.name().into()),
+    AttrValue::Str(x) => SampleMode::parse(x).ok_or("\"nearest\", \"linear\" or \"cubic\""));
+attr_field!(SamplePadding, SamplePadding, "\"zeros\", \"border\" or \"reflection\"",
+    |s| AttrValue::Str(s.name().into()),
+    AttrValue::Str(x) => SamplePadding::parse(x).ok_or(
+        "\"zeros\", \"border\" or \"reflection\""));
 attr_field!(Padding, Padding, "\"SAME\", \"VALID\" or [top, bottom, left, right]",
 |s| match s {
     Padding::Valid => AttrValue::Str("VALID".into()),

@@ -16,7 +16,7 @@ pub mod roi_align;
 /// Output types of image ops.
 pub fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
     match op {
-        Op::GridSample { .. } => grid_sample::infer(op, inputs),
+        Op::GridSample { .. } => grid_sample::infer(inputs),
         Op::RoiAlign { .. } => roi_align::infer(op, inputs),
         Op::Col2Im { .. } => col2im::infer(op, inputs),
         _ => unreachable!("{op:?} is not an image op"),

@@ -33,6 +33,7 @@ pub mod shape;
 mod test_util;
 
 pub use decl::{registry, Arity, AttrDecl, AttrKind, DTypeClass, OpInfo, Operand};
+pub use image::grid_sample::{SampleMode, SamplePadding};
 
 use crate::{DType, Graph, Tensor, TensorType};
 use std::fmt;
@@ -423,7 +424,8 @@ decl::declare_ops! {
         /// Sampling as ONNX's `GridSample` (opset 20): `mode` is `nearest` (ties to even),
         /// `linear` or `cubic` (Keys, `a = -0.75`), `padding_mode` `zeros`, `border` or
         /// `reflection`; computed in f64 and rounded once (see `ops::image::grid_sample`).
-        GridSample { mode: String, padding_mode: String, align_corners: bool } = "grid_sample",
+        GridSample { mode: SampleMode, padding_mode: SamplePadding, align_corners: bool } =
+            "grid_sample",
             Image, (x: T, grid: T), [T: Float],
             "`x` (`[N, C, D1.., Dk]`) sampled at the normalized coordinates of `grid` \
              (`[N, O1.., Ok, k]`, innermost axis first), giving `[N, C, O1.., Ok]`.";
@@ -743,8 +745,8 @@ mod tests {
                 format: DataFormat::Nhwc,
             },
             Op::GridSample {
-                mode: "cubic".into(),
-                padding_mode: "reflection".into(),
+                mode: SampleMode::Cubic,
+                padding_mode: SamplePadding::Reflection,
                 align_corners: true,
             },
             Op::RoiAlign {

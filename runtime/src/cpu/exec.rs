@@ -377,14 +377,12 @@ impl Frame {
             Kernel::Det { kernel, x, out } => {
                 // SAFETY: the buffers have the kernel's dtype and shapes (built from their
                 // types); `x` is only read and `out` is a distinct buffer.
-                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) };
-                Ok(())
+                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) }
             }
             Kernel::Dft { kernel, x, out } => {
                 // SAFETY: as for `Det`: the buffers have the kernel's dtype and shapes, `x` is
                 // only read and `out` is a distinct buffer.
-                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) };
-                Ok(())
+                unsafe { kernel.run(self.bytes_ptr(plan, *x), self.bytes_ptr(plan, *out)) }
             }
             Kernel::ArgMax { kernel, x, out } => {
                 if let Some(e) = kernel.fault() {
@@ -560,41 +558,22 @@ impl Frame {
                 inputs,
                 outputs,
             } => {
-                // The pointers on the stack (no allocation: loop bodies run steps many times).
-                let (mut ins, mut outs) = ([std::ptr::null(); 3], [std::ptr::null_mut(); 2]);
-                if inputs.len() > ins.len() || outputs.len() > outs.len() {
-                    return Err("internal error: an indexing step with too many operands".into());
-                }
-                for (p, &b) in ins.iter_mut().zip(inputs) {
-                    *p = self.bytes_ptr(plan, b) as *const u8;
-                }
-                for (p, &b) in outs.iter_mut().zip(outputs) {
-                    *p = self.bytes_ptr(plan, b);
-                }
+                let (ins, outs) = self.byte_ptrs(plan, inputs, outputs);
                 // SAFETY: the buffers have the kernel's geometry (built from their types when
                 // lowered); the outputs are fresh storages of this step, which alone touches
                 // them now, and the inputs are only read.
-                unsafe { kernel.run(&ins[..inputs.len()], &outs[..outputs.len()]) }
+                unsafe { kernel.run(ins.as_slice(), outs.as_slice()) }
             }
             Kernel::Image {
                 kernel,
                 inputs,
                 outputs,
             } => {
-                let (mut ins, mut outs) = ([std::ptr::null(); 4], [std::ptr::null_mut(); 2]);
-                if inputs.len() > ins.len() || outputs.len() > outs.len() {
-                    return Err("internal error: an image step with too many operands".into());
-                }
-                for (p, &b) in ins.iter_mut().zip(inputs) {
-                    *p = self.bytes_ptr(plan, b) as *const u8;
-                }
-                for (p, &b) in outs.iter_mut().zip(outputs) {
-                    *p = self.bytes_ptr(plan, b);
-                }
+                let (ins, outs) = self.byte_ptrs(plan, inputs, outputs);
                 // SAFETY: the buffers have the kernel's geometry and dtype (built from their
                 // types when lowered); the outputs are fresh storages of this step, which alone
                 // touches them now, and the inputs are only read.
-                unsafe { kernel.run(&ins[..inputs.len()], &outs[..outputs.len()]) }
+                unsafe { kernel.run(ins.as_slice(), outs.as_slice()) }
             }
             Kernel::Convert { kernel, x, out } => {
                 let (x, out) = (
@@ -876,6 +855,27 @@ impl Frame {
         }
     }
 
+    /// The pointers to the bytes of a step's `inputs` and `outputs` (an indexing or image
+    /// kernel's operands), held inline: loop bodies run steps many times, and this allocates
+    /// nothing.
+    fn byte_ptrs(
+        &self,
+        plan: &Plan,
+        inputs: &[BufId],
+        outputs: &[BufId],
+    ) -> (Ptrs<*const u8>, Ptrs<*mut u8>) {
+        (
+            Ptrs::new(
+                inputs.iter().map(|&b| self.bytes_ptr(plan, b) as *const u8),
+                std::ptr::null(),
+            ),
+            Ptrs::new(
+                outputs.iter().map(|&b| self.bytes_ptr(plan, b)),
+                std::ptr::null_mut(),
+            ),
+        )
+    }
+
     fn bind_epilogue<'k>(&self, plan: &Plan, e: &'k Epilogue) -> BoundRows<'k> {
         self.bind_rows(plan, &e.kernel, &e.inputs, &e.outputs)
     }
@@ -944,11 +944,12 @@ impl BoundRows<'_> {
     }
 }
 
-/// Operand pointers a generated kernel's binding holds without allocating.
+/// Operand pointers a kernel's binding holds without allocating.
 const INLINE_PTRS: usize = 8;
 
-/// A generated kernel's operand pointers: inline up to [`INLINE_PTRS`] of them, so binding a
-/// step allocates nothing (a loop body's steps are bound once per iteration).
+/// A kernel's operand pointers (a generated kernel's, an indexing or image kernel's): inline up
+/// to [`INLINE_PTRS`] of them, so binding a step allocates nothing (a loop body's steps are
+/// bound once per iteration).
 struct Ptrs<T: Copy> {
     inline: [T; INLINE_PTRS],
     len: usize,

@@ -422,17 +422,7 @@ impl Kernel {
             | Kernel::ArgMax { x: out, .. } => bufs[*out].len(),
             // LU factoring: about n³ / 3 multiply-adds per matrix.
             Kernel::Det { kernel, .. } => kernel.batch * kernel.n.pow(3) / 3,
-            // A direct sum per output frequency, or n log n for an FFT.
-            Kernel::Dft { kernel, .. } => {
-                let t = &kernel.transform;
-                let n = t.length;
-                let per_lane = if n.is_power_of_two() {
-                    n * n.trailing_zeros().max(1) as usize
-                } else {
-                    n * t.out_len
-                };
-                t.outer * t.inner * per_lane
-            }
+            Kernel::Dft { kernel, .. } => kernel.work(),
             Kernel::Copy { to, .. }
             | Kernel::Indexed { out: to, .. }
             | Kernel::Gather { out: to, .. }

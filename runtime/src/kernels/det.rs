@@ -2,7 +2,6 @@
 //! interpreter's own LU decomposition ([`lathe_ir::ops::linalg::det::lu_det`]) and its
 //! determinant rounded once to the dtype, so the result matches the interpreter bit for bit.
 
-use half::{bf16, f16};
 use lathe_ir::ops::linalg::det::lu_det;
 use lathe_ir::{DType, Elem, TensorType};
 
@@ -34,14 +33,9 @@ impl Det {
 
     /// # Safety
     /// `x` holds `batch · n · n` elements of `dtype` and `out` `batch`; they do not overlap.
-    pub unsafe fn run(&self, x: *const u8, out: *mut u8) {
-        match self.dtype {
-            DType::F32 => self.typed::<f32>(x, out),
-            DType::F64 => self.typed::<f64>(x, out),
-            DType::F16 => self.typed::<f16>(x, out),
-            DType::BF16 => self.typed::<bf16>(x, out),
-            other => unreachable!("det of {other} is rejected when lowered"),
-        }
+    pub unsafe fn run(&self, x: *const u8, out: *mut u8) -> Result<(), String> {
+        with_float!(self.dtype, "det", Self::typed(self, x, out));
+        Ok(())
     }
 
     /// # Safety
@@ -84,7 +78,7 @@ mod tests {
                 let bytes = x.to_le_bytes();
                 let mut out = vec![0u8; want.len() * dtype.size_bytes()];
                 // SAFETY: the buffers have the kernel's geometry.
-                unsafe { k.run(bytes.as_ptr(), out.as_mut_ptr()) };
+                unsafe { k.run(bytes.as_ptr(), out.as_mut_ptr()) }.unwrap();
                 assert_eq!(out, want.to_le_bytes(), "{dtype} {dims:?}");
             }
         }

@@ -3,12 +3,11 @@
 //! the direct sum otherwise), each result rounded once to the dtype, so the result matches the
 //! interpreter bit for bit.
 
-use half::{bf16, f16};
 use lathe_ir::ops::linalg::dft::Dft as Transform;
 use lathe_ir::{DType, Elem, Op, TensorType};
 
 /// One `dft` node on a known input shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Dft {
     pub dtype: DType,
     pub transform: Transform,
@@ -39,16 +38,24 @@ impl Dft {
         })
     }
 
+    /// About how many multiply-adds a run takes, for scheduling: a direct sum per output
+    /// frequency, or n log n for an FFT, per lane.
+    pub fn work(&self) -> usize {
+        let t = &self.transform;
+        let n = t.length;
+        let per_lane = if n.is_power_of_two() {
+            n * n.trailing_zeros().max(1) as usize
+        } else {
+            n * t.out_len
+        };
+        t.outer * t.inner * per_lane
+    }
+
     /// # Safety
     /// `x` holds the input's elements of `dtype` and `out` the output's; they do not overlap.
-    pub unsafe fn run(&self, x: *const u8, out: *mut u8) {
-        match self.dtype {
-            DType::F32 => self.typed::<f32>(x, out),
-            DType::F64 => self.typed::<f64>(x, out),
-            DType::F16 => self.typed::<f16>(x, out),
-            DType::BF16 => self.typed::<bf16>(x, out),
-            other => unreachable!("dft of {other} is rejected when lowered"),
-        }
+    pub unsafe fn run(&self, x: *const u8, out: *mut u8) -> Result<(), String> {
+        with_float!(self.dtype, "dft", Self::typed(self, x, out));
+        Ok(())
     }
 
     /// # Safety
@@ -102,7 +109,7 @@ mod tests {
                 let bytes = x.to_le_bytes();
                 let mut out = vec![0u8; want.len() * dtype.size_bytes()];
                 // SAFETY: the buffers have the kernel's geometry.
-                unsafe { k.run(bytes.as_ptr(), out.as_mut_ptr()) };
+                unsafe { k.run(bytes.as_ptr(), out.as_mut_ptr()) }.unwrap();
                 assert_eq!(out, want.to_le_bytes(), "{dtype} {dims:?} {op:?}");
             }
         }

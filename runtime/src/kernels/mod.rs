@@ -13,6 +13,21 @@
 //! (`int_gemm`, `int_conv`). Casts to and from the low-precision
 //! storage types run [`convert`].
 
+/// Runs `$f::<T>($args)` with `T` the element type of the float dtype `$dt` (f32, f64, f16,
+/// bf16); any other dtype returns `Err("<$what> of <dtype> (floats only)")` from the enclosing
+/// function. The float kernels (`det`, `dft`, the image ops) dispatch through it.
+macro_rules! with_float {
+    ($dt:expr, $what:expr, $($f:ident)::+($($args:expr),*)) => {
+        match $dt {
+            lathe_ir::DType::F32 => $($f)::+::<f32>($($args),*),
+            lathe_ir::DType::F64 => $($f)::+::<f64>($($args),*),
+            lathe_ir::DType::F16 => $($f)::+::<half::f16>($($args),*),
+            lathe_ir::DType::BF16 => $($f)::+::<half::bf16>($($args),*),
+            d => return Err(format!("{} of {d} (floats only)", $what)),
+        }
+    };
+}
+
 pub mod argmax;
 pub mod conv;
 pub mod convert;

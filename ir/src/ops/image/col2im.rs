@@ -8,35 +8,37 @@ use crate::ops::common::expect_arity;
 use crate::ops::{Op, OpResult};
 use crate::{Dim, Elem, Shape, Tensor, TensorType};
 
-/// The geometry of one `col2im`.
+/// The geometry of one `col2im`, with the table its runs share.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Col2Im {
     pub batch: usize,
     pub channels: usize,
     /// The image's spatial sizes.
     pub image: Vec<usize>,
-    pub block: Vec<usize>,
-    pub dilations: Vec<usize>,
+    /// Cells of a block (the input's middle axis is `channels * cells`).
+    pub cells: usize,
+    /// Block positions (the input's last axis).
+    pub positions: usize,
+    /// For each (cell, position), row-major, the flat image index it adds into, if inside.
+    targets: Vec<Option<usize>>,
+}
+
+/// The spatial attributes of a `col2im` op, checked.
+struct Spatial {
+    /// The image's spatial sizes.
+    image: Vec<usize>,
+    block: Vec<usize>,
+    dilations: Vec<usize>,
     /// Padding before each axis (the end padding only sets `blocks`).
-    pub pads_begin: Vec<usize>,
-    pub strides: Vec<usize>,
+    pads_begin: Vec<usize>,
+    strides: Vec<usize>,
     /// Block positions along each axis.
-    pub blocks: Vec<usize>,
+    blocks: Vec<usize>,
 }
 
 /// The attributes of a `col2im` op, checked: each list has one entry per spatial axis (`pads`
-/// two), sizes positive, pads non-negative. Returns the spatial geometry and the blocks.
-#[allow(clippy::type_complexity)]
-fn spatial(
-    op: &Op,
-) -> OpResult<(
-    Vec<usize>,
-    Vec<usize>,
-    Vec<usize>,
-    Vec<usize>,
-    Vec<usize>,
-    Vec<usize>,
-)> {
+/// two), sizes positive, pads non-negative.
+fn spatial(op: &Op) -> OpResult<Spatial> {
     let Op::Col2Im {
         image_shape,
         block_shape,
@@ -63,30 +65,72 @@ fn spatial(
     };
     let image = positive(image_shape, "image_shape")?;
     let block = positive(block_shape, "block_shape")?;
-    let dil = positive(dilations, "dilations")?;
-    let str_ = positive(strides, "strides")?;
+    let dilations = positive(dilations, "dilations")?;
+    let strides = positive(strides, "strides")?;
     if pads.iter().any(|&p| p < 0) {
         return Err(format!("col2im: pads {pads:?} must not be negative"));
     }
     let mut blocks = Vec::with_capacity(n);
     for i in 0..n {
         let padded = image[i] as i64 + pads[i] + pads[n + i];
-        let span = (block[i] as i64 - 1) * dil[i] as i64 + 1;
+        let span = (block[i] as i64 - 1) * dilations[i] as i64 + 1;
         if padded < span {
             return Err(format!(
                 "col2im: the block (span {span}) of axis {i} is larger than the padded image \
                  {padded}"
             ));
         }
-        blocks.push(((padded - span) / str_[i] as i64 + 1) as usize);
+        blocks.push(((padded - span) / strides[i] as i64 + 1) as usize);
     }
-    let begin = pads[..n].iter().map(|&p| p as usize).collect();
-    Ok((image, block, dil, begin, str_, blocks))
+    Ok(Spatial {
+        image,
+        block,
+        dilations,
+        pads_begin: pads[..n].iter().map(|&p| p as usize).collect(),
+        strides,
+        blocks,
+    })
+}
+
+impl Spatial {
+    /// For each (cell, position), row-major, the flat image index it adds into, if inside.
+    fn targets(&self) -> Vec<Option<usize>> {
+        let n = self.image.len();
+        let cells: usize = self.block.iter().product();
+        let positions: usize = self.blocks.iter().product();
+        let mut targets = Vec::with_capacity(cells * positions);
+        let (mut cell, mut pos) = (vec![0usize; n], vec![0usize; n]);
+        for _ in 0..cells {
+            pos.iter_mut().for_each(|p| *p = 0);
+            for _ in 0..positions {
+                let mut flat = Some(0usize);
+                for i in 0..n {
+                    let at = (pos[i] * self.strides[i] + cell[i] * self.dilations[i]) as i64
+                        - self.pads_begin[i] as i64;
+                    flat = match flat {
+                        Some(f) if (0..self.image[i] as i64).contains(&at) => {
+                            Some(f * self.image[i] + at as usize)
+                        }
+                        _ => None,
+                    };
+                }
+                targets.push(flat);
+                step(&mut pos, &self.blocks);
+            }
+            step(&mut cell, &self.block);
+        }
+        targets
+    }
 }
 
 pub(super) fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
     expect_arity("col2im", inputs, 1)?;
-    let (image, block, _, _, _, blocks) = spatial(op)?;
+    let Spatial {
+        image,
+        block,
+        blocks,
+        ..
+    } = spatial(op)?;
     let x = &inputs[0];
     if x.rank() != 3 {
         return Err(format!(
@@ -124,31 +168,31 @@ pub(super) fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
 }
 
 impl Col2Im {
-    /// The geometry of `op` (a `col2im`) on an input of `x` dims, checked as `infer` checks.
+    /// The geometry of `op` (a `col2im`) on an input of `x` dims, checked as `infer` checks,
+    /// with its table of targets (built once: the lowering calls this when it plans).
     pub fn new(op: &Op, x: &[usize]) -> OpResult<Col2Im> {
-        let (image, block, dilations, pads_begin, strides, blocks) = spatial(op)?;
-        let cells: usize = block.iter().product();
-        if x.len() != 3 || !x[1].is_multiple_of(cells) || x[2] != blocks.iter().product::<usize>() {
-            return Err(format!("col2im: input {x:?} does not fit blocks {block:?}"));
+        let spatial = spatial(op)?;
+        let cells: usize = spatial.block.iter().product();
+        let positions: usize = spatial.blocks.iter().product();
+        if x.len() != 3 || !x[1].is_multiple_of(cells) || x[2] != positions {
+            return Err(format!(
+                "col2im: input {x:?} does not fit blocks {:?}",
+                spatial.block
+            ));
         }
         Ok(Col2Im {
             batch: x[0],
             channels: x[1] / cells,
-            image,
-            block,
-            dilations,
-            pads_begin,
-            strides,
-            blocks,
+            targets: spatial.targets(),
+            image: spatial.image,
+            cells,
+            positions,
         })
     }
 
     /// Elements of the input.
     pub fn x_len(&self) -> usize {
-        self.batch
-            * self.channels
-            * self.block.iter().product::<usize>()
-            * self.blocks.iter().product::<usize>()
+        self.batch * self.channels * self.cells * self.positions
     }
 
     /// Elements of the output.
@@ -162,37 +206,13 @@ impl Col2Im {
             x.len() == self.x_len() && out.len() == self.out_len(),
             "col2im buffers do not fit the geometry"
         );
-        let n = self.image.len();
-        let cells: usize = self.block.iter().product();
-        let positions: usize = self.blocks.iter().product();
+        let (cells, positions) = (self.cells, self.positions);
         let plane: usize = self.image.iter().product();
-        // For each (cell, position), the flat image index it adds into, if inside.
-        let mut targets = Vec::with_capacity(cells * positions);
-        let (mut cell, mut pos) = (vec![0usize; n], vec![0usize; n]);
-        for _ in 0..cells {
-            pos.iter_mut().for_each(|p| *p = 0);
-            for _ in 0..positions {
-                let mut flat = Some(0usize);
-                for i in 0..n {
-                    let at = (pos[i] * self.strides[i] + cell[i] * self.dilations[i]) as i64
-                        - self.pads_begin[i] as i64;
-                    flat = match flat {
-                        Some(f) if (0..self.image[i] as i64).contains(&at) => {
-                            Some(f * self.image[i] + at as usize)
-                        }
-                        _ => None,
-                    };
-                }
-                targets.push(flat);
-                step(&mut pos, &self.blocks);
-            }
-            step(&mut cell, &self.block);
-        }
         let mut acc = vec![0.0f64; plane];
         for nc in 0..self.batch * self.channels {
             acc.iter_mut().for_each(|a| *a = 0.0);
             let cols = &x[nc * cells * positions..][..cells * positions];
-            for (v, t) in cols.iter().zip(&targets) {
+            for (v, t) in cols.iter().zip(&self.targets) {
                 if let Some(t) = t {
                     acc[*t] += v.to_f64();
                 }

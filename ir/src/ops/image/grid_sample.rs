@@ -14,49 +14,69 @@
 
 use crate::ops::common::expect_arity;
 use crate::ops::{Op, OpResult};
-use crate::{Dim, Elem, Shape, Tensor, TensorType};
+use crate::{Elem, Shape, Tensor, TensorType};
 
-/// How `grid_sample` interpolates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How `grid_sample` interpolates (its `mode` attribute).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SampleMode {
+    /// The pixel at the coordinate rounded half to even.
     Nearest,
+    /// The 2 neighbours on each axis.
     Linear,
+    /// The 4 neighbours on each axis (Keys' kernel, `a = -0.75`).
     Cubic,
 }
 
-/// What `grid_sample` reads outside the image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SamplePadding {
-    Zeros,
-    Border,
-    Reflection,
-}
-
 impl SampleMode {
-    /// The mode spelled `s` (the IR's names, which are ONNX's from opset 20).
-    pub fn parse(s: &str) -> OpResult<SampleMode> {
-        match s {
-            "nearest" => Ok(SampleMode::Nearest),
-            "linear" => Ok(SampleMode::Linear),
-            "cubic" => Ok(SampleMode::Cubic),
-            _ => Err(format!(
-                "grid_sample: mode `{s}` is not one of nearest, linear, cubic"
-            )),
+    /// Every mode, in declaration order.
+    pub const ALL: [SampleMode; 3] = [SampleMode::Nearest, SampleMode::Linear, SampleMode::Cubic];
+
+    /// The text-format spelling (ONNX's from opset 20).
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleMode::Nearest => "nearest",
+            SampleMode::Linear => "linear",
+            SampleMode::Cubic => "cubic",
         }
+    }
+
+    /// The mode spelled `name` in the text format.
+    pub fn parse(name: &str) -> Option<SampleMode> {
+        SampleMode::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
+/// What `grid_sample` reads outside the image (its `padding_mode` attribute).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SamplePadding {
+    /// Zeros.
+    Zeros,
+    /// The edge pixel.
+    Border,
+    /// The pixel's mirror image at the edges.
+    Reflection,
+}
+
 impl SamplePadding {
-    /// The padding mode spelled `s`.
-    pub fn parse(s: &str) -> OpResult<SamplePadding> {
-        match s {
-            "zeros" => Ok(SamplePadding::Zeros),
-            "border" => Ok(SamplePadding::Border),
-            "reflection" => Ok(SamplePadding::Reflection),
-            _ => Err(format!(
-                "grid_sample: padding_mode `{s}` is not one of zeros, border, reflection"
-            )),
+    /// Every padding mode, in declaration order.
+    pub const ALL: [SamplePadding; 3] = [
+        SamplePadding::Zeros,
+        SamplePadding::Border,
+        SamplePadding::Reflection,
+    ];
+
+    /// The text-format spelling (ONNX's).
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplePadding::Zeros => "zeros",
+            SamplePadding::Border => "border",
+            SamplePadding::Reflection => "reflection",
         }
+    }
+
+    /// The padding mode spelled `name` in the text format.
+    pub fn parse(name: &str) -> Option<SamplePadding> {
+        SamplePadding::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
@@ -74,22 +94,8 @@ pub struct GridSample {
     pub out_cells: usize,
 }
 
-fn attrs(op: &Op) -> (&str, &str, bool) {
-    match op {
-        Op::GridSample {
-            mode,
-            padding_mode,
-            align_corners,
-        } => (mode.as_str(), padding_mode.as_str(), *align_corners),
-        _ => unreachable!("{op:?} is not grid_sample"),
-    }
-}
-
-pub(super) fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
+pub(super) fn infer(inputs: &[TensorType]) -> OpResult<Vec<TensorType>> {
     expect_arity("grid_sample", inputs, 2)?;
-    let (mode, padding, _) = attrs(op);
-    SampleMode::parse(mode)?;
-    SamplePadding::parse(padding)?;
     let (x, grid) = (&inputs[0], &inputs[1]);
     let r = x.rank();
     if r < 3 {
@@ -99,7 +105,7 @@ pub(super) fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>>
     }
     let g = grid.shape.dims();
     let fits = g.len() == r
-        && same(&g[0], &x.shape.dims()[0])
+        && g[0].compatible(&x.shape.dims()[0])
         && g[r - 1].known().is_none_or(|k| k == r - 2);
     if !fits {
         return Err(format!(
@@ -110,14 +116,6 @@ pub(super) fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>>
     let mut dims = x.shape.dims()[..2].to_vec();
     dims.extend_from_slice(&g[1..r - 1]);
     Ok(vec![TensorType::new(x.dtype, Shape(dims))])
-}
-
-/// False only when both dims are known and differ.
-fn same(a: &Dim, b: &Dim) -> bool {
-    match (a.known(), b.known()) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
-    }
 }
 
 pub(super) fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
@@ -137,7 +135,14 @@ impl GridSample {
     /// The geometry of `op` (a `grid_sample`) on an input of `x` dims and a grid of `grid`
     /// dims, checked as `infer` checks them.
     pub fn new(op: &Op, x: &[usize], grid: &[usize]) -> OpResult<GridSample> {
-        let (mode, padding, align_corners) = attrs(op);
+        let &Op::GridSample {
+            mode,
+            padding_mode,
+            align_corners,
+        } = op
+        else {
+            unreachable!("{op:?} is not grid_sample")
+        };
         let r = x.len();
         if r < 3 || grid.len() != r || grid[0] != x[0] || grid[r - 1] != r - 2 {
             return Err(format!(
@@ -145,8 +150,8 @@ impl GridSample {
             ));
         }
         Ok(GridSample {
-            mode: SampleMode::parse(mode)?,
-            padding: SamplePadding::parse(padding)?,
+            mode,
+            padding: padding_mode,
             align_corners,
             batch: x[0],
             channels: x[1],
@@ -184,7 +189,10 @@ impl GridSample {
             strides[i] = strides[i + 1] * self.in_dims[i + 1];
         }
         let mut axes: Vec<Vec<Tap>> = vec![Vec::with_capacity(4); k];
+        // The cell's taps, and the partial products `cross` builds them from: both kept
+        // across cells so that no cell allocates.
         let mut taps: Vec<(usize, f64)> = Vec::new();
+        let mut partial: Vec<(usize, f64)> = Vec::new();
         for n in 0..self.batch {
             for o in 0..self.out_cells {
                 let g = &grid[(n * self.out_cells + o) * k..][..k];
@@ -193,7 +201,7 @@ impl GridSample {
                     let coord = g[k - 1 - i].to_f64();
                     self.axis_taps(coord, self.in_dims[i], axis);
                 }
-                cross(&axes, &strides, &mut taps);
+                cross(&axes, &strides, &mut taps, &mut partial);
                 for c in 0..self.channels {
                     let plane = &x[(n * self.channels + c) * in_size..][..in_size];
                     let sum: f64 = taps.iter().map(|&(p, w)| w * plane[p].to_f64()).sum();
@@ -261,13 +269,20 @@ impl GridSample {
 }
 
 /// Every combination of one tap per axis, as (offset, product of weights); combinations
-/// with a zero tap are left out.
-fn cross(axes: &[Vec<Tap>], strides: &[usize], out: &mut Vec<(usize, f64)>) {
+/// with a zero tap are left out. `prev` is scratch: it holds the previous axes' products
+/// while `out` is rebuilt, and both keep their capacity for the next call.
+fn cross(
+    axes: &[Vec<Tap>],
+    strides: &[usize],
+    out: &mut Vec<(usize, f64)>,
+    prev: &mut Vec<(usize, f64)>,
+) {
     out.clear();
     out.push((0, 1.0));
     for (axis, &stride) in axes.iter().zip(strides) {
-        let prev = std::mem::take(out);
-        for &(off, w) in &prev {
+        std::mem::swap(out, prev);
+        out.clear();
+        for &(off, w) in prev.iter() {
             for &(p, tw) in axis {
                 if let Some(p) = p {
                     out.push((off + p * stride, w * tw));
@@ -313,12 +328,13 @@ fn cubic_weights(t: f64) -> [f64; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::AttrValue;
     use crate::DType;
 
     fn op(mode: &str, padding: &str, align_corners: bool) -> Op {
         Op::GridSample {
-            mode: mode.into(),
-            padding_mode: padding.into(),
+            mode: SampleMode::parse(mode).unwrap(),
+            padding_mode: SamplePadding::parse(padding).unwrap(),
             align_corners,
         }
     }
@@ -412,9 +428,34 @@ mod tests {
             .infer(&[t(&[2, 3, 4, 5]), t(&[2, 6, 7, 3])], &[None, None])
             .unwrap_err();
         assert!(e.contains("grid_sample: grid f32[2,6,7,3]"), "{e}");
-        let e = op("bilinear", "zeros", false)
-            .infer(&[t(&[2, 3, 4, 5]), t(&[2, 6, 7, 2])], &[None, None])
-            .unwrap_err();
-        assert!(e.contains("mode `bilinear` is not one of"), "{e}");
+    }
+
+    #[test]
+    fn modes_are_named_in_the_text_format() {
+        for m in SampleMode::ALL {
+            assert_eq!(SampleMode::parse(m.name()), Some(m));
+        }
+        for p in SamplePadding::ALL {
+            assert_eq!(SamplePadding::parse(p.name()), Some(p));
+        }
+        // Another spelling (ONNX's before opset 20) is not an op's mode.
+        let attrs = |mode: &str| {
+            vec![
+                ("mode".to_string(), AttrValue::Str(mode.into())),
+                ("padding_mode".to_string(), AttrValue::Str("zeros".into())),
+                ("align_corners".to_string(), AttrValue::Bool(false)),
+            ]
+        };
+        assert_eq!(
+            Op::from_parts("grid_sample", &attrs("cubic")).unwrap(),
+            op("cubic", "zeros", false)
+        );
+        let e = Op::from_parts("grid_sample", &attrs("bilinear")).unwrap_err();
+        assert!(
+            e.contains(
+                "grid_sample: attribute `mode` must be \"nearest\", \"linear\" or \"cubic\""
+            ),
+            "{e}"
+        );
     }
 }

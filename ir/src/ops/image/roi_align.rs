@@ -55,7 +55,7 @@ pub(super) fn infer(op: &Op, inputs: &[TensorType]) -> OpResult<Vec<TensorType>>
     let fits = r.len() == 2
         && r[1].known().is_none_or(|k| k == 4)
         && i.len() == 1
-        && (r[0].known().zip(i[0].known())).is_none_or(|(a, b)| a == b);
+        && r[0].compatible(&i[0]);
     if !fits {
         return Err(format!(
             "roi_align: rois {rois} and batch_indices {idx} are not [R, 4] and [R]"

@@ -80,9 +80,9 @@ fn out_geometry(length: usize, inverse: bool, onesided: bool) -> OpResult<(usize
     })
 }
 
-/// One `dft` on a known input shape: the lanes along the axis and how they are read and
-/// written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One `dft` on a known input shape: the lanes along the axis, how they are read and
+/// written, and the transform's twiddle factors (computed once, shared by every run).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Dft {
     /// Product of the axes before the signal axis.
     pub outer: usize,
@@ -101,6 +101,7 @@ pub struct Dft {
     pub inverse: bool,
     pub onesided: bool,
     axis: usize,
+    twiddles: Twiddles,
 }
 
 impl Dft {
@@ -126,6 +127,7 @@ impl Dft {
             inverse,
             onesided,
             axis,
+            twiddles: Twiddles::new(length),
         })
     }
 
@@ -157,8 +159,10 @@ impl Dft {
     /// flat output element `i`. Each output element is written once.
     pub fn run(&self, read: impl Fn(usize) -> f64, mut write: impl FnMut(usize, f64)) {
         let n = self.length;
-        let tw = Twiddles::new(n);
+        // One lane's signal, transformed in place, and the direct sum's copy of it: reused by
+        // every lane.
         let (mut re, mut im) = (vec![0.0; n], vec![0.0; n]);
+        let mut signal = Vec::new();
         let points = self.points();
         for o in 0..self.outer {
             for i in 0..self.inner {
@@ -181,13 +185,14 @@ impl Dft {
                         im[k] = -im[n - k];
                     }
                 }
-                let (re_out, im_out) = tw.transform(&re, &im, self.inverse, self.out_len);
+                self.twiddles
+                    .transform(&mut re, &mut im, self.inverse, self.out_len, &mut signal);
                 let scale = if self.inverse { 1.0 / n as f64 } else { 1.0 };
                 for k in 0..self.out_len {
                     let at = ((o * self.out_len + k) * self.inner + i) * self.c_out;
-                    write(at, re_out[k] * scale);
+                    write(at, re[k] * scale);
                     if self.c_out == 2 {
-                        write(at + 1, im_out[k] * scale);
+                        write(at + 1, im[k] * scale);
                     }
                 }
             }
@@ -196,6 +201,7 @@ impl Dft {
 }
 
 /// `cos` and `sin` of `2 pi j / n` for `j` in `0..n`.
+#[derive(Clone, Debug, PartialEq)]
 struct Twiddles {
     cos: Vec<f64>,
     sin: Vec<f64>,
@@ -210,31 +216,39 @@ impl Twiddles {
         }
     }
 
-    /// The first `m` frequencies of `sum_t x[t] e^(-2 pi i k t / n)` (`+` when `inverse`,
-    /// undivided), `n` being the signal's length.
-    fn transform(&self, re: &[f64], im: &[f64], inverse: bool, m: usize) -> (Vec<f64>, Vec<f64>) {
+    /// Replaces the first `m` entries of the signal `re`, `im` (of length `n`) with its first
+    /// `m` frequencies `sum_t x[t] e^(-2 pi i k t / n)` (`+` when `inverse`, undivided); the
+    /// rest is left undefined. `signal` is scratch for the direct sum (a copy of the input,
+    /// its capacity kept for the next call); the FFT needs none.
+    fn transform(
+        &self,
+        re: &mut [f64],
+        im: &mut [f64],
+        inverse: bool,
+        m: usize,
+        signal: &mut Vec<f64>,
+    ) {
         let n = re.len();
         let sign = if inverse { 1.0 } else { -1.0 };
         if n.is_power_of_two() {
-            let (mut re, mut im) = (re.to_vec(), im.to_vec());
-            self.fft(&mut re, &mut im, sign);
-            re.truncate(m);
-            im.truncate(m);
-            return (re, im);
+            self.fft(re, im, sign);
+            return;
         }
-        let (mut re_out, mut im_out) = (vec![0.0; m], vec![0.0; m]);
+        signal.clear();
+        signal.extend_from_slice(re);
+        signal.extend_from_slice(im);
+        let (x_re, x_im) = signal.split_at(n);
         for k in 0..m {
             let (mut sr, mut si) = (0.0, 0.0);
             for t in 0..n {
                 let j = (k * t) % n;
                 let (c, s) = (self.cos[j], sign * self.sin[j]);
-                sr += re[t] * c - im[t] * s;
-                si += re[t] * s + im[t] * c;
+                sr += x_re[t] * c - x_im[t] * s;
+                si += x_re[t] * s + x_im[t] * c;
             }
-            re_out[k] = sr;
-            im_out[k] = si;
+            re[k] = sr;
+            im[k] = si;
         }
-        (re_out, im_out)
     }
 
     /// In-place iterative radix-2 FFT of a power-of-two length (`sign` -1 forward, +1

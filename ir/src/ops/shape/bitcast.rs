@@ -10,7 +10,7 @@ use crate::{DType, Dim, Shape, Tensor, TensorType};
 pub(super) fn infer_bitcast(to: DType, inputs: &[TensorType]) -> OpResult<TensorType> {
     expect_arity("bitcast", inputs, 1)?;
     let x = &inputs[0];
-    if !to.is_numeric() || to.is_low_precision() {
+    if !to.is_numeric() {
         return Err(format!(
             "bitcast to {to} is not supported (numeric dtypes only)"
         ));

@@ -4,24 +4,10 @@
 //! Geometry is fixed when lowered, from the node's types; kernels run on the calling thread.
 
 use super::numeric::{elements, elements_mut};
-use half::{bf16, f16};
 use lathe_ir::ops::image::col2im::Col2Im;
 use lathe_ir::ops::image::grid_sample::{GridSample, SampleMode};
 use lathe_ir::ops::image::roi_align::RoiAlign;
 use lathe_ir::{DType, Elem};
-
-/// Runs `$f::<T>($args)` for the float dtype `$dt`, else returns an error naming `$what`.
-macro_rules! with_float {
-    ($dt:expr, $what:expr, $f:ident($($args:expr),*)) => {
-        match $dt {
-            DType::F32 => $f::<f32>($($args),*),
-            DType::F64 => $f::<f64>($($args),*),
-            DType::F16 => $f::<f16>($($args),*),
-            DType::BF16 => $f::<bf16>($($args),*),
-            d => return Err(format!("{} of {d} (floats only)", $what)),
-        }
-    };
-}
 
 /// One image kernel.
 #[derive(Clone, Debug, PartialEq)]

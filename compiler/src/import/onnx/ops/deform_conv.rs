@@ -13,7 +13,7 @@
 use super::elementwise::cast;
 use super::{one, row, OnnxOp};
 use crate::import::onnx::{Builder, NodeCx};
-use lathe_ir::ops::BinaryOp as B;
+use lathe_ir::ops::{BinaryOp as B, SampleMode, SamplePadding};
 use lathe_ir::{Op, Tensor, ValueId};
 
 pub(super) fn rows() -> Vec<OnnxOp> {
@@ -155,8 +155,8 @@ fn import_deform_conv(b: &mut Builder, cx: &NodeCx) -> Result<Vec<ValueId>, Stri
     let grid = reshape(b, grid, &[n_ * g_, k_ * oh_, ow_, 2])?;
     let images = reshape(b, x, &[n_ * g_, c_ / g_, h as i64, wid as i64])?;
     let sample = Op::GridSample {
-        mode: "linear".into(),
-        padding_mode: "zeros".into(),
+        mode: SampleMode::Linear,
+        padding_mode: SamplePadding::Zeros,
         align_corners: true,
     };
     let cols = b.op(sample, &[images, grid])?;

@@ -7,6 +7,7 @@
 use super::elementwise::cast;
 use super::{one, row, OnnxOp};
 use crate::import::onnx::{Builder, NodeCx};
+use lathe_ir::ops::{SampleMode, SamplePadding};
 use lathe_ir::{Op, ValueId};
 
 pub(super) fn rows() -> Vec<OnnxOp> {
@@ -37,9 +38,9 @@ fn import_grid_sample(b: &mut Builder, cx: &NodeCx) -> Result<Vec<ValueId>, Stri
         .attrs
         .str_or("mode", if old { "bilinear" } else { "linear" })?;
     let mode = match (mode.as_str(), old) {
-        ("nearest", _) => "nearest",
-        ("bilinear", true) | ("linear", false) => "linear",
-        ("bicubic", true) | ("cubic", false) => "cubic",
+        ("nearest", _) => SampleMode::Nearest,
+        ("bilinear", true) | ("linear", false) => SampleMode::Linear,
+        ("bicubic", true) | ("cubic", false) => SampleMode::Cubic,
         (m, _) => {
             return Err(format!(
                 "mode `{m}` is not supported (opset {}: nearest, {})",
@@ -52,10 +53,10 @@ fn import_grid_sample(b: &mut Builder, cx: &NodeCx) -> Result<Vec<ValueId>, Stri
             ))
         }
     };
+    // ONNX spells the padding modes as the IR does.
     let padding_mode = cx.attrs.str_or("padding_mode", "zeros")?;
-    if !matches!(padding_mode.as_str(), "zeros" | "border" | "reflection") {
-        return Err(format!("padding_mode `{padding_mode}` is not supported"));
-    }
+    let padding_mode = SamplePadding::parse(&padding_mode)
+        .ok_or_else(|| format!("padding_mode `{padding_mode}` is not supported"))?;
     if old && b.rank(x) != 4 {
         return Err(format!(
             "GridSample before opset 20 takes 4-D inputs, got {}",
@@ -63,7 +64,7 @@ fn import_grid_sample(b: &mut Builder, cx: &NodeCx) -> Result<Vec<ValueId>, Stri
         ));
     }
     let op = Op::GridSample {
-        mode: mode.into(),
+        mode,
         padding_mode,
         align_corners: cx.attrs.int_or("align_corners", 0)? != 0,
     };

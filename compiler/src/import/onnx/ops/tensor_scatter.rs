@@ -164,8 +164,18 @@ mod tests {
     fn linear_rows_outside_the_cache_are_errors() {
         let past = Tensor::from_vec(&[1, 4, 1], vec![0.0f32; 4]);
         let update = Tensor::from_vec(&[1, 2, 1], vec![1.0f32, 2.0]);
-        assert!(scatter("linear", &past, &update, &[3]).is_err());
-        assert!(scatter("linear", &past, &update, &[-1]).is_err());
+        // Rows 3 and 4: row 4 is past the end.
+        let e = scatter("linear", &past, &update, &[3]).unwrap_err();
+        assert!(
+            e.contains("indices[0,1,0] = 4 is not in [-4, 4) (axis 1"),
+            "{e}"
+        );
+        // Rows -1 and 0: row -1 is before the start (given index 4, past the end).
+        let e = scatter("linear", &past, &update, &[-1]).unwrap_err();
+        assert!(
+            e.contains("indices[0,0,0] = 4 is not in [-4, 4) (axis 1"),
+            "{e}"
+        );
         let e = scatter("ring", &past, &update, &[0]).unwrap_err();
         assert!(e.contains("mode `ring` is not supported"), "{e}");
     }

@@ -12,9 +12,9 @@
 use super::attention::{reshape, transpose, Part};
 use super::elementwise::{cast, mul_scalar};
 use super::{preview, row, OnnxOp};
-use crate::import::onnx::control_flow::in_region;
 use crate::import::onnx::tensor;
-use crate::import::onnx::{Builder, NodeCx};
+use crate::import::onnx::unroll::inline_body;
+use crate::import::onnx::{Builder, Item, NodeCx};
 use lathe_ir::{DType, Op, ValueId};
 use lathe_proto::onnx::GraphProto;
 
@@ -140,19 +140,11 @@ fn apply_mod(b: &mut Builder, gp: &GraphProto, what: &str, x: ValueId) -> Result
             gp.output.len()
         ));
     }
-    // The mod graph's names stay its own, and the node's IR nodes keep its name.
-    let saved = (b.values.clone(), b.current.clone(), b.added);
     let input = gp.input[0].name.as_deref().unwrap_or("");
-    b.bind(input, x);
-    let result = (|| {
-        b.initializers(gp).map_err(|e| in_region(what, e))?;
-        b.nodes(gp).map_err(|e| in_region(what, e))?;
-        let out = gp.output[0].name.as_deref().unwrap_or("");
-        b.lookup(out)
-            .ok_or_else(|| format!("its {what}'s output `{out}` is not produced by any node"))
-    })();
-    (b.values, b.current, b.added) = saved;
-    let y = result?;
+    let outs = inline_body(b, gp, &[(input, Item::Tensor(x))], what)?;
+    let Item::Tensor(y) = outs[0] else {
+        return Err(format!("its {what} returns {}", outs[0].kind()));
+    };
     if b.ty(y) != b.ty(x) {
         return Err(format!(
             "its {what} must keep its input's type {}, got {}",

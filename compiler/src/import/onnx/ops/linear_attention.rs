@@ -13,7 +13,7 @@
 //! the past state's dtype (the query's when there is none). `chunk_size` is a tuning hint of
 //! no effect on the result, and is ignored.
 
-use super::attention::{reshape, transpose, Part};
+use super::attention::{batch_matmul, reshape, transpose, Part};
 use super::elementwise::{cast, mul_scalar};
 use super::{row, OnnxOp};
 use crate::import::onnx::control_flow::{dim0, node_name, reserve, LoopBody};
@@ -281,13 +281,14 @@ fn recurrence(
     }
     if let Some(be) = beta_all {
         let be_t = row(lb, be)?;
-        let recalled = lb.op(matmul(false), &[k_t, s])?;
+        let recalled = batch_matmul(lb, k_t, s, false, false)?;
         let d = lb.op(Op::Binary(B::Sub), &[v_t, recalled])?;
         v_t = lb.op(Op::Binary(B::Mul), &[be_t, d])?;
     }
-    let write = lb.op(matmul(true), &[k_t, v_t])?;
+    // `k_tᵀ v_t`: the outer product of a key and a value row.
+    let write = batch_matmul(lb, k_t, v_t, true, false)?;
     let s = lb.op(Op::Binary(B::Add), &[s, write])?;
-    let y_t = lb.op(matmul(false), &[q_t, s])?;
+    let y_t = batch_matmul(lb, q_t, s, false, false)?;
     let one = lb.i64_scalar(1);
     let t_next = lb.op(Op::Binary(B::Add), &[t, one])?;
     let written = lb.op(Op::SetItem, &[list, t, y_t])?;
@@ -296,15 +297,6 @@ fn recurrence(
     lp.set_next(ky, written);
     let results = lp.finish(b, |c, a| c.op(Op::Binary(B::Less), &[a[kt], a[kn]]))?;
     Ok(vec![results[ky], results[ks_state]])
-}
-
-/// A batched matrix product, its left operand transposed when `adj_x` (`k_tᵀ v_t`, an outer
-/// product of a key and a value row).
-fn matmul(adj_x: bool) -> Op {
-    Op::BatchMatMul {
-        adj_x,
-        adj_y: false,
-    }
 }
 
 #[cfg(test)]

@@ -10,11 +10,12 @@
 //! sequence axis, as `Attention` does, so K and V are never copied per query head.
 
 use super::attention::{batch_matmul, softmax_precision, Groups, Part};
+use super::composite::wide;
 use super::elementwise::{cast, mul_scalar};
 use super::{preview, row, OnnxOp};
 use crate::import::onnx::unroll::inline_body;
 use crate::import::onnx::{Builder, Item, NodeCx};
-use lathe_ir::{DType, Op, ValueId};
+use lathe_ir::{Op, ValueId};
 use lathe_proto::onnx::GraphProto;
 
 type Out = Result<Vec<ValueId>, String>;
@@ -58,11 +59,7 @@ fn import_flex_attention(b: &mut Builder, cx: &NodeCx) -> Out {
     let scale = cx
         .attrs
         .float_or("scale", (1.0 / (e as f64).sqrt()) as f32)?;
-    let widened = match dt {
-        DType::F16 | DType::BF16 => DType::F32,
-        d => d,
-    };
-    let softmax_dt = softmax_precision(cx, widened)?;
+    let softmax_dt = softmax_precision(cx, wide(dt))?;
     let root = f64::from(scale.sqrt());
     let qs = mul_scalar(b, q, root)?;
     let ks = mul_scalar(b, k, root)?;

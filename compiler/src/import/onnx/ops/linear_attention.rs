@@ -14,6 +14,7 @@
 //! no effect on the result, and is ignored.
 
 use super::attention::{batch_matmul, reshape, transpose, Part};
+use super::composite::wide;
 use super::elementwise::{cast, mul_scalar};
 use super::{row, OnnxOp};
 use crate::import::onnx::control_flow::{dim0, node_name, reserve, LoopBody};
@@ -136,10 +137,7 @@ fn import_linear_attention(b: &mut Builder, cx: &NodeCx) -> Out {
             return Err(format!("inputs must be floats, got {}", b.ty(x)));
         }
     }
-    let ct = match dt {
-        DType::F16 | DType::BF16 => DType::F32,
-        d => d,
-    };
+    let ct = wide(dt);
     let scale = match cx.attrs.float_or("scale", 0.0)? {
         0.0 => 1.0 / (h.d_k as f64).sqrt(),
         s => s as f64,

@@ -243,10 +243,7 @@ fn recurrence(
 ) -> Result<Vec<ValueId>, String> {
     let name = node_name(b);
     let steps = dim0(b, qs)?;
-    let mut lp = LoopBody::new(b, &name)?;
-    let zero = b.i64_scalar(0);
-    let kt = lp.carry(b, zero, "t");
-    let kn = lp.carry(b, steps, "steps");
+    let mut lp = LoopBody::counted(b, &name, steps)?;
     let ks_state = lp.carry(b, s0, "state");
     let item = TensorType::new(
         ct,
@@ -266,7 +263,7 @@ fn recurrence(
     );
     let g_all = gs.map(|g| lp.invariant(b, g, "exp_decay"));
     let beta_all = betas.map(|be| lp.invariant(b, be, "beta"));
-    let (t, mut s, list) = (lp.arg(kt), lp.arg(ks_state), lp.arg(ky));
+    let (t, mut s, list) = (lp.step(), lp.arg(ks_state), lp.arg(ky));
 
     let lb = &mut lp.b;
     lb.naming(&format!("{name}/step"));
@@ -287,13 +284,10 @@ fn recurrence(
     let write = batch_matmul(lb, k_t, v_t, true, false)?;
     let s = lb.op(Op::Binary(B::Add), &[s, write])?;
     let y_t = batch_matmul(lb, q_t, s, false, false)?;
-    let one = lb.i64_scalar(1);
-    let t_next = lb.op(Op::Binary(B::Add), &[t, one])?;
     let written = lb.op(Op::SetItem, &[list, t, y_t])?;
-    lp.set_next(kt, t_next);
     lp.set_next(ks_state, s);
     lp.set_next(ky, written);
-    let results = lp.finish(b, |c, a| c.op(Op::Binary(B::Less), &[a[kt], a[kn]]))?;
+    let results = lp.finish_counted(b)?;
     Ok(vec![results[ky], results[ks_state]])
 }
 

@@ -191,6 +191,7 @@ mod tests {
         let y = vals(&run(&g, &[q, k, v])[0]);
         let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
         let want = [2.0, 4.0].map(|s| 0.5 * (10.0 + 10.0 * sigmoid(s)));
+        assert_eq!(y.len(), want.len(), "{y:?} vs {want:?}");
         for (a, b) in y.iter().zip(want) {
             assert!((a - b).abs() < 1e-5, "{y:?} vs {want:?}");
         }

@@ -404,7 +404,9 @@ mod tests {
             0.5f64.sqrt(),
         );
         for (got, want) in [(&got[0], y), (&got[1], s)] {
-            for (a, b) in got.to_f64_vec().iter().zip(&want) {
+            let got = got.to_f64_vec();
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");
             }
         }

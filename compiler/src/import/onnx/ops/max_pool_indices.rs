@@ -1,14 +1,17 @@
-//! The second output of ONNX `MaxPool`: the flat index of each window's maximum (over the
-//! whole input, `((n * C + c) * H + h) * W + w`; with `storage_order = 1` the spatial part is
-//! column-major, `h + w * H`).
+//! ONNX `MaxPool` with its second output: each window's maximum and its flat index (over
+//! the whole input, `((n * C + c) * H + h) * W + w`; with `storage_order = 1` the spatial
+//! part is column-major, `h + w * H`).
 //!
 //! Written with IR ops, as the taps of `pool_taps`: the input is padded, each of the
 //! window's taps is a strided slice over every spatial axis, and a running maximum keeps,
 //! beside its value, the index of the tap that set it (a constant per tap: the position each
 //! output's tap reads). A later tap is taken when it is a real cell (a constant mask) and
 //! strictly greater or the window's first real cell, so padding never wins and ties (and a
-//! NaN) keep the first position in window order, as the ONNX reference does. The batch and
-//! channel offset is added last.
+//! NaN) keep the first position in window order, as the ONNX reference does. The running
+//! maximum is the pooled output, so each maximum is the cell its index names: a NaN wins
+//! only as its window's first real cell (the reference's running `x > best`), where
+//! `pool_taps`' `maximum` would propagate any NaN. The batch and channel offset is added
+//! last.
 
 use super::pool_taps::{lowest, windows, AxisWindow};
 use crate::import::onnx::{Builder, NodeCx};
@@ -18,8 +21,13 @@ use lathe_ir::{DType, Op, Tensor, ValueId};
 /// Taps a window may have (each is a strided slice of the input and a select).
 const MAX_TAPS: usize = 4096;
 
-/// The indices output of `MaxPool` node `cx` on `x` (every size known).
-pub(super) fn indices(b: &mut Builder, cx: &NodeCx, x: ValueId) -> Result<ValueId, String> {
+/// The outputs of `MaxPool` node `cx` on `x` (every size known): the maxima and their
+/// indices.
+pub(super) fn max_pool_with_indices(
+    b: &mut Builder,
+    cx: &NodeCx,
+    x: ValueId,
+) -> Result<(ValueId, ValueId), String> {
     let dims = b.ty(x).shape.as_known().ok_or_else(|| {
         format!(
             "the Indices output needs the input's shape known, got {}",
@@ -90,7 +98,7 @@ pub(super) fn indices(b: &mut Builder, cx: &NodeCx, x: ValueId) -> Result<ValueI
             tap[a] = 0;
         }
     }
-    let (_, index, _) = best.expect("a window has at least one tap");
+    let (value, index, _) = best.expect("a window has at least one tap");
     // The first tap's index is `[1, 1, out..]`; every later one broadcasts it to the input's
     // batch and channels, so add the plane offsets either way.
     let plane: usize = spatial.iter().product();
@@ -98,7 +106,7 @@ pub(super) fn indices(b: &mut Builder, cx: &NodeCx, x: ValueId) -> Result<ValueI
     let mut shape = vec![dims[0], dims[1]];
     shape.extend(std::iter::repeat_n(1, wins.len()));
     let offsets = b.konst(Tensor::from_vec(&shape, offsets));
-    b.op(Op::Binary(B::Add), &[index, offsets])
+    Ok((value, b.op(Op::Binary(B::Add), &[index, offsets])?))
 }
 
 /// `x` padded on each spatial axis with the lowest value, through the last window's taps.
@@ -233,5 +241,16 @@ mod tests {
         let (y, i) = max_pool(&[1, 1, 1, 3], attrs, x);
         assert_eq!(y, [-7.0, -7.0, -7.0, -9.0]);
         assert_eq!(i, [0.0, 0.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn each_maximum_is_the_cell_its_index_names() {
+        // A NaN after a window's first cell is passed over; a first-cell NaN is kept.
+        let x = Tensor::from_vec(&[1, 1, 1, 3], vec![1.0f32, f32::NAN, 3.0]);
+        let (y, i) = max_pool(&[1, 1, 1, 3], &[("kernel_shape", &[1, 2])], x);
+        assert_eq!(i, [0.0, 1.0]);
+        assert_eq!(y.len(), 2);
+        assert_eq!(y[0], 1.0);
+        assert!(y[1].is_nan(), "{y:?}");
     }
 }

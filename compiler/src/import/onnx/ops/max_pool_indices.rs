@@ -13,10 +13,10 @@
 //! `pool_taps`' `maximum` would propagate any NaN. The batch and channel offset is added
 //! last.
 
-use super::pool_taps::{lowest, windows, AxisWindow};
+use super::pool_taps::{lowest, pad_for_taps, tap_slice, windows, AxisWindow};
 use crate::import::onnx::{Builder, NodeCx};
-use lathe_ir::ops::{BinaryOp as B, PadMode, StridedSliceAttrs, UnaryOp as U};
-use lathe_ir::{DType, Op, Tensor, ValueId};
+use lathe_ir::ops::{BinaryOp as B, UnaryOp as U};
+use lathe_ir::{Op, Tensor, ValueId};
 
 /// Taps a window may have (each is a strided slice of the input and a select).
 const MAX_TAPS: usize = 4096;
@@ -47,9 +47,10 @@ pub(super) fn max_pool_with_indices(
             "the Indices output of a window of {taps} cells is not supported (at most {MAX_TAPS})"
         ));
     }
-    let rank = dims.len();
-    let dt = b.dtype(x);
-    let padded = pad(b, x, &wins, dt)?;
+    let axes: Vec<(usize, &AxisWindow)> =
+        wins.iter().enumerate().map(|(i, w)| (2 + i, w)).collect();
+    let fill = lowest(b.dtype(x));
+    let padded = pad_for_taps(b, x, &axes, fill)?;
     // The spatial strides of a flat index.
     let spatial = &dims[2..];
     let mut strides = vec![1i64; spatial.len()];
@@ -65,7 +66,12 @@ pub(super) fn max_pool_with_indices(
     let mut best: Option<(ValueId, ValueId, Option<ValueId>)> = None;
     let mut tap = vec![0usize; wins.len()];
     for _ in 0..taps {
-        let value = slice(b, padded, &wins, &tap, rank)?;
+        let at: Vec<_> = axes
+            .iter()
+            .zip(&tap)
+            .map(|(&(a, w), &j)| (a, w, j))
+            .collect();
+        let value = tap_slice(b, padded, &at)?;
         let (index, real) = tap_indices(&wins, &tap, &out, &strides);
         let index = b.konst(index);
         let real = real.map(|r| b.konst(r));
@@ -107,52 +113,6 @@ pub(super) fn max_pool_with_indices(
     shape.extend(std::iter::repeat_n(1, wins.len()));
     let offsets = b.konst(Tensor::from_vec(&shape, offsets));
     Ok((value, b.op(Op::Binary(B::Add), &[index, offsets])?))
-}
-
-/// `x` padded on each spatial axis with the lowest value, through the last window's taps.
-fn pad(b: &mut Builder, x: ValueId, wins: &[AxisWindow], dt: DType) -> Result<ValueId, String> {
-    let rank = b.rank(x);
-    let mut amounts = vec![0i64; 2 * rank];
-    for (i, w) in wins.iter().enumerate() {
-        amounts[2 * (2 + i)] = w.pads[0] as i64;
-        amounts[2 * (2 + i) + 1] = w.needed().saturating_sub(w.len + w.pads[0]) as i64;
-    }
-    if amounts.iter().all(|&a| a == 0) {
-        return Ok(x);
-    }
-    let flat = b.i64s(&amounts);
-    let shape = b.i64s(&[rank as i64, 2]);
-    let paddings = b.op(Op::Reshape, &[flat, shape])?;
-    let fill = b.scalar(dt, lowest(dt));
-    let op = Op::Pad {
-        mode: PadMode::Constant,
-    };
-    b.op(op, &[x, paddings, fill])
-}
-
-/// What tap `tap` of every window reads: a strided slice of the padded input.
-fn slice(
-    b: &mut Builder,
-    padded: ValueId,
-    wins: &[AxisWindow],
-    tap: &[usize],
-    rank: usize,
-) -> Result<ValueId, String> {
-    let (mut begin, mut end, mut step) = (vec![0i64; rank], vec![0i64; rank], vec![1i64; rank]);
-    for (i, w) in wins.iter().enumerate() {
-        let start = tap[i] * w.dilation;
-        begin[2 + i] = start as i64;
-        end[2 + i] = (start + (w.out - 1) * w.stride + 1) as i64;
-        step[2 + i] = w.stride as i64;
-    }
-    // Batch and channels whole.
-    let attrs = StridedSliceAttrs {
-        begin_mask: 0b11,
-        end_mask: 0b11,
-        ..StridedSliceAttrs::default()
-    };
-    let (begin, end, step) = (b.i64s(&begin), b.i64s(&end), b.i64s(&step));
-    b.op(Op::StridedSlice(attrs), &[padded, begin, end, step])
 }
 
 /// The spatial index (i64, `[1, 1, out..]`) of the cell tap `tap` of each output's window

@@ -283,6 +283,8 @@ pub(crate) struct LoopBody<'a> {
     args: Vec<ValueId>,
     /// The body's result for each carried value; `None` returns it unchanged.
     next: Vec<Option<ValueId>>,
+    /// The carried step and step count of a loop made by [`LoopBody::counted`].
+    counter: Option<(usize, usize)>,
 }
 
 impl<'a> LoopBody<'a> {
@@ -297,7 +299,40 @@ impl<'a> LoopBody<'a> {
             inits: Vec::new(),
             args: Vec::new(),
             next: Vec::new(),
+            counter: None,
         })
+    }
+
+    /// A loop of `steps` iterations (an i64 scalar of `outer`), its regions named after
+    /// `name`: it carries the step `t`, from 0, and `steps` (in the body,
+    /// [`LoopBody::step`] and [`LoopBody::steps`]); [`LoopBody::finish_counted`] adds it.
+    pub fn counted(
+        outer: &mut Builder<'a>,
+        name: &str,
+        steps: ValueId,
+    ) -> Result<LoopBody<'a>, String> {
+        let mut lp = LoopBody::new(outer, name)?;
+        let zero = outer.i64_scalar(0);
+        let t = lp.carry(outer, zero, "t");
+        let n = lp.carry(outer, steps, "steps");
+        lp.counter = Some((t, n));
+        Ok(lp)
+    }
+
+    /// The carried step and step count of a counted loop.
+    fn counter(&self) -> (usize, usize) {
+        self.counter
+            .expect("a loop made by LoopBody::counted has a counter")
+    }
+
+    /// The step `t` (an i64 scalar, from 0) in the body of a counted loop.
+    pub fn step(&self) -> ValueId {
+        self.args[self.counter().0]
+    }
+
+    /// The step count in the body of a counted loop.
+    pub fn steps(&self) -> ValueId {
+        self.args[self.counter().1]
     }
 
     /// Carries `init` (a value of `outer`) through the loop, unchanged until
@@ -332,6 +367,16 @@ impl<'a> LoopBody<'a> {
         }
     }
 
+    /// Adds a counted loop's `while` to `outer`: the step's next value is `t + 1`, and the
+    /// loop runs while `t < steps`. Returns the loop's results, one per carried value.
+    pub fn finish_counted(mut self, outer: &mut Builder) -> Result<Vec<ValueId>, String> {
+        let (kt, kn) = self.counter();
+        let one = self.b.i64_scalar(1);
+        let t_next = self.b.op(Op::Binary(B::Add), &[self.args[kt], one])?;
+        self.set_next(kt, t_next);
+        self.finish(outer, |c, a| c.op(Op::Binary(B::Less), &[a[kt], a[kn]]))
+    }
+
     /// Adds the `while` to `outer`; `cond` computes its condition from the carried values
     /// (the inputs of a graph of its own, built with the given builder). Returns the loop's
     /// results, one per carried value.
@@ -346,6 +391,7 @@ impl<'a> LoopBody<'a> {
             inits,
             args,
             next,
+            ..
         } = self;
         let mut c = outer
             .nested(&format!("{name}/cond"))
@@ -839,10 +885,7 @@ fn import_scan(b: &mut Builder, cx: &NodeCx) -> Out {
     };
     let caps = Captures::of(b, &[gp])?;
 
-    let mut lp = LoopBody::new(b, &name)?;
-    let zero = b.i64_scalar(0);
-    let kt = lp.carry(b, zero, "t");
-    let kn = lp.carry(b, steps, "steps");
+    let mut lp = LoopBody::counted(b, &name, steps)?;
     let mut ks = Vec::with_capacity(n_state);
     for (k, &init) in inputs[..n_state].iter().enumerate() {
         let input = io_name(&gp.input, k).to_string();
@@ -858,7 +901,7 @@ fn import_scan(b: &mut Builder, cx: &NodeCx) -> Out {
     caps.bind_loop(b, &mut lp);
 
     lp.b.naming(&format!("{name}/step"));
-    let (t, n) = (lp.arg(kt), lp.arg(kn));
+    let (t, n) = (lp.step(), lp.steps());
     let one = lp.b.i64_scalar(1);
     let last = lp.b.op(Op::Binary(B::Sub), &[n, one])?;
     let back = lp.b.op(Op::Binary(B::Sub), &[last, t])?;
@@ -872,8 +915,6 @@ fn import_scan(b: &mut Builder, cx: &NodeCx) -> Out {
     lp.b.initializers(gp).map_err(|e| in_region("body", e))?;
     lp.b.nodes(gp).map_err(|e| in_region("body", e))?;
     lp.b.naming(&format!("{name}/step"));
-    let t_next = lp.b.op(Op::Binary(B::Add), &[t, one])?;
-    lp.set_next(kt, t_next);
     for (k, &kk) in ks.iter().enumerate() {
         let v = body_output(&lp, gp, k)?;
         lp.set_next(kk, v);
@@ -887,7 +928,7 @@ fn import_scan(b: &mut Builder, cx: &NodeCx) -> Out {
         lp.set_next(k, written);
         kl.push(k);
     }
-    let results = lp.finish(b, |c, a| c.op(Op::Binary(B::Less), &[a[kt], a[kn]]))?;
+    let results = lp.finish_counted(b)?;
     let mut outs: Vec<ValueId> = ks.iter().map(|&k| results[k]).collect();
     for (j, &k) in kl.iter().enumerate() {
         let list = results[k];

@@ -133,14 +133,80 @@ fn bin(b: &mut Builder, op: B, x: ValueId, y: ValueId) -> Result<ValueId, String
     b.op(Op::Binary(op), &[x, y])
 }
 
-fn batch_matmul(b: &mut Builder, x: ValueId, y: ValueId, adj_y: bool) -> Result<ValueId, String> {
-    b.op(
-        Op::BatchMatMul {
-            adj_x: false,
-            adj_y,
-        },
-        &[x, y],
-    )
+/// The batched matrix product `x @ y`, `x` transposed when `adj_x` and `y` when `adj_y`.
+pub(super) fn batch_matmul(
+    b: &mut Builder,
+    x: ValueId,
+    y: ValueId,
+    adj_x: bool,
+    adj_y: bool,
+) -> Result<ValueId, String> {
+    b.op(Op::BatchMatMul { adj_x, adj_y }, &[x, y])
+}
+
+/// The dtype the softmax computes in: the `softmax_precision` attribute (a float type), else
+/// `default`.
+pub(super) fn softmax_precision(cx: &NodeCx, default: DType) -> Result<DType, String> {
+    if !cx.attrs.has("softmax_precision") {
+        return Ok(default);
+    }
+    let p = cx.attrs.dtype("softmax_precision")?;
+    if !matches!(p, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+        return Err(format!(
+            "`softmax_precision` {p} is not supported (a float type is)"
+        ));
+    }
+    Ok(p)
+}
+
+/// The heads of grouped-query attention: `hq` query heads of `q` (`[batch, hq, seq, size]`)
+/// share `hk` key/value heads. The `hq / hk` query heads sharing one key/value head are
+/// adjacent, so a reshape stacks them along the sequence axis, and each product with K or V
+/// is one batched matmul against the shared head, never a copy of it per query head.
+#[derive(Clone, Copy)]
+pub(super) struct Groups {
+    /// The queries, `[batch, hq, seq, size]`: the batch and sequence sizes of the products.
+    pub q: ValueId,
+    /// Query heads.
+    pub hq: usize,
+    /// Key/value heads (`hq` is a multiple of them).
+    pub hk: usize,
+}
+
+impl Groups {
+    /// `x` (`[batch, hq, seq, last]`) as `[batch, hk, group * seq, last]`; `x` itself when
+    /// each query head has its own key/value head.
+    pub(super) fn stacked(
+        self,
+        b: &mut Builder,
+        x: ValueId,
+        last: Part,
+    ) -> Result<ValueId, String> {
+        if self.hq == self.hk {
+            return Ok(x);
+        }
+        let parts = [
+            Part::Dim(self.q, 0),
+            Part::K(self.hk as i64),
+            Part::K(-1),
+            last,
+        ];
+        reshape(b, x, &parts)
+    }
+
+    /// `x` (`[batch, hk, group * seq, n]`, a product of stacked rows) as `[batch, hq, seq, n]`.
+    pub(super) fn unstacked(self, b: &mut Builder, x: ValueId) -> Result<ValueId, String> {
+        if self.hq == self.hk {
+            return Ok(x);
+        }
+        let parts = [
+            Part::Dim(self.q, 0),
+            Part::K(self.hq as i64),
+            Part::Dim(self.q, 2),
+            Part::K(-1),
+        ];
+        reshape(b, x, &parts)
+    }
 }
 
 /// A known dim of `x`, or an error naming `what`.
@@ -261,17 +327,7 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
         3 => QkMode::Softmax,
         m => return Err(format!("`qk_matmul_output_mode = {m}` is not supported")),
     };
-    let precision = if cx.attrs.has("softmax_precision") {
-        let p = cx.attrs.dtype("softmax_precision")?;
-        if !matches!(p, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
-            return Err(format!(
-                "`softmax_precision` {p} is not supported (a float type is)"
-            ));
-        }
-        p
-    } else {
-        dt
-    };
+    let precision = softmax_precision(cx, dt)?;
 
     // Q, K and V as [batch, heads, seq, size].
     let rank = b.rank(q);
@@ -318,7 +374,6 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
             "{hq} query heads for {hk} key/value heads is not supported (a multiple is)"
         ));
     }
-    let group = hq / hk;
 
     // The caches: present = past ++ new along the sequence axis.
     let concat_seq = |b: &mut Builder, past: Option<ValueId>, new: ValueId| match past {
@@ -348,34 +403,10 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
     let ks = bin(b, B::Mul, present_k, root)?;
 
     // Query heads sharing a key/value head are stacked along the sequence axis.
-    let stacked = |b: &mut Builder, x: ValueId, last: Part| -> Result<ValueId, String> {
-        if group == 1 {
-            return Ok(x);
-        }
-        reshape(
-            b,
-            x,
-            &[Part::Dim(q4, 0), Part::K(hk as i64), Part::K(-1), last],
-        )
-    };
-    let unstacked = |b: &mut Builder, x: ValueId| -> Result<ValueId, String> {
-        if group == 1 {
-            return Ok(x);
-        }
-        reshape(
-            b,
-            x,
-            &[
-                Part::Dim(q4, 0),
-                Part::K(hq as i64),
-                Part::Dim(q4, 2),
-                Part::K(-1),
-            ],
-        )
-    };
-    let qg = stacked(b, qs, Part::Dim(q4, 3))?;
-    let qk = batch_matmul(b, qg, ks, true)?;
-    let raw = unstacked(b, qk)?;
+    let groups = Groups { q: q4, hq, hk };
+    let qg = groups.stacked(b, qs, Part::Dim(q4, 3))?;
+    let qk = batch_matmul(b, qg, ks, false, true)?;
+    let raw = groups.unstacked(b, qk)?;
 
     let capped = if softcap > 0.0 {
         let c = b.scalar(dt, softcap);
@@ -407,9 +438,9 @@ fn import_attention(b: &mut Builder, cx: &NodeCx) -> Out {
         probs = zero_masked_rows(b, bias, probs)?;
     }
 
-    let pg = stacked(b, probs, Part::Dim(present_k, 2))?;
-    let y = batch_matmul(b, pg, present_v, false)?;
-    let mut y = unstacked(b, y)?;
+    let pg = groups.stacked(b, probs, Part::Dim(present_k, 2))?;
+    let y = batch_matmul(b, pg, present_v, false, false)?;
+    let mut y = groups.unstacked(b, y)?;
     if rank == 3 {
         let t = transpose(b, y, &[0, 2, 1, 3])?;
         y = reshape(b, t, &[Part::Dim(q, 0), Part::Dim(q, 1), Part::K(-1)])?;

@@ -6,11 +6,12 @@
 //! channels`, the bias added), then the optional SiLU (`swish` is an alias), computed in f32
 //! for narrower floats; the present state is the last `k - 1` positions of the padded input.
 
+use super::composite::swish;
 use super::elementwise::in_f32;
 use super::nn::{conv_nchw, from_2d, to_2d};
 use super::{row, OnnxOp};
 use crate::import::onnx::{Builder, NodeCx};
-use lathe_ir::ops::{BinaryOp as B, ConvAttrs, DataFormat, PadMode, Padding, UnaryOp as U};
+use lathe_ir::ops::{BinaryOp as B, ConvAttrs, DataFormat, PadMode, Padding};
 use lathe_ir::{DType, Dim, Op, Tensor, ValueId};
 
 type Out = Result<Vec<ValueId>, String>;
@@ -97,10 +98,7 @@ fn import_causal_conv(b: &mut Builder, cx: &NodeCx) -> Out {
     let y = conv_nchw(b, p2, w2, cx.opt(2), attrs, [1, k], c as i64)?;
     let mut y = from_2d(b, y, true)?;
     if silu {
-        y = in_f32(b, y, |b, y| {
-            let s = b.op(Op::Unary(U::Sigmoid), &[y])?;
-            b.op(Op::Binary(B::Mul), &[y, s])
-        })?;
+        y = in_f32(b, y, |b, y| swish(b, y, 1.0))?;
     }
     // The last `k - 1` positions of the padded input (of length `L + k - 1`).
     let begin = match b.ty(padded).shape.dims()[2].known() {

@@ -38,20 +38,15 @@ pub(super) fn rows() -> Vec<OnnxOp> {
             import_hardmax,
         ),
         row("Swish", &["sigmoid", "mul"], |b, cx| {
-            let x = cx.input(0)?;
             let alpha = cx.attrs.float_or("alpha", 1.0)? as f64;
-            let ax = mul_scalar(b, x, alpha)?;
-            let s = b.op(Op::Unary(U::Sigmoid), &[ax])?;
-            one(b.op(Op::Binary(B::Mul), &[x, s])?)
+            one(swish(b, cx.input(0)?, alpha)?)
         }),
         row("SwiGLU", &["sigmoid", "mul"], |b, cx| {
             // `a * sigmoid(alpha * a) * b`: a Swish of the gate times the value.
             let (a, v) = (cx.input(0)?, cx.input(1)?);
             let alpha = cx.attrs.float_or("alpha", 1.0)? as f64;
-            let aa = mul_scalar(b, a, alpha)?;
-            let s = b.op(Op::Unary(U::Sigmoid), &[aa])?;
-            let swish = b.op(Op::Binary(B::Mul), &[a, s])?;
-            one(b.op(Op::Binary(B::Mul), &[swish, v])?)
+            let gate = swish(b, a, alpha)?;
+            one(b.op(Op::Binary(B::Mul), &[gate, v])?)
         }),
         row("DepthToSpace", &["reshape", "transpose"], |b, cx| {
             depth_space(b, cx, true)
@@ -69,12 +64,33 @@ pub(super) fn rows() -> Vec<OnnxOp> {
     ]
 }
 
-/// `x` in f32 when it is a narrower float (the `stash_type` ONNX normalizations compute in).
-fn widen(b: &mut Builder, x: ValueId) -> Result<ValueId, String> {
-    match b.dtype(x) {
-        DType::F16 | DType::BF16 => cast(b, x, DType::F32),
-        _ => Ok(x),
+/// `x * sigmoid(alpha * x)`: Swish, SiLU when `alpha` is 1 (which scales nothing).
+pub(crate) fn swish(b: &mut Builder, x: ValueId, alpha: f64) -> Result<ValueId, String> {
+    let ax = if alpha == 1.0 {
+        x
+    } else {
+        mul_scalar(b, x, alpha)?
+    };
+    let s = b.op(Op::Unary(U::Sigmoid), &[ax])?;
+    b.op(Op::Binary(B::Mul), &[x, s])
+}
+
+/// The dtype a float of dtype `dt` computes in: f32 for the narrower floats (the
+/// `stash_type` ONNX normalizations compute in), `dt` itself otherwise.
+pub(super) fn wide(dt: DType) -> DType {
+    match dt {
+        DType::F16 | DType::BF16 => DType::F32,
+        d => d,
     }
+}
+
+/// `x` in [`wide`]'s dtype.
+fn widen(b: &mut Builder, x: ValueId) -> Result<ValueId, String> {
+    let dt = wide(b.dtype(x));
+    if dt == b.dtype(x) {
+        return Ok(x);
+    }
+    cast(b, x, dt)
 }
 
 fn reduce(

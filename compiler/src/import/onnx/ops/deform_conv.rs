@@ -66,7 +66,7 @@ fn import_deform_conv(b: &mut Builder, cx: &NodeCx) -> Result<Vec<ValueId>, Stri
     let (oh, ow) = (od[2], od[3]);
     let attr = |name: &str, default: i64| -> Result<Vec<usize>, String> {
         let v = cx.attrs.ints_or(name, &[default, default]);
-        if v.len() != 2 || v.iter().any(|&e| e < 0 || (e == 0 && name != "pads")) {
+        if v.len() != 2 || v.iter().any(|&e| e <= 0) {
             return Err(format!(
                 "`{name}` {v:?} is not supported (two positive entries)"
             ));

@@ -9,13 +9,13 @@
 //! Grouped-query attention stacks the query heads sharing a key/value head along the
 //! sequence axis, as `Attention` does, so K and V are never copied per query head.
 
-use super::attention::{reshape, transpose, Part};
+use super::attention::{batch_matmul, softmax_precision, Groups, Part};
+use super::composite::wide;
 use super::elementwise::{cast, mul_scalar};
 use super::{preview, row, OnnxOp};
-use crate::import::onnx::control_flow::in_region;
-use crate::import::onnx::tensor;
-use crate::import::onnx::{Builder, NodeCx};
-use lathe_ir::{DType, Op, ValueId};
+use crate::import::onnx::unroll::inline_body;
+use crate::import::onnx::{Builder, Item, NodeCx};
+use lathe_ir::{Op, ValueId};
 use lathe_proto::onnx::GraphProto;
 
 type Out = Result<Vec<ValueId>, String>;
@@ -23,14 +23,7 @@ type Out = Result<Vec<ValueId>, String>;
 pub(super) fn rows() -> Vec<OnnxOp> {
     vec![preview(row(
         "FlexAttention",
-        &[
-            "batch_matmul",
-            "softmax",
-            "mul",
-            "cast",
-            "reshape",
-            "transpose",
-        ],
+        &["batch_matmul", "softmax", "mul", "cast", "reshape"],
         import_flex_attention,
     ))]
 }
@@ -63,41 +56,17 @@ fn import_flex_attention(b: &mut Builder, cx: &NodeCx) -> Out {
             "Q's {hq} heads must be a multiple of K's and V's {hkv}, got V {vt}"
         ));
     }
-    let scale = match cx.attrs.get("scale") {
-        Some(_) => cx.attrs.float_or("scale", 0.0)?,
-        None => (1.0 / (e as f64).sqrt()) as f32,
-    };
-    let softmax_dt = match cx.attrs.get("softmax_precision") {
-        Some(_) => {
-            let code = cx.attrs.int("softmax_precision")?;
-            match i32::try_from(code).ok().and_then(|c| tensor::dtype(c).ok()) {
-                Some(d @ (DType::F16 | DType::BF16 | DType::F32 | DType::F64)) => d,
-                _ => return Err(format!("softmax_precision {code} is not supported")),
-            }
-        }
-        None if matches!(dt, DType::F16 | DType::BF16) => DType::F32,
-        None => dt,
-    };
+    let scale = cx
+        .attrs
+        .float_or("scale", (1.0 / (e as f64).sqrt()) as f32)?;
+    let softmax_dt = softmax_precision(cx, wide(dt))?;
     let root = f64::from(scale.sqrt());
     let qs = mul_scalar(b, q, root)?;
     let ks = mul_scalar(b, k, root)?;
-    // The `group` query heads of one key/value head as one sequence of `group * L` rows.
-    let stacked = [
-        Part::Dim(q, 0),
-        Part::K(hkv as i64),
-        Part::K(-1),
-        Part::K(e as i64),
-    ];
-    let qs = reshape(b, qs, &stacked)?;
-    let kt_ = transpose(b, ks, &[0, 1, 3, 2])?;
-    let scores = b.op(matmul(), &[qs, kt_])?;
-    let per_head = [
-        Part::Dim(q, 0),
-        Part::K(hq as i64),
-        Part::Dim(q, 2),
-        Part::Dim(k, 2),
-    ];
-    let scores = reshape(b, scores, &per_head)?;
+    let groups = Groups { q, hq, hk: hkv };
+    let qg = groups.stacked(b, qs, Part::K(e as i64))?;
+    let scores = batch_matmul(b, qg, ks, false, true)?;
+    let scores = groups.unstacked(b, scores)?;
     let mut scores = cast(b, scores, softmax_dt)?;
     if cx.attrs.get("score_mod").is_some() {
         scores = apply_mod(b, cx.attrs.graph("score_mod")?, "score_mod", scores)?;
@@ -106,29 +75,11 @@ fn import_flex_attention(b: &mut Builder, cx: &NodeCx) -> Out {
     if cx.attrs.get("prob_mod").is_some() {
         probs = apply_mod(b, cx.attrs.graph("prob_mod")?, "prob_mod", probs)?;
     }
-    let stacked_probs = [
-        Part::Dim(q, 0),
-        Part::K(hkv as i64),
-        Part::K(-1),
-        Part::Dim(k, 2),
-    ];
-    let probs = reshape(b, probs, &stacked_probs)?;
+    let pg = groups.stacked(b, probs, Part::Dim(k, 2))?;
     let vc = cast(b, v, softmax_dt)?;
-    let y = b.op(matmul(), &[probs, vc])?;
-    let ev = Part::Dim(v, 3);
-    let y = reshape(
-        b,
-        y,
-        &[Part::Dim(q, 0), Part::K(hq as i64), Part::Dim(q, 2), ev],
-    )?;
+    let y = batch_matmul(b, pg, vc, false, false)?;
+    let y = groups.unstacked(b, y)?;
     Ok(vec![cast(b, y, dt)?])
-}
-
-fn matmul() -> Op {
-    Op::BatchMatMul {
-        adj_x: false,
-        adj_y: false,
-    }
 }
 
 /// The mod graph `gp` (one input, one output) imported in place on `x`.
@@ -140,19 +91,11 @@ fn apply_mod(b: &mut Builder, gp: &GraphProto, what: &str, x: ValueId) -> Result
             gp.output.len()
         ));
     }
-    // The mod graph's names stay its own, and the node's IR nodes keep its name.
-    let saved = (b.values.clone(), b.current.clone(), b.added);
     let input = gp.input[0].name.as_deref().unwrap_or("");
-    b.bind(input, x);
-    let result = (|| {
-        b.initializers(gp).map_err(|e| in_region(what, e))?;
-        b.nodes(gp).map_err(|e| in_region(what, e))?;
-        let out = gp.output[0].name.as_deref().unwrap_or("");
-        b.lookup(out)
-            .ok_or_else(|| format!("its {what}'s output `{out}` is not produced by any node"))
-    })();
-    (b.values, b.current, b.added) = saved;
-    let y = result?;
+    let outs = inline_body(b, gp, &[(input, Item::Tensor(x))], what)?;
+    let Item::Tensor(y) = outs[0] else {
+        return Err(format!("its {what} returns {}", outs[0].kind()));
+    };
     if b.ty(y) != b.ty(x) {
         return Err(format!(
             "its {what} must keep its input's type {}, got {}",
@@ -248,6 +191,7 @@ mod tests {
         let y = vals(&run(&g, &[q, k, v])[0]);
         let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
         let want = [2.0, 4.0].map(|s| 0.5 * (10.0 + 10.0 * sigmoid(s)));
+        assert_eq!(y.len(), want.len(), "{y:?} vs {want:?}");
         for (a, b) in y.iter().zip(want) {
             assert!((a - b).abs() < 1e-5, "{y:?} vs {want:?}");
         }

@@ -13,7 +13,8 @@
 //! the past state's dtype (the query's when there is none). `chunk_size` is a tuning hint of
 //! no effect on the result, and is ignored.
 
-use super::attention::{reshape, transpose, Part};
+use super::attention::{batch_matmul, reshape, transpose, Part};
+use super::composite::wide;
 use super::elementwise::{cast, mul_scalar};
 use super::{row, OnnxOp};
 use crate::import::onnx::control_flow::{dim0, node_name, reserve, LoopBody};
@@ -136,10 +137,7 @@ fn import_linear_attention(b: &mut Builder, cx: &NodeCx) -> Out {
             return Err(format!("inputs must be floats, got {}", b.ty(x)));
         }
     }
-    let ct = match dt {
-        DType::F16 | DType::BF16 => DType::F32,
-        d => d,
-    };
+    let ct = wide(dt);
     let scale = match cx.attrs.float_or("scale", 0.0)? {
         0.0 => 1.0 / (h.d_k as f64).sqrt(),
         s => s as f64,
@@ -245,10 +243,7 @@ fn recurrence(
 ) -> Result<Vec<ValueId>, String> {
     let name = node_name(b);
     let steps = dim0(b, qs)?;
-    let mut lp = LoopBody::new(b, &name)?;
-    let zero = b.i64_scalar(0);
-    let kt = lp.carry(b, zero, "t");
-    let kn = lp.carry(b, steps, "steps");
+    let mut lp = LoopBody::counted(b, &name, steps)?;
     let ks_state = lp.carry(b, s0, "state");
     let item = TensorType::new(
         ct,
@@ -268,7 +263,7 @@ fn recurrence(
     );
     let g_all = gs.map(|g| lp.invariant(b, g, "exp_decay"));
     let beta_all = betas.map(|be| lp.invariant(b, be, "beta"));
-    let (t, mut s, list) = (lp.arg(kt), lp.arg(ks_state), lp.arg(ky));
+    let (t, mut s, list) = (lp.step(), lp.arg(ks_state), lp.arg(ky));
 
     let lb = &mut lp.b;
     lb.naming(&format!("{name}/step"));
@@ -281,30 +276,19 @@ fn recurrence(
     }
     if let Some(be) = beta_all {
         let be_t = row(lb, be)?;
-        let recalled = lb.op(matmul(false), &[k_t, s])?;
+        let recalled = batch_matmul(lb, k_t, s, false, false)?;
         let d = lb.op(Op::Binary(B::Sub), &[v_t, recalled])?;
         v_t = lb.op(Op::Binary(B::Mul), &[be_t, d])?;
     }
-    let write = lb.op(matmul(true), &[k_t, v_t])?;
+    // `k_tᵀ v_t`: the outer product of a key and a value row.
+    let write = batch_matmul(lb, k_t, v_t, true, false)?;
     let s = lb.op(Op::Binary(B::Add), &[s, write])?;
-    let y_t = lb.op(matmul(false), &[q_t, s])?;
-    let one = lb.i64_scalar(1);
-    let t_next = lb.op(Op::Binary(B::Add), &[t, one])?;
+    let y_t = batch_matmul(lb, q_t, s, false, false)?;
     let written = lb.op(Op::SetItem, &[list, t, y_t])?;
-    lp.set_next(kt, t_next);
     lp.set_next(ks_state, s);
     lp.set_next(ky, written);
-    let results = lp.finish(b, |c, a| c.op(Op::Binary(B::Less), &[a[kt], a[kn]]))?;
+    let results = lp.finish_counted(b)?;
     Ok(vec![results[ky], results[ks_state]])
-}
-
-/// A batched matrix product, its left operand transposed when `adj_x` (`k_tᵀ v_t`, an outer
-/// product of a key and a value row).
-fn matmul(adj_x: bool) -> Op {
-    Op::BatchMatMul {
-        adj_x,
-        adj_y: false,
-    }
 }
 
 #[cfg(test)]
@@ -420,7 +404,9 @@ mod tests {
             0.5f64.sqrt(),
         );
         for (got, want) in [(&got[0], y), (&got[1], s)] {
-            for (a, b) in got.to_f64_vec().iter().zip(&want) {
+            let got = got.to_f64_vec();
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");
             }
         }

@@ -1,25 +1,33 @@
-//! The second output of ONNX `MaxPool`: the flat index of each window's maximum (over the
-//! whole input, `((n * C + c) * H + h) * W + w`; with `storage_order = 1` the spatial part is
-//! column-major, `h + w * H`).
+//! ONNX `MaxPool` with its second output: each window's maximum and its flat index (over
+//! the whole input, `((n * C + c) * H + h) * W + w`; with `storage_order = 1` the spatial
+//! part is column-major, `h + w * H`).
 //!
 //! Written with IR ops, as the taps of `pool_taps`: the input is padded, each of the
 //! window's taps is a strided slice over every spatial axis, and a running maximum keeps,
 //! beside its value, the index of the tap that set it (a constant per tap: the position each
 //! output's tap reads). A later tap is taken when it is a real cell (a constant mask) and
 //! strictly greater or the window's first real cell, so padding never wins and ties (and a
-//! NaN) keep the first position in window order, as the ONNX reference does. The batch and
-//! channel offset is added last.
+//! NaN) keep the first position in window order, as the ONNX reference does. The running
+//! maximum is the pooled output, so each maximum is the cell its index names: a NaN wins
+//! only as its window's first real cell (the reference's running `x > best`), where
+//! `pool_taps`' `maximum` would propagate any NaN. The batch and channel offset is added
+//! last.
 
-use super::pool_taps::{lowest, windows, AxisWindow};
+use super::pool_taps::{lowest, pad_for_taps, tap_slice, windows, AxisWindow};
 use crate::import::onnx::{Builder, NodeCx};
-use lathe_ir::ops::{BinaryOp as B, PadMode, StridedSliceAttrs, UnaryOp as U};
-use lathe_ir::{DType, Op, Tensor, ValueId};
+use lathe_ir::ops::{BinaryOp as B, UnaryOp as U};
+use lathe_ir::{Op, Tensor, ValueId};
 
 /// Taps a window may have (each is a strided slice of the input and a select).
 const MAX_TAPS: usize = 4096;
 
-/// The indices output of `MaxPool` node `cx` on `x` (every size known).
-pub(super) fn indices(b: &mut Builder, cx: &NodeCx, x: ValueId) -> Result<ValueId, String> {
+/// The outputs of `MaxPool` node `cx` on `x` (every size known): the maxima and their
+/// indices.
+pub(super) fn max_pool_with_indices(
+    b: &mut Builder,
+    cx: &NodeCx,
+    x: ValueId,
+) -> Result<(ValueId, ValueId), String> {
     let dims = b.ty(x).shape.as_known().ok_or_else(|| {
         format!(
             "the Indices output needs the input's shape known, got {}",
@@ -39,9 +47,10 @@ pub(super) fn indices(b: &mut Builder, cx: &NodeCx, x: ValueId) -> Result<ValueI
             "the Indices output of a window of {taps} cells is not supported (at most {MAX_TAPS})"
         ));
     }
-    let rank = dims.len();
-    let dt = b.dtype(x);
-    let padded = pad(b, x, &wins, dt)?;
+    let axes: Vec<(usize, &AxisWindow)> =
+        wins.iter().enumerate().map(|(i, w)| (2 + i, w)).collect();
+    let fill = lowest(b.dtype(x));
+    let padded = pad_for_taps(b, x, &axes, fill)?;
     // The spatial strides of a flat index.
     let spatial = &dims[2..];
     let mut strides = vec![1i64; spatial.len()];
@@ -57,7 +66,12 @@ pub(super) fn indices(b: &mut Builder, cx: &NodeCx, x: ValueId) -> Result<ValueI
     let mut best: Option<(ValueId, ValueId, Option<ValueId>)> = None;
     let mut tap = vec![0usize; wins.len()];
     for _ in 0..taps {
-        let value = slice(b, padded, &wins, &tap, rank)?;
+        let at: Vec<_> = axes
+            .iter()
+            .zip(&tap)
+            .map(|(&(a, w), &j)| (a, w, j))
+            .collect();
+        let value = tap_slice(b, padded, &at)?;
         let (index, real) = tap_indices(&wins, &tap, &out, &strides);
         let index = b.konst(index);
         let real = real.map(|r| b.konst(r));
@@ -90,7 +104,7 @@ pub(super) fn indices(b: &mut Builder, cx: &NodeCx, x: ValueId) -> Result<ValueI
             tap[a] = 0;
         }
     }
-    let (_, index, _) = best.expect("a window has at least one tap");
+    let (value, index, _) = best.expect("a window has at least one tap");
     // The first tap's index is `[1, 1, out..]`; every later one broadcasts it to the input's
     // batch and channels, so add the plane offsets either way.
     let plane: usize = spatial.iter().product();
@@ -98,53 +112,7 @@ pub(super) fn indices(b: &mut Builder, cx: &NodeCx, x: ValueId) -> Result<ValueI
     let mut shape = vec![dims[0], dims[1]];
     shape.extend(std::iter::repeat_n(1, wins.len()));
     let offsets = b.konst(Tensor::from_vec(&shape, offsets));
-    b.op(Op::Binary(B::Add), &[index, offsets])
-}
-
-/// `x` padded on each spatial axis with the lowest value, through the last window's taps.
-fn pad(b: &mut Builder, x: ValueId, wins: &[AxisWindow], dt: DType) -> Result<ValueId, String> {
-    let rank = b.rank(x);
-    let mut amounts = vec![0i64; 2 * rank];
-    for (i, w) in wins.iter().enumerate() {
-        amounts[2 * (2 + i)] = w.pads[0] as i64;
-        amounts[2 * (2 + i) + 1] = w.needed().saturating_sub(w.len + w.pads[0]) as i64;
-    }
-    if amounts.iter().all(|&a| a == 0) {
-        return Ok(x);
-    }
-    let flat = b.i64s(&amounts);
-    let shape = b.i64s(&[rank as i64, 2]);
-    let paddings = b.op(Op::Reshape, &[flat, shape])?;
-    let fill = b.scalar(dt, lowest(dt));
-    let op = Op::Pad {
-        mode: PadMode::Constant,
-    };
-    b.op(op, &[x, paddings, fill])
-}
-
-/// What tap `tap` of every window reads: a strided slice of the padded input.
-fn slice(
-    b: &mut Builder,
-    padded: ValueId,
-    wins: &[AxisWindow],
-    tap: &[usize],
-    rank: usize,
-) -> Result<ValueId, String> {
-    let (mut begin, mut end, mut step) = (vec![0i64; rank], vec![0i64; rank], vec![1i64; rank]);
-    for (i, w) in wins.iter().enumerate() {
-        let start = tap[i] * w.dilation;
-        begin[2 + i] = start as i64;
-        end[2 + i] = (start + (w.out - 1) * w.stride + 1) as i64;
-        step[2 + i] = w.stride as i64;
-    }
-    // Batch and channels whole.
-    let attrs = StridedSliceAttrs {
-        begin_mask: 0b11,
-        end_mask: 0b11,
-        ..StridedSliceAttrs::default()
-    };
-    let (begin, end, step) = (b.i64s(&begin), b.i64s(&end), b.i64s(&step));
-    b.op(Op::StridedSlice(attrs), &[padded, begin, end, step])
+    Ok((value, b.op(Op::Binary(B::Add), &[index, offsets])?))
 }
 
 /// The spatial index (i64, `[1, 1, out..]`) of the cell tap `tap` of each output's window
@@ -233,5 +201,16 @@ mod tests {
         let (y, i) = max_pool(&[1, 1, 1, 3], attrs, x);
         assert_eq!(y, [-7.0, -7.0, -7.0, -9.0]);
         assert_eq!(i, [0.0, 0.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn each_maximum_is_the_cell_its_index_names() {
+        // A NaN after a window's first cell is passed over; a first-cell NaN is kept.
+        let x = Tensor::from_vec(&[1, 1, 1, 3], vec![1.0f32, f32::NAN, 3.0]);
+        let (y, i) = max_pool(&[1, 1, 1, 3], &[("kernel_shape", &[1, 2])], x);
+        assert_eq!(i, [0.0, 1.0]);
+        assert_eq!(y.len(), 2);
+        assert_eq!(y[0], 1.0);
+        assert!(y[1].is_nan(), "{y:?}");
     }
 }

@@ -7,6 +7,7 @@
 //! the end of each axis to it, as the ONNX reference does: indices count in the inferred
 //! shape either way.
 
+use super::pool_taps::window_attrs;
 use super::{one, row, OnnxOp};
 use crate::import::onnx::{Builder, NodeCx};
 use lathe_ir::ops::{PadMode, ScatterReduction};
@@ -25,44 +26,23 @@ pub(super) fn rows() -> Vec<OnnxOp> {
 
 fn import_max_unpool(b: &mut Builder, cx: &NodeCx) -> Result<Vec<ValueId>, String> {
     let (x, indices) = (cx.input(0)?, cx.input(1)?);
-    let dims = b
-        .ty(x)
-        .shape
-        .as_known()
-        .ok_or_else(|| format!("needs the input's shape known, got {}", b.ty(x)))?;
-    if dims.len() < 3 {
-        return Err(format!("needs an input of rank 3 or more, got {}", b.ty(x)));
-    }
+    let (dims, a) = window_attrs(b, cx, x)?;
     let n = dims.len() - 2;
-    let kernel = cx
-        .attrs
-        .ints("kernel_shape")
-        .ok_or("missing attribute `kernel_shape`")?
-        .to_vec();
-    let strides = cx.attrs.ints_or("strides", &vec![1; n]);
-    let pads = cx.attrs.ints_or("pads", &vec![0; 2 * n]);
-    if kernel.len() != n || strides.len() != n || pads.len() != 2 * n {
-        return Err(format!(
-            "kernel_shape {kernel:?}, strides {strides:?} and pads {pads:?} do not fit {n} \
-             spatial axes"
-        ));
-    }
     let mut inferred = dims[..2].to_vec();
     for i in 0..n {
+        // Every attribute entry came from a non-negative i64.
+        let [stride, kernel, before, after] =
+            [a.strides[i], a.kernel[i], a.pads[i], a.pads[n + i]].map(|v| v as i64);
         let size = (dims[2 + i] as i64 - 1)
-            .checked_mul(strides[i])
-            .and_then(|s| s.checked_add(kernel[i]))
-            .and_then(|s| s.checked_sub(pads[i].saturating_add(pads[n + i])))
-            .filter(|&s| s > 0 && kernel[i] > 0 && strides[i] > 0)
+            .checked_mul(stride)
+            .and_then(|s| s.checked_add(kernel))
+            .and_then(|s| s.checked_sub(before.saturating_add(after)))
+            .filter(|&s| s > 0)
             .ok_or_else(|| {
                 format!(
-                    "spatial axis {i} of {} with kernel {}, stride {} and pads {}, {} has no \
-                     positive size",
-                    dims[2 + i],
-                    kernel[i],
-                    strides[i],
-                    pads[i],
-                    pads[n + i]
+                    "spatial axis {i} of {} with kernel {kernel}, stride {stride} and pads \
+                     {before}, {after} has no positive size",
+                    dims[2 + i]
                 )
             })?;
         inferred.push(size as usize);

@@ -410,15 +410,15 @@ fn filter(b: &mut Builder, w: ValueId, perm: &[i64]) -> Result<ValueId, String> 
     b.op(Op::Transpose, &[w, p])
 }
 
-/// `MaxPool`: the values, and the indices of the maxima when the node asks for them
-/// (`max_pool_indices`).
+/// `MaxPool`: the values, and the indices of the maxima when the node asks for them (then
+/// both from `max_pool_indices`' running maximum).
 fn import_max_pool(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
-    let y = pool(b, cx, x, true, false)?;
     if !cx.wants(1) {
-        return one(y);
+        return one(pool(b, cx, x, true, false)?);
     }
-    Ok(vec![y, super::max_pool_indices::indices(b, cx, x)?])
+    let (y, indices) = super::max_pool_indices::max_pool_with_indices(b, cx, x)?;
+    Ok(vec![y, indices])
 }
 
 fn import_pool(b: &mut Builder, cx: &NodeCx, max: bool) -> Out {

@@ -129,9 +129,27 @@ pub(super) fn pool(
     Ok(y)
 }
 
-/// The window of each spatial axis of `x` (NC followed by any number of spatial axes, every
-/// size known) from `cx`'s attributes (`storage_order` only orders `MaxPool`'s indices).
-pub(super) fn windows(b: &Builder, cx: &NodeCx, x: ValueId) -> Result<Vec<AxisWindow>, String> {
+/// A pool's window attributes as a node gives them, one entry per spatial axis (`pads`: the
+/// starts, then the ends).
+pub(super) struct WindowAttrs {
+    /// `kernel_shape`.
+    pub kernel: Vec<usize>,
+    /// `strides` (1 when absent).
+    pub strides: Vec<usize>,
+    /// `dilations` (1 when absent).
+    pub dilations: Vec<usize>,
+    /// `pads`, two per spatial axis (0 when absent).
+    pub pads: Vec<usize>,
+}
+
+/// The dims of `x` (NC followed by any number of spatial axes, every size known) and `cx`'s
+/// window attributes for them, checked: positive kernel, strides and dilations (1 when
+/// absent), non-negative pads (0 when absent).
+pub(super) fn window_attrs(
+    b: &Builder,
+    cx: &NodeCx,
+    x: ValueId,
+) -> Result<(Vec<usize>, WindowAttrs), String> {
     let dims = b
         .ty(x)
         .shape
@@ -162,16 +180,30 @@ pub(super) fn windows(b: &Builder, cx: &NodeCx, x: ValueId) -> Result<Vec<AxisWi
     {
         return Err("kernel_shape, strides and dilations must be positive".into());
     }
+    let attrs = WindowAttrs {
+        kernel,
+        strides,
+        dilations,
+        pads,
+    };
+    Ok((dims, attrs))
+}
+
+/// The window of each spatial axis of `x` (NC followed by any number of spatial axes, every
+/// size known) from `cx`'s attributes (`storage_order` only orders `MaxPool`'s indices).
+pub(super) fn windows(b: &Builder, cx: &NodeCx, x: ValueId) -> Result<Vec<AxisWindow>, String> {
+    let (dims, a) = window_attrs(b, cx, x)?;
+    let n = dims.len() - 2;
     let ceil = cx.attrs.int_or("ceil_mode", 0)? != 0;
     let auto_pad = cx.attrs.str_or("auto_pad", "NOTSET")?;
     (0..n)
         .map(|i| {
             AxisWindow::new(
                 dims[2 + i],
-                kernel[i],
-                strides[i],
-                dilations[i],
-                [pads[i], pads[n + i]],
+                a.kernel[i],
+                a.strides[i],
+                a.dilations[i],
+                [a.pads[i], a.pads[n + i]],
                 &auto_pad,
                 ceil,
             )
@@ -191,40 +223,10 @@ fn pool_axis(
 ) -> Result<ValueId, String> {
     let rank = b.rank(x);
     let dt = b.dtype(x);
-    let after = w.needed().saturating_sub(w.len + w.pads[0]);
-    let x = if w.pads[0] > 0 || after > 0 {
-        let mut amounts = vec![0i64; 2 * rank];
-        amounts[2 * axis] = w.pads[0] as i64;
-        amounts[2 * axis + 1] = after as i64;
-        let flat = b.i64s(&amounts);
-        let shape = b.i64s(&[rank as i64, 2]);
-        let paddings = b.op(Op::Reshape, &[flat, shape])?;
-        let fill = b.scalar(dt, if max { lowest(dt) } else { 0.0 });
-        let op = Op::Pad {
-            mode: PadMode::Constant,
-        };
-        b.op(op, &[x, paddings, fill])?
-    } else {
-        x
-    };
-    // Every axis but `axis` whole.
-    let whole = ((1i64 << rank) - 1) & !(1i64 << axis);
-    let attrs = StridedSliceAttrs {
-        begin_mask: whole,
-        end_mask: whole,
-        ..StridedSliceAttrs::default()
-    };
+    let x = pad_for_taps(b, x, &[(axis, w)], if max { lowest(dt) } else { 0.0 })?;
     let mut acc: Option<ValueId> = None;
     for j in 0..w.kernel {
-        let start = j * w.dilation;
-        let mut begin = vec![0i64; rank];
-        let mut end = vec![0i64; rank];
-        let mut step = vec![1i64; rank];
-        begin[axis] = start as i64;
-        end[axis] = (start + (w.out - 1) * w.stride + 1) as i64;
-        step[axis] = w.stride as i64;
-        let (begin, end, step) = (b.i64s(&begin), b.i64s(&end), b.i64s(&step));
-        let tap = b.op(Op::StridedSlice(attrs.clone()), &[x, begin, end, step])?;
+        let tap = tap_slice(b, x, &[(axis, w, j)])?;
         acc = Some(match acc {
             None => tap,
             Some(a) => b.op(Op::Binary(if max { B::Maximum } else { B::Add }), &[a, tap])?,
@@ -241,6 +243,59 @@ fn pool_axis(
     shape[axis] = w.out;
     let scale = b.konst(Tensor::from_f64(dt, &shape, &scale));
     b.op(Op::Binary(B::Mul), &[y, scale])
+}
+
+/// `x` padded with `fill` along each `(axis, window)` for the window's taps: its `pads[0]`
+/// before, and after through the last window's last tap.
+pub(super) fn pad_for_taps(
+    b: &mut Builder,
+    x: ValueId,
+    axes: &[(usize, &AxisWindow)],
+    fill: f64,
+) -> Result<ValueId, String> {
+    let rank = b.rank(x);
+    let mut amounts = vec![0i64; 2 * rank];
+    for &(axis, w) in axes {
+        amounts[2 * axis] = w.pads[0] as i64;
+        amounts[2 * axis + 1] = w.needed().saturating_sub(w.len + w.pads[0]) as i64;
+    }
+    if amounts.iter().all(|&a| a == 0) {
+        return Ok(x);
+    }
+    let flat = b.i64s(&amounts);
+    let shape = b.i64s(&[rank as i64, 2]);
+    let paddings = b.op(Op::Reshape, &[flat, shape])?;
+    let fill = b.scalar(b.dtype(x), fill);
+    let op = Op::Pad {
+        mode: PadMode::Constant,
+    };
+    b.op(op, &[x, paddings, fill])
+}
+
+/// What tap `j` of each `(axis, window, j)` reads of `x` (padded by [`pad_for_taps`]): a
+/// strided slice along those axes, every other axis whole.
+pub(super) fn tap_slice(
+    b: &mut Builder,
+    x: ValueId,
+    taps: &[(usize, &AxisWindow, usize)],
+) -> Result<ValueId, String> {
+    let rank = b.rank(x);
+    let (mut begin, mut end, mut step) = (vec![0i64; rank], vec![0i64; rank], vec![1i64; rank]);
+    let mut whole = (1i64 << rank) - 1;
+    for &(axis, w, j) in taps {
+        let start = j * w.dilation;
+        begin[axis] = start as i64;
+        end[axis] = (start + (w.out - 1) * w.stride + 1) as i64;
+        step[axis] = w.stride as i64;
+        whole &= !(1i64 << axis);
+    }
+    let attrs = StridedSliceAttrs {
+        begin_mask: whole,
+        end_mask: whole,
+        ..StridedSliceAttrs::default()
+    };
+    let (begin, end, step) = (b.i64s(&begin), b.i64s(&end), b.i64s(&step));
+    b.op(Op::StridedSlice(attrs), &[x, begin, end, step])
 }
 
 #[cfg(test)]

@@ -468,9 +468,6 @@ fn int_matmul(
     x_zp: Option<ValueId>,
     y_zp: Option<ValueId>,
 ) -> Result<ValueId, String> {
-    if b.rank(x) == 0 || b.rank(y) == 0 {
-        return Err("matrix product operands must have rank 1 or more".into());
-    }
     let x_zp = product_zero_point(b, x_zp, x)?;
     let y_zp = product_zero_point(b, y_zp, y)?;
     vector_operands(b, x, y, |b, x2, y2| {

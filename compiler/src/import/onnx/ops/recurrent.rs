@@ -513,10 +513,7 @@ fn direction_loop(
     tag: &str,
 ) -> Result<(Option<ValueId>, ValueId, Option<ValueId>), String> {
     let name = format!("{}/{tag}", node_name(b));
-    let mut lp = LoopBody::new(b, &name)?;
-    let zero = b.i64_scalar(0);
-    let kt = lp.carry(b, zero, "t");
-    let kn = lp.carry(b, steps, "steps");
+    let mut lp = LoopBody::counted(b, &name, steps)?;
     let kh = lp.carry(b, dir.h0, "h");
     let kc = dir.c0.map(|c0| lp.carry(b, c0, "c"));
     let ky = if want_y {
@@ -536,13 +533,13 @@ fn direction_loop(
         .peep
         .map(|[i, o, f]| [("p_i", i), ("p_o", o), ("p_f", f)].map(|(n, v)| lp.invariant(b, v, n)));
     let lens = lens.map(|l| lp.invariant(b, l, "sequence_lens"));
-    let (t, n, h_prev) = (lp.arg(kt), lp.arg(kn), lp.arg(kh));
+    let (t, n, h_prev) = (lp.step(), lp.steps(), lp.arg(kh));
     let c_prev = kc.map(|k| lp.arg(k));
 
     let lb = &mut lp.b;
     lb.naming(&format!("{name}/step"));
-    let one = lb.i64_scalar(1);
     let index = if dir.reverse {
+        let one = lb.i64_scalar(1);
         let last = binary(lb, B::Sub, n, one)?;
         binary(lb, B::Sub, last, t)?
     } else {
@@ -654,7 +651,6 @@ fn direction_loop(
             (h_next, c_next, y_row)
         }
     };
-    let t_next = binary(lb, B::Add, t, one)?;
     let written = match ky {
         Some(k) => {
             let list = lp.arg(k);
@@ -662,7 +658,6 @@ fn direction_loop(
         }
         None => None,
     };
-    lp.set_next(kt, t_next);
     lp.set_next(kh, h_next);
     if let (Some(k), Some(c)) = (kc, c_next) {
         lp.set_next(k, c);
@@ -670,7 +665,7 @@ fn direction_loop(
     if let (Some(k), Some(wr)) = (ky, written) {
         lp.set_next(k, wr);
     }
-    let results = lp.finish(b, |c, a| c.op(Op::Binary(B::Less), &[a[kt], a[kn]]))?;
+    let results = lp.finish_counted(b)?;
     Ok((ky.map(|k| results[k]), results[kh], kc.map(|k| results[k])))
 }
 

@@ -732,12 +732,28 @@ impl<'a> Builder<'a> {
         self.g.const_value(v)
     }
 
+    /// The value of `v`, which the importer must know: the error of
+    /// [`Builder::not_constant`] (`what`, `why`) when it is not a constant.
+    pub fn known(&self, v: ValueId, what: &str, why: &str) -> Result<&Tensor, String> {
+        self.const_of(v)
+            .ok_or_else(|| self.not_constant(v, what, why))
+    }
+
     /// The integers of constant `v` (`what` names it in the error when it is not constant).
     pub fn ints_of(&self, v: ValueId, what: &str) -> Result<Vec<i64>, String> {
-        let t = self
-            .const_of(v)
-            .ok_or_else(|| self.not_constant(v, what, ""))?;
+        let t = self.known(v, what, "")?;
         t.to_i64_vec().map_err(|e| format!("{what}: {e}"))
+    }
+
+    /// The one integer of constant `v` (a scalar or a one-element tensor), which the
+    /// importer must know: `what` names it in errors, `why` says why it must be known (see
+    /// [`Builder::not_constant`]).
+    pub fn int_of(&self, v: ValueId, what: &str, why: &str) -> Result<i64, String> {
+        let t = self.known(v, what, why)?;
+        match t.to_i64_vec().map_err(|e| format!("{what}: {e}"))?[..] {
+            [n] => Ok(n),
+            _ => Err(format!("{what} must be one integer, got {}", self.ty(v))),
+        }
     }
 
     /// The error for `what`, value `v`, which the importer must know but which is computed at

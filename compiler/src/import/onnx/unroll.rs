@@ -61,20 +61,13 @@ pub(crate) fn carries_items(b: &Builder, cx: &NodeCx) -> bool {
         .any(|n| matches!(b.item(n), Some(item) if !matches!(item, Item::Tensor(_))))
 }
 
-/// `v` as a scalar integer known while importing.
-fn known_int(b: &Builder, v: ValueId, what: &str) -> Result<i64, String> {
-    let why = " (the loop carries a sequence or an optional, so it is unrolled while importing)";
-    let t = b.const_of(v).ok_or_else(|| b.not_constant(v, what, why))?;
-    match t.to_i64_vec().map_err(|e| format!("{what}: {e}"))?[..] {
-        [n] => Ok(n),
-        _ => Err(format!("{what} must hold one value, got {}", b.ty(v))),
-    }
-}
+/// Why a `Loop` that [`unroll_loop`] unrolls needs its trip count and condition known.
+const UNROLLED: &str =
+    " (the loop carries a sequence or an optional, so it is unrolled while importing)";
 
 /// `v` as a condition known while importing.
 fn known_bool(b: &Builder, v: ValueId, what: &str) -> Result<bool, String> {
-    let why = " (the loop carries a sequence or an optional, so it is unrolled while importing)";
-    let t = b.const_of(v).ok_or_else(|| b.not_constant(v, what, why))?;
+    let t = b.known(v, what, UNROLLED)?;
     lathe_ir::ops::control_flow::truth(t).map_err(|e| format!("{what}: {e}"))
 }
 
@@ -96,7 +89,7 @@ pub(crate) fn unroll_loop(b: &mut Builder, cx: &NodeCx) -> Result<Vec<Item>, Str
     }
     let nscan = gp.output.len() - 1 - nv;
     let trip = match cx.opt(0) {
-        Some(m) => Some(known_int(b, m, "the trip count M")?),
+        Some(m) => Some(b.int_of(m, "the trip count M", UNROLLED)?),
         None => None,
     };
     let mut cond = match cx.opt(1) {

@@ -128,11 +128,7 @@ fn same_dtype(b: &Builder, dtype: DType, v: ValueId) -> Result<(), String> {
 /// Input `i`, a position in a sequence of `len` elements, which must be known while
 /// importing: `[-len, len)`, or `[-len, len]` where it may be one past the end (`insert`).
 fn position(b: &Builder, cx: &NodeCx, i: usize, len: usize, insert: bool) -> Result<usize, String> {
-    let v = cx.input(i)?;
-    let p = b.ints_of(v, "the `position` input")?;
-    let [p] = p[..] else {
-        return Err(format!("`position` must be a scalar, got {}", b.ty(v)));
-    };
+    let p = b.int_of(cx.input(i)?, "the `position` input", "")?;
     let n = len as i64;
     let end = if insert { n } else { n - 1 };
     if p < -n || p > end {

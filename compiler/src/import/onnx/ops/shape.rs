@@ -552,18 +552,12 @@ fn import_pad(b: &mut Builder, cx: &NodeCx) -> Out {
 fn import_dropout(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
     if let Some(t) = cx.opt(2) {
-        let training = b
-            .const_of(t)
-            .ok_or_else(|| b.not_constant(t, "`training_mode`", ""))?
-            .to_f64_vec();
+        let training = b.known(t, "`training_mode`", "")?.to_f64_vec();
         if training.iter().any(|&v| v != 0.0) {
             let Some(r) = cx.opt(1) else {
                 return Err("training mode is not supported (with the default ratio 0.5)".into());
             };
-            let ratio = b
-                .const_of(r)
-                .ok_or_else(|| b.not_constant(r, "`ratio` in training mode", ""))?
-                .to_f64_vec();
+            let ratio = b.known(r, "`ratio` in training mode", "")?.to_f64_vec();
             if ratio.iter().any(|&v| v != 0.0) {
                 return Err(format!(
                     "training mode is not supported (with ratio {}: it draws random numbers)",

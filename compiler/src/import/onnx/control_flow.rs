@@ -63,7 +63,7 @@ pub(super) fn rows() -> Vec<OnnxOp> {
                 "concat",
                 "reshape",
                 "cast",
-                "expand_dims",
+                "pack",
             ],
             |b, cx| match carries_items(b, cx) {
                 true => unroll_loop(b, cx),

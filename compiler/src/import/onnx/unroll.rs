@@ -144,13 +144,7 @@ pub(crate) fn unroll_loop(b: &mut Builder, cx: &NodeCx) -> Result<Vec<Item>, Str
                     .into(),
             );
         }
-        let mut parts = Vec::with_capacity(rows.len() + 1);
-        for r in rows {
-            let zero = b.i64_scalar(0);
-            parts.push(b.op(Op::ExpandDims, &[r, zero])?);
-        }
-        parts.push(b.i64_scalar(0));
-        results.push(Item::Tensor(b.op(Op::Concat, &parts)?));
+        results.push(Item::Tensor(b.op(Op::Pack { axis: 0 }, &rows)?));
     }
     Ok(results)
 }

@@ -2,7 +2,7 @@
 //! (`items.rs`): most only rearrange IR values while importing and add no IR op at all.
 //! Positions (`SequenceAt`, `SequenceInsert`, `SequenceErase`) and `SplitToSequence`'s
 //! `split` must be known while importing; `SequenceLength` and `OptionalHasElement` are
-//! constants. `ConcatFromSequence` is a `concat` (of `expand_dims` for `new_axis`),
+//! constants. `ConcatFromSequence` is a `concat` (a `pack` for `new_axis`),
 //! `SplitToSequence` a `slice` per piece, `SequenceMap` its body imported once per element.
 
 use super::super::unroll::inline_body;
@@ -77,7 +77,7 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         }),
         item_row(
             "ConcatFromSequence",
-            &["concat", "expand_dims"],
+            &["concat", "pack"],
             import_concat_from_sequence,
         ),
         item_row("SplitToSequence", &["slice", "squeeze"], import_split),
@@ -155,15 +155,10 @@ fn import_concat_from_sequence(b: &mut Builder, cx: &NodeCx) -> Out {
         .ok_or("concatenating an empty sequence is not supported (its result has no shape)")?;
     let rank = b.rank(first) + usize::from(new_axis);
     let axis = norm_axis(axis, rank)? as i64;
-    let mut parts = Vec::with_capacity(s.elems.len() + 1);
-    for &e in &s.elems {
-        parts.push(if new_axis {
-            let a = b.i64_scalar(axis);
-            b.op(Op::ExpandDims, &[e, a])?
-        } else {
-            e
-        });
+    if new_axis {
+        return Ok(vec![Item::Tensor(b.op(Op::Pack { axis }, &s.elems)?)]);
     }
+    let mut parts = s.elems;
     parts.push(b.i64_scalar(axis));
     Ok(vec![Item::Tensor(b.op(Op::Concat, &parts)?)])
 }

@@ -541,13 +541,6 @@ impl<'a> Builder<'a> {
                     inputs.push(None);
                     continue;
                 }
-                if op_type == "Identity" && node.input.len() == 1 {
-                    let item = item.clone();
-                    if let Some(out) = node.output.first().filter(|o| !o.is_empty()) {
-                        self.bind_item(out, item);
-                    }
-                    return Ok(());
-                }
                 return Err(fail(format!(
                     "input `{i}` is {}, which this op does not take (only tensors are \
                      supported here)",

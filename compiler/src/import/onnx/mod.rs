@@ -177,9 +177,6 @@ pub(crate) struct Model<'a> {
     bound: &'a [(String, Tensor)],
     /// What the graph inputs that are sequences or optionals hold.
     containers: &'a [(String, Container)],
-    /// The initializers of the model's graph, converted as the file was read (`stream.rs`);
-    /// taken by the main graph's [`Builder::initializers`].
-    initializers: RefCell<Vec<Initializer>>,
 }
 
 /// Imports a decoded model whose graph holds its initializers.
@@ -231,11 +228,10 @@ fn import_streamed(
         opsets,
         bound,
         containers,
-        initializers: RefCell::new(initializers),
     };
     let name = gp.name.clone().unwrap_or_default();
     let mut b = Builder::new(&model, if name.is_empty() { "onnx" } else { &name }, 0);
-    b.main_graph(gp)?;
+    b.main_graph(gp, initializers)?;
     Ok(b.g)
 }
 
@@ -313,11 +309,17 @@ impl<'a> Builder<'a> {
         ImportError::file(self.model.path, message)
     }
 
-    /// The model's graph: initializers, inputs (bound ones read as constants), nodes (letting
-    /// go of initializers as they are read for the last time: `release.rs`), outputs. An error
-    /// that needs input values gets the model's interface.
-    fn main_graph(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
-        let inits = self.initializers(gp)?;
+    /// The model's graph: initializers (first `streamed`, those the file's reading took out
+    /// of `gp` and converted), inputs (bound ones read as constants), nodes (letting go of
+    /// initializers as they are read for the last time: `release.rs`), outputs. An error that
+    /// needs input values gets the model's interface.
+    fn main_graph(
+        &mut self,
+        gp: &GraphProto,
+        streamed: Vec<Initializer>,
+    ) -> Result<(), ImportError> {
+        let mut inits = self.bind_initializers(streamed)?;
+        inits.extend(self.initializers(gp)?);
         for vi in &gp.input {
             let name = vi.name.clone().unwrap_or_default();
             if inits.contains(&name) {
@@ -393,14 +395,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Binds each initializer of `gp` to a constant (for the model's graph, first those the
-    /// file's reading converted); returns their names.
+    /// Binds each initializer of `gp` to a constant; returns their names.
     pub fn initializers(&mut self, gp: &GraphProto) -> Result<HashSet<String>, ImportError> {
-        let mut names = HashSet::new();
-        let streamed = match self.depth {
-            0 => self.model.initializers.take(),
-            _ => Vec::new(),
-        };
         let dir = self.model.path.parent();
         let in_graph = (gp.initializer.iter()).map(|t| {
             (
@@ -408,18 +404,28 @@ impl<'a> Builder<'a> {
                 tensor::tensor_in(t, dir),
             )
         });
-        for (name, tensor) in streamed.into_iter().chain(in_graph) {
-            let tensor = tensor.map_err(|e| self.err(format!("initializer `{name}`: {e}")))?;
-            let v = self.g.add_const(tensor, name.clone());
-            self.values.insert(name.clone(), v);
-            names.insert(name);
-        }
+        let names = self.bind_initializers(in_graph)?;
         if let Some(s) = gp.sparse_initializer.first() {
             let name = s.values.as_ref().and_then(|v| v.name.clone());
             return Err(self.err(format!(
                 "sparse initializer `{}` is not supported",
                 name.unwrap_or_default()
             )));
+        }
+        Ok(names)
+    }
+
+    /// Binds each converted initializer (name, tensor) to a constant; returns their names.
+    fn bind_initializers(
+        &mut self,
+        inits: impl IntoIterator<Item = Initializer>,
+    ) -> Result<HashSet<String>, ImportError> {
+        let mut names = HashSet::new();
+        for (name, tensor) in inits {
+            let tensor = tensor.map_err(|e| self.err(format!("initializer `{name}`: {e}")))?;
+            let v = self.g.add_const(tensor, name.clone());
+            self.values.insert(name.clone(), v);
+            names.insert(name);
         }
         Ok(names)
     }

@@ -5,8 +5,8 @@
 //! must have a trip count and a condition known while importing (constants, or graph
 //! inputs' values when imported per value), and each iteration's body is imported in turn.
 
+use super::control_flow::in_region;
 use super::{Builder, Item, NodeCx};
-use crate::import::{ImportError, NeedsValues};
 use lathe_ir::{Op, Tensor, ValueId};
 use lathe_proto::onnx::GraphProto;
 
@@ -28,8 +28,8 @@ pub(crate) fn inline_body(
             b.bind_item(name, item.clone());
         }
     }
-    b.initializers(gp).map_err(|e| inner_error(b, what, e))?;
-    b.nodes(gp).map_err(|e| inner_error(b, what, e))?;
+    b.initializers(gp).map_err(|e| in_region(b, what, e))?;
+    b.nodes(gp).map_err(|e| in_region(b, what, e))?;
     (b.current, b.added) = (current, added);
     gp.output
         .iter()
@@ -39,20 +39,6 @@ pub(crate) fn inline_body(
                 .ok_or_else(|| format!("its {what}'s output `{name}` is not produced by any node"))
         })
         .collect()
-}
-
-/// An error inside a nested graph imported in place, said as the enclosing node's; the input
-/// values it needed stay reported (see [`Builder::not_constant`]).
-pub(crate) fn inner_error(b: &Builder, what: &str, e: ImportError) -> String {
-    let message = match (&e.node, &e.op) {
-        (Some(n), Some(op)) => format!("in its {what}, node `{n}` (op {op}): {}", e.message),
-        _ => format!("in its {what}: {}", e.message),
-    };
-    if let Some(needs) = e.needs_values {
-        let NeedsValues { inputs, .. } = *needs;
-        b.needs.replace(Some((inputs, e.message)));
-    }
-    message
 }
 
 /// True when a `Loop` node carries a sequence or an optional (which it must be unrolled for).

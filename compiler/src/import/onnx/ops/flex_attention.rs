@@ -145,8 +145,8 @@ fn apply_mod(b: &mut Builder, gp: &GraphProto, what: &str, x: ValueId) -> Result
     let input = gp.input[0].name.as_deref().unwrap_or("");
     b.bind(input, x);
     let result = (|| {
-        b.initializers(gp).map_err(|e| in_region(what, e))?;
-        b.nodes(gp).map_err(|e| in_region(what, e))?;
+        b.initializers(gp).map_err(|e| in_region(b, what, e))?;
+        b.nodes(gp).map_err(|e| in_region(b, what, e))?;
         let out = gp.output[0].name.as_deref().unwrap_or("");
         b.lookup(out)
             .ok_or_else(|| format!("its {what}'s output `{out}` is not produced by any node"))

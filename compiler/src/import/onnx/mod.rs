@@ -39,7 +39,7 @@ pub use ops::{supported_ops, table, OnnxOp};
 use super::{Container, ImportError, NeedsValues};
 use attrs::Attrs;
 pub(crate) use items::{Item, Sequence};
-use lathe_ir::{DType, Dim, Graph, NodeId, Op, Tensor, TensorType, ValueId};
+use lathe_ir::{DType, Graph, NodeId, Op, Tensor, TensorType, ValueId};
 use lathe_proto::onnx::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -492,7 +492,7 @@ impl<'a> Builder<'a> {
                 .lookup(&name)
                 .ok_or_else(|| self.err(format!("output `{name}` is not produced by any node")))?;
             let got = self.g.value_type(v).clone();
-            if let Some(want) = declared_dtype(vi) {
+            if let Some(want) = items::elem_dtype(vi.r#type.as_ref()) {
                 if want != got.dtype {
                     return Err(self.err(format!(
                         "output `{name}` is declared {want} but computes {}",
@@ -852,14 +852,6 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
-/// The declared element type of a value, when it is a tensor that declares one.
-fn declared_dtype(vi: &ValueInfoProto) -> Option<DType> {
-    match vi.r#type.as_ref()?.value.as_ref()? {
-        type_proto::Value::TensorType(t) => tensor::dtype(t.elem_type?).ok(),
-        _ => None,
-    }
-}
-
 /// The IR type of a graph input: its element type and shape (an unnamed unknown dim becomes
 /// the symbol `<name>_d<axis>`).
 pub(crate) fn value_type(vi: &ValueInfoProto, name: &str) -> Result<TensorType, String> {
@@ -872,13 +864,7 @@ pub(crate) fn value_type(vi: &ValueInfoProto, name: &str) -> Result<TensorType, 
         }
         None => return Err("has no type".into()),
     };
-    let dt = tensor::dtype(t.elem_type.unwrap_or(0))?;
-    let shape = t
-        .shape
-        .as_ref()
-        .ok_or("has no shape (unknown rank); give the input a ranked shape")?;
-    let shape = tensor::shape(shape, |axis| Dim::sym(&format!("{name}_d{axis}")))?;
-    Ok(TensorType::new(dt, shape))
+    items::tensor_type(t, None, name)
 }
 
 #[cfg(test)]

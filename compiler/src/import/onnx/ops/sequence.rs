@@ -5,6 +5,7 @@
 //! constants. `ConcatFromSequence` is a `concat` (a `pack` for `new_axis`),
 //! `SplitToSequence` a `slice` per piece, `SequenceMap` its body imported once per element.
 
+use super::super::items::elem_dtype;
 use super::super::unroll::inline_body;
 use super::super::{Builder, Item, NodeCx, Sequence};
 use super::{item_row, norm_axis, OnnxOp};
@@ -304,11 +305,8 @@ fn import_sequence_map(b: &mut Builder, cx: &NodeCx) -> Out {
 
 /// The declared dtype of body output `j` (what an empty `SequenceMap` result holds).
 fn declared_elem_dtype(gp: &lathe_proto::onnx::GraphProto, j: usize) -> Result<DType, String> {
-    use lathe_proto::onnx::type_proto::Value;
-    match gp.output[j].r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(Value::TensorType(t)) => super::super::tensor::dtype(t.elem_type.unwrap_or(0)),
-        _ => Err(format!("its body's output {j} declares no tensor type")),
-    }
+    elem_dtype(gp.output[j].r#type.as_ref())
+        .ok_or_else(|| format!("its body's output {j} declares no tensor of a supported dtype"))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use super::super::items::elem_dtype;
 use super::super::unroll::inline_body;
 use super::super::{Builder, Item, NodeCx, Sequence};
+use super::shape::split_pieces;
 use super::{item_row, norm_axis, OnnxOp};
 use lathe_ir::{DType, Op, Tensor, ValueId};
 
@@ -207,26 +208,12 @@ fn import_split(b: &mut Builder, cx: &NodeCx) -> Out {
             sizes.len()
         ));
     }
-    let mut elems = Vec::with_capacity(sizes.len());
-    let mut offset = 0i64;
-    for &s in &sizes {
-        let mut begin = vec![0i64; rank];
-        let mut size = vec![-1i64; rank];
-        begin[axis] = offset;
-        size[axis] = s;
-        let begin = b.i64s(&begin);
-        let size = b.i64s(&size);
-        let mut piece = b.op(Op::Slice, &[x, begin, size])?;
-        if squeeze {
-            piece = b.op(
-                Op::Squeeze {
-                    axes: vec![axis as i64],
-                },
-                &[piece],
-            )?;
+    let mut elems = split_pieces(b, x, axis, &sizes)?;
+    if squeeze {
+        for piece in &mut elems {
+            let axes = vec![axis as i64];
+            *piece = b.op(Op::Squeeze { axes }, &[*piece])?;
         }
-        elems.push(piece);
-        offset += s;
     }
     sequence(elems, b.dtype(x))
 }

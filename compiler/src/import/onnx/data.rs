@@ -269,7 +269,11 @@ mod tests {
             v.container(),
             Container::Optional(Some(Box::new(Container::Tensor)))
         );
-        // The same bytes read as a sequence: its declared kind is what the file is read as.
+        // The same bytes read as a sequence: its declared kind is what the file is read as (an
+        // `OptionalProto` holding a tensor decodes as a `SequenceProto` of it); a kind Lathe
+        // does not read is an error whatever the bytes.
+        let (_, v) = read_value_file(&p, &ValueKind::Sequence).unwrap();
+        assert_eq!(v, DataValue::Sequence(vec![a.clone()]));
         let e = read_value_file(&p, &ValueKind::Other).unwrap_err();
         assert!(e.contains("not supported"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -41,10 +41,10 @@ pub(crate) fn inline_body(
         .collect()
 }
 
-/// True when a `Loop` node carries a sequence or an optional (which it must be unrolled for).
+/// True when a `Loop` node carries a sequence or an optional (which it must be unrolled for:
+/// the builder's items are those).
 pub(crate) fn carries_items(b: &Builder, cx: &NodeCx) -> bool {
-    (cx.node.input.iter().skip(2))
-        .any(|n| matches!(b.item(n), Some(item) if !matches!(item, Item::Tensor(_))))
+    (cx.node.input.iter().skip(2)).any(|n| b.items.contains_key(n))
 }
 
 /// Why a `Loop` that [`unroll_loop`] unrolls needs its trip count and condition known.

@@ -324,10 +324,7 @@ fn data_sets(dir: &Path, (inputs, outputs): &Interface) -> Result<Vec<DataSet>, 
             }
             for (n, t) in value.flatten(&name) {
                 match kind {
-                    "input" if *value_kind == ValueKind::Tensor => {
-                        set.inputs.push((Some(n).filter(|n| !n.is_empty()), t))
-                    }
-                    "input" => set.inputs.push((Some(n), t)),
+                    "input" => set.inputs.push((Some(n).filter(|n| !n.is_empty()), t)),
                     _ => {
                         if let Some(names) = set.flattened.as_mut() {
                             names.push(n);

@@ -63,7 +63,7 @@ pub(super) fn rows() -> Vec<OnnxOp> {
                 "concat",
                 "reshape",
                 "cast",
-                "expand_dims",
+                "pack",
             ],
             |b, cx| match carries_items(b, cx) {
                 true => unroll_loop(b, cx),
@@ -219,12 +219,19 @@ pub(crate) fn node_name(b: &Builder) -> String {
     b.current.clone()
 }
 
-/// An error inside a region, said as the control-flow node's.
-pub(crate) fn in_region(what: &str, e: ImportError) -> String {
-    match (&e.node, &e.op) {
+/// An error inside a nested graph (`what`: a region, or a graph imported in place), said as
+/// the enclosing node's, which `b` converts. The graph input values it needed stay reported
+/// (see [`Builder::not_constant`]); only a graph imported in place into the model's graph can
+/// need them.
+pub(crate) fn in_region(b: &Builder, what: &str, e: ImportError) -> String {
+    let message = match (&e.node, &e.op) {
         (Some(n), Some(op)) => format!("in its {what}, node `{n}` (op {op}): {}", e.message),
         _ => format!("in its {what}: {}", e.message),
+    };
+    if let Some(needs) = e.needs_values {
+        b.needs.replace(Some((needs.inputs, e.message)));
     }
+    message
 }
 
 /// The outputs of a node with `n` outputs.
@@ -445,10 +452,10 @@ fn import_if(b: &mut Builder, cx: &NodeCx) -> Result<Vec<Item>, String> {
     let caps = Captures::of(b, &[then_g, else_g])?;
     let then_branch = b
         .region(then_g, &[], &caps)
-        .map_err(|e| in_region("then_branch", e))?;
+        .map_err(|e| in_region(b, "then_branch", e))?;
     let else_branch = b
         .region(else_g, &[], &caps)
-        .map_err(|e| in_region("else_branch", e))?;
+        .map_err(|e| in_region(b, "else_branch", e))?;
     let n = then_branch.outputs().len();
     if else_branch.outputs().len() != n {
         return Err(format!(
@@ -586,8 +593,8 @@ fn import_loop(b: &mut Builder, cx: &NodeCx) -> Out {
         }
     }
     caps.bind_loop(b, &mut lp);
-    lp.b.initializers(gp).map_err(|e| in_region("body", e))?;
-    lp.b.nodes(gp).map_err(|e| in_region("body", e))?;
+    lp.b.initializers(gp).map_err(|e| in_region(b, "body", e))?;
+    lp.b.nodes(gp).map_err(|e| in_region(b, "body", e))?;
 
     lp.b.naming(&format!("{name}/step"));
     let cond_out = body_output(&lp, gp, 0)?;
@@ -912,8 +919,8 @@ fn import_scan(b: &mut Builder, cx: &NodeCx) -> Out {
             lp.b.op(Op::Gather { batch_dims: 0 }, &[x, index(in_dirs[j]), axis])?;
         lp.b.bind(io_name(&gp.input, n_state + j), row);
     }
-    lp.b.initializers(gp).map_err(|e| in_region("body", e))?;
-    lp.b.nodes(gp).map_err(|e| in_region("body", e))?;
+    lp.b.initializers(gp).map_err(|e| in_region(b, "body", e))?;
+    lp.b.nodes(gp).map_err(|e| in_region(b, "body", e))?;
     lp.b.naming(&format!("{name}/step"));
     for (k, &kk) in ks.iter().enumerate() {
         let v = body_output(&lp, gp, k)?;

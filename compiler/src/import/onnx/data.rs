@@ -4,14 +4,14 @@
 //! A value that is not a tensor is given to a model flattened, as the importer flattens
 //! graph inputs and outputs (`items.rs`): [`DataValue::flatten`], [`DataValue::container`].
 
-use super::items::element_name;
+use super::items::{declared, element_name, Declared};
 use super::tensor::tensor_in;
 use super::{read_model, ImportError, Weights};
 use crate::import::Container;
 use lathe_ir::Tensor;
 use lathe_proto::onnx::{
-    optional_proto, sequence_proto, type_proto, OptionalProto, SequenceProto, TensorProto,
-    TypeProto, ValueInfoProto,
+    optional_proto, sequence_proto, OptionalProto, SequenceProto, TensorProto, TypeProto,
+    ValueInfoProto,
 };
 use prost::Message;
 use std::collections::HashSet;
@@ -63,18 +63,19 @@ pub fn interface(path: &Path) -> Result<Interface, ImportError> {
     Ok((list(&gp.input, &inits), list(&gp.output, &HashSet::new())))
 }
 
+/// The kind of value `t` declares (as the importer reads it: `items.rs`).
 fn kind(t: Option<&TypeProto>) -> ValueKind {
-    match t.and_then(|t| t.value.as_ref()) {
-        Some(type_proto::Value::TensorType(_)) => ValueKind::Tensor,
-        Some(type_proto::Value::SequenceType(s)) => match kind(s.elem_type.as_deref()) {
+    match declared(t) {
+        Declared::Tensor(_) => ValueKind::Tensor,
+        Declared::Sequence(e) => match kind(Some(e)) {
             ValueKind::Tensor => ValueKind::Sequence,
             _ => ValueKind::Other,
         },
-        Some(type_proto::Value::OptionalType(o)) => match kind(o.elem_type.as_deref()) {
+        Declared::Optional(e) => match kind(Some(e)) {
             ValueKind::Other => ValueKind::Other,
             k => ValueKind::Optional(Box::new(k)),
         },
-        _ => ValueKind::Other,
+        Declared::Other => ValueKind::Other,
     }
 }
 
@@ -268,7 +269,11 @@ mod tests {
             v.container(),
             Container::Optional(Some(Box::new(Container::Tensor)))
         );
-        // The same bytes read as a sequence: its declared kind is what the file is read as.
+        // The same bytes read as a sequence: its declared kind is what the file is read as (an
+        // `OptionalProto` holding a tensor decodes as a `SequenceProto` of it); a kind Lathe
+        // does not read is an error whatever the bytes.
+        let (_, v) = read_value_file(&p, &ValueKind::Sequence).unwrap();
+        assert_eq!(v, DataValue::Sequence(vec![a.clone()]));
         let e = read_value_file(&p, &ValueKind::Other).unwrap_err();
         assert!(e.contains("not supported"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -60,14 +60,16 @@ pub(crate) fn element_name(name: &str, k: usize) -> String {
 }
 
 /// How a value's declared type says it is held.
-enum Declared<'a> {
+pub(super) enum Declared<'a> {
     Tensor(&'a type_proto::Tensor),
     Sequence(&'a TypeProto),
     Optional(&'a TypeProto),
     Other,
 }
 
-fn declared(ty: Option<&TypeProto>) -> Declared<'_> {
+/// How `ty` says its value is held (a sequence or an optional of no element type is
+/// [`Declared::Other`]).
+pub(super) fn declared(ty: Option<&TypeProto>) -> Declared<'_> {
     match ty.and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => Declared::Tensor(t),
         Some(type_proto::Value::SequenceType(s)) => match s.elem_type.as_deref() {
@@ -79,6 +81,14 @@ fn declared(ty: Option<&TypeProto>) -> Declared<'_> {
             None => Declared::Other,
         },
         _ => Declared::Other,
+    }
+}
+
+/// The element type `ty` declares, when it is a tensor type that declares a known one.
+pub(super) fn elem_dtype(ty: Option<&TypeProto>) -> Option<DType> {
+    match declared(ty) {
+        Declared::Tensor(t) => tensor::dtype(t.elem_type?).ok(),
+        _ => None,
     }
 }
 
@@ -143,7 +153,7 @@ impl Builder<'_> {
     ) -> Result<Item, String> {
         let item = match (declared(ty), c) {
             (Declared::Tensor(t), Container::Tensor) => {
-                let ty = tensor_type(t, None, |axis| Dim::sym(&format!("{name}_d{axis}")))?;
+                let ty = tensor_type(t, None, name)?;
                 Item::Tensor(self.tensor_input(name, ty).map_err(|e| e.message)?)
             }
             (Declared::Sequence(elem), Container::Sequence { len, rank }) => {
@@ -152,15 +162,23 @@ impl Builder<'_> {
                         "sequences of sequences, maps or optionals are not supported".into(),
                     );
                 };
-                let dtype = tensor::dtype(t.elem_type.unwrap_or(0))?;
-                let ty = tensor_type(t, *rank, |axis| Dim::sym(&format!("{name}_d{axis}")))?;
+                let ty = tensor_type(t, *rank, name).map_err(|e| {
+                    if e == NO_SHAPE {
+                        format!("{e} or its elements' rank")
+                    } else {
+                        e
+                    }
+                })?;
                 let mut elems = Vec::with_capacity(*len);
                 for k in 0..*len {
                     let ty = TensorType::new(ty.dtype, per_element(&ty.shape, k));
                     let en = element_name(name, k);
                     elems.push(self.tensor_input(&en, ty).map_err(|e| e.message)?);
                 }
-                Item::Sequence(Sequence { elems, dtype })
+                Item::Sequence(Sequence {
+                    elems,
+                    dtype: ty.dtype,
+                })
             }
             (Declared::Optional(_), Container::Optional(None)) => Item::Optional(None),
             (Declared::Optional(inner), Container::Optional(Some(c))) => {
@@ -181,14 +199,10 @@ impl Builder<'_> {
         name: &str,
         item: &Item,
     ) -> Result<(), ImportError> {
-        let declared_dtype = |ty: Option<&TypeProto>| match declared(ty) {
-            Declared::Tensor(t) => tensor::dtype(t.elem_type?).ok(),
-            _ => None,
-        };
         let elem_ty = match declared(vi.r#type.as_ref()) {
             Declared::Sequence(e) | Declared::Optional(e) => match declared(Some(e)) {
-                Declared::Sequence(e) => declared_dtype(Some(e)),
-                _ => declared_dtype(Some(e)),
+                Declared::Sequence(e) => elem_dtype(Some(e)),
+                _ => elem_dtype(Some(e)),
             },
             _ => None,
         };
@@ -215,29 +229,30 @@ impl Builder<'_> {
     }
 }
 
-/// The IR type of a declared tensor type; `rank`, when given, is its rank where it declares
+/// What a value of unknown rank is told.
+const NO_SHAPE: &str = "has no shape (unknown rank); give the input a ranked shape";
+
+/// The IR type of a declared tensor type of the input `name` (an unnamed unknown dim
+/// becomes the symbol `<name>_d<axis>`); `rank`, when given, is its rank where it declares
 /// no shape (its dims then all unknown).
-fn tensor_type(
+pub(super) fn tensor_type(
     t: &type_proto::Tensor,
     rank: Option<usize>,
-    unnamed: impl Fn(usize) -> Dim,
+    name: &str,
 ) -> Result<TensorType, String> {
+    let unnamed = |axis: usize| Dim::sym(&format!("{name}_d{axis}"));
     let dt = tensor::dtype(t.elem_type.unwrap_or(0))?;
-    let shape =
-        match (&t.shape, rank) {
-            (Some(s), Some(r)) if s.dim.len() != r => {
-                return Err(format!(
-                    "its elements are declared of rank {}, not {r}",
-                    s.dim.len()
-                ))
-            }
-            (Some(s), _) => tensor::shape(s, unnamed)?,
-            (None, Some(r)) => Shape((0..r).map(unnamed).collect()),
-            (None, None) => return Err(
-                "has no shape (unknown rank); give the input a ranked shape or its elements' rank"
-                    .into(),
-            ),
-        };
+    let shape = match (&t.shape, rank) {
+        (Some(s), Some(r)) if s.dim.len() != r => {
+            return Err(format!(
+                "its elements are declared of rank {}, not {r}",
+                s.dim.len()
+            ))
+        }
+        (Some(s), _) => tensor::shape(s, unnamed)?,
+        (None, Some(r)) => Shape((0..r).map(unnamed).collect()),
+        (None, None) => return Err(NO_SHAPE.into()),
+    };
     Ok(TensorType::new(dt, shape))
 }
 

@@ -39,7 +39,7 @@ pub use ops::{supported_ops, table, OnnxOp};
 use super::{Container, ImportError, NeedsValues};
 use attrs::Attrs;
 pub(crate) use items::{Item, Sequence};
-use lathe_ir::{DType, Dim, Graph, NodeId, Op, Tensor, TensorType, ValueId};
+use lathe_ir::{DType, Graph, NodeId, Op, Tensor, TensorType, ValueId};
 use lathe_proto::onnx::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -177,9 +177,6 @@ pub(crate) struct Model<'a> {
     bound: &'a [(String, Tensor)],
     /// What the graph inputs that are sequences or optionals hold.
     containers: &'a [(String, Container)],
-    /// The initializers of the model's graph, converted as the file was read (`stream.rs`);
-    /// taken by the main graph's [`Builder::initializers`].
-    initializers: RefCell<Vec<Initializer>>,
 }
 
 /// Imports a decoded model whose graph holds its initializers.
@@ -231,11 +228,10 @@ fn import_streamed(
         opsets,
         bound,
         containers,
-        initializers: RefCell::new(initializers),
     };
     let name = gp.name.clone().unwrap_or_default();
     let mut b = Builder::new(&model, if name.is_empty() { "onnx" } else { &name }, 0);
-    b.main_graph(gp)?;
+    b.main_graph(gp, initializers)?;
     Ok(b.g)
 }
 
@@ -313,11 +309,17 @@ impl<'a> Builder<'a> {
         ImportError::file(self.model.path, message)
     }
 
-    /// The model's graph: initializers, inputs (bound ones read as constants), nodes (letting
-    /// go of initializers as they are read for the last time: `release.rs`), outputs. An error
-    /// that needs input values gets the model's interface.
-    fn main_graph(&mut self, gp: &GraphProto) -> Result<(), ImportError> {
-        let inits = self.initializers(gp)?;
+    /// The model's graph: initializers (first `streamed`, those the file's reading took out
+    /// of `gp` and converted), inputs (bound ones read as constants), nodes (letting go of
+    /// initializers as they are read for the last time: `release.rs`), outputs. An error that
+    /// needs input values gets the model's interface.
+    fn main_graph(
+        &mut self,
+        gp: &GraphProto,
+        streamed: Vec<Initializer>,
+    ) -> Result<(), ImportError> {
+        let mut inits = self.bind_initializers(streamed)?;
+        inits.extend(self.initializers(gp)?);
         for vi in &gp.input {
             let name = vi.name.clone().unwrap_or_default();
             if inits.contains(&name) {
@@ -393,14 +395,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Binds each initializer of `gp` to a constant (for the model's graph, first those the
-    /// file's reading converted); returns their names.
+    /// Binds each initializer of `gp` to a constant; returns their names.
     pub fn initializers(&mut self, gp: &GraphProto) -> Result<HashSet<String>, ImportError> {
-        let mut names = HashSet::new();
-        let streamed = match self.depth {
-            0 => self.model.initializers.take(),
-            _ => Vec::new(),
-        };
         let dir = self.model.path.parent();
         let in_graph = (gp.initializer.iter()).map(|t| {
             (
@@ -408,18 +404,28 @@ impl<'a> Builder<'a> {
                 tensor::tensor_in(t, dir),
             )
         });
-        for (name, tensor) in streamed.into_iter().chain(in_graph) {
-            let tensor = tensor.map_err(|e| self.err(format!("initializer `{name}`: {e}")))?;
-            let v = self.g.add_const(tensor, name.clone());
-            self.values.insert(name.clone(), v);
-            names.insert(name);
-        }
+        let names = self.bind_initializers(in_graph)?;
         if let Some(s) = gp.sparse_initializer.first() {
             let name = s.values.as_ref().and_then(|v| v.name.clone());
             return Err(self.err(format!(
                 "sparse initializer `{}` is not supported",
                 name.unwrap_or_default()
             )));
+        }
+        Ok(names)
+    }
+
+    /// Binds each converted initializer (name, tensor) to a constant; returns their names.
+    fn bind_initializers(
+        &mut self,
+        inits: impl IntoIterator<Item = Initializer>,
+    ) -> Result<HashSet<String>, ImportError> {
+        let mut names = HashSet::new();
+        for (name, tensor) in inits {
+            let tensor = tensor.map_err(|e| self.err(format!("initializer `{name}`: {e}")))?;
+            let v = self.g.add_const(tensor, name.clone());
+            self.values.insert(name.clone(), v);
+            names.insert(name);
         }
         Ok(names)
     }
@@ -486,7 +492,7 @@ impl<'a> Builder<'a> {
                 .lookup(&name)
                 .ok_or_else(|| self.err(format!("output `{name}` is not produced by any node")))?;
             let got = self.g.value_type(v).clone();
-            if let Some(want) = declared_dtype(vi) {
+            if let Some(want) = items::elem_dtype(vi.r#type.as_ref()) {
                 if want != got.dtype {
                     return Err(self.err(format!(
                         "output `{name}` is declared {want} but computes {}",
@@ -540,13 +546,6 @@ impl<'a> Builder<'a> {
                     // An item row reads it with `Builder::item_input`.
                     inputs.push(None);
                     continue;
-                }
-                if op_type == "Identity" && node.input.len() == 1 {
-                    let item = item.clone();
-                    if let Some(out) = node.output.first().filter(|o| !o.is_empty()) {
-                        self.bind_item(out, item);
-                    }
-                    return Ok(());
                 }
                 return Err(fail(format!(
                     "input `{i}` is {}, which this op does not take (only tensors are \
@@ -732,12 +731,28 @@ impl<'a> Builder<'a> {
         self.g.const_value(v)
     }
 
+    /// The value of `v`, which the importer must know: the error of
+    /// [`Builder::not_constant`] (`what`, `why`) when it is not a constant.
+    pub fn known(&self, v: ValueId, what: &str, why: &str) -> Result<&Tensor, String> {
+        self.const_of(v)
+            .ok_or_else(|| self.not_constant(v, what, why))
+    }
+
     /// The integers of constant `v` (`what` names it in the error when it is not constant).
     pub fn ints_of(&self, v: ValueId, what: &str) -> Result<Vec<i64>, String> {
-        let t = self
-            .const_of(v)
-            .ok_or_else(|| self.not_constant(v, what, ""))?;
+        let t = self.known(v, what, "")?;
         t.to_i64_vec().map_err(|e| format!("{what}: {e}"))
+    }
+
+    /// The one integer of constant `v` (a scalar or a one-element tensor), which the
+    /// importer must know: `what` names it in errors, `why` says why it must be known (see
+    /// [`Builder::not_constant`]).
+    pub fn int_of(&self, v: ValueId, what: &str, why: &str) -> Result<i64, String> {
+        let t = self.known(v, what, why)?;
+        match t.to_i64_vec().map_err(|e| format!("{what}: {e}"))?[..] {
+            [n] => Ok(n),
+            _ => Err(format!("{what} must be one integer, got {}", self.ty(v))),
+        }
     }
 
     /// The error for `what`, value `v`, which the importer must know but which is computed at
@@ -837,14 +852,6 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
-/// The declared element type of a value, when it is a tensor that declares one.
-fn declared_dtype(vi: &ValueInfoProto) -> Option<DType> {
-    match vi.r#type.as_ref()?.value.as_ref()? {
-        type_proto::Value::TensorType(t) => tensor::dtype(t.elem_type?).ok(),
-        _ => None,
-    }
-}
-
 /// The IR type of a graph input: its element type and shape (an unnamed unknown dim becomes
 /// the symbol `<name>_d<axis>`).
 pub(crate) fn value_type(vi: &ValueInfoProto, name: &str) -> Result<TensorType, String> {
@@ -857,13 +864,7 @@ pub(crate) fn value_type(vi: &ValueInfoProto, name: &str) -> Result<TensorType, 
         }
         None => return Err("has no type".into()),
     };
-    let dt = tensor::dtype(t.elem_type.unwrap_or(0))?;
-    let shape = t
-        .shape
-        .as_ref()
-        .ok_or("has no shape (unknown rank); give the input a ranked shape")?;
-    let shape = tensor::shape(shape, |axis| Dim::sym(&format!("{name}_d{axis}")))?;
-    Ok(TensorType::new(dt, shape))
+    items::tensor_type(t, None, name)
 }
 
 #[cfg(test)]

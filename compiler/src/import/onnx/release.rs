@@ -60,12 +60,14 @@ impl Builder<'_> {
             let Some(&v) = self.values.get(name) else {
                 continue;
             };
+            if self.g.const_value(v).is_none() || !self.g.users(v).is_empty() {
+                continue;
+            }
             // Another name may stand for the same value (an `Identity` of it), or a sequence
-            // or optional may hold it.
+            // or optional may hold it: scanned only for a constant nothing uses.
             let named = self.values.iter().any(|(k, &w)| w == v && k != name)
                 || self.items.values().any(|item| item.holds(v));
-            let unused = self.g.const_value(v).is_some() && self.g.users(v).is_empty();
-            if unused && !named && self.g.remove_node(v.node).is_ok() {
+            if !named && self.g.remove_node(v.node).is_ok() {
                 self.values.remove(name);
             }
         }

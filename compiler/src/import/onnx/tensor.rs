@@ -267,16 +267,6 @@ fn inside(dir: &Path, location: &str) -> Result<PathBuf, String> {
     Ok(file)
 }
 
-/// Reads a serialized `TensorProto` file (the ONNX test data's `input_0.pb`).
-pub fn read_tensor_file(path: &Path) -> Result<(Option<String>, Tensor), String> {
-    use prost::Message;
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let p = TensorProto::decode(bytes.as_slice())
-        .map_err(|e| format!("{}: not a TensorProto: {e}", path.display()))?;
-    let t = tensor_in(&p, path.parent()).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((p.name.clone().filter(|n| !n.is_empty()), t))
-}
-
 /// A `TensorProto` holding `t` in `raw_data` (tests and tools write test data with it).
 pub fn to_proto(t: &Tensor, name: &str) -> TensorProto {
     TensorProto {

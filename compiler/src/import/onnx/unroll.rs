@@ -5,8 +5,8 @@
 //! must have a trip count and a condition known while importing (constants, or graph
 //! inputs' values when imported per value), and each iteration's body is imported in turn.
 
+use super::control_flow::in_region;
 use super::{Builder, Item, NodeCx};
-use crate::import::{ImportError, NeedsValues};
 use lathe_ir::{Op, Tensor, ValueId};
 use lathe_proto::onnx::GraphProto;
 
@@ -28,8 +28,8 @@ pub(crate) fn inline_body(
             b.bind_item(name, item.clone());
         }
     }
-    b.initializers(gp).map_err(|e| inner_error(b, what, e))?;
-    b.nodes(gp).map_err(|e| inner_error(b, what, e))?;
+    b.initializers(gp).map_err(|e| in_region(b, what, e))?;
+    b.nodes(gp).map_err(|e| in_region(b, what, e))?;
     (b.current, b.added) = (current, added);
     gp.output
         .iter()
@@ -41,40 +41,19 @@ pub(crate) fn inline_body(
         .collect()
 }
 
-/// An error inside a nested graph imported in place, said as the enclosing node's; the input
-/// values it needed stay reported (see [`Builder::not_constant`]).
-pub(crate) fn inner_error(b: &Builder, what: &str, e: ImportError) -> String {
-    let message = match (&e.node, &e.op) {
-        (Some(n), Some(op)) => format!("in its {what}, node `{n}` (op {op}): {}", e.message),
-        _ => format!("in its {what}: {}", e.message),
-    };
-    if let Some(needs) = e.needs_values {
-        let NeedsValues { inputs, .. } = *needs;
-        b.needs.replace(Some((inputs, e.message)));
-    }
-    message
-}
-
-/// True when a `Loop` node carries a sequence or an optional (which it must be unrolled for).
+/// True when a `Loop` node carries a sequence or an optional (which it must be unrolled for:
+/// the builder's items are those).
 pub(crate) fn carries_items(b: &Builder, cx: &NodeCx) -> bool {
-    (cx.node.input.iter().skip(2))
-        .any(|n| matches!(b.item(n), Some(item) if !matches!(item, Item::Tensor(_))))
+    (cx.node.input.iter().skip(2)).any(|n| b.items.contains_key(n))
 }
 
-/// `v` as a scalar integer known while importing.
-fn known_int(b: &Builder, v: ValueId, what: &str) -> Result<i64, String> {
-    let why = " (the loop carries a sequence or an optional, so it is unrolled while importing)";
-    let t = b.const_of(v).ok_or_else(|| b.not_constant(v, what, why))?;
-    match t.to_i64_vec().map_err(|e| format!("{what}: {e}"))?[..] {
-        [n] => Ok(n),
-        _ => Err(format!("{what} must hold one value, got {}", b.ty(v))),
-    }
-}
+/// Why a `Loop` that [`unroll_loop`] unrolls needs its trip count and condition known.
+const UNROLLED: &str =
+    " (the loop carries a sequence or an optional, so it is unrolled while importing)";
 
 /// `v` as a condition known while importing.
 fn known_bool(b: &Builder, v: ValueId, what: &str) -> Result<bool, String> {
-    let why = " (the loop carries a sequence or an optional, so it is unrolled while importing)";
-    let t = b.const_of(v).ok_or_else(|| b.not_constant(v, what, why))?;
+    let t = b.known(v, what, UNROLLED)?;
     lathe_ir::ops::control_flow::truth(t).map_err(|e| format!("{what}: {e}"))
 }
 
@@ -96,7 +75,7 @@ pub(crate) fn unroll_loop(b: &mut Builder, cx: &NodeCx) -> Result<Vec<Item>, Str
     }
     let nscan = gp.output.len() - 1 - nv;
     let trip = match cx.opt(0) {
-        Some(m) => Some(known_int(b, m, "the trip count M")?),
+        Some(m) => Some(b.int_of(m, "the trip count M", UNROLLED)?),
         None => None,
     };
     let mut cond = match cx.opt(1) {
@@ -151,13 +130,7 @@ pub(crate) fn unroll_loop(b: &mut Builder, cx: &NodeCx) -> Result<Vec<Item>, Str
                     .into(),
             );
         }
-        let mut parts = Vec::with_capacity(rows.len() + 1);
-        for r in rows {
-            let zero = b.i64_scalar(0);
-            parts.push(b.op(Op::ExpandDims, &[r, zero])?);
-        }
-        parts.push(b.i64_scalar(0));
-        results.push(Item::Tensor(b.op(Op::Concat, &parts)?));
+        results.push(Item::Tensor(b.op(Op::Pack { axis: 0 }, &rows)?));
     }
     Ok(results)
 }

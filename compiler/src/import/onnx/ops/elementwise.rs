@@ -1,8 +1,8 @@
 //! Elementwise ONNX ops: arithmetic, comparisons, logic, casts and activations. Activations
 //! the IR has no op for are written with the ops it has (`LeakyRelu` is a select).
 
-use super::{apply, one, row, OnnxOp};
-use crate::import::onnx::{Builder, NodeCx};
+use super::{apply, item_row, one, row, OnnxOp};
+use crate::import::onnx::{Builder, Item, NodeCx};
 use lathe_ir::ops::{BinaryOp as B, UnaryOp as U};
 use lathe_ir::{DType, Op, ValueId};
 
@@ -91,8 +91,12 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         }),
         row("Mod", &["floor_mod", "sub", "mul", "div"], import_mod),
         row("Where", &["select"], |b, cx| apply(b, cx, Op::Select, 3)),
-        row("Identity", &["identity"], |b, cx| {
-            apply(b, cx, Op::Identity, 1)
+        // A sequence or an optional passes through as it is.
+        item_row("Identity", &["identity"], |b, cx| {
+            match b.item_input(cx, 0)? {
+                Item::Tensor(x) => Ok(vec![Item::Tensor(b.op(Op::Identity, &[x])?)]),
+                item => Ok(vec![item]),
+            }
         }),
         row("Cast", &["cast", "cast_unsaturated"], |b, cx| {
             let to = cx.attrs.dtype("to")?;

@@ -2,11 +2,13 @@
 //! (`items.rs`): most only rearrange IR values while importing and add no IR op at all.
 //! Positions (`SequenceAt`, `SequenceInsert`, `SequenceErase`) and `SplitToSequence`'s
 //! `split` must be known while importing; `SequenceLength` and `OptionalHasElement` are
-//! constants. `ConcatFromSequence` is a `concat` (of `expand_dims` for `new_axis`),
+//! constants. `ConcatFromSequence` is a `concat` (a `pack` for `new_axis`),
 //! `SplitToSequence` a `slice` per piece, `SequenceMap` its body imported once per element.
 
+use super::super::items::elem_dtype;
 use super::super::unroll::inline_body;
 use super::super::{Builder, Item, NodeCx, Sequence};
+use super::shape::split_pieces;
 use super::{item_row, norm_axis, OnnxOp};
 use lathe_ir::{DType, Op, Tensor, ValueId};
 
@@ -77,7 +79,7 @@ pub(super) fn rows() -> Vec<OnnxOp> {
         }),
         item_row(
             "ConcatFromSequence",
-            &["concat", "expand_dims"],
+            &["concat", "pack"],
             import_concat_from_sequence,
         ),
         item_row("SplitToSequence", &["slice", "squeeze"], import_split),
@@ -128,11 +130,7 @@ fn same_dtype(b: &Builder, dtype: DType, v: ValueId) -> Result<(), String> {
 /// Input `i`, a position in a sequence of `len` elements, which must be known while
 /// importing: `[-len, len)`, or `[-len, len]` where it may be one past the end (`insert`).
 fn position(b: &Builder, cx: &NodeCx, i: usize, len: usize, insert: bool) -> Result<usize, String> {
-    let v = cx.input(i)?;
-    let p = b.ints_of(v, "the `position` input")?;
-    let [p] = p[..] else {
-        return Err(format!("`position` must be a scalar, got {}", b.ty(v)));
-    };
+    let p = b.int_of(cx.input(i)?, "the `position` input", "")?;
     let n = len as i64;
     let end = if insert { n } else { n - 1 };
     if p < -n || p > end {
@@ -159,15 +157,10 @@ fn import_concat_from_sequence(b: &mut Builder, cx: &NodeCx) -> Out {
         .ok_or("concatenating an empty sequence is not supported (its result has no shape)")?;
     let rank = b.rank(first) + usize::from(new_axis);
     let axis = norm_axis(axis, rank)? as i64;
-    let mut parts = Vec::with_capacity(s.elems.len() + 1);
-    for &e in &s.elems {
-        parts.push(if new_axis {
-            let a = b.i64_scalar(axis);
-            b.op(Op::ExpandDims, &[e, a])?
-        } else {
-            e
-        });
+    if new_axis {
+        return Ok(vec![Item::Tensor(b.op(Op::Pack { axis }, &s.elems)?)]);
     }
+    let mut parts = s.elems;
     parts.push(b.i64_scalar(axis));
     Ok(vec![Item::Tensor(b.op(Op::Concat, &parts)?)])
 }
@@ -215,26 +208,12 @@ fn import_split(b: &mut Builder, cx: &NodeCx) -> Out {
             sizes.len()
         ));
     }
-    let mut elems = Vec::with_capacity(sizes.len());
-    let mut offset = 0i64;
-    for &s in &sizes {
-        let mut begin = vec![0i64; rank];
-        let mut size = vec![-1i64; rank];
-        begin[axis] = offset;
-        size[axis] = s;
-        let begin = b.i64s(&begin);
-        let size = b.i64s(&size);
-        let mut piece = b.op(Op::Slice, &[x, begin, size])?;
-        if squeeze {
-            piece = b.op(
-                Op::Squeeze {
-                    axes: vec![axis as i64],
-                },
-                &[piece],
-            )?;
+    let mut elems = split_pieces(b, x, axis, &sizes)?;
+    if squeeze {
+        for piece in &mut elems {
+            let axes = vec![axis as i64];
+            *piece = b.op(Op::Squeeze { axes }, &[*piece])?;
         }
-        elems.push(piece);
-        offset += s;
     }
     sequence(elems, b.dtype(x))
 }
@@ -313,11 +292,8 @@ fn import_sequence_map(b: &mut Builder, cx: &NodeCx) -> Out {
 
 /// The declared dtype of body output `j` (what an empty `SequenceMap` result holds).
 fn declared_elem_dtype(gp: &lathe_proto::onnx::GraphProto, j: usize) -> Result<DType, String> {
-    use lathe_proto::onnx::type_proto::Value;
-    match gp.output[j].r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(Value::TensorType(t)) => super::super::tensor::dtype(t.elem_type.unwrap_or(0)),
-        _ => Err(format!("its body's output {j} declares no tensor type")),
-    }
+    elem_dtype(gp.output[j].r#type.as_ref())
+        .ok_or_else(|| format!("its body's output {j} declares no tensor of a supported dtype"))
 }
 
 #[cfg(test)]

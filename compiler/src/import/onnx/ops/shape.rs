@@ -437,19 +437,31 @@ fn import_split(b: &mut Builder, cx: &NodeCx) -> Out {
     if let Some(&bad) = sizes.iter().find(|&&s| s < 0) {
         return Err(format!("negative split size {bad}"));
     }
-    let mut outs = Vec::with_capacity(sizes.len());
+    split_pieces(b, x, axis, &sizes)
+}
+
+/// `x` split along `axis` into consecutive pieces of `sizes`: one `slice` per piece
+/// (`Split`, `SplitToSequence`).
+pub(super) fn split_pieces(
+    b: &mut Builder,
+    x: ValueId,
+    axis: usize,
+    sizes: &[i64],
+) -> Result<Vec<ValueId>, String> {
+    let rank = b.rank(x);
+    let mut pieces = Vec::with_capacity(sizes.len());
     let mut offset = 0i64;
-    for &s in &sizes {
+    for &s in sizes {
         let mut begin = vec![0i64; rank];
         let mut size = vec![-1i64; rank];
         begin[axis] = offset;
         size[axis] = s;
         let begin = b.i64s(&begin);
         let size = b.i64s(&size);
-        outs.push(b.op(Op::Slice, &[x, begin, size])?);
+        pieces.push(b.op(Op::Slice, &[x, begin, size])?);
         offset += s;
     }
-    Ok(outs)
+    Ok(pieces)
 }
 
 /// `Split` by sizes known at run time only (a shape input): output `i` starts at the sum
@@ -552,18 +564,12 @@ fn import_pad(b: &mut Builder, cx: &NodeCx) -> Out {
 fn import_dropout(b: &mut Builder, cx: &NodeCx) -> Out {
     let x = cx.input(0)?;
     if let Some(t) = cx.opt(2) {
-        let training = b
-            .const_of(t)
-            .ok_or_else(|| b.not_constant(t, "`training_mode`", ""))?
-            .to_f64_vec();
+        let training = b.known(t, "`training_mode`", "")?.to_f64_vec();
         if training.iter().any(|&v| v != 0.0) {
             let Some(r) = cx.opt(1) else {
                 return Err("training mode is not supported (with the default ratio 0.5)".into());
             };
-            let ratio = b
-                .const_of(r)
-                .ok_or_else(|| b.not_constant(r, "`ratio` in training mode", ""))?
-                .to_f64_vec();
+            let ratio = b.known(r, "`ratio` in training mode", "")?.to_f64_vec();
             if ratio.iter().any(|&v| v != 0.0) {
                 return Err(format!(
                     "training mode is not supported (with ratio {}: it draws random numbers)",

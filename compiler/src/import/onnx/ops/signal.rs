@@ -27,14 +27,6 @@ pub(super) fn rows() -> Vec<OnnxOp> {
     ]
 }
 
-/// A scalar integer input the importer must know, `what` naming it.
-fn known_int(b: &Builder, v: ValueId, what: &str) -> Result<i64, String> {
-    match b.ints_of(v, what)?.as_slice() {
-        &[n] => Ok(n),
-        other => Err(format!("{what} must be one integer, got {other:?}")),
-    }
-}
-
 /// A length in `1..=MAX_LENGTH`, `what` naming it.
 fn length(n: i64, what: &str) -> Result<usize, String> {
     if !(1..=MAX_LENGTH).contains(&n) {
@@ -55,7 +47,7 @@ fn import_dft(b: &mut Builder, cx: &NodeCx) -> Out {
     let rank = b.rank(x);
     let axis = if cx.opset >= 20 {
         match cx.opt(2) {
-            Some(a) => known_int(b, a, "the `axis` input")?,
+            Some(a) => b.int_of(a, "the `axis` input", "")?,
             None => -2,
         }
     } else {
@@ -65,7 +57,7 @@ fn import_dft(b: &mut Builder, cx: &NodeCx) -> Out {
     let onesided = cx.attrs.int_or("onesided", 0)? != 0;
     let axis_at = norm_axis(axis, rank)?;
     let n = match cx.opt(1) {
-        Some(l) => length(known_int(b, l, "the `dft_length` input")?, "dft_length")?,
+        Some(l) => length(b.int_of(l, "the `dft_length` input", "")?, "dft_length")?,
         None => {
             let n = known_dim(b, x, axis_at, "a signal")?;
             if inverse && onesided {
@@ -96,11 +88,11 @@ fn import_stft(b: &mut Builder, cx: &NodeCx) -> Out {
         ));
     }
     let signal = known_dim(b, x, 1, "a signal")?;
-    let step = known_int(b, cx.input(1)?, "the `frame_step` input")?;
+    let step = b.int_of(cx.input(1)?, "the `frame_step` input", "")?;
     let step = length(step, "frame_step")?;
     let window = cx.opt(2);
     let frame = match (cx.opt(3), window) {
-        (Some(l), _) => length(known_int(b, l, "the `frame_length` input")?, "frame_length")?,
+        (Some(l), _) => length(b.int_of(l, "the `frame_length` input", "")?, "frame_length")?,
         (None, Some(w)) if b.rank(w) == 1 => known_dim(b, w, 0, "a window")?,
         (None, Some(w)) => return Err(format!("the window must be 1-D, got {}", b.ty(w))),
         (None, None) => signal,
@@ -151,8 +143,7 @@ fn import_stft(b: &mut Builder, cx: &NodeCx) -> Out {
 
 /// The value of scalar input `v`, which the importer must know, as f64.
 fn known_f64(b: &Builder, v: ValueId, what: &str) -> Result<f64, String> {
-    let t = b.const_of(v).ok_or_else(|| b.not_constant(v, what, ""))?;
-    match t.to_f64_vec().as_slice() {
+    match b.known(v, what, "")?.to_f64_vec().as_slice() {
         &[x] => Ok(x),
         other => Err(format!("{what} must be one number, got {other:?}")),
     }
@@ -160,14 +151,14 @@ fn known_f64(b: &Builder, v: ValueId, what: &str) -> Result<f64, String> {
 
 fn import_mel_weight_matrix(b: &mut Builder, cx: &NodeCx) -> Out {
     let bins = length(
-        known_int(b, cx.input(0)?, "the `num_mel_bins` input")?,
+        b.int_of(cx.input(0)?, "the `num_mel_bins` input", "")?,
         "num_mel_bins",
     )?;
     let dft = length(
-        known_int(b, cx.input(1)?, "the `dft_length` input")?,
+        b.int_of(cx.input(1)?, "the `dft_length` input", "")?,
         "dft_length",
     )?;
-    let rate = known_int(b, cx.input(2)?, "the `sample_rate` input")?;
+    let rate = b.int_of(cx.input(2)?, "the `sample_rate` input", "")?;
     let lower = known_f64(b, cx.input(3)?, "the `lower_edge_hertz` input")?;
     let upper = known_f64(b, cx.input(4)?, "the `upper_edge_hertz` input")?;
     let dtype = tensor::dtype(cx.attrs.int_or("output_datatype", 1)? as i32)?;

@@ -52,10 +52,7 @@ fn cosine_sum(coeffs: &[f64], size: usize, periodic: bool) -> Vec<f64> {
 }
 
 fn window(b: &mut Builder, cx: &NodeCx, coeffs: &[f64]) -> Out {
-    let size = b.ints_of(cx.input(0)?, "the window size")?;
-    let &[size] = size.as_slice() else {
-        return Err(format!("the window size must be one integer, got {size:?}"));
-    };
+    let size = b.int_of(cx.input(0)?, "the window size", "")?;
     if !(0..=MAX_WINDOW).contains(&size) {
         return Err(format!(
             "the window size must be in [0, {MAX_WINDOW}], got {size}"

@@ -136,8 +136,11 @@ fn other_signatures_come_from_the_generic_graph_or_are_refused() {
         &Model::with_options(g.clone(), options()).unwrap(),
         &batch(5),
     ));
-    let with =
-        Model::from_artifact(reread(&compile(g.clone(), &[two.clone()], true)), options()).unwrap();
+    let with = Model::from_artifact(
+        reread(&compile(g.clone(), std::slice::from_ref(&two), true)),
+        options(),
+    )
+    .unwrap();
     let got = by_name(run(&with, &batch(5)));
     bit_identical(&got["y"], &want["y"]).unwrap();
     assert_eq!(

@@ -156,8 +156,18 @@ impl Artifact {
             path: path.to_path_buf(),
             source,
         };
+        let start = std::time::Instant::now();
         let bytes = std::fs::read(path).map_err(|e| at(e.into()))?;
-        Artifact::from_bytes(&bytes).map_err(at)
+        let read = start.elapsed();
+        let artifact = Artifact::from_bytes(&bytes).map_err(at)?;
+        tracing::info!(
+            path = %path.display(),
+            bytes = bytes.len(),
+            read_ms = read.as_secs_f64() * 1e3,
+            decode_ms = (start.elapsed() - read).as_secs_f64() * 1e3,
+            "read artifact"
+        );
+        Ok(artifact)
     }
 
     /// Reads an artifact from its bytes, checking everything before it is trusted.

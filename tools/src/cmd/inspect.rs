@@ -71,31 +71,33 @@ pub fn run(args: InspectArgs) -> Result<()> {
         }
         _ => None,
     };
-    let model = Model::with_options(g.clone(), options)?;
     // What `lathe run` executes for these shapes: the specialization, optimized and compiled
     // once. When the CPU compile fails, the optimized graph is still reported, with the error.
     let report = match stored_report {
         Some(r) => r,
-        None => match model.compile_uncached(&types, &mut NoHooks) {
-            Ok(spec) => {
-                let optimized = spec
-                    .graph()
-                    .ok_or_else(|| anyhow::anyhow!("the specialization kept no graph"))?;
-                let mut r = Report::of(&g, optimized, spec.passes().to_vec());
-                r.plan = Some(PlanReport::of(&spec, signature));
-                r
+        None => {
+            let model = Model::with_options(g.clone(), options)?;
+            match model.compile_uncached(&types, &mut NoHooks) {
+                Ok(spec) => {
+                    let optimized = spec
+                        .graph()
+                        .ok_or_else(|| anyhow::anyhow!("the specialization kept no graph"))?;
+                    let mut r = Report::of(&g, optimized, spec.passes().to_vec());
+                    r.plan = Some(PlanReport::of(&spec, signature));
+                    r
+                }
+                Err(e) => {
+                    let (optimized, passes) = model.optimized_graph(&types, &mut NoHooks)?;
+                    let mut r = Report::of(&g, optimized.graph(), passes);
+                    r.plan = Some(PlanReport {
+                        signature,
+                        stats: Err(e.to_string()),
+                        interpreted: vec![],
+                    });
+                    r
+                }
             }
-            Err(e) => {
-                let (optimized, passes) = model.optimized_graph(&types, &mut NoHooks)?;
-                let mut r = Report::of(&g, optimized.graph(), passes);
-                r.plan = Some(PlanReport {
-                    signature,
-                    stats: Err(e.to_string()),
-                    interpreted: vec![],
-                });
-                r
-            }
-        },
+        }
     };
     let loaded = args
         .model

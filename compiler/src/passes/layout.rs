@@ -581,19 +581,8 @@ impl State {
         order.sort_by_key(|&j| keys[j]);
         let w_dims: Vec<i64> = order.iter().map(|&j| u_dims[j] as i64).collect();
         let moved = invert(&order.iter().map(|&j| j as i64).collect::<Vec<_>>());
-        let shape = g.add_const(
-            index_tensor(DType::I64, &w_dims),
-            format!("{}/nhwc_shape", u_node.name),
-        );
-        let Ok(w) = g.add(Op::Reshape, vec![y, shape], format!("{}/nhwc", u_node.name)) else {
-            g.remove_node(shape.node).map_err(ir_err)?;
-            return Ok(None);
-        };
-        let perm = self.perm(g, &moved);
-        let t2 = g
-            .add(Op::Transpose, vec![w, perm], g.node(t).name.clone())
-            .map_err(ir_err)?;
-        self.replace_below(g, t, u, t2, &[w.node, shape.node], cx)
+        let shape = index_tensor(DType::I64, &w_dims);
+        self.rebuild_below(g, (t, u), Op::Reshape, (y, shape, "nhwc_shape"), &moved, cx)
     }
 
     /// `reduce(transpose(y, p), axes)` → `transpose(reduce(y, p[axes]), p')`: the reduction
@@ -643,23 +632,33 @@ impl State {
                 .collect()
         };
         let dt = g.value_type(axes_v).dtype;
-        let axes_c = g.add_const(
-            Tensor::from_i64(dt, &[moved.len()], &moved),
-            format!("{}/nhwc_axes", u_node.name),
-        );
-        let Ok(r) = g.add(
-            u_node.op.clone(),
-            vec![y, axes_c],
-            format!("{}/nhwc", u_node.name),
-        ) else {
-            g.remove_node(axes_c.node).map_err(ir_err)?;
+        let axes = Tensor::from_i64(dt, &[moved.len()], &moved);
+        self.rebuild_below(g, (t, u), u_node.op, (y, axes, "nhwc_axes"), &perm, cx)
+    }
+
+    /// Replaces `u` (the only user of the transpose `t`) by `transpose(op(y, c), perm)`, `c` a
+    /// new constant named after `u` with `suffix`: the shared end of the sinks above. Nothing
+    /// changes when `op` refuses those operands or its result is not of `u`'s type.
+    fn rebuild_below(
+        &mut self,
+        g: &mut Graph,
+        (t, u): (NodeId, NodeId),
+        op: Op,
+        (y, c, suffix): (ValueId, Tensor, &str),
+        perm: &[i64],
+        cx: &mut PassCx,
+    ) -> Result<Option<Vec<NodeId>>, PassError> {
+        let name = g.node(u).name.clone();
+        let c = g.add_const(c, format!("{name}/{suffix}"));
+        let Ok(w) = g.add(op, vec![y, c], format!("{name}/nhwc")) else {
+            g.remove_node(c.node).map_err(ir_err)?;
             return Ok(None);
         };
-        let perm_v = self.perm(g, &perm);
+        let perm = self.perm(g, perm);
         let t2 = g
-            .add(Op::Transpose, vec![r, perm_v], g.node(t).name.clone())
+            .add(Op::Transpose, vec![w, perm], g.node(t).name.clone())
             .map_err(ir_err)?;
-        self.replace_below(g, t, u, t2, &[r.node, axes_c.node], cx)
+        self.replace_below(g, t, u, t2, &[w.node, c.node], cx)
     }
 }
 

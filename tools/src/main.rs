@@ -49,6 +49,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // `LATHE_LOG_SPANS=1` also logs each span as it closes, with its busy and idle times.
+        .with_span_events(if std::env::var_os("LATHE_LOG_SPANS").is_some() {
+            tracing_subscriber::fmt::format::FmtSpan::CLOSE
+        } else {
+            tracing_subscriber::fmt::format::FmtSpan::NONE
+        })
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Weights freed while loading and compiling go back to the system instead of staying

@@ -10,6 +10,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod alloc;
+pub mod artifact;
 mod cache;
 pub mod cpu;
 pub mod kernels;

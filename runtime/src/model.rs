@@ -7,7 +7,7 @@ use crate::cache::{lock, Caller, Lookup, SpecializationCache};
 use crate::cpu::ThreadPool;
 use crate::specialization::{Keep, Signature, Specialization};
 use crate::{Backend, RunError};
-use lathe_compiler::artifact::{Artifact, ArtifactError};
+use lathe_compiler::artifact::{Artifact, ArtifactError, ArtifactFile};
 use lathe_compiler::pipeline::{NoHooks, PassHooks, PassRecord, Pipeline};
 use lathe_compiler::specialize::{check_signature, SpecializeError};
 use lathe_compiler::{BoundImport, ImportError, SpecializedGraph};
@@ -80,6 +80,8 @@ enum Given {
     Graph(Graph),
     /// Already specialized to the signature and optimized (an artifact's).
     Optimized(Graph),
+    /// Already compiled for the CPU (an artifact's stored plan).
+    Plan(Box<crate::cpu::CpuPlan>),
 }
 
 /// What a model specializes new signatures from.
@@ -96,6 +98,15 @@ enum Source {
         import: Arc<dyn BoundImport>,
         interface: Graph,
         needs: ImportError,
+    },
+    /// A compiled artifact whose specializations were loaded from their stored plans:
+    /// `interface` holds the inputs only, and the generic graph, when the file has one, is
+    /// decoded from `file` the first time a signature needs it.
+    Artifact {
+        file: Arc<ArtifactFile>,
+        interface: Graph,
+        generic: std::sync::OnceLock<Result<Graph, String>>,
+        compiled: Vec<Signature>,
     },
 }
 
@@ -196,7 +207,9 @@ impl Model {
         options: ModelOptions,
     ) -> Result<Model, RunError> {
         let graph = match &source {
-            Source::Graph(g) | Source::Import { interface: g, .. } => g,
+            Source::Graph(g)
+            | Source::Import { interface: g, .. }
+            | Source::Artifact { interface: g, .. } => g,
             Source::Only(_) => unreachable!("a model starts from a graph or a source"),
         };
         if options.cache_capacity == 0 {
@@ -255,20 +268,90 @@ impl Model {
         let only = Source::Only(vec![signature.clone()]);
         let graph = match std::mem::replace(&mut model.source, only) {
             Source::Graph(g) => Some(g),
-            Source::Only(_) | Source::Import { .. } => None,
+            Source::Only(_) | Source::Import { .. } | Source::Artifact { .. } => None,
         };
         model.specialization(signature, Caller::AheadOfTime, graph.map(Given::Graph))?;
         Ok(model)
     }
 
-    /// Reads the compiled artifact at `path` (`lathe compile`'s `.lathe`) and loads it
-    /// ([`Model::from_artifact`]).
+    /// Loads the compiled artifact at `path` (`lathe compile`'s `.lathe`).
+    ///
+    /// The file is mapped into memory, not read. On the CPU backend, when it holds a compiled
+    /// plan for every specialization, those plans are loaded as they are: their packed
+    /// weights are used where they lie in the mapping, no graph is decoded, and the generic
+    /// graph (if any) is decoded only when a call first needs it. Otherwise (the interpreter
+    /// backend, or a plan the artifact could not store) the graphs are decoded and compiled
+    /// as [`Model::from_artifact`] does.
     pub fn load(path: &std::path::Path, options: ModelOptions) -> Result<Model, RunError> {
-        let artifact = Artifact::read(path).map_err(|e| RunError::Artifact {
-            path: Some(e.path),
-            source: e.source,
-        })?;
+        let file = crate::artifact::open(path)?;
+        Model::from_artifact_file(Arc::new(file), options).map_err(|e| match e {
+            RunError::Artifact { path: None, source } => RunError::Artifact {
+                path: Some(path.to_path_buf()),
+                source,
+            },
+            e => e,
+        })
+    }
+
+    /// [`Model::load`] for an artifact already opened ([`crate::artifact::open`]).
+    pub fn from_artifact_file(
+        file: Arc<ArtifactFile>,
+        options: ModelOptions,
+    ) -> Result<Model, RunError> {
+        let refuse = |source| RunError::Artifact { path: None, source };
+        crate::cpu::check_features(&file.meta.cpu_features).map_err(refuse)?;
+        let n = file.meta.specializations.len();
+        let planned = n > 0 && (0..n).all(|i| file.plan(i).is_some());
+        if options.backend == Backend::Cpu && planned {
+            return Model::from_plans(file, options);
+        }
+        let artifact = file.decode().map_err(refuse)?;
         Model::from_artifact(artifact, options)
+    }
+
+    /// Loads an artifact's specializations from their stored plans (see [`Model::load`]).
+    fn from_plans(file: Arc<ArtifactFile>, mut options: ModelOptions) -> Result<Model, RunError> {
+        let refuse = |source| RunError::Artifact { path: None, source };
+        let interface = file.interface().map_err(refuse)?;
+        lathe_ir::verify(&interface)?;
+        options.passes = Some(file.meta.pipeline.clone());
+        let n = file.meta.specializations.len();
+        options.cache_capacity = options.cache_capacity.max(n);
+        let source = Source::Artifact {
+            file: Arc::clone(&file),
+            interface,
+            generic: std::sync::OnceLock::new(),
+            compiled: Vec::new(),
+        };
+        let mut model = Model::assemble(source, file.meta.outputs.clone(), options)?;
+        let pool = model
+            .pool
+            .clone()
+            .expect("the CPU backend has a thread pool");
+        let mut compiled = Vec::with_capacity(n);
+        for i in 0..n {
+            let start = std::time::Instant::now();
+            let (plan, blob) = file.plan(i).expect("checked by the caller");
+            let plan =
+                crate::cpu::CpuPlan::from_image(plan, Arc::clone(file.bytes()), blob, pool.clone())
+                    .map_err(|e| refuse(ArtifactError::Corrupt(format!("plan {i}: {e}"))))?;
+            let signature = Signature::new(model.input_names.clone(), plan.input_types());
+            tracing::info!(
+                %signature,
+                load_ms = start.elapsed().as_secs_f64() * 1e3,
+                "loaded a stored plan"
+            );
+            compiled.push(signature.clone());
+            model.specialization(
+                signature,
+                Caller::AheadOfTime,
+                Some(Given::Plan(Box::new(plan))),
+            )?;
+        }
+        if let Source::Artifact { compiled: c, .. } = &mut model.source {
+            *c = compiled;
+        }
+        Ok(model)
     }
 
     /// Loads a compiled artifact: each specialization it holds is compiled for the backend
@@ -282,6 +365,7 @@ impl Model {
             meta,
             generic,
             specializations,
+            ..
         } = artifact;
         let refuse = |source| RunError::Artifact { path: None, source };
         crate::cpu::check_features(&meta.cpu_features).map_err(refuse)?;
@@ -325,7 +409,49 @@ impl Model {
     pub fn graph(&self) -> Option<&Graph> {
         match &self.source {
             Source::Graph(g) => Some(g),
+            Source::Artifact { .. } => self.artifact_generic().ok(),
             Source::Only(_) | Source::Import { .. } => None,
+        }
+    }
+
+    /// The generic graph of a model loaded from an artifact's plans, decoded on first use.
+    fn artifact_generic(&self) -> Result<&Graph, RunError> {
+        let Source::Artifact {
+            file,
+            generic,
+            compiled,
+            ..
+        } = &self.source
+        else {
+            unreachable!("called for artifact sources only")
+        };
+        if !file.has_generic() {
+            return Err(self.not_compiled_for(None, compiled));
+        }
+        let decoded = generic.get_or_init(|| {
+            let start = std::time::Instant::now();
+            let g = file.generic().map_err(|e| e.to_string());
+            tracing::info!(
+                decode_ms = start.elapsed().as_secs_f64() * 1e3,
+                "decoded the artifact's generic graph"
+            );
+            g.and_then(|g| g.ok_or_else(|| "it has no generic graph".to_string()))
+        });
+        decoded.as_ref().map_err(|m| RunError::Artifact {
+            path: None,
+            source: lathe_compiler::artifact::ArtifactError::Corrupt(m.clone()),
+        })
+    }
+
+    /// The error for a signature a model has no graph to compile for.
+    fn not_compiled_for(&self, signature: Option<&Signature>, compiled: &[Signature]) -> RunError {
+        RunError::NotCompiledFor {
+            model: self.name.clone(),
+            signature: signature
+                .map_or_else(|| "other signatures".to_string(), ToString::to_string),
+            compiled: (compiled.iter().map(ToString::to_string))
+                .collect::<Vec<_>>()
+                .join(" and "),
         }
     }
 
@@ -449,13 +575,11 @@ impl Model {
     fn generic(&self, signature: &Signature) -> Result<&Graph, RunError> {
         match &self.source {
             Source::Graph(g) => Ok(g),
-            Source::Only(compiled) => Err(RunError::NotCompiledFor {
-                model: self.name.clone(),
-                signature: signature.to_string(),
-                compiled: (compiled.iter().map(ToString::to_string))
-                    .collect::<Vec<_>>()
-                    .join(" and "),
-            }),
+            Source::Only(compiled) => Err(self.not_compiled_for(Some(signature), compiled)),
+            Source::Artifact { file, compiled, .. } => match file.has_generic() {
+                true => self.artifact_generic(),
+                false => Err(self.not_compiled_for(Some(signature), compiled)),
+            },
             Source::Import { needs, .. } => Err(RunError::Import(needs.clone())),
         }
     }
@@ -463,7 +587,7 @@ impl Model {
     /// The graph `signature`'s inputs are checked against: the model's, or its interface.
     fn declared(&self, signature: &Signature) -> Result<&Graph, RunError> {
         match &self.source {
-            Source::Import { interface, .. } => Ok(interface),
+            Source::Import { interface, .. } | Source::Artifact { interface, .. } => Ok(interface),
             _ => self.generic(signature),
         }
     }
@@ -495,7 +619,7 @@ impl Model {
         let Lookup { slot, warning } = self.cache.lookup(&signature, caller, || {
             let graph = match &owned {
                 Some(Given::Graph(g) | Given::Optimized(g)) => g,
-                None => self.declared(&signature)?,
+                Some(Given::Plan(_)) | None => self.declared(&signature)?,
             };
             Ok(check_signature(graph, signature.types())?)
         })?;
@@ -506,7 +630,19 @@ impl Model {
         if let Some(spec) = filled.as_ref() {
             return Ok(spec.clone());
         }
+        if let Some(Given::Plan(plan)) = owned {
+            let spec = Arc::new(Specialization::from_plan(
+                *plan,
+                signature,
+                self.outputs.clone(),
+            ));
+            *filled = Some(spec.clone());
+            drop(filled);
+            self.cache.compiled(spec.compile_time());
+            return Ok(spec);
+        }
         let graph = match owned {
+            Some(Given::Plan(_)) => unreachable!("returned above"),
             Some(Given::Optimized(g)) => Err(g),
             Some(Given::Graph(g)) => Ok(Ok(Cow::Owned(g))),
             None => Ok(self.graph_for(&signature)),

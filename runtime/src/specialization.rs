@@ -228,6 +228,25 @@ impl Specialization {
         )
     }
 
+    /// A specialization whose CPU plan was loaded as it is (an artifact's stored plan).
+    pub(crate) fn from_plan(
+        plan: CpuPlan,
+        signature: Signature,
+        outputs: Vec<String>,
+    ) -> Specialization {
+        Specialization {
+            signature,
+            exec: Exec::Cpu {
+                plan: Box::new(plan),
+                graph: None,
+            },
+            passes: Vec::new(),
+            compile_time: Duration::ZERO,
+            backend: Backend::Cpu,
+            outputs,
+        }
+    }
+
     /// Compiles the optimized graph `g` for `backend`; `passes` made it, from `start` on.
     #[allow(clippy::too_many_arguments)]
     fn finish(

@@ -1,11 +1,12 @@
 //! Compiled artifacts (`.lathe`) round-trip: every fixture, compiled for its inputs' signature
-//! with its generic graph, written, read back and loaded, gives bit for bit the outputs of the
-//! model loaded from its source, with its specialization compiled at load (no passes) and no
-//! compile at the call; other signatures come from the generic graph, or are refused without
-//! it; contents made for CPU features this machine lacks are refused.
+//! with its generic graph, written, read back and loaded both ways (its stored plan mapped as
+//! it is, [`Model::load`]; its optimized graph compiled at load without passes,
+//! [`Model::from_artifact`]), gives bit for bit the outputs of the model loaded from its
+//! source, with no compile at the call; other signatures come from the generic graph, or are
+//! refused without it; contents made for CPU features this machine lacks are refused.
 
-use lathe_compiler::artifact::{Artifact, Meta};
-use lathe_compiler::pipeline::{level_text, NoHooks};
+use lathe_compiler::artifact::Artifact;
+use lathe_compiler::pipeline::level_text;
 use lathe_ir::{Graph, Tensor, TensorType};
 use lathe_runtime::{Model, ModelOptions};
 use lathe_tests::{bit_identical, by_name, Fixture};
@@ -39,33 +40,25 @@ fn types(g: &Graph, inputs: &[(String, Tensor)]) -> Vec<TensorType> {
         .collect()
 }
 
-/// `g` compiled as `lathe compile` does: optimized for each of `signatures`, generic kept
-/// or not.
+/// `g` compiled as `lathe compile` does: optimized and compiled for each of `signatures`,
+/// generic kept or not.
 fn compile(g: Graph, signatures: &[Vec<TensorType>], generic: bool) -> Artifact {
-    let model = Model::with_options(g.clone(), options()).unwrap();
-    let specializations: Vec<Graph> = signatures
-        .iter()
-        .map(|t| {
-            model
-                .optimized_graph(t, &mut NoHooks)
-                .unwrap()
-                .0
-                .into_graph()
-        })
-        .collect();
-    Artifact {
-        meta: Meta {
-            producer: "test".into(),
-            model: g.name.clone(),
-            source: "fixture".into(),
-            pipeline: level_text(2).into(),
-            backend: "cpu".into(),
-            cpu_features: vec![],
-            specializations: signatures.iter().map(|t| format!("{t:?}")).collect(),
-        },
-        generic: generic.then_some(g),
-        specializations,
-    }
+    let model = Model::with_options(g, options()).unwrap();
+    let level = level_text(2);
+    lathe_runtime::artifact::compile(&model, signatures, generic, "fixture", &level, |_| {})
+        .unwrap()
+        .artifact
+}
+
+/// Written to a file and loaded from it as `Model::load` does (plans mapped where stored).
+fn load(a: &Artifact, name: &str) -> Result<Model, lathe_runtime::RunError> {
+    let dir = std::env::temp_dir().join(format!("lathe-artifacts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.lathe"));
+    a.write(&path).unwrap();
+    let model = Model::load(&path, options());
+    std::fs::remove_file(&path).unwrap();
+    model
 }
 
 /// Written and read back.
@@ -98,17 +91,27 @@ fn round_trip(f: &Fixture, g: Graph, inputs: Vec<(String, Tensor)>) {
             &Model::with_options(g.clone(), options()).unwrap(),
             &inputs,
         ));
-        let loaded = Model::from_artifact(reread(&compile(g, &[sig], true)), options()).unwrap();
-        assert_eq!(loaded.stats().compiles, 1, "{}: compiled at load", f.name);
-        let got = by_name(run(&loaded, &inputs));
-        assert_eq!(
-            loaded.stats().compiles,
-            1,
-            "{}: no compile at the call",
-            f.name
-        );
-        for (name, w) in &want {
-            bit_identical(&got[name], w).unwrap_or_else(|e| panic!("{} `{name}`: {e}", f.name));
+        let artifact = compile(g, &[sig], true);
+        let decoded = Model::from_artifact(reread(&artifact), options()).unwrap();
+        let mapped = load(&artifact, &f.name).unwrap();
+        for (how, loaded) in [("decoded", decoded), ("mapped", mapped)] {
+            assert_eq!(
+                loaded.stats().compiles,
+                1,
+                "{} ({how}): compiled at load",
+                f.name
+            );
+            let got = by_name(run(&loaded, &inputs));
+            assert_eq!(
+                loaded.stats().compiles,
+                1,
+                "{} ({how}): no compile at the call",
+                f.name
+            );
+            for (name, w) in &want {
+                bit_identical(&got[name], w)
+                    .unwrap_or_else(|e| panic!("{} ({how}) `{name}`: {e}", f.name));
+            }
         }
     }
 }
@@ -175,4 +178,66 @@ fn contents_for_missing_cpu_features_are_refused() {
         e.contains("CPU features this machine lacks (quantum-fma)"),
         "{e}"
     );
+}
+
+#[test]
+fn mapped_artifacts_decode_the_generic_graph_only_when_needed() {
+    let g = lathe_ir::text::parse(BATCHED).unwrap();
+    let two = types(&g, &batch(2));
+    let want = by_name(run(
+        &Model::with_options(g.clone(), options()).unwrap(),
+        &batch(5),
+    ));
+    let with = load(
+        &compile(g.clone(), std::slice::from_ref(&two), true),
+        "with",
+    )
+    .unwrap();
+    assert_eq!(with.specializations(), 1);
+    bit_identical(&by_name(run(&with, &batch(2)))["y"], &{
+        let m = Model::with_options(g.clone(), options()).unwrap();
+        by_name(run(&m, &batch(2))).remove("y").unwrap()
+    })
+    .unwrap();
+    let got = by_name(run(&with, &batch(5)));
+    bit_identical(&got["y"], &want["y"]).unwrap();
+    assert_eq!(with.stats().compiles, 2, "batch 5 from the generic graph");
+
+    let without = load(&compile(g, std::slice::from_ref(&two), false), "without").unwrap();
+    let five = batch(5);
+    let named: Vec<(&str, Tensor)> = five.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let e = without.run(&named).unwrap_err().to_string();
+    assert!(e.contains("f32[5,3]") && e.contains("f32[2,3]"), "{e}");
+}
+
+#[test]
+fn plans_are_stored_and_damaged_ones_are_errors() {
+    let g = lathe_ir::text::parse(BATCHED).unwrap();
+    let two = types(&g, &batch(2));
+    let a = compile(g, std::slice::from_ref(&two), false);
+    let plan = a.plans[0].clone().expect("the plan is stored");
+    assert!(!plan.plan.is_empty() && !plan.blob.is_empty());
+    // A plan packed for AVX2 or wider says so.
+    assert!(!a.meta.cpu_features.is_empty() || !lathe_runtime::cpu::has_feature("avx2"));
+    // Cut short anywhere, or its blob gone: an error naming the plan, never a panic. (The
+    // file's checksum is right: these are plans the encoder never wrote.)
+    for cut in [
+        0,
+        1,
+        plan.plan.len() / 3,
+        plan.plan.len() / 2,
+        plan.plan.len() - 1,
+    ] {
+        let mut bad = a.clone();
+        bad.plans[0].as_mut().unwrap().plan.truncate(cut);
+        let e = load(&bad, &format!("cut{cut}"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("plan 0"), "{e}");
+    }
+    let mut bad = a.clone();
+    bad.plans[0].as_mut().unwrap().blob.clear();
+    let e = load(&bad, "noblob").err().expect("refused").to_string();
+    assert!(e.contains("runs past the blob"), "{e}");
 }

@@ -175,6 +175,11 @@ impl<'a> Sections<'a> {
             .ok_or_else(|| ArtifactError::Corrupt(format!("it has no `{name}` section")))
     }
 
+    /// The sections, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+        self.sections.iter().copied()
+    }
+
     /// The sections' names, in order.
     #[cfg(test)]
     pub(crate) fn names(&self) -> Vec<&'a str> {

@@ -27,7 +27,7 @@ use thiserror::Error;
 
 /// The artifact format this build writes and reads. Bump it on any change to what the
 /// sections hold or how they are laid out.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Constants of more bytes than this go to the weights section; smaller ones stay in the
 /// graph text (shapes, axes, scalars), where dumps show them.
@@ -51,6 +51,18 @@ pub struct Meta {
     pub cpu_features: Vec<String>,
     /// Each specialization's input signature, as text, in section order.
     pub specializations: Vec<String>,
+    /// The model's output names, in order (its inputs are the `interface` section's graph).
+    pub outputs: Vec<String>,
+}
+
+/// A specialization compiled for the backend: its plan and the plan's arrays (packed
+/// weights), as the backend encoded them (`lathe_runtime::cpu::image`). Stored in sections
+/// `plan/N` and `plan/N.blob`; the blob starts 64-byte aligned in the file, so a reader that
+/// maps the file uses the packed weights where they lie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPlan {
+    pub plan: Vec<u8>,
+    pub blob: Vec<u8>,
 }
 
 /// Where one weight lies in the weights section (the `weights.index` section is a JSON list
@@ -72,6 +84,10 @@ pub struct Artifact {
     pub generic: Option<Graph>,
     /// Optimized graphs, every shape known, one per signature (their inputs' types).
     pub specializations: Vec<Graph>,
+    /// Per specialization, its compiled plan when the backend could encode it (the same
+    /// length as `specializations`, or empty). [`Artifact::from_bytes`] leaves them out
+    /// (empty): [`ArtifactFile`] reads them where they lie.
+    pub plans: Vec<Option<StoredPlan>>,
 }
 
 /// Why an artifact cannot be read.
@@ -106,6 +122,12 @@ pub struct ReadError {
 }
 
 impl Artifact {
+    /// The graph whose inputs a call gives: the generic graph, or without it the first
+    /// specialization (reading refuses an artifact with neither).
+    pub fn declared(&self) -> &Graph {
+        (self.generic.as_ref().or(self.specializations.first())).expect("an artifact holds a graph")
+    }
+
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut table = ConstTable::new(WEIGHTS_ABOVE_BYTES);
@@ -126,8 +148,15 @@ impl Artifact {
             });
             blob.extend_from_slice(&bytes);
         }
+        let declared = self.generic.as_ref().or(self.specializations.first());
+        let mut interface =
+            Graph::new(declared.map_or(self.meta.model.clone(), |g| g.name.clone()));
+        for i in declared.map_or(&[][..], |g| g.inputs()) {
+            interface.add_input(i.name.clone(), i.ty.clone());
+        }
         let mut w = Writer::default();
         w.section("meta", json(&self.meta));
+        w.section("interface", lathe_ir::text::print(&interface).into_bytes());
         w.section("weights.index", json(&index));
         w.section("weights", blob);
         if let Some(text) = generic {
@@ -135,6 +164,12 @@ impl Artifact {
         }
         for (i, text) in specs.into_iter().enumerate() {
             w.section(format!("spec/{i}"), text.into_bytes());
+        }
+        for (i, plan) in self.plans.iter().enumerate() {
+            if let Some(p) = plan {
+                w.section(format!("plan/{i}"), p.plan.clone());
+                w.section(format!("plan/{i}.blob"), p.blob.clone());
+            }
         }
         w.finish(FORMAT_VERSION)
     }
@@ -159,10 +194,12 @@ impl Artifact {
         let start = std::time::Instant::now();
         let bytes = std::fs::read(path).map_err(|e| at(e.into()))?;
         let read = start.elapsed();
-        let artifact = Artifact::from_bytes(&bytes).map_err(at)?;
+        let len = bytes.len();
+        let artifact =
+            (ArtifactFile::parse(Arc::new(bytes)).and_then(|f| f.decode())).map_err(at)?;
         tracing::info!(
             path = %path.display(),
-            bytes = bytes.len(),
+            bytes = len,
             read_ms = read.as_secs_f64() * 1e3,
             decode_ms = (start.elapsed() - read).as_secs_f64() * 1e3,
             "read artifact"
@@ -170,38 +207,150 @@ impl Artifact {
         Ok(artifact)
     }
 
-    /// Reads an artifact from its bytes, checking everything before it is trusted.
+    /// Reads an artifact from its bytes, checking everything before it is trusted; every
+    /// graph is decoded, the plans are left out (see [`ArtifactFile`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Artifact, ArtifactError> {
-        let s = Sections::parse(bytes, FORMAT_VERSION)?;
+        let file = ArtifactFile::parse(Arc::new(bytes.to_vec()))?;
+        file.decode()
+    }
+}
+
+/// The bytes an [`ArtifactFile`] reads from: the file mapped into memory, or read.
+pub type Bytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// An artifact checked (format, length, checksum, sections, `meta`) but not decoded: each
+/// graph is decoded when asked for, and plans are handed out where they lie in its bytes.
+pub struct ArtifactFile {
+    bytes: Bytes,
+    sections: Vec<(String, std::ops::Range<usize>)>,
+    pub meta: Meta,
+}
+
+impl std::fmt::Debug for ArtifactFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactFile")
+            .field("bytes", &self.all().len())
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArtifactFile {
+    /// Checks `bytes` and reads its `meta` section.
+    pub fn parse(bytes: Bytes) -> Result<ArtifactFile, ArtifactError> {
+        let all: &[u8] = (*bytes).as_ref();
+        let base = all.as_ptr() as usize;
+        let s = Sections::parse(all, FORMAT_VERSION)?;
         let meta: Meta = from_json(s.require("meta")?, "meta")?;
-        let index: Vec<WeightEntry> = from_json(s.require("weights.index")?, "weights.index")?;
-        let blob = s.require("weights")?;
-        let weights = index
+        let sections = (s.iter())
+            .map(|(name, b)| {
+                let start = b.as_ptr() as usize - base;
+                (name.to_string(), start..start + b.len())
+            })
+            .collect();
+        let file = ArtifactFile {
+            bytes: Arc::clone(&bytes),
+            sections,
+            meta,
+        };
+        if file.meta.specializations.is_empty() && !file.has_generic() {
+            return Err(ArtifactError::Corrupt(
+                "it holds neither a generic graph nor a specialization".to_string(),
+            ));
+        }
+        Ok(file)
+    }
+
+    fn all(&self) -> &[u8] {
+        (*self.bytes).as_ref()
+    }
+
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        let (_, range) = self.sections.iter().find(|(n, _)| n == name)?;
+        Some(&self.all()[range.clone()])
+    }
+
+    fn require(&self, name: &str) -> Result<&[u8], ArtifactError> {
+        self.get(name)
+            .ok_or_else(|| ArtifactError::Corrupt(format!("it has no `{name}` section")))
+    }
+
+    /// The bytes it reads from (what a decoded plan keeps alive).
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Whether it holds the generic graph.
+    pub fn has_generic(&self) -> bool {
+        self.get("generic").is_some()
+    }
+
+    /// A graph holding the model's inputs (names and declared types) and nothing else.
+    pub fn interface(&self) -> Result<Graph, ArtifactError> {
+        let text = self.text("interface")?;
+        lathe_ir::text::parse(text)
+            .map_err(|e| ArtifactError::Corrupt(format!("section `interface`: {e}")))
+    }
+
+    /// The generic graph, decoded now with the weights it uses; `None` when left out.
+    pub fn generic(&self) -> Result<Option<Graph>, ArtifactError> {
+        if !self.has_generic() {
+            return Ok(None);
+        }
+        let weights = self.weights()?;
+        self.graph("generic", &weights).map(Some)
+    }
+
+    /// Specialization `i`'s graph, decoded now.
+    pub fn specialization(&self, i: usize) -> Result<Graph, ArtifactError> {
+        let weights = self.weights()?;
+        self.graph(&format!("spec/{i}"), &weights)
+    }
+
+    /// Specialization `i`'s plan bytes and where its blob lies in [`ArtifactFile::bytes`].
+    pub fn plan(&self, i: usize) -> Option<(&[u8], std::ops::Range<usize>)> {
+        let plan = self.get(&format!("plan/{i}"))?;
+        let name = format!("plan/{i}.blob");
+        let (_, blob) = self.sections.iter().find(|(n, _)| *n == name)?;
+        Some((plan, blob.clone()))
+    }
+
+    /// Every graph decoded (the plans are left out).
+    pub fn decode(&self) -> Result<Artifact, ArtifactError> {
+        let weights = self.weights()?;
+        let generic = match self.has_generic() {
+            true => Some(self.graph("generic", &weights)?),
+            false => None,
+        };
+        let specializations = (0..self.meta.specializations.len())
+            .map(|i| self.graph(&format!("spec/{i}"), &weights))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Artifact {
+            meta: self.meta.clone(),
+            generic,
+            specializations,
+            plans: Vec::new(),
+        })
+    }
+
+    fn text(&self, name: &str) -> Result<&str, ArtifactError> {
+        std::str::from_utf8(self.require(name)?)
+            .map_err(|_| ArtifactError::Corrupt(format!("section `{name}` is not UTF-8")))
+    }
+
+    fn weights(&self) -> Result<Vec<Arc<Tensor>>, ArtifactError> {
+        let index: Vec<WeightEntry> = from_json(self.require("weights.index")?, "weights.index")?;
+        let blob = self.require("weights")?;
+        index
             .iter()
             .enumerate()
             .map(|(i, e)| weight(blob, i, e).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        let graph = |name: &str, bytes: &[u8]| -> Result<Graph, ArtifactError> {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| ArtifactError::Corrupt(format!("section `{name}` is not UTF-8")))?;
-            parse_with_constants(text, &weights)
-                .map_err(|e| ArtifactError::Corrupt(format!("section `{name}`: {e}")))
-        };
-        let generic = match s.get("generic") {
-            Some(b) => Some(graph("generic", b)?),
-            None => None,
-        };
-        let specializations = (0..meta.specializations.len())
-            .map(|i| {
-                let name = format!("spec/{i}");
-                graph(&name, s.require(&name)?)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Artifact {
-            meta,
-            generic,
-            specializations,
-        })
+            .collect()
+    }
+
+    fn graph(&self, name: &str, weights: &[Arc<Tensor>]) -> Result<Graph, ArtifactError> {
+        parse_with_constants(self.text(name)?, weights)
+            .map_err(|e| ArtifactError::Corrupt(format!("section `{name}`: {e}")))
     }
 }
 

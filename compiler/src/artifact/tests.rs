@@ -21,6 +21,7 @@ fn meta(specs: &[&str]) -> Meta {
         backend: "cpu".into(),
         cpu_features: vec![],
         specializations: specs.iter().map(|s| s.to_string()).collect(),
+        outputs: vec!["y".into()],
     }
 }
 
@@ -57,6 +58,7 @@ fn artifact() -> Artifact {
         meta: meta(&["(x: f32[2,4])"]),
         generic: Some(generic),
         specializations: vec![spec],
+        plans: vec![],
     }
 }
 

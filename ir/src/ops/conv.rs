@@ -355,7 +355,7 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
 /// NHWC input `[n, h, w, c]`: output size, strides, dilations and the leading pad of each axis.
 /// The one definition of SAME padding and dilation that the interpreter and the CPU kernels
 /// share. The output is viewed as `[n·oh·ow, channels]` rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WindowGeometry {
     pub n: usize,
     pub h: usize,

@@ -133,6 +133,7 @@ impl BinaryOp {
 
 decl::op_kinds! {
     /// Reductions over a set of axes.
+    #[derive(serde::Serialize, serde::Deserialize)]
     pub enum ReduceKind {
         Sum = "reduce_sum", Numeric, "Sum of `x` over the axes in `axes`.";
         Mean = "reduce_mean", Numeric, "Mean of `x` over the axes in `axes`.";

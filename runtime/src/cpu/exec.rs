@@ -241,7 +241,7 @@ impl Frame {
 
     /// One step, in a tracing span, with its error located.
     fn timed_step(&self, plan: &Plan, step: &Step, pool: &ThreadPool) -> Result<(), CpuError> {
-        let _span = tracing::trace_span!("kernel", node = %step.name, op = step.op).entered();
+        let _span = tracing::trace_span!("kernel", node = %step.name, op = step.op.0).entered();
         match &step.kernel {
             Kernel::While(l) => return self.run_loop(plan, step, l, pool),
             Kernel::If(b) => return self.run_branch(plan, step, b, pool),

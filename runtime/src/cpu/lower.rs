@@ -324,7 +324,7 @@ impl Builder {
         let work = kernel.work(&self.bufs);
         self.steps.push(Step {
             name,
-            op: node.op.mnemonic(),
+            op: OpName(node.op.mnemonic()),
             kernel,
             reads,
             writes,
@@ -781,7 +781,7 @@ impl Builder {
         let to = self.new_buf(to_s, dtype, dims);
         self.steps.push(Step {
             name: format!("output {j}"),
-            op: "copy",
+            op: OpName("copy"),
             kernel: Kernel::Copy { from: buf, to },
             reads: vec![buf],
             writes: vec![to],
@@ -1197,20 +1197,26 @@ fn split_epilogue(body: &Graph) -> Result<EpilogueSplit, String> {
         if n == anchor || matches!(node.op, Op::Input { .. }) {
             continue;
         }
-        if let Op::Const(t) = &node.op {
-            let v = tail.add_const((**t).clone(), node.name.clone());
-            map.insert(ValueId::first(n), v);
+        if let Op::Const(_) = &node.op {
+            // Added when a tail op reads it: the anchor's own constants (its filter) stay out.
             continue;
         }
-        let ins = node
-            .inputs
-            .iter()
-            .map(|v| {
-                map.get(v)
-                    .copied()
-                    .ok_or("an epilogue op reads the anchor's inputs' producers")
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut ins = Vec::with_capacity(node.inputs.len());
+        for v in &node.inputs {
+            let mapped = match map.get(v) {
+                Some(&m) => m,
+                None => match &body.node(v.node).op {
+                    Op::Const(t) => {
+                        let c =
+                            tail.add_const_shared(Arc::clone(t), body.node(v.node).name.clone());
+                        map.insert(*v, c);
+                        c
+                    }
+                    _ => return Err("an epilogue op reads the anchor's inputs' producers".into()),
+                },
+            };
+            ins.push(mapped);
+        }
         let id = tail
             .add_node_typed(
                 node.op.clone(),
@@ -1242,7 +1248,12 @@ fn split_epilogue(body: &Graph) -> Result<EpilogueSplit, String> {
             }
             anchor_output = Some(j);
         } else {
-            tail.add_output(out.name.clone(), map[&out.value])
+            let value = match (map.get(&out.value), &body.node(out.value.node).op) {
+                (Some(&v), _) => v,
+                (None, Op::Const(t)) => tail.add_const_shared(Arc::clone(t), out.name.clone()),
+                (None, _) => return Err("an epilogue output is none of its values".into()),
+            };
+            tail.add_output(out.name.clone(), value)
                 .map_err(|e| e.to_string())?;
             tail_outputs.push(j);
         }

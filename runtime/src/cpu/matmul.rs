@@ -13,7 +13,7 @@ use lathe_ir::ops::linalg::parse_equation;
 use lathe_ir::ops::Op;
 
 /// A batch of GEMMs over strided views, in elements (of any dtype).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchedGemm {
     pub m: usize,
     pub n: usize,

@@ -25,6 +25,7 @@ pub mod codegen;
 mod error;
 mod exec;
 mod features;
+pub mod image;
 mod lower;
 pub mod matmul;
 pub mod memory;
@@ -76,6 +77,35 @@ impl CpuPlan {
             pool,
             arenas: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The plan encoded for an artifact ([`image`]); [`image::ImageError::Unsupported`] names
+    /// a step whose kernel images do not hold yet.
+    pub fn to_image(&self) -> Result<image::Image, image::ImageError> {
+        image::encode(&self.plan)
+    }
+
+    /// A plan decoded from an artifact's image: `plan` encoded by [`CpuPlan::to_image`], its
+    /// blob at `blob` in `bytes` (packed weights are used there, and `bytes` kept alive).
+    pub fn from_image(
+        plan: &[u8],
+        bytes: image::Bytes,
+        blob: std::ops::Range<usize>,
+        pool: Arc<ThreadPool>,
+    ) -> Result<CpuPlan, image::ImageError> {
+        let plan = image::decode(plan, bytes, blob)?;
+        Ok(CpuPlan {
+            plan,
+            pool,
+            arenas: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The types of the inputs it was compiled for, in order.
+    pub fn input_types(&self) -> Vec<TensorType> {
+        (self.plan.inputs.iter())
+            .map(|&b| TensorType::known(self.plan.bufs[b].dtype, &self.plan.bufs[b].dims))
+            .collect()
     }
 
     /// The plan as text: one line per step with its kernel, then the buffers it reads and

@@ -18,6 +18,7 @@ use crate::kernels::reduce_axes::ReduceAxes;
 use crate::kernels::winograd::Winograd3x3;
 use lathe_ir::ops::Op;
 use lathe_ir::{DType, Tensor};
+use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -25,12 +26,12 @@ use std::sync::Arc;
 pub type BufId = usize;
 
 /// Where a storage's bytes are during a call.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StorageKind {
     /// The caller's input tensor `i`, read in place.
     Input(usize),
     /// A constant of the graph, shared with it (standard layout).
-    Const(Arc<Tensor>),
+    Const(#[serde(with = "super::image::tensor_arc")] Arc<Tensor>),
     /// A constant that no step reads from memory: every step that uses it holds it in its own
     /// kernel (packed GEMM panels, a convolution's packed filter). No bytes at run time.
     Baked,
@@ -42,7 +43,7 @@ pub enum StorageKind {
 
 /// Bytes that some values share (a value and its reshapes, or an in-place kernel's input and
 /// output).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Storage {
     pub kind: StorageKind,
     pub bytes: usize,
@@ -50,7 +51,7 @@ pub struct Storage {
 
 /// A typed, dense, row-major view of a storage's bytes from `offset` on: the whole storage,
 /// or (for a concat written in place by its producers) one member's slice of it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Buf {
     pub storage: usize,
     /// Bytes from the storage's start (0 unless the buffer is a slice of a larger one).
@@ -72,7 +73,7 @@ impl Buf {
 }
 
 /// One strided copy of a data-movement step: from buffer `src` into buffer `dst`.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct MovePart {
     pub src: BufId,
     pub dst: BufId,
@@ -80,7 +81,7 @@ pub struct MovePart {
 }
 
 /// A convolution-like kernel that computes ranges of output rows (`[N·OH·OW, C]` view).
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum Window {
     Conv(Conv2d),
     /// A 3×3 stride-1 convolution by Winograd F(2×2, 3×3).
@@ -159,7 +160,7 @@ impl Window {
 }
 
 /// An elementwise tail run on the rows an anchor kernel has just written.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Epilogue {
     pub kernel: RowKernel,
     /// The tail's inputs: the anchor's result first, then the fused body's inputs.
@@ -171,7 +172,7 @@ pub struct Epilogue {
 }
 
 /// What a step runs.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum Kernel {
     /// A batch of strided GEMMs `c = a · b`, then the epilogue.
     Gemm {
@@ -201,46 +202,6 @@ pub enum Kernel {
         c: BufId,
         epilogue: Option<Epilogue>,
     },
-    /// `matmul_integer`: a batch of integer GEMMs of i8/u8 operands minus their zero points
-    /// (`kernels::int_gemm`), then the epilogue (once the whole product is done).
-    IntGemm {
-        kernel: IntGemm,
-        a: BufId,
-        b: BufId,
-        a_zp: BufId,
-        b_zp: BufId,
-        c: BufId,
-        epilogue: Option<Epilogue>,
-    },
-    /// `conv2d_integer`: im2col into the integer GEMM (`kernels::int_conv`), then the
-    /// epilogue (once the whole convolution is done).
-    IntConv {
-        kernel: IntConv,
-        x: BufId,
-        filter: BufId,
-        x_zp: BufId,
-        filter_zp: BufId,
-        out: BufId,
-        epilogue: Option<Epilogue>,
-    },
-    /// An einsum that is no batch of GEMMs, by its definition, then the epilogue (once the
-    /// whole op is done).
-    Einsum {
-        kernel: EinsumLoops,
-        inputs: Vec<BufId>,
-        out: BufId,
-        epilogue: Option<Epilogue>,
-    },
-    /// A window op the tuned f32 kernels of [`Kernel::Window`] do not take (another dtype,
-    /// NCHW, a filter computed at run time), then the epilogue (once the whole op is done).
-    GenericWindow {
-        kernel: GenericWindow,
-        x: BufId,
-        /// The filter of a convolution.
-        filter: Option<BufId>,
-        out: BufId,
-        epilogue: Option<Epilogue>,
-    },
     /// Constant padding.
     Pad {
         kernel: crate::kernels::pad::ConstPad,
@@ -265,24 +226,11 @@ pub enum Kernel {
         x: BufId,
         out: BufId,
     },
-    /// The determinant of each matrix of a batch.
-    Det { kernel: Det, x: BufId, out: BufId },
-    /// A Fourier transform along one axis.
-    Dft { kernel: Dft, x: BufId, out: BufId },
     /// A generated kernel (a fused body or a single elementwise/row op).
     Rows {
         kernel: RowKernel,
         inputs: Vec<BufId>,
         outputs: Vec<BufId>,
-    },
-    /// The reference interpreter on one op, for what has no compiled kernel (yet). Correct,
-    /// slow, and counted in [`PlanStats::interp_steps`].
-    Interp {
-        op: Op,
-        inputs: Vec<BufId>,
-        outputs: Vec<BufId>,
-        /// Why no compiled kernel was used.
-        reason: String,
     },
     /// A copy of one buffer into another of the same size (a graph output that is also an
     /// input, a constant or another output).
@@ -307,20 +255,6 @@ pub enum Kernel {
         indices: BufId,
         out: BufId,
     },
-    /// An ONNX indexing op (element gathers and scatters, trilu, cumsum, top_k) on the node's
-    /// own inputs and outputs; an index out of range is the step's error.
-    Indexing {
-        kernel: crate::kernels::indexing::IndexKernel,
-        inputs: Vec<BufId>,
-        outputs: Vec<BufId>,
-    },
-    /// An image op (`grid_sample`, `roi_align`, `col2im`) on the node's own inputs and
-    /// outputs; a batch index out of range is the step's error.
-    Image {
-        kernel: crate::kernels::image::ImageKernel,
-        inputs: Vec<BufId>,
-        outputs: Vec<BufId>,
-    },
     /// A cast to or from a low-precision storage type, element by element.
     Convert {
         kernel: crate::kernels::convert::Convert,
@@ -343,6 +277,85 @@ pub enum Kernel {
     While(Box<LoopKernel>),
     /// An `if`: both branches compiled into sub-plans, one run per call (see [`BranchKernel`]).
     If(Box<BranchKernel>),
+    // Variants plan images do not hold (`#[serde(skip)]`) come last: the encoding numbers
+    // variants by position, and a skipped variant before a stored one would shift it.
+    /// `matmul_integer`: a batch of integer GEMMs of i8/u8 operands minus their zero points
+    /// (`kernels::int_gemm`), then the epilogue (once the whole product is done).
+    #[serde(skip)]
+    IntGemm {
+        kernel: IntGemm,
+        a: BufId,
+        b: BufId,
+        a_zp: BufId,
+        b_zp: BufId,
+        c: BufId,
+        epilogue: Option<Epilogue>,
+    },
+    /// `conv2d_integer`: im2col into the integer GEMM (`kernels::int_conv`), then the
+    /// epilogue (once the whole convolution is done).
+    #[serde(skip)]
+    IntConv {
+        kernel: IntConv,
+        x: BufId,
+        filter: BufId,
+        x_zp: BufId,
+        filter_zp: BufId,
+        out: BufId,
+        epilogue: Option<Epilogue>,
+    },
+    /// An einsum that is no batch of GEMMs, by its definition, then the epilogue (once the
+    /// whole op is done).
+    #[serde(skip)]
+    Einsum {
+        kernel: EinsumLoops,
+        inputs: Vec<BufId>,
+        out: BufId,
+        epilogue: Option<Epilogue>,
+    },
+    /// A window op the tuned f32 kernels of [`Kernel::Window`] do not take (another dtype,
+    /// NCHW, a filter computed at run time), then the epilogue (once the whole op is done).
+    #[serde(skip)]
+    GenericWindow {
+        kernel: GenericWindow,
+        x: BufId,
+        /// The filter of a convolution.
+        filter: Option<BufId>,
+        out: BufId,
+        epilogue: Option<Epilogue>,
+    },
+    /// The determinant of each matrix of a batch.
+    #[serde(skip)]
+    Det { kernel: Det, x: BufId, out: BufId },
+    /// A Fourier transform along one axis.
+    #[serde(skip)]
+    Dft { kernel: Dft, x: BufId, out: BufId },
+    /// The reference interpreter on one op, for what has no compiled kernel (yet). Correct,
+    /// slow, and counted in [`PlanStats::interp_steps`]. Not stored in plan images (an
+    /// artifact holding such a plan compiles it again when loaded).
+    #[serde(skip)]
+    Interp {
+        op: Op,
+        inputs: Vec<BufId>,
+        outputs: Vec<BufId>,
+        /// Why no compiled kernel was used.
+        reason: String,
+    },
+    /// An ONNX indexing op (element gathers and scatters, trilu, cumsum, top_k) on the node's
+    /// own inputs and outputs; an index out of range is the step's error.
+    #[serde(skip)]
+    Indexing {
+        kernel: crate::kernels::indexing::IndexKernel,
+        inputs: Vec<BufId>,
+        outputs: Vec<BufId>,
+    },
+    /// An image op (`grid_sample`, `roi_align`, `col2im`) on the node's own inputs and
+    /// outputs; a batch index out of range is the step's error.
+    #[serde(skip)]
+    Image {
+        kernel: crate::kernels::image::ImageKernel,
+        inputs: Vec<BufId>,
+        outputs: Vec<BufId>,
+    },
 }
 
 /// A `matmul_integer`'s batch of GEMMs, whether each operand is i8 (else u8), and B minus its
@@ -363,7 +376,7 @@ pub struct IntGemm {
 /// The init values are copied into slot A once per call (not even that when the while's
 /// output took over an init's storage, see `in_place`), and after an odd number of
 /// iterations slot B is copied back into slot A once.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LoopKernel {
     pub cond: Plan,
     pub body: Plan,
@@ -382,7 +395,7 @@ pub struct LoopKernel {
 }
 
 /// An `if` step's compiled branches.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BranchKernel {
     pub then_branch: Plan,
     pub else_branch: Plan,
@@ -494,13 +507,23 @@ impl Kernel {
     }
 }
 
+/// A step's op mnemonic (an IR op's, or `copy`); plan images check it is one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpName(pub &'static str);
+
+impl std::fmt::Display for OpName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// One kernel call.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Step {
     /// The graph node's display name, for errors and tracing.
     pub name: String,
     /// The node's op mnemonic.
-    pub op: &'static str,
+    pub op: OpName,
     pub kernel: Kernel,
     pub reads: Vec<BufId>,
     pub writes: Vec<BufId>,
@@ -509,7 +532,7 @@ pub struct Step {
 }
 
 /// Counts describing a plan (for `lathe inspect` and tests).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanStats {
     pub steps: usize,
     pub gemm_steps: usize,
@@ -556,7 +579,7 @@ impl PlanStats {
 }
 
 /// Everything a call needs besides its inputs.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Plan {
     pub storages: Vec<Storage>,
     pub bufs: Vec<Buf>,

@@ -11,7 +11,7 @@ use lathe_ir::{DType, Tensor, TensorType};
 use std::ops::Range;
 
 /// An `arg_max` over one axis of a known-shape input.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ArgMax {
     pub dtype: DType,
     /// The index dtype: i32 or i64.

@@ -111,7 +111,7 @@ fn tile_rows(depth: usize) -> usize {
 }
 
 /// A `conv2d` (NHWC input, HWIO constant filter) ready to run on ranges of output rows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Conv2d {
     win: WindowGeometry,
     groups: usize,

@@ -5,7 +5,7 @@
 use lathe_ir::DType;
 
 /// One conversion of `len` elements of `from` to `to`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Convert {
     pub from: DType,
     pub to: DType,

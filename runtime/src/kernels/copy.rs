@@ -15,7 +15,7 @@ use std::ops::Range;
 const TILE: usize = 16;
 
 /// One strided copy (see the module notes).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StridedCopy {
     /// Bytes per element.
     pub elem: usize,
@@ -268,7 +268,7 @@ impl StridedCopy {
 /// A copy where each output axis adds its own source offset: output element `[o0, o1, ..]`
 /// is source element `base + Σ tables[k][o_k]`. Reflect and symmetric padding (mirrored index
 /// tables) and slices with negative steps are this.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IndexedCopy {
     pub elem: usize,
     out_dims: Vec<usize>,

@@ -32,11 +32,12 @@ use std::ops::Range;
 
 /// A `depthwise_conv2d` (NHWC input, constant `[kh, kw, in, multiplier]` filter) ready to run
 /// on ranges of output rows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DepthwiseConv2d {
     win: WindowGeometry,
     multiplier: usize,
     /// The filter, row-major: tap `(ky, kx)` holds `in * multiplier` contiguous values.
+    #[serde(with = "crate::cpu::image::floats")]
     filter: Vec<f32>,
     /// Output columns whose whole window row is inside the input.
     interior: Range<usize>,

@@ -27,7 +27,7 @@ pub const MAX_DEPTH: usize = 160;
 const CO_ALIGN: usize = 32;
 
 /// A `conv2d` (one group, f32 NHWC) computed directly, ready to run on ranges of output rows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DirectConv {
     win: WindowGeometry,
     co: usize,
@@ -36,6 +36,7 @@ pub struct DirectConv {
     /// Width of one zero-padded input row: every column a window of an output row reads.
     wp: usize,
     /// `[kh·kw·c, co_pad]`, row-major.
+    #[serde(with = "crate::cpu::image::floats")]
     filter: Vec<f32>,
     isa: Isa,
 }

@@ -9,7 +9,7 @@ use lathe_ir::DType;
 use std::ops::Range;
 
 /// A gather with its geometry fixed at compile time.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Gather {
     /// Bytes per element of `params` and the output.
     pub elem: usize,

@@ -83,7 +83,76 @@ pub struct PackedB {
     /// `n` rounded up to the panel width.
     n_pad: usize,
     /// Block `[k0, k0 + kb)` starts at `k0 * n_pad`; its panel `jp` at `+ jp * kb * NR`.
-    data: Vec<Line>,
+    data: Panels,
+}
+
+/// Where packed panels lie: packed here, or in a plan image's blob (a mapped artifact).
+#[derive(Clone)]
+enum Panels {
+    Owned(Vec<Line>),
+    Mapped(crate::cpu::image::Slice),
+}
+
+/// What a plan image holds of a [`PackedB`]: its layout, and its panels in the blob.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PackedRepr {
+    isa: Isa,
+    k: usize,
+    n: usize,
+    kc: usize,
+    n_pad: usize,
+    panels: crate::cpu::image::BlobRef,
+}
+
+impl serde::Serialize for PackedB {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let floats = self.floats();
+        // SAFETY: any f32 slice is a valid byte slice of four times its length.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(floats.as_ptr().cast::<u8>(), std::mem::size_of_val(floats))
+        };
+        let panels = crate::cpu::image::put(bytes).map_err(serde::ser::Error::custom)?;
+        PackedRepr {
+            isa: self.isa,
+            k: self.k,
+            n: self.n,
+            kc: self.kc,
+            n_pad: self.n_pad,
+            panels,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PackedB {
+    /// Checks the layout against what [`PackedB::with_isa`] makes (panel width, block size,
+    /// panel bytes) before the panels are trusted.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PackedB, D::Error> {
+        let r = PackedRepr::deserialize(d)?;
+        let nr = r.isa.nr();
+        let lines = (r.k.checked_mul(r.n_pad))
+            .map(|f| f.div_ceil(16))
+            .filter(|_| r.n_pad == r.n.div_ceil(nr) * nr && r.kc >= 1 && r.kc <= r.k.max(1))
+            .ok_or_else(|| {
+                crate::cpu::image::invalid(format!(
+                    "packed weight of k {} n {} (padded {}, blocks of {}) is inconsistent",
+                    r.k, r.n, r.n_pad, r.kc
+                ))
+            })?;
+        let bytes = lines.checked_mul(std::mem::size_of::<Line>());
+        let bytes =
+            bytes.ok_or_else(|| crate::cpu::image::invalid("packed weight is too large"))?;
+        let panels =
+            crate::cpu::image::get(r.panels, Some(bytes)).map_err(crate::cpu::image::invalid)?;
+        Ok(PackedB {
+            isa: r.isa,
+            k: r.k,
+            n: r.n,
+            kc: r.kc,
+            n_pad: r.n_pad,
+            data: Panels::Mapped(panels),
+        })
+    }
 }
 
 impl fmt::Debug for PackedB {
@@ -142,7 +211,7 @@ impl PackedB {
             n,
             kc,
             n_pad,
-            data,
+            data: Panels::Owned(data),
         }
     }
 
@@ -162,10 +231,14 @@ impl PackedB {
     }
 
     fn floats(&self) -> &[f32] {
-        // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes, align 64),
-        // so `len` lines are `16 * len` initialized, properly aligned floats.
-        unsafe {
-            std::slice::from_raw_parts(self.data.as_ptr().cast::<f32>(), self.data.len() * 16)
+        match &self.data {
+            // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes, align
+            // 64), so `len` lines are `16 * len` initialized, properly aligned floats.
+            Panels::Owned(lines) => unsafe {
+                std::slice::from_raw_parts(lines.as_ptr().cast::<f32>(), lines.len() * 16)
+            },
+            // Checked when decoded: 64-byte aligned, of the lines' size.
+            Panels::Mapped(slice) => slice.floats(),
         }
     }
 }

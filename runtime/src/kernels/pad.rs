@@ -2,7 +2,7 @@
 //! the input is copied in, one contiguous run of its last axis at a time.
 
 /// `pad` with constant `value`, amounts `before`/`after` per axis.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConstPad {
     pub in_dims: Vec<usize>,
     pub before: Vec<usize>,

@@ -20,14 +20,14 @@ use lathe_ir::TensorType;
 use std::ops::Range;
 
 /// Which pooling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PoolKind {
     Max,
     Avg,
 }
 
 /// A `max_pool` or `avg_pool` ready to run on ranges of output rows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Pool2d {
     kind: PoolKind,
     win: WindowGeometry,

@@ -6,7 +6,7 @@
 use lathe_ir::ops::ReduceKind;
 
 /// The shape of a middle-axes reduction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MiddleReduce {
     pub kind: ReduceKind,
     pub outer: usize,

@@ -20,7 +20,7 @@ use lathe_ir::{DType, Tensor, TensorType};
 use std::ops::Range;
 
 /// A run of adjacent axes that are all kept or all reduced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Run {
     size: usize,
     reduced: bool,
@@ -31,7 +31,7 @@ struct Run {
 }
 
 /// A reduction of some axes of a known-shape input.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ReduceAxes {
     pub kind: ReduceKind,
     pub dtype: DType,

@@ -9,7 +9,7 @@ use super::gather::read_index;
 use lathe_ir::DType;
 
 /// A row write with its geometry fixed at compile time.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetItem {
     /// Rows of the list.
     pub rows: usize,

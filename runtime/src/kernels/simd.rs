@@ -79,9 +79,53 @@ impl Isa {
         }
     }
 
+    /// Its name in plan images (`avx512`, `avx2`, `scalar`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Scalar => "scalar",
+        }
+    }
+
+    /// The CPU features it needs, as `lathe_runtime::cpu::has_feature` names them.
+    pub fn features(self) -> &'static [&'static str] {
+        match self {
+            Isa::Avx512 => &["avx512f", "avx2", "fma"],
+            Isa::Avx2 => &["avx2", "fma"],
+            Isa::Scalar => &[],
+        }
+    }
+
     /// Every instruction set this CPU runs, widest first (tests run each).
     pub fn all_supported() -> Vec<Isa> {
         Isa::ALL.into_iter().filter(|i| i.supported()).collect()
+    }
+}
+
+/// Stored by name; the plan being encoded records the features it needs.
+impl serde::Serialize for Isa {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::cpu::image::need_features(self.features());
+        s.serialize_str(self.name())
+    }
+}
+
+/// Read by name; an instruction set this CPU does not run is an error, so a decoded kernel
+/// never runs code the CPU lacks.
+impl<'de> serde::Deserialize<'de> for Isa {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Isa, D::Error> {
+        let name = String::deserialize(d)?;
+        let isa = (Isa::ALL.into_iter().find(|i| i.name() == name)).ok_or_else(|| {
+            crate::cpu::image::invalid(format!("unknown instruction set `{name}`"))
+        })?;
+        if !isa.supported() {
+            return Err(crate::cpu::image::invalid(format!(
+                "kernels compiled for {name} ({}), which this CPU lacks",
+                isa.features().join(", ")
+            )));
+        }
+        Ok(isa)
     }
 }
 

@@ -111,7 +111,7 @@ struct TilePos {
 
 /// A 3×3, stride-1 `conv2d` (NHWC input, HWIO constant filter) by Winograd F(2×2, 3×3), ready
 /// to run on ranges of output rows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Winograd3x3 {
     win: WindowGeometry,
     /// Output channels.

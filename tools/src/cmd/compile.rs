@@ -7,8 +7,6 @@ use super::source::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use lathe_compiler::artifact::{Artifact, Meta};
-use lathe_compiler::pipeline::NoHooks;
 use lathe_ir::{Graph, TensorType};
 use lathe_runtime::{Model, ModelOptions};
 use std::path::PathBuf;
@@ -68,40 +66,27 @@ pub fn run(args: CompileArgs) -> Result<()> {
     }
     let options = args.opt.model_options(ModelOptions::default())?;
     let model = Model::with_options(graph, options)?;
-    let mut specializations = Vec::with_capacity(signatures.len());
-    let mut described = Vec::with_capacity(signatures.len());
-    for types in &signatures {
-        let generic = model.graph().expect("a model loaded from a graph keeps it");
-        described.push(super::describe_signature(generic, types));
-        bar.set_message(format!(
-            "optimizing for {}",
-            described.last().expect("pushed")
-        ));
-        let (g, _) = model
-            .optimized_graph(types, &mut NoHooks)
-            .with_context(|| format!("compiling for {}", described.last().expect("pushed")))?;
-        specializations.push(g.into_graph());
-        bar.inc(1);
-    }
-    bar.set_message(format!("writing {}", args.output.display()));
-    let generic = model.graph().expect("kept").clone();
-    let artifact = Artifact {
-        meta: Meta {
-            producer: format!("lathe {}", env!("CARGO_PKG_VERSION")),
-            model: generic.name.clone(),
-            source: args.model.model.display().to_string(),
-            pipeline: args.opt.pipeline_text(),
-            backend: model.backend().name().to_string(),
-            cpu_features: Vec::new(),
-            specializations: described.clone(),
+    let compiled = lathe_runtime::artifact::compile(
+        &model,
+        &signatures,
+        !args.no_generic,
+        &args.model.model.display().to_string(),
+        &args.opt.pipeline_text(),
+        |signature| {
+            bar.set_message(format!("compiled for {signature}"));
+            bar.inc(1);
         },
-        generic: (!args.no_generic).then_some(generic),
-        specializations,
-    };
-    artifact
+    )?;
+    let described = compiled.artifact.meta.specializations.clone();
+    bar.set_message(format!("writing {}", args.output.display()));
+    compiled
+        .artifact
         .write(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
     bar.finish_and_clear();
+    for why in &compiled.unstored {
+        eprintln!("note: no compiled plan stored (compiled again at each load) for {why}");
+    }
     let size = std::fs::metadata(&args.output)?.len();
     println!(
         "{}: {} specialization{}{}, {}, in {:.0} ms",

@@ -7,7 +7,6 @@
 //! from it. `--generic` optimizes the graph as imported instead, symbolic dims and all.
 
 use super::opt::OptArgs;
-use super::source;
 use crate::inputs::read_inputs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -294,7 +293,7 @@ fn stored(args: &DumpArgs, a: Artifact) -> Result<Option<Dumped>> {
             .context("the artifact was compiled without its generic graph")?;
         return Ok(Some(Dumped::Graph(g)));
     }
-    let declared = source::Loaded::Artifact(a.clone()).declared().clone();
+    let declared = a.declared().clone();
     let types = signature(&declared, &args.inputs, &args.shapes)?;
     let found =
         (a.specializations.iter()).position(|g| g.inputs().iter().map(|i| &i.ty).eq(types.iter()));

@@ -33,9 +33,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         None => Some(lathe_compiler::ModelFormat::detect(&args.model.model)?),
     };
     let g = match &artifact {
-        Some(a) => super::source::Loaded::Artifact(a.clone())
-            .declared()
-            .clone(),
+        Some(a) => a.declared().clone(),
         None => args.model.load()?,
     };
     let saved = if format == Some(lathe_compiler::ModelFormat::SavedModel) {

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use lathe_compiler::artifact::{is_artifact, Artifact};
+use lathe_compiler::artifact::{is_artifact, Artifact, ArtifactFile};
 use lathe_compiler::{BoundImport, ImportError, LoadOptions, ModelFile, NeedsValues};
 use lathe_ir::{Graph, TensorType};
 use lathe_runtime::{Model, ModelOptions, RunError};
@@ -44,7 +44,7 @@ impl ModelArgs {
     /// [`Loaded`]) is the importer's error, which names those inputs.
     pub fn load(&self) -> Result<Graph> {
         if let Some(a) = self.artifact()? {
-            return Ok(Loaded::Artifact(a).declared().clone());
+            return Ok(a.declared().clone());
         }
         Ok(self.file().import(&[])?)
     }
@@ -52,22 +52,34 @@ impl ModelArgs {
     /// Loads the model to run it: an artifact, its graph, or the file to import once per
     /// value of the inputs the importer needs.
     pub fn load_to_run(&self) -> Result<Loaded> {
-        if let Some(a) = self.artifact()? {
-            return Ok(Loaded::Artifact(a));
+        if self.is_artifact() {
+            let file = lathe_runtime::artifact::open(&self.model)?;
+            let interface = file.interface().map_err(|source| RunError::Artifact {
+                path: Some(self.model.clone()),
+                source,
+            })?;
+            return Ok(Loaded::Artifact {
+                file: Arc::new(file),
+                interface,
+            });
         }
         Ok(Loaded::new(self.file())?)
     }
 
     /// The model as a compiled artifact, when it is one (told by its first bytes).
     pub fn artifact(&self) -> Result<Option<Artifact>> {
-        let mut head = [0u8; 8];
-        let is_artifact = std::fs::File::open(&self.model)
-            .and_then(|mut f| f.read_exact(&mut head))
-            .is_ok_and(|()| is_artifact(&head));
-        if !is_artifact {
+        if !self.is_artifact() {
             return Ok(None);
         }
         Ok(Some(Artifact::read(&self.model)?))
+    }
+
+    /// Whether the model is a compiled artifact (told by its first bytes).
+    fn is_artifact(&self) -> bool {
+        let mut head = [0u8; 8];
+        std::fs::File::open(&self.model)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok_and(|()| is_artifact(&head))
     }
 }
 
@@ -76,8 +88,13 @@ impl ModelArgs {
 /// them ([`Model::per_value`]).
 pub enum Loaded {
     Graph(Graph),
-    /// A compiled artifact: its specializations compile without passes when the model is made.
-    Artifact(Artifact),
+    /// A compiled artifact, opened: its stored plans load as they are (or its specializations
+    /// compile without passes) when the model is made.
+    Artifact {
+        file: Arc<ArtifactFile>,
+        /// The model's inputs (a graph with no nodes).
+        interface: Graph,
+    },
     PerValue {
         file: Arc<ModelFile>,
         /// The model's inputs (a graph with no nodes).
@@ -107,18 +124,14 @@ impl Loaded {
     pub fn declared(&self) -> &Graph {
         match self {
             Loaded::Graph(g) => g,
-            Loaded::Artifact(a) => match (&a.generic, a.specializations.first()) {
-                (Some(g), _) | (None, Some(g)) => g,
-                (None, None) => unreachable!("reading refuses an artifact with no graph"),
-            },
-            Loaded::PerValue { interface, .. } => interface,
+            Loaded::Artifact { interface, .. } | Loaded::PerValue { interface, .. } => interface,
         }
     }
 
     /// Which inputs the importer needs the values of (none for a graph).
     pub fn needed_inputs(&self) -> &[String] {
         match self {
-            Loaded::Graph(_) | Loaded::Artifact(_) => &[],
+            Loaded::Graph(_) | Loaded::Artifact { .. } => &[],
             Loaded::PerValue { needs, .. } => needs
                 .needs_values
                 .as_deref()
@@ -130,7 +143,7 @@ impl Loaded {
     pub fn model(&self, options: ModelOptions) -> Result<Model, RunError> {
         match self {
             Loaded::Graph(g) => Model::with_options(g.clone(), options),
-            Loaded::Artifact(a) => Model::from_artifact(a.clone(), options),
+            Loaded::Artifact { file, .. } => Model::from_artifact_file(file.clone(), options),
             Loaded::PerValue { file, needs, .. } => {
                 Model::per_value(file.clone(), needs.clone(), options)
             }
@@ -143,7 +156,7 @@ impl Loaded {
     pub fn into_model_for(self, options: ModelOptions, types: &[TensorType]) -> Result<Model> {
         Ok(match self {
             Loaded::Graph(g) => Model::for_signature(g, options, types)?,
-            Loaded::Artifact(a) => Model::from_artifact(a, options)?,
+            Loaded::Artifact { file, .. } => Model::from_artifact_file(file, options)?,
             Loaded::PerValue { file, needs, .. } => Model::per_value(file, needs, options)?,
         })
     }

@@ -97,6 +97,8 @@ pub enum KernelFault {
 
 /// One fused body compiled to one native function by Cranelift. Send + Sync.
 pub struct RowKernel {
+    /// The body it was compiled from: what a plan image stores (`crate::cpu::image`).
+    body: lathe_ir::Graph,
     code: jit::Code,
     /// Constant tensors the code reads through baked pointers (they must outlive it).
     _tables: Vec<Box<[u8]>>,
@@ -114,6 +116,26 @@ impl std::fmt::Debug for RowKernel {
             .field("num_inputs", &self.num_inputs)
             .field("num_outputs", &self.num_outputs)
             .finish_non_exhaustive()
+    }
+}
+
+/// Stored as its body's IR text, compiled again when read back.
+impl serde::Serialize for RowKernel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&lathe_ir::text::print(&self.body))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RowKernel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RowKernel, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let body = lathe_ir::text::parse(&text)
+            .map_err(|e| crate::cpu::image::invalid(format!("generated kernel body: {e}")))?;
+        lathe_ir::verify::verify(&body).map_err(|e| {
+            crate::cpu::image::invalid(format!("generated kernel body `{}`: {e}", body.name))
+        })?;
+        RowKernel::compile(&body)
+            .map_err(|e| crate::cpu::image::invalid(format!("body `{}`: {e}", body.name)))
     }
 }
 
@@ -141,6 +163,7 @@ impl RowKernel {
             "compiled row kernel"
         );
         Ok(RowKernel {
+            body: body.clone(),
             code,
             rows: plan.rows,
             row_len: plan.row_len,

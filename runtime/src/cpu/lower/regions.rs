@@ -120,7 +120,7 @@ impl Builder {
         let work = kernel.work(&self.bufs);
         self.steps.push(Step {
             name,
-            op,
+            op: OpName(op),
             kernel,
             reads: inputs,
             writes,

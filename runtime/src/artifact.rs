@@ -87,9 +87,9 @@ pub fn compile(
 /// Opens the artifact at `path`: mapped ([`map`]) and checked (format, length, checksum,
 /// sections, metadata), nothing decoded yet.
 pub fn open(path: &Path) -> Result<ArtifactFile, RunError> {
-    let at = |source| RunError::Artifact {
+    let at = |error| RunError::Artifact {
         path: Some(path.to_path_buf()),
-        source,
+        error,
     };
     let start = std::time::Instant::now();
     let bytes = map(path).map_err(|e| at(e.into()))?;

@@ -121,10 +121,11 @@ pub enum RunError {
     },
     /// A compiled artifact that cannot be loaded: unreadable, of another format version,
     /// damaged, or made for CPU features this machine lacks.
-    #[error("{}{source}", path.as_ref().map_or(String::new(), |p| format!("`{}`: ", p.display())))]
+    /// (`error` is said in the message, not chained as a source, so it is said once.)
+    #[error("{}{error}", path.as_ref().map_or(String::new(), |p| format!("`{}`: ", p.display())))]
     Artifact {
         path: Option<std::path::PathBuf>,
-        source: lathe_compiler::artifact::ArtifactError,
+        error: lathe_compiler::artifact::ArtifactError,
     },
     /// [`ModelOptions`] that cannot work.
     #[error("invalid model options: {0}")]

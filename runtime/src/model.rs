@@ -285,9 +285,9 @@ impl Model {
     pub fn load(path: &std::path::Path, options: ModelOptions) -> Result<Model, RunError> {
         let file = crate::artifact::open(path)?;
         Model::from_artifact_file(Arc::new(file), options).map_err(|e| match e {
-            RunError::Artifact { path: None, source } => RunError::Artifact {
+            RunError::Artifact { path: None, error } => RunError::Artifact {
                 path: Some(path.to_path_buf()),
-                source,
+                error,
             },
             e => e,
         })
@@ -298,7 +298,7 @@ impl Model {
         file: Arc<ArtifactFile>,
         options: ModelOptions,
     ) -> Result<Model, RunError> {
-        let refuse = |source| RunError::Artifact { path: None, source };
+        let refuse = |error| RunError::Artifact { path: None, error };
         crate::cpu::check_features(&file.meta.cpu_features).map_err(refuse)?;
         let n = file.meta.specializations.len();
         let planned = n > 0 && (0..n).all(|i| file.plan(i).is_some());
@@ -311,7 +311,7 @@ impl Model {
 
     /// Loads an artifact's specializations from their stored plans (see [`Model::load`]).
     fn from_plans(file: Arc<ArtifactFile>, mut options: ModelOptions) -> Result<Model, RunError> {
-        let refuse = |source| RunError::Artifact { path: None, source };
+        let refuse = |error| RunError::Artifact { path: None, error };
         let interface = file.interface().map_err(refuse)?;
         lathe_ir::verify(&interface)?;
         options.passes = Some(file.meta.pipeline.clone());
@@ -367,7 +367,7 @@ impl Model {
             specializations,
             ..
         } = artifact;
-        let refuse = |source| RunError::Artifact { path: None, source };
+        let refuse = |error| RunError::Artifact { path: None, error };
         crate::cpu::check_features(&meta.cpu_features).map_err(refuse)?;
         options.passes = Some(meta.pipeline.clone());
         options.cache_capacity = options.cache_capacity.max(specializations.len());
@@ -439,7 +439,7 @@ impl Model {
         });
         decoded.as_ref().map_err(|m| RunError::Artifact {
             path: None,
-            source: lathe_compiler::artifact::ArtifactError::Corrupt(m.clone()),
+            error: lathe_compiler::artifact::ArtifactError::Corrupt(m.clone()),
         })
     }
 

@@ -315,6 +315,14 @@ impl ArtifactFile {
         Some((plan, blob.clone()))
     }
 
+    /// Per specialization, the bytes of its stored plan and of the plan's blob (packed
+    /// weights), or `None` when no plan is stored.
+    pub fn plan_sizes(&self) -> Vec<Option<(usize, usize)>> {
+        (0..self.meta.specializations.len())
+            .map(|i| self.plan(i).map(|(p, blob)| (p.len(), blob.len())))
+            .collect()
+    }
+
     /// Every graph decoded (the plans are left out).
     pub fn decode(&self) -> Result<Artifact, ArtifactError> {
         let weights = self.weights()?;

@@ -102,13 +102,25 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .signature
         .as_deref()
         .unwrap_or(saved_model::DEFAULT_SIGNATURE);
+    // Each specialization's stored plan (its bytes and its packed weights' bytes).
+    let plans = match &artifact {
+        Some(_) => lathe_runtime::artifact::open(&args.model.model)?.plan_sizes(),
+        None => Vec::new(),
+    };
     if args.json {
         let mut j = report.to_json();
         if let Some(a) = &artifact {
+            let plans: Vec<Value> = (plans.iter())
+                .map(|p| match p {
+                    Some((plan, blob)) => json!({"plan_bytes": plan, "blob_bytes": blob}),
+                    None => Value::Null,
+                })
+                .collect();
             j["artifact"] = json!({
                 "format_version": lathe_compiler::artifact::FORMAT_VERSION,
                 "meta": a.meta,
                 "generic": a.generic.is_some(),
+                "plans": plans,
             });
         }
         if let Some(info) = &saved {
@@ -145,6 +157,14 @@ pub fn run(args: InspectArgs) -> Result<()> {
                     "left out"
                 }
             );
+            for (sig, plan) in a.meta.specializations.iter().zip(&plans) {
+                match plan {
+                    Some((p, blob)) => println!(
+                        "  {sig}: compiled plan stored ({p} bytes, arrays {blob} bytes), loads without compiling"
+                    ),
+                    None => println!("  {sig}: no compiled plan stored, compiled when loaded"),
+                }
+            }
         }
         if let Some(info) = &saved {
             print!("{}", saved_model_text(info, loaded));

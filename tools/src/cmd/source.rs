@@ -54,9 +54,9 @@ impl ModelArgs {
     pub fn load_to_run(&self) -> Result<Loaded> {
         if self.is_artifact() {
             let file = lathe_runtime::artifact::open(&self.model)?;
-            let interface = file.interface().map_err(|source| RunError::Artifact {
+            let interface = file.interface().map_err(|error| RunError::Artifact {
                 path: Some(self.model.clone()),
-                source,
+                error,
             })?;
             return Ok(Loaded::Artifact {
                 file: Arc::new(file),

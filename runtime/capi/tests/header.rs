@@ -17,7 +17,8 @@ fn the_checked_in_header_is_what_cbindgen_generates() {
     let generated = String::from_utf8(generated).unwrap();
     let path = dir.join("include/lathe.h");
     if std::env::var_os("LATHE_BLESS").is_some() {
-        std::fs::write(&path, &generated).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &generated).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         return;
     }
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();

@@ -27,7 +27,7 @@ struct Model {
     }
     std::vector<float> run(const char *input, const std::vector<int64_t> &dims,
                            const std::vector<float> &x) const {
-        LatheTensorView v{input, LATHE_D_TYPE_F32, dims.data(), dims.size(), x.data(),
+        LatheTensorView v{input, LATHE_DTYPE_F32, dims.data(), dims.size(), x.data(),
                           x.size() * sizeof(float)};
         LatheOutputs *raw = nullptr;
         check(lathe_model_run(m.get(), &v, 1, &raw));

@@ -456,16 +456,12 @@ unsafe fn read_inputs(
             .map(|&d| usize::try_from(d))
             .collect::<Result<_, _>>()
             .map_err(|_| invalid(format!("input `{name}`: dims {dims:?} has a negative size")))?;
-        let fits = (dims.iter())
-            .try_fold(dtype.size_bytes(), |n, &d| n.checked_mul(d))
-            .is_some_and(|n| n == v.bytes);
-        if !fits {
+        let need = (dims.iter()).try_fold(dtype.size_bytes(), |n, &d| n.checked_mul(d));
+        if need != Some(v.bytes) {
+            let need = need.map_or("more than fits in memory".to_string(), |n| n.to_string());
             return Err(invalid(format!(
-                "input `{name}`: bytes is {}, but {dtype}{dims:?} takes {}",
-                v.bytes,
-                (dims.iter())
-                    .try_fold(dtype.size_bytes(), |n, &d| n.checked_mul(d))
-                    .map_or("more than fits in memory".to_string(), |n| n.to_string())
+                "input `{name}`: bytes is {}, but {dtype}{dims:?} takes {need}",
+                v.bytes
             )));
         }
         let data = v.data.cast::<u8>();

@@ -11,6 +11,7 @@
 use lathe_ir::Tensor;
 use lathe_runtime::{Model, ModelOptions};
 use lathe_tests::{bit_identical, compare, Fixture, TempDir};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -21,8 +22,10 @@ use std::sync::OnceLock;
 /// That is `target/<profile>/deps/`, the test binary's own directory: cargo builds all of
 /// the lib target's crate types in the one rustc run that makes the rlib this test links, but
 /// copies them up to `target/<profile>/` only for `cargo build`, so the copies there may be
-/// stale. Should they be missing (a cargo that builds only the rlib for tests), this runs
-/// `cargo build -p lathe-capi --lib` in the same profile, which writes them to both.
+/// stale. Should they be missing (a cargo that builds only the rlib for tests; cargo 1.95
+/// builds all three), this runs `cargo build -p lathe-capi --lib` in the same profile, which
+/// writes them to both; it is a safety net, and slow: without the dev-dependencies the
+/// dependencies' features differ, so they are compiled again.
 fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -65,7 +68,11 @@ fn compiler(env: &str, default: &str) -> Option<String> {
                 std::env::var_os("LATHE_REQUIRE_CC").is_none(),
                 "{note}, and LATHE_REQUIRE_CC is set"
             );
-            println!("note: skipping the C API example: {note}; install gcc and g++ to run it");
+            // Straight to stderr: libtest captures `println!` of a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: skipping the C API example: {note}; install gcc and g++ to run it"
+            );
             None
         }
         Err(e) => panic!("running `{compiler} --version`: {e}"),

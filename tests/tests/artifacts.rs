@@ -45,7 +45,7 @@ fn types(g: &Graph, inputs: &[(String, Tensor)]) -> Vec<TensorType> {
 fn compile(g: Graph, signatures: &[Vec<TensorType>], generic: bool) -> Artifact {
     let model = Model::with_options(g, options()).unwrap();
     let level = level_text(2);
-    lathe_runtime::artifact::compile(&model, signatures, generic, "fixture", &level, |_| {})
+    lathe_runtime::artifact::compile(&model, signatures, generic, "fixture", level, |_| {})
         .unwrap()
         .artifact
 }
@@ -230,14 +230,17 @@ fn plans_are_stored_and_damaged_ones_are_errors() {
     ] {
         let mut bad = a.clone();
         bad.plans[0].as_mut().unwrap().plan.truncate(cut);
-        let e = load(&bad, &format!("cut{cut}"))
-            .err()
-            .expect("refused")
-            .to_string();
+        let Err(e) = load(&bad, &format!("cut{cut}")) else {
+            panic!("a plan cut at {cut} loaded");
+        };
+        let e = e.to_string();
         assert!(e.contains("plan 0"), "{e}");
     }
     let mut bad = a.clone();
     bad.plans[0].as_mut().unwrap().blob.clear();
-    let e = load(&bad, "noblob").err().expect("refused").to_string();
+    let Err(e) = load(&bad, "noblob") else {
+        panic!("a plan without its blob loaded");
+    };
+    let e = e.to_string();
     assert!(e.contains("runs past the blob"), "{e}");
 }

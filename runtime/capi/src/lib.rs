@@ -874,21 +874,17 @@ mod tests {
 
     #[test]
     fn a_graph_def_its_onnx_form_and_its_artifact_load_and_agree() {
-        use lathe_compiler::artifact::{Artifact, Meta};
         let graph = lathe_compiler::load(Path::new(MODEL.to_str().unwrap())).unwrap();
-        let artifact = Artifact {
-            meta: Meta {
-                producer: "lathe-capi test".into(),
-                model: graph.name.clone(),
-                source: MODEL.to_str().unwrap().into(),
-                pipeline: lathe_compiler::pipeline::level_text(2).into(),
-                backend: "cpu".into(),
-                cpu_features: vec![],
-                specializations: vec![],
-            },
-            generic: Some(graph),
-            specializations: vec![],
-        };
+        let types: Vec<lathe_ir::TensorType> =
+            graph.inputs().iter().map(|i| i.ty.clone()).collect();
+        let model = Model::with_options(graph, ModelOptions::default()).unwrap();
+        let level = lathe_compiler::pipeline::level_text(2);
+        // Compiled as `lathe compile` does: its plan stored, loaded as it is.
+        let artifact =
+            lathe_runtime::artifact::compile(&model, &[types], true, "mlp", level, |_| {})
+                .unwrap()
+                .artifact;
+        assert!(artifact.plans[0].is_some());
         let path = std::env::temp_dir().join(format!("lathe-capi-{}.lathe", std::process::id()));
         artifact.write(&path).unwrap();
         let from_artifact = first_output(&CString::new(path.to_str().unwrap()).unwrap());

@@ -223,7 +223,8 @@ pub(crate) fn get(r: BlobRef, expect_len: Option<usize>) -> Result<Slice, String
             ));
         };
         let start = rd.blob.start + offset;
-        if start % BLOB_ALIGN != 0 || (*rd.backing).as_ref().as_ptr() as usize % BLOB_ALIGN != 0 {
+        let base = (*rd.backing).as_ref().as_ptr() as usize;
+        if !start.is_multiple_of(BLOB_ALIGN) || !base.is_multiple_of(BLOB_ALIGN) {
             return Err(format!(
                 "array at {offset} is not {BLOB_ALIGN}-byte aligned"
             ));

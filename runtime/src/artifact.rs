@@ -108,7 +108,7 @@ pub fn map(path: &Path) -> std::io::Result<Bytes> {
     // SAFETY: the mapping is read-only and private. A file changed by another process while
     // mapped would change what is read (as it would for a shared library); artifacts are
     // written to a temporary file and renamed into place, never rewritten where they are.
-    match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+    match unsafe { memmap2::MmapOptions::new().map(&file) } {
         Ok(map) => Ok(Arc::new(map)),
         Err(e) => {
             tracing::debug!(error = %e, "mapping failed; reading the file");

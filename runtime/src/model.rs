@@ -301,7 +301,7 @@ impl Model {
         let refuse = |error| RunError::Artifact { path: None, error };
         crate::cpu::check_features(&file.meta.cpu_features).map_err(refuse)?;
         let n = file.meta.specializations.len();
-        let planned = n > 0 && (0..n).all(|i| file.plan(i).is_some());
+        let planned = n > 0 && (0..n).all(|i| file.has_plan(i));
         if options.backend == Backend::Cpu && planned {
             return Model::from_plans(file, options);
         }
@@ -331,7 +331,8 @@ impl Model {
         let mut compiled = Vec::with_capacity(n);
         for i in 0..n {
             let start = std::time::Instant::now();
-            let (plan, blob) = file.plan(i).expect("checked by the caller");
+            let (plan, blob) = (file.plan(i).map_err(refuse)?)
+                .ok_or_else(|| refuse(ArtifactError::Corrupt(format!("plan {i} is missing"))))?;
             let plan =
                 crate::cpu::CpuPlan::from_image(plan, Arc::clone(file.bytes()), blob, pool.clone())
                     .map_err(|e| refuse(ArtifactError::Corrupt(format!("plan {i}: {e}"))))?;

@@ -5,7 +5,7 @@
 //! source, with no compile at the call; other signatures come from the generic graph, or are
 //! refused without it; contents made for CPU features this machine lacks are refused.
 
-use lathe_compiler::artifact::Artifact;
+use lathe_compiler::artifact::{Artifact, FORMAT_VERSION};
 use lathe_compiler::pipeline::level_text;
 use lathe_ir::{Graph, Tensor, TensorType};
 use lathe_runtime::{Model, ModelOptions};
@@ -243,4 +243,19 @@ fn plans_are_stored_and_damaged_ones_are_errors() {
     };
     let e = e.to_string();
     assert!(e.contains("runs past the blob"), "{e}");
+    // A damaged packed weight is caught by its section's checksum when the plan loads.
+    let mut bytes = a.to_bytes();
+    let s = lathe_compiler::artifact::container::Sections::parse(&bytes, FORMAT_VERSION).unwrap();
+    let blob = s.get("plan/0.blob").unwrap().unchecked();
+    let at = blob.as_ptr() as usize - bytes.as_ptr() as usize + blob.len() / 2;
+    bytes[at] ^= 0x10;
+    let path = std::env::temp_dir().join(format!("lathe-damaged-{}.lathe", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let e = Model::load(&path, options());
+    std::fs::remove_file(&path).unwrap();
+    let Err(e) = e else {
+        panic!("a damaged blob loaded");
+    };
+    let e = e.to_string();
+    assert!(e.contains("`plan/0.blob`") && e.contains("damaged"), "{e}");
 }

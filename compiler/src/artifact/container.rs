@@ -1,5 +1,5 @@
-//! The artifact's container: a header, a table of named sections, the sections, and a checksum
-//! over everything after the header. Nothing here knows what the sections hold.
+//! The artifact's container: a header, a table of named sections, the sections, a checksum of
+//! the header and table, and one per section. Nothing here knows what the sections hold.
 //!
 //! ```text
 //! offset  size  field
@@ -8,16 +8,19 @@
 //!      8     4  format version, u32 little-endian
 //!     12     4  number of sections, u32
 //!     16     8  length of the whole file, u64 (a truncated file is refused before anything)
-//!     24     4  CRC-32 (IEEE) of every other byte of the file
+//!     24     4  CRC-32 (IEEE) of the header (but these four bytes) and the section table
 //!     28    36  zero
-//!     64  64·n  section table: per section a name (48 bytes, UTF-8, zero-padded), its
-//!               offset and its length (u64 each)
+//!     64  64·n  section table: per section a name (44 bytes, UTF-8, zero-padded), the CRC-32
+//!               of its bytes (u32), its offset and its length (u64 each)
 //!      …        the sections, each starting at a multiple of 64 bytes (weights are read
 //!               aligned, and can be mapped in place)
 //! ```
 //!
-//! Reading checks every size against the file before using it: a corrupted or truncated file
-//! is an [`ArtifactError`], never a panic or an allocation its bytes ask for.
+//! Reading checks every size against the file before using it, the header's checksum when the
+//! file is opened, and a section's checksum each time the section is read, so a mapped file's
+//! sections that a load does not use (the graphs' weights, when plans are loaded) are never
+//! touched. A corrupted or truncated file is an [`ArtifactError`], never a panic or an
+//! allocation its bytes ask for.
 
 use super::ArtifactError;
 
@@ -28,7 +31,7 @@ pub const ALIGN: usize = 64;
 /// Bytes of one section table entry.
 const ENTRY: usize = 64;
 /// Bytes of a section name, at most.
-const NAME: usize = 48;
+const NAME: usize = 44;
 /// Sections an artifact may have, at most (a corrupted count is refused before it sizes
 /// anything).
 const MAX_SECTIONS: usize = 4096;
@@ -70,21 +73,22 @@ impl Writer {
         for (i, ((name, bytes), &at)) in self.sections.iter().zip(&places).enumerate() {
             let e = ALIGN + ENTRY * i;
             out[e..e + name.len()].copy_from_slice(name.as_bytes());
-            out[e + NAME..e + NAME + 8].copy_from_slice(&(at as u64).to_le_bytes());
-            out[e + NAME + 8..e + ENTRY].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out[e + NAME..e + NAME + 4].copy_from_slice(&crc32fast::hash(bytes).to_le_bytes());
+            out[e + NAME + 4..e + NAME + 12].copy_from_slice(&(at as u64).to_le_bytes());
+            out[e + NAME + 12..e + ENTRY].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
             out[at..at + bytes.len()].copy_from_slice(bytes);
         }
-        let crc = checksum(&out);
+        let crc = checksum(&out[..table_end]);
         out[24..28].copy_from_slice(&crc.to_le_bytes());
         out
     }
 }
 
-/// The CRC-32 of every byte of `file` but the checksum's own four.
-fn checksum(file: &[u8]) -> u32 {
+/// The CRC-32 of the header and table, `head`, but the checksum's own four bytes.
+fn checksum(head: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    h.update(&file[..24]);
-    h.update(&file[28..]);
+    h.update(&head[..24]);
+    h.update(&head[28..]);
     h.finalize()
 }
 
@@ -93,10 +97,42 @@ fn align(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
-/// An artifact's sections, checked, borrowed from its bytes.
+/// One section: its name, bytes and the checksum its bytes must have.
+#[derive(Clone, Copy, Debug)]
+pub struct Section<'a> {
+    pub name: &'a str,
+    bytes: &'a [u8],
+    crc: u32,
+}
+
+impl<'a> Section<'a> {
+    /// Its bytes, once their checksum is found right (computed on each call).
+    pub fn read(&self) -> Result<&'a [u8], ArtifactError> {
+        let crc = crc32fast::hash(self.bytes);
+        if crc != self.crc {
+            return Err(ArtifactError::Corrupt(format!(
+                "section `{}`'s checksum is {crc:08x}, its table says {:08x}: the file is damaged",
+                self.name, self.crc
+            )));
+        }
+        Ok(self.bytes)
+    }
+
+    /// The checksum its bytes must have.
+    pub fn crc(&self) -> u32 {
+        self.crc
+    }
+
+    /// Its bytes, unchecked (for their place and size only).
+    pub fn unchecked(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
+/// An artifact's sections, their places checked, borrowed from its bytes.
 #[derive(Debug)]
 pub struct Sections<'a> {
-    sections: Vec<(&'a str, &'a [u8])>,
+    sections: Vec<Section<'a>>,
 }
 
 impl<'a> Sections<'a> {
@@ -129,16 +165,16 @@ impl<'a> Sections<'a> {
                 bytes.len()
             ));
         }
-        let crc = checksum(bytes);
-        if crc != u32_at(24) {
-            return bad(format!(
-                "its checksum is {crc:08x}, its header says {:08x}: the file is damaged",
-                u32_at(24)
-            ));
-        }
         if count > MAX_SECTIONS || ALIGN + ENTRY * count > bytes.len() {
             return bad(format!(
                 "its header lists {count} sections, more than the file holds"
+            ));
+        }
+        let crc = checksum(&bytes[..ALIGN + ENTRY * count]);
+        if crc != u32_at(24) {
+            return bad(format!(
+                "its header's checksum is {crc:08x}, the header says {:08x}: the file is damaged",
+                u32_at(24)
             ));
         }
         let mut sections = Vec::with_capacity(count);
@@ -149,41 +185,44 @@ impl<'a> Sections<'a> {
             let Ok(name) = std::str::from_utf8(&raw[..len]) else {
                 return bad(format!("section {i} has a name that is not UTF-8"));
             };
-            let (at, size) = (u64_at(e + NAME), u64_at(e + NAME + 8));
+            let crc = u32_at(e + NAME);
+            let (at, size) = (u64_at(e + NAME + 4), u64_at(e + NAME + 12));
             let end = at.checked_add(size).filter(|&end| end <= total);
             let Some(end) = end else {
                 return bad(format!(
                     "section `{name}` ({size} bytes at {at}) runs past the end of the file"
                 ));
             };
-            sections.push((name, &bytes[at as usize..end as usize]));
+            sections.push(Section {
+                name,
+                bytes: &bytes[at as usize..end as usize],
+                crc,
+            });
         }
         Ok(Sections { sections })
     }
 
-    /// The section named `name`, if the file has it.
-    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
-        self.sections
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|&(_, bytes)| bytes)
+    /// The section named `name`, if the file has it (its checksum not checked yet).
+    pub fn get(&self, name: &str) -> Option<Section<'a>> {
+        self.sections.iter().find(|s| s.name == name).copied()
     }
 
-    /// The section named `name`, or an error naming it.
+    /// The bytes of the section named `name`, checked, or an error naming it.
     pub fn require(&self, name: &str) -> Result<&'a [u8], ArtifactError> {
         self.get(name)
-            .ok_or_else(|| ArtifactError::Corrupt(format!("it has no `{name}` section")))
+            .ok_or_else(|| ArtifactError::Corrupt(format!("it has no `{name}` section")))?
+            .read()
     }
 
     /// The sections, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Section<'a>> + '_ {
         self.sections.iter().copied()
     }
 
     /// The sections' names, in order.
     #[cfg(test)]
     pub(crate) fn names(&self) -> Vec<&'a str> {
-        self.sections.iter().map(|&(n, _)| n).collect()
+        self.sections.iter().map(|s| s.name).collect()
     }
 }
 
@@ -209,7 +248,7 @@ mod tests {
             "{e}"
         );
         assert_eq!(s.names(), vec!["meta", "weights"]);
-        assert_eq!(s.get("meta"), Some(&b"{}"[..]));
+        assert_eq!(s.require("meta").unwrap(), &b"{}"[..]);
         let w = s.require("weights").unwrap();
         assert_eq!(w, &[7u8; 100][..]);
         assert_eq!((w.as_ptr() as usize - bytes.as_ptr() as usize) % ALIGN, 0);
@@ -230,16 +269,27 @@ mod tests {
                 "cut at {cut}: {e}"
             );
         }
-        // Every single flipped bit is caught (the header's own fields by their checks, the
-        // rest by the checksum).
-        for at in 0..bytes.len() {
+        // Every single flipped bit is caught: the header's own fields by their checks, the
+        // table by the header's checksum, a section's bytes by its own when it is read. (The
+        // padding between sections is never read.)
+        let s = Sections::parse(&bytes, 1).unwrap();
+        let base = bytes.as_ptr() as usize;
+        let read: Vec<std::ops::Range<usize>> = (s.iter())
+            .map(|sec| {
+                let at = sec.unchecked().as_ptr() as usize - base;
+                at..at + sec.unchecked().len()
+            })
+            .collect();
+        let head = ALIGN + ENTRY * read.len();
+        for at in (0..bytes.len()).filter(|&a| a < head || read.iter().any(|r| r.contains(&a))) {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[at] ^= 1 << bit;
-                assert!(
-                    Sections::parse(&b, 1).is_err(),
-                    "flipping bit {bit} of byte {at} went unnoticed"
-                );
+                let caught = match Sections::parse(&b, 1) {
+                    Err(_) => true,
+                    Ok(s) => s.iter().any(|sec| sec.read().is_err()),
+                };
+                assert!(caught, "flipping bit {bit} of byte {at} went unnoticed");
             }
         }
     }

@@ -222,7 +222,8 @@ pub type Bytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 /// graph is decoded when asked for, and plans are handed out where they lie in its bytes.
 pub struct ArtifactFile {
     bytes: Bytes,
-    sections: Vec<(String, std::ops::Range<usize>)>,
+    /// Each section's name, place in `bytes` and checksum.
+    sections: Vec<(String, std::ops::Range<usize>, u32)>,
     pub meta: Meta,
 }
 
@@ -236,16 +237,18 @@ impl std::fmt::Debug for ArtifactFile {
 }
 
 impl ArtifactFile {
-    /// Checks `bytes` and reads its `meta` section.
+    /// Checks `bytes` (format, length, the header's checksum, the section table) and reads its
+    /// `meta` section. Each other section's checksum is checked when it is read.
     pub fn parse(bytes: Bytes) -> Result<ArtifactFile, ArtifactError> {
         let all: &[u8] = (*bytes).as_ref();
         let base = all.as_ptr() as usize;
         let s = Sections::parse(all, FORMAT_VERSION)?;
         let meta: Meta = from_json(s.require("meta")?, "meta")?;
         let sections = (s.iter())
-            .map(|(name, b)| {
+            .map(|sec| {
+                let b = sec.unchecked();
                 let start = b.as_ptr() as usize - base;
-                (name.to_string(), start..start + b.len())
+                (sec.name.to_string(), start..start + b.len(), sec.crc())
             })
             .collect();
         let file = ArtifactFile {
@@ -265,13 +268,30 @@ impl ArtifactFile {
         (*self.bytes).as_ref()
     }
 
-    fn get(&self, name: &str) -> Option<&[u8]> {
-        let (_, range) = self.sections.iter().find(|(n, _)| n == name)?;
-        Some(&self.all()[range.clone()])
+    /// Where the section `name` lies and its checksum, if the file has it.
+    fn find(&self, name: &str) -> Option<(std::ops::Range<usize>, u32)> {
+        let (_, range, crc) = self.sections.iter().find(|(n, _, _)| n == name)?;
+        Some((range.clone(), *crc))
+    }
+
+    /// The bytes of section `name`, checked against its checksum.
+    fn get(&self, name: &str) -> Result<Option<&[u8]>, ArtifactError> {
+        let Some((range, crc)) = self.find(name) else {
+            return Ok(None);
+        };
+        let bytes = &self.all()[range];
+        let found = crc32fast::hash(bytes);
+        if found != crc {
+            return Err(ArtifactError::Corrupt(format!(
+                "section `{name}`'s checksum is {found:08x}, its table says {crc:08x}: the file \
+                 is damaged"
+            )));
+        }
+        Ok(Some(bytes))
     }
 
     fn require(&self, name: &str) -> Result<&[u8], ArtifactError> {
-        self.get(name)
+        self.get(name)?
             .ok_or_else(|| ArtifactError::Corrupt(format!("it has no `{name}` section")))
     }
 
@@ -282,7 +302,7 @@ impl ArtifactFile {
 
     /// Whether it holds the generic graph.
     pub fn has_generic(&self) -> bool {
-        self.get("generic").is_some()
+        self.find("generic").is_some()
     }
 
     /// A graph holding the model's inputs (names and declared types) and nothing else.
@@ -307,19 +327,33 @@ impl ArtifactFile {
         self.graph(&format!("spec/{i}"), &weights)
     }
 
-    /// Specialization `i`'s plan bytes and where its blob lies in [`ArtifactFile::bytes`].
-    pub fn plan(&self, i: usize) -> Option<(&[u8], std::ops::Range<usize>)> {
-        let plan = self.get(&format!("plan/{i}"))?;
+    /// Whether specialization `i` has a stored plan.
+    pub fn has_plan(&self, i: usize) -> bool {
+        self.find(&format!("plan/{i}")).is_some() && self.find(&format!("plan/{i}.blob")).is_some()
+    }
+
+    /// Specialization `i`'s plan bytes and where its blob lies in [`ArtifactFile::bytes`],
+    /// both checked against their checksums; `None` when it has no stored plan.
+    pub fn plan(&self, i: usize) -> Result<Option<(&[u8], std::ops::Range<usize>)>, ArtifactError> {
+        let Some(plan) = self.get(&format!("plan/{i}"))? else {
+            return Ok(None);
+        };
         let name = format!("plan/{i}.blob");
-        let (_, blob) = self.sections.iter().find(|(n, _)| *n == name)?;
-        Some((plan, blob.clone()))
+        if self.get(&name)?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.find(&name).map(|(blob, _)| (plan, blob)))
     }
 
     /// Per specialization, the bytes of its stored plan and of the plan's blob (packed
     /// weights), or `None` when no plan is stored.
     pub fn plan_sizes(&self) -> Vec<Option<(usize, usize)>> {
         (0..self.meta.specializations.len())
-            .map(|i| self.plan(i).map(|(p, blob)| (p.len(), blob.len())))
+            .map(|i| {
+                let (plan, _) = self.find(&format!("plan/{i}"))?;
+                let (blob, _) = self.find(&format!("plan/{i}.blob"))?;
+                Some((plan.len(), blob.len()))
+            })
             .collect()
     }
 

@@ -38,7 +38,24 @@ pub fn compile(
     let mut unstored = Vec::new();
     let mut features = BTreeSet::new();
     for types in signatures {
-        let spec = model.compile_uncached(types, &mut NoHooks)?;
+        let spec = match model.compile_uncached(types, &mut NoHooks) {
+            Ok(spec) => spec,
+            // The backend cannot compile it: the optimized graph alone is stored, and loading
+            // it will say why.
+            Err(e @ RunError::Compile { .. }) => {
+                let (g, _) = model.optimized_graph(types, &mut NoHooks)?;
+                let graph = g.into_graph();
+                let names = graph.inputs().iter().map(|i| i.name.clone()).collect();
+                let signature = crate::Signature::new(names, types.clone()).to_string();
+                progress(&signature);
+                unstored.push(format!("{signature}: {e}"));
+                specializations.push(graph);
+                plans.push(None);
+                described.push(signature);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let signature = spec.signature().to_string();
         progress(&signature);
         let graph = spec

@@ -300,11 +300,13 @@ fn unsupported_step(plan: &Plan) -> Option<ImageError> {
 }
 
 /// Decodes a plan from `plan_bytes`, its arrays in `blob` of `backing` (packed weights stay
-/// there; `backing` is kept alive by the plan).
+/// there; `backing` is kept alive by the plan), compiling its generated kernels on up to
+/// `threads` threads.
 pub(crate) fn decode(
     plan_bytes: &[u8],
     backing: Bytes,
     blob: Range<usize>,
+    threads: usize,
 ) -> Result<Plan, ImageError> {
     let _span = tracing::debug_span!("image.decode", bytes = plan_bytes.len()).entered();
     let len = (*backing).as_ref().len();
@@ -315,10 +317,22 @@ pub(crate) fn decode(
     }
     READER.with(|r| *r.borrow_mut() = Some(Reader { backing, blob }));
     LAST_ERROR.with(|l| l.borrow_mut().take());
+    super::codegen::forget_pending();
     let plan = postcard::from_bytes::<Plan>(plan_bytes);
     READER.with(|r| r.borrow_mut().take());
     let ours = LAST_ERROR.with(|l| l.borrow_mut().take());
-    plan.map_err(|e| ImageError::Corrupt(ours.unwrap_or_else(|| format!("malformed ({e})"))))
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => {
+            super::codegen::forget_pending();
+            return Err(ImageError::Corrupt(
+                ours.unwrap_or_else(|| format!("malformed ({e})")),
+            ));
+        }
+    };
+    // The generated kernels it holds, compiled on every core.
+    super::codegen::compile_pending(threads).map_err(ImageError::Corrupt)?;
+    Ok(plan)
 }
 
 /// Serde for a shared constant tensor: dtype, shape, and its little-endian bytes in the blob.

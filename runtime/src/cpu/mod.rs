@@ -93,7 +93,7 @@ impl CpuPlan {
         blob: std::ops::Range<usize>,
         pool: Arc<ThreadPool>,
     ) -> Result<CpuPlan, image::ImageError> {
-        let plan = image::decode(plan, bytes, blob)?;
+        let plan = image::decode(plan, bytes, blob, pool.threads())?;
         Ok(CpuPlan {
             plan,
             pool,

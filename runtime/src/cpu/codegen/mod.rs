@@ -65,6 +65,7 @@ mod scalar;
 pub mod support;
 
 use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// Why a body could not be compiled.
@@ -99,7 +100,9 @@ pub enum KernelFault {
 pub struct RowKernel {
     /// The body it was compiled from: what a plan image stores (`crate::cpu::image`).
     body: lathe_ir::Graph,
-    code: jit::Code,
+    /// Set when compiled: at once by [`RowKernel::compile`]; for a kernel read from a plan
+    /// image, by [`compile_pending`] before the plan is handed out (so never empty in use).
+    code: Arc<OnceLock<jit::Code>>,
     /// Constant tensors the code reads through baked pointers (they must outlive it).
     _tables: Vec<Box<[u8]>>,
     rows: usize,
@@ -126,16 +129,97 @@ impl serde::Serialize for RowKernel {
     }
 }
 
+/// Read back as its body, analyzed at once (cheap) and compiled by [`compile_pending`], which
+/// compiles every kernel a plan image holds on all cores.
 impl<'de> serde::Deserialize<'de> for RowKernel {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RowKernel, D::Error> {
+        use crate::cpu::image::invalid;
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         let body = lathe_ir::text::parse(&text)
-            .map_err(|e| crate::cpu::image::invalid(format!("generated kernel body: {e}")))?;
-        lathe_ir::verify::verify(&body).map_err(|e| {
-            crate::cpu::image::invalid(format!("generated kernel body `{}`: {e}", body.name))
-        })?;
-        RowKernel::compile(&body)
-            .map_err(|e| crate::cpu::image::invalid(format!("body `{}`: {e}", body.name)))
+            .map_err(|e| invalid(format!("generated kernel body: {e}")))?;
+        lathe_ir::verify::verify(&body)
+            .map_err(|e| invalid(format!("generated kernel body `{}`: {e}", body.name)))?;
+        let mut plan = analyze::analyze(&body)
+            .map_err(|e| invalid(format!("generated kernel body `{}`: {e}", body.name)))?;
+        let tables = std::mem::take(&mut plan.tables);
+        let kernel = RowKernel {
+            code: Arc::new(OnceLock::new()),
+            rows: plan.rows,
+            row_len: plan.row_len,
+            num_inputs: plan.num_inputs,
+            num_outputs: plan.outputs.len(),
+            _tables: tables,
+            body,
+        };
+        PENDING.with(|p| {
+            p.borrow_mut().push(Pending {
+                name: kernel.body.name.clone(),
+                tables: kernel._tables.iter().map(|t| t.as_ptr() as usize).collect(),
+                plan,
+                code: Arc::clone(&kernel.code),
+            })
+        });
+        Ok(kernel)
+    }
+}
+
+/// A kernel read from a plan image, analyzed, waiting to be compiled.
+struct Pending {
+    name: String,
+    plan: analyze::Plan,
+    /// Addresses of the kernel's tables (owned by the kernel, which outlives the compile).
+    tables: Vec<usize>,
+    code: Arc<OnceLock<jit::Code>>,
+}
+
+thread_local! {
+    static PENDING: std::cell::RefCell<Vec<Pending>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Drops the kernels read on this thread and not compiled yet (a decode that failed).
+pub(crate) fn forget_pending() {
+    PENDING.with(|p| p.borrow_mut().clear());
+}
+
+/// Compiles every kernel read on this thread since the last call, on up to `threads` threads
+/// at once; the first failure is the error.
+pub(crate) fn compile_pending(threads: usize) -> Result<(), String> {
+    let jobs = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let _span = tracing::debug_span!("codegen.compile_pending", kernels = jobs.len()).entered();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<(), String> {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(job) = jobs.get(i) else {
+                return Ok(());
+            };
+            let tables: Vec<*const u8> = job.tables.iter().map(|&a| a as *const u8).collect();
+            let code = jit::compile(&job.plan, &tables, false)
+                .map_err(|e| format!("generated kernel body `{}`: {e}", job.name))?;
+            // Each job's cell is its own and still empty.
+            let _ = job.code.set(code);
+        }
+    };
+    let threads = threads.clamp(1, jobs.len().max(1));
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mine = work();
+        helpers
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a compile thread panicked".into()))
+            })
+            .fold(mine, Result::and)
+    })
+}
+
+impl RowKernel {
+    /// The compiled code (set before any kernel is handed out: see [`RowKernel::code`]).
+    fn code(&self) -> &jit::Code {
+        self.code
+            .get()
+            .expect("a row kernel is compiled before its plan is used")
     }
 }
 
@@ -164,7 +248,7 @@ impl RowKernel {
         );
         Ok(RowKernel {
             body: body.clone(),
-            code,
+            code: Arc::new(OnceLock::from(code)),
             rows: plan.rows,
             row_len: plan.row_len,
             num_inputs: plan.num_inputs,
@@ -231,7 +315,7 @@ impl RowKernel {
         // counts, shapes and dtypes. A slice of thin pointers has the layout of an array of
         // byte pointers, which is what the code reads.
         let faults = unsafe {
-            (self.code.entry)(
+            (self.code().entry)(
                 inputs.as_ptr().cast(),
                 outputs.as_ptr().cast(),
                 rows.start,

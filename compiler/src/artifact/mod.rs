@@ -215,6 +215,9 @@ impl Artifact {
     }
 }
 
+/// A stored plan's bytes, and where its blob lies in the file's bytes.
+pub type PlanBytes<'a> = (&'a [u8], std::ops::Range<usize>);
+
 /// The bytes an [`ArtifactFile`] reads from: the file mapped into memory, or read.
 pub type Bytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
@@ -334,7 +337,7 @@ impl ArtifactFile {
 
     /// Specialization `i`'s plan bytes and where its blob lies in [`ArtifactFile::bytes`],
     /// both checked against their checksums; `None` when it has no stored plan.
-    pub fn plan(&self, i: usize) -> Result<Option<(&[u8], std::ops::Range<usize>)>, ArtifactError> {
+    pub fn plan(&self, i: usize) -> Result<Option<PlanBytes<'_>>, ArtifactError> {
         let Some(plan) = self.get(&format!("plan/{i}"))? else {
             return Ok(None);
         };

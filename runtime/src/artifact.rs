@@ -2,9 +2,9 @@
 //! optimized graphs and, for the CPU backend, their compiled plans), and mapping one into
 //! memory to load. The format is `lathe_compiler::artifact`'s; loading is [`Model::load`].
 
-use crate::cpu::image::{Bytes, ImageError};
+use crate::cpu::image::Bytes;
 use crate::{Backend, Model, RunError};
-use lathe_compiler::artifact::{Artifact, ArtifactFile, Meta, StoredPlan};
+use lathe_compiler::artifact::{interface_of, Artifact, ArtifactFile, Meta, StoredPlan};
 use lathe_compiler::pipeline::NoHooks;
 use lathe_ir::TensorType;
 use std::collections::BTreeSet;
@@ -71,11 +71,12 @@ pub fn compile(
                         blob: image.blob,
                     })
                 }
-                Err(e @ ImageError::Unsupported { .. }) => {
+                // A kernel images do not hold yet (or a plan that does not encode): the
+                // graph alone is stored, with a note.
+                Err(e) => {
                     unstored.push(format!("{signature}: {e}"));
                     None
                 }
-                Err(e) => return Err(RunError::Options(format!("{signature}: {e}"))),
             },
             _ => None,
         };
@@ -84,6 +85,8 @@ pub fn compile(
         described.push(signature);
     }
     let artifact = Artifact {
+        // The model's inputs as declared, whatever shapes its specializations fix.
+        interface: interface_of(model.name(), model.inputs()),
         meta: Meta {
             producer: format!("lathe {}", env!("CARGO_PKG_VERSION")),
             model: model.name().to_string(),

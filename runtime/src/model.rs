@@ -84,6 +84,25 @@ enum Given {
     Plan(Box<crate::cpu::CpuPlan>),
 }
 
+/// An artifact that cannot be loaded, for a caller that adds its path.
+fn refuse(error: ArtifactError) -> RunError {
+    RunError::Artifact { path: None, error }
+}
+
+/// `options` for a model loaded from an artifact described by `meta`, holding `stored`
+/// specializations: refused when made for CPU features this machine lacks; new signatures
+/// optimized with the artifact's own pipeline; a cache that keeps every stored one.
+fn artifact_options(
+    meta: &lathe_compiler::artifact::Meta,
+    stored: usize,
+    mut options: ModelOptions,
+) -> Result<ModelOptions, RunError> {
+    crate::cpu::check_features(&meta.cpu_features).map_err(refuse)?;
+    options.passes = Some(meta.pipeline.clone());
+    options.cache_capacity = options.cache_capacity.max(stored);
+    Ok(options)
+}
+
 /// What a model specializes new signatures from.
 enum Source {
     /// The graph as loaded.
@@ -101,12 +120,12 @@ enum Source {
     },
     /// A compiled artifact whose specializations were loaded from their stored plans:
     /// `interface` holds the inputs only, and the generic graph, when the file has one, is
-    /// decoded from `file` the first time a signature needs it.
+    /// decoded from `file` the first time a signature needs it. Without one, the cache holds
+    /// every signature it can run (its capacity is at least their number).
     Artifact {
         file: Arc<ArtifactFile>,
         interface: Graph,
         generic: std::sync::OnceLock<Result<Graph, String>>,
-        compiled: Vec<Signature>,
     },
 }
 
@@ -298,8 +317,6 @@ impl Model {
         file: Arc<ArtifactFile>,
         options: ModelOptions,
     ) -> Result<Model, RunError> {
-        let refuse = |error| RunError::Artifact { path: None, error };
-        crate::cpu::check_features(&file.meta.cpu_features).map_err(refuse)?;
         let n = file.meta.specializations.len();
         let planned = n > 0 && (0..n).all(|i| file.has_plan(i));
         if options.backend == Backend::Cpu && planned {
@@ -310,25 +327,21 @@ impl Model {
     }
 
     /// Loads an artifact's specializations from their stored plans (see [`Model::load`]).
-    fn from_plans(file: Arc<ArtifactFile>, mut options: ModelOptions) -> Result<Model, RunError> {
-        let refuse = |error| RunError::Artifact { path: None, error };
+    fn from_plans(file: Arc<ArtifactFile>, options: ModelOptions) -> Result<Model, RunError> {
+        let n = file.meta.specializations.len();
+        let options = artifact_options(&file.meta, n, options)?;
         let interface = file.interface().map_err(refuse)?;
         lathe_ir::verify(&interface)?;
-        options.passes = Some(file.meta.pipeline.clone());
-        let n = file.meta.specializations.len();
-        options.cache_capacity = options.cache_capacity.max(n);
         let source = Source::Artifact {
             file: Arc::clone(&file),
             interface,
             generic: std::sync::OnceLock::new(),
-            compiled: Vec::new(),
         };
-        let mut model = Model::assemble(source, file.meta.outputs.clone(), options)?;
+        let model = Model::assemble(source, file.meta.outputs.clone(), options)?;
         let pool = model
             .pool
             .clone()
             .expect("the CPU backend has a thread pool");
-        let mut compiled = Vec::with_capacity(n);
         for i in 0..n {
             let start = std::time::Instant::now();
             let (plan, blob) = (file.plan(i).map_err(refuse)?)
@@ -342,15 +355,11 @@ impl Model {
                 load_ms = start.elapsed().as_secs_f64() * 1e3,
                 "loaded a stored plan"
             );
-            compiled.push(signature.clone());
             model.specialization(
                 signature,
                 Caller::AheadOfTime,
                 Some(Given::Plan(Box::new(plan))),
             )?;
-        }
-        if let Source::Artifact { compiled: c, .. } = &mut model.source {
-            *c = compiled;
         }
         Ok(model)
     }
@@ -361,17 +370,14 @@ impl Model {
     /// pipeline (which replaces `options.opt_level` and `options.passes`). Without a generic
     /// graph, other signatures are refused, naming those it has. An artifact whose contents
     /// need CPU features this machine lacks is refused.
-    pub fn from_artifact(artifact: Artifact, mut options: ModelOptions) -> Result<Model, RunError> {
+    pub fn from_artifact(artifact: Artifact, options: ModelOptions) -> Result<Model, RunError> {
         let Artifact {
             meta,
             generic,
             specializations,
             ..
         } = artifact;
-        let refuse = |error| RunError::Artifact { path: None, error };
-        crate::cpu::check_features(&meta.cpu_features).map_err(refuse)?;
-        options.passes = Some(meta.pipeline.clone());
-        options.cache_capacity = options.cache_capacity.max(specializations.len());
+        let options = artifact_options(&meta, specializations.len(), options)?;
         let signature_of = |g: &Graph| {
             let names: Arc<[String]> = g.inputs().iter().map(|i| i.name.clone()).collect();
             Signature::new(names, g.inputs().iter().map(|i| i.ty.clone()).collect())
@@ -410,24 +416,19 @@ impl Model {
     pub fn graph(&self) -> Option<&Graph> {
         match &self.source {
             Source::Graph(g) => Some(g),
-            Source::Artifact { .. } => self.artifact_generic().ok(),
+            Source::Artifact { .. } => self.artifact_generic(None).ok(),
             Source::Only(_) | Source::Import { .. } => None,
         }
     }
 
-    /// The generic graph of a model loaded from an artifact's plans, decoded on first use.
-    fn artifact_generic(&self) -> Result<&Graph, RunError> {
-        let Source::Artifact {
-            file,
-            generic,
-            compiled,
-            ..
-        } = &self.source
-        else {
+    /// The generic graph of a model loaded from an artifact's plans, decoded on first use; for
+    /// an artifact without one, the error for `signature` naming those it was compiled for.
+    fn artifact_generic(&self, signature: Option<&Signature>) -> Result<&Graph, RunError> {
+        let Source::Artifact { file, generic, .. } = &self.source else {
             unreachable!("called for artifact sources only")
         };
         if !file.has_generic() {
-            return Err(self.not_compiled_for(None, compiled));
+            return Err(self.not_compiled_for(signature, &self.cache.signatures()));
         }
         let decoded = generic.get_or_init(|| {
             let start = std::time::Instant::now();
@@ -440,7 +441,7 @@ impl Model {
         });
         decoded.as_ref().map_err(|m| RunError::Artifact {
             path: None,
-            error: lathe_compiler::artifact::ArtifactError::Corrupt(m.clone()),
+            error: ArtifactError::Corrupt(m.clone()),
         })
     }
 
@@ -577,10 +578,7 @@ impl Model {
         match &self.source {
             Source::Graph(g) => Ok(g),
             Source::Only(compiled) => Err(self.not_compiled_for(Some(signature), compiled)),
-            Source::Artifact { file, compiled, .. } => match file.has_generic() {
-                true => self.artifact_generic(),
-                false => Err(self.not_compiled_for(Some(signature), compiled)),
-            },
+            Source::Artifact { .. } => self.artifact_generic(Some(signature)),
             Source::Import { needs, .. } => Err(RunError::Import(needs.clone())),
         }
     }
@@ -631,48 +629,34 @@ impl Model {
         if let Some(spec) = filled.as_ref() {
             return Ok(spec.clone());
         }
-        if let Some(Given::Plan(plan)) = owned {
-            let spec = Arc::new(Specialization::from_plan(
-                *plan,
-                signature,
-                self.outputs.clone(),
-            ));
-            *filled = Some(spec.clone());
-            drop(filled);
-            self.cache.compiled(spec.compile_time());
-            return Ok(spec);
-        }
-        let graph = match owned {
-            Some(Given::Plan(_)) => unreachable!("returned above"),
-            Some(Given::Optimized(g)) => Err(g),
-            Some(Given::Graph(g)) => Ok(Ok(Cow::Owned(g))),
-            None => Ok(self.graph_for(&signature)),
+        let optimize = |graph: Cow<'_, Graph>| {
+            Specialization::compile(
+                graph,
+                signature.clone(),
+                &self.pipeline,
+                &mut NoHooks,
+                self.options.backend,
+                self.pool.as_ref(),
+                self.cache.weights(),
+                Keep::PlanOnly,
+            )
         };
-        let compiled = graph.map_or_else(
-            |optimized| {
-                Specialization::from_optimized(
-                    optimized,
-                    signature.clone(),
-                    self.options.backend,
-                    self.pool.as_ref(),
-                    self.cache.weights(),
-                )
-            },
-            |graph| {
-                graph.and_then(|graph| {
-                    Specialization::compile(
-                        graph,
-                        signature.clone(),
-                        &self.pipeline,
-                        &mut NoHooks,
-                        self.options.backend,
-                        self.pool.as_ref(),
-                        self.cache.weights(),
-                        Keep::PlanOnly,
-                    )
-                })
-            },
-        );
+        let compiled = match owned {
+            Some(Given::Plan(plan)) => Ok(Specialization::from_plan(
+                *plan,
+                signature.clone(),
+                self.outputs.clone(),
+            )),
+            Some(Given::Optimized(g)) => Specialization::from_optimized(
+                g,
+                signature.clone(),
+                self.options.backend,
+                self.pool.as_ref(),
+                self.cache.weights(),
+            ),
+            Some(Given::Graph(g)) => optimize(Cow::Owned(g)),
+            None => self.graph_for(&signature).and_then(optimize),
+        };
         match compiled {
             Ok(spec) => {
                 let spec = Arc::new(spec);

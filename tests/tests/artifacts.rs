@@ -8,7 +8,7 @@
 use lathe_compiler::artifact::{Artifact, FORMAT_VERSION};
 use lathe_compiler::pipeline::level_text;
 use lathe_ir::{Graph, Tensor, TensorType};
-use lathe_runtime::{Model, ModelOptions};
+use lathe_runtime::{Model, ModelOptions, RunError};
 use lathe_tests::{bit_identical, by_name, Fixture};
 
 fn options() -> ModelOptions {
@@ -51,7 +51,7 @@ fn compile(g: Graph, signatures: &[Vec<TensorType>], generic: bool) -> Artifact 
 }
 
 /// Written to a file and loaded from it as `Model::load` does (plans mapped where stored).
-fn load(a: &Artifact, name: &str) -> Result<Model, lathe_runtime::RunError> {
+fn load(a: &Artifact, name: &str) -> Result<Model, RunError> {
     let dir = std::env::temp_dir().join(format!("lathe-artifacts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.lathe"));
@@ -92,9 +92,8 @@ fn round_trip(f: &Fixture, g: Graph, inputs: Vec<(String, Tensor)>) {
             &inputs,
         ));
         let artifact = compile(g, &[sig], true);
-        let decoded = Model::from_artifact(reread(&artifact), options()).unwrap();
-        let mapped = load(&artifact, &f.name).unwrap();
-        for (how, loaded) in [("decoded", decoded), ("mapped", mapped)] {
+        for (how, loaded) in both_ways(&artifact, &f.name) {
+            let loaded = loaded.unwrap();
             assert_eq!(
                 loaded.stats().compiles,
                 1,
@@ -131,6 +130,16 @@ fn batch(n: usize) -> Vec<(String, Tensor)> {
     vec![("x".to_string(), Tensor::from_vec(&[n, 3], v))]
 }
 
+/// `a` loaded both ways: its graphs decoded and compiled (`Model::from_artifact`), and from
+/// the file with its stored plans mapped and its generic graph decoded on first need
+/// (`Model::load`).
+fn both_ways(a: &Artifact, name: &str) -> [(&'static str, Result<Model, RunError>); 2] {
+    [
+        ("decoded", Model::from_artifact(reread(a), options())),
+        ("mapped", load(a, name)),
+    ]
+}
+
 #[test]
 fn other_signatures_come_from_the_generic_graph_or_are_refused() {
     let g = lathe_ir::text::parse(BATCHED).unwrap();
@@ -139,75 +148,51 @@ fn other_signatures_come_from_the_generic_graph_or_are_refused() {
         &Model::with_options(g.clone(), options()).unwrap(),
         &batch(5),
     ));
-    let with = Model::from_artifact(
-        reread(&compile(g.clone(), std::slice::from_ref(&two), true)),
-        options(),
-    )
-    .unwrap();
-    let got = by_name(run(&with, &batch(5)));
-    bit_identical(&got["y"], &want["y"]).unwrap();
-    assert_eq!(
-        with.stats().compiles,
-        2,
-        "batch 5 compiled from the generic graph"
-    );
+    let with = compile(g.clone(), std::slice::from_ref(&two), true);
+    for (how, with) in both_ways(&with, "with") {
+        let with = with.unwrap();
+        let got = by_name(run(&with, &batch(5)));
+        bit_identical(&got["y"], &want["y"]).unwrap();
+        assert_eq!(
+            with.stats().compiles,
+            2,
+            "{how}: batch 5 compiled from the generic graph"
+        );
+    }
 
     let four = types(&g, &batch(4));
-    let without =
-        Model::from_artifact(reread(&compile(g, &[two, four], false)), options()).unwrap();
-    assert_eq!(without.specializations(), 2);
-    run(&without, &batch(4));
-    let five = batch(5);
-    let named: Vec<(&str, Tensor)> = five.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-    let e = without.run(&named).unwrap_err().to_string();
-    assert!(
-        e.contains("f32[5,3]") && e.contains("f32[2,3]") && e.contains("f32[4,3]"),
-        "{e}"
-    );
+    let without = compile(g, &[two, four], false);
+    for (how, without) in both_ways(&without, "without") {
+        let without = without.unwrap();
+        assert_eq!(without.specializations(), 2, "{how}");
+        run(&without, &batch(4));
+        let five = batch(5);
+        let named: Vec<(&str, Tensor)> =
+            five.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+        let e = without.run(&named).unwrap_err().to_string();
+        assert!(
+            e.contains("f32[5,3]") && e.contains("f32[2,3]") && e.contains("f32[4,3]"),
+            "{how}: {e}"
+        );
+    }
 }
 
 #[test]
 fn contents_for_missing_cpu_features_are_refused() {
     let g = lathe_ir::text::parse(BATCHED).unwrap();
-    let mut a = compile(g, &[], true);
-    a.meta.cpu_features = vec!["quantum-fma".into()];
-    let e = Model::from_artifact(reread(&a), options())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("CPU features this machine lacks (quantum-fma)"),
-        "{e}"
-    );
-}
-
-#[test]
-fn mapped_artifacts_decode_the_generic_graph_only_when_needed() {
-    let g = lathe_ir::text::parse(BATCHED).unwrap();
     let two = types(&g, &batch(2));
-    let want = by_name(run(
-        &Model::with_options(g.clone(), options()).unwrap(),
-        &batch(5),
-    ));
-    let with = load(
-        &compile(g.clone(), std::slice::from_ref(&two), true),
-        "with",
-    )
-    .unwrap();
-    assert_eq!(with.specializations(), 1);
-    bit_identical(&by_name(run(&with, &batch(2)))["y"], &{
-        let m = Model::with_options(g.clone(), options()).unwrap();
-        by_name(run(&m, &batch(2))).remove("y").unwrap()
-    })
-    .unwrap();
-    let got = by_name(run(&with, &batch(5)));
-    bit_identical(&got["y"], &want["y"]).unwrap();
-    assert_eq!(with.stats().compiles, 2, "batch 5 from the generic graph");
-
-    let without = load(&compile(g, std::slice::from_ref(&two), false), "without").unwrap();
-    let five = batch(5);
-    let named: Vec<(&str, Tensor)> = five.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-    let e = without.run(&named).unwrap_err().to_string();
-    assert!(e.contains("f32[5,3]") && e.contains("f32[2,3]"), "{e}");
+    let mut a = compile(g, &[two], true);
+    a.meta.cpu_features = vec!["quantum-fma".into()];
+    for (how, m) in both_ways(&a, "features") {
+        let Err(e) = m else {
+            panic!("{how}: loaded");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("CPU features this machine lacks (quantum-fma)"),
+            "{how}: {e}"
+        );
+    }
 }
 
 #[test]

@@ -41,6 +41,15 @@ pub fn is_artifact(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC)
 }
 
+/// Whether the file at `path` starts like an artifact (an unreadable one does not).
+pub fn is_artifact_file(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; MAGIC.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| is_artifact(&head))
+}
+
 /// Sections to write, in order.
 #[derive(Default)]
 pub struct Writer {

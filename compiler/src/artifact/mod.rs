@@ -15,7 +15,7 @@
 
 pub mod container;
 
-pub use container::is_artifact;
+pub use container::{is_artifact, is_artifact_file};
 
 use container::{Sections, Writer, ALIGN};
 use lathe_ir::text::{parse_with_constants, print_external, ConstTable};
@@ -79,6 +79,9 @@ struct WeightEntry {
 #[derive(Clone, Debug)]
 pub struct Artifact {
     pub meta: Meta,
+    /// The model's inputs as it declares them (a graph of inputs only): what calls are
+    /// checked against, whether or not the generic graph is kept (see [`interface_of`]).
+    pub interface: Graph,
     /// The model's graph as imported, for signatures without a specialization; `None` when
     /// compiled without it (then other signatures are refused).
     pub generic: Option<Graph>,
@@ -148,15 +151,12 @@ impl Artifact {
             });
             blob.extend_from_slice(&bytes);
         }
-        let declared = self.generic.as_ref().or(self.specializations.first());
-        let mut interface =
-            Graph::new(declared.map_or(self.meta.model.clone(), |g| g.name.clone()));
-        for i in declared.map_or(&[][..], |g| g.inputs()) {
-            interface.add_input(i.name.clone(), i.ty.clone());
-        }
         let mut w = Writer::default();
         w.section("meta", json(&self.meta));
-        w.section("interface", lathe_ir::text::print(&interface).into_bytes());
+        w.section(
+            "interface",
+            lathe_ir::text::print(&self.interface).into_bytes(),
+        );
         w.section("weights.index", json(&index));
         w.section("weights", blob);
         if let Some(text) = generic {
@@ -213,6 +213,16 @@ impl Artifact {
         let file = ArtifactFile::parse(Arc::new(bytes.to_vec()))?;
         file.decode()
     }
+}
+
+/// A graph named `name` of these inputs (names and declared types) and nothing else: an
+/// artifact's interface.
+pub fn interface_of(name: &str, inputs: &[lathe_ir::GraphInput]) -> Graph {
+    let mut interface = Graph::new(name);
+    for i in inputs {
+        interface.add_input(i.name.clone(), i.ty.clone());
+    }
+    interface
 }
 
 /// A stored plan's bytes, and where its blob lies in the file's bytes.
@@ -324,12 +334,6 @@ impl ArtifactFile {
         self.graph("generic", &weights).map(Some)
     }
 
-    /// Specialization `i`'s graph, decoded now.
-    pub fn specialization(&self, i: usize) -> Result<Graph, ArtifactError> {
-        let weights = self.weights()?;
-        self.graph(&format!("spec/{i}"), &weights)
-    }
-
     /// Whether specialization `i` has a stored plan.
     pub fn has_plan(&self, i: usize) -> bool {
         self.find(&format!("plan/{i}")).is_some() && self.find(&format!("plan/{i}.blob")).is_some()
@@ -372,6 +376,7 @@ impl ArtifactFile {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Artifact {
             meta: self.meta.clone(),
+            interface: self.interface()?,
             generic,
             specializations,
             plans: Vec::new(),

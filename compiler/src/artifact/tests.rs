@@ -56,6 +56,7 @@ fn artifact() -> Artifact {
     spec.add_output("y", y).unwrap();
     Artifact {
         meta: meta(&["(x: f32[2,4])"]),
+        interface: interface_of(&generic.name, generic.inputs()),
         generic: Some(generic),
         specializations: vec![spec],
         plans: vec![],

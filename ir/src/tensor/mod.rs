@@ -418,13 +418,15 @@ impl Tensor {
 
     /// Decodes row-major little-endian bytes. Errors when the byte count does not match.
     pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, String> {
-        let n: usize = shape.iter().product();
-        let want = n * dtype.size_bytes();
-        if bytes.len() != want {
-            return Err(format!(
-                "{dtype}{shape:?} needs {want} bytes of data, got {}",
-                bytes.len()
-            ));
+        let want = (shape.iter()).try_fold(dtype.size_bytes(), |n, &d| n.checked_mul(d));
+        if want != Some(bytes.len()) {
+            return Err(match want {
+                Some(want) => format!(
+                    "{dtype}{shape:?} needs {want} bytes of data, got {}",
+                    bytes.len()
+                ),
+                None => format!("{dtype}{shape:?} is too large to address"),
+            });
         }
         Ok(with_any_dtype!(dtype, from_le_of(shape, bytes)))
     }

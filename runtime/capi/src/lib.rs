@@ -16,14 +16,13 @@
 //!   caller frees) or written into caller-owned buffers ([`lathe_model_run_into`]).
 //! - Tensors are dense, row-major, little-endian.
 
-use lathe_compiler::artifact::is_artifact;
+use lathe_compiler::artifact::is_artifact_file;
 use lathe_compiler::specialize::SpecializeError;
 use lathe_compiler::{LoadOptions, ModelFile};
 use lathe_ir::{DType, Tensor};
 use lathe_runtime::{Model, ModelOptions, RunError};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
-use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
@@ -277,7 +276,7 @@ pub unsafe extern "C" fn lathe_model_load(
             ..ModelOptions::default()
         };
         let load = |e: String| (LatheStatus::Load, e);
-        let model = if starts_like_artifact(path) {
+        let model = if is_artifact_file(path) {
             Model::load(path, options).map_err(|e| load(e.to_string()))?
         } else {
             if !path.exists() {
@@ -319,14 +318,6 @@ pub unsafe extern "C" fn lathe_model_load(
         unsafe { *out = Box::into_raw(boxed) };
         Ok(())
     })
-}
-
-/// Whether the file at `path` starts like a compiled artifact.
-fn starts_like_artifact(path: &Path) -> bool {
-    let mut head = [0u8; 8];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|()| is_artifact(&head))
 }
 
 /// Frees a model (null is ignored). No call may be running on it.

@@ -137,17 +137,11 @@ fn the_c_example_runs_from_threads_and_gives_the_expected_output() {
     };
     let (input_bin, output_bin) = (dir.join("in.bin"), dir.join("out.bin"));
     std::fs::write(&input_bin, input.to_le_bytes()).unwrap();
-    let out = Command::new(&exe)
-        .arg(f.model_path())
-        .arg(&input_bin)
-        .arg(&output_bin)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_ok(
+        Command::new(&exe)
+            .arg(f.model_path())
+            .arg(&input_bin)
+            .arg(&output_bin),
     );
     assert!(stdout.ends_with("ok\n"), "{stdout}");
     assert!(
@@ -179,21 +173,27 @@ fn the_cpp_example_runs_and_catches_an_error() {
     build(&cxx, "hello.cpp", Link::Shared, &exe);
     let input = &f.meta.inputs[0];
     let dims: Vec<String> = input.shape.iter().map(|d| d.to_string()).collect();
-    let out = Command::new(&exe)
-        .arg(f.model_path())
-        .arg(&input.name)
-        .arg(dims.join(","))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_ok(
+        Command::new(&exe)
+            .arg(f.model_path())
+            .arg(&input.name)
+            .arg(dims.join(",")),
     );
     assert!(stdout.contains("outputs: 10 values"), "{stdout}");
     assert!(
         stdout.contains("error: model has no input named `no_such_input` (its inputs: x)"),
         "{stdout}"
     );
+}
+
+/// Runs an example, which must succeed; its standard output.
+fn run_ok(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

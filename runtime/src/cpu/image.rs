@@ -236,6 +236,32 @@ pub(crate) fn get(r: BlobRef, expect_len: Option<usize>) -> Result<Slice, String
     })
 }
 
+/// Starts an empty blob for the `Serialize` impls on this thread to write into.
+fn start_writing() {
+    WRITER.with(|w| {
+        *w.borrow_mut() = Some(Writer {
+            blob: Vec::new(),
+            features: BTreeSet::new(),
+        })
+    });
+}
+
+/// Appends floats to the blob being written (their native bytes, as [`Slice::floats`] reads
+/// them back).
+pub(crate) fn put_floats(v: &[f32]) -> Result<BlobRef, String> {
+    // SAFETY: any initialized f32 slice is a valid byte slice of four times its length.
+    let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), size_of_val(v)) };
+    put(bytes)
+}
+
+/// The floats at `r` of the blob being read, `expect_len` of them when given.
+pub(crate) fn get_floats(r: BlobRef, expect_len: Option<usize>) -> Result<Slice, String> {
+    if !r.len.is_multiple_of(4) {
+        return Err(format!("{} bytes are no whole number of floats", r.len));
+    }
+    get(r, expect_len.map(|n| n * 4))
+}
+
 /// A plan encoded: the plan's bytes, its blob, and the CPU features its kernels need.
 #[derive(Debug)]
 pub struct Image {
@@ -248,12 +274,7 @@ pub struct Image {
 /// not hold.
 pub(crate) fn encode(plan: &Plan) -> Result<Image, ImageError> {
     let _span = tracing::debug_span!("image.encode").entered();
-    WRITER.with(|w| {
-        *w.borrow_mut() = Some(Writer {
-            blob: Vec::new(),
-            features: BTreeSet::new(),
-        })
-    });
+    start_writing();
     let bytes = postcard::to_stdvec(plan);
     let writer = WRITER.with(|w| w.borrow_mut().take()).expect("set above");
     match bytes {
@@ -280,12 +301,7 @@ fn unsupported_step(plan: &Plan) -> Option<ImageError> {
         if inner.is_some() {
             return inner;
         }
-        WRITER.with(|w| {
-            *w.borrow_mut() = Some(Writer {
-                blob: Vec::new(),
-                features: BTreeSet::new(),
-            })
-        });
+        start_writing();
         let alone = postcard::to_stdvec(&step.kernel);
         WRITER.with(|w| w.borrow_mut().take());
         if alone.is_err() {
@@ -358,10 +374,8 @@ pub(crate) mod tensor_arc {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Tensor>, D::Error> {
         let r = Repr::deserialize(d)?;
-        let size = (r.dims.iter())
-            .try_fold(r.dtype.size_bytes(), |n, &d| n.checked_mul(d))
-            .ok_or_else(|| invalid(format!("constant of shape {:?} is too large", r.dims)))?;
-        let slice = get(r.bytes, Some(size)).map_err(invalid)?;
+        // `from_le_bytes` checks the byte count against the shape.
+        let slice = get(r.bytes, None).map_err(invalid)?;
         Tensor::from_le_bytes(r.dtype, &r.dims, slice.bytes())
             .map(Arc::new)
             .map_err(invalid)
@@ -374,20 +388,14 @@ pub(crate) mod floats {
     use super::*;
 
     pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
-        let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-        put(&bytes).map_err(serde::ser::Error::custom)?.serialize(s)
+        put_floats(v)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
         let r = BlobRef::deserialize(d)?;
-        if r.len % 4 != 0 {
-            return Err(invalid(format!(
-                "{} bytes are no whole number of floats",
-                r.len
-            )));
-        }
-        let slice = get(r, None).map_err(invalid)?;
-        Ok(slice.floats().to_vec())
+        Ok(get_floats(r, None).map_err(invalid)?.floats().to_vec())
     }
 }
 

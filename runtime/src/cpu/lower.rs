@@ -1198,25 +1198,11 @@ fn split_epilogue(body: &Graph) -> Result<EpilogueSplit, String> {
             continue;
         }
         if let Op::Const(_) = &node.op {
-            // Added when a tail op reads it: the anchor's own constants (its filter) stay out.
-            continue;
+            continue; // added when a tail op reads it (`tail_value`)
         }
-        let mut ins = Vec::with_capacity(node.inputs.len());
-        for v in &node.inputs {
-            let mapped = match map.get(v) {
-                Some(&m) => m,
-                None => match &body.node(v.node).op {
-                    Op::Const(t) => {
-                        let c =
-                            tail.add_const_shared(Arc::clone(t), body.node(v.node).name.clone());
-                        map.insert(*v, c);
-                        c
-                    }
-                    _ => return Err("an epilogue op reads the anchor's inputs' producers".into()),
-                },
-            };
-            ins.push(mapped);
-        }
+        let ins = (node.inputs.iter())
+            .map(|&v| tail_value(body, &mut tail, &mut map, v))
+            .collect::<Result<Vec<_>, _>>()?;
         let id = tail
             .add_node_typed(
                 node.op.clone(),
@@ -1248,11 +1234,7 @@ fn split_epilogue(body: &Graph) -> Result<EpilogueSplit, String> {
             }
             anchor_output = Some(j);
         } else {
-            let value = match (map.get(&out.value), &body.node(out.value.node).op) {
-                (Some(&v), _) => v,
-                (None, Op::Const(t)) => tail.add_const_shared(Arc::clone(t), out.name.clone()),
-                (None, _) => return Err("an epilogue output is none of its values".into()),
-            };
+            let value = tail_value(body, &mut tail, &mut map, out.value)?;
             tail.add_output(out.name.clone(), value)
                 .map_err(|e| e.to_string())?;
             tail_outputs.push(j);
@@ -1268,6 +1250,26 @@ fn split_epilogue(body: &Graph) -> Result<EpilogueSplit, String> {
         tail,
         tail_outputs,
     })
+}
+
+/// Body value `v` in the epilogue's tail: mapped already, or a body constant, shared into the
+/// tail when first read (so the anchor's own constants, its filter, never enter the tail).
+fn tail_value(
+    body: &Graph,
+    tail: &mut Graph,
+    map: &mut HashMap<ValueId, ValueId>,
+    v: ValueId,
+) -> Result<ValueId, String> {
+    if let Some(&m) = map.get(&v) {
+        return Ok(m);
+    }
+    let node = body.node(v.node);
+    let Op::Const(t) = &node.op else {
+        return Err("an epilogue op reads the anchor's inputs' producers".into());
+    };
+    let c = tail.add_const_shared(Arc::clone(t), node.name.clone());
+    map.insert(v, c);
+    Ok(c)
 }
 
 /// For a reduction of a run of axes that ends with the last one, a body reducing the last axis

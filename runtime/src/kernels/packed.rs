@@ -106,12 +106,8 @@ struct PackedRepr {
 
 impl serde::Serialize for PackedB {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let floats = self.floats();
-        // SAFETY: any f32 slice is a valid byte slice of four times its length.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(floats.as_ptr().cast::<u8>(), std::mem::size_of_val(floats))
-        };
-        let panels = crate::cpu::image::put(bytes).map_err(serde::ser::Error::custom)?;
+        let panels =
+            crate::cpu::image::put_floats(self.floats()).map_err(serde::ser::Error::custom)?;
         PackedRepr {
             isa: self.isa,
             k: self.k,
@@ -139,11 +135,11 @@ impl<'de> serde::Deserialize<'de> for PackedB {
                     r.k, r.n, r.n_pad, r.kc
                 ))
             })?;
-        let bytes = lines.checked_mul(std::mem::size_of::<Line>());
-        let bytes =
-            bytes.ok_or_else(|| crate::cpu::image::invalid("packed weight is too large"))?;
-        let panels =
-            crate::cpu::image::get(r.panels, Some(bytes)).map_err(crate::cpu::image::invalid)?;
+        let floats = lines.checked_mul(16);
+        let floats =
+            floats.ok_or_else(|| crate::cpu::image::invalid("packed weight is too large"))?;
+        let panels = crate::cpu::image::get_floats(r.panels, Some(floats))
+            .map_err(crate::cpu::image::invalid)?;
         Ok(PackedB {
             isa: r.isa,
             k: r.k,

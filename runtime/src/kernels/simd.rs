@@ -62,21 +62,10 @@ impl Isa {
         })
     }
 
-    /// Whether this CPU runs code compiled for the instruction set.
+    /// Whether this CPU runs code compiled for the instruction set: it has every one of its
+    /// [`Isa::features`].
     pub fn supported(self) -> bool {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx2")
-                    && is_x86_feature_detected!("fma")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            Isa::Scalar => true,
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
+        self.features().iter().all(|f| crate::cpu::has_feature(f))
     }
 
     /// Its name in plan images (`avx512`, `avx2`, `scalar`).
@@ -88,7 +77,7 @@ impl Isa {
         }
     }
 
-    /// The CPU features it needs, as `lathe_runtime::cpu::has_feature` names them.
+    /// The CPU features it needs, as [`crate::cpu::has_feature`] names them.
     pub fn features(self) -> &'static [&'static str] {
         match self {
             Isa::Avx512 => &["avx512f", "avx2", "fma"],

@@ -27,7 +27,10 @@ pub struct InspectArgs {
 
 /// Runs `lathe inspect`.
 pub fn run(args: InspectArgs) -> Result<()> {
-    let artifact = args.model.artifact()?;
+    let file = args.model.artifact_file()?;
+    // Each specialization's stored plan (its bytes and its packed weights' bytes).
+    let plans = file.as_ref().map_or_else(Vec::new, |f| f.plan_sizes());
+    let artifact = file.map(|f| args.model.decode(&f)).transpose()?;
     let format = match &artifact {
         Some(_) => None,
         None => Some(lathe_compiler::ModelFormat::detect(&args.model.model)?),
@@ -102,11 +105,6 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .signature
         .as_deref()
         .unwrap_or(saved_model::DEFAULT_SIGNATURE);
-    // Each specialization's stored plan (its bytes and its packed weights' bytes).
-    let plans = match &artifact {
-        Some(_) => lathe_runtime::artifact::open(&args.model.model)?.plan_sizes(),
-        None => Vec::new(),
-    };
     if args.json {
         let mut j = report.to_json();
         if let Some(a) = &artifact {

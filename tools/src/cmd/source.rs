@@ -3,11 +3,10 @@
 
 use anyhow::Result;
 use clap::Args;
-use lathe_compiler::artifact::{is_artifact, Artifact, ArtifactFile};
+use lathe_compiler::artifact::{is_artifact_file, Artifact, ArtifactFile};
 use lathe_compiler::{BoundImport, ImportError, LoadOptions, ModelFile, NeedsValues};
 use lathe_ir::{Graph, TensorType};
 use lathe_runtime::{Model, ModelOptions, RunError};
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -52,8 +51,7 @@ impl ModelArgs {
     /// Loads the model to run it: an artifact, its graph, or the file to import once per
     /// value of the inputs the importer needs.
     pub fn load_to_run(&self) -> Result<Loaded> {
-        if self.is_artifact() {
-            let file = lathe_runtime::artifact::open(&self.model)?;
+        if let Some(file) = self.artifact_file()? {
             let interface = file.interface().map_err(|error| RunError::Artifact {
                 path: Some(self.model.clone()),
                 error,
@@ -68,18 +66,27 @@ impl ModelArgs {
 
     /// The model as a compiled artifact, when it is one (told by its first bytes).
     pub fn artifact(&self) -> Result<Option<Artifact>> {
-        if !self.is_artifact() {
-            return Ok(None);
+        match self.artifact_file()? {
+            Some(file) => Ok(Some(self.decode(&file)?)),
+            None => Ok(None),
         }
-        Ok(Some(Artifact::read(&self.model)?))
     }
 
-    /// Whether the model is a compiled artifact (told by its first bytes).
-    fn is_artifact(&self) -> bool {
-        let mut head = [0u8; 8];
-        std::fs::File::open(&self.model)
-            .and_then(|mut f| f.read_exact(&mut head))
-            .is_ok_and(|()| is_artifact(&head))
+    /// Every graph of `file` (this model's artifact) decoded; an error names the file.
+    pub fn decode(&self, file: &ArtifactFile) -> Result<Artifact> {
+        Ok(file.decode().map_err(|error| RunError::Artifact {
+            path: Some(self.model.clone()),
+            error,
+        })?)
+    }
+
+    /// The model as a compiled artifact, opened (mapped and checked, nothing decoded), when
+    /// it is one.
+    pub fn artifact_file(&self) -> Result<Option<ArtifactFile>> {
+        if !is_artifact_file(&self.model) {
+            return Ok(None);
+        }
+        Ok(Some(lathe_runtime::artifact::open(&self.model)?))
     }
 }
 

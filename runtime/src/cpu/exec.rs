@@ -78,9 +78,9 @@ impl Frame {
     ) -> Frame {
         let base = arena.as_mut_ptr() as *mut u8;
         let mut outputs = vec![];
-        let mut ptrs = Vec::with_capacity(plan.storages.len());
-        for (s, st) in plan.storages.iter().enumerate() {
-            let p = match &st.kind {
+        // SAFETY: the arena holds at least `plan.stats.arena_bytes` bytes (the caller's).
+        let ptrs = unsafe {
+            storage_ptrs(plan, base, |s, kind| match kind {
                 StorageKind::Input(i) => match dense_bytes(&inputs[*i]) {
                     Some(p) => p,
                     None => {
@@ -89,38 +89,75 @@ impl Frame {
                             .expect("a standard-layout tensor is dense")
                     }
                 },
-                // Constants are standard layout (the lowering makes them so); only read.
-                StorageKind::Const(t) => {
-                    dense_bytes(t).expect("constants are held in standard layout")
-                }
-                // Held by the kernels that use it; nothing reads it from memory.
-                StorageKind::Baked => std::ptr::null_mut(),
-                // SAFETY: the arena holds `plan.stats.arena_bytes` bytes, and the memory plan put
-                // every arena storage inside it.
-                StorageKind::Arena { offset } => unsafe { base.add(*offset) },
-                StorageKind::Output => {
-                    // The output buffer that owns this storage says the tensor's type.
+                _ => {
+                    // An output: the output buffer that owns this storage says its type.
                     let (dtype, dims) = plan
                         .outputs
                         .iter()
                         .map(|&b| &plan.bufs[b])
                         .find(|b| b.storage == s)
                         .map(|b| (b.dtype, b.dims.clone()))
-                        .unwrap_or((DType::U8, vec![st.bytes]));
+                        .unwrap_or((DType::U8, vec![plan.storages[s].bytes]));
                     let mut t = Tensor::zeros(dtype, &dims);
                     let p = dense_bytes_mut(&mut t).expect("a fresh tensor is dense");
                     // Moving the tensor moves its array header, not its heap data.
                     outputs.push((s, t));
                     p
                 }
-            };
-            ptrs.push(p);
-        }
+            })
+        };
         let regions = regions::bind_regions(plan, &ptrs);
         Frame {
             ptrs,
             outputs,
             regions,
+        }
+    }
+
+    /// Binds `plan`'s storages to the caller's memory: input `i` read at `inputs[i]`, each
+    /// output written at `outputs[j]` where the plan writes it in place (others are copied
+    /// there by [`Frame::copy_outputs`]), the arena at `arena`.
+    ///
+    /// # Safety
+    /// Every pointer is valid for its buffer's bytes (dense row-major, inputs read, outputs
+    /// written) until the frame is gone; `arena` is 64-byte aligned and valid for
+    /// `plan.stats.arena_bytes` bytes; no pointer overlaps another.
+    pub unsafe fn bind_raw(
+        plan: &Plan,
+        inputs: &[*const u8],
+        outputs: &[*mut u8],
+        arena: *mut u8,
+    ) -> Frame {
+        // SAFETY: the caller gives the arena's bytes.
+        let ptrs = unsafe {
+            storage_ptrs(plan, arena, |s, kind| match kind {
+                StorageKind::Input(i) => inputs[*i].cast_mut(),
+                _ => (plan.outputs.iter())
+                    .position(|&b| plan.bufs[b].storage == s)
+                    .map_or(std::ptr::null_mut(), |j| outputs[j]),
+            })
+        };
+        let regions = regions::bind_regions(plan, &ptrs);
+        Frame {
+            ptrs,
+            outputs: vec![],
+            regions,
+        }
+    }
+
+    /// After a run of a frame from [`Frame::bind_raw`]: copies each output the steps did not
+    /// write at `outputs[j]` itself (a constant, an input, or a value output twice) there.
+    ///
+    /// # Safety
+    /// As [`Frame::bind_raw`], with the same `outputs`.
+    pub unsafe fn copy_outputs(&self, plan: &Plan, outputs: &[*mut u8]) {
+        for (&b, &to) in plan.outputs.iter().zip(outputs) {
+            let from = self.bytes_ptr(plan, b);
+            if from != to {
+                // SAFETY: both hold the buffer's bytes (the caller's contract), and the
+                // caller's output buffers overlap nothing.
+                unsafe { std::ptr::copy_nonoverlapping(from, to, plan.bufs[b].bytes()) };
+            }
         }
     }
 
@@ -984,6 +1021,31 @@ impl<T: Copy> Ptrs<T> {
 }
 
 /// A pointer to the bytes of a dense (standard-layout) tensor of any dtype, for reading.
+/// The base pointer of each of `plan`'s storages: constants where they lie, the arena's at
+/// their offsets from `arena`, and the caller's (`call(storage, kind)`) for inputs and
+/// outputs.
+///
+/// # Safety
+/// `arena` is valid for `plan.stats.arena_bytes` bytes.
+unsafe fn storage_ptrs(
+    plan: &Plan,
+    arena: *mut u8,
+    mut call: impl FnMut(usize, &StorageKind) -> *mut u8,
+) -> Vec<*mut u8> {
+    (plan.storages.iter().enumerate())
+        .map(|(s, st)| match &st.kind {
+            // Constants are standard layout (the lowering makes them so); only read.
+            StorageKind::Const(t) => dense_bytes(t).expect("constants are held in standard layout"),
+            // Held by the kernels that use it; nothing reads it from memory.
+            StorageKind::Baked => std::ptr::null_mut(),
+            // SAFETY: the arena holds `plan.stats.arena_bytes` bytes (the caller's contract),
+            // and the memory plan put every arena storage inside it.
+            StorageKind::Arena { offset } => unsafe { arena.add(*offset) },
+            kind @ (StorageKind::Input(_) | StorageKind::Output) => call(s, kind),
+        })
+        .collect()
+}
+
 fn dense_bytes(t: &Tensor) -> Option<*mut u8> {
     lathe_ir::tensor_match!(t, a => a.as_slice().map(|s| s.as_ptr() as *mut u8))
 }

@@ -2,28 +2,35 @@
 
 use lathe_compiler::artifact::ArtifactError;
 
-/// Whether this machine has the CPU feature `name` (x86 names as `is_x86_feature_detected!`
-/// spells them: `avx2`, `fma`, `avx512f`, ...). A name this build does not know is not had.
+/// The CPU features this build can check for (x86 names, as `is_x86_feature_detected!`
+/// spells them), each with its check.
+#[cfg(target_arch = "x86_64")]
+const FEATURES: &[(&str, fn() -> bool)] = &[
+    ("sse4.1", || std::arch::is_x86_feature_detected!("sse4.1")),
+    ("sse4.2", || std::arch::is_x86_feature_detected!("sse4.2")),
+    ("avx", || std::arch::is_x86_feature_detected!("avx")),
+    ("avx2", || std::arch::is_x86_feature_detected!("avx2")),
+    ("fma", || std::arch::is_x86_feature_detected!("fma")),
+    ("avx512f", || std::arch::is_x86_feature_detected!("avx512f")),
+    ("avx512bw", || {
+        std::arch::is_x86_feature_detected!("avx512bw")
+    }),
+    ("avx512vnni", || {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+    }),
+];
+#[cfg(not(target_arch = "x86_64"))]
+const FEATURES: &[(&str, fn() -> bool)] = &[];
+
+/// Whether this machine has the CPU feature `name` (`avx2`, `fma`, `avx512f`, ...). A name
+/// this build does not know is not had.
 pub fn has_feature(name: &str) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        match name {
-            "sse4.1" => std::arch::is_x86_feature_detected!("sse4.1"),
-            "sse4.2" => std::arch::is_x86_feature_detected!("sse4.2"),
-            "avx" => std::arch::is_x86_feature_detected!("avx"),
-            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
-            "fma" => std::arch::is_x86_feature_detected!("fma"),
-            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
-            "avx512bw" => std::arch::is_x86_feature_detected!("avx512bw"),
-            "avx512vnni" => std::arch::is_x86_feature_detected!("avx512vnni"),
-            _ => false,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = name;
-        false
-    }
+    FEATURES.iter().any(|(n, has)| *n == name && has())
+}
+
+/// Whether [`has_feature`] knows `name`.
+pub fn knows_feature(name: &str) -> bool {
+    FEATURES.iter().any(|(n, _)| *n == name)
 }
 
 /// Refuses contents that need CPU features this machine lacks, naming them.

@@ -20,11 +20,12 @@
 //! into a sub-plan of its own (`lower/regions.rs`), bound once per call and run per iteration
 //! on slots of the same arena (`exec/regions.rs`).
 
+pub mod aot;
 pub mod capability;
 pub mod codegen;
 mod error;
 mod exec;
-mod features;
+pub(crate) mod features;
 pub mod image;
 mod lower;
 pub mod matmul;

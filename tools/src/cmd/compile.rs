@@ -1,6 +1,8 @@
 //! `lathe compile`: import and optimize a model once, for the signatures it will be called
 //! with, and write a `.lathe` artifact that every command and `Model::load` read without the
-//! importers and without optimizing again (see `lathe_compiler::artifact`).
+//! importers and without optimizing again (see `lathe_compiler::artifact`); or, with
+//! `--emit obj`, one specialization as a relocatable object file and a C header, for a C
+//! program to link with `liblathe_kernels.a` (see `lathe_runtime::cpu::aot`).
 
 use super::opt::OptArgs;
 use super::source::ModelArgs;
@@ -29,12 +31,38 @@ pub struct CompileArgs {
     /// Leave the generic graph out: smaller, but calls of other signatures are refused.
     #[arg(long)]
     pub no_generic: bool,
+    /// What to write: a `.lathe` artifact, or (`obj`) one specialization as a relocatable
+    /// object file with a C header, to link with liblathe_kernels.a.
+    #[arg(long, value_enum, default_value_t = Emit::Artifact)]
+    pub emit: Emit,
+    /// With --emit obj: where to write the C header [default: the output with `.h`].
+    #[arg(long, value_name = "FILE")]
+    pub header: Option<PathBuf>,
+    /// With --emit obj: the prefix of the object's symbols, a C identifier (the entry point is
+    /// `PREFIX_run`) [default: from the output's file name].
+    #[arg(long, value_name = "NAME")]
+    pub prefix: Option<String>,
     #[command(flatten)]
     pub opt: OptArgs,
 }
 
+/// What `lathe compile` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// A `.lathe` artifact (every command and `Model::load` read it).
+    Artifact,
+    /// A relocatable object file and a C header.
+    Obj,
+}
+
 /// Runs `lathe compile`.
 pub fn run(args: CompileArgs) -> Result<()> {
+    if args.emit == Emit::Obj {
+        return emit_object(args);
+    }
+    if args.header.is_some() || args.prefix.is_some() {
+        bail!("--header and --prefix are for --emit obj");
+    }
     let start = Instant::now();
     // On a terminal, a bar through the steps (import, each specialization, writing); nothing
     // is drawn when stderr is not one.
@@ -106,6 +134,83 @@ pub fn run(args: CompileArgs) -> Result<()> {
         start.elapsed().as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// `lathe compile --emit obj`: one specialization as an object file and its header.
+fn emit_object(args: CompileArgs) -> Result<()> {
+    let start = Instant::now();
+    let graph = args.model.load()?;
+    let signatures = signatures(&graph, &args.shapes)?;
+    let [types] = signatures.as_slice() else {
+        bail!(
+            "--emit obj compiles one specialization, and {} were asked for: give each input \
+             of unknown dimensions one --shape",
+            signatures.len()
+        );
+    };
+    let prefix = match &args.prefix {
+        Some(p) => p.clone(),
+        None => c_identifier(
+            &args
+                .output
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+    };
+    let header = args
+        .header
+        .clone()
+        .unwrap_or_else(|| args.output.with_extension("h"));
+    let options = args.opt.model_options(ModelOptions::default())?;
+    let model = Model::with_options(graph, options)?;
+    let spec = model.specialize_for(types)?;
+    let cpu = spec
+        .cpu_plan()
+        .context("--emit obj needs the CPU backend (--backend cpu)")?;
+    let name = model.name().to_string();
+    let written = lathe_runtime::cpu::aot::write_object(
+        cpu,
+        &name,
+        &prefix,
+        spec.signature().names(),
+        spec.output_names(),
+    )
+    .with_context(|| {
+        format!(
+            "{}: cannot write an object file",
+            args.model.model.display()
+        )
+    })?;
+    std::fs::write(&args.output, &written.object)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    std::fs::write(&header, &written.header)
+        .with_context(|| format!("writing {}", header.display()))?;
+    println!(
+        "{} ({}) and {}: {} for {}, {} generated kernels, {} of scratch per call, in {:.0} ms",
+        args.output.display(),
+        human_bytes(written.object.len() as u64),
+        header.display(),
+        format_args!("{prefix}_run"),
+        spec.signature(),
+        written.kernels,
+        human_bytes(written.scratch_bytes as u64),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// `name` made a C identifier: other characters become `_`, and a leading digit gets one.
+fn c_identifier(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    match s.chars().next() {
+        None => "model".to_string(),
+        Some(c) if c.is_ascii_digit() => format!("_{s}"),
+        Some(_) => s,
+    }
 }
 
 /// The signatures `--shape` asks for (see [`CompileArgs::shapes`]).

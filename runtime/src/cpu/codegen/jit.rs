@@ -1,8 +1,9 @@
 //! The Cranelift JIT: host ISA, one module per kernel, and the executable memory it owns.
 
 use super::analyze::Plan;
+use super::refs::Refs;
 use super::{lower, scalar, CodegenError};
-use cranelift_codegen::ir::{types::I32, AbiParam, UserFuncName};
+use cranelift_codegen::ir::{types::I32, AbiParam, Type, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{isa::OwnedTargetIsa, Context};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -31,6 +32,17 @@ unsafe impl Send for Code {}
 // state of `Code` (each call writes only through its own `outputs`).
 unsafe impl Sync for Code {}
 
+impl Code {
+    /// Code linked into this program (an object file's kernel): nothing to own or free.
+    pub(crate) fn linked(entry: KernelFn) -> Code {
+        Code {
+            module: None,
+            entry,
+            disasm: None,
+        }
+    }
+}
+
 impl Drop for Code {
     fn drop(&mut self) {
         if let Some(m) = self.module.take() {
@@ -43,13 +55,14 @@ impl Drop for Code {
 /// The host ISA, optimizing for speed. (Measured on GELU: `opt_level = none`, which keeps
 /// vector constants next to their uses instead of hoisting them into registers and spilling,
 /// is 15-20% slower; the egraph's hoisting wins despite the spills.)
-fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
+/// Position-independent code (`pic`) for object files, which may be linked into a PIE.
+pub(crate) fn host_isa(pic: bool) -> Result<OwnedTargetIsa, CodegenError> {
     let backend = |e: String| CodegenError::Backend(e);
     let mut flags = settings::builder();
     for (k, v) in [
         ("opt_level", "speed"),
         ("use_colocated_libcalls", "false"),
-        ("is_pic", "false"),
+        ("is_pic", if pic { "true" } else { "false" }),
         (
             "enable_verifier",
             if cfg!(debug_assertions) {
@@ -68,39 +81,52 @@ fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
         .map_err(|e| backend(format!("host ISA: {e}")))
 }
 
+/// Builds the kernel for `plan` into `ctx`'s function, with [`KernelFn`]'s signature.
+pub(crate) fn build(plan: &Plan, refs: &Refs, ctx: &mut Context, ptr: Type) {
+    for _ in 0..4 {
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+    }
+    ctx.func.signature.returns.push(AbiParam::new(I32));
+    let call_conv = ctx.func.signature.call_conv;
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+    let fma = crate::kernels::simd::has_native_fma();
+    if lower::vector_ok(plan) {
+        lower::emit(plan, refs, &mut b, ptr, fma);
+    } else {
+        scalar::emit(plan, refs, &mut b, ptr, call_conv, fma);
+    }
+    b.finalize();
+}
+
+/// Fails unless this CPU runs what the codegen emits.
+pub(crate) fn check_host() -> Result<(), CodegenError> {
+    if crate::kernels::simd::has_vector_rounding() {
+        Ok(())
+    } else {
+        Err(CodegenError::Backend(
+            "the CPU codegen needs SSE4.1 (vector rounding)".into(),
+        ))
+    }
+}
+
 /// Compiles `plan` (whose constant tables live at `tables`) to native code.
 pub(crate) fn compile(
     plan: &Plan,
     tables: &[*const u8],
     disasm: bool,
 ) -> Result<Code, CodegenError> {
-    if !crate::kernels::simd::has_vector_rounding() {
-        return Err(CodegenError::Backend(
-            "the CPU codegen needs SSE4.1 (vector rounding)".into(),
-        ));
-    }
+    check_host()?;
     let backend = |what: &str, e: String| CodegenError::Backend(format!("{what}: {e}"));
-    let isa = host_isa()?;
+    let isa = host_isa(false)?;
     let ptr = isa.pointer_type();
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut ctx: Context = module.make_context();
-    for _ in 0..4 {
-        ctx.func.signature.params.push(AbiParam::new(ptr));
-    }
-    ctx.func.signature.returns.push(AbiParam::new(I32));
-    let call_conv = ctx.func.signature.call_conv;
     ctx.func.name = UserFuncName::user(0, 0);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let fma = crate::kernels::simd::has_native_fma();
-        if lower::vector_ok(plan) {
-            lower::emit(plan, tables, &mut b, ptr, fma);
-        } else {
-            scalar::emit(plan, tables, &mut b, ptr, call_conv, fma);
-        }
-        b.finalize();
-    }
+    let refs = Refs::Addresses {
+        tables: tables.to_vec(),
+    };
+    build(plan, &refs, &mut ctx, ptr);
     ctx.set_disasm(disasm);
     let id = module
         .declare_function("row_kernel", Linkage::Local, &ctx.func.signature)

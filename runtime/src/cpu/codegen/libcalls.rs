@@ -4,8 +4,10 @@
 //! a formula of its own (`lathe_ir::ops::elementwise::{sigmoid, softplus, floor_mod}`), the
 //! function here wraps it rather than writing it again.
 //!
-//! Each is `extern "C"`, takes and returns plain scalars, and touches no memory: generated
-//! code calls it by address with the host's C calling convention.
+//! Each is `extern "C"`, takes and returns plain scalars, and touches no memory. JIT code calls
+//! it by address with the host's C calling convention; code written to an object file
+//! (`lathe compile --emit obj`) calls it by its exported symbol, `lathe_rt_<name>`, which the
+//! kernels library (`runtime/aot`, `liblathe_kernels.a`) links in. [`libcalls!`] declares both from one list.
 
 use half::{bf16, f16};
 use lathe_ir::ops::{elementwise, UnaryOp};
@@ -13,64 +15,140 @@ use lathe_ir::ops::{elementwise, UnaryOp};
 /// `f(x)` for the interpreter's f64 unary functions that generated code calls.
 pub(crate) type F64Unary = extern "C" fn(f64) -> f64;
 
-extern "C" fn sigmoid(x: f64) -> f64 {
-    elementwise::sigmoid(x)
+/// Declares each function `extern "C"`, exported as `lathe_rt_<name>`, and [`symbols`] listing
+/// every one's symbol and address.
+macro_rules! libcalls {
+    ($($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block)*) => {
+        $(
+            $(#[$meta])*
+            #[export_name = concat!("lathe_rt_", stringify!($name))]
+            pub(crate) extern "C" fn $name($($arg: $ty),*) -> $ret $body
+        )*
+
+        /// Every libcall: its exported symbol and its address in this process.
+        pub(crate) fn symbols() -> Vec<(&'static str, usize)> {
+            vec![$((concat!("lathe_rt_", stringify!($name)), $name as *const () as usize)),*]
+        }
+    };
 }
 
-extern "C" fn tanh(x: f64) -> f64 {
-    x.tanh()
-}
+libcalls! {
+    fn sigmoid(x: f64) -> f64 {
+        elementwise::sigmoid(x)
+    }
 
-extern "C" fn erf(x: f64) -> f64 {
-    libm::erf(x)
-}
+    fn tanh(x: f64) -> f64 {
+        x.tanh()
+    }
 
-extern "C" fn erfc(x: f64) -> f64 {
-    libm::erfc(x)
-}
+    fn erf(x: f64) -> f64 {
+        libm::erf(x)
+    }
 
-extern "C" fn exp(x: f64) -> f64 {
-    x.exp()
-}
+    fn erfc(x: f64) -> f64 {
+        libm::erfc(x)
+    }
 
-extern "C" fn ln(x: f64) -> f64 {
-    x.ln()
-}
+    fn exp(x: f64) -> f64 {
+        x.exp()
+    }
 
-extern "C" fn sin(x: f64) -> f64 {
-    x.sin()
-}
+    fn ln(x: f64) -> f64 {
+        x.ln()
+    }
 
-extern "C" fn cos(x: f64) -> f64 {
-    x.cos()
-}
+    fn sin(x: f64) -> f64 {
+        x.sin()
+    }
 
-extern "C" fn asin(x: f64) -> f64 {
-    x.asin()
-}
+    fn cos(x: f64) -> f64 {
+        x.cos()
+    }
 
-extern "C" fn acos(x: f64) -> f64 {
-    x.acos()
-}
+    fn asin(x: f64) -> f64 {
+        x.asin()
+    }
 
-extern "C" fn atan(x: f64) -> f64 {
-    x.atan()
-}
+    fn acos(x: f64) -> f64 {
+        x.acos()
+    }
 
-extern "C" fn asinh(x: f64) -> f64 {
-    x.asinh()
-}
+    fn atan(x: f64) -> f64 {
+        x.atan()
+    }
 
-extern "C" fn acosh(x: f64) -> f64 {
-    x.acosh()
-}
+    fn asinh(x: f64) -> f64 {
+        x.asinh()
+    }
 
-extern "C" fn atanh(x: f64) -> f64 {
-    x.atanh()
-}
+    fn acosh(x: f64) -> f64 {
+        x.acosh()
+    }
 
-extern "C" fn softplus(x: f64) -> f64 {
-    elementwise::softplus(x)
+    fn atanh(x: f64) -> f64 {
+        x.atanh()
+    }
+
+    fn softplus(x: f64) -> f64 {
+        elementwise::softplus(x)
+    }
+
+    /// `p` to the power `q` (Rust's `powf`, as the interpreter).
+    fn powf(p: f64, q: f64) -> f64 {
+        p.powf(q)
+    }
+
+    /// TensorFlow's `FloorMod` on floats: `fmod`, moved to the divisor's sign.
+    fn floor_mod(p: f64, q: f64) -> f64 {
+        elementwise::floor_mod(p, q)
+    }
+
+    /// The f16 with bits `bits` (low 16) as f64 (exact).
+    fn f16_to_f64(bits: u32) -> f64 {
+        f16::from_bits(bits as u16).to_f64()
+    }
+
+    /// `x` rounded to the nearest f16, as its bits.
+    fn f64_to_f16(x: f64) -> u32 {
+        f16::from_f64(x).to_bits() as u32
+    }
+
+    /// `x` rounded to the nearest bf16, as its bits.
+    fn f64_to_bf16(x: f64) -> u32 {
+        bf16::from_f64(x).to_bits() as u32
+    }
+
+    /// `x` rounded to the nearest f16, back in f64.
+    fn round_f16(x: f64) -> f64 {
+        f16::from_f64(x).to_f64()
+    }
+
+    /// `x` rounded to the nearest bf16, back in f64.
+    fn round_bf16(x: f64) -> f64 {
+        bf16::from_f64(x).to_f64()
+    }
+
+    /// `x^e` wrapping modulo 2^64 (square-and-multiply); a negative `e` gives 0 (the caller
+    /// reports it). Narrower integers take the low bits, which wrapping arithmetic keeps exact.
+    fn pow_i64(x: i64, e: i64) -> i64 {
+        if e < 0 {
+            return 0;
+        }
+        pow_u64(x as u64, e as u64) as i64
+    }
+
+    /// `x^e` wrapping modulo 2^64 for unsigned operands.
+    fn pow_u64(x: u64, e: u64) -> u64 {
+        let (mut base, mut acc, mut e) = (x, 1u64, e);
+        while e > 0 {
+            if e & 1 == 1 {
+                acc = acc.wrapping_mul(base);
+            }
+            base = base.wrapping_mul(base);
+            e >>= 1;
+        }
+        acc
+    }
 }
 
 /// The f64 function of a unary float op that has no inline lowering in the f64 path.
@@ -101,61 +179,4 @@ pub(crate) fn f64_unary(u: UnaryOp) -> Option<F64Unary> {
 pub(crate) fn f32_by_libcall(u: UnaryOp) -> bool {
     use UnaryOp::*;
     matches!(u, Sin | Cos | Asin | Acos | Atan | Asinh | Acosh | Atanh)
-}
-
-/// `p` to the power `q` (Rust's `powf`, as the interpreter).
-pub(crate) extern "C" fn powf(p: f64, q: f64) -> f64 {
-    p.powf(q)
-}
-
-/// TensorFlow's `FloorMod` on floats: `fmod`, moved to the divisor's sign.
-pub(crate) extern "C" fn floor_mod(p: f64, q: f64) -> f64 {
-    elementwise::floor_mod(p, q)
-}
-
-/// The f16 with bits `bits` (low 16) as f64 (exact).
-pub(crate) extern "C" fn f16_to_f64(bits: u32) -> f64 {
-    f16::from_bits(bits as u16).to_f64()
-}
-
-/// `x` rounded to the nearest f16, as its bits.
-pub(crate) extern "C" fn f64_to_f16(x: f64) -> u32 {
-    f16::from_f64(x).to_bits() as u32
-}
-
-/// `x` rounded to the nearest bf16, as its bits.
-pub(crate) extern "C" fn f64_to_bf16(x: f64) -> u32 {
-    bf16::from_f64(x).to_bits() as u32
-}
-
-/// `x` rounded to the nearest f16, back in f64.
-pub(crate) extern "C" fn round_f16(x: f64) -> f64 {
-    f16::from_f64(x).to_f64()
-}
-
-/// `x` rounded to the nearest bf16, back in f64.
-pub(crate) extern "C" fn round_bf16(x: f64) -> f64 {
-    bf16::from_f64(x).to_f64()
-}
-
-/// `x^e` wrapping modulo 2^64 (square-and-multiply); a negative `e` gives 0 (the caller
-/// reports it). Narrower integers take the low bits, which wrapping arithmetic keeps exact.
-pub(crate) extern "C" fn pow_i64(x: i64, e: i64) -> i64 {
-    if e < 0 {
-        return 0;
-    }
-    pow_u64(x as u64, e as u64) as i64
-}
-
-/// `x^e` wrapping modulo 2^64 for unsigned operands.
-pub(crate) extern "C" fn pow_u64(x: u64, mut e: u64) -> u64 {
-    let (mut base, mut acc) = (x, 1u64);
-    while e > 0 {
-        if e & 1 == 1 {
-            acc = acc.wrapping_mul(base);
-        }
-        base = base.wrapping_mul(base);
-        e >>= 1;
-    }
-    acc
 }

@@ -9,6 +9,7 @@
 use super::analyze::{Expr, Id, Plan};
 use super::libcalls;
 use super::math::Math;
+use super::refs::Refs;
 use super::rows::RowLoop;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{F32, F32X4};
@@ -60,14 +61,8 @@ pub(crate) fn vector_ok(plan: &Plan) -> bool {
 
 /// Emits the kernel for `plan` into `b`, whose function has the signature
 /// `(inputs: ptr, outputs: ptr, row_start: ptr, row_end: ptr)`.
-pub(crate) fn emit(
-    plan: &Plan,
-    tables: &[*const u8],
-    b: &mut FunctionBuilder,
-    ptr: Type,
-    fma: bool,
-) {
-    let rows = RowLoop::begin(plan, tables, b, ptr, |_| {});
+pub(crate) fn emit(plan: &Plan, refs: &Refs, b: &mut FunctionBuilder, ptr: Type, fma: bool) {
+    let rows = RowLoop::begin(plan, refs, b, ptr, |_| {});
     let mut l = Lower {
         plan,
         m: Math { b, fma },

@@ -60,6 +60,8 @@ mod jit;
 mod libcalls;
 mod lower;
 pub mod math;
+pub(crate) mod object;
+mod refs;
 mod rows;
 mod scalar;
 pub mod support;
@@ -125,6 +127,11 @@ impl std::fmt::Debug for RowKernel {
 /// Stored as its body's IR text, compiled again when read back.
 impl serde::Serialize for RowKernel {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RECORDED.with(|r| {
+            if let Some(bodies) = r.borrow_mut().as_mut() {
+                bodies.push(self.body.clone());
+            }
+        });
         s.serialize_str(&lathe_ir::text::print(&self.body))
     }
 }
@@ -142,6 +149,27 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
         let mut plan = analyze::analyze(&body)
             .map_err(|e| invalid(format!("generated kernel body `{}`: {e}", body.name)))?;
         let tables = std::mem::take(&mut plan.tables);
+        let linked = LINKED.with(|l| {
+            l.borrow_mut().as_mut().map(|(entries, next)| {
+                let entry = entries.get(*next).copied();
+                *next += 1;
+                entry
+            })
+        });
+        if let Some(entry) = linked {
+            let entry = entry.ok_or_else(|| {
+                invalid("the plan holds more generated kernels than the object file")
+            })?;
+            return Ok(RowKernel {
+                code: Arc::new(OnceLock::from(jit::Code::linked(entry))),
+                rows: plan.rows,
+                row_len: plan.row_len,
+                num_inputs: plan.num_inputs,
+                num_outputs: plan.outputs.len(),
+                _tables: tables,
+                body,
+            });
+        }
         let kernel = RowKernel {
             code: Arc::new(OnceLock::new()),
             rows: plan.rows,
@@ -174,6 +202,44 @@ struct Pending {
 
 thread_local! {
     static PENDING: std::cell::RefCell<Vec<Pending>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// While set, the bodies of the kernels serialized on this thread, in order.
+    static RECORDED: std::cell::RefCell<Option<Vec<lathe_ir::Graph>>> =
+        const { std::cell::RefCell::new(None) };
+    /// While set, the code of the kernels deserialized on this thread, in order (compiled
+    /// into an object file and linked), and how many were taken.
+    static LINKED: std::cell::RefCell<Option<(Vec<KernelFn>, usize)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+pub(crate) use jit::KernelFn;
+
+/// Runs `f` (which serializes a plan), also returning the bodies of the generated kernels it
+/// serialized, in order: what an object file compiles ([`object::ObjectWriter`]).
+pub(crate) fn recording_bodies<R>(f: impl FnOnce() -> R) -> (R, Vec<lathe_ir::Graph>) {
+    RECORDED.with(|r| *r.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let bodies = RECORDED.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    (out, bodies)
+}
+
+/// Runs `f` (which deserializes a plan) with its generated kernels bound, in order, to
+/// `entries` instead of compiled; its error, else an error unless it took exactly that many.
+pub(crate) fn linking<T, E: std::fmt::Display>(
+    entries: Vec<KernelFn>,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, String> {
+    let want = entries.len();
+    LINKED.with(|l| *l.borrow_mut() = Some((entries, 0)));
+    let out = f();
+    let (_, taken) = LINKED.with(|l| l.borrow_mut().take()).unwrap_or_default();
+    let out = out.map_err(|e| e.to_string())?;
+    if taken == want {
+        Ok(out)
+    } else {
+        Err(format!(
+            "the plan holds {taken} generated kernels and the object file {want}"
+        ))
+    }
 }
 
 /// Drops the kernels read on this thread and not compiled yet (a decode that failed).

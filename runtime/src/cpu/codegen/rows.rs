@@ -5,6 +5,7 @@
 //! [`RowLoop::end`].
 
 use super::analyze::{LeafSource, Plan};
+use super::refs::Refs;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{Block, InstBuilder, MemFlags, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -27,7 +28,7 @@ impl RowLoop {
     /// row: `b` is left in the row's block.
     pub fn begin(
         plan: &Plan,
-        tables: &[*const u8],
+        refs: &Refs,
         b: &mut FunctionBuilder,
         ptr: Type,
         setup: impl FnOnce(&mut FunctionBuilder),
@@ -49,7 +50,7 @@ impl RowLoop {
             .iter()
             .map(|l| match l.source {
                 LeafSource::Input(i) => input_base[i],
-                LeafSource::Table(t) => b.ins().iconst(ptr, tables[t] as i64),
+                LeafSource::Table(t) => refs.table(b, ptr, t),
             })
             .collect();
         setup(b);

@@ -18,6 +18,7 @@
 use super::analyze::{Expr, Id, Plan};
 use super::libcalls;
 use super::math::Math;
+use super::refs::Refs;
 use super::rows::RowLoop;
 use super::FAULT_DIV_BY_ZERO;
 use super::FAULT_NEGATIVE_POW;
@@ -44,14 +45,14 @@ fn reg(dt: DType) -> Type {
 /// i32 fault bits`).
 pub(crate) fn emit(
     plan: &Plan,
-    tables: &[*const u8],
+    refs: &Refs,
     b: &mut FunctionBuilder,
     ptr: Type,
     call_conv: CallConv,
     fma: bool,
 ) {
     let status = b.declare_var(I32);
-    let rows = RowLoop::begin(plan, tables, b, ptr, |b| {
+    let rows = RowLoop::begin(plan, refs, b, ptr, |b| {
         let zero = b.ins().iconst(I32, 0);
         b.def_var(status, zero);
     });
@@ -60,6 +61,7 @@ pub(crate) fn emit(
         m: Math { b, fma },
         ptr,
         call_conv,
+        refs,
         leaf_row: rows.leaf_row.clone(),
         uniform: HashMap::new(),
         sigs: HashMap::new(),
@@ -82,6 +84,7 @@ struct Scalar<'p, 'a, 'b> {
     m: Math<'a, 'b>,
     ptr: Type,
     call_conv: CallConv,
+    refs: &'p Refs,
     /// Each leaf's address at the current row's first element.
     leaf_row: Vec<Value>,
     /// Row-uniform values computed so far in this row.
@@ -111,7 +114,7 @@ impl Scalar<'_, '_, '_> {
                 s
             }
         };
-        let callee = self.m.b.ins().iconst(self.ptr, f as i64);
+        let callee = self.refs.function(self.m.b, self.ptr, f, sig);
         let call = self.m.b.ins().call_indirect(sig, callee, args);
         self.m.b.inst_results(call)[0]
     }

@@ -1,7 +1,10 @@
 //! Shared helpers for the integration tests: discovering the TensorFlow fixtures under
 //! `fixtures/tf/`, reading their `meta.json`, reading and writing `.npy` files independently of
 //! `lathe-runtime` (so the oracle does not share code with what it checks), comparing tensors
-//! with the fixtures' tolerances, building small `GraphDef`s, and per-test temporary directories.
+//! with the fixtures' tolerances, building small `GraphDef`s, per-test temporary directories,
+//! and building C programs against Lathe's libraries ([`c_build`]).
+
+pub mod c_build;
 
 use lathe_ir::{DType, Graph, Tensor};
 use lathe_proto::tensorflow::{

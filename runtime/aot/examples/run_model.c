@@ -6,6 +6,7 @@
  *   cc -O2 -DMODEL=mlp -DMODEL_UPPER=MLP -DMODEL_HEADER='"mlp.h"' run_model.c mlp.o \
  *      liblathe_kernels.a -lpthread -ldl -lm -o run_mlp
  * Run: ./run_mlp THREADS in_0.bin ... out_0.bin ...
+ * THREADS = 0 makes one call with its scratch misaligned on purpose, to show an error.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ static const size_t output_bytes[] = CAT(MODEL_UPPER, _OUTPUT_BYTES);
 static const char *const input_names[] = CAT(MODEL_UPPER, _INPUT_NAMES);
 
 struct call {
+    int misalign;
     const void *inputs[NUM_INPUTS + 1];
     void *outputs[NUM_OUTPUTS + 1];
     int status;
@@ -50,12 +52,12 @@ static void *read_file(const char *path, size_t want) {
 static void *call_model(void *arg) {
     struct call *c = arg;
     void *scratch = NULL;
-    if (SCRATCH_BYTES > 0 && posix_memalign(&scratch, 64, SCRATCH_BYTES) != 0) {
+    if (posix_memalign(&scratch, 64, SCRATCH_BYTES + 64) != 0) {
         c->status = -1;
         snprintf(c->error, sizeof c->error, "out of memory for scratch");
         return NULL;
     }
-    c->status = RUN(c->inputs, c->outputs, scratch);
+    c->status = RUN(c->inputs, c->outputs, (char *)scratch + c->misalign);
     if (c->status != 0) {
         const char *e = lathe_kernels_last_error();
         snprintf(c->error, sizeof c->error, "%s", e ? e : "(no message)");
@@ -73,12 +75,14 @@ int main(int argc, char **argv) {
         return 2;
     }
     int threads = atoi(argv[1]);
+    int misalign = threads == 0;
     if (threads < 1 || threads > 64) threads = 1;
     const void *inputs[NUM_INPUTS + 1];
     for (int i = 0; i < NUM_INPUTS; i++) inputs[i] = read_file(argv[2 + i], input_bytes[i]);
     struct call *calls = calloc((size_t)threads, sizeof *calls);
     pthread_t *ids = calloc((size_t)threads, sizeof *ids);
     for (int t = 0; t < threads; t++) {
+        calls[t].misalign = misalign;
         memcpy(calls[t].inputs, inputs, sizeof inputs);
         for (int j = 0; j < NUM_OUTPUTS; j++) calls[t].outputs[j] = calloc(1, output_bytes[j] + 1);
         pthread_create(&ids[t], NULL, call_model, &calls[t]);

@@ -10,81 +10,22 @@
 
 use lathe_ir::Tensor;
 use lathe_runtime::{Model, ModelOptions};
+use lathe_tests::c_build::{built_libs, compiler, run_ok, STATIC_LINK_FLAGS};
 use lathe_tests::{bit_identical, compare, Fixture, TempDir};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The directory holding `liblathe.a` and `liblathe.so` as cargo built them for this test,
-/// built now if they are missing.
-///
-/// That is `target/<profile>/deps/`, the test binary's own directory: cargo builds all of
-/// the lib target's crate types in the one rustc run that makes the rlib this test links, but
-/// copies them up to `target/<profile>/` only for `cargo build`, so the copies there may be
-/// stale. Should they be missing (a cargo that builds only the rlib for tests; cargo 1.95
-/// builds all three), this runs `cargo build -p lathe-capi --lib` in the same profile, which
-/// writes them to both; it is a safety net, and slow: without the dev-dependencies the
-/// dependencies' features differ, so they are compiled again.
+/// The directory holding `liblathe.a` and `liblathe.so` as cargo built them for this test.
 fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let deps = exe.parent().unwrap().to_path_buf();
-        let libs = |dir: &Path| [dir.join("liblathe.a"), dir.join("liblathe.so")];
-        if libs(&deps).iter().all(|l| l.is_file()) {
-            return deps;
-        }
-        let dir = deps.parent().expect("the test binary lives in target/<profile>/deps");
-        let profile = dir.file_name().unwrap().to_str().unwrap();
-        let profile = if profile == "debug" { "dev" } else { profile };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!(
-            "{} lacks liblathe.a or liblathe.so: running cargo build -p lathe-capi --lib --profile {profile}",
-            deps.display()
-        );
-        let status = Command::new(cargo)
-            .args(["build", "-p", "lathe-capi", "--lib", "--profile", profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo");
-        assert!(status.success(), "cargo build -p lathe-capi failed");
-        for lib in libs(dir) {
-            assert!(lib.is_file(), "{} was not built", lib.display());
-        }
-        dir.to_path_buf()
-    })
-}
-
-/// The compiler to use, from `env` (`CC`, `CXX`) or `default`; `None`, with a note printed,
-/// when there is none and `LATHE_REQUIRE_CC` is unset.
-fn compiler(env: &str, default: &str) -> Option<String> {
-    let compiler = std::env::var(env).unwrap_or_else(|_| default.to_string());
-    match Command::new(&compiler).arg("--version").output() {
-        Ok(_) => Some(compiler),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let note = format!("no C/C++ compiler `{compiler}` ({env}): {e}");
-            assert!(
-                std::env::var_os("LATHE_REQUIRE_CC").is_none(),
-                "{note}, and LATHE_REQUIRE_CC is set"
-            );
-            // Straight to stderr: libtest captures `println!` of a passing test.
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: skipping the C API example: {note}; install gcc and g++ to run it"
-            );
-            None
-        }
-        Err(e) => panic!("running `{compiler} --version`: {e}"),
-    }
+    DIR.get_or_init(|| built_libs("lathe-capi", &["liblathe.a", "liblathe.so"]))
 }
 
 /// How an example links Lathe.
 #[derive(Clone, Copy)]
 enum Link {
-    /// `liblathe.a` and the system libraries it needs, as an application would ship it.
-    /// Stripped and with unused sections dropped: the debug archive is ~840 MB of debuginfo,
-    /// and linking it whole takes ~20 s and writes a 350 MB binary; this way ~5 s and 20 MB.
+    /// `liblathe.a`, with [`STATIC_LINK_FLAGS`].
     Static,
     /// `liblathe.so`, found at run time by an rpath (well under a second to link).
     Shared,
@@ -98,13 +39,9 @@ fn build(compiler: &str, source: &str, link: Link, out: &Path) {
         .arg(dir.join("include"))
         .arg(dir.join("examples").join(source));
     match link {
-        Link::Static => cmd.arg(lib_dir().join("liblathe.a")).args([
-            "-Wl,--gc-sections",
-            "-Wl,-s",
-            "-lpthread",
-            "-ldl",
-            "-lm",
-        ]),
+        Link::Static => cmd
+            .arg(lib_dir().join("liblathe.a"))
+            .args(STATIC_LINK_FLAGS),
         Link::Shared => cmd
             .arg("-L")
             .arg(lib_dir())
@@ -112,14 +49,7 @@ fn build(compiler: &str, source: &str, link: Link, out: &Path) {
             .arg("-llathe"),
     };
     cmd.arg("-o").arg(out);
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_ok(&mut cmd);
 }
 
 #[test]
@@ -184,16 +114,4 @@ fn the_cpp_example_runs_and_catches_an_error() {
         stdout.contains("error: model has no input named `no_such_input` (its inputs: x)"),
         "{stdout}"
     );
-}
-
-/// Runs an example, which must succeed; its standard output.
-fn run_ok(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }

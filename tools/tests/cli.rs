@@ -995,3 +995,99 @@ fn compiled_artifact_runs_like_its_source_and_bad_ones_are_one_line_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn compile_emit_obj_writes_an_object_and_a_header_and_bad_requests_are_one_line_errors() {
+    let f = Fixture::open("dynamic_batch");
+    let dir = TempDir::new("cli-emit-obj");
+    let (obj, header) = (dir.path().join("batch.o"), dir.path().join("batch.h"));
+    let model = path_str(&f.model_path()).to_string();
+    let text = success(&lathe(&[
+        "compile",
+        &model,
+        "--emit",
+        "obj",
+        "-o",
+        path_str(&obj),
+        "--shape",
+        "x=4,6",
+    ]));
+    assert!(
+        text.contains("batch_run for (x: f32[4,6])") && text.contains("batch.h"),
+        "{text}"
+    );
+    // An ELF relocatable object defining the entry point.
+    let bytes = std::fs::read(&obj).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF", "not an ELF file");
+    assert_eq!(
+        u16::from_le_bytes([bytes[16], bytes[17]]),
+        1,
+        "not relocatable"
+    );
+    let h = std::fs::read_to_string(&header).unwrap();
+    for want in [
+        "int32_t batch_run(const void *const *inputs, void *const *outputs, void *scratch);",
+        "#define BATCH_NUM_INPUTS 1",
+        "#define BATCH_INPUT_BYTES {96}",
+        "#define BATCH_INPUT_0_SHAPE {4, 6}",
+        "#define BATCH_OUTPUT_0_SHAPE {4, 8}",
+        "#define BATCH_SCRATCH_BYTES ",
+    ] {
+        assert!(h.contains(want), "the header lacks `{want}`:\n{h}");
+    }
+
+    // One specialization only; a prefix that is a C identifier; header flags need obj.
+    let e = one_line_error(&lathe(&[
+        "compile",
+        &model,
+        "--emit",
+        "obj",
+        "-o",
+        path_str(&obj),
+    ]));
+    assert!(
+        e.contains("--emit obj compiles one specialization, and 0 were asked for"),
+        "{e}"
+    );
+    let e = one_line_error(&lathe(&[
+        "compile",
+        &model,
+        "--emit",
+        "obj",
+        "-o",
+        path_str(&obj),
+        "--shape",
+        "x=1,6",
+        "--shape",
+        "x=2,6",
+    ]));
+    assert!(e.contains("and 2 were asked for"), "{e}");
+    let e = one_line_error(&lathe(&[
+        "compile",
+        &model,
+        "--emit",
+        "obj",
+        "-o",
+        path_str(&obj),
+        "--shape",
+        "x=1,6",
+        "--prefix",
+        "9-lives",
+    ]));
+    assert!(
+        e.contains("symbol prefix `9-lives` is not a C identifier"),
+        "{e}"
+    );
+    let e = one_line_error(&lathe(&[
+        "compile",
+        &model,
+        "-o",
+        path_str(&obj),
+        "--header",
+        path_str(&header),
+    ]));
+    assert!(
+        e.contains("--header and --prefix are for --emit obj"),
+        "{e}"
+    );
+}

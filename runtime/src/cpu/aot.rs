@@ -247,8 +247,8 @@ fn header(
     let list = |items: Vec<String>| format!("{{{}}}", items.join(", "));
     let _ = write!(
         h,
-        "/* {prefix}.h: the model `{}` compiled ahead of time by `lathe compile --emit obj`.\n\
-         * Generated; do not edit. Link the object with liblathe_kernels.a (and -lpthread -ldl -lm).\n\
+        "/* {prefix}.h: the model `{}` compiled ahead of time by `lathe compile --emit obj`.\n \
+         * Generated; do not edit. Link the object with liblathe_kernels.a (and -lpthread -ldl -lm).\n \
          * Compiled for CPUs with: {}. */\n\
          #ifndef {up}_H\n#define {up}_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n\
          #ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n",
@@ -311,9 +311,9 @@ fn header(
     }
     let _ = write!(
         h,
-        "/* Runs the model: inputs[i] points at input i's bytes, outputs[j] at room for output j's,\n\
-         * scratch at {up}_SCRATCH_BYTES bytes aligned to {up}_SCRATCH_ALIGN (NULL when 0). Returns 0,\n\
-         * or nonzero with lathe_kernels_last_error() saying why. Thread-safe: calls at once each\n\
+        "/* Runs the model: inputs[i] points at input i's bytes, outputs[j] at room for output j's,\n \
+         * scratch at {up}_SCRATCH_BYTES bytes aligned to {up}_SCRATCH_ALIGN (NULL when 0). Returns 0,\n \
+         * or nonzero with lathe_kernels_last_error() saying why. Thread-safe: calls at once each\n \
          * need their own scratch and outputs. The first call prepares the model (once). */\n\
          int32_t {prefix}_run(const void *const *inputs, void *const *outputs, void *scratch);\n\n\
          /* The message of this thread's last failed call, or NULL. */\n\
@@ -366,6 +366,7 @@ unsafe fn prepare(model: &'static CompiledModel) -> Result<Prepared, String> {
     }
     // SAFETY: the writer's NUL-terminated strings.
     let name = unsafe { c_str(model.name, "model name") }?;
+    // SAFETY: as above.
     let features = unsafe { c_str(model.features, "feature list") }?;
     let needed: Vec<String> = (features.split(',').filter(|f| !f.is_empty()))
         .map(String::from)

@@ -2,10 +2,13 @@
 
 use lathe_compiler::artifact::ArtifactError;
 
+/// A CPU feature's name and its check.
+type Feature = (&'static str, fn() -> bool);
+
 /// The CPU features this build can check for (x86 names, as `is_x86_feature_detected!`
 /// spells them), each with its check.
 #[cfg(target_arch = "x86_64")]
-const FEATURES: &[(&str, fn() -> bool)] = &[
+const FEATURES: &[Feature] = &[
     ("sse4.1", || std::arch::is_x86_feature_detected!("sse4.1")),
     ("sse4.2", || std::arch::is_x86_feature_detected!("sse4.2")),
     ("avx", || std::arch::is_x86_feature_detected!("avx")),
@@ -20,7 +23,7 @@ const FEATURES: &[(&str, fn() -> bool)] = &[
     }),
 ];
 #[cfg(not(target_arch = "x86_64"))]
-const FEATURES: &[(&str, fn() -> bool)] = &[];
+const FEATURES: &[Feature] = &[];
 
 /// Whether this machine has the CPU feature `name` (`avx2`, `fma`, `avx512f`, ...). A name
 /// this build does not know is not had.

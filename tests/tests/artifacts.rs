@@ -68,8 +68,9 @@ fn reread(a: &Artifact) -> Artifact {
 
 #[test]
 fn every_fixture_round_trips_bit_for_bit() {
+    let mut placed = 0;
     for f in Fixture::all() {
-        round_trip(&f, f.graph(), f.inputs());
+        placed += round_trip(&f, f.graph(), f.inputs());
         // And its ONNX form, whose inputs tf2onnx names `x:0`.
         let onnx = f.dir.join("model.onnx");
         if onnx.is_file() {
@@ -77,21 +78,24 @@ fn every_fixture_round_trips_bit_for_bit() {
             let inputs = (f.inputs().into_iter())
                 .map(|(n, t)| (format!("{n}:0"), t))
                 .collect::<Vec<_>>();
-            round_trip(&f, g, inputs);
+            placed += round_trip(&f, g, inputs);
         }
     }
+    assert!(placed > 100, "only {placed} stored kernels were placed");
 }
 
 /// `g` (fixture `f`'s) compiled for `inputs`, written, read and loaded, gives bit for bit the
-/// outputs of `g` loaded as it is.
-fn round_trip(f: &Fixture, g: Graph, inputs: Vec<(String, Tensor)>) {
+/// outputs of `g` loaded as it is, its generated kernels' stored machine code placed and none
+/// compiled; how many were placed.
+fn round_trip(f: &Fixture, g: Graph, inputs: Vec<(String, Tensor)>) -> usize {
+    let mut placed = 0;
     {
         let sig = types(&g, &inputs);
         let want = by_name(run(
             &Model::with_options(g.clone(), options()).unwrap(),
             &inputs,
         ));
-        let artifact = compile(g, &[sig], true);
+        let artifact = compile(g, &[sig.clone()], true);
         for (how, loaded) in both_ways(&artifact, &f.name) {
             let loaded = loaded.unwrap();
             assert_eq!(
@@ -111,8 +115,14 @@ fn round_trip(f: &Fixture, g: Graph, inputs: Vec<(String, Tensor)>) {
                 bit_identical(&got[name], w)
                     .unwrap_or_else(|e| panic!("{} ({how}) `{name}`: {e}", f.name));
             }
+            let spec = loaded.specialize_for(&sig).unwrap();
+            if let Some(loads) = spec.cpu_plan().and_then(|p| p.kernel_loads()) {
+                assert_eq!(loads.compiled, 0, "{} ({how}): {loads:?}", f.name);
+                placed += loads.placed;
+            }
         }
     }
+    placed
 }
 
 const BATCHED: &str = r#"graph @m(%x: f32[?n,3]) -> ("y": f32[?n,3]) {

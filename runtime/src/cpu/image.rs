@@ -9,9 +9,10 @@
 //! lies, a file mapped into memory, so loading copies no weight; the other arrays are copied
 //! out (they are small: constants read at run time, depthwise filters, index tables).
 //!
-//! Generated row kernels are stored as their fused body's IR text and compiled again when
-//! decoded: machine code would have to be relocated, and a body compiles in well under a
-//! millisecond.
+//! Generated row kernels are stored as their fused body's IR text and their machine code with
+//! its relocations (absolute addresses of the kernel's tables and libcalls, written when the
+//! code is placed in executable memory at load: see `codegen::jit::link`). Code compiled for
+//! ISA flags this CPU lacks is not used: the body is compiled again.
 //!
 //! Kernels that images do not hold yet (`#[serde(skip)]` on their [`Kernel`] variant: the
 //! integer kernels, einsum loops, generic windows, determinants, Fourier transforms, the
@@ -323,7 +324,7 @@ pub(crate) fn decode(
     backing: Bytes,
     blob: Range<usize>,
     threads: usize,
-) -> Result<Plan, ImageError> {
+) -> Result<(Plan, super::codegen::KernelLoads), ImageError> {
     let _span = tracing::debug_span!("image.decode", bytes = plan_bytes.len()).entered();
     let len = (*backing).as_ref().len();
     if blob.start > blob.end || blob.end > len {
@@ -346,9 +347,9 @@ pub(crate) fn decode(
             ));
         }
     };
-    // The generated kernels it holds, compiled on every core.
-    super::codegen::compile_pending(threads).map_err(ImageError::Corrupt)?;
-    Ok(plan)
+    // The generated kernels it holds, placed or compiled on every core.
+    let loads = super::codegen::compile_pending(threads).map_err(ImageError::Corrupt)?;
+    Ok((plan, loads))
 }
 
 /// Serde for a shared constant tensor: dtype, shape, and its little-endian bytes in the blob.

@@ -53,6 +53,8 @@ pub struct CpuPlan {
     pool: Arc<ThreadPool>,
     /// Arenas of finished calls, reused by the next (one per concurrent call at most).
     arenas: Mutex<Vec<Vec<Line>>>,
+    /// For a plan decoded from an image: how its generated kernels got their code.
+    loads: Option<codegen::KernelLoads>,
 }
 
 impl CpuPlan {
@@ -77,13 +79,14 @@ impl CpuPlan {
             plan,
             pool,
             arenas: Mutex::new(Vec::new()),
+            loads: None,
         })
     }
 
     /// The plan encoded for an artifact ([`image`]); [`image::ImageError::Unsupported`] names
     /// a step whose kernel images do not hold yet.
     pub fn to_image(&self) -> Result<image::Image, image::ImageError> {
-        image::encode(&self.plan)
+        codegen::storing_code(|| image::encode(&self.plan))
     }
 
     /// A plan decoded from an artifact's image: `plan` encoded by [`CpuPlan::to_image`], its
@@ -94,12 +97,19 @@ impl CpuPlan {
         blob: std::ops::Range<usize>,
         pool: Arc<ThreadPool>,
     ) -> Result<CpuPlan, image::ImageError> {
-        let plan = image::decode(plan, bytes, blob, pool.threads())?;
+        let (plan, loads) = image::decode(plan, bytes, blob, pool.threads())?;
         Ok(CpuPlan {
             plan,
             pool,
             arenas: Mutex::new(Vec::new()),
+            loads: Some(loads),
         })
+    }
+
+    /// For a plan decoded from an image, how its generated kernels got their code (stored
+    /// machine code placed, or bodies compiled); `None` for a plan compiled from a graph.
+    pub fn kernel_loads(&self) -> Option<codegen::KernelLoads> {
+        self.loads
     }
 
     /// The types of the inputs it was compiled for, in order.

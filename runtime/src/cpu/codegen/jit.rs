@@ -151,3 +151,151 @@ pub(crate) fn compile(
         disasm,
     })
 }
+
+/// A kernel's machine code as bytes and relocations, not yet placed anywhere: what a plan
+/// image stores beside the kernel's body, so that loading it copies code instead of
+/// compiling it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Relocatable {
+    /// The ISA flags the code was compiled with (`has_avx2`, ...): it is used only on a CPU
+    /// whose own flags include them all, else the body is compiled again.
+    flags: Vec<String>,
+    align: u64,
+    bytes: Vec<u8>,
+    /// Absolute 8-byte addresses to write: at `offset`, the target's address plus `addend`.
+    relocs: Vec<(u32, Target, i64)>,
+}
+
+/// What a stored relocation points at.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+enum Target {
+    /// The kernel's constant table `i`.
+    Table(u32),
+    /// The libcall with this symbol (`libcalls::symbols`).
+    Libcall(String),
+}
+
+/// The enabled `has_*` flags of an ISA, sorted.
+fn enabled_flags(isa: &OwnedTargetIsa) -> Vec<String> {
+    let mut flags: Vec<String> = (isa.isa_flags().iter())
+        .filter(|v| v.as_bool() == Some(true))
+        .map(|v| v.name.to_string())
+        .collect();
+    flags.sort();
+    flags
+}
+
+/// Compiles `plan` to relocatable machine code for this CPU; `None` when its code needs a
+/// relocation of another kind than those [`link`] applies.
+pub(crate) fn compile_relocatable(plan: &Plan) -> Result<Option<Relocatable>, CodegenError> {
+    use cranelift_codegen::binemit::Reloc;
+    use cranelift_codegen::ir::ExternalName;
+    use cranelift_codegen::FinalizedRelocTarget;
+    use cranelift_module::{DataId, FuncId};
+    check_host()?;
+    let isa = host_isa(false)?;
+    let ptr = isa.pointer_type();
+    let symbols = super::libcalls::symbols();
+    let refs = Refs::Symbols {
+        tables: (0..plan.tables.len() as u32)
+            .map(DataId::from_u32)
+            .collect(),
+        libcalls: (symbols.iter().enumerate())
+            .map(|(k, &(_, address))| (address, FuncId::from_u32(k as u32)))
+            .collect(),
+        // Placed anywhere at load: every address is an absolute one.
+        near_tables: false,
+    };
+    let mut ctx = Context::new();
+    ctx.func.name = UserFuncName::user(0, 0);
+    build(plan, &refs, &mut ctx, ptr);
+    let names = ctx.func.params.clone();
+    let code = ctx
+        .compile(&*isa, &mut Default::default())
+        .map_err(|e| CodegenError::Backend(format!("compile: {:?}", e.inner)))?;
+    let mut relocs = Vec::new();
+    for r in code.buffer.relocs() {
+        let FinalizedRelocTarget::ExternalName(ExternalName::User(name)) = r.target else {
+            return Ok(None);
+        };
+        let name = &names.user_named_funcs()[name];
+        let target = match name.namespace {
+            1 => Target::Table(name.index),
+            0 => Target::Libcall(symbols[name.index as usize].0.to_string()),
+            _ => return Ok(None),
+        };
+        if r.kind != Reloc::Abs8 {
+            return Ok(None);
+        }
+        relocs.push((r.offset, target, r.addend));
+    }
+    Ok(Some(Relocatable {
+        flags: enabled_flags(&isa),
+        align: u64::from(code.buffer.alignment),
+        bytes: code.code_buffer().to_vec(),
+        relocs,
+    }))
+}
+
+/// Places stored machine code in executable memory, its tables at `tables`: `None` when this
+/// CPU lacks a flag it was compiled with; an error when the code does not fit its tables.
+pub(crate) fn link(code: &Relocatable, tables: &[*const u8]) -> Result<Option<Code>, CodegenError> {
+    check_host()?;
+    let isa = host_isa(false)?;
+    let host = enabled_flags(&isa);
+    if !code.flags.iter().all(|f| host.binary_search(f).is_ok()) {
+        return Ok(None);
+    }
+    let bad = |what: String| CodegenError::Backend(format!("stored machine code: {what}"));
+    let symbols = super::libcalls::symbols();
+    let mut bytes = code.bytes.clone();
+    for (offset, target, addend) in &code.relocs {
+        let address = match target {
+            Target::Table(i) => *tables
+                .get(*i as usize)
+                .ok_or_else(|| bad(format!("table {i} of {}", tables.len())))?
+                as usize,
+            Target::Libcall(name) => {
+                (symbols.iter())
+                    .find(|(s, _)| s == name)
+                    .ok_or_else(|| bad(format!("unknown function `{name}`")))?
+                    .1
+            }
+        };
+        let value = (address as i64).wrapping_add(*addend);
+        let at = *offset as usize;
+        let slot = (bytes.get_mut(at..at.saturating_add(8))).ok_or_else(|| {
+            bad(format!(
+                "relocation at {at} past {} bytes",
+                code.bytes.len()
+            ))
+        })?;
+        slot.copy_from_slice(&value.to_le_bytes());
+    }
+    let backend = |what: &str, e: String| CodegenError::Backend(format!("{what}: {e}"));
+    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+    let mut sig = module.make_signature();
+    for _ in 0..4 {
+        sig.params
+            .push(AbiParam::new(module.target_config().pointer_type()));
+    }
+    sig.returns.push(AbiParam::new(I32));
+    let id = module
+        .declare_function("row_kernel", Linkage::Local, &sig)
+        .map_err(|e| backend("declare", e.to_string()))?;
+    module
+        .define_function_bytes(id, code.align.max(1), &bytes, &[])
+        .map_err(|e| backend("define", e.to_string()))?;
+    module
+        .finalize_definitions()
+        .map_err(|e| backend("finalize", e.to_string()))?;
+    let p = module.get_finalized_function(id);
+    // SAFETY: the code was compiled with exactly `KernelFn`'s signature, for a CPU with no
+    // flag this one lacks, and every address it holds was just written.
+    let entry = unsafe { std::mem::transmute::<*const u8, KernelFn>(p) };
+    Ok(Some(Code {
+        module: Some(module),
+        entry,
+        disasm: None,
+    }))
+}

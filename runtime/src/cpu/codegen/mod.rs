@@ -124,7 +124,9 @@ impl std::fmt::Debug for RowKernel {
     }
 }
 
-/// Stored as its body's IR text, compiled again when read back.
+/// Stored as its body's IR text and, inside [`storing_code`], its machine code (relocatable):
+/// read back, the code is placed in executable memory when this CPU has every ISA flag it was
+/// compiled with, else the body is compiled again.
 impl serde::Serialize for RowKernel {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         RECORDED.with(|r| {
@@ -132,7 +134,14 @@ impl serde::Serialize for RowKernel {
                 bodies.push(self.body.clone());
             }
         });
-        s.serialize_str(&lathe_ir::text::print(&self.body))
+        let code = if STORE_CODE.with(|c| c.get()) {
+            analyze::analyze(&self.body)
+                .ok()
+                .and_then(|plan| jit::compile_relocatable(&plan).ok().flatten())
+        } else {
+            None
+        };
+        serde::Serialize::serialize(&(lathe_ir::text::print(&self.body), code), s)
     }
 }
 
@@ -141,7 +150,8 @@ impl serde::Serialize for RowKernel {
 impl<'de> serde::Deserialize<'de> for RowKernel {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RowKernel, D::Error> {
         use crate::cpu::image::invalid;
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let (text, stored) =
+            <(std::borrow::Cow<'de, str>, Option<jit::Relocatable>)>::deserialize(d)?;
         let body = lathe_ir::text::parse(&text)
             .map_err(|e| invalid(format!("generated kernel body: {e}")))?;
         lathe_ir::verify::verify(&body)
@@ -184,6 +194,7 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
                 name: kernel.body.name.clone(),
                 tables: kernel._tables.iter().map(|t| t.as_ptr() as usize).collect(),
                 plan,
+                stored,
                 code: Arc::clone(&kernel.code),
             })
         });
@@ -197,11 +208,15 @@ struct Pending {
     plan: analyze::Plan,
     /// Addresses of the kernel's tables (owned by the kernel, which outlives the compile).
     tables: Vec<usize>,
+    /// Its machine code, when the image holds it.
+    stored: Option<jit::Relocatable>,
     code: Arc<OnceLock<jit::Code>>,
 }
 
 thread_local! {
     static PENDING: std::cell::RefCell<Vec<Pending>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Whether kernels serialized on this thread store their machine code.
+    static STORE_CODE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// While set, the bodies of the kernels serialized on this thread, in order.
     static RECORDED: std::cell::RefCell<Option<Vec<lathe_ir::Graph>>> =
         const { std::cell::RefCell::new(None) };
@@ -212,6 +227,14 @@ thread_local! {
 }
 
 pub(crate) use jit::KernelFn;
+
+/// Runs `f` (which serializes a plan) with each generated kernel storing its machine code.
+pub(crate) fn storing_code<R>(f: impl FnOnce() -> R) -> R {
+    STORE_CODE.with(|c| c.set(true));
+    let out = f();
+    STORE_CODE.with(|c| c.set(false));
+    out
+}
 
 /// Runs `f` (which serializes a plan), also returning the bodies of the generated kernels it
 /// serialized, in order: what an object file compiles ([`object::ObjectWriter`]).
@@ -247,12 +270,22 @@ pub(crate) fn forget_pending() {
     PENDING.with(|p| p.borrow_mut().clear());
 }
 
-/// Compiles every kernel read on this thread since the last call, on up to `threads` threads
-/// at once; the first failure is the error.
-pub(crate) fn compile_pending(threads: usize) -> Result<(), String> {
+/// How the generated kernels of a plan read from an image got their code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLoads {
+    /// Stored machine code placed in executable memory.
+    pub placed: usize,
+    /// Bodies compiled (no code stored, or stored for ISA flags this CPU lacks).
+    pub compiled: usize,
+}
+
+/// Compiles (or places the stored code of) every kernel read on this thread since the last
+/// call, on up to `threads` threads at once; the first failure is the error.
+pub(crate) fn compile_pending(threads: usize) -> Result<KernelLoads, String> {
     let jobs = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     let _span = tracing::debug_span!("codegen.compile_pending", kernels = jobs.len()).entered();
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let placed = std::sync::atomic::AtomicUsize::new(0);
     let work = || -> Result<(), String> {
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -260,14 +293,24 @@ pub(crate) fn compile_pending(threads: usize) -> Result<(), String> {
                 return Ok(());
             };
             let tables: Vec<*const u8> = job.tables.iter().map(|&a| a as *const u8).collect();
-            let code = jit::compile(&job.plan, &tables, false)
-                .map_err(|e| format!("generated kernel body `{}`: {e}", job.name))?;
+            let failed = |e: CodegenError| format!("generated kernel body `{}`: {e}", job.name);
+            let linked = match &job.stored {
+                Some(stored) => jit::link(stored, &tables).map_err(failed)?,
+                None => None,
+            };
+            let code = match linked {
+                Some(code) => {
+                    placed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    code
+                }
+                None => jit::compile(&job.plan, &tables, false).map_err(failed)?,
+            };
             // Each job's cell is its own and still empty.
             let _ = job.code.set(code);
         }
     };
     let threads = threads.clamp(1, jobs.len().max(1));
-    std::thread::scope(|s| {
+    let done = std::thread::scope(|s| {
         let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
         let mine = work();
         helpers
@@ -277,6 +320,17 @@ pub(crate) fn compile_pending(threads: usize) -> Result<(), String> {
                     .unwrap_or_else(|_| Err("a compile thread panicked".into()))
             })
             .fold(mine, Result::and)
+    });
+    done?;
+    let placed = placed.into_inner();
+    tracing::debug!(
+        placed,
+        compiled = jobs.len() - placed,
+        "generated kernels loaded"
+    );
+    Ok(KernelLoads {
+        placed,
+        compiled: jobs.len() - placed,
     })
 }
 

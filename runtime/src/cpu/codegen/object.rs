@@ -110,6 +110,7 @@ impl ObjectWriter {
         let refs = Refs::Symbols {
             tables,
             libcalls: self.libcalls.clone(),
+            near_tables: true,
         };
         let ptr = self.module.target_config().pointer_type();
         let mut ctx: Context = self.module.make_context();

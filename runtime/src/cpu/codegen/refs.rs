@@ -23,6 +23,9 @@ pub(crate) enum Refs {
     Symbols {
         tables: Vec<DataId>,
         libcalls: HashMap<usize, FuncId>,
+        /// Whether the tables lie within ±2 GB of the code (one object file), so that code
+        /// may address them relative to itself; else by absolute addresses.
+        near_tables: bool,
     },
 }
 
@@ -31,7 +34,11 @@ impl Refs {
     pub fn table(&self, b: &mut FunctionBuilder, ptr: Type, i: usize) -> Value {
         match self {
             Refs::Addresses { tables } => b.ins().iconst(ptr, tables[i] as i64),
-            Refs::Symbols { tables, .. } => {
+            Refs::Symbols {
+                tables,
+                near_tables,
+                ..
+            } => {
                 // As `cranelift_module::Module::declare_data_in_func` (namespace 1: data).
                 let name = b.func.declare_imported_user_function(UserExternalName {
                     namespace: 1,
@@ -40,7 +47,7 @@ impl Refs {
                 let gv = b.func.create_global_value(GlobalValueData::Symbol {
                     name: ExternalName::user(name),
                     offset: Imm64::new(0),
-                    colocated: true,
+                    colocated: *near_tables,
                     tls: false,
                 });
                 b.ins().symbol_value(ptr, gv)

@@ -95,7 +95,7 @@ fn round_trip(f: &Fixture, g: Graph, inputs: Vec<(String, Tensor)>) -> usize {
             &Model::with_options(g.clone(), options()).unwrap(),
             &inputs,
         ));
-        let artifact = compile(g, &[sig.clone()], true);
+        let artifact = compile(g, std::slice::from_ref(&sig), true);
         for (how, loaded) in both_ways(&artifact, &f.name) {
             let loaded = loaded.unwrap();
             assert_eq!(

@@ -145,8 +145,19 @@ pub struct Section<'a> {
 }
 
 impl<'a> Section<'a> {
+    /// Section `name`, whose `bytes` must have checksum `crc`.
+    pub(crate) fn at(name: &'a str, bytes: &'a [u8], crc: u32) -> Section<'a> {
+        Section { name, bytes, crc }
+    }
+
     /// Its bytes, once their checksum is found right (computed on each call).
     pub fn read(&self) -> Result<&'a [u8], ArtifactError> {
+        let _span = tracing::debug_span!(
+            "artifact.checksum",
+            section = self.name,
+            bytes = self.bytes.len()
+        )
+        .entered();
         let crc = parallel_crc(self.bytes);
         if crc != self.crc {
             return Err(ArtifactError::Corrupt(format!(

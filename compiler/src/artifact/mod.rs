@@ -289,18 +289,12 @@ impl ArtifactFile {
 
     /// The bytes of section `name`, checked against its checksum.
     fn get(&self, name: &str) -> Result<Option<&[u8]>, ArtifactError> {
-        let Some((range, crc)) = self.find(name) else {
+        let Some((name, range, crc)) = self.sections.iter().find(|(n, _, _)| n == name) else {
             return Ok(None);
         };
-        let bytes = &self.all()[range];
-        let found = crc32fast::hash(bytes);
-        if found != crc {
-            return Err(ArtifactError::Corrupt(format!(
-                "section `{name}`'s checksum is {found:08x}, its table says {crc:08x}: the file \
-                 is damaged"
-            )));
-        }
-        Ok(Some(bytes))
+        container::Section::at(name, &self.all()[range.clone()], *crc)
+            .read()
+            .map(Some)
     }
 
     fn require(&self, name: &str) -> Result<&[u8], ArtifactError> {

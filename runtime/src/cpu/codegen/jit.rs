@@ -9,6 +9,7 @@ use cranelift_codegen::{isa::OwnedTargetIsa, Context};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
+use std::sync::OnceLock;
 
 /// The native signature of a kernel: `(inputs, outputs, row_start, row_end) -> fault bits`
 /// (the `FAULT_*` constants; 0 when nothing went wrong). Pointers are byte addresses of
@@ -160,10 +161,60 @@ pub(crate) struct Relocatable {
     /// The ISA flags the code was compiled with (`has_avx2`, ...): it is used only on a CPU
     /// whose own flags include them all, else the body is compiled again.
     flags: Vec<String>,
+    /// The kernel's iteration space and counts, from the body's analysis.
+    shape: KernelShape,
+    /// The kernel's constant tables (the analysis's), which the code addresses.
+    tables: Vec<Vec<u8>>,
     align: u64,
     bytes: Vec<u8>,
     /// Absolute 8-byte addresses to write: at `offset`, the target's address plus `addend`.
     relocs: Vec<(u32, Target, i64)>,
+}
+
+/// A kernel's rows, row length, and input and output counts.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct KernelShape {
+    pub rows: usize,
+    pub row_len: usize,
+    pub num_inputs: usize,
+    pub num_outputs: usize,
+}
+
+impl Relocatable {
+    pub fn shape(&self) -> KernelShape {
+        self.shape
+    }
+
+    /// Copies of its tables, for the kernel to own.
+    pub fn tables(&self) -> Vec<Box<[u8]>> {
+        self.tables
+            .iter()
+            .map(|t| t.clone().into_boxed_slice())
+            .collect()
+    }
+
+    /// The same code, said to need ISA flag `flag` too (for tests of CPUs that lack one).
+    #[cfg(test)]
+    pub fn needing(mut self, flag: &str) -> Relocatable {
+        self.flags.push(flag.to_string());
+        self
+    }
+
+    /// Whether this CPU has every ISA flag the code was compiled with.
+    pub fn usable_here(&self) -> bool {
+        let host = host_flags();
+        self.flags.iter().all(|f| host.binary_search(f).is_ok())
+    }
+}
+
+/// This CPU's enabled ISA flags, sorted (empty when it has no ISA Cranelift supports).
+fn host_flags() -> &'static [String] {
+    static FLAGS: OnceLock<Vec<String>> = OnceLock::new();
+    FLAGS.get_or_init(|| {
+        host_isa(false)
+            .map(|i| enabled_flags(&i))
+            .unwrap_or_default()
+    })
 }
 
 /// What a stored relocation points at.
@@ -231,21 +282,30 @@ pub(crate) fn compile_relocatable(plan: &Plan) -> Result<Option<Relocatable>, Co
     }
     Ok(Some(Relocatable {
         flags: enabled_flags(&isa),
+        shape: KernelShape {
+            rows: plan.rows,
+            row_len: plan.row_len,
+            num_inputs: plan.num_inputs,
+            num_outputs: plan.outputs.len(),
+        },
+        tables: plan.tables.iter().map(|t| t.to_vec()).collect(),
         align: u64::from(code.buffer.alignment),
         bytes: code.code_buffer().to_vec(),
         relocs,
     }))
 }
 
-/// Places stored machine code in executable memory, its tables at `tables`: `None` when this
-/// CPU lacks a flag it was compiled with; an error when the code does not fit its tables.
-pub(crate) fn link(code: &Relocatable, tables: &[*const u8]) -> Result<Option<Code>, CodegenError> {
+/// Places stored machine code in executable memory, its tables at `tables`; an error when
+/// this CPU lacks a flag it was compiled with ([`Relocatable::usable_here`] says) or the code
+/// does not fit its tables.
+pub(crate) fn link(code: &Relocatable, tables: &[*const u8]) -> Result<Code, CodegenError> {
     check_host()?;
-    let isa = host_isa(false)?;
-    let host = enabled_flags(&isa);
-    if !code.flags.iter().all(|f| host.binary_search(f).is_ok()) {
-        return Ok(None);
+    if !code.usable_here() {
+        return Err(CodegenError::Backend(
+            "stored machine code needs ISA flags this CPU lacks".into(),
+        ));
     }
+    let isa = host_isa(false)?;
     let bad = |what: String| CodegenError::Backend(format!("stored machine code: {what}"));
     let symbols = super::libcalls::symbols();
     let mut bytes = code.bytes.clone();
@@ -293,9 +353,9 @@ pub(crate) fn link(code: &Relocatable, tables: &[*const u8]) -> Result<Option<Co
     // SAFETY: the code was compiled with exactly `KernelFn`'s signature, for a CPU with no
     // flag this one lacks, and every address it holds was just written.
     let entry = unsafe { std::mem::transmute::<*const u8, KernelFn>(p) };
-    Ok(Some(Code {
+    Ok(Code {
         module: Some(module),
         entry,
         disasm: None,
-    }))
+    })
 }

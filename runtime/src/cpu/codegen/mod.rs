@@ -101,7 +101,7 @@ pub enum KernelFault {
 /// One fused body compiled to one native function by Cranelift. Send + Sync.
 pub struct RowKernel {
     /// The body it was compiled from: what a plan image stores (`crate::cpu::image`).
-    body: lathe_ir::Graph,
+    body: Body,
     /// Set when compiled: at once by [`RowKernel::compile`]; for a kernel read from a plan
     /// image, by [`compile_pending`] before the plan is handed out (so never empty in use).
     code: Arc<OnceLock<jit::Code>>,
@@ -111,6 +111,43 @@ pub struct RowKernel {
     row_len: usize,
     num_inputs: usize,
     num_outputs: usize,
+}
+
+/// A kernel's body: the graph, or (for a kernel placed from stored machine code, which needs
+/// no analysis) its IR text, parsed only if asked for.
+enum Body {
+    Graph(lathe_ir::Graph),
+    Text(String),
+}
+
+impl Body {
+    fn graph(&self) -> Result<std::borrow::Cow<'_, lathe_ir::Graph>, String> {
+        match self {
+            Body::Graph(g) => Ok(std::borrow::Cow::Borrowed(g)),
+            Body::Text(t) => parse_body(t).map(std::borrow::Cow::Owned),
+        }
+    }
+
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Body::Graph(g) => std::borrow::Cow::Owned(lathe_ir::text::print(g)),
+            Body::Text(t) => std::borrow::Cow::Borrowed(t),
+        }
+    }
+}
+
+/// A body's IR text parsed and verified.
+fn parse_body(text: &str) -> Result<lathe_ir::Graph, String> {
+    let body = lathe_ir::text::parse(text).map_err(|e| format!("generated kernel body: {e}"))?;
+    lathe_ir::verify::verify(&body)
+        .map_err(|e| format!("generated kernel body `{}`: {e}", body.name))?;
+    Ok(body)
+}
+
+/// The name in a body's IR text (`graph @name(...`), for errors, without parsing it.
+fn body_name(text: &str) -> &str {
+    let after = text.split_once('@').map_or(text, |(_, rest)| rest);
+    after.split(['(', ' ', '\n']).next().unwrap_or("")
 }
 
 impl std::fmt::Debug for RowKernel {
@@ -129,36 +166,38 @@ impl std::fmt::Debug for RowKernel {
 /// compiled with, else the body is compiled again.
 impl serde::Serialize for RowKernel {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        RECORDED.with(|r| {
-            if let Some(bodies) = r.borrow_mut().as_mut() {
-                bodies.push(self.body.clone());
+        use serde::ser::Error;
+        let recording = RECORDED.with(|r| r.borrow().is_some());
+        let storing = STORE_CODE.with(|c| c.get());
+        if recording || storing {
+            let body = self.body.graph().map_err(S::Error::custom)?;
+            if recording {
+                RECORDED.with(|r| {
+                    if let Some(bodies) = r.borrow_mut().as_mut() {
+                        bodies.push(body.clone().into_owned());
+                    }
+                });
             }
-        });
-        let code = if STORE_CODE.with(|c| c.get()) {
-            analyze::analyze(&self.body)
-                .ok()
-                .and_then(|plan| jit::compile_relocatable(&plan).ok().flatten())
-        } else {
-            None
-        };
-        serde::Serialize::serialize(&(lathe_ir::text::print(&self.body), code), s)
+            if storing {
+                let code = analyze::analyze(&body)
+                    .ok()
+                    .and_then(|plan| jit::compile_relocatable(&plan).ok().flatten());
+                return serde::Serialize::serialize(&(self.body.text(), code), s);
+            }
+        }
+        serde::Serialize::serialize(&(self.body.text(), None::<jit::Relocatable>), s)
     }
 }
 
-/// Read back as its body, analyzed at once (cheap) and compiled by [`compile_pending`], which
-/// compiles every kernel a plan image holds on all cores.
+/// Read back with its stored machine code, when this CPU runs it: nothing is parsed or
+/// analyzed, and [`compile_pending`] places the code. Else as its body, analyzed at once
+/// (cheap) and compiled by [`compile_pending`] on all cores; or, inside [`linking`], bound to
+/// an object file's function.
 impl<'de> serde::Deserialize<'de> for RowKernel {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RowKernel, D::Error> {
         use crate::cpu::image::invalid;
         let (text, stored) =
             <(std::borrow::Cow<'de, str>, Option<jit::Relocatable>)>::deserialize(d)?;
-        let body = lathe_ir::text::parse(&text)
-            .map_err(|e| invalid(format!("generated kernel body: {e}")))?;
-        lathe_ir::verify::verify(&body)
-            .map_err(|e| invalid(format!("generated kernel body `{}`: {e}", body.name)))?;
-        let mut plan = analyze::analyze(&body)
-            .map_err(|e| invalid(format!("generated kernel body `{}`: {e}", body.name)))?;
-        let tables = std::mem::take(&mut plan.tables);
         let linked = LINKED.with(|l| {
             l.borrow_mut().as_mut().map(|(entries, next)| {
                 let entry = entries.get(*next).copied();
@@ -166,6 +205,35 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
                 entry
             })
         });
+        if linked.is_none() {
+            if let Some(code) = stored.as_ref().filter(|c| c.usable_here()) {
+                let shape = code.shape();
+                let name = body_name(&text).to_string();
+                let kernel = RowKernel {
+                    code: Arc::new(OnceLock::new()),
+                    rows: shape.rows,
+                    row_len: shape.row_len,
+                    num_inputs: shape.num_inputs,
+                    num_outputs: shape.num_outputs,
+                    _tables: code.tables(),
+                    body: Body::Text(text.into_owned()),
+                };
+                PENDING.with(|p| {
+                    p.borrow_mut().push(Pending {
+                        name,
+                        tables: kernel._tables.iter().map(|t| t.as_ptr() as usize).collect(),
+                        plan: None,
+                        stored,
+                        code: Arc::clone(&kernel.code),
+                    })
+                });
+                return Ok(kernel);
+            }
+        }
+        let body = parse_body(&text).map_err(invalid)?;
+        let mut plan = analyze::analyze(&body)
+            .map_err(|e| invalid(format!("generated kernel body `{}`: {e}", body.name)))?;
+        let tables = std::mem::take(&mut plan.tables);
         if let Some(entry) = linked {
             let entry = entry.ok_or_else(|| {
                 invalid("the plan holds more generated kernels than the object file")
@@ -177,7 +245,7 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
                 num_inputs: plan.num_inputs,
                 num_outputs: plan.outputs.len(),
                 _tables: tables,
-                body,
+                body: Body::Graph(body),
             });
         }
         let kernel = RowKernel {
@@ -187,14 +255,15 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
             num_inputs: plan.num_inputs,
             num_outputs: plan.outputs.len(),
             _tables: tables,
-            body,
+            body: Body::Graph(body),
         };
         PENDING.with(|p| {
             p.borrow_mut().push(Pending {
-                name: kernel.body.name.clone(),
+                name: body_name(&text).to_string(),
                 tables: kernel._tables.iter().map(|t| t.as_ptr() as usize).collect(),
-                plan,
-                stored,
+                plan: Some(plan),
+                // Compiled for flags this CPU lacks: the body is compiled instead.
+                stored: None,
                 code: Arc::clone(&kernel.code),
             })
         });
@@ -202,10 +271,12 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
     }
 }
 
-/// A kernel read from a plan image, analyzed, waiting to be compiled.
+/// A kernel read from a plan image waiting for its code: analyzed, to be compiled, or with
+/// machine code this CPU runs, to be placed.
 struct Pending {
     name: String,
-    plan: analyze::Plan,
+    /// The body's analysis, when it is compiled.
+    plan: Option<analyze::Plan>,
     /// Addresses of the kernel's tables (owned by the kernel, which outlives the compile).
     tables: Vec<usize>,
     /// Its machine code, when the image holds it.
@@ -294,16 +365,13 @@ pub(crate) fn compile_pending(threads: usize) -> Result<KernelLoads, String> {
             };
             let tables: Vec<*const u8> = job.tables.iter().map(|&a| a as *const u8).collect();
             let failed = |e: CodegenError| format!("generated kernel body `{}`: {e}", job.name);
-            let linked = match &job.stored {
-                Some(stored) => jit::link(stored, &tables).map_err(failed)?,
-                None => None,
-            };
-            let code = match linked {
-                Some(code) => {
+            let code = match (&job.stored, &job.plan) {
+                (Some(stored), _) => {
                     placed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    code
+                    jit::link(stored, &tables).map_err(failed)?
                 }
-                None => jit::compile(&job.plan, &tables, false).map_err(failed)?,
+                (None, Some(plan)) => jit::compile(plan, &tables, false).map_err(failed)?,
+                (None, None) => unreachable!("a pending kernel has code or an analysis"),
             };
             // Each job's cell is its own and still empty.
             let _ = job.code.set(code);
@@ -367,7 +435,7 @@ impl RowKernel {
             "compiled row kernel"
         );
         Ok(RowKernel {
-            body: body.clone(),
+            body: Body::Graph(body.clone()),
             code: Arc::new(OnceLock::from(code)),
             rows: plan.rows,
             row_len: plan.row_len,
@@ -449,5 +517,88 @@ impl RowKernel {
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = r#"graph @k(%x: f32[2,5], %b: f32[5]) -> ("y": f32[2,5]) {
+  %0 = add(%x, %b) : f32[2,5]
+  %1 = tanh(%0) : f32[2,5]
+  %2 = const dense<[0.5, 1.5, 2.5, 3.5, 4.5]> : f32[5]
+  %3 = mul(%1, %2) : f32[2,5]
+  return %3
+}"#;
+
+    /// The kernel's output on fixed inputs.
+    fn output(k: &RowKernel) -> Vec<f32> {
+        let x: Vec<f32> = (0..10).map(|i| i as f32 * 0.3 - 1.2).collect();
+        let b = [0.1f32, -0.2, 0.3, -0.4, 0.5];
+        let mut y = vec![0f32; 10];
+        // SAFETY: the pointers hold the body's shapes.
+        unsafe { k.run(&[x.as_ptr(), b.as_ptr()], &[y.as_mut_ptr()], 0..2) };
+        y
+    }
+
+    /// Serializes `k` storing its machine code, lets `edit` change the stored code, and reads
+    /// it back: the kernel and how its code was loaded.
+    fn round_trip(
+        k: &RowKernel,
+        edit: impl FnOnce(jit::Relocatable) -> jit::Relocatable,
+    ) -> (RowKernel, KernelLoads) {
+        let bytes = storing_code(|| postcard::to_stdvec(k)).unwrap();
+        let (text, code): (String, Option<jit::Relocatable>) =
+            postcard::from_bytes(&bytes).unwrap();
+        let code = code.expect("the code is stored");
+        assert!(code.usable_here());
+        let bytes = postcard::to_stdvec(&(text, Some(edit(code)))).unwrap();
+        let back: RowKernel = postcard::from_bytes(&bytes).unwrap();
+        let loads = compile_pending(1).unwrap();
+        (back, loads)
+    }
+
+    #[test]
+    fn stored_code_is_placed_and_code_for_another_cpu_is_compiled_again() {
+        let body = lathe_ir::text::parse(BODY).unwrap();
+        let k = RowKernel::compile(&body).unwrap();
+        let want = output(&k);
+
+        let (placed, loads) = round_trip(&k, |c| c);
+        assert_eq!(
+            loads,
+            KernelLoads {
+                placed: 1,
+                compiled: 0
+            }
+        );
+        assert_eq!(output(&placed), want);
+
+        let (compiled, loads) = round_trip(&k, |c| c.needing("has_a_flag_no_cpu_has"));
+        assert_eq!(
+            loads,
+            KernelLoads {
+                placed: 0,
+                compiled: 1
+            }
+        );
+        assert_eq!(output(&compiled), want);
+        let code = jit::compile_relocatable(&analyze::analyze(&body).unwrap())
+            .unwrap()
+            .unwrap()
+            .needing("has_a_flag_no_cpu_has");
+        let e = jit::link(&code, &[]).err().expect("refused");
+        assert!(e.to_string().contains("ISA flags this CPU lacks"), "{e}");
+    }
+
+    #[test]
+    fn a_body_name_is_read_without_parsing() {
+        assert_eq!(body_name(BODY), "k");
+        assert_eq!(
+            body_name("graph @matmul_0_tail(%x: f32[1])"),
+            "matmul_0_tail"
+        );
+        assert_eq!(body_name("garbage"), "garbage");
     }
 }

@@ -9,7 +9,7 @@ use cranelift_codegen::{isa::OwnedTargetIsa, Context};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The native signature of a kernel: `(inputs, outputs, row_start, row_end) -> fault bits`
 /// (the `FAULT_*` constants; 0 when nothing went wrong). Pointers are byte addresses of
@@ -17,9 +17,24 @@ use std::sync::OnceLock;
 pub(crate) type KernelFn =
     unsafe extern "C" fn(*const *const u8, *const *mut u8, usize, usize) -> u32;
 
-/// Compiled code: the module that owns the executable memory, and the entry point in it.
+/// A JIT module that frees its executable memory when the last kernel in it is dropped.
+struct Owned(Option<JITModule>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            // SAFETY: the last `Code` holding the module is gone, and with it every `entry`
+            // into it: no `run` is executing.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// Compiled code: the module that owns the executable memory (shared by the kernels placed
+/// together from an image), and the entry point in it.
 pub(crate) struct Code {
-    module: Option<JITModule>,
+    /// Held for its memory (freed when the last kernel in it goes), never read.
+    _module: Option<Arc<Owned>>,
     pub entry: KernelFn,
     /// Cranelift's VCode listing, when asked for (`tracing` at TRACE level).
     pub disasm: Option<String>,
@@ -37,18 +52,9 @@ impl Code {
     /// Code linked into this program (an object file's kernel): nothing to own or free.
     pub(crate) fn linked(entry: KernelFn) -> Code {
         Code {
-            module: None,
+            _module: None,
             entry,
             disasm: None,
-        }
-    }
-}
-
-impl Drop for Code {
-    fn drop(&mut self) {
-        if let Some(m) = self.module.take() {
-            // SAFETY: `&mut self` means no `run` is executing and `entry` dies with us.
-            unsafe { m.free_memory() };
         }
     }
 }
@@ -147,7 +153,7 @@ pub(crate) fn compile(
     // default calling convention (the C one).
     let entry = unsafe { std::mem::transmute::<*const u8, KernelFn>(p) };
     Ok(Code {
-        module: Some(module),
+        _module: Some(Arc::new(Owned(Some(module)))),
         entry,
         disasm,
     })
@@ -295,44 +301,16 @@ pub(crate) fn compile_relocatable(plan: &Plan) -> Result<Option<Relocatable>, Co
     }))
 }
 
-/// Places stored machine code in executable memory, its tables at `tables`; an error when
-/// this CPU lacks a flag it was compiled with ([`Relocatable::usable_here`] says) or the code
-/// does not fit its tables.
-pub(crate) fn link(code: &Relocatable, tables: &[*const u8]) -> Result<Code, CodegenError> {
+/// Places stored machine code in executable memory, one module for them all: each
+/// `(code, tables)` with its tables at those addresses. An error when this CPU lacks a flag
+/// the code was compiled with ([`Relocatable::usable_here`] says) or the code does not fit
+/// its tables.
+pub(crate) fn link(kernels: &[(&Relocatable, Vec<*const u8>)]) -> Result<Vec<Code>, CodegenError> {
     check_host()?;
-    if !code.usable_here() {
-        return Err(CodegenError::Backend(
-            "stored machine code needs ISA flags this CPU lacks".into(),
-        ));
-    }
-    let isa = host_isa(false)?;
     let bad = |what: String| CodegenError::Backend(format!("stored machine code: {what}"));
-    let symbols = super::libcalls::symbols();
-    let mut bytes = code.bytes.clone();
-    for (offset, target, addend) in &code.relocs {
-        let address = match target {
-            Target::Table(i) => *tables
-                .get(*i as usize)
-                .ok_or_else(|| bad(format!("table {i} of {}", tables.len())))?
-                as usize,
-            Target::Libcall(name) => {
-                (symbols.iter())
-                    .find(|(s, _)| s == name)
-                    .ok_or_else(|| bad(format!("unknown function `{name}`")))?
-                    .1
-            }
-        };
-        let value = (address as i64).wrapping_add(*addend);
-        let at = *offset as usize;
-        let slot = (bytes.get_mut(at..at.saturating_add(8))).ok_or_else(|| {
-            bad(format!(
-                "relocation at {at} past {} bytes",
-                code.bytes.len()
-            ))
-        })?;
-        slot.copy_from_slice(&value.to_le_bytes());
-    }
     let backend = |what: &str, e: String| CodegenError::Backend(format!("{what}: {e}"));
+    let symbols = super::libcalls::symbols();
+    let isa = host_isa(false)?;
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut sig = module.make_signature();
     for _ in 0..4 {
@@ -340,22 +318,60 @@ pub(crate) fn link(code: &Relocatable, tables: &[*const u8]) -> Result<Code, Cod
             .push(AbiParam::new(module.target_config().pointer_type()));
     }
     sig.returns.push(AbiParam::new(I32));
-    let id = module
-        .declare_function("row_kernel", Linkage::Local, &sig)
-        .map_err(|e| backend("declare", e.to_string()))?;
-    module
-        .define_function_bytes(id, code.align.max(1), &bytes, &[])
-        .map_err(|e| backend("define", e.to_string()))?;
+    let mut ids = Vec::with_capacity(kernels.len());
+    for (k, (code, tables)) in kernels.iter().enumerate() {
+        if !code.usable_here() {
+            return Err(bad("it needs ISA flags this CPU lacks".into()));
+        }
+        let mut bytes = code.bytes.clone();
+        for (offset, target, addend) in &code.relocs {
+            let address = match target {
+                Target::Table(i) => *tables
+                    .get(*i as usize)
+                    .ok_or_else(|| bad(format!("table {i} of {}", tables.len())))?
+                    as usize,
+                Target::Libcall(name) => {
+                    (symbols.iter())
+                        .find(|(s, _)| s == name)
+                        .ok_or_else(|| bad(format!("unknown function `{name}`")))?
+                        .1
+                }
+            };
+            let value = (address as i64).wrapping_add(*addend);
+            let at = *offset as usize;
+            let slot = (bytes.get_mut(at..at.saturating_add(8))).ok_or_else(|| {
+                bad(format!(
+                    "relocation at {at} past {} bytes",
+                    code.bytes.len()
+                ))
+            })?;
+            slot.copy_from_slice(&value.to_le_bytes());
+        }
+        let id = module
+            .declare_function(&format!("kernel_{k}"), Linkage::Local, &sig)
+            .map_err(|e| backend("declare", e.to_string()))?;
+        module
+            .define_function_bytes(id, code.align.max(1), &bytes, &[])
+            .map_err(|e| backend("define", e.to_string()))?;
+        ids.push(id);
+    }
     module
         .finalize_definitions()
         .map_err(|e| backend("finalize", e.to_string()))?;
-    let p = module.get_finalized_function(id);
-    // SAFETY: the code was compiled with exactly `KernelFn`'s signature, for a CPU with no
-    // flag this one lacks, and every address it holds was just written.
-    let entry = unsafe { std::mem::transmute::<*const u8, KernelFn>(p) };
-    Ok(Code {
-        module: Some(module),
-        entry,
-        disasm: None,
-    })
+    let entries: Vec<KernelFn> = (ids.into_iter())
+        .map(|id| {
+            let p = module.get_finalized_function(id);
+            // SAFETY: the code was compiled with exactly `KernelFn`'s signature, for a CPU
+            // with no flag this one lacks, and every address it holds was just written.
+            unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+        })
+        .collect();
+    let owned = Arc::new(Owned(Some(module)));
+    Ok((entries.into_iter())
+        .map(|entry| Code {
+            _module: Some(Arc::clone(&owned)),
+            entry,
+            disasm: None,
+        })
+        .collect())
 }

@@ -355,29 +355,43 @@ pub struct KernelLoads {
 pub(crate) fn compile_pending(threads: usize) -> Result<KernelLoads, String> {
     let jobs = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     let _span = tracing::debug_span!("codegen.compile_pending", kernels = jobs.len()).entered();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let placed = std::sync::atomic::AtomicUsize::new(0);
-    let work = || -> Result<(), String> {
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else {
-                return Ok(());
-            };
-            let tables: Vec<*const u8> = job.tables.iter().map(|&a| a as *const u8).collect();
-            let failed = |e: CodegenError| format!("generated kernel body `{}`: {e}", job.name);
-            let code = match (&job.stored, &job.plan) {
-                (Some(stored), _) => {
-                    placed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    jit::link(stored, &tables).map_err(failed)?
-                }
-                (None, Some(plan)) => jit::compile(plan, &tables, false).map_err(failed)?,
-                (None, None) => unreachable!("a pending kernel has code or an analysis"),
-            };
+    let tables =
+        |job: &Pending| -> Vec<*const u8> { job.tables.iter().map(|&a| a as *const u8).collect() };
+    // Stored code, placed together in one module on this thread (no compiling: fast).
+    let stored: Vec<(&Pending, &jit::Relocatable)> = (jobs.iter())
+        .filter_map(|j| j.stored.as_ref().map(|c| (j, c)))
+        .collect();
+    if !stored.is_empty() {
+        let kernels: Vec<_> = stored.iter().map(|(j, c)| (*c, tables(j))).collect();
+        let codes = jit::link(&kernels).map_err(|e| format!("generated kernels: {e}"))?;
+        for ((job, _), code) in stored.iter().zip(codes) {
             // Each job's cell is its own and still empty.
             let _ = job.code.set(code);
         }
+    }
+    // The others, compiled on up to `threads` threads.
+    let compile: Vec<(&Pending, &analyze::Plan)> = (jobs.iter())
+        .filter(|j| j.stored.is_none())
+        .map(|j| {
+            (
+                j,
+                j.plan.as_ref().expect("a kernel without code is analyzed"),
+            )
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<(), String> {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((job, plan)) = compile.get(i) else {
+                return Ok(());
+            };
+            let code = jit::compile(plan, &tables(job), false)
+                .map_err(|e| format!("generated kernel body `{}`: {e}", job.name))?;
+            let _ = job.code.set(code);
+        }
     };
-    let threads = threads.clamp(1, jobs.len().max(1));
+    let threads = threads.clamp(1, compile.len().max(1));
     let done = std::thread::scope(|s| {
         let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
         let mine = work();
@@ -390,16 +404,16 @@ pub(crate) fn compile_pending(threads: usize) -> Result<KernelLoads, String> {
             .fold(mine, Result::and)
     });
     done?;
-    let placed = placed.into_inner();
+    let loads = KernelLoads {
+        placed: stored.len(),
+        compiled: compile.len(),
+    };
     tracing::debug!(
-        placed,
-        compiled = jobs.len() - placed,
+        placed = loads.placed,
+        compiled = loads.compiled,
         "generated kernels loaded"
     );
-    Ok(KernelLoads {
-        placed,
-        compiled: jobs.len() - placed,
-    })
+    Ok(loads)
 }
 
 impl RowKernel {
@@ -588,7 +602,7 @@ mod tests {
             .unwrap()
             .unwrap()
             .needing("has_a_flag_no_cpu_has");
-        let e = jit::link(&code, &[]).err().expect("refused");
+        let e = jit::link(&[(&code, vec![])]).err().expect("refused");
         assert!(e.to_string().contains("ISA flags this CPU lacks"), "{e}");
     }
 

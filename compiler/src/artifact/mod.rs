@@ -287,6 +287,14 @@ impl ArtifactFile {
         Some((range.clone(), *crc))
     }
 
+    /// Checks every section against its checksum (loading checks only those it reads).
+    pub fn verify(&self) -> Result<(), ArtifactError> {
+        for (name, _, _) in &self.sections {
+            self.get(name)?;
+        }
+        Ok(())
+    }
+
     /// The bytes of section `name`, checked against its checksum.
     fn get(&self, name: &str) -> Result<Option<&[u8]>, ArtifactError> {
         let Some((name, range, crc)) = self.sections.iter().find(|(n, _, _)| n == name) else {

@@ -28,6 +28,14 @@ pub struct InspectArgs {
 /// Runs `lathe inspect`.
 pub fn run(args: InspectArgs) -> Result<()> {
     let file = args.model.artifact_file()?;
+    if let Some(f) = &file {
+        // Every section's checksum, the plans' too, which nothing below reads.
+        f.verify()
+            .map_err(|error| lathe_runtime::RunError::Artifact {
+                path: Some(args.model.model.clone()),
+                error,
+            })?;
+    }
     // Each specialization's stored plan (its bytes and its packed weights' bytes).
     let plans = file.as_ref().map_or_else(Vec::new, |f| f.plan_sizes());
     let artifact = file.map(|f| args.model.decode(&f)).transpose()?;

@@ -20,6 +20,13 @@ pub(crate) type KernelFn =
 /// A JIT module that frees its executable memory when the last kernel in it is dropped.
 struct Owned(Option<JITModule>);
 
+// SAFETY: after `finalize_definitions` the module is never touched again except by `Drop`,
+// which runs once, when the last `Code` sharing it is gone (the `Arc` gives it exclusive
+// access); the code it owns is immutable and position-fixed.
+unsafe impl Send for Owned {}
+// SAFETY: as for `Send`: shared access never touches the module.
+unsafe impl Sync for Owned {}
+
 impl Drop for Owned {
     fn drop(&mut self) {
         if let Some(m) = self.0.take() {

@@ -1037,43 +1037,19 @@ fn compile_emit_obj_writes_an_object_and_a_header_and_bad_requests_are_one_line_
     }
 
     // One specialization only; a prefix that is a C identifier; header flags need obj.
-    let e = one_line_error(&lathe(&[
-        "compile",
-        &model,
-        "--emit",
-        "obj",
-        "-o",
-        path_str(&obj),
-    ]));
+    let emit_obj = |more: &[&str]| {
+        let mut args = vec!["compile", &model, "--emit", "obj", "-o", path_str(&obj)];
+        args.extend_from_slice(more);
+        one_line_error(&lathe(&args))
+    };
+    let e = emit_obj(&[]);
     assert!(
         e.contains("--emit obj compiles one specialization, and 0 were asked for"),
         "{e}"
     );
-    let e = one_line_error(&lathe(&[
-        "compile",
-        &model,
-        "--emit",
-        "obj",
-        "-o",
-        path_str(&obj),
-        "--shape",
-        "x=1,6",
-        "--shape",
-        "x=2,6",
-    ]));
+    let e = emit_obj(&["--shape", "x=1,6", "--shape", "x=2,6"]);
     assert!(e.contains("and 2 were asked for"), "{e}");
-    let e = one_line_error(&lathe(&[
-        "compile",
-        &model,
-        "--emit",
-        "obj",
-        "-o",
-        path_str(&obj),
-        "--shape",
-        "x=1,6",
-        "--prefix",
-        "9-lives",
-    ]));
+    let e = emit_obj(&["--shape", "x=1,6", "--prefix", "9-lives"]);
     assert!(
         e.contains("symbol prefix `9-lives` is not a C identifier"),
         "{e}"

@@ -234,22 +234,14 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
         let mut plan = analyze::analyze(&body)
             .map_err(|e| invalid(format!("generated kernel body `{}`: {e}", body.name)))?;
         let tables = std::mem::take(&mut plan.tables);
-        if let Some(entry) = linked {
-            let entry = entry.ok_or_else(|| {
+        let code = match linked {
+            Some(entry) => OnceLock::from(jit::Code::linked(entry.ok_or_else(|| {
                 invalid("the plan holds more generated kernels than the object file")
-            })?;
-            return Ok(RowKernel {
-                code: Arc::new(OnceLock::from(jit::Code::linked(entry))),
-                rows: plan.rows,
-                row_len: plan.row_len,
-                num_inputs: plan.num_inputs,
-                num_outputs: plan.outputs.len(),
-                _tables: tables,
-                body: Body::Graph(body),
-            });
-        }
+            })?)),
+            None => OnceLock::new(),
+        };
         let kernel = RowKernel {
-            code: Arc::new(OnceLock::new()),
+            code: Arc::new(code),
             rows: plan.rows,
             row_len: plan.row_len,
             num_inputs: plan.num_inputs,
@@ -257,16 +249,18 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
             _tables: tables,
             body: Body::Graph(body),
         };
-        PENDING.with(|p| {
-            p.borrow_mut().push(Pending {
-                name: body_name(&text).to_string(),
-                tables: kernel._tables.iter().map(|t| t.as_ptr() as usize).collect(),
-                plan: Some(plan),
-                // Compiled for flags this CPU lacks: the body is compiled instead.
-                stored: None,
-                code: Arc::clone(&kernel.code),
-            })
-        });
+        if linked.is_none() {
+            PENDING.with(|p| {
+                p.borrow_mut().push(Pending {
+                    name: body_name(&text).to_string(),
+                    tables: kernel._tables.iter().map(|t| t.as_ptr() as usize).collect(),
+                    plan: Some(plan),
+                    // Compiled for flags this CPU lacks: the body is compiled instead.
+                    stored: None,
+                    code: Arc::clone(&kernel.code),
+                })
+            });
+        }
         Ok(kernel)
     }
 }

@@ -486,6 +486,17 @@ pub fn first_rows(t: &Tensor, n: usize) -> Tensor {
         .expect("sizes match")
 }
 
+/// The small fixtures of the six benchmark models (`benches/make_models.py` makes the full
+/// ones), in the order the benchmarks list them.
+pub const BENCHMARK_FIXTURES: [&str; 6] = [
+    "mlp_tiny",
+    "cnn_tiny",
+    "mobilenet_tiny",
+    "resnet_tiny",
+    "encoder_tiny",
+    "gelu_chain_tiny",
+];
+
 /// A fresh directory under the system temp dir, unique per process and test name, removed
 /// (with its contents) when dropped.
 #[derive(Debug)]

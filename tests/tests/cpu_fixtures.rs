@@ -80,16 +80,9 @@ fn fixtures_compile_without_the_interpreter() {
     // remove it.
     const STILL_INTERPRETED: &[&str] = &[];
     let all = Fixture::all();
-    for name in [
-        "mlp_tiny",
-        "cnn_tiny",
-        "mobilenet_tiny",
-        "resnet_tiny",
-        "encoder_tiny",
-        "gelu_chain_tiny",
-        "densenet_tiny",
-        "text_classifier_tiny",
-    ] {
+    for name in (lathe_tests::BENCHMARK_FIXTURES.into_iter())
+        .chain(["densenet_tiny", "text_classifier_tiny"])
+    {
         assert!(
             all.iter().any(|f| f.name == name),
             "fixture {name} is missing"

@@ -596,6 +596,12 @@ fn bool_binary(
     Ok(Tensor::Bool(zip_map(x, y, shape, f)))
 }
 
+/// `x` to the power `e` wrapping modulo 2^64, as the interpreter computes integer `pow`
+/// (for generated code's libcall, which must match it).
+pub fn pow_wrap_u64(x: u64, e: u64) -> u64 {
+    x.pow_wrap(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,14 +18,8 @@ use lathe_tests::{bit_identical, compare, read_npy, Fixture, TempDir, Tolerance}
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The fixtures: the benchmark models, then other classes of graph.
-const FIXTURES: &[&str] = &[
-    "mlp_tiny",
-    "cnn_tiny",
-    "mobilenet_tiny",
-    "resnet_tiny",
-    "encoder_tiny",
-    "gelu_chain_tiny",
+/// Fixtures of other classes of graph than the benchmark models'.
+const OTHER_FIXTURES: &[&str] = &[
     "multi_io",
     "text_classifier_tiny",
     "densenet_tiny",
@@ -183,7 +177,10 @@ fn c_programs_run_the_models_and_match_tensorflow() {
         return;
     };
     let dir = TempDir::new("aot-models");
-    let mut cases: Vec<Case> = FIXTURES.iter().map(|n| Case::fixture(n)).collect();
+    let mut cases: Vec<Case> = (lathe_tests::BENCHMARK_FIXTURES.iter())
+        .chain(OTHER_FIXTURES)
+        .map(|n| Case::fixture(n))
+        .collect();
     cases.push(Case::saved_model("lstm"));
     // Linking is most of the time: two at once.
     let second = cases.split_off(cases.len().div_ceil(2));

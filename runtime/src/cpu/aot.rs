@@ -110,13 +110,18 @@ pub fn write_object(
     }
     let plan = &cpu.plan;
     let (image, bodies) = codegen::recording_bodies(|| image::encode(plan));
-    let image = image?;
+    let image::Image {
+        plan: plan_bytes,
+        blob,
+        features: mut needed,
+    } = image?;
+    let (plan_len, blob_len) = (plan_bytes.len() as u64, blob.len() as u64);
     let mut w = ObjectWriter::new(prefix)?;
     let kernels = bodies
         .iter()
         .map(|b| w.add_kernel(b))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut features: Vec<String> = image.features.clone();
+    let mut features = std::mem::take(&mut needed);
     features.extend(w.features().iter().cloned());
     features.sort();
     features.dedup();
@@ -125,8 +130,8 @@ pub fn write_object(
         v.push(0);
         v
     };
-    let plan_id = w.add_data("plan", image.plan.clone(), 8)?;
-    let blob_id = w.add_data("blob", image.blob.clone(), image::BLOB_ALIGN as u64)?;
+    let plan_id = w.add_data("plan", plan_bytes, 8)?;
+    let blob_id = w.add_data("blob", blob, image::BLOB_ALIGN as u64)?;
     let features_id = w.add_data("features", cstr(&features.join(",")), 1)?;
     let name_id = w.add_data("name", cstr(model_name), 1)?;
     let backend = |what: &str, e: cranelift_module::ModuleError| {
@@ -148,27 +153,32 @@ pub fn write_object(
     m.define_data(table_id, &table)
         .map_err(|e| backend("data", e))?;
 
-    // `CompiledModel`: two u32s, then seven pointer-sized fields.
+    // `CompiledModel`, its fields at their offsets in the struct (little-endian, 64-bit).
+    use std::mem::offset_of;
     let model_id = m
         .declare_data(&format!("{prefix}_model"), Linkage::Local, false, false)
         .map_err(|e| backend("declare", e))?;
     let mut bytes = vec![0u8; size_of::<CompiledModel>()];
-    bytes[0..4].copy_from_slice(&ABI_VERSION.to_le_bytes());
-    bytes[4..8].copy_from_slice(&(kernels.len() as u32).to_le_bytes());
-    bytes[16..24].copy_from_slice(&(image.plan.len() as u64).to_le_bytes());
-    bytes[32..40].copy_from_slice(&(image.blob.len() as u64).to_le_bytes());
+    let mut put = |at: usize, v: &[u8]| bytes[at..at + v.len()].copy_from_slice(v);
+    put(offset_of!(CompiledModel, abi), &ABI_VERSION.to_le_bytes());
+    put(
+        offset_of!(CompiledModel, kernel_count),
+        &(kernels.len() as u32).to_le_bytes(),
+    );
+    put(offset_of!(CompiledModel, plan_len), &plan_len.to_le_bytes());
+    put(offset_of!(CompiledModel, blob_len), &blob_len.to_le_bytes());
     let mut model = DataDescription::new();
     model.define(bytes.into_boxed_slice());
     model.set_align(8);
     for (offset, id) in [
-        (8, plan_id),
-        (24, blob_id),
-        (40, table_id),
-        (48, features_id),
-        (56, name_id),
+        (offset_of!(CompiledModel, plan), plan_id),
+        (offset_of!(CompiledModel, blob), blob_id),
+        (offset_of!(CompiledModel, kernels), table_id),
+        (offset_of!(CompiledModel, features), features_id),
+        (offset_of!(CompiledModel, name), name_id),
     ] {
         let gv = m.declare_data_in_data(id, &mut model);
-        model.write_data_addr(offset, gv, 0);
+        model.write_data_addr(offset as u32, gv, 0);
     }
     m.define_data(model_id, &model)
         .map_err(|e| backend("data", e))?;

@@ -240,7 +240,7 @@ enum Target {
 }
 
 /// The enabled `has_*` flags of an ISA, sorted.
-fn enabled_flags(isa: &OwnedTargetIsa) -> Vec<String> {
+pub(crate) fn enabled_flags(isa: &OwnedTargetIsa) -> Vec<String> {
     let mut flags: Vec<String> = (isa.isa_flags().iter())
         .filter(|v| v.as_bool() == Some(true))
         .map(|v| v.name.to_string())

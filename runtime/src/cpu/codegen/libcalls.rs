@@ -139,15 +139,7 @@ libcalls! {
 
     /// `x^e` wrapping modulo 2^64 for unsigned operands.
     fn pow_u64(x: u64, e: u64) -> u64 {
-        let (mut base, mut acc, mut e) = (x, 1u64, e);
-        while e > 0 {
-            if e & 1 == 1 {
-                acc = acc.wrapping_mul(base);
-            }
-            base = base.wrapping_mul(base);
-            e >>= 1;
-        }
-        acc
+        elementwise::pow_wrap_u64(x, e)
     }
 }
 

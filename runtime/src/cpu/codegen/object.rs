@@ -167,10 +167,8 @@ impl ObjectWriter {
 /// The CPU features an ISA's enabled flags name (`has_avx2` → `avx2`), those this build can
 /// check for.
 fn isa_features(isa: &cranelift_codegen::isa::OwnedTargetIsa) -> Vec<String> {
-    isa.isa_flags()
-        .iter()
-        .filter(|v| v.as_bool() == Some(true))
-        .filter_map(|v| v.name.strip_prefix("has_"))
+    (jit::enabled_flags(isa).iter())
+        .filter_map(|f| f.strip_prefix("has_"))
         .map(|f| match f {
             "sse41" => "sse4.1".to_string(),
             "sse42" => "sse4.2".to_string(),

@@ -32,6 +32,20 @@ const PROTOS: &[&str] = &[
     "tensorflow/core/protobuf/meta_graph.proto",
     "tensorflow/core/protobuf/saved_model.proto",
     "tensorflow/core/protobuf/tensor_bundle.proto",
+    // tf.Example, and TensorFlow Serving's and the Open Inference Protocol's messages (`lathe
+    // serve`; their gRPC services are declared in `serve/build.rs`).
+    "tensorflow/core/example/feature.proto",
+    "tensorflow/core/example/example.proto",
+    "tensorflow/core/protobuf/error_codes.proto",
+    "tensorflow_serving/apis/model.proto",
+    "tensorflow_serving/apis/predict.proto",
+    "tensorflow_serving/apis/get_model_metadata.proto",
+    "tensorflow_serving/apis/get_model_status.proto",
+    "tensorflow_serving/apis/input.proto",
+    "tensorflow_serving/apis/classification.proto",
+    "tensorflow_serving/apis/regression.proto",
+    "tensorflow_serving/config/model_server_config.proto",
+    "inference/grpc_service.proto",
     // ONNX.
     "onnx/onnx.proto",
     "onnx/onnx-data.proto",

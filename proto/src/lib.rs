@@ -11,6 +11,9 @@
 //! - [`tensorflow`]: `GraphDef`, `NodeDef`, `AttrValue`, `TensorProto`,
 //!   `SavedModel`, `MetaGraphDef`, `SignatureDef`, `SavedObjectGraph`,
 //!   `BundleHeaderProto` / `BundleEntryProto`, ...
+//! - [`tensorflow::serving`] and [`inference`]: the messages of TensorFlow Serving's and the
+//!   Open Inference Protocol's (KServe v2) gRPC APIs, written here from those protocols'
+//!   message and field numbers, for `lathe serve`
 //! - [`onnx`]: `ModelProto`, `GraphProto`, `NodeProto`, `TensorProto`, ..., and the
 //!   `SequenceProto` and `OptionalProto` values of ONNX's test data
 //!
@@ -46,6 +49,31 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 )]
 pub mod tensorflow {
     include!(concat!(env!("OUT_DIR"), "/tensorflow.rs"));
+
+    /// TensorFlow Serving's messages (package `tensorflow.serving`): `PredictRequest`,
+    /// `GetModelMetadataResponse`, `ClassificationRequest`, ... (`lathe serve`).
+    pub mod serving {
+        include!(concat!(env!("OUT_DIR"), "/tensorflow.serving.rs"));
+    }
+
+    /// TensorFlow's canonical error codes (package `tensorflow.error`).
+    pub mod error {
+        include!(concat!(env!("OUT_DIR"), "/tensorflow.error.rs"));
+    }
+}
+
+/// The Open Inference Protocol's (KServe v2) gRPC messages, package `inference` (`lathe serve`).
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::nursery,
+    missing_docs,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::bare_urls,
+    rustdoc::invalid_html_tags
+)]
+pub mod inference {
+    include!(concat!(env!("OUT_DIR"), "/inference.rs"));
 }
 
 /// ONNX protobuf package `onnx`.

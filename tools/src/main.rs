@@ -40,6 +40,8 @@ enum Command {
     Ops(cmd::ops::OpsArgs),
     /// Run ONNX backend node tests on the CPU backend and the interpreter.
     Conformance(cmd::conformance::ConformanceArgs),
+    /// Serve models over TensorFlow Serving's REST and gRPC APIs and KServe v2 (Open Inference Protocol)
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Ops(a) => cmd::ops::run(a),
         Command::Conformance(a) => cmd::conformance::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod ops;
 pub mod opt;
 pub mod run;
+pub mod serve;
 pub mod source;
 
 use anyhow::{bail, Context, Result};

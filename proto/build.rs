@@ -44,6 +44,7 @@ const PROTOS: &[&str] = &[
     "tensorflow_serving/apis/input.proto",
     "tensorflow_serving/apis/classification.proto",
     "tensorflow_serving/apis/regression.proto",
+    "tensorflow_serving/apis/prediction_log.proto",
     "tensorflow_serving/config/model_server_config.proto",
     "inference/grpc_service.proto",
     // ONNX.

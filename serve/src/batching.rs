@@ -4,7 +4,8 @@
 //! blocking threads, at most as many at once as the server's concurrency limit.
 //!
 //! Joining and splitting along axis 0 of row-major tensors is joining and splitting their
-//! bytes. Calls whose other dimensions or dtypes differ go into separate batches; a model
+//! bytes. A batch is padded with zero rows to the next power of two (at most the largest batch),
+//! so the model compiles a few batch sizes rather than one per row count. Calls whose other dimensions or dtypes differ go into separate batches; a model
 //! whose outputs do not keep the batch dimension runs each call of the batch on its own.
 
 use crate::config::BatchingConfig;
@@ -111,33 +112,45 @@ async fn gather(
         };
         let model = model.clone();
         let name = name.clone();
+        let max_batch_size = config.max_batch_size;
         tokio::task::spawn_blocking(move || {
             let _span =
                 tracing::debug_span!("batch", model = %name, version, calls = batch.len(), rows)
                     .entered();
-            run_batch(&name, &model, batch);
+            run_batch(&name, &model, batch, max_batch_size);
             drop(permit);
         });
     }
 }
 
-/// Runs the jobs of one batch and answers each.
-fn run_batch(name: &str, model: &Model, batch: Vec<Job>) {
-    if batch.len() == 1 {
-        let job = batch.into_iter().next().expect("one job");
-        let _ = job.reply.send(run_model(name, model, &job.inputs));
-        return;
+/// The batch size a batch of `rows` rows runs at: the next power of two, or `max` (TensorFlow
+/// Serving's allowed batch sizes, with padding). Each size run is a specialization the model
+/// compiles once; without this every row count would be one, and more of them than the
+/// specialization cache holds.
+pub fn padded_rows(rows: usize, max: usize) -> usize {
+    if rows >= max {
+        rows
+    } else {
+        rows.next_power_of_two().min(max)
     }
+}
+
+/// Runs the jobs of one batch, joined and padded with zero rows to an allowed batch size, and
+/// answers each with its rows.
+fn run_batch(name: &str, model: &Model, batch: Vec<Job>, max_batch_size: usize) {
     let total: usize = batch.iter().map(|j| j.rows).sum();
+    let padded = padded_rows(total, max_batch_size);
     let joined: Vec<(String, Tensor)> = (0..batch[0].inputs.len())
         .map(|k| {
             let (input, first) = &batch[0].inputs[k];
-            let mut bytes = Vec::with_capacity(first.size_bytes() * total / batch[0].rows.max(1));
+            let per_row = first.size_bytes() / batch[0].rows.max(1);
+            let mut bytes = Vec::with_capacity(per_row * padded);
             for job in &batch {
                 bytes.extend_from_slice(&job.inputs[k].1.to_le_bytes());
             }
+            bytes.resize(per_row * padded, 0);
             let mut dims = first.shape().to_vec();
-            dims[0] = total;
+            dims[0] = padded;
             let t = Tensor::from_le_bytes(first.dtype(), &dims, &bytes)
                 .expect("joined rows fill the shape");
             (input.clone(), t)
@@ -146,11 +159,16 @@ fn run_batch(name: &str, model: &Model, batch: Vec<Job>) {
     let outputs = match run_model(name, model, &joined) {
         Ok(o) => o,
         // One bad call must not fail the others: run each alone.
-        Err(_) => return run_each(name, model, batch),
+        Err(_) if batch.len() > 1 => return run_each(name, model, batch),
+        Err(e) => {
+            let job = batch.into_iter().next().expect("one job");
+            let _ = job.reply.send(Err(e));
+            return;
+        }
     };
     if !outputs
         .iter()
-        .all(|(_, t)| t.shape().first() == Some(&total))
+        .all(|(_, t)| t.shape().first() == Some(&padded))
     {
         return run_each(name, model, batch);
     }
@@ -159,7 +177,7 @@ fn run_batch(name: &str, model: &Model, batch: Vec<Job>) {
     for job in batch {
         let mine = (outputs.iter().zip(&bytes))
             .map(|((n, t), b)| {
-                let per_row = b.len() / total;
+                let per_row = b.len() / padded;
                 let mut dims = t.shape().to_vec();
                 dims[0] = job.rows;
                 let part = &b[row * per_row..(row + job.rows) * per_row];
@@ -177,5 +195,17 @@ fn run_batch(name: &str, model: &Model, batch: Vec<Job>) {
 fn run_each(name: &str, model: &Model, batch: Vec<Job>) {
     for job in batch {
         let _ = job.reply.send(run_model(name, model, &job.inputs));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batches_are_padded_to_powers_of_two_up_to_the_largest() {
+        let sizes: Vec<usize> = (1..=20).map(|r| super::padded_rows(r, 12)).collect();
+        assert_eq!(
+            sizes,
+            [1, 2, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+        );
     }
 }

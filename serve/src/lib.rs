@@ -9,6 +9,7 @@
 //! - [`batching`]: dynamic batching of calls along axis 0.
 //! - [`tfs`] and [`kserve`]: each protocol's logic, shared by its REST form ([`rest`]) and
 //!   its gRPC form ([`grpc`]); [`convert`] and [`json`]: tensors on the wire.
+//! - [`warmup`]: TensorFlow Serving's warm-up requests, replayed on load.
 //! - [`metrics`]: Prometheus metrics.
 //!
 //! [`Server::start`] binds both ports and serves until its shutdown signal; [`run`] is the
@@ -26,6 +27,7 @@ pub mod repository;
 pub mod rest;
 pub mod servable;
 pub mod tfs;
+pub mod warmup;
 
 pub use config::{BatchingConfig, Limits, ModelConfig, ServeConfig, VersionPolicy};
 pub use error::ServeError;

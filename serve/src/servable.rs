@@ -166,7 +166,7 @@ impl Servable {
         let batcher = batching
             .filter(|_| batchable(&inputs))
             .map(|b| Batcher::start(name, version, model.clone(), b.clone()));
-        Ok(Servable {
+        let servable = Servable {
             name: name.to_string(),
             version,
             signature: DEFAULT_SIGNATURE.to_string(),
@@ -178,7 +178,28 @@ impl Servable {
             gate: tokio::sync::Semaphore::new(limits.max_concurrent_runs.max(1)),
             queued: AtomicUsize::new(0),
             batcher,
-        })
+        };
+        let replayed = crate::warmup::replay(&servable, dir, limits.max_request_bytes)?;
+        if replayed > 0 {
+            tracing::info!(
+                model = name,
+                version,
+                requests = replayed,
+                "replayed the warm-up requests"
+            );
+        }
+        Ok(servable)
+    }
+
+    /// Runs checked inputs now, on this thread, outside the gate (warm-up, before the version
+    /// is available).
+    pub fn run_now(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        run_model(&self.name, &self.model, inputs)
+    }
+
+    /// The loaded model.
+    pub fn model(&self) -> &Model {
+        &self.model
     }
 
     /// Whether calls are batched.

@@ -116,6 +116,7 @@ def rest(rest_addr, path, body=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lathe", required=True)
+    ap.add_argument("--descriptors", help="lathe-proto's compiled descriptors.bin, to check field numbers")
     args = ap.parse_args()
 
     import grpc
@@ -238,6 +239,46 @@ def main():
         assert code == 400 and "shape" in r["error"], r
 
     case("bad requests get the protocol's error and a message", errors)
+
+    def field_numbers():
+        """Every field of Lathe's serving messages has the number and type of the clients'."""
+        from google.protobuf import descriptor_pb2
+        from tensorflow.core.example import example_pb2, feature_pb2
+        from tensorflow_serving.apis import (classification_pb2, input_pb2, model_pb2, prediction_log_pb2,
+                                             regression_pb2)
+        from tensorflow_serving.config import model_server_config_pb2
+        import tritonclient.grpc.service_pb2 as triton
+        fds = descriptor_pb2.FileDescriptorSet()
+        with open(args.descriptors, "rb") as f:
+            fds.ParseFromString(f.read())
+        mine = {}
+
+        def walk(prefix, messages):
+            for m in messages:
+                mine[f"{prefix}.{m.name}"] = {f.name: (f.number, f.type) for f in m.field}
+                walk(f"{prefix}.{m.name}", m.nested_type)
+        for f in fds.file:
+            walk(f.package, f.message_type)
+        checked, wrong = 0, []
+
+        def check(d):
+            nonlocal checked
+            for f in d.fields if d.full_name in mine else []:
+                if f.name in mine[d.full_name]:
+                    checked += 1
+                    if mine[d.full_name][f.name] != (f.number, f.type):
+                        wrong.append(f"{d.full_name}.{f.name}")
+            for n in d.nested_types:
+                check(n)
+        for module in [predict_pb2, get_model_metadata_pb2, get_model_status_pb2, classification_pb2, regression_pb2,
+                       input_pb2, model_pb2, prediction_log_pb2, example_pb2, feature_pb2, model_server_config_pb2,
+                       triton]:
+            for d in module.DESCRIPTOR.message_types_by_name.values():
+                check(d)
+        assert checked > 100 and not wrong, f"{checked} fields checked; differing: {wrong}"
+
+    if args.descriptors:
+        case("field numbers and types match the clients' protos", field_numbers)
     case("the server still serves", lambda: models and rest(rest_addr, "/v1/models/mlp_tiny")[0] == 200 or (_ for _ in ()).throw(AssertionError("not serving")))
 
     proc.terminate()

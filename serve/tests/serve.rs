@@ -825,3 +825,98 @@ async fn a_version_that_fails_to_load_is_reported_and_the_server_not_ready() {
     let _ = stop.send(());
     server.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_requests_are_replayed_on_load_and_a_bad_one_fails_the_load() {
+    use lathe_proto::tensorflow::serving::{prediction_log, PredictLog, PredictionLog};
+    let record = |rows: usize, input: &str| {
+        let x = Tensor::from_vec(&[rows, 6], vec![0.5f32; rows * 6]);
+        let log = PredictionLog {
+            log_type: Some(prediction_log::LogType::PredictLog(PredictLog {
+                request: Some(tfsp::PredictRequest {
+                    model_spec: Some(tfsp::ModelSpec {
+                        name: "m".into(),
+                        ..Default::default()
+                    }),
+                    inputs: [(
+                        input.to_string(),
+                        lathe_serve::convert::to_tensor_proto("x", &x).unwrap(),
+                    )]
+                    .into_iter()
+                    .collect(),
+                    output_filter: vec![],
+                }),
+                response: None,
+            })),
+        };
+        prost::Message::encode_to_vec(&log)
+    };
+    let dir = TempDir::new("serve-warmup");
+    let configs = repository(dir.path(), &[("m", "dynamic_batch", 1)]);
+    let assets = dir.join("m").join("1").join("assets.extra");
+    std::fs::create_dir_all(&assets).unwrap();
+    let file = assets.join("tf_serving_warmup_requests");
+    std::fs::write(
+        &file,
+        lathe_serve::warmup::write_records(&[record(4, "x"), record(7, "x")]),
+    )
+    .unwrap();
+    let server = start(configs.clone(), |_| {}).await;
+    let s = server
+        .server
+        .shared
+        .repo
+        .get("m", &lathe_serve::repository::VersionChoice::Newest)
+        .unwrap();
+    let warmed: Vec<String> = s
+        .model()
+        .cached_signatures()
+        .iter()
+        .map(|sig| sig.to_string())
+        .collect();
+    assert!(
+        warmed.iter().any(|w| w.contains("f32[4,6]"))
+            && warmed.iter().any(|w| w.contains("f32[7,6]")),
+        "{warmed:?}"
+    );
+    server.stop().await;
+
+    // A record naming an input the model lacks fails the load, naming the file and record.
+    std::fs::write(
+        &file,
+        lathe_serve::warmup::write_records(&[record(2, "x"), record(2, "nope")]),
+    )
+    .unwrap();
+    let config = ServeConfig {
+        models: configs,
+        host: [127, 0, 0, 1].into(),
+        grpc_port: 0,
+        rest_port: 0,
+        ..ServeConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = lathe_serve::Server::start(config, async {
+        let _ = stopped.await;
+    })
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let error = loop {
+        let states = server.shared.repo.states("m").unwrap();
+        if let Some((_, lathe_serve::repository::VersionState::Failed { error, .. })) =
+            states.first()
+        {
+            break error.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{states:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        error.contains("tf_serving_warmup_requests")
+            && error.contains("record 1")
+            && error.contains("`nope`"),
+        "{error}"
+    );
+    let _ = stop.send(());
+    server.wait().await.unwrap();
+}

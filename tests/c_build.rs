@@ -22,6 +22,7 @@ pub fn built_libs(package: &str, files: &[&str]) -> PathBuf {
     if have(&deps) {
         return deps;
     }
+
     let dir = deps
         .parent()
         .expect("the test binary lives in target/<profile>/deps");
@@ -39,6 +40,32 @@ pub fn built_libs(package: &str, files: &[&str]) -> PathBuf {
     assert!(status.success(), "cargo build -p {package} failed");
     assert!(have(dir), "{files:?} were not built in {}", dir.display());
     dir.to_path_buf()
+}
+
+/// The static library `file` (`liblathe_kernels.a`) of `package` as cargo built it for the
+/// running test. A lib target without a `cdylib` crate type has its other crate types named
+/// with the build's hash in deps/ (`liblathe_kernels-<hash>.a`), where the newest of that name
+/// is this build's; otherwise as [`built_libs`] finds it.
+pub fn built_staticlib(package: &str, file: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let deps = exe.parent().expect("a directory");
+    newest_hashed(deps, file).unwrap_or_else(|| built_libs(package, &[file]).join(file))
+}
+
+/// The newest `STEM-HASH.EXT` in `dir` for `file` = `STEM.EXT`.
+fn newest_hashed(dir: &Path, file: &str) -> Option<PathBuf> {
+    let (stem, ext) = file.rsplit_once('.')?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(&format!("{stem}-")) && name.ends_with(&format!(".{ext}"))
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
 }
 
 /// The compiler to use, from `env` (`CC`, `CXX`) or `default`; `None`, with a note printed,

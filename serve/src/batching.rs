@@ -37,18 +37,26 @@ impl Job {
 /// The gatherer of one servable's calls.
 pub struct Batcher {
     jobs: mpsc::Sender<Job>,
+    queue: usize,
 }
-
-/// Calls a batcher holds before refusing more.
-const QUEUE: usize = 1024;
 
 impl Batcher {
     /// Starts the gathering task (it ends when the batcher is dropped and its queue drained).
-    pub fn start(name: &str, version: i64, model: Arc<Model>, config: BatchingConfig) -> Batcher {
-        let (jobs, rx) = mpsc::channel(QUEUE);
+    /// It holds up to `queue` calls waiting; more are refused.
+    pub fn start(
+        name: &str,
+        version: i64,
+        model: Arc<Model>,
+        config: BatchingConfig,
+        queue: usize,
+    ) -> Batcher {
+        let (jobs, rx) = mpsc::channel(queue.max(1));
         let runs = Arc::new(Semaphore::new(lathe_runtime::default_threads().max(1)));
         tokio::spawn(gather(name.to_string(), version, model, config, rx, runs));
-        Batcher { jobs }
+        Batcher {
+            jobs,
+            queue: queue.max(1),
+        }
     }
 
     /// Queues a call of `rows` rows and waits for its outputs.
@@ -62,7 +70,8 @@ impl Batcher {
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ServeError::ResourceExhausted(format!(
-                    "the model's batching queue holds {QUEUE} calls, its limit"
+                    "the model's batching queue holds {} calls, the server's limit",
+                    self.queue
                 )),
                 mpsc::error::TrySendError::Closed(_) => {
                     ServeError::Unavailable("the model is being unloaded".into())

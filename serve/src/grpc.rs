@@ -121,10 +121,7 @@ impl PredictionService for Services {
             shared
                 .observe(&spec_name(&req.model_spec), "tfs_grpc_classify", async {
                     let s = tfs::resolve(&shared.repo, req.model_spec.as_ref())?;
-                    let inputs = tfs::examples_to_inputs(&s, req.input.as_ref())?;
-                    let n = inputs.first().map_or(0, |(_, t)| t.shape()[0]);
-                    s.check_inputs(&inputs)?;
-                    let outputs = s.run(inputs, &[]).await?;
+                    let (outputs, n) = tfs::run_examples(&s, req.input.as_ref()).await?;
                     Ok(tfsp::ClassificationResponse {
                         model_spec: Some(tfs::answered(&s)),
                         result: Some(tfs::classification(&s, &outputs, n)?),
@@ -144,10 +141,7 @@ impl PredictionService for Services {
             shared
                 .observe(&spec_name(&req.model_spec), "tfs_grpc_regress", async {
                     let s = tfs::resolve(&shared.repo, req.model_spec.as_ref())?;
-                    let inputs = tfs::examples_to_inputs(&s, req.input.as_ref())?;
-                    let n = inputs.first().map_or(0, |(_, t)| t.shape()[0]);
-                    s.check_inputs(&inputs)?;
-                    let outputs = s.run(inputs, &[]).await?;
+                    let (outputs, n) = tfs::run_examples(&s, req.input.as_ref()).await?;
                     Ok(tfsp::RegressionResponse {
                         model_spec: Some(tfs::answered(&s)),
                         result: Some(tfs::regression(&s, &outputs, n)?),

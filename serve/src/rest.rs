@@ -307,15 +307,26 @@ fn signature_name(v: &Json) -> Result<&str> {
     }
 }
 
+/// A TensorFlow Serving POST's body and the servable it names, its signature checked.
+fn tf_request(
+    shared: &Shared,
+    name: &str,
+    choice: &VersionChoice,
+    body: &[u8],
+) -> Result<(Json, Arc<Servable>)> {
+    let v = body_object(body)?;
+    let s = shared.repo.get(name, choice)?;
+    s.check_signature(signature_name(&v)?)?;
+    Ok((v, s))
+}
+
 async fn tf_predict(
     shared: &Shared,
     name: &str,
     choice: &VersionChoice,
     body: &[u8],
 ) -> Result<Reply> {
-    let v = body_object(body)?;
-    let s = shared.repo.get(name, choice)?;
-    s.check_signature(signature_name(&v)?)?;
+    let (v, s) = tf_request(shared, name, choice, body)?;
     let (rows, inputs) = match (v.get("instances"), v.get("inputs")) {
         (Some(instances), None) => {
             let Json::Arr(instances) = instances else {
@@ -512,9 +523,7 @@ async fn tf_examples(
 ) -> Result<Reply> {
     use lathe_proto::tensorflow::serving as tfsp;
     use lathe_proto::tensorflow::{feature, Example, Feature, Features, FloatList, Int64List};
-    let v = body_object(body)?;
-    let s = shared.repo.get(name, choice)?;
-    s.check_signature(signature_name(&v)?)?;
+    let (v, s) = tf_request(shared, name, choice, body)?;
     let example = |what: &str, e: &Json| -> Result<Example> {
         let Json::Obj(fields) = e else {
             return Err(invalid!(
@@ -581,10 +590,7 @@ async fn tf_examples(
             tfsp::ExampleListWithContext { examples, context },
         )),
     };
-    let inputs = tfs::examples_to_inputs(&s, Some(&input))?;
-    let n = list.len();
-    s.check_inputs(&inputs)?;
-    let outputs = s.run(inputs, &[]).await?;
+    let (outputs, n) = tfs::run_examples(&s, Some(&input)).await?;
     let mut out = String::from("{\"results\":[");
     if verb == "classify" {
         let result = tfs::classification(&s, &outputs, n)?;

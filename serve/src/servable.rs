@@ -57,7 +57,7 @@ pub struct Servable {
     pub outputs: Vec<TensorInfo>,
     model: Arc<Model>,
     limits: Limits,
-    gate: tokio::sync::Semaphore,
+    gate: Arc<tokio::sync::Semaphore>,
     queued: AtomicUsize,
     batcher: Option<Batcher>,
 }
@@ -165,7 +165,7 @@ impl Servable {
         let model = Arc::new(model);
         let batcher = batching
             .filter(|_| batchable(&inputs))
-            .map(|b| Batcher::start(name, version, model.clone(), b.clone()));
+            .map(|b| Batcher::start(name, version, model.clone(), b.clone(), limits.max_queued));
         let servable = Servable {
             name: name.to_string(),
             version,
@@ -175,7 +175,9 @@ impl Servable {
             outputs,
             model,
             limits: limits.clone(),
-            gate: tokio::sync::Semaphore::new(limits.max_concurrent_runs.max(1)),
+            gate: Arc::new(tokio::sync::Semaphore::new(
+                limits.max_concurrent_runs.max(1),
+            )),
             queued: AtomicUsize::new(0),
             batcher,
         };
@@ -332,24 +334,61 @@ impl Servable {
                 return batcher.submit(inputs, rows).await;
             }
         }
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.limits.max_queued {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(ServeError::ResourceExhausted(format!(
-                "model `{}` already has {} calls queued, the server's limit",
-                self.name, self.limits.max_queued
-            )));
-        }
-        let permit = self.gate.acquire().await;
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-        let _permit =
-            permit.map_err(|_| ServeError::Unavailable("the server is shutting down".into()))?;
+        let permit =
+            match self.gate.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return Err(ServeError::Unavailable(
+                        "the server is shutting down".into(),
+                    ))
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    // Counted while it waits, however the wait ends (a timeout drops it).
+                    let _waiting = Waiting::enter(&self.queued, self.limits.max_queued)
+                        .ok_or_else(|| {
+                            ServeError::ResourceExhausted(format!(
+                        "model `{}` already has {} calls waiting to run, the server's limit",
+                        self.name, self.limits.max_queued
+                    ))
+                        })?;
+                    self.gate.clone().acquire_owned().await.map_err(|_| {
+                        ServeError::Unavailable("the server is shutting down".into())
+                    })?
+                }
+            };
         let model = self.model.clone();
         let name = self.name.clone();
-        tokio::task::spawn_blocking(move || run_model(&name, &model, &inputs))
-            .await
-            .map_err(|e| {
-                ServeError::Internal(format!("model `{}`: the call panicked: {e}", self.name))
-            })?
+        // The permit goes with the run: a call that times out still holds it until the model
+        // returns, so the limit counts what really runs.
+        tokio::task::spawn_blocking(move || {
+            let outputs = run_model(&name, &model, &inputs);
+            drop(permit);
+            outputs
+        })
+        .await
+        .map_err(|e| {
+            ServeError::Internal(format!("model `{}`: the call panicked: {e}", self.name))
+        })?
+    }
+}
+
+/// A call counted among those waiting to run while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Counts a call in, unless `limit` are waiting already.
+    fn enter(count: &'a AtomicUsize, limit: usize) -> Option<Waiting<'a>> {
+        if count.fetch_add(1, Ordering::Relaxed) >= limit {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Waiting(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

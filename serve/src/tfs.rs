@@ -224,6 +224,17 @@ pub fn examples_to_inputs(
         .collect()
 }
 
+/// Runs a Classify or Regress request's examples on `s`: the outputs, and how many examples.
+pub async fn run_examples(
+    s: &Arc<Servable>,
+    input: Option<&tfs::Input>,
+) -> Result<(Vec<(String, Tensor)>, usize)> {
+    let inputs = examples_to_inputs(s, input)?;
+    let n = inputs.first().map_or(0, |(_, t)| t.shape()[0]);
+    s.check_inputs(&inputs)?;
+    Ok((s.run(inputs, &[]).await?, n))
+}
+
 /// The output a Classify or Regress reads: the one named `preferred`, or the only one.
 fn result_output<'a>(
     s: &Servable,

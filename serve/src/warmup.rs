@@ -5,6 +5,7 @@
 
 use crate::servable::Servable;
 use crate::tfs;
+use lathe_compiler::import::tensorflow::bundle::crc32c;
 use lathe_proto::tensorflow::serving::{prediction_log, PredictionLog};
 use prost::Message as _;
 use std::path::Path;
@@ -15,36 +16,9 @@ pub const WARMUP_FILE: &str = "assets.extra/tf_serving_warmup_requests";
 /// The most records replayed (TensorFlow Serving's limit too).
 pub const MAX_RECORDS: usize = 1000;
 
-/// CRC-32C (Castagnoli), as TFRecord checksums use, bytewise from a table built at compile time.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0x82F6_3B78 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-fn crc32c(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |c, &b| {
-        CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
-    })
-}
-
-/// TFRecord's masked checksum.
+/// TFRecord's masked CRC-32C (LevelDB's mask, as checkpoints use).
 fn masked_crc(data: &[u8]) -> u32 {
-    crc32c(data).rotate_right(15).wrapping_add(0xA282_EAD8)
+    crc32c::mask(crc32c::crc32c(data))
 }
 
 /// The records of a TFRecord file (each: length, its checksum, data, its checksum), checked.
@@ -147,12 +121,6 @@ pub fn replay(s: &Servable, dir: &Path, max_bytes: usize) -> Result<usize, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32c_is_castagnolis() {
-        // The check value of CRC-32C.
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-    }
 
     #[test]
     fn records_read_back_and_damage_is_an_error() {

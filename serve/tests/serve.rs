@@ -920,3 +920,207 @@ async fn warm_up_requests_are_replayed_on_load_and_a_bad_one_fails_the_load() {
     let _ = stop.send(());
     server.wait().await.unwrap();
 }
+
+/// Copies a directory tree.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_and_regress_read_tf_examples_where_the_signature_fits() {
+    let dir = TempDir::new("serve-classify");
+    let saved = lathe_tests::fixtures_root()
+        .join("..")
+        .join("tf_saved")
+        .join("keras_saved");
+    copy_dir(&saved.join("saved_model"), &dir.join("k").join("1"));
+    let models = vec![ModelConfig {
+        name: "k".into(),
+        base_path: dir.join("k"),
+        version_policy: VersionPolicy::default(),
+        version_labels: Default::default(),
+    }];
+    let server = start(models, |_| {}).await;
+    let x = lathe_tests::read_npy(&saved.join("serving_default.features.npy"));
+    let want = lathe_tests::read_npy(&saved.join("serving_default.logits.npy"));
+    let (n, k) = (x.shape()[0], want.shape()[1]);
+    let xs = x.to_f64_vec();
+    let tol = lathe_tests::Tolerance {
+        rtol: 1e-4,
+        atol: 1e-5,
+    };
+
+    // REST: each example's `features` feature is one row of the model's input.
+    let examples: Vec<String> = (0..n)
+        .map(|i| {
+            let row: Vec<String> = xs[i * 10..(i + 1) * 10]
+                .iter()
+                .map(|v| format!("{v:?}"))
+                .collect();
+            format!("{{\"features\": [{}]}}", row.join(","))
+        })
+        .collect();
+    let body = format!("{{\"examples\": [{}]}}", examples.join(","));
+    let (status, v) = post_json(server.rest(), "/v1/models/k:classify", &body).await;
+    assert_eq!(status, 200, "{}", v.to_text());
+    let Some(Json::Arr(results)) = v.get("results") else {
+        panic!("{}", v.to_text())
+    };
+    let scores: Vec<f32> = results
+        .iter()
+        .flat_map(|r| match r {
+            Json::Arr(classes) => classes
+                .iter()
+                .map(|c| match c {
+                    Json::Arr(pair) => match pair[1] {
+                        Json::Num(n) => n.as_f64() as f32,
+                        _ => panic!(),
+                    },
+                    _ => panic!(),
+                })
+                .collect::<Vec<_>>(),
+            _ => panic!(),
+        })
+        .collect();
+    compare(&Tensor::from_vec(&[n, k], scores), &want, tol).unwrap();
+    let (status, v) = post_json(server.rest(), "/v1/models/k:regress", &body).await;
+    assert_eq!(status, 400);
+    assert!(
+        error_of(&v).contains("does not fit Regress"),
+        "{}",
+        v.to_text()
+    );
+    let (status, v) = post_json(
+        server.rest(),
+        "/v1/models/k:classify",
+        "{\"examples\": [{\"features\": [1, 2]}]}",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        error_of(&v).contains("has 2 values; input `features` takes 10"),
+        "{}",
+        v.to_text()
+    );
+
+    // gRPC Classify, the rows given through the context where the examples have none.
+    use lathe_proto::tensorflow::{feature, Example, Feature, Features, FloatList};
+    let example = |row: &[f64]| Example {
+        features: Some(Features {
+            feature: [(
+                "features".to_string(),
+                Feature {
+                    kind: Some(feature::Kind::FloatList(FloatList {
+                        value: row.iter().map(|&v| v as f32).collect(),
+                    })),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }),
+    };
+    let mut client = PredictionServiceClient::connect(server.grpc_url())
+        .await
+        .unwrap();
+    let req = tfsp::ClassificationRequest {
+        model_spec: Some(tfsp::ModelSpec {
+            name: "k".into(),
+            ..Default::default()
+        }),
+        input: Some(tfsp::Input {
+            kind: Some(tfsp::input::Kind::ExampleListWithContext(
+                tfsp::ExampleListWithContext {
+                    examples: vec![Example::default()],
+                    context: Some(example(&xs[..10])),
+                },
+            )),
+        }),
+    };
+    let r = client.classify(req).await.unwrap().into_inner();
+    let got: Vec<f32> = r.result.unwrap().classifications[0]
+        .classes
+        .iter()
+        .map(|c| c.score)
+        .collect();
+    let first =
+        Tensor::from_le_bytes(lathe_ir::DType::F32, &[1, k], &want.to_le_bytes()[..4 * k]).unwrap();
+    compare(&Tensor::from_vec(&[1, k], got), &first, tol).unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_past_the_queue_limit_or_the_timeout_are_refused_and_the_rest_answered() {
+    let dir = TempDir::new("serve-limits");
+    let f = Fixture::open("resnet_tiny");
+    let body = format!("{{\"instances\": {}}}", json_of(&f.inputs()[0].1));
+    // One call at a time and none waiting: of calls sent together, some are refused with 429.
+    let server = start(repository(dir.path(), &[("r", "resnet_tiny", 1)]), |c| {
+        c.limits.max_concurrent_runs = 1;
+        c.limits.max_queued = 0;
+    })
+    .await;
+    let addr = server.rest();
+    let calls = (0..16).map(|_| {
+        let body = body.clone();
+        async move { post_json(addr, "/v1/models/r:predict", &body).await }
+    });
+    let answers = futures_join(calls.collect()).await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let refused: Vec<&Json> = answers
+        .iter()
+        .filter(|(s, _)| *s == 429)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        ok + refused.len(),
+        16,
+        "{:?}",
+        answers.iter().map(|(s, _)| s).collect::<Vec<_>>()
+    );
+    assert!(
+        ok >= 1 && !refused.is_empty(),
+        "{ok} answered, {} refused",
+        refused.len()
+    );
+    assert!(
+        error_of(refused[0]).contains("0 calls waiting to run, the server's limit"),
+        "{}",
+        refused[0].to_text()
+    );
+    server.stop().await;
+
+    // One call at a time, a 1 ms timeout and 32 calls at once: those still waiting for their
+    // turn when it passes get 504, naming the timeout; the others are answered.
+    let server = start(repository(dir.path(), &[("r", "resnet_tiny", 1)]), |c| {
+        c.limits.max_concurrent_runs = 1;
+        c.limits.request_timeout = Duration::from_millis(1);
+    })
+    .await;
+    let addr = server.rest();
+    let calls = (0..32).map(|_| {
+        let body = body.clone();
+        async move { post_json(addr, "/v1/models/r:predict", &body).await }
+    });
+    let answers = futures_join(calls.collect()).await;
+    let late: Vec<&Json> = answers
+        .iter()
+        .filter(|(s, _)| *s == 504)
+        .map(|(_, v)| v)
+        .collect();
+    assert!(answers.iter().all(|(s, _)| *s == 200 || *s == 504));
+    assert!(!late.is_empty(), "no call timed out");
+    assert!(
+        error_of(late[0]).contains("did not answer within the server's timeout of 1ms"),
+        "{}",
+        late[0].to_text()
+    );
+    server.stop().await;
+}

@@ -13,7 +13,7 @@
 use lathe_ir::{Graph, Tensor, TensorType};
 use lathe_runtime::cpu::aot::write_object;
 use lathe_runtime::{Model, ModelOptions};
-use lathe_tests::c_build::{built_libs, compiler, run_ok, STATIC_LINK_FLAGS};
+use lathe_tests::c_build::{built_staticlib, compiler, run_ok, STATIC_LINK_FLAGS};
 use lathe_tests::{bit_identical, compare, read_npy, Fixture, TempDir, Tolerance};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -111,7 +111,7 @@ fn build(cc: &str, case: Case, dir: &Path) -> Program {
     std::fs::write(&object, &written.object).unwrap();
     std::fs::write(dir.join(format!("{prefix}.h")), &written.header).unwrap();
     let exe = dir.join(format!("run_{prefix}"));
-    let libs = built_libs("lathe-aot", &["liblathe_kernels.a"]);
+    let lib = built_staticlib("lathe-aot", "liblathe_kernels.a");
     run_ok(
         Command::new(cc)
             .args(["-O1", "-Wall", "-Wextra", "-Werror", "-I"])
@@ -121,7 +121,7 @@ fn build(cc: &str, case: Case, dir: &Path) -> Program {
             .arg(format!("-DMODEL_HEADER=\"{prefix}.h\""))
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/run_model.c"))
             .arg(&object)
-            .arg(libs.join("liblathe_kernels.a"))
+            .arg(&lib)
             .args(STATIC_LINK_FLAGS)
             .arg("-o")
             .arg(&exe),

@@ -15,7 +15,7 @@
 //! [`Bundle::strings`] read one entry, checking its size against its dtype and shape and against
 //! the shard before reading, and its checksum after.
 
-mod crc32c;
+pub mod crc32c;
 pub(crate) mod table;
 
 use super::tensor::{dtype, shape};

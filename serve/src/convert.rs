@@ -259,9 +259,16 @@ pub fn write_json(out: &mut String, t: &Tensor, start: usize, dims: &[usize]) {
             }
         }
     }
-    let t = t.clone().into_standard_layout();
+    // Outputs are standard layout: copy only a tensor that is not (this runs once per row).
+    let owned;
+    let t = if t.is_standard_layout() {
+        t
+    } else {
+        owned = t.clone().into_standard_layout();
+        &owned
+    };
     let count: usize = dims.iter().product();
-    tensor_match!(&t, a => {
+    tensor_match!(t, a => {
         let vals = &a.as_slice().expect("standard layout")[start..start + count];
         nest(out, vals, dims, &|out, x| write_elem(out, x));
     })

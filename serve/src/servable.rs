@@ -138,10 +138,8 @@ impl Servable {
             .collect::<Vec<_>>();
         let outputs = (model.outputs().iter().enumerate())
             .map(|(k, o)| {
-                let ty = graph
-                    .and_then(|g| g.outputs().get(k))
-                    .map(|go| g_type(graph, go.value));
-                TensorInfo::of(o, ty.flatten())
+                let ty = graph.and_then(|g| Some(g.value_type(g.outputs().get(k)?.value)));
+                TensorInfo::of(o, ty)
             })
             .collect();
         let types: Option<Vec<TensorType>> = (model.inputs().iter())
@@ -410,11 +408,6 @@ pub(crate) fn run_model(
         | RunError::ValueKey { .. } => invalid!("model `{name}`: {e}"),
         e => ServeError::Internal(format!("model `{name}`: {e}")),
     })
-}
-
-/// The type of graph value `v`.
-fn g_type(graph: Option<&lathe_ir::Graph>, v: lathe_ir::ValueId) -> Option<&TensorType> {
-    graph.map(|g| g.value_type(v))
 }
 
 /// Whether calls of a model with these inputs can be batched: every input has a rank and a

@@ -165,7 +165,7 @@ fn run_batch(name: &str, model: &Model, batch: Vec<Job>, max_batch_size: usize) 
             (input.clone(), t)
         })
         .collect();
-    let outputs = match run_model(name, model, &joined) {
+    let outputs = match run_model(name, model, joined) {
         Ok(o) => o,
         // One bad call must not fail the others: run each alone.
         Err(_) if batch.len() > 1 => return run_each(name, model, batch),
@@ -203,7 +203,7 @@ fn run_batch(name: &str, model: &Model, batch: Vec<Job>, max_batch_size: usize) 
 
 fn run_each(name: &str, model: &Model, batch: Vec<Job>) {
     for job in batch {
-        let _ = job.reply.send(run_model(name, model, &job.inputs));
+        let _ = job.reply.send(run_model(name, model, job.inputs));
     }
 }
 

@@ -193,7 +193,7 @@ impl Servable {
 
     /// Runs checked inputs now, on this thread, outside the gate (warm-up, before the version
     /// is available).
-    pub fn run_now(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>> {
+    pub fn run_now(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
         run_model(&self.name, &self.model, inputs)
     }
 
@@ -359,7 +359,7 @@ impl Servable {
         // The permit goes with the run: a call that times out still holds it until the model
         // returns, so the limit counts what really runs.
         tokio::task::spawn_blocking(move || {
-            let outputs = run_model(&name, &model, &inputs);
+            let outputs = run_model(&name, &model, inputs);
             drop(permit);
             outputs
         })
@@ -394,12 +394,11 @@ impl Drop for Waiting<'_> {
 pub(crate) fn run_model(
     name: &str,
     model: &Model,
-    inputs: &[(String, Tensor)],
+    inputs: Vec<(String, Tensor)>,
 ) -> Result<Vec<(String, Tensor)>> {
-    let args: Vec<(&str, Tensor)> = inputs
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.clone()))
-        .collect();
+    // The tensors move into the call; only the names stay here to be borrowed.
+    let (names, tensors): (Vec<String>, Vec<Tensor>) = inputs.into_iter().unzip();
+    let args: Vec<(&str, Tensor)> = names.iter().map(String::as_str).zip(tensors).collect();
     model.run(&args).map_err(|e| match e {
         RunError::UnknownInput { .. }
         | RunError::MissingInput { .. }

@@ -112,7 +112,7 @@ pub fn replay(s: &Servable, dir: &Path, max_bytes: usize) -> Result<usize, Strin
         let inputs = inputs
             .and_then(|i| s.check_inputs(&i).map(|()| i))
             .map_err(|e| at(format!("record {k}: {e}")))?;
-        s.run_now(&inputs)
+        s.run_now(inputs)
             .map_err(|e| at(format!("record {k}: {e}")))?;
     }
     Ok(records.len())

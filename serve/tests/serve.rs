@@ -56,7 +56,8 @@ impl Running {
     }
 }
 
-async fn start(models: Vec<ModelConfig>, tweak: impl FnOnce(&mut ServeConfig)) -> Running {
+/// A server on free loopback ports, models polled every 100 ms, not yet waited for.
+async fn launch(models: Vec<ModelConfig>, tweak: impl FnOnce(&mut ServeConfig)) -> Running {
     let mut config = ServeConfig {
         models,
         host: [127, 0, 0, 1].into(),
@@ -77,15 +78,21 @@ async fn start(models: Vec<ModelConfig>, tweak: impl FnOnce(&mut ServeConfig)) -
     })
     .await
     .unwrap();
+    Running { server, stop }
+}
+
+/// [`launch`], then wait until every model has a version available.
+async fn start(models: Vec<ModelConfig>, tweak: impl FnOnce(&mut ServeConfig)) -> Running {
+    let running = launch(models, tweak).await;
     let start = Instant::now();
-    while !server.shared.ready() {
+    while !running.server.shared.ready() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "models did not load"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Running { server, stop }
+    running
 }
 
 /// One HTTP/1.1 request; the status, headers (lowercase names) and body.
@@ -788,26 +795,14 @@ async fn a_version_that_fails_to_load_is_reported_and_the_server_not_ready() {
     let v1 = dir.join("m").join("1");
     std::fs::create_dir_all(&v1).unwrap();
     std::fs::write(v1.join("model.pb"), b"not a graph").unwrap();
-    let config = ServeConfig {
-        models: vec![ModelConfig {
-            name: "m".into(),
-            base_path: dir.join("m"),
-            version_policy: VersionPolicy::default(),
-            version_labels: Default::default(),
-        }],
-        host: [127, 0, 0, 1].into(),
-        grpc_port: 0,
-        rest_port: 0,
-        poll_interval: Duration::from_millis(50),
-        ..ServeConfig::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = lathe_serve::Server::start(config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
-    let addr = server.rest_addr;
+    let models = vec![ModelConfig {
+        name: "m".into(),
+        base_path: dir.join("m"),
+        version_policy: VersionPolicy::default(),
+        version_labels: Default::default(),
+    }];
+    let server = launch(models, |c| c.poll_interval = Duration::from_millis(50)).await;
+    let addr = server.rest();
     let start = Instant::now();
     loop {
         let (_, v) = get_json(addr, "/v1/models/m").await;
@@ -822,8 +817,7 @@ async fn a_version_that_fails_to_load_is_reported_and_the_server_not_ready() {
     let (status, v) = post_json(addr, "/v1/models/m:predict", "{\"instances\": [1]}").await;
     assert_eq!(status, 503, "{}", v.to_text());
     assert!(error_of(&v).contains("failed to load"), "{}", v.to_text());
-    let _ = stop.send(());
-    server.wait().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -887,22 +881,10 @@ async fn warm_up_requests_are_replayed_on_load_and_a_bad_one_fails_the_load() {
         lathe_serve::warmup::write_records(&[record(2, "x"), record(2, "nope")]),
     )
     .unwrap();
-    let config = ServeConfig {
-        models: configs,
-        host: [127, 0, 0, 1].into(),
-        grpc_port: 0,
-        rest_port: 0,
-        ..ServeConfig::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = lathe_serve::Server::start(config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
+    let server = launch(configs, |_| {}).await;
     let start = Instant::now();
     let error = loop {
-        let states = server.shared.repo.states("m").unwrap();
+        let states = server.server.shared.repo.states("m").unwrap();
         if let Some((_, lathe_serve::repository::VersionState::Failed { error, .. })) =
             states.first()
         {
@@ -917,8 +899,7 @@ async fn warm_up_requests_are_replayed_on_load_and_a_bad_one_fails_the_load() {
             && error.contains("`nope`"),
         "{error}"
     );
-    let _ = stop.send(());
-    server.wait().await.unwrap();
+    server.stop().await;
 }
 
 /// Copies a directory tree.

@@ -37,6 +37,10 @@ pub struct ModelOptions {
     /// Threads the CPU backend may use for one call; `None` means one per core. The
     /// interpreter runs each call on the caller's thread.
     pub threads: Option<usize>,
+    /// How long the CPU backend's idle worker threads spin, waiting for the next kernel,
+    /// before they sleep. Long enough to span the gaps between one call's kernels and between
+    /// calls made back to back; a server whose I/O shares the cores wants it short.
+    pub idle_spin: std::time::Duration,
 }
 
 impl Default for ModelOptions {
@@ -47,6 +51,7 @@ impl Default for ModelOptions {
             passes: None,
             cache_capacity: 8,
             threads: None,
+            idle_spin: crate::cpu::threads::SPIN,
         }
     }
 }
@@ -256,7 +261,7 @@ impl Model {
         let (name, inputs) = (graph.name.clone(), graph.inputs().to_vec());
         let pool = (options.backend == Backend::Cpu).then(|| {
             let threads = options.threads.unwrap_or_else(default_threads);
-            Arc::new(ThreadPool::new(threads))
+            Arc::new(ThreadPool::with_idle_spin(threads, options.idle_spin))
         });
         Ok(Model {
             name,

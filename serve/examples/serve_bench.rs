@@ -13,6 +13,7 @@
 
 use lathe_ir::Tensor;
 use lathe_proto::tensorflow::serving as tfsp;
+use lathe_serve::grpc::generated::inference_service::g_r_p_c_inference_service_client::GRPCInferenceServiceClient;
 use lathe_serve::grpc::generated::prediction_service::prediction_service_client::PredictionServiceClient;
 use lathe_serve::{BatchingConfig, ModelConfig, ServeConfig, VersionPolicy};
 use std::path::PathBuf;
@@ -158,42 +159,17 @@ async fn main() {
     let name = servable.inputs[0].name.clone();
     let inputs = vec![(name.clone(), x.clone())];
 
-    // The model alone, in-process, on a blocking thread as the server runs it.
-    let mut own = Vec::new();
-    for _ in 0..CALLS {
-        let (s, i) = (servable.clone(), inputs.clone());
-        let t = Instant::now();
-        s.run(i, &[]).await.unwrap();
-        own.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-
     let mut body = String::from("{\"instances\": ");
     lathe_serve::convert::write_json(&mut body, &x, 0, x.shape());
     body.push('}');
-    let mut conn = Conn::open(server.rest_addr, "/v1/models/m:predict", &body).await;
-    let mut rest = Vec::new();
-    for _ in 0..CALLS {
-        let t = Instant::now();
-        assert!(conn.call().await);
-        rest.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-
+    let mut rest_conn = Conn::open(server.rest_addr, "/v1/models/m:predict", &body).await;
     let mut live = Conn::open(server.rest_addr, "/v2/health/live", "").await;
     live.request = b"GET /v2/health/live HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec();
-    let mut ping = Vec::new();
-    for _ in 0..CALLS {
-        let t = Instant::now();
-        assert!(live.call().await);
-        ping.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    println!(
-        "  (a REST round trip that runs nothing: {:.1})",
-        median(ping)
-    );
-
-    let mut client = PredictionServiceClient::connect(format!("http://{}", server.grpc_addr))
+    let endpoint = format!("http://{}", server.grpc_addr);
+    let mut predict = PredictionServiceClient::connect(endpoint.clone())
         .await
         .unwrap();
+    let mut kserve = GRPCInferenceServiceClient::connect(endpoint).await.unwrap();
     let req = tfsp::PredictRequest {
         model_spec: Some(tfsp::ModelSpec {
             name: "m".into(),
@@ -207,14 +183,34 @@ async fn main() {
         .collect(),
         output_filter: vec![],
     };
-    let mut grpc = Vec::new();
+
+    // Each round times one of each, so that all see the same machine (it is shared and its
+    // speed drifts): the model alone (`Model::run` on this thread), REST and gRPC Predict, and
+    // a REST and a gRPC call that run nothing.
+    let mut times: [Vec<f64>; 5] = Default::default();
+    let micros = |t: Instant| t.elapsed().as_secs_f64() * 1e6;
     for _ in 0..CALLS {
         let t = Instant::now();
-        client.predict(req.clone()).await.unwrap();
-        grpc.push(t.elapsed().as_secs_f64() * 1e6);
+        servable.run_now(inputs.clone()).unwrap();
+        times[0].push(micros(t));
+        let t = Instant::now();
+        assert!(rest_conn.call().await);
+        times[1].push(micros(t));
+        let t = Instant::now();
+        predict.predict(req.clone()).await.unwrap();
+        times[2].push(micros(t));
+        let t = Instant::now();
+        assert!(live.call().await);
+        times[3].push(micros(t));
+        let t = Instant::now();
+        kserve
+            .server_live(lathe_proto::inference::ServerLiveRequest {})
+            .await
+            .unwrap();
+        times[4].push(micros(t));
     }
-    let (own, rest, grpc) = (median(own), median(rest), median(grpc));
-    println!("median of {CALLS} sequential calls, microseconds:");
+    let [own, rest, grpc, rest_ping, grpc_ping] = times.map(median);
+    println!("median of {CALLS} interleaved rounds, microseconds:");
     println!("  model run in-process      {own:8.1}");
     println!(
         "  REST Predict (loopback)   {rest:8.1}   adds {:.1}",
@@ -224,6 +220,8 @@ async fn main() {
         "  gRPC Predict (loopback)   {grpc:8.1}   adds {:.1}",
         grpc - own
     );
+    println!("  REST call running nothing {rest_ping:8.1}");
+    println!("  gRPC call running nothing {grpc_ping:8.1}");
 
     let (plain, plain_failed) = throughput(server.rest_addr, &body, 16, seconds).await;
     let _ = stop.send(());
@@ -234,12 +232,19 @@ async fn main() {
     };
     let (server, stop) = serve(&base, Some(batching), threads).await;
     let (batched, batched_failed) = throughput(server.rest_addr, &body, 16, seconds).await;
+    let mean_batch = {
+        let s = (server.shared.repo)
+            .get("m", &lathe_serve::repository::VersionChoice::Newest)
+            .unwrap();
+        let b = s.batch_stats().unwrap();
+        b.rows.load(Ordering::Relaxed) as f64 / b.batches.load(Ordering::Relaxed).max(1) as f64
+    };
     let _ = stop.send(());
     server.wait().await.unwrap();
     println!("16 concurrent REST clients for {seconds} s, calls per second:");
     println!("  batching off   {plain:9.0}   ({plain_failed} failed)");
     println!(
-        "  batching on    {batched:9.0}   ({batched_failed} failed)   {:.2}x",
+        "  batching on    {batched:9.0}   ({batched_failed} failed)   {:.2}x, {mean_batch:.1} rows a batch",
         batched / plain
     );
 }

@@ -13,6 +13,7 @@ use crate::error::{Result, ServeError};
 use crate::servable::run_model;
 use lathe_ir::{DType, Tensor};
 use lathe_runtime::Model;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -38,6 +39,18 @@ impl Job {
 pub struct Batcher {
     jobs: mpsc::Sender<Job>,
     queue: usize,
+    stats: Arc<BatchStats>,
+}
+
+/// What a batcher has run so far.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    /// Batches run.
+    pub batches: AtomicU64,
+    /// Calls' rows run in them.
+    pub rows: AtomicU64,
+    /// Zero rows added to reach an allowed batch size.
+    pub padding: AtomicU64,
 }
 
 impl Batcher {
@@ -51,12 +64,29 @@ impl Batcher {
         queue: usize,
     ) -> Batcher {
         let (jobs, rx) = mpsc::channel(queue.max(1));
-        let runs = Arc::new(Semaphore::new(lathe_runtime::default_threads().max(1)));
-        tokio::spawn(gather(name.to_string(), version, model, config, rx, runs));
+        // One batch runs at a time: a batch already runs on every thread the model has, and
+        // two at once on the same cores only slice each other (and the server's I/O) in time.
+        let runs = Arc::new(Semaphore::new(1));
+        let stats = Arc::new(BatchStats::default());
+        tokio::spawn(gather(
+            name.to_string(),
+            version,
+            model,
+            config,
+            rx,
+            runs,
+            stats.clone(),
+        ));
         Batcher {
             jobs,
             queue: queue.max(1),
+            stats,
         }
+    }
+
+    /// What this batcher has run so far.
+    pub fn stats(&self) -> &BatchStats {
+        &self.stats
     }
 
     /// Queues a call of `rows` rows and waits for its outputs.
@@ -91,6 +121,7 @@ async fn gather(
     config: BatchingConfig,
     mut rx: mpsc::Receiver<Job>,
     runs: Arc<Semaphore>,
+    stats: Arc<BatchStats>,
 ) {
     let mut held: Option<Job> = None;
     loop {
@@ -119,6 +150,12 @@ async fn gather(
         let Ok(permit) = runs.clone().acquire_owned().await else {
             return;
         };
+        let padded = padded_rows(rows, config.max_batch_size);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        stats
+            .padding
+            .fetch_add((padded - rows) as u64, Ordering::Relaxed);
         let model = model.clone();
         let name = name.clone();
         let max_batch_size = config.max_batch_size;

@@ -147,18 +147,35 @@ pub fn shape_proto(dims: impl IntoIterator<Item = i64>) -> TensorShapeProto {
 
 /// A JSON value (a scalar or nested lists) as a tensor of `dtype`; `what` names it.
 pub fn from_json(what: &str, v: &Json, dtype: DType) -> Result<Tensor> {
-    let mut dims = Vec::new();
-    let mut probe = v;
-    while let Json::Arr(items) = probe {
-        dims.push(items.len());
-        match items.first() {
-            Some(first) => probe = first,
-            None => break,
-        }
-    }
+    let dims = probe_dims(v);
     let mut leaves = Vec::with_capacity(dims.iter().product());
     collect_leaves(what, v, &dims, &mut leaves)?;
     from_leaves(what, dtype, &dims, &leaves)
+}
+
+/// Rows given as separate JSON values (TensorFlow Serving's row format) as one tensor of
+/// `dtype` whose axis 0 is the rows; `what` names it.
+pub fn from_json_rows(what: &str, rows: &[&Json], dtype: DType) -> Result<Tensor> {
+    let mut dims = vec![rows.len()];
+    dims.extend(rows.first().map_or(Vec::new(), |r| probe_dims(r)));
+    let mut leaves = Vec::with_capacity(dims.iter().product());
+    for row in rows {
+        collect_leaves(what, row, &dims[1..], &mut leaves)?;
+    }
+    from_leaves(what, dtype, &dims, &leaves)
+}
+
+/// The sizes of nested lists, read along their first elements.
+fn probe_dims(mut v: &Json) -> Vec<usize> {
+    let mut dims = Vec::new();
+    while let Json::Arr(items) = v {
+        dims.push(items.len());
+        match items.first() {
+            Some(first) => v = first,
+            None => break,
+        }
+    }
+    dims
 }
 
 /// The leaves of a nested list, checked to be rectangular with sizes `dims`.

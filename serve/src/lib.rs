@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod json;
 pub mod kserve;
 pub mod metrics;
+pub mod placement;
 pub mod repository;
 pub mod rest;
 pub mod servable;
@@ -176,7 +177,9 @@ impl Server {
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(usize::MAX),
             );
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+        // Without TCP_NODELAY a response's small frames wait on the peer's delayed ACK.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             router
@@ -188,7 +191,13 @@ impl Server {
         let app = rest::router(shared.clone());
         let rx = stop_rx;
         tasks.push(tokio::spawn(async move {
-            axum::serve(rest_listener, app)
+            use axum::serve::ListenerExt;
+            let listener = rest_listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY on a REST connection: {e}");
+                }
+            });
+            axum::serve(listener, app)
                 .with_graceful_shutdown(stopped(rx))
                 .await
                 .map_err(|e| format!("REST server: {e}"))

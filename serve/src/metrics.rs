@@ -5,6 +5,7 @@
 use crate::repository::{Repository, VersionState};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -106,6 +107,7 @@ impl Metrics {
         );
         out.push_str("# TYPE lathe_model_version_available gauge\n");
         let mut queued = String::new();
+        let mut batches = String::new();
         for name in repo.names() {
             for (v, state) in repo.states(&name).unwrap_or_default() {
                 let m = escape(&name);
@@ -120,6 +122,16 @@ impl Metrics {
                         "lathe_queued_calls{{model=\"{m}\",version=\"{v}\"}} {}",
                         s.queued()
                     );
+                    if let Some(b) = s.batch_stats() {
+                        let labels = format!("model=\"{m}\",version=\"{v}\"");
+                        for (metric, n) in [
+                            ("lathe_batches_total", &b.batches),
+                            ("lathe_batch_rows_total", &b.rows),
+                            ("lathe_batch_padding_rows_total", &b.padding),
+                        ] {
+                            let _ = writeln!(batches, "{metric}{{{labels}}} {}", n.load(Relaxed));
+                        }
+                    }
                 }
             }
         }
@@ -128,6 +140,15 @@ impl Metrics {
         );
         out.push_str("# TYPE lathe_queued_calls gauge\n");
         out.push_str(&queued);
+        out.push_str(concat!(
+            "# HELP lathe_batches_total Batches dynamic batching has run.\n",
+            "# TYPE lathe_batches_total counter\n",
+            "# HELP lathe_batch_rows_total Rows of calls run in batches (over batches: the mean batch size).\n",
+            "# TYPE lathe_batch_rows_total counter\n",
+            "# HELP lathe_batch_padding_rows_total Zero rows added to batches to reach an allowed batch size.\n",
+            "# TYPE lathe_batch_padding_rows_total counter\n",
+        ));
+        out.push_str(&batches);
         out
     }
 }

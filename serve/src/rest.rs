@@ -3,7 +3,7 @@
 //! default), and Prometheus metrics. One handler routes by path, since TensorFlow Serving's
 //! verbs (`:predict`) sit inside a path segment.
 
-use crate::convert::{self, from_json, kserve_dims, kserve_dtype, write_json};
+use crate::convert::{self, from_json, from_json_rows, kserve_dims, kserve_dtype, write_json};
 use crate::error::{invalid, Result, ServeError};
 use crate::json::{self, Json, Number};
 use crate::repository::VersionChoice;
@@ -439,17 +439,16 @@ fn row_inputs(s: &Servable, instances: &[Json]) -> Result<Vec<(String, Tensor)>>
                 .iter()
                 .enumerate()
                 .map(|(k, inst)| match (named, inst) {
-                    (false, v) => Ok(v.clone()),
+                    (false, v) => Ok(v),
                     (true, o @ Json::Obj(_)) if !is_b64(o) => o
                         .get(&info.name)
-                        .cloned()
                         .ok_or_else(|| invalid!("instance {k} has no input `{}`", info.name)),
                     (true, v) => Err(invalid!(
                         "instance {k} is {}, where the first was an object naming the inputs",
                         v.kind()
                     )),
                 })
-                .collect::<Result<Vec<Json>>>()?;
+                .collect::<Result<Vec<&Json>>>()?;
             if named {
                 if let Some((k, key)) = instances.iter().enumerate().find_map(|(k, inst)| {
                     let Json::Obj(f) = inst else { return None };
@@ -466,11 +465,7 @@ fn row_inputs(s: &Servable, instances: &[Json]) -> Result<Vec<(String, Tensor)>>
             let what = format!("input `{}`", info.name);
             Ok((
                 info.name.clone(),
-                from_json(
-                    &what,
-                    &Json::Arr(rows),
-                    info.dtype.unwrap_or(lathe_ir::DType::F32),
-                )?,
+                from_json_rows(&what, &rows, info.dtype.unwrap_or(lathe_ir::DType::F32))?,
             ))
         })
         .collect()

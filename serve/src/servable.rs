@@ -7,16 +7,24 @@
 use crate::batching::Batcher;
 use crate::config::{BatchingConfig, Limits};
 use crate::error::{invalid, Result, ServeError};
+use crate::placement::{Place, RunTimes};
 use lathe_compiler::{LoadOptions, ModelFile};
 use lathe_ir::{DType, Dim, Tensor, TensorType};
 use lathe_runtime::{Model, ModelOptions, RunError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The signature name every servable answers to: a SavedModel's loaded signature is served
 /// under its own name, every other format under this one.
 pub const DEFAULT_SIGNATURE: &str = "serving_default";
+
+/// How long the model's idle worker threads spin for the next kernel before sleeping: enough
+/// for the gaps between one call's kernels, not the gaps between requests, when the cores
+/// are the server's I/O threads' too (the runtime's default, for calls made back to back, is
+/// ten times as long).
+const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// An input or output as metadata describes it.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +68,7 @@ pub struct Servable {
     gate: Arc<tokio::sync::Semaphore>,
     queued: AtomicUsize,
     batcher: Option<Batcher>,
+    run_times: Arc<RunTimes>,
 }
 
 impl std::fmt::Debug for Servable {
@@ -120,6 +129,7 @@ impl Servable {
         let path = model_path(dir)?;
         let options = ModelOptions {
             threads,
+            idle_spin: IDLE_SPIN,
             ..ModelOptions::default()
         };
         let model = if lathe_compiler::artifact::is_artifact_file(&path) {
@@ -171,13 +181,14 @@ impl Servable {
             path,
             inputs,
             outputs,
-            model,
+            model: model.clone(),
             limits: limits.clone(),
             gate: Arc::new(tokio::sync::Semaphore::new(
                 limits.max_concurrent_runs.max(1),
             )),
             queued: AtomicUsize::new(0),
             batcher,
+            run_times: Arc::new(RunTimes::new(model.options().cache_capacity)),
         };
         let replayed = crate::warmup::replay(&servable, dir, limits.max_request_bytes)?;
         if replayed > 0 {
@@ -205,6 +216,11 @@ impl Servable {
     /// Whether calls are batched.
     pub fn batching(&self) -> bool {
         self.batcher.is_some()
+    }
+
+    /// What dynamic batching has run so far, when calls are batched.
+    pub fn batch_stats(&self) -> Option<&crate::batching::BatchStats> {
+        self.batcher.as_ref().map(Batcher::stats)
     }
 
     /// Calls waiting to run.
@@ -354,13 +370,24 @@ impl Servable {
                     })?
                 }
             };
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|(_, t)| t.shape().to_vec()).collect();
+        if self.run_times.place(&shapes) == Place::Inline {
+            let start = Instant::now();
+            let outputs = run_model(&self.name, &self.model, inputs);
+            drop(permit);
+            self.run_times.record(shapes, start.elapsed());
+            return outputs;
+        }
         let model = self.model.clone();
         let name = self.name.clone();
+        let run_times = self.run_times.clone();
         // The permit goes with the run: a call that times out still holds it until the model
         // returns, so the limit counts what really runs.
         tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
             let outputs = run_model(&name, &model, inputs);
             drop(permit);
+            run_times.record(shapes, start.elapsed());
             outputs
         })
         .await

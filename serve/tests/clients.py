@@ -9,6 +9,10 @@ requests must get the protocol's error status with a message, and the server mus
 serving. Prints `N passed, N failed` and exits non-zero on any failure.
 
     python serve/tests/clients.py --lathe target/debug/lathe
+
+With `--models DIR` (the output of `benches/make_models.py`) it serves the six full-size
+benchmark models instead, each as its SavedModel and as its ONNX form, and checks every
+client's outputs against TensorFlow's (`output.npy`).
 """
 
 import argparse
@@ -72,7 +76,38 @@ def make_repository(base):
     return config, models
 
 
-def start_server(lathe, config):
+FULL_SIZE = ["mlp", "cnn", "mobilenet_v2", "resnet50", "encoder", "gelu_chain"]
+
+
+def make_full_size_repository(base, models_dir):
+    """The six benchmark models of `make_models.py`, as SavedModels and as ONNX (linked, not copied)."""
+    models = []
+    for name in FULL_SIZE:
+        d = os.path.join(models_dir, name)
+        meta = json.load(open(os.path.join(d, "meta.json")))
+        x, y = np.load(os.path.join(d, "input.npy")), np.load(os.path.join(d, "output.npy"))
+        os.makedirs(os.path.join(base, name))
+        os.symlink(os.path.join(d, "saved_model"), os.path.join(base, name, "1"))
+        # The SavedModel's signature: input `x`, output `y` (see make_models.py).
+        models.append(Model(name, {"x": x}, {"y": y}, 1e-3, 1e-4))
+        if meta.get("onnx"):
+            os.makedirs(os.path.join(base, f"{name}_onnx", "1"))
+            os.symlink(os.path.join(d, "model.onnx"), os.path.join(base, f"{name}_onnx", "1", "model.onnx"))
+            models.append(Model(f"{name}_onnx", {meta["inputs"][0]: x}, {"y": y}, 1e-3, 1e-4))
+    return write_config(base, models), models
+
+
+def write_config(base, models):
+    config = os.path.join(base, "models.config")
+    with open(config, "w") as f:
+        f.write("model_config_list {\n")
+        for m in models:
+            f.write(f"  config {{ name: '{m.name}' base_path: '{m.name}' model_platform: 'tensorflow' }}\n")
+        f.write("}\n")
+    return config
+
+
+def start_server(lathe, config, ready_within=120):
     proc = subprocess.Popen(
         [lathe, "serve", "--model_config_file", config, "--port", "0", "--rest_api_port", "0",
          "--host", "127.0.0.1", "--threads", "1"],
@@ -84,7 +119,7 @@ def start_server(lathe, config):
         proc.kill()
         raise SystemExit(f"lathe serve did not start: {line}{proc.stderr.read()}")
     grpc_addr, rest_addr = m.group(1), m.group(2)
-    deadline = time.time() + 120
+    deadline = time.time() + ready_within
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"http://{rest_addr}/v2/health/ready") as r:
@@ -94,7 +129,7 @@ def start_server(lathe, config):
             pass
         time.sleep(0.2)
     proc.kill()
-    raise SystemExit("lathe serve did not become ready within 120 s")
+    raise SystemExit(f"lathe serve did not become ready within {ready_within} s")
 
 
 def check(name, got, want, model):
@@ -117,6 +152,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lathe", required=True)
     ap.add_argument("--descriptors", help="lathe-proto's compiled descriptors.bin, to check field numbers")
+    ap.add_argument("--models", help="serve the full-size benchmark models of this make_models.py output instead")
     args = ap.parse_args()
 
     import grpc
@@ -128,8 +164,8 @@ def main():
     from tritonclient.utils import InferenceServerException
 
     work = tempfile.mkdtemp(prefix="lathe-serve-clients-")
-    config, models = make_repository(work)
-    proc, grpc_addr, rest_addr = start_server(args.lathe, config)
+    config, models = make_full_size_repository(work, args.models) if args.models else make_repository(work)
+    proc, grpc_addr, rest_addr = start_server(args.lathe, config, 900 if args.models else 120)
     results = []
 
     def case(name, f):
@@ -211,7 +247,8 @@ def main():
         assert th.is_server_live() and th.is_server_ready() and th.is_model_ready("keras")
         assert tg.is_server_live() and tg.is_server_ready() and tg.is_model_ready("keras")
 
-    case("GetModelMetadata, GetModelStatus, health through every client", metadata_and_status)
+    if not args.models:
+        case("GetModelMetadata, GetModelStatus, health through every client", metadata_and_status)
 
     def errors():
         req = predict_pb2.PredictRequest()
@@ -238,7 +275,8 @@ def main():
         code, r = rest(rest_addr, "/v1/models/mlp_tiny:predict", {"instances": [[1, 2]]})
         assert code == 400 and "shape" in r["error"], r
 
-    case("bad requests get the protocol's error and a message", errors)
+    if not args.models:
+        case("bad requests get the protocol's error and a message", errors)
 
     def field_numbers():
         """Every field of Lathe's serving messages has the number and type of the clients'."""
@@ -279,7 +317,8 @@ def main():
 
     if args.descriptors:
         case("field numbers and types match the clients' protos", field_numbers)
-    case("the server still serves", lambda: models and rest(rest_addr, "/v1/models/mlp_tiny")[0] == 200 or (_ for _ in ()).throw(AssertionError("not serving")))
+    case("the server still serves",
+         lambda: rest(rest_addr, f"/v1/models/{models[0].name}")[0] == 200 or (_ for _ in ()).throw(AssertionError("not serving")))
 
     proc.terminate()
     try:

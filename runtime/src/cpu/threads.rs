@@ -17,8 +17,9 @@ use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long an idle worker spins before sleeping.
-const SPIN: Duration = Duration::from_micros(200);
+/// How long an idle worker spins before sleeping, unless the pool is made with another
+/// ([`ThreadPool::with_idle_spin`]).
+pub const SPIN: Duration = Duration::from_micros(200);
 
 /// The closure of a job, with its lifetime erased (see the module notes for why that is sound).
 type TaskFn = *const (dyn Fn(usize) + Sync);
@@ -61,6 +62,8 @@ struct Shared {
     wake: Condvar,
     sleepers: AtomicUsize,
     shutdown: AtomicBool,
+    /// How long an idle worker spins before sleeping.
+    spin: Duration,
 }
 
 /// A pool of `threads - 1` workers plus the calling thread.
@@ -82,6 +85,13 @@ impl std::fmt::Debug for ThreadPool {
 impl ThreadPool {
     /// A pool running jobs on `threads` threads (the caller and `threads - 1` workers).
     pub fn new(threads: usize) -> ThreadPool {
+        ThreadPool::with_idle_spin(threads, SPIN)
+    }
+
+    /// A pool whose idle workers spin for `spin` before sleeping. Spinning makes the next job
+    /// start within a microsecond, and takes the core from anything else that would run on
+    /// it: a server doing its I/O on the same cores wants less than [`SPIN`].
+    pub fn with_idle_spin(threads: usize, spin: Duration) -> ThreadPool {
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
@@ -90,6 +100,7 @@ impl ThreadPool {
             wake: Condvar::new(),
             sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            spin,
         });
         let workers = (1..threads)
             .map(|i| {
@@ -182,7 +193,7 @@ fn worker(shared: &Shared) {
         let mut spins = 0u32;
         while shared.epoch.load(Ordering::Acquire) == seen {
             spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(64) && start.elapsed() > SPIN {
+            if spins.is_multiple_of(64) && start.elapsed() > shared.spin {
                 let g = lock(&shared.sleep);
                 shared.sleepers.fetch_add(1, Ordering::SeqCst);
                 let g = shared

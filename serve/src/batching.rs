@@ -1,21 +1,37 @@
 //! Dynamic batching: calls of one model version that arrive within a short window are run as
 //! one call, their inputs joined along axis 0 and the outputs split back, as TensorFlow
-//! Serving's batching session does. One task per servable gathers calls; batches run on
-//! blocking threads, at most as many at once as the server's concurrency limit.
+//! Serving's batching session does.
+//!
+//! Calls wait in a queue; one task per servable forms and runs the batches, one at a time (a
+//! batch already runs on every thread the model has). The task is woken only when a window
+//! opens (a call arrives at an empty queue) and when the queue fills a batch, not once per
+//! call: on a small machine under load, waking a task per call costs more than the rows of
+//! the batch do. A batch known to run briefly runs on that task's own thread; one that may be
+//! long (the first of its size, which compiles it, or a size whose batches take longer than
+//! [`BATCH_INLINE_BELOW`]) on a blocking thread.
 //!
 //! Joining and splitting along axis 0 of row-major tensors is joining and splitting their
-//! bytes. A batch is padded with zero rows to the next power of two (at most the largest batch),
-//! so the model compiles a few batch sizes rather than one per row count. Calls whose other dimensions or dtypes differ go into separate batches; a model
-//! whose outputs do not keep the batch dimension runs each call of the batch on its own.
+//! bytes. A batch is padded with zero rows to the next power of two (at most the largest
+//! batch), so the model compiles a few batch sizes rather than one per row count. Calls whose
+//! other dimensions or dtypes differ go into separate batches; a model whose outputs do not
+//! keep the batch dimension runs each call of the batch on its own.
 
 use crate::config::BatchingConfig;
 use crate::error::{Result, ServeError};
+use crate::placement::{Place, RunTimes};
 use crate::servable::run_model;
 use lathe_ir::{DType, Tensor};
 use lathe_runtime::Model;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Notify};
+
+/// The longest recent run time of a batch size whose batches run on the batching task's own
+/// thread. Longer than a single call's limit ([`crate::placement::INLINE_BELOW`]): batches
+/// run one at a time, so at most one of the server's async workers is held by one.
+pub const BATCH_INLINE_BELOW: Duration = Duration::from_millis(2);
 
 type Outputs = Result<Vec<(String, Tensor)>>;
 
@@ -24,6 +40,7 @@ struct Job {
     inputs: Vec<(String, Tensor)>,
     rows: usize,
     reply: oneshot::Sender<Outputs>,
+    arrived: Instant,
 }
 
 impl Job {
@@ -35,10 +52,25 @@ impl Job {
     }
 }
 
-/// The gatherer of one servable's calls.
+/// The calls waiting, shared by the callers and the batching task.
+struct Queue {
+    jobs: Mutex<Pending>,
+    /// Wakes the batching task: a window opened, a batch filled, or the batcher was dropped.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    jobs: VecDeque<Job>,
+    rows: usize,
+    closed: bool,
+}
+
+/// The batcher of one servable's calls.
 pub struct Batcher {
-    jobs: mpsc::Sender<Job>,
-    queue: usize,
+    queue: Arc<Queue>,
+    config: BatchingConfig,
+    limit: usize,
     stats: Arc<BatchStats>,
 }
 
@@ -54,8 +86,8 @@ pub struct BatchStats {
 }
 
 impl Batcher {
-    /// Starts the gathering task (it ends when the batcher is dropped and its queue drained).
-    /// It holds up to `queue` calls waiting; more are refused.
+    /// Starts the batching task (it ends when the batcher is dropped and its queue drained).
+    /// Up to `queue` calls wait; more are refused.
     pub fn start(
         name: &str,
         version: i64,
@@ -63,23 +95,25 @@ impl Batcher {
         config: BatchingConfig,
         queue: usize,
     ) -> Batcher {
-        let (jobs, rx) = mpsc::channel(queue.max(1));
-        // One batch runs at a time: a batch already runs on every thread the model has, and
-        // two at once on the same cores only slice each other (and the server's I/O) in time.
-        let runs = Arc::new(Semaphore::new(1));
+        let shared = Arc::new(Queue {
+            jobs: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+        });
         let stats = Arc::new(BatchStats::default());
-        tokio::spawn(gather(
-            name.to_string(),
+        let task = Task {
+            name: name.to_string(),
             version,
+            run_times: Arc::new(RunTimes::new(model.options().cache_capacity)),
             model,
-            config,
-            rx,
-            runs,
-            stats.clone(),
-        ));
+            config: config.clone(),
+            queue: shared.clone(),
+            stats: stats.clone(),
+        };
+        tokio::spawn(task.run());
         Batcher {
-            jobs,
-            queue: queue.max(1),
+            queue: shared,
+            config,
+            limit: queue.max(1),
             stats,
         }
     }
@@ -92,80 +126,145 @@ impl Batcher {
     /// Queues a call of `rows` rows and waits for its outputs.
     pub async fn submit(&self, inputs: Vec<(String, Tensor)>, rows: usize) -> Outputs {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .try_send(Job {
+        let wake = {
+            let mut p = lock(&self.queue.jobs);
+            if p.closed {
+                return Err(ServeError::Unavailable(
+                    "the model is being unloaded".into(),
+                ));
+            }
+            if p.jobs.len() >= self.limit {
+                return Err(ServeError::ResourceExhausted(format!(
+                    "the model's batching queue holds {} calls, the server's limit",
+                    self.limit
+                )));
+            }
+            let opened = p.jobs.is_empty();
+            let was_full = p.rows >= self.config.max_batch_size;
+            p.rows += rows;
+            p.jobs.push_back(Job {
                 inputs,
                 rows,
                 reply,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ServeError::ResourceExhausted(format!(
-                    "the model's batching queue holds {} calls, the server's limit",
-                    self.queue
-                )),
-                mpsc::error::TrySendError::Closed(_) => {
-                    ServeError::Unavailable("the model is being unloaded".into())
-                }
-            })?;
+                arrived: Instant::now(),
+            });
+            opened || (!was_full && p.rows >= self.config.max_batch_size)
+        };
+        if wake {
+            self.queue.wake.notify_one();
+        }
         answer
             .await
             .map_err(|_| ServeError::Internal("the batch this call was in failed".into()))?
     }
 }
 
-/// Gathers jobs into batches until the channel closes.
-async fn gather(
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        lock(&self.queue.jobs).closed = true;
+        self.queue.wake.notify_one();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The batching task of one servable.
+struct Task {
     name: String,
     version: i64,
     model: Arc<Model>,
     config: BatchingConfig,
-    mut rx: mpsc::Receiver<Job>,
-    runs: Arc<Semaphore>,
+    queue: Arc<Queue>,
     stats: Arc<BatchStats>,
-) {
-    let mut held: Option<Job> = None;
-    loop {
-        let first = match held.take() {
-            Some(j) => j,
-            None => match rx.recv().await {
-                Some(j) => j,
-                None => return,
-            },
-        };
-        let mut batch = vec![first];
-        let mut rows = batch[0].rows;
-        let deadline = tokio::time::Instant::now() + config.batch_timeout;
-        while rows < config.max_batch_size {
-            let next = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(j)) => j,
-                Ok(None) | Err(_) => break,
+    run_times: Arc<RunTimes>,
+}
+
+impl Task {
+    /// Forms and runs batches until the batcher is dropped and no call waits.
+    async fn run(self) {
+        loop {
+            // Wait for a batch: full, or its oldest call's window over.
+            let batch = loop {
+                let due = {
+                    let mut p = lock(&self.queue.jobs);
+                    match p.jobs.front() {
+                        None if p.closed => return,
+                        None => None,
+                        Some(first) => {
+                            let due = first.arrived + self.config.batch_timeout;
+                            if p.rows >= self.config.max_batch_size
+                                || Instant::now() >= due
+                                || p.closed
+                            {
+                                break self.take(&mut p);
+                            }
+                            Some(due)
+                        }
+                    }
+                };
+                match due {
+                    None => self.queue.wake.notified().await,
+                    Some(due) => {
+                        let _ =
+                            tokio::time::timeout_at(due.into(), self.queue.wake.notified()).await;
+                    }
+                }
             };
-            if next.key() != batch[0].key() || rows + next.rows > config.max_batch_size {
-                held = Some(next);
-                break;
-            }
-            rows += next.rows;
-            batch.push(next);
+            self.run_batch(batch).await;
         }
-        let Ok(permit) = runs.clone().acquire_owned().await else {
-            return;
-        };
-        let padded = padded_rows(rows, config.max_batch_size);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        stats
-            .padding
-            .fetch_add((padded - rows) as u64, Ordering::Relaxed);
-        let model = model.clone();
-        let name = name.clone();
-        let max_batch_size = config.max_batch_size;
-        tokio::task::spawn_blocking(move || {
+    }
+
+    /// Takes the calls of the next batch from the front of the queue: those that share the
+    /// first one's key, up to the largest batch.
+    fn take(&self, p: &mut Pending) -> Vec<Job> {
+        let first = p.jobs.pop_front().expect("a call waits");
+        let mut rows = first.rows;
+        let mut batch = vec![first];
+        let mut k = 0;
+        while k < p.jobs.len() && rows < self.config.max_batch_size {
+            let next = &p.jobs[k];
+            if next.key() == batch[0].key() && rows + next.rows <= self.config.max_batch_size {
+                rows += next.rows;
+                batch.push(p.jobs.remove(k).expect("in range"));
+            } else {
+                k += 1;
+            }
+        }
+        p.rows -= rows;
+        batch
+    }
+
+    async fn run_batch(&self, batch: Vec<Job>) {
+        let rows: usize = batch.iter().map(|j| j.rows).sum();
+        let padded = padded_rows(rows, self.config.max_batch_size);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        (self.stats.padding).fetch_add((padded - rows) as u64, Ordering::Relaxed);
+        let shapes: Vec<Vec<usize>> = (batch[0].inputs.iter())
+            .map(|(_, t)| {
+                let mut d = t.shape().to_vec();
+                d[0] = padded;
+                d
+            })
+            .collect();
+        let place = self.run_times.place_below(&shapes, BATCH_INLINE_BELOW);
+        let (name, version, calls) = (self.name.clone(), self.version, batch.len());
+        let (model, run_times) = (self.model.clone(), self.run_times.clone());
+        let max = self.config.max_batch_size;
+        let work = move || {
             let _span =
-                tracing::debug_span!("batch", model = %name, version, calls = batch.len(), rows)
-                    .entered();
-            run_batch(&name, &model, batch, max_batch_size);
-            drop(permit);
-        });
+                tracing::debug_span!("batch", model = %name, version, calls, rows).entered();
+            let start = Instant::now();
+            run_joined(&name, &model, batch, max);
+            run_times.record(shapes, start.elapsed());
+        };
+        if place == Place::Inline {
+            work();
+        } else {
+            let _ = tokio::task::spawn_blocking(work).await;
+        }
     }
 }
 
@@ -183,7 +282,7 @@ pub fn padded_rows(rows: usize, max: usize) -> usize {
 
 /// Runs the jobs of one batch, joined and padded with zero rows to an allowed batch size, and
 /// answers each with its rows.
-fn run_batch(name: &str, model: &Model, batch: Vec<Job>, max_batch_size: usize) {
+fn run_joined(name: &str, model: &Model, batch: Vec<Job>, max_batch_size: usize) {
     let total: usize = batch.iter().map(|j| j.rows).sum();
     let padded = padded_rows(total, max_batch_size);
     let joined: Vec<(String, Tensor)> = (0..batch[0].inputs.len())

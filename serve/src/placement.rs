@@ -51,9 +51,15 @@ impl RunTimes {
 
     /// Where a call of these input shapes runs.
     pub fn place(&self, shapes: &[Vec<usize>]) -> Place {
+        self.place_below(shapes, INLINE_BELOW)
+    }
+
+    /// Where a call of these input shapes runs, taken inline when its shape's recent run
+    /// time is below `limit`.
+    pub fn place_below(&self, shapes: &[Vec<usize>], limit: Duration) -> Place {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match inner.times.get(shapes) {
-            Some(&ns) if !inner.overflowed && ns < INLINE_BELOW.as_nanos() as u64 => Place::Inline,
+            Some(&ns) if !inner.overflowed && ns < limit.as_nanos() as u64 => Place::Inline,
             _ => Place::Blocking,
         }
     }

@@ -93,7 +93,9 @@ def make_full_size_repository(base, models_dir):
         if meta.get("onnx"):
             os.makedirs(os.path.join(base, f"{name}_onnx", "1"))
             os.symlink(os.path.join(d, "model.onnx"), os.path.join(base, f"{name}_onnx", "1", "model.onnx"))
-            models.append(Model(f"{name}_onnx", {meta["inputs"][0]: x}, {"y": y}, 1e-3, 1e-4))
+            import onnx
+            graph = onnx.load(os.path.join(d, "model.onnx"), load_external_data=False).graph
+            models.append(Model(f"{name}_onnx", {graph.input[0].name: x}, {"y": y}, 1e-3, 1e-4))
     return write_config(base, models), models
 
 

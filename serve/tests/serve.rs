@@ -704,6 +704,14 @@ async fn batched_calls_answer_each_caller_with_its_own_rows() {
         .unwrap();
         compare(&got, &want_row, m0.tolerance()).unwrap();
     }
+    // The calls were joined: fewer batches than calls, every row counted once.
+    let servable = (server.server.shared.repo)
+        .get("d", &lathe_serve::repository::VersionChoice::Newest)
+        .unwrap();
+    let stats = servable.batch_stats().unwrap();
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(stats.rows.load(std::sync::atomic::Ordering::Relaxed), 12);
+    assert!(batches < 12, "12 calls ran as {batches} batches");
     server.stop().await;
 }
 

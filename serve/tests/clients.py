@@ -67,13 +67,7 @@ def make_repository(base):
         {"logits": np.load(os.path.join(d, "serving_default.logits.npy"))},
         1e-4, 1e-5,
     ))
-    config = os.path.join(base, "models.config")
-    with open(config, "w") as f:
-        f.write("model_config_list {\n")
-        for m in models:
-            f.write(f"  config {{ name: '{m.name}' base_path: '{m.name}' model_platform: 'tensorflow' }}\n")
-        f.write("}\n")
-    return config, models
+    return write_config(base, models), models
 
 
 FULL_SIZE = ["mlp", "cnn", "mobilenet_v2", "resnet50", "encoder", "gelu_chain"]

@@ -20,12 +20,6 @@ use std::time::Instant;
 /// under its own name, every other format under this one.
 pub const DEFAULT_SIGNATURE: &str = "serving_default";
 
-/// How long the model's idle worker threads spin for the next kernel before sleeping: enough
-/// for the gaps between one call's kernels, not the gaps between requests, when the cores
-/// are the server's I/O threads' too (the runtime's default, for calls made back to back, is
-/// ten times as long).
-const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
-
 /// An input or output as metadata describes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorInfo {
@@ -129,7 +123,6 @@ impl Servable {
         let path = model_path(dir)?;
         let options = ModelOptions {
             threads,
-            idle_spin: IDLE_SPIN,
             ..ModelOptions::default()
         };
         let model = if lathe_compiler::artifact::is_artifact_file(&path) {

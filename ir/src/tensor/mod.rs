@@ -136,6 +136,12 @@ pub trait Elem:
     fn view(t: &Tensor) -> Option<&ArrayD<Self>>;
     /// Appends the little-endian bytes of `self`.
     fn write_le(self, out: &mut Vec<u8>);
+    /// Appends the little-endian bytes of every element of `s`, in order.
+    fn extend_le(s: &[Self], out: &mut Vec<u8>) {
+        for &x in s {
+            x.write_le(out);
+        }
+    }
     /// Reads one element from exactly `size_bytes` little-endian bytes.
     fn read_le(b: &[u8]) -> Self;
 }
@@ -170,6 +176,15 @@ macro_rules! impl_elem_num {
             match t { Tensor::$variant(a) => Some(a), _ => None }
         }
         fn write_le(self, out: &mut Vec<u8>) { out.extend_from_slice(&self.to_le_bytes()) }
+        fn extend_le(s: &[Self], out: &mut Vec<u8>) {
+            // Sized once, then filled in place: a plain copy on a little-endian machine.
+            const W: usize = std::mem::size_of::<$t>();
+            let start = out.len();
+            out.resize(start + s.len() * W, 0);
+            for (o, x) in out[start..].chunks_exact_mut(W).zip(s) {
+                o.copy_from_slice(&x.to_le_bytes());
+            }
+        }
         fn read_le(b: &[u8]) -> Self { <$t>::from_le_bytes(b.try_into().expect("element width")) }
     };
 }
@@ -447,9 +462,12 @@ impl Tensor {
     /// Row-major little-endian bytes of the elements.
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len() * self.dtype().size_bytes());
-        tensor_match!(self, a => {
-            for &x in a.iter() {
-                x.write_le(&mut out);
+        tensor_match!(self, a => match a.as_slice() {
+            Some(elements) => Elem::extend_le(elements, &mut out),
+            None => {
+                for &x in a.iter() {
+                    x.write_le(&mut out);
+                }
             }
         });
         out
@@ -600,6 +618,20 @@ mod tests {
             assert_eq!(t.dtype(), dt);
         }
         assert!(Tensor::from_le_bytes(DType::F32, &[2], &[0u8; 7]).is_err());
+    }
+
+    #[test]
+    fn bytes_of_a_view_not_in_standard_layout_are_row_major() {
+        let a =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let t = Tensor::F32(a.reversed_axes());
+        assert!(!t.is_standard_layout());
+        let want: Vec<u8> = [1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(t.to_le_bytes(), want);
+        assert_eq!(t.clone().into_standard_layout().to_le_bytes(), want);
     }
 
     #[test]

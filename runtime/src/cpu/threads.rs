@@ -17,9 +17,13 @@ use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long an idle worker spins before sleeping, unless the pool is made with another
-/// ([`ThreadPool::with_idle_spin`]).
+/// How long an idle worker waits for the next job before sleeping, unless the pool is made
+/// with another wait ([`ThreadPool::with_idle_spin`]).
 pub const SPIN: Duration = Duration::from_micros(200);
+
+/// How long of that wait the worker spins without yielding its core: the gaps between the
+/// kernels of one call. After it, the worker yields between looks.
+const HOT: Duration = Duration::from_micros(20);
 
 /// The closure of a job, with its lifetime erased (see the module notes for why that is sound).
 type TaskFn = *const (dyn Fn(usize) + Sync);
@@ -193,6 +197,12 @@ fn worker(shared: &Shared) {
         let mut spins = 0u32;
         while shared.epoch.load(Ordering::Acquire) == seen {
             spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(64) && start.elapsed() > HOT {
+                // Past the gaps between one call's kernels: keep watching, but give the core
+                // to any other thread that wants it (a server's I/O), and keep it awake when
+                // none does (waking a sleeping core costs tens of microseconds on a VM).
+                std::thread::yield_now();
+            }
             if spins.is_multiple_of(64) && start.elapsed() > shared.spin {
                 let g = lock(&shared.sleep);
                 shared.sleepers.fetch_add(1, Ordering::SeqCst);

@@ -1,9 +1,10 @@
 //! A small thread pool for splitting one kernel across cores with microsecond latency.
 //!
 //! A model runs a few dozen kernels per call, some of them only microseconds long, so handing
-//! work to another core must cost well under a microsecond. Workers therefore spin for a short
-//! while ([`SPIN`]) after each job, watching an epoch counter, and only then sleep on a condition
-//! variable. The calling thread always takes part in its own job.
+//! work to another core must cost well under a microsecond. Workers therefore wait for a short
+//! while ([`SPIN`]) after each job, watching an epoch counter (spinning at first, then yielding
+//! their core between looks), and only then sleep on a condition variable. The calling thread
+//! always takes part in its own job.
 //!
 //! A job is `n` tasks, `f(0) .. f(n-1)`, claimed from a shared counter. The caller returns once
 //! every task has *finished*; tasks are only run after being claimed, so once all are finished

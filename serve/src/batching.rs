@@ -18,7 +18,7 @@
 
 use crate::config::BatchingConfig;
 use crate::error::{Result, ServeError};
-use crate::placement::{Place, RunTimes};
+use crate::placement::{self, RunTimes};
 use crate::servable::run_model;
 use lathe_ir::{DType, Tensor};
 use lathe_runtime::Model;
@@ -103,7 +103,10 @@ impl Batcher {
         let task = Task {
             name: name.to_string(),
             version,
-            run_times: Arc::new(RunTimes::new(model.options().cache_capacity)),
+            run_times: Arc::new(RunTimes::new(
+                model.options().cache_capacity,
+                BATCH_INLINE_BELOW,
+            )),
             model,
             config: config.clone(),
             queue: shared.clone(),
@@ -220,19 +223,23 @@ impl Task {
     /// first one's key, up to the largest batch.
     fn take(&self, p: &mut Pending) -> Vec<Job> {
         let first = p.jobs.pop_front().expect("a call waits");
+        let key = first.key();
         let mut rows = first.rows;
-        let mut batch = vec![first];
+        let mut rest = Vec::new();
         let mut k = 0;
         while k < p.jobs.len() && rows < self.config.max_batch_size {
             let next = &p.jobs[k];
-            if next.key() == batch[0].key() && rows + next.rows <= self.config.max_batch_size {
+            if rows + next.rows <= self.config.max_batch_size && next.key() == key {
                 rows += next.rows;
-                batch.push(p.jobs.remove(k).expect("in range"));
+                rest.push(p.jobs.remove(k).expect("in range"));
             } else {
                 k += 1;
             }
         }
+        drop(key);
         p.rows -= rows;
+        let mut batch = vec![first];
+        batch.append(&mut rest);
         batch
     }
 
@@ -249,22 +256,16 @@ impl Task {
                 d
             })
             .collect();
-        let place = self.run_times.place_below(&shapes, BATCH_INLINE_BELOW);
         let (name, version, calls) = (self.name.clone(), self.version, batch.len());
-        let (model, run_times) = (self.model.clone(), self.run_times.clone());
+        let model = self.model.clone();
         let max = self.config.max_batch_size;
-        let work = move || {
+        // A batch that panicked has dropped its callers' replies: they are answered already.
+        let _ = placement::run(&self.run_times, shapes, move || {
             let _span =
                 tracing::debug_span!("batch", model = %name, version, calls, rows).entered();
-            let start = Instant::now();
             run_joined(&name, &model, batch, max);
-            run_times.record(shapes, start.elapsed());
-        };
-        if place == Place::Inline {
-            work();
-        } else {
-            let _ = tokio::task::spawn_blocking(work).await;
-        }
+        })
+        .await;
     }
 }
 

@@ -12,10 +12,10 @@
 //! inline never compiles (a shape evicted from the cache would).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// The longest recent run time of a shape whose calls run inline.
+/// The longest recent run time of a shape whose single calls run inline.
 pub const INLINE_BELOW: Duration = Duration::from_micros(500);
 
 /// Where one call runs.
@@ -31,6 +31,8 @@ pub struct RunTimes {
     inner: Mutex<Inner>,
     /// How many shapes the model keeps compiled: no more are remembered.
     capacity: usize,
+    /// The longest recent run time of a shape whose calls run inline.
+    limit: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -42,24 +44,21 @@ struct Inner {
 }
 
 impl RunTimes {
-    pub fn new(capacity: usize) -> RunTimes {
+    /// Run times of a model keeping `capacity` shapes compiled, whose calls run inline when
+    /// their shape's recent run time is below `limit`.
+    pub fn new(capacity: usize, limit: Duration) -> RunTimes {
         RunTimes {
             inner: Mutex::new(Inner::default()),
             capacity,
+            limit,
         }
     }
 
     /// Where a call of these input shapes runs.
     pub fn place(&self, shapes: &[Vec<usize>]) -> Place {
-        self.place_below(shapes, INLINE_BELOW)
-    }
-
-    /// Where a call of these input shapes runs, taken inline when its shape's recent run
-    /// time is below `limit`.
-    pub fn place_below(&self, shapes: &[Vec<usize>], limit: Duration) -> Place {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match inner.times.get(shapes) {
-            Some(&ns) if !inner.overflowed && ns < limit.as_nanos() as u64 => Place::Inline,
+            Some(&ns) if !inner.overflowed && ns < self.limit.as_nanos() as u64 => Place::Inline,
             _ => Place::Blocking,
         }
     }
@@ -82,13 +81,34 @@ impl RunTimes {
     }
 }
 
+/// Runs `work`, a call of input shapes `shapes`, where `times` places it (here, or on a
+/// blocking thread, awaited), and records how long it took.
+pub async fn run<R: Send + 'static>(
+    times: &Arc<RunTimes>,
+    shapes: Vec<Vec<usize>>,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, tokio::task::JoinError> {
+    let place = times.place(&shapes);
+    let recorder = times.clone();
+    let timed = move || {
+        let start = Instant::now();
+        let r = work();
+        recorder.record(shapes, start.elapsed());
+        r
+    };
+    match place {
+        Place::Inline => Ok(timed()),
+        Place::Blocking => tokio::task::spawn_blocking(timed).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_shape_runs_inline_once_timed_short_and_not_after_the_cache_overflows() {
-        let times = RunTimes::new(2);
+        let times = RunTimes::new(2, INLINE_BELOW);
         let a = vec![vec![1, 784]];
         let b = vec![vec![2, 784]];
         let c = vec![vec![3, 784]];

@@ -7,14 +7,13 @@
 use crate::batching::Batcher;
 use crate::config::{BatchingConfig, Limits};
 use crate::error::{invalid, Result, ServeError};
-use crate::placement::{Place, RunTimes};
+use crate::placement::{self, RunTimes, INLINE_BELOW};
 use lathe_compiler::{LoadOptions, ModelFile};
 use lathe_ir::{DType, Dim, Tensor, TensorType};
 use lathe_runtime::{Model, ModelOptions, RunError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The signature name every servable answers to: a SavedModel's loaded signature is served
 /// under its own name, every other format under this one.
@@ -181,7 +180,7 @@ impl Servable {
             )),
             queued: AtomicUsize::new(0),
             batcher,
-            run_times: Arc::new(RunTimes::new(model.options().cache_capacity)),
+            run_times: Arc::new(RunTimes::new(model.options().cache_capacity, INLINE_BELOW)),
         };
         let replayed = crate::warmup::replay(&servable, dir, limits.max_request_bytes)?;
         if replayed > 0 {
@@ -341,52 +340,44 @@ impl Servable {
                 return batcher.submit(inputs, rows).await;
             }
         }
-        let permit =
-            match self.gate.clone().try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(tokio::sync::TryAcquireError::Closed) => {
-                    return Err(ServeError::Unavailable(
-                        "the server is shutting down".into(),
-                    ))
-                }
-                Err(tokio::sync::TryAcquireError::NoPermits) => {
-                    // Counted while it waits, however the wait ends (a timeout drops it).
-                    let _waiting = Waiting::enter(&self.queued, self.limits.max_queued)
-                        .ok_or_else(|| {
-                            ServeError::ResourceExhausted(format!(
-                        "model `{}` already has {} calls waiting to run, the server's limit",
-                        self.name, self.limits.max_queued
-                    ))
-                        })?;
-                    self.gate.clone().acquire_owned().await.map_err(|_| {
-                        ServeError::Unavailable("the server is shutting down".into())
-                    })?
-                }
-            };
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|(_, t)| t.shape().to_vec()).collect();
-        if self.run_times.place(&shapes) == Place::Inline {
-            let start = Instant::now();
-            let outputs = run_model(&self.name, &self.model, inputs);
-            drop(permit);
-            self.run_times.record(shapes, start.elapsed());
-            return outputs;
-        }
-        let model = self.model.clone();
-        let name = self.name.clone();
-        let run_times = self.run_times.clone();
+        let permit = self.permit().await?;
+        let shapes = inputs.iter().map(|(_, t)| t.shape().to_vec()).collect();
+        let (name, model) = (self.name.clone(), self.model.clone());
         // The permit goes with the run: a call that times out still holds it until the model
         // returns, so the limit counts what really runs.
-        tokio::task::spawn_blocking(move || {
-            let start = Instant::now();
+        placement::run(&self.run_times, shapes, move || {
             let outputs = run_model(&name, &model, inputs);
             drop(permit);
-            run_times.record(shapes, start.elapsed());
             outputs
         })
         .await
         .map_err(|e| {
             ServeError::Internal(format!("model `{}`: the call panicked: {e}", self.name))
         })?
+    }
+
+    /// A turn to run within the concurrency limit, waiting for one if the queue limit allows.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let closed = || ServeError::Unavailable("the server is shutting down".into());
+        match self.gate.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(closed()),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                // Counted while it waits, however the wait ends (a timeout drops it).
+                let _waiting =
+                    Waiting::enter(&self.queued, self.limits.max_queued).ok_or_else(|| {
+                        ServeError::ResourceExhausted(format!(
+                            "model `{}` already has {} calls waiting to run, the server's limit",
+                            self.name, self.limits.max_queued
+                        ))
+                    })?;
+                self.gate
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| closed())
+            }
+        }
     }
 }
 

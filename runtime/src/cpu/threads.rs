@@ -198,13 +198,18 @@ fn worker(shared: &Shared) {
         let mut spins = 0u32;
         while shared.epoch.load(Ordering::Acquire) == seen {
             spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(64) && start.elapsed() > HOT {
+            let waited = if spins.is_multiple_of(64) {
+                start.elapsed()
+            } else {
+                Duration::ZERO
+            };
+            if waited > HOT {
                 // Past the gaps between one call's kernels: keep watching, but give the core
                 // to any other thread that wants it (a server's I/O), and keep it awake when
                 // none does (waking a sleeping core costs tens of microseconds on a VM).
                 std::thread::yield_now();
             }
-            if spins.is_multiple_of(64) && start.elapsed() > shared.spin {
+            if waited > shared.spin {
                 let g = lock(&shared.sleep);
                 shared.sleepers.fetch_add(1, Ordering::SeqCst);
                 let g = shared

@@ -8,10 +8,16 @@ that both see the same machine. Prints calls per second per round, their ratio, 
 batch size from the batching server's metrics.
 
     python3 benches/serve_batching.py --lathe target/release/lathe BASE_PATH INPUT.npy \\
-        [--rounds 4] [--seconds 3] [--clients 16] [--max-batch-size 16]
+        [--rounds 4] [--seconds 3] [--clients 16] [--max-batch-size 16] \\
+        [--server-cpus 0 --client-cpus 1]
 
 BASE_PATH holds the model's versions (BASE_PATH/1/...); INPUT.npy is one call's input (its
 only input, float32, batch 1). Needs numpy only: the request is encoded here.
+
+`--server-cpus` and `--client-cpus` (comma-separated CPU numbers) pin the servers and h2load
+to separate cores, so that the figure is the server's throughput rather than what is left of
+the cores the load generator shares with it. The servers size their kernel thread pools to the
+cores they are given.
 """
 
 import argparse
@@ -60,12 +66,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(lathe, base, extra):
+def pinned(cpus):
+    """A `preexec_fn` that confines the child to `cpus` (None: anywhere)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start(lathe, base, extra, cpus):
     grpc, rest = free_port(), free_port()
     proc = subprocess.Popen(
         [lathe, "serve", "--model_name", "m", "--model_base_path", base, "--host", "127.0.0.1",
          "--port", str(grpc), "--rest_api_port", str(rest)] + extra,
-        stderr=subprocess.DEVNULL)
+        stderr=subprocess.DEVNULL, preexec_fn=pinned(cpus))
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
@@ -78,16 +91,24 @@ def start(lathe, base, extra):
     sys.exit("lathe serve did not become ready")
 
 
-def rate(port, body_file, seconds, clients):
+def rate(port, body_file, seconds, clients, cpus):
     out = subprocess.run(
         ["h2load", "-D", str(seconds), "-c", str(clients), "-m", "1", "-d", body_file,
          "-H", "content-type: application/grpc", "-H", "te: trailers",
          f"http://127.0.0.1:{port}/tensorflow.serving.PredictionService/Predict"],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True, text=True, check=True, preexec_fn=pinned(cpus)).stdout
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     if not done or done.group(1) != done.group(2):
         sys.exit(f"h2load: not every call succeeded:\n{out}")
     return float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out).group(1))
+
+
+def cpu_list(text):
+    return {int(c) for c in text.split(",")}
+
+
+def fmt(cpus):
+    return "any" if cpus is None else ",".join(map(str, sorted(cpus)))
 
 
 def main():
@@ -101,25 +122,30 @@ def main():
     ap.add_argument("--max-batch-size", type=int, default=16)
     ap.add_argument("--batch-timeout-micros", type=int, default=500)
     ap.add_argument("--input-name", default="x")
+    ap.add_argument("--server-cpus", type=cpu_list, help="pin the servers to these CPUs, e.g. 0")
+    ap.add_argument("--client-cpus", type=cpu_list, help="pin h2load to these CPUs, e.g. 1")
     args = ap.parse_args()
+    server, client = args.server_cpus, args.client_cpus
 
     x = np.load(args.input)
     body = tempfile.NamedTemporaryFile(suffix=".grpc", delete=False)
     body.write(predict_request("m", args.input_name, x))
     body.close()
-    plain = start(args.lathe, args.base, [])
+    plain = start(args.lathe, args.base, [], server)
     batched = start(args.lathe, args.base, [
         "--enable_batching", "--max_batch_size", str(args.max_batch_size),
-        "--batch_timeout_micros", str(args.batch_timeout_micros)])
+        "--batch_timeout_micros", str(args.batch_timeout_micros)], server)
     try:
         # Warm both: each batch size compiles on its first batch.
-        rate(plain[1], body.name, 1, args.clients)
-        rate(batched[1], body.name, 1, args.clients)
+        rate(plain[1], body.name, 1, args.clients, client)
+        rate(batched[1], body.name, 1, args.clients, client)
         ratios = []
-        print(f"{args.clients} concurrent gRPC clients, calls per second, {args.seconds} s each:")
+        where = "" if server is None and client is None else \
+            f" (servers on CPUs {fmt(server)}, h2load on {fmt(client)})"
+        print(f"{args.clients} concurrent gRPC clients{where}, calls per second, {args.seconds} s each:")
         for k in range(args.rounds):
-            off = rate(plain[1], body.name, args.seconds, args.clients)
-            on = rate(batched[1], body.name, args.seconds, args.clients)
+            off = rate(plain[1], body.name, args.seconds, args.clients, client)
+            on = rate(batched[1], body.name, args.seconds, args.clients, client)
             ratios.append(on / off)
             print(f"  round {k + 1}: batching off {off:8.0f}   on {on:8.0f}   {on / off:.2f}x")
         with urllib.request.urlopen(f"http://127.0.0.1:{batched[2]}/monitoring/prometheus/metrics") as r:

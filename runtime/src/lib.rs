@@ -127,6 +127,13 @@ pub enum RunError {
         path: Option<std::path::PathBuf>,
         error: lathe_compiler::artifact::ArtifactError,
     },
+    /// Opening the model at `path` ([`Model::open`]) failed past its import.
+    /// (`error` is said in the message, not chained as a source, so it is said once.)
+    #[error("`{}`: {error}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        error: Box<RunError>,
+    },
     /// [`ModelOptions`] that cannot work.
     #[error("invalid model options: {0}")]
     Options(String),

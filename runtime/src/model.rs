@@ -317,6 +317,25 @@ impl Model {
         })
     }
 
+    /// Opens the model at `path`, whatever it holds: a compiled artifact ([`Model::load`]), or
+    /// a saved graph (a SavedModel directory, a GraphDef `.pb`, an ONNX model, IR text)
+    /// imported with the default load options ([`Model::from_import`]). What a server or an
+    /// embedding program loads when it is given a path. Every error names the path once.
+    pub fn open(path: &std::path::Path, options: ModelOptions) -> Result<Model, RunError> {
+        if lathe_compiler::artifact::is_artifact_file(path) {
+            return Model::load(path, options);
+        }
+        let file = lathe_compiler::ModelFile::new(path);
+        Model::from_import(Arc::new(file), options).map_err(|e| match e {
+            // The importer's errors name the file already.
+            RunError::Import(_) => e,
+            e => RunError::Open {
+                path: path.to_path_buf(),
+                error: Box::new(e),
+            },
+        })
+    }
+
     /// [`Model::load`] for an artifact already opened ([`crate::artifact::open`]).
     pub fn from_artifact_file(
         file: Arc<ArtifactFile>,

@@ -8,7 +8,6 @@ use crate::batching::Batcher;
 use crate::config::{BatchingConfig, Limits};
 use crate::error::{invalid, Result, ServeError};
 use crate::placement::{self, RunTimes, INLINE_BELOW};
-use lathe_compiler::{LoadOptions, ModelFile};
 use lathe_ir::{DType, Dim, Tensor, TensorType};
 use lathe_runtime::{Model, ModelOptions, RunError};
 use std::path::{Path, PathBuf};
@@ -124,16 +123,7 @@ impl Servable {
             threads,
             ..ModelOptions::default()
         };
-        let model = if lathe_compiler::artifact::is_artifact_file(&path) {
-            Model::load(&path, options).map_err(|e| e.to_string())?
-        } else {
-            let file = ModelFile {
-                path: path.clone(),
-                options: LoadOptions::default(),
-            };
-            Model::from_import(Arc::new(file), options)
-                .map_err(|e| format!("`{}`: {e}", path.display()))?
-        };
+        let model = Model::open(&path, options).map_err(|e| e.to_string())?;
         let graph = model.graph();
         let inputs = (model.inputs().iter())
             .map(|i| TensorInfo::of(&i.name, Some(&i.ty)))

@@ -16,16 +16,13 @@
 //!   caller frees) or written into caller-owned buffers ([`lathe_model_run_into`]).
 //! - Tensors are dense, row-major, little-endian.
 
-use lathe_compiler::artifact::is_artifact_file;
 use lathe_compiler::specialize::SpecializeError;
-use lathe_compiler::{LoadOptions, ModelFile};
 use lathe_ir::{DType, Tensor};
 use lathe_runtime::{Model, ModelOptions, RunError};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Arc;
 
 /// What a call returned.
 #[repr(C)]
@@ -276,22 +273,7 @@ pub unsafe extern "C" fn lathe_model_load(
             ..ModelOptions::default()
         };
         let load = |e: String| (LatheStatus::Load, e);
-        let model = if is_artifact_file(path) {
-            Model::load(path, options).map_err(|e| load(e.to_string()))?
-        } else {
-            if !path.exists() {
-                return Err(load(format!(
-                    "`{}`: no such file or directory",
-                    path.display()
-                )));
-            }
-            let file = ModelFile {
-                path: path.to_path_buf(),
-                options: LoadOptions::default(),
-            };
-            Model::from_import(Arc::new(file), options)
-                .map_err(|e| load(format!("`{}`: {e}", path.display())))?
-        };
+        let model = Model::open(path, options).map_err(|e| load(e.to_string()))?;
         let c_name = |n: &str| {
             CString::new(n).map_err(|_| load(format!("the model's name `{n}` holds a NUL")))
         };
@@ -834,7 +816,7 @@ mod tests {
             );
             let (status, message) = failed(lathe_model_load(c"no/such.pb".as_ptr(), 0, &mut model));
             assert_eq!(status, LatheStatus::Load);
-            assert!(message.contains("`no/such.pb`"), "{message}");
+            assert_eq!(message, "no/such.pb: no such file or directory");
             assert!(model.is_null());
         }
     }

@@ -12,6 +12,11 @@
 //! - `; print: plan` — check the CPU plan compiled from the result (steps, kernels, buffers and
 //!   their arena offsets) instead of the IR; the plan's outputs must then also equal the
 //!   interpreter's on the input graph. The lowering tests in `filetests/lower/` use it.
+//! - `; print: mlir` — check the MLIR the GPU backend writes for the result's kernels
+//!   (`lathe_gpu::mlir`) instead of the IR. Where LLVM 19's MLIR tools are installed, the
+//!   module must also lower to PTX with an entry per kernel, and every kernel, run on the CPU
+//!   through its host function (`lathe_gpu::mlir::host`), must give the interpreter's outputs.
+//!   The tests in `filetests/gpu/` use it.
 //!
 //! Bless mode: with `LATHE_BLESS=1`, a file whose checks fail has its check lines replaced by
 //! the exact output (`; check:` on the first line, `; check-next:` on each after it), so a
@@ -43,8 +48,19 @@ struct FileTest {
     pipeline: String,
     checks: Vec<Check>,
     eval: bool,
-    /// Check the printed CPU plan rather than the IR.
-    plan: bool,
+    /// What the checks read.
+    print: Print,
+}
+
+/// What a file test prints and checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Print {
+    /// The IR after the pipeline.
+    Ir,
+    /// The CPU plan compiled from it.
+    Plan,
+    /// The MLIR of its kernels.
+    Mlir,
 }
 
 fn collapse(s: &str) -> String {
@@ -55,7 +71,7 @@ fn directives(text: &str) -> Result<FileTest, String> {
     let mut pipeline = None;
     let mut checks = Vec::new();
     let mut eval = true;
-    let mut plan = false;
+    let mut print = Print::Ir;
     for line in text.lines() {
         let Some((_, comment)) = line.split_once(';') else {
             continue;
@@ -74,10 +90,11 @@ fn directives(text: &str) -> Result<FileTest, String> {
         } else if c == "no-eval" {
             eval = false;
         } else if let Some(p) = c.strip_prefix("print:") {
-            match p.trim() {
-                "plan" => plan = true,
-                "ir" => plan = false,
-                other => return Err(format!("unknown `; print: {other}` (ir or plan)")),
+            print = match p.trim() {
+                "plan" => Print::Plan,
+                "ir" => Print::Ir,
+                "mlir" => Print::Mlir,
+                other => return Err(format!("unknown `; print: {other}` (ir, plan or mlir)")),
             }
         } else if c.starts_with("check") {
             return Err(format!("unknown directive `; {c}`"));
@@ -90,7 +107,7 @@ fn directives(text: &str) -> Result<FileTest, String> {
         pipeline: pipeline.ok_or("missing `; run: PASSES` line")?,
         checks,
         eval,
-        plan,
+        print,
     })
 }
 
@@ -240,7 +257,7 @@ fn run_file(path: &Path) -> Result<(), String> {
     let printed = lathe_ir::text::print(&g);
     // The printed result must itself be valid IR text.
     lathe_ir::text::parse(&printed).map_err(|e| format!("output does not parse back: {e}"))?;
-    let plan = if t.plan {
+    let plan = if t.print == Print::Plan {
         let specialized = SpecializedGraph::new(g.clone())
             .map_err(|e| format!("a plan needs known shapes: {e}"))?;
         let pool = Arc::new(ThreadPool::new(1));
@@ -248,9 +265,14 @@ fn run_file(path: &Path) -> Result<(), String> {
     } else {
         None
     };
-    let output = match &plan {
-        Some(p) => p.print(&g.name),
-        None => printed.clone(),
+    let output = match (&plan, t.print) {
+        (Some(p), _) => p.print(&g.name),
+        (None, Print::Mlir) => {
+            let lowered = lathe_gpu::mlir::lower_graph(&g).map_err(|e| format!("MLIR: {e}"))?;
+            check_with_mlir(&lowered)?;
+            lowered.print()
+        }
+        (None, _) => printed.clone(),
     };
     let checked = if t.checks.is_empty() {
         Err("no `; check:` lines (a file test must check something)".to_string())
@@ -281,6 +303,38 @@ fn run_file(path: &Path) -> Result<(), String> {
             };
             same_outputs(&before, &after)
                 .map_err(|e| format!("the result changed: {e}\n--- output ---\n{output}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks `lowered` with MLIR's tools when they are installed: the module must verify and lower
+/// to PTX with an entry per kernel, and each kernel, run on the CPU through its host function,
+/// must give the interpreter's outputs on its body for seeded random inputs.
+fn check_with_mlir(lowered: &lathe_gpu::mlir::Lowered) -> Result<(), String> {
+    let Some(tools) = lathe_gpu::mlir::host::Tools::find() else {
+        if std::env::var_os("LATHE_REQUIRE_MLIR").is_some_and(|v| v == "1") {
+            return Err("LATHE_REQUIRE_MLIR=1 but LLVM 19's MLIR tools are not installed".into());
+        }
+        eprintln!("note: no MLIR tools installed; the MLIR is checked as text only");
+        return Ok(());
+    };
+    let ptx = tools.ptx(lowered)?;
+    for k in &lowered.kernels {
+        if !ptx.contains(&format!(".entry {}(", k.symbol)) {
+            return Err(format!("the PTX has no entry `{}`:\n{ptx}", k.symbol));
+        }
+        for seed in [1, 2] {
+            let inputs = random_inputs(&k.body, seed);
+            let want = lathe_ir::interp::run(&k.body, &inputs)
+                .map_err(|e| format!("interpreting kernel {}: {e}", k.symbol))?;
+            let got = tools.run(k, &inputs)?;
+            same_outputs(&want, &got).map_err(|e| {
+                format!(
+                    "kernel {} on the host differs from the interpreter: {e}",
+                    k.symbol
+                )
+            })?;
         }
     }
     Ok(())
@@ -385,7 +439,14 @@ fn filecheck_semantics() {
         directives("; run: cse\n; check-nxt: y").is_err(),
         "misspelled directive"
     );
-    assert!(directives("; run: cse\n; print: plan").unwrap().plan);
+    assert_eq!(
+        directives("; run: cse\n; print: plan").unwrap().print,
+        Print::Plan
+    );
+    assert_eq!(
+        directives("; run: cse\n; print: mlir").unwrap().print,
+        Print::Mlir
+    );
     assert!(directives("; run: cse\n; print: asm").is_err());
 }
 

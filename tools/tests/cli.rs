@@ -651,6 +651,28 @@ fn dump_shows_the_specialization_and_its_plan() {
     assert!(e.contains("dims must be numbers"), "{e}");
 }
 
+/// `dump --format mlir` prints the GPU backend's MLIR for the specialization's elementwise
+/// kernels and lists the rest; a generic graph has no known shapes to lower.
+#[test]
+fn dump_prints_the_mlir_of_the_elementwise_kernels() {
+    let f = Fixture::open("gelu_chain_tiny");
+    let model_path = f.model_path();
+    let model = path_str(&model_path);
+    let mlir = success(&lathe(&["dump", "--format", "mlir", model]));
+    assert!(
+        mlir.starts_with("module attributes {gpu.container_module} {\n  gpu.module @kernels {"),
+        "{mlir}"
+    );
+    assert!(mlir.contains("gpu.func @k0("), "{mlir}");
+    assert!(mlir.contains("math.erf"), "GELU's erf: {mlir}");
+    assert!(
+        mlir.contains("// not lowered to MLIR yet: node `"),
+        "{mlir}"
+    );
+    let e = one_line_error(&lathe(&["dump", "--generic", "--format", "mlir", model]));
+    assert!(e.contains("need a specialization"), "{e}");
+}
+
 #[test]
 fn dump_elides_large_constants_by_default() {
     let f = Fixture::open("mlp_tiny");

@@ -4,7 +4,8 @@
 //! By default it shows exactly what `lathe run` executes: the graph specialized to the input
 //! shapes (`--input`, `--shape`, or the declared ones with unknown dims bound to 1) and
 //! optimized by the same pipeline the runtime uses; `--format plan` prints the CPU plan compiled
-//! from it. `--generic` optimizes the graph as imported instead, symbolic dims and all.
+//! from it, `--format mlir` the MLIR of its elementwise kernels (the GPU backend's lowering).
+//! `--generic` optimizes the graph as imported instead, symbolic dims and all.
 
 use super::opt::OptArgs;
 use crate::inputs::read_inputs;
@@ -31,6 +32,9 @@ pub enum Format {
     /// The CPU plan compiled from the optimized specialization: steps, kernels, buffers and
     /// their arena offsets.
     Plan,
+    /// The MLIR the GPU backend writes for the optimized specialization's elementwise kernels
+    /// (one `gpu.func` each); the kernels it does not lower yet are listed after the module.
+    Mlir,
 }
 
 /// Arguments of `lathe dump`.
@@ -88,14 +92,23 @@ impl Renderer {
             Format::Text => print_with(g, &self.text),
             Format::Dot => to_dot(g, &self.dot),
             Format::Svg => render_svg(&to_dot(g, &self.dot)).map_err(anyhow::Error::msg)?,
-            // Plans are printed once, at the end; graphs around passes are printed as text.
-            Format::Plan => print_with(g, &self.text),
+            // Plans and MLIR are printed once, at the end; graphs around passes as text.
+            Format::Plan | Format::Mlir => print_with(g, &self.text),
         })
+    }
+
+    /// What `dump` prints of the final graph.
+    fn render_final(&self, g: &Graph) -> Result<String> {
+        if self.format == Format::Mlir {
+            let lowered = lathe_gpu::mlir::lower_graph(g).map_err(|e| anyhow::anyhow!("{e}"))?;
+            return Ok(lowered.print());
+        }
+        self.render(g)
     }
 
     fn extension(&self) -> &'static str {
         match self.format {
-            Format::Text | Format::Plan => "lir",
+            Format::Text | Format::Plan | Format::Mlir => "lir",
             Format::Dot => "dot",
             Format::Svg => "svg",
         }
@@ -197,8 +210,8 @@ pub fn run(args: DumpArgs) -> Result<()> {
             bail!("unknown pass `{p}`");
         }
     }
-    if args.generic && args.format == Format::Plan {
-        bail!("--format plan needs a specialization (drop --generic)");
+    if args.generic && matches!(args.format, Format::Plan | Format::Mlir) {
+        bail!("--format plan and --format mlir need a specialization (drop --generic)");
     }
     let graph = args.model.load()?;
     let pipeline = args.opt.pipeline()?;
@@ -226,7 +239,7 @@ pub fn run(args: DumpArgs) -> Result<()> {
         if let Some(dumped) = stored(&args, a)? {
             let mut stdout = std::io::stdout().lock();
             match dumped {
-                Dumped::Graph(g) => write!(stdout, "{}", renderer.render(&g)?)?,
+                Dumped::Graph(g) => write!(stdout, "{}", renderer.render_final(&g)?)?,
                 Dumped::Plan(text) => write!(stdout, "{text}")?,
             }
             return Ok(());
@@ -257,7 +270,7 @@ pub fn run(args: DumpArgs) -> Result<()> {
         args.print_ir_after_all || args.print_ir_after.is_some() || args.print_ir_before.is_some();
     if !printing {
         match dumped {
-            Dumped::Graph(g) => write!(stdout, "{}", renderer.render(&g)?)?,
+            Dumped::Graph(g) => write!(stdout, "{}", renderer.render_final(&g)?)?,
             Dumped::Plan(text) => write!(stdout, "{text}")?,
         }
     }

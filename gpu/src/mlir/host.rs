@@ -1,0 +1,206 @@
+//! Running a kernel on the CPU with MLIR's own tools, to check the lowering without a GPU: the
+//! kernel's host function (the same instructions as its `gpu.func`, in a loop), its inputs as
+//! constant globals, and a `main` that prints every output element's bits; `mlir-opt` lowers
+//! that to the LLVM dialect ([`HOST_PIPELINE`], math functions from libm) and
+//! `mlir-cpu-runner` runs it.
+
+use super::Kernel;
+use lathe_ir::{DType, Tensor};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// MLIR's pipeline from a module of host functions to the LLVM dialect.
+pub const HOST_PIPELINE: &str = "builtin.module(convert-math-to-libm,convert-scf-to-cf,\
+convert-to-llvm,reconcile-unrealized-casts)";
+
+/// Where LLVM 19's tools are installed (Debian's `mlir-19-tools` and `libmlir-19-dev`).
+const LLVM: &str = "/usr/lib/llvm-19";
+
+/// MLIR's tools: `mlir-opt`, `mlir-cpu-runner` and the runner's support libraries.
+#[derive(Clone, Debug)]
+pub struct Tools {
+    pub opt: PathBuf,
+    pub runner: PathBuf,
+    pub libs: Vec<PathBuf>,
+}
+
+impl Tools {
+    /// LLVM 19's MLIR tools, if all are installed.
+    pub fn find() -> Option<Tools> {
+        let at = |p: &str| Some(PathBuf::from(LLVM).join(p)).filter(|p| p.is_file());
+        Some(Tools {
+            opt: at("bin/mlir-opt")?,
+            runner: at("bin/mlir-cpu-runner")?,
+            libs: vec![
+                at("lib/libmlir_runner_utils.so")?,
+                at("lib/libmlir_c_runner_utils.so")?,
+            ],
+        })
+    }
+
+    /// The PTX MLIR's pipeline ([`super::PTX_PIPELINE`]) makes of a lowered module: a module
+    /// holding a `gpu.binary` whose `assembly` is the PTX text (escaped as an MLIR string).
+    pub fn ptx(&self, lowered: &super::Lowered) -> Result<String, String> {
+        tool(
+            Command::new(&self.opt).arg(format!("--pass-pipeline={}", super::PTX_PIPELINE)),
+            &lowered.text,
+        )
+        .map_err(|e| format!("{e}\n--- module ---\n{}", lowered.text))
+    }
+
+    /// Runs `kernel` on `inputs` (one per kernel input, of its types) on the CPU and returns
+    /// its outputs.
+    pub fn run(&self, kernel: &Kernel, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+        let module = runnable(kernel, inputs)?;
+        let lowered = tool(
+            Command::new(&self.opt).arg(format!("--pass-pipeline={HOST_PIPELINE}")),
+            &module,
+        )?;
+        let libs: Vec<String> = self.libs.iter().map(|l| l.display().to_string()).collect();
+        let printed = tool(
+            Command::new(&self.runner)
+                .args(["-e", "main", "-entry-point-result=void"])
+                .arg(format!("-shared-libs={}", libs.join(","))),
+            &lowered,
+        )
+        .map_err(|e| format!("{e}\n--- module ---\n{module}"))?;
+        read_outputs(kernel, &printed)
+    }
+}
+
+/// Runs one tool on `input` (standard input), returning its standard output.
+fn tool(command: &mut Command, input: &str) -> Result<String, String> {
+    let mut child = (command.stdin(Stdio::piped()).stdout(Stdio::piped()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{:?}: {e}", command.get_program()))?;
+    (child.stdin.take().expect("piped"))
+        .write_all(input.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} failed: {}",
+            command.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| e.to_string())
+}
+
+/// The MLIR type an element of `d` is stored as, and its width in bits.
+fn element(d: DType) -> Result<(&'static str, usize), String> {
+    Ok(match d {
+        DType::F32 => ("f32", 32),
+        DType::F64 => ("f64", 64),
+        DType::F16 => ("f16", 16),
+        DType::BF16 => ("bf16", 16),
+        DType::Bool => ("i8", 8),
+        d => return Err(format!("{d} is not run on the host yet")),
+    })
+}
+
+/// A module with `kernel`'s host function, `inputs` as constant globals and a `main` that
+/// calls it and prints each output's elements as 64-bit integers holding their bits.
+pub fn runnable(kernel: &Kernel, inputs: &[Tensor]) -> Result<String, String> {
+    let mut m = String::from("module {\n");
+    let mut main = String::from("  func.func @main() {\n");
+    main.push_str("    %zero = arith.constant 0 : index\n    %one = arith.constant 1 : index\n");
+    let mut args = Vec::new();
+    let mut types = Vec::new();
+    for (k, t) in inputs.iter().enumerate() {
+        let (elem, _) = element(t.dtype())?;
+        let values = super::kernel::dense(t)?;
+        let ty = format!("memref<{}x{elem}>", t.len());
+        let _ = writeln!(
+            m,
+            "  memref.global \"private\" constant @in{k} : {ty} = dense<[{}]>",
+            values.join(", ")
+        );
+        let _ = writeln!(main, "    %in{k} = memref.get_global @in{k} : {ty}");
+        args.push(format!("%in{k}"));
+        types.push(ty);
+    }
+    let outputs = kernel.body.outputs();
+    for (k, o) in outputs.iter().enumerate() {
+        let (elem, _) = element(kernel.body.value_type(o.value).dtype)?;
+        let n = kernel.elements;
+        let ty = format!("memref<{n}x{elem}>");
+        let _ = writeln!(main, "    %out{k} = memref.alloc() : {ty}");
+        args.push(format!("%out{k}"));
+        types.push(ty);
+    }
+    let _ = writeln!(
+        main,
+        "    call @{}({}) : ({}) -> ()",
+        kernel.symbol,
+        args.join(", "),
+        types.join(", ")
+    );
+    for (k, o) in outputs.iter().enumerate() {
+        let (elem, bits) = element(kernel.body.value_type(o.value).dtype)?;
+        let n = kernel.elements;
+        let _ = write!(
+            main,
+            "    %n{k} = arith.constant {n} : index\n    %bits{k} = memref.alloc() : memref<{n}xi64>\n    \
+             scf.for %i = %zero to %n{k} step %one {{\n      \
+             %v = memref.load %out{k}[%i] : memref<{n}x{elem}>\n"
+        );
+        let raw = if elem == "i8" {
+            "%v"
+        } else {
+            let _ = writeln!(main, "      %b = arith.bitcast %v : {elem} to i{bits}");
+            "%b"
+        };
+        let wide = if bits == 64 {
+            raw
+        } else {
+            let _ = writeln!(main, "      %w = arith.extui {raw} : i{bits} to i64");
+            "%w"
+        };
+        let _ = write!(
+            main,
+            "      memref.store {wide}, %bits{k}[%i] : memref<{n}xi64>\n    }}\n    \
+             %print{k} = memref.cast %bits{k} : memref<{n}xi64> to memref<*xi64>\n    \
+             call @printMemrefI64(%print{k}) : (memref<*xi64>) -> ()\n"
+        );
+    }
+    main.push_str("    return\n  }\n");
+    m.push_str(&kernel.host);
+    m.push_str(&main);
+    m.push_str(
+        "  func.func private @printMemrefI64(memref<*xi64>) attributes { llvm.emit_c_interface }\n}\n",
+    );
+    Ok(m)
+}
+
+/// The outputs `main` printed: one bracketed list of bit patterns per output.
+fn read_outputs(kernel: &Kernel, printed: &str) -> Result<Vec<Tensor>, String> {
+    // Each output prints `... sizes = [n] strides = [1] data = \n[v, ...]`: three lists.
+    let mut lists = (printed.split('[').skip(1)).filter_map(|s| s.split_once(']').map(|(l, _)| l));
+    let mut outputs = Vec::new();
+    for o in kernel.body.outputs() {
+        let ty = kernel.body.value_type(o.value);
+        let (_, bits) = element(ty.dtype)?;
+        let list = (lists.nth(2)).ok_or_else(|| {
+            format!(
+                "the run printed no data for output `{}`:\n{printed}",
+                o.name
+            )
+        })?;
+        let mut bytes = Vec::new();
+        for v in list.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            let v: i64 = v
+                .parse()
+                .map_err(|_| format!("the run printed `{v}` for output `{}`", o.name))?;
+            bytes.extend_from_slice(&(v as u64).to_le_bytes()[..bits / 8]);
+        }
+        let dims: Vec<usize> = (ty.shape.dims().iter())
+            .map(|d| d.known().ok_or("an output of unknown shape"))
+            .collect::<Result<_, _>>()?;
+        outputs.push(Tensor::from_le_bytes(ty.dtype, &dims, &bytes)?);
+    }
+    Ok(outputs)
+}

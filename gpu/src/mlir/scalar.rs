@@ -1,0 +1,346 @@
+//! The scalar instructions of a kernel: each elementwise op on the thread's element, in the
+//! `arith` and `math` dialects, with the IR's semantics (NaN propagating through `maximum`,
+//! `relu` passing NaN, Python's sign for `floor_mod`).
+
+use super::kernel::Emitter;
+use lathe_ir::ops::{BinaryOp, UnaryOp};
+use lathe_ir::{DType, Op, Tensor};
+
+/// What a value computes in: f16 and bf16 widen to f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compute {
+    F32,
+    F64,
+    I1,
+}
+
+impl Compute {
+    fn of(d: DType) -> Result<Compute, String> {
+        Ok(match d {
+            DType::F32 | DType::F16 | DType::BF16 => Compute::F32,
+            DType::F64 => Compute::F64,
+            DType::Bool => Compute::I1,
+            d => return Err(format!("{d} kernels are not lowered to MLIR yet")),
+        })
+    }
+
+    fn mlir(self) -> &'static str {
+        match self {
+            Compute::F32 => "f32",
+            Compute::F64 => "f64",
+            Compute::I1 => "i1",
+        }
+    }
+}
+
+/// An SSA scalar and its type.
+#[derive(Clone, Debug)]
+pub struct Scalar {
+    pub name: String,
+    pub ty: Compute,
+}
+
+/// A loaded element of storage dtype `d` (`raw`) as a value computing in `compute`.
+pub fn widen(e: &mut Emitter, raw: String, d: DType, compute: Compute) -> Scalar {
+    let name = match d {
+        DType::F16 | DType::BF16 => e.assign(format!("arith.extf {raw} : {} to f32", mlir_of(d))),
+        DType::Bool => {
+            let zero = e.assign("arith.constant 0 : i8");
+            e.assign(format!("arith.cmpi ne, {raw}, {zero} : i8"))
+        }
+        _ => raw,
+    };
+    Scalar { name, ty: compute }
+}
+
+/// `v` as stored in a memref of dtype `d`.
+pub fn narrow(e: &mut Emitter, v: &Scalar, d: DType) -> String {
+    match d {
+        DType::F16 | DType::BF16 => {
+            e.assign(format!("arith.truncf {} : f32 to {}", v.name, mlir_of(d)))
+        }
+        DType::Bool => e.assign(format!("arith.extui {} : i1 to i8", v.name)),
+        _ => v.name.clone(),
+    }
+}
+
+fn mlir_of(d: DType) -> &'static str {
+    match d {
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        DType::F64 => "f64",
+        DType::Bool => "i1",
+        _ => "f32",
+    }
+}
+
+/// A float constant in MLIR's syntax: decimal when finite (with the `.` MLIR requires), the
+/// bit pattern otherwise.
+pub(super) fn float_text(v: f64, ty: Compute) -> String {
+    if !v.is_finite() {
+        return match ty {
+            Compute::F64 => format!("0x{:016X}", v.to_bits()),
+            _ => format!("0x{:08X}", (v as f32).to_bits()),
+        };
+    }
+    let text = match ty {
+        Compute::F64 => format!("{v:?}"),
+        _ => format!("{:?}", v as f32),
+    };
+    match text.find('e') {
+        Some(p) if !text[..p].contains('.') => format!("{}.0{}", &text[..p], &text[p..]),
+        _ => text,
+    }
+}
+
+fn float(e: &mut Emitter, v: f64, ty: Compute) -> String {
+    e.assign(format!(
+        "arith.constant {} : {}",
+        float_text(v, ty),
+        ty.mlir()
+    ))
+}
+
+/// A body constant: a single value.
+pub fn constant(e: &mut Emitter, t: &Tensor) -> Result<Scalar, String> {
+    if t.len() != 1 {
+        return Err(format!(
+            "a constant of {} elements in the kernel's body: only single values are lowered to \
+             MLIR yet",
+            t.len()
+        ));
+    }
+    let ty = Compute::of(t.dtype())?;
+    let v = t.to_f64_vec()[0];
+    let name = match ty {
+        Compute::I1 => e.assign(format!("arith.constant {} : i1", v != 0.0)),
+        _ => float(e, v, ty),
+    };
+    Ok(Scalar { name, ty })
+}
+
+/// One elementwise op on `args` (operand dtypes `dtypes`), giving a value of dtype `to`.
+pub fn op(
+    e: &mut Emitter,
+    op: &Op,
+    args: &[Scalar],
+    dtypes: &[DType],
+    to: DType,
+) -> Result<Scalar, String> {
+    for &d in dtypes {
+        Compute::of(d)?;
+    }
+    let ty = Compute::of(to)?;
+    let name = match op {
+        Op::Unary(u) => unary(e, *u, &args[0])?,
+        Op::Binary(b) => binary(e, *b, &args[0], &args[1])?,
+        Op::Select => e.assign(format!(
+            "arith.select {}, {}, {} : {}",
+            args[0].name,
+            args[1].name,
+            args[2].name,
+            args[1].ty.mlir()
+        )),
+        Op::Cast { to } => cast(e, &args[0], dtypes[0], *to),
+        op => return Err(format!("op {} is not lowered to MLIR yet", op.mnemonic())),
+    };
+    Ok(Scalar { name, ty })
+}
+
+fn unary(e: &mut Emitter, u: UnaryOp, x: &Scalar) -> Result<String, String> {
+    let t = x.ty.mlir();
+    let x_ = &x.name;
+    if x.ty == Compute::I1 {
+        return match u {
+            UnaryOp::LogicalNot => {
+                let one = e.assign("arith.constant true");
+                Ok(e.assign(format!("arith.xori {x_}, {one} : i1")))
+            }
+            u => Err(format!(
+                "{} of bool is not lowered to MLIR yet",
+                u.mnemonic()
+            )),
+        };
+    }
+    let math = |e: &mut Emitter, f: &str| e.assign(format!("math.{f} {x_} : {t}"));
+    Ok(match u {
+        UnaryOp::Neg => e.assign(format!("arith.negf {x_} : {t}")),
+        UnaryOp::Abs => math(e, "absf"),
+        UnaryOp::Relu => {
+            let zero = float(e, 0.0, x.ty);
+            e.assign(format!("arith.maximumf {x_}, {zero} : {t}"))
+        }
+        UnaryOp::Relu6 => {
+            let zero = float(e, 0.0, x.ty);
+            let six = float(e, 6.0, x.ty);
+            let r = e.assign(format!("arith.maximumf {x_}, {zero} : {t}"));
+            e.assign(format!("arith.minimumf {r}, {six} : {t}"))
+        }
+        UnaryOp::Sigmoid => {
+            let one = float(e, 1.0, x.ty);
+            let neg = e.assign(format!("arith.negf {x_} : {t}"));
+            let exp = e.assign(format!("math.exp {neg} : {t}"));
+            let den = e.assign(format!("arith.addf {one}, {exp} : {t}"));
+            e.assign(format!("arith.divf {one}, {den} : {t}"))
+        }
+        UnaryOp::Tanh => math(e, "tanh"),
+        UnaryOp::Erf => math(e, "erf"),
+        UnaryOp::Rsqrt => {
+            // 1 / sqrt(x): MLIR's libm lowering (the host's) has no `math.rsqrt`.
+            let one = float(e, 1.0, x.ty);
+            let root = math(e, "sqrt");
+            e.assign(format!("arith.divf {one}, {root} : {t}"))
+        }
+        UnaryOp::Sqrt => math(e, "sqrt"),
+        UnaryOp::Exp => math(e, "exp"),
+        UnaryOp::Log => math(e, "log"),
+        UnaryOp::Square => e.assign(format!("arith.mulf {x_}, {x_} : {t}")),
+        UnaryOp::Reciprocal => {
+            let one = float(e, 1.0, x.ty);
+            e.assign(format!("arith.divf {one}, {x_} : {t}"))
+        }
+        UnaryOp::Floor => math(e, "floor"),
+        UnaryOp::Ceil => math(e, "ceil"),
+        UnaryOp::Round => {
+            // Ties to even, from floor (MLIR 19 lowers no `math.roundeven` to NVVM): f + 1
+            // above the half, f below it, and at the half whichever of f, f + 1 is even.
+            let one = float(e, 1.0, x.ty);
+            let half = float(e, 0.5, x.ty);
+            let two = float(e, 2.0, x.ty);
+            let zero = float(e, 0.0, x.ty);
+            let f = e.assign(format!("math.floor {x_} : {t}"));
+            let up = e.assign(format!("arith.addf {f}, {one} : {t}"));
+            let d = e.assign(format!("arith.subf {x_}, {f} : {t}"));
+            let above = e.assign(format!("arith.cmpf ogt, {d}, {half} : {t}"));
+            let below = e.assign(format!("arith.cmpf olt, {d}, {half} : {t}"));
+            let parity = e.assign(format!("arith.remf {f}, {two} : {t}"));
+            let even = e.assign(format!("arith.cmpf oeq, {parity}, {zero} : {t}"));
+            let tie = e.assign(format!("arith.select {even}, {f}, {up} : {t}"));
+            let low = e.assign(format!("arith.select {below}, {f}, {tie} : {t}"));
+            e.assign(format!("arith.select {above}, {up}, {low} : {t}"))
+        }
+        UnaryOp::Sign => {
+            // 1 above zero, -1 below, x itself otherwise (zero, or NaN staying NaN).
+            let zero = float(e, 0.0, x.ty);
+            let one = float(e, 1.0, x.ty);
+            let minus = float(e, -1.0, x.ty);
+            let pos = e.assign(format!("arith.cmpf ogt, {x_}, {zero} : {t}"));
+            let neg = e.assign(format!("arith.cmpf olt, {x_}, {zero} : {t}"));
+            let low = e.assign(format!("arith.select {neg}, {minus}, {x_} : {t}"));
+            e.assign(format!("arith.select {pos}, {one}, {low} : {t}"))
+        }
+        UnaryOp::Sin => math(e, "sin"),
+        UnaryOp::Cos => math(e, "cos"),
+        UnaryOp::Atan => math(e, "atan"),
+        UnaryOp::Softplus => {
+            // max(x, 0) + log1p(exp(-|x|)): no overflow for large x.
+            let zero = float(e, 0.0, x.ty);
+            let pos = e.assign(format!("arith.maximumf {x_}, {zero} : {t}"));
+            let abs = e.assign(format!("math.absf {x_} : {t}"));
+            let neg = e.assign(format!("arith.negf {abs} : {t}"));
+            let exp = e.assign(format!("math.exp {neg} : {t}"));
+            let log = e.assign(format!("math.log1p {exp} : {t}"));
+            e.assign(format!("arith.addf {pos}, {log} : {t}"))
+        }
+        UnaryOp::Softsign => {
+            let one = float(e, 1.0, x.ty);
+            let abs = e.assign(format!("math.absf {x_} : {t}"));
+            let den = e.assign(format!("arith.addf {one}, {abs} : {t}"));
+            e.assign(format!("arith.divf {x_}, {den} : {t}"))
+        }
+        u => return Err(format!("{} is not lowered to MLIR yet", u.mnemonic())),
+    })
+}
+
+fn binary(e: &mut Emitter, b: BinaryOp, x: &Scalar, y: &Scalar) -> Result<String, String> {
+    let (x_, y_) = (&x.name, &y.name);
+    let t = x.ty.mlir();
+    if x.ty == Compute::I1 {
+        let f = match b {
+            BinaryOp::LogicalAnd => "arith.andi",
+            BinaryOp::LogicalOr => "arith.ori",
+            BinaryOp::Equal => return Ok(e.assign(format!("arith.cmpi eq, {x_}, {y_} : i1"))),
+            BinaryOp::NotEqual => return Ok(e.assign(format!("arith.cmpi ne, {x_}, {y_} : i1"))),
+            b => {
+                return Err(format!(
+                    "{} of bool is not lowered to MLIR yet",
+                    b.mnemonic()
+                ))
+            }
+        };
+        return Ok(e.assign(format!("{f} {x_}, {y_} : i1")));
+    }
+    let arith = |e: &mut Emitter, f: &str| e.assign(format!("{f} {x_}, {y_} : {t}"));
+    let cmp = |e: &mut Emitter, p: &str| e.assign(format!("arith.cmpf {p}, {x_}, {y_} : {t}"));
+    Ok(match b {
+        BinaryOp::Add => arith(e, "arith.addf"),
+        BinaryOp::Sub => arith(e, "arith.subf"),
+        BinaryOp::Mul => arith(e, "arith.mulf"),
+        BinaryOp::Div => arith(e, "arith.divf"),
+        BinaryOp::Maximum => arith(e, "arith.maximumf"),
+        BinaryOp::Minimum => arith(e, "arith.minimumf"),
+        BinaryOp::Pow => arith(e, "math.powf"),
+        BinaryOp::FloorDiv => {
+            let q = arith(e, "arith.divf");
+            e.assign(format!("math.floor {q} : {t}"))
+        }
+        BinaryOp::FloorMod => {
+            // The remainder takes the divisor's sign (Python's `%`): r + y when r is not zero
+            // and its sign differs from y's.
+            let r = arith(e, "arith.remf");
+            let zero = float(e, 0.0, x.ty);
+            let nonzero = e.assign(format!("arith.cmpf une, {r}, {zero} : {t}"));
+            let r_neg = e.assign(format!("arith.cmpf olt, {r}, {zero} : {t}"));
+            let y_neg = e.assign(format!("arith.cmpf olt, {y_}, {zero} : {t}"));
+            let differ = e.assign(format!("arith.xori {r_neg}, {y_neg} : i1"));
+            let fix = e.assign(format!("arith.andi {nonzero}, {differ} : i1"));
+            let moved = e.assign(format!("arith.addf {r}, {y_} : {t}"));
+            e.assign(format!("arith.select {fix}, {moved}, {r} : {t}"))
+        }
+        BinaryOp::SquaredDifference => {
+            let d = arith(e, "arith.subf");
+            e.assign(format!("arith.mulf {d}, {d} : {t}"))
+        }
+        BinaryOp::Equal => cmp(e, "oeq"),
+        BinaryOp::NotEqual => cmp(e, "une"),
+        BinaryOp::Less => cmp(e, "olt"),
+        BinaryOp::LessEqual => cmp(e, "ole"),
+        BinaryOp::Greater => cmp(e, "ogt"),
+        BinaryOp::GreaterEqual => cmp(e, "oge"),
+        b => {
+            return Err(format!(
+                "{} of floats is not lowered to MLIR yet",
+                b.mnemonic()
+            ))
+        }
+    })
+}
+
+/// `x` (of dtype `from`) cast to `to`; both are float or bool (checked by the caller).
+fn cast(e: &mut Emitter, x: &Scalar, from: DType, to: DType) -> String {
+    let x_ = &x.name;
+    match (x.ty, Compute::of(to).expect("checked")) {
+        (Compute::I1, Compute::I1) => x_.clone(),
+        (Compute::I1, ty) => e.assign(format!("arith.uitofp {x_} : i1 to {}", ty.mlir())),
+        // Nonzero (NaN included) is true.
+        (f, Compute::I1) => {
+            let zero = float(e, 0.0, f);
+            e.assign(format!("arith.cmpf une, {x_}, {zero} : {}", f.mlir()))
+        }
+        (Compute::F32, Compute::F64) => e.assign(format!("arith.extf {x_} : f32 to f64")),
+        (Compute::F64, Compute::F32) => {
+            // To f16 or bf16: rounded there once, computing on in f32.
+            let r = e.assign(format!("arith.truncf {x_} : f64 to {}", mlir_of(to)));
+            if matches!(to, DType::F16 | DType::BF16) {
+                e.assign(format!("arith.extf {r} : {} to f32", mlir_of(to)))
+            } else {
+                r
+            }
+        }
+        (Compute::F32, Compute::F32) if to != from && matches!(to, DType::F16 | DType::BF16) => {
+            let r = e.assign(format!("arith.truncf {x_} : f32 to {}", mlir_of(to)));
+            e.assign(format!("arith.extf {r} : {} to f32", mlir_of(to)))
+        }
+        _ => x_.clone(),
+    }
+}

@@ -201,9 +201,27 @@ impl Rng {
     }
 }
 
-/// Inputs for `g`: symbolic or unknown dims become 3; floats in [-2, 2), integers in 0..5,
-/// bools random.
+/// Inputs for `g`: symbolic or unknown dims become 3; floats in [-2, 2), integers in 0..5
+/// (valid as indices), bools random.
 fn random_inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
+    inputs_with(g, seed, |rng, _| (rng.next() % 5) as f64)
+}
+
+/// Inputs for a GPU kernel's body: as [`random_inputs`], but signed integers in -8..8 and
+/// unsigned ones in 0..16, so that signs, wrapping and out-of-range shift amounts are tried.
+fn kernel_inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
+    inputs_with(g, seed, |rng, d| {
+        let v = (rng.next() % 16) as f64;
+        if matches!(d, DType::I8 | DType::I16 | DType::I32 | DType::I64) {
+            v - 8.0
+        } else {
+            v
+        }
+    })
+}
+
+/// Seeded inputs for `g`, integers drawn by `int`.
+fn inputs_with(g: &Graph, seed: u64, mut int: impl FnMut(&mut Rng, DType) -> f64) -> Vec<Tensor> {
     let mut rng = Rng(seed);
     g.inputs()
         .iter()
@@ -214,7 +232,7 @@ fn random_inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
                 .map(|_| match i.ty.dtype {
                     d if d.is_float() => rng.float(),
                     DType::Bool => (rng.next() & 1) as f64,
-                    _ => (rng.next() % 5) as f64,
+                    d => int(&mut rng, d),
                 })
                 .collect();
             Tensor::from_f64(i.ty.dtype, &dims, &vals)
@@ -325,7 +343,7 @@ fn check_with_mlir(lowered: &lathe_gpu::mlir::Lowered) -> Result<(), String> {
             return Err(format!("the PTX has no entry `{}`:\n{ptx}", k.symbol));
         }
         for seed in [1, 2] {
-            let inputs = random_inputs(&k.body, seed);
+            let inputs = kernel_inputs(&k.body, seed);
             let want = lathe_ir::interp::run(&k.body, &inputs)
                 .map_err(|e| format!("interpreting kernel {}: {e}", k.symbol))?;
             let got = tools.run(k, &inputs)?;

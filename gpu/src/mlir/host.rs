@@ -4,8 +4,9 @@
 //! that to the LLVM dialect ([`HOST_PIPELINE`], math functions from libm) and
 //! `mlir-cpu-runner` runs it.
 
+use super::kernel::element;
 use super::Kernel;
-use lathe_ir::{DType, Tensor};
+use lathe_ir::Tensor;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -90,18 +91,6 @@ fn tool(command: &mut Command, input: &str) -> Result<String, String> {
     String::from_utf8(out.stdout).map_err(|e| e.to_string())
 }
 
-/// The MLIR type an element of `d` is stored as, and its width in bits.
-fn element(d: DType) -> Result<(&'static str, usize), String> {
-    Ok(match d {
-        DType::F32 => ("f32", 32),
-        DType::F64 => ("f64", 64),
-        DType::F16 => ("f16", 16),
-        DType::BF16 => ("bf16", 16),
-        DType::Bool => ("i8", 8),
-        d => return Err(format!("{d} is not run on the host yet")),
-    })
-}
-
 /// A module with `kernel`'s host function, `inputs` as constant globals and a `main` that
 /// calls it and prints each output's elements as 64-bit integers holding their bits.
 pub fn runnable(kernel: &Kernel, inputs: &[Tensor]) -> Result<String, String> {
@@ -148,7 +137,7 @@ pub fn runnable(kernel: &Kernel, inputs: &[Tensor]) -> Result<String, String> {
              scf.for %i = %zero to %n{k} step %one {{\n      \
              %v = memref.load %out{k}[%i] : memref<{n}x{elem}>\n"
         );
-        let raw = if elem == "i8" {
+        let raw = if elem.starts_with('i') {
             "%v"
         } else {
             let _ = writeln!(main, "      %b = arith.bitcast %v : {elem} to i{bits}");

@@ -56,12 +56,21 @@ impl Emitter<'_> {
 
 /// How a dtype is stored in a kernel's memrefs and what it computes in.
 fn storage(d: DType) -> Result<(&'static str, Compute), String> {
+    let compute = Compute::of(d)?;
+    Ok((element(d)?.0, compute))
+}
+
+/// The MLIR type an element of `d` is stored as in a memref, and its width in bits.
+pub fn element(d: DType) -> Result<(&'static str, usize), String> {
     Ok(match d {
-        DType::F32 => ("f32", Compute::F32),
-        DType::F64 => ("f64", Compute::F64),
-        DType::F16 => ("f16", Compute::F32),
-        DType::BF16 => ("bf16", Compute::F32),
-        DType::Bool => ("i8", Compute::I1),
+        DType::F32 => ("f32", 32),
+        DType::F64 => ("f64", 64),
+        DType::F16 => ("f16", 16),
+        DType::BF16 => ("bf16", 16),
+        DType::Bool | DType::I8 | DType::U8 => ("i8", 8),
+        DType::I16 | DType::U16 => ("i16", 16),
+        DType::I32 | DType::U32 => ("i32", 32),
+        DType::I64 | DType::U64 => ("i64", 64),
         d => return Err(format!("{d} kernels are not lowered to MLIR yet")),
     })
 }
@@ -69,22 +78,21 @@ fn storage(d: DType) -> Result<(&'static str, Compute), String> {
 /// The elements of `t` as an MLIR dense literal's items: floats as their bit patterns (exact,
 /// NaN and infinities included), bools as 0 and 1.
 pub fn dense(t: &Tensor) -> Result<Vec<String>, String> {
-    let bits = match t.dtype() {
-        DType::F32 => 32,
-        DType::F64 => 64,
-        DType::F16 | DType::BF16 => 16,
-        DType::Bool => 8,
-        d => return Err(format!("{d} kernels are not lowered to MLIR yet")),
-    };
+    let d = t.dtype();
+    let (_, bits) = element(d)?;
+    let signed = matches!(d, DType::I8 | DType::I16 | DType::I32 | DType::I64);
     Ok((t.to_le_bytes().chunks(bits / 8))
         .map(|c| {
             let mut v = [0u8; 8];
             v[..c.len()].copy_from_slice(c);
             let v = u64::from_le_bytes(v);
-            if t.dtype() == DType::Bool {
-                v.to_string()
-            } else {
+            if d.is_float() {
                 format!("0x{v:0w$X}", w = bits / 4)
+            } else if signed {
+                // Sign-extended from the element's width.
+                (((v << (64 - bits)) as i64) >> (64 - bits)).to_string()
+            } else {
+                v.to_string()
             }
         })
         .collect())

@@ -159,14 +159,14 @@ mod tests {
     }
 
     #[test]
-    fn an_integer_kernel_is_an_error_naming_the_node() {
+    fn an_op_not_lowered_is_an_error_naming_the_node() {
         let e = lower(
-            "graph @t(%x: i32[4]) -> (\"y\": i32[4]) {\n  %0 = neg(%x) : i32[4] loc(\"n\")\n  return %0\n}\n",
+            "graph @t(%x: i32[4]) -> (\"y\": i32[4]) {\n  %0 = div(%x, %x) : i32[4] loc(\"d\")\n  return %0\n}\n",
         )
         .unwrap_err();
-        assert_eq!(e.node, "n");
-        assert_eq!(e.op, "neg");
-        assert!(e.message.contains("i32 kernels are not lowered"), "{e}");
+        assert_eq!(e.node, "d");
+        assert_eq!(e.op, "div");
+        assert!(e.message.contains("div of integers is not lowered"), "{e}");
     }
 
     #[test]

@@ -6,29 +6,41 @@ use super::kernel::Emitter;
 use lathe_ir::ops::{BinaryOp, UnaryOp};
 use lathe_ir::{DType, Op, Tensor};
 
-/// What a value computes in: f16 and bf16 widen to f32.
+/// What a value computes in: f16 and bf16 widen to f32; integers compute in their own width
+/// (MLIR's integers are signless: the ops say the sign).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compute {
     F32,
     F64,
     I1,
+    Int { bits: u32, signed: bool },
 }
 
 impl Compute {
-    fn of(d: DType) -> Result<Compute, String> {
+    pub fn of(d: DType) -> Result<Compute, String> {
+        let int = |bits, signed| Compute::Int { bits, signed };
         Ok(match d {
             DType::F32 | DType::F16 | DType::BF16 => Compute::F32,
             DType::F64 => Compute::F64,
             DType::Bool => Compute::I1,
+            DType::I8 => int(8, true),
+            DType::I16 => int(16, true),
+            DType::I32 => int(32, true),
+            DType::I64 => int(64, true),
+            DType::U8 => int(8, false),
+            DType::U16 => int(16, false),
+            DType::U32 => int(32, false),
+            DType::U64 => int(64, false),
             d => return Err(format!("{d} kernels are not lowered to MLIR yet")),
         })
     }
 
-    fn mlir(self) -> &'static str {
+    fn mlir(self) -> String {
         match self {
-            Compute::F32 => "f32",
-            Compute::F64 => "f64",
-            Compute::I1 => "i1",
+            Compute::F32 => "f32".into(),
+            Compute::F64 => "f64".into(),
+            Compute::I1 => "i1".into(),
+            Compute::Int { bits, .. } => format!("i{bits}"),
         }
     }
 }
@@ -101,6 +113,26 @@ fn float(e: &mut Emitter, v: f64, ty: Compute) -> String {
     ))
 }
 
+/// An integer constant of type `ty`.
+fn int(e: &mut Emitter, v: i64, ty: Compute) -> String {
+    e.assign(format!("arith.constant {v} : {}", ty.mlir()))
+}
+
+/// The single value of an integer tensor, exactly (from its bytes).
+fn int_value(t: &Tensor) -> i128 {
+    let bytes = t.to_le_bytes();
+    let mut v = [0u8; 16];
+    v[..bytes.len()].copy_from_slice(&bytes);
+    let raw = i128::from_le_bytes(v);
+    let bits = 8 * bytes.len() as u32;
+    let signed = matches!(t.dtype(), DType::I8 | DType::I16 | DType::I32 | DType::I64);
+    if signed && bits < 128 {
+        (raw << (128 - bits)) >> (128 - bits)
+    } else {
+        raw
+    }
+}
+
 /// A body constant: a single value.
 pub fn constant(e: &mut Emitter, t: &Tensor) -> Result<Scalar, String> {
     if t.len() != 1 {
@@ -114,6 +146,8 @@ pub fn constant(e: &mut Emitter, t: &Tensor) -> Result<Scalar, String> {
     let v = t.to_f64_vec()[0];
     let name = match ty {
         Compute::I1 => e.assign(format!("arith.constant {} : i1", v != 0.0)),
+        // MLIR reads an integer literal of the type's width, either sign.
+        Compute::Int { .. } => e.assign(format!("arith.constant {} : {}", int_value(t), ty.mlir())),
         _ => float(e, v, ty),
     };
     Ok(Scalar { name, ty })
@@ -132,6 +166,10 @@ pub fn op(
     }
     let ty = Compute::of(to)?;
     let name = match op {
+        Op::Unary(u) if matches!(args[0].ty, Compute::Int { .. }) => int_unary(e, *u, &args[0])?,
+        Op::Binary(b) if matches!(args[0].ty, Compute::Int { .. }) => {
+            int_binary(e, *b, &args[0], &args[1])?
+        }
         Op::Unary(u) => unary(e, *u, &args[0])?,
         Op::Binary(b) => binary(e, *b, &args[0], &args[1])?,
         Op::Select => e.assign(format!(
@@ -141,7 +179,7 @@ pub fn op(
             args[2].name,
             args[1].ty.mlir()
         )),
-        Op::Cast { to } => cast(e, &args[0], dtypes[0], *to),
+        Op::Cast { to } => cast(e, &args[0], dtypes[0], *to)?,
         op => return Err(format!("op {} is not lowered to MLIR yet", op.mnemonic())),
     };
     Ok(Scalar { name, ty })
@@ -316,16 +354,47 @@ fn binary(e: &mut Emitter, b: BinaryOp, x: &Scalar, y: &Scalar) -> Result<String
     })
 }
 
-/// `x` (of dtype `from`) cast to `to`; both are float or bool (checked by the caller).
-fn cast(e: &mut Emitter, x: &Scalar, from: DType, to: DType) -> String {
+/// `x` (of dtype `from`) cast to `to`. A float to an integer is not lowered yet (the
+/// interpreter saturates and maps NaN to zero; `arith.fptosi` leaves both undefined).
+fn cast(e: &mut Emitter, x: &Scalar, from: DType, to: DType) -> Result<String, String> {
     let x_ = &x.name;
-    match (x.ty, Compute::of(to).expect("checked")) {
+    let target = Compute::of(to)?;
+    let (f, t) = (x.ty.mlir(), target.mlir());
+    Ok(match (x.ty, target) {
         (Compute::I1, Compute::I1) => x_.clone(),
+        (Compute::I1, Compute::Int { .. }) => e.assign(format!("arith.extui {x_} : i1 to {t}")),
         (Compute::I1, ty) => e.assign(format!("arith.uitofp {x_} : i1 to {}", ty.mlir())),
+        (Compute::Int { .. }, Compute::I1) => {
+            let zero = int(e, 0, x.ty);
+            e.assign(format!("arith.cmpi ne, {x_}, {zero} : {f}"))
+        }
+        (Compute::Int { bits: a, signed }, Compute::Int { bits: b, .. }) => match a.cmp(&b) {
+            std::cmp::Ordering::Equal => x_.clone(),
+            std::cmp::Ordering::Less if signed => {
+                e.assign(format!("arith.extsi {x_} : {f} to {t}"))
+            }
+            std::cmp::Ordering::Less => e.assign(format!("arith.extui {x_} : {f} to {t}")),
+            std::cmp::Ordering::Greater => e.assign(format!("arith.trunci {x_} : {f} to {t}")),
+        },
+        (Compute::Int { signed, .. }, _) => {
+            // Rounded once, to the target's own type, then computed on in f32 or f64.
+            let op = if signed { "sitofp" } else { "uitofp" };
+            let r = e.assign(format!("arith.{op} {x_} : {f} to {}", mlir_of(to)));
+            if matches!(to, DType::F16 | DType::BF16) {
+                e.assign(format!("arith.extf {r} : {} to f32", mlir_of(to)))
+            } else {
+                r
+            }
+        }
+        (_, Compute::Int { .. }) => {
+            return Err(format!(
+                "cast from {from} to {to} is not lowered to MLIR yet"
+            ))
+        }
         // Nonzero (NaN included) is true.
-        (f, Compute::I1) => {
-            let zero = float(e, 0.0, f);
-            e.assign(format!("arith.cmpf une, {x_}, {zero} : {}", f.mlir()))
+        (fl, Compute::I1) => {
+            let zero = float(e, 0.0, fl);
+            e.assign(format!("arith.cmpf une, {x_}, {zero} : {f}"))
         }
         (Compute::F32, Compute::F64) => e.assign(format!("arith.extf {x_} : f32 to f64")),
         (Compute::F64, Compute::F32) => {
@@ -342,5 +411,122 @@ fn cast(e: &mut Emitter, x: &Scalar, from: DType, to: DType) -> String {
             e.assign(format!("arith.extf {r} : {} to f32", mlir_of(to)))
         }
         _ => x_.clone(),
-    }
+    })
+}
+
+fn int_unary(e: &mut Emitter, u: UnaryOp, x: &Scalar) -> Result<String, String> {
+    let (x_, t) = (&x.name, x.ty.mlir());
+    let Compute::Int { signed, .. } = x.ty else {
+        unreachable!("an integer")
+    };
+    let zero = int(e, 0, x.ty);
+    Ok(match u {
+        UnaryOp::Neg => e.assign(format!("arith.subi {zero}, {x_} : {t}")),
+        UnaryOp::Abs if !signed => x_.clone(),
+        UnaryOp::Abs => {
+            // Wrapping: |MIN| is MIN.
+            let neg = e.assign(format!("arith.subi {zero}, {x_} : {t}"));
+            let below = e.assign(format!("arith.cmpi slt, {x_}, {zero} : {t}"));
+            e.assign(format!("arith.select {below}, {neg}, {x_} : {t}"))
+        }
+        UnaryOp::Relu if !signed => x_.clone(),
+        UnaryOp::Relu => e.assign(format!("arith.maxsi {x_}, {zero} : {t}")),
+        UnaryOp::Relu6 => {
+            let six = int(e, 6, x.ty);
+            let (max, min) = if signed {
+                ("maxsi", "minsi")
+            } else {
+                ("maxui", "minui")
+            };
+            let r = e.assign(format!("arith.{max} {x_}, {zero} : {t}"));
+            e.assign(format!("arith.{min} {r}, {six} : {t}"))
+        }
+        UnaryOp::Square => e.assign(format!("arith.muli {x_}, {x_} : {t}")),
+        UnaryOp::Round => x_.clone(),
+        UnaryOp::Sign => {
+            let one = int(e, 1, x.ty);
+            let above = e.assign(format!(
+                "arith.cmpi {}, {x_}, {zero} : {t}",
+                if signed { "sgt" } else { "ugt" }
+            ));
+            let up = e.assign(format!("arith.select {above}, {one}, {zero} : {t}"));
+            if signed {
+                let minus = int(e, -1, x.ty);
+                let below = e.assign(format!("arith.cmpi slt, {x_}, {zero} : {t}"));
+                e.assign(format!("arith.select {below}, {minus}, {up} : {t}"))
+            } else {
+                up
+            }
+        }
+        UnaryOp::BitwiseNot => {
+            let ones = int(e, -1, x.ty);
+            e.assign(format!("arith.xori {x_}, {ones} : {t}"))
+        }
+        u => {
+            return Err(format!(
+                "{} of integers is not lowered to MLIR yet",
+                u.mnemonic()
+            ))
+        }
+    })
+}
+
+fn int_binary(e: &mut Emitter, b: BinaryOp, x: &Scalar, y: &Scalar) -> Result<String, String> {
+    let (x_, y_, t) = (&x.name, &y.name, x.ty.mlir());
+    let Compute::Int { bits, signed } = x.ty else {
+        unreachable!("an integer")
+    };
+    let s = |signed_form: &'static str, unsigned_form: &'static str| {
+        if signed {
+            signed_form
+        } else {
+            unsigned_form
+        }
+    };
+    let arith = |e: &mut Emitter, f: &str| e.assign(format!("arith.{f} {x_}, {y_} : {t}"));
+    let cmp = |e: &mut Emitter, p: &str| e.assign(format!("arith.cmpi {p}, {x_}, {y_} : {t}"));
+    Ok(match b {
+        BinaryOp::Add => arith(e, "addi"),
+        BinaryOp::Sub => arith(e, "subi"),
+        BinaryOp::Mul => arith(e, "muli"),
+        BinaryOp::Maximum => arith(e, s("maxsi", "maxui")),
+        BinaryOp::Minimum => arith(e, s("minsi", "minui")),
+        BinaryOp::SquaredDifference => {
+            let d = arith(e, "subi");
+            e.assign(format!("arith.muli {d}, {d} : {t}"))
+        }
+        BinaryOp::Equal => cmp(e, "eq"),
+        BinaryOp::NotEqual => cmp(e, "ne"),
+        BinaryOp::Less => cmp(e, s("slt", "ult")),
+        BinaryOp::LessEqual => cmp(e, s("sle", "ule")),
+        BinaryOp::Greater => cmp(e, s("sgt", "ugt")),
+        BinaryOp::GreaterEqual => cmp(e, s("sge", "uge")),
+        BinaryOp::BitwiseAnd => arith(e, "andi"),
+        BinaryOp::BitwiseOr => arith(e, "ori"),
+        BinaryOp::BitwiseXor => arith(e, "xori"),
+        BinaryOp::LeftShift | BinaryOp::RightShift => {
+            // A shift by a negative amount or one not below the width gives 0 (or, shifting
+            // a negative value right, -1): MLIR leaves those shifts undefined.
+            let zero = int(e, 0, x.ty);
+            let width = int(e, i64::from(bits), x.ty);
+            let inside = e.assign(format!("arith.cmpi ult, {y_}, {width} : {t}"));
+            let (shifted, outside) = if b == BinaryOp::LeftShift {
+                (arith(e, "shli"), zero)
+            } else if signed {
+                let ones = int(e, -1, x.ty);
+                let below = e.assign(format!("arith.cmpi slt, {x_}, {zero} : {t}"));
+                let fill = e.assign(format!("arith.select {below}, {ones}, {zero} : {t}"));
+                (arith(e, "shrsi"), fill)
+            } else {
+                (arith(e, "shrui"), zero)
+            };
+            e.assign(format!("arith.select {inside}, {shifted}, {outside} : {t}"))
+        }
+        b => {
+            return Err(format!(
+                "{} of integers is not lowered to MLIR yet",
+                b.mnemonic()
+            ))
+        }
+    })
 }

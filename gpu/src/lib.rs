@@ -5,7 +5,7 @@
 //! of a specialized graph (every dimension known) into a `gpu.module`, in MLIR's `arith`, `math`,
 //! `memref`, `scf` and `gpu` dialects: one thread per output element, inputs broadcast by their
 //! strides, memrefs flat and of static size. MLIR's own pipeline takes such a module on to PTX
-//! ([`mlir::PTX_PIPELINE`]); the runtime that launches the kernels through cudarc is still to
+//! ([`mlir::ptx_pipeline`]); the runtime that launches the kernels through cudarc is still to
 //! come, as are contractions (cuBLAS) and reductions.
 //!
 //! The lowering is plain text generation and needs no LLVM to build or test; the tests check the

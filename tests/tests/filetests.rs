@@ -327,7 +327,8 @@ fn run_file(path: &Path) -> Result<(), String> {
 }
 
 /// Checks `lowered` with MLIR's tools when they are installed: the module must verify and lower
-/// to PTX with an entry per kernel, and each kernel, run on the CPU through its host function,
+/// to PTX for sm_80 and sm_90 with an entry per kernel (which CUDA's `ptxas` must assemble,
+/// libdevice linked, where `LATHE_CUDA_NVCC` names them), and each kernel, run on the CPU through its host function,
 /// must give the interpreter's outputs on its body for seeded random inputs.
 fn check_with_mlir(lowered: &lathe_gpu::mlir::Lowered) -> Result<(), String> {
     let Some(tools) = lathe_gpu::mlir::host::Tools::find() else {
@@ -337,11 +338,23 @@ fn check_with_mlir(lowered: &lathe_gpu::mlir::Lowered) -> Result<(), String> {
         eprintln!("note: no MLIR tools installed; the MLIR is checked as text only");
         return Ok(());
     };
-    let ptx = tools.ptx(lowered)?;
-    for k in &lowered.kernels {
-        if !ptx.contains(&format!(".entry {}(", k.symbol)) {
+    let ptxas = lathe_gpu::mlir::host::Ptxas::find();
+    if ptxas.is_none() && std::env::var_os("LATHE_REQUIRE_MLIR").is_some_and(|v| v == "1") {
+        return Err("LATHE_REQUIRE_MLIR=1 but LATHE_CUDA_NVCC names no ptxas and libdevice".into());
+    }
+    for chip in ["sm_80", "sm_90"] {
+        let libdevice = ptxas.as_ref().map(|p| p.libdevice.as_path());
+        let ptx = tools.ptx(lowered, chip, libdevice)?;
+        if let Some(k) =
+            (lowered.kernels.iter()).find(|k| !ptx.contains(&format!(".entry {}(", k.symbol)))
+        {
             return Err(format!("the PTX has no entry `{}`:\n{ptx}", k.symbol));
         }
+        if let Some(p) = &ptxas {
+            p.assemble(&ptx, chip)?;
+        }
+    }
+    for k in &lowered.kernels {
         for seed in [1, 2] {
             let inputs = kernel_inputs(&k.body, seed);
             let want = lathe_ir::interp::run(&k.body, &inputs)

@@ -9,7 +9,7 @@ use super::Kernel;
 use lathe_ir::Tensor;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// MLIR's pipeline from a module of host functions to the LLVM dialect.
@@ -41,14 +41,23 @@ impl Tools {
         })
     }
 
-    /// The PTX MLIR's pipeline ([`super::PTX_PIPELINE`]) makes of a lowered module: a module
-    /// holding a `gpu.binary` whose `assembly` is the PTX text (escaped as an MLIR string).
-    pub fn ptx(&self, lowered: &super::Lowered) -> Result<String, String> {
-        tool(
-            Command::new(&self.opt).arg(format!("--pass-pipeline={}", super::PTX_PIPELINE)),
+    /// The PTX MLIR's pipeline ([`super::ptx_pipeline`]) makes of a lowered module for
+    /// `chip`, with libdevice linked when given.
+    pub fn ptx(
+        &self,
+        lowered: &super::Lowered,
+        chip: &str,
+        libdevice: Option<&Path>,
+    ) -> Result<String, String> {
+        let binary = tool(
+            Command::new(&self.opt).arg(format!(
+                "--pass-pipeline={}",
+                super::ptx_pipeline(chip, libdevice)
+            )),
             &lowered.text,
         )
-        .map_err(|e| format!("{e}\n--- module ---\n{}", lowered.text))
+        .map_err(|e| format!("{e}\n--- module ---\n{}", lowered.text))?;
+        super::ptx_of(&binary).ok_or_else(|| format!("no PTX in MLIR's output:\n{binary}"))
     }
 
     /// Runs `kernel` on `inputs` (one per kernel input, of its types) on the CPU and returns
@@ -192,4 +201,50 @@ fn read_outputs(kernel: &Kernel, printed: &str) -> Result<Vec<Tensor>, String> {
         outputs.push(Tensor::from_le_bytes(ty.dtype, &dims, &bytes)?);
     }
     Ok(outputs)
+}
+
+/// CUDA's PTX assembler and libdevice, from the `nvidia-cuda-nvcc-cu12` pip package: the
+/// directory `LATHE_CUDA_NVCC` names (the package's `nvidia/cuda_nvcc`).
+#[derive(Clone, Debug)]
+pub struct Ptxas {
+    pub ptxas: PathBuf,
+    pub libdevice: PathBuf,
+}
+
+impl Ptxas {
+    /// `ptxas` and `libdevice.10.bc` under `$LATHE_CUDA_NVCC`, if both are there.
+    pub fn find() -> Option<Ptxas> {
+        let dir = PathBuf::from(std::env::var_os("LATHE_CUDA_NVCC")?);
+        let ptxas = dir.join("bin/ptxas");
+        let libdevice = dir.join("nvvm/libdevice/libdevice.10.bc");
+        (ptxas.is_file() && libdevice.is_file()).then_some(Ptxas { ptxas, libdevice })
+    }
+
+    /// Assembles `ptx` for `chip`; the error is `ptxas`'s.
+    pub fn assemble(&self, ptx: &str, chip: &str) -> Result<(), String> {
+        let dir = std::env::temp_dir().join(format!("lathe-ptxas-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let (input, output) = (dir.join(format!("{n}.ptx")), dir.join(format!("{n}.cubin")));
+        std::fs::write(&input, ptx).map_err(|e| e.to_string())?;
+        let out = Command::new(&self.ptxas)
+            .arg(format!("-arch={chip}"))
+            .arg(&input)
+            .arg("-o")
+            .arg(&output)
+            .output()
+            .map_err(|e| format!("{}: {e}", self.ptxas.display()))?;
+        let _ = std::fs::remove_file(&input);
+        let _ = std::fs::remove_file(&output);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ptxas -arch={chip} refused the PTX: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
 }

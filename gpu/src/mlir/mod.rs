@@ -1,7 +1,7 @@
 //! The IR's elementwise kernels as MLIR: one `gpu.func` per kernel in a `gpu.module`.
 //!
 //! Each kernel takes one flat memref per input and per output, inputs first (with the
-//! bare-pointer calling convention of [`PTX_PIPELINE`], one pointer each), and runs one thread
+//! bare-pointer calling convention of [`ptx_pipeline`], one pointer each), and runs one thread
 //! per element of its output: thread `blockIdx.x * blockDim.x + threadIdx.x` computes element
 //! `i` of every output, guarded by `i < n`. An input of a smaller (broadcast) shape is read at
 //! `i`'s projection onto its dimensions, as NumPy broadcasting reads it; values in between are
@@ -17,11 +17,51 @@ use lathe_ir::{Graph, NodeId, Op};
 use std::fmt::Write as _;
 
 /// MLIR's pipeline from a module of [`lower_graph`] to one PTX module per `gpu.module` (as the
-/// `assembly` of a `gpu.binary`), for sm_90 with PTX 8.0. Its textual form, for `mlir-opt
-/// --pass-pipeline` and for melior's pass-pipeline parser alike.
-pub const PTX_PIPELINE: &str = "builtin.module(gpu.module(convert-scf-to-cf,\
-convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1},reconcile-unrealized-casts),\
-nvvm-attach-target{chip=sm_90 features=+ptx80},gpu-module-to-binary{format=isa})";
+/// `assembly` of a `gpu.binary`, read out by [`ptx_of`]), for `chip` (`sm_80`, `sm_90`) with
+/// PTX 8.0; its textual form, for `mlir-opt --pass-pipeline` and melior's parser alike. Math
+/// functions become calls to libdevice (`__nv_erff`, ...): with `libdevice` (CUDA's
+/// `libdevice.10.bc`) they are linked in, so that `ptxas` can assemble the module alone.
+pub fn ptx_pipeline(chip: &str, libdevice: Option<&std::path::Path>) -> String {
+    let link = libdevice.map_or(String::new(), |l| format!(" l={}", l.display()));
+    format!(
+        "builtin.module(gpu.module(convert-scf-to-cf,\
+         convert-gpu-to-nvvm{{use-bare-ptr-memref-call-conv=1}},reconcile-unrealized-casts),\
+         nvvm-attach-target{{chip={chip} features=+ptx80{link}}},gpu-module-to-binary{{format=isa}})"
+    )
+}
+
+/// The PTX text of the first `gpu.binary` in the output of [`ptx_pipeline`]: its `assembly`
+/// string, with MLIR's `\XX` escapes undone.
+pub fn ptx_of(binary_module: &str) -> Option<String> {
+    let start = binary_module.find("assembly = \"")? + "assembly = \"".len();
+    let bytes = &binary_module.as_bytes()[start..];
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < bytes.len() {
+        match bytes[k] {
+            b'"' => return String::from_utf8(out).ok(),
+            b'\\' if k + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[k + 1..k + 3]).ok()?;
+                match u8::from_str_radix(hex, 16) {
+                    Ok(0) => {}
+                    Ok(b) => out.push(b),
+                    // `\\` and `\"`: the character itself.
+                    Err(_) => {
+                        out.push(bytes[k + 1]);
+                        k += 2;
+                        continue;
+                    }
+                }
+                k += 3;
+            }
+            b => {
+                out.push(b);
+                k += 1;
+            }
+        }
+    }
+    None
+}
 
 /// Why a node could not be lowered: the node, its op, what.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -176,6 +216,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("lower a specialized graph"), "{e}");
+    }
+
+    #[test]
+    fn ptx_is_read_out_of_a_gpu_binary() {
+        let binary = r#"gpu.binary @kernels  [#gpu.object<#nvvm.target<chip = "sm_90">, assembly = "//\0A.version 8.0\0A\09.entry k0(\22a\22)\0A\00">]"#;
+        assert_eq!(
+            ptx_of(binary).as_deref(),
+            Some("//\n.version 8.0\n\t.entry k0(\"a\")\n")
+        );
+        assert_eq!(ptx_of("module {}"), None);
     }
 
     #[test]

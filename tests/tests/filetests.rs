@@ -340,7 +340,11 @@ fn check_with_mlir(lowered: &lathe_gpu::mlir::Lowered) -> Result<(), String> {
     };
     let ptxas = lathe_gpu::mlir::host::Ptxas::find();
     if ptxas.is_none() && std::env::var_os("LATHE_REQUIRE_MLIR").is_some_and(|v| v == "1") {
-        return Err("LATHE_REQUIRE_MLIR=1 but LATHE_CUDA_NVCC names no ptxas and libdevice".into());
+        return Err(format!(
+            "LATHE_REQUIRE_MLIR=1 but LATHE_CUDA_NVCC ({:?}) names no bin/ptxas and \
+             nvvm/libdevice/libdevice.10.bc",
+            std::env::var_os("LATHE_CUDA_NVCC")
+        ));
     }
     for chip in ["sm_80", "sm_90"] {
         let libdevice = ptxas.as_ref().map(|p| p.libdevice.as_path());

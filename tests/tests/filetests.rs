@@ -326,20 +326,26 @@ fn run_file(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the MLIR tools and `ptxas` must be there (`LATHE_REQUIRE_MLIR=1`, as CI sets it)
+/// rather than their checks skipped.
+fn mlir_required() -> bool {
+    std::env::var_os("LATHE_REQUIRE_MLIR").is_some_and(|v| v == "1")
+}
+
 /// Checks `lowered` with MLIR's tools when they are installed: the module must verify and lower
 /// to PTX for sm_80 and sm_90 with an entry per kernel (which CUDA's `ptxas` must assemble,
 /// libdevice linked, where `LATHE_CUDA_NVCC` names them), and each kernel, run on the CPU through its host function,
 /// must give the interpreter's outputs on its body for seeded random inputs.
 fn check_with_mlir(lowered: &lathe_gpu::mlir::Lowered) -> Result<(), String> {
     let Some(tools) = lathe_gpu::mlir::host::Tools::find() else {
-        if std::env::var_os("LATHE_REQUIRE_MLIR").is_some_and(|v| v == "1") {
+        if mlir_required() {
             return Err("LATHE_REQUIRE_MLIR=1 but LLVM 19's MLIR tools are not installed".into());
         }
         eprintln!("note: no MLIR tools installed; the MLIR is checked as text only");
         return Ok(());
     };
     let ptxas = lathe_gpu::mlir::host::Ptxas::find();
-    if ptxas.is_none() && std::env::var_os("LATHE_REQUIRE_MLIR").is_some_and(|v| v == "1") {
+    if ptxas.is_none() && mlir_required() {
         return Err(format!(
             "LATHE_REQUIRE_MLIR=1 but LATHE_CUDA_NVCC ({:?}) names no bin/ptxas and \
              nvvm/libdevice/libdevice.10.bc",

@@ -379,12 +379,7 @@ fn cast(e: &mut Emitter, x: &Scalar, from: DType, to: DType) -> Result<String, S
         (Compute::Int { signed, .. }, _) => {
             // Rounded once, to the target's own type, then computed on in f32 or f64.
             let op = if signed { "sitofp" } else { "uitofp" };
-            let r = e.assign(format!("arith.{op} {x_} : {f} to {}", mlir_of(to)));
-            if matches!(to, DType::F16 | DType::BF16) {
-                e.assign(format!("arith.extf {r} : {} to f32", mlir_of(to)))
-            } else {
-                r
-            }
+            round_to(e, op, x, to)
         }
         (_, Compute::Int { .. }) => {
             return Err(format!(
@@ -397,21 +392,28 @@ fn cast(e: &mut Emitter, x: &Scalar, from: DType, to: DType) -> Result<String, S
             e.assign(format!("arith.cmpf une, {x_}, {zero} : {f}"))
         }
         (Compute::F32, Compute::F64) => e.assign(format!("arith.extf {x_} : f32 to f64")),
-        (Compute::F64, Compute::F32) => {
-            // To f16 or bf16: rounded there once, computing on in f32.
-            let r = e.assign(format!("arith.truncf {x_} : f64 to {}", mlir_of(to)));
-            if matches!(to, DType::F16 | DType::BF16) {
-                e.assign(format!("arith.extf {r} : {} to f32", mlir_of(to)))
-            } else {
-                r
-            }
-        }
+        (Compute::F64, Compute::F32) => round_to(e, "truncf", x, to),
         (Compute::F32, Compute::F32) if to != from && matches!(to, DType::F16 | DType::BF16) => {
-            let r = e.assign(format!("arith.truncf {x_} : f32 to {}", mlir_of(to)));
-            e.assign(format!("arith.extf {r} : {} to f32", mlir_of(to)))
+            round_to(e, "truncf", x, to)
         }
         _ => x_.clone(),
     })
+}
+
+/// `x` converted by `arith.{op}` to the float type `to` (rounded there once), and widened
+/// back to f32 when `to` is f16 or bf16, which compute in f32.
+fn round_to(e: &mut Emitter, op: &str, x: &Scalar, to: DType) -> String {
+    let r = e.assign(format!(
+        "arith.{op} {} : {} to {}",
+        x.name,
+        x.ty.mlir(),
+        mlir_of(to)
+    ));
+    if matches!(to, DType::F16 | DType::BF16) {
+        e.assign(format!("arith.extf {r} : {} to f32", mlir_of(to)))
+    } else {
+        r
+    }
 }
 
 fn int_unary(e: &mut Emitter, u: UnaryOp, x: &Scalar) -> Result<String, String> {

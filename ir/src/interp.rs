@@ -59,6 +59,28 @@ pub fn check_inputs<T: Borrow<Tensor>>(g: &Graph, inputs: &[T]) -> Result<()> {
 /// Inputs may be owned tensors or references (a fused body runs on its node's input
 /// references without copying them first).
 pub fn run<T: Borrow<Tensor>>(g: &Graph, inputs: &[T]) -> Result<Vec<Tensor>> {
+    let values = evaluate(g, inputs, false)?;
+    Ok(g.outputs()
+        .iter()
+        .map(|o| values[&o.value.node][o.value.output as usize].clone())
+        .collect())
+}
+
+/// Runs `g` on `inputs` and returns the outputs of every node the graph's outputs depend on
+/// (to check another backend's result node by node).
+pub fn run_all<T: Borrow<Tensor>>(
+    g: &Graph,
+    inputs: &[T],
+) -> Result<HashMap<NodeId, Vec<Tensor>>> {
+    evaluate(g, inputs, true)
+}
+
+/// The values of the nodes the outputs depend on; each freed after its last use unless `keep`.
+fn evaluate<T: Borrow<Tensor>>(
+    g: &Graph,
+    inputs: &[T],
+    keep: bool,
+) -> Result<HashMap<NodeId, Vec<Tensor>>> {
     check_inputs(g, inputs)?;
     let order = g.topo_order()?;
     let needed = live_nodes(g, &order);
@@ -93,16 +115,13 @@ pub fn run<T: Borrow<Tensor>>(g: &Graph, inputs: &[T]) -> Result<Vec<Tensor>> {
         for v in &n.inputs {
             let u = uses.get_mut(&v.node).expect("counted above");
             *u -= 1;
-            if *u == 0 {
+            if *u == 0 && !keep {
                 values.remove(&v.node);
             }
         }
         values.insert(id, out);
     }
-    Ok(g.outputs()
-        .iter()
-        .map(|o| values[&o.value.node][o.value.output as usize].clone())
-        .collect())
+    Ok(values)
 }
 
 /// Marks the nodes the graph's outputs depend on.

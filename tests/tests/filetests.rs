@@ -287,8 +287,8 @@ fn run_file(path: &Path) -> Result<(), String> {
         (Some(p), _) => p.print(&g.name),
         (None, Print::Mlir) => {
             let lowered = lathe_gpu::mlir::lower_graph(&g).map_err(|e| format!("MLIR: {e}"))?;
-            check_with_mlir(&lowered)?;
-            lowered.print()
+            check_with_mlir(&g, &lowered)?;
+            lowered.print(&g)
         }
         (None, _) => printed.clone(),
     };
@@ -335,8 +335,12 @@ fn mlir_required() -> bool {
 /// Checks `lowered` with MLIR's tools when they are installed: the module must verify and lower
 /// to PTX for sm_80 and sm_90 with an entry per kernel (which CUDA's `ptxas` must assemble,
 /// libdevice linked, where `LATHE_CUDA_NVCC` names them), and each kernel, run on the CPU through its host function,
-/// must give the interpreter's outputs on its body for seeded random inputs.
-fn check_with_mlir(lowered: &lathe_gpu::mlir::Lowered) -> Result<(), String> {
+/// must give the interpreter's outputs for its node, given the interpreter's values of the
+/// graph (seeded random inputs) as its arguments.
+fn check_with_mlir(
+    g: &lathe_ir::Graph,
+    lowered: &lathe_gpu::mlir::Lowered,
+) -> Result<(), String> {
     let Some(tools) = lathe_gpu::mlir::host::Tools::find() else {
         if mlir_required() {
             return Err("LATHE_REQUIRE_MLIR=1 but LLVM 19's MLIR tools are not installed".into());
@@ -364,13 +368,17 @@ fn check_with_mlir(lowered: &lathe_gpu::mlir::Lowered) -> Result<(), String> {
             p.assemble(&ptx, chip)?;
         }
     }
-    for k in &lowered.kernels {
-        for seed in [1, 2] {
-            let inputs = kernel_inputs(&k.body, seed);
-            let want = lathe_ir::interp::run(&k.body, &inputs)
-                .map_err(|e| format!("interpreting kernel {}: {e}", k.symbol))?;
-            let got = tools.run(k, &inputs)?;
-            same_outputs(&want, &got).map_err(|e| {
+    for seed in [1, 2] {
+        let inputs = kernel_inputs(g, seed);
+        let values = lathe_ir::interp::run_all(g, &inputs)
+            .map_err(|e| format!("interpreting the graph: {e}"))?;
+        for k in &lowered.kernels {
+            let args = lathe_gpu::mlir::host::bind(k, &values)?;
+            let (got, fault) = tools.run(k, &args)?;
+            if fault {
+                return Err(format!("kernel {} raised its fault flag", k.symbol));
+            }
+            same_outputs(&values[&k.node], &got).map_err(|e| {
                 format!(
                     "kernel {} on the host differs from the interpreter: {e}",
                     k.symbol

@@ -5,8 +5,9 @@
 //! `mlir-cpu-runner` runs it.
 
 use super::kernel::element;
-use super::Kernel;
-use lathe_ir::Tensor;
+use super::{Arg, Kernel};
+use lathe_ir::{DType, NodeId, Tensor, TensorType};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -60,10 +61,10 @@ impl Tools {
         super::ptx_of(&binary).ok_or_else(|| format!("no PTX in MLIR's output:\n{binary}"))
     }
 
-    /// Runs `kernel` on `inputs` (one per kernel input, of its types) on the CPU and returns
-    /// its outputs.
-    pub fn run(&self, kernel: &Kernel, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
-        let module = runnable(kernel, inputs)?;
+    /// Runs `kernel` on `args` (one tensor per [`Kernel::args`], a fault flag as one i32)
+    /// on the CPU and returns its outputs, and whether a thread raised the fault flag.
+    pub fn run(&self, kernel: &Kernel, args: &[Tensor]) -> Result<(Vec<Tensor>, bool), String> {
+        let module = runnable(kernel, args)?;
         let lowered = tool(
             Command::new(&self.opt).arg(format!("--pass-pipeline={HOST_PIPELINE}")),
             &module,
@@ -100,51 +101,88 @@ fn tool(command: &mut Command, input: &str) -> Result<String, String> {
     String::from_utf8(out.stdout).map_err(|e| e.to_string())
 }
 
-/// A module with `kernel`'s host function, `inputs` as constant globals and a `main` that
-/// calls it and prints each output's elements as 64-bit integers holding their bits.
-pub fn runnable(kernel: &Kernel, inputs: &[Tensor]) -> Result<String, String> {
+/// The tensors `kernel`'s arguments are bound to, given the values of its graph's nodes (as
+/// `lathe_ir::interp::run_all` gives them): a fault flag starts at 0.
+pub fn bind(
+    kernel: &Kernel,
+    values: &HashMap<NodeId, Vec<Tensor>>,
+) -> Result<Vec<Tensor>, String> {
+    (kernel.args.iter())
+        .map(|a| match a {
+            Arg::Value(v) => (values.get(&v.node))
+                .and_then(|o| o.get(v.output as usize))
+                .cloned()
+                .ok_or_else(|| format!("kernel {}: no value for {v:?}", kernel.symbol)),
+            Arg::Weight(t) => Ok((**t).clone()),
+            Arg::Fault => Ok(Tensor::zeros(DType::I32, &[1])),
+        })
+        .collect()
+}
+
+/// What `main` prints, in order: each output's elements, then each fault flag.
+fn printed(kernel: &Kernel) -> Vec<(String, TensorType)> {
+    let mut out: Vec<(String, TensorType)> = (kernel.outputs.iter().enumerate())
+        .map(|(k, t)| (format!("%out{k}"), t.clone()))
+        .collect();
+    for (k, a) in kernel.args.iter().enumerate() {
+        if *a == Arg::Fault {
+            out.push((format!("%in{k}"), TensorType::known(DType::I32, &[1])));
+        }
+    }
+    out
+}
+
+/// A module with `kernel`'s host function, `args` as globals and a `main` that calls it and
+/// prints each output's elements (then the fault flag) as 64-bit integers holding their bits.
+pub fn runnable(kernel: &Kernel, args: &[Tensor]) -> Result<String, String> {
+    if args.len() != kernel.args.len() {
+        return Err(format!(
+            "kernel {} takes {} arguments, given {}",
+            kernel.symbol,
+            kernel.args.len(),
+            args.len()
+        ));
+    }
     let mut m = String::from("module {\n");
     let mut main = String::from("  func.func @main() {\n");
     main.push_str("    %zero = arith.constant 0 : index\n    %one = arith.constant 1 : index\n");
-    let mut args = Vec::new();
+    let mut names = Vec::new();
     let mut types = Vec::new();
-    for (k, t) in inputs.iter().enumerate() {
+    for (k, t) in args.iter().enumerate() {
         let (elem, _) = element(t.dtype())?;
         let values = super::kernel::dense(t)?;
         let ty = format!("memref<{}x{elem}>", t.len());
         let _ = writeln!(
             m,
-            "  memref.global \"private\" constant @in{k} : {ty} = dense<[{}]>",
+            "  memref.global \"private\" @in{k} : {ty} = dense<[{}]>",
             values.join(", ")
         );
         let _ = writeln!(main, "    %in{k} = memref.get_global @in{k} : {ty}");
-        args.push(format!("%in{k}"));
+        names.push(format!("%in{k}"));
         types.push(ty);
     }
-    let outputs = kernel.body.outputs();
-    for (k, o) in outputs.iter().enumerate() {
-        let (elem, _) = element(kernel.body.value_type(o.value).dtype)?;
-        let n = kernel.elements;
-        let ty = format!("memref<{n}x{elem}>");
+    for (k, o) in kernel.outputs.iter().enumerate() {
+        let (elem, _) = element(o.dtype)?;
+        let ty = format!("memref<{}x{elem}>", kernel.elements);
         let _ = writeln!(main, "    %out{k} = memref.alloc() : {ty}");
-        args.push(format!("%out{k}"));
+        names.push(format!("%out{k}"));
         types.push(ty);
     }
     let _ = writeln!(
         main,
         "    call @{}({}) : ({}) -> ()",
         kernel.symbol,
-        args.join(", "),
+        names.join(", "),
         types.join(", ")
     );
-    for (k, o) in outputs.iter().enumerate() {
-        let (elem, bits) = element(kernel.body.value_type(o.value).dtype)?;
-        let n = kernel.elements;
+    for (k, (name, ty)) in printed(kernel).iter().enumerate() {
+        let (elem, bits) = element(ty.dtype)?;
+        let n: usize = ty.shape.dims().iter().filter_map(|d| d.known()).product();
         let _ = write!(
             main,
             "    %n{k} = arith.constant {n} : index\n    %bits{k} = memref.alloc() : memref<{n}xi64>\n    \
              scf.for %i = %zero to %n{k} step %one {{\n      \
-             %v = memref.load %out{k}[%i] : memref<{n}x{elem}>\n"
+             %v = memref.load {name}[%i] : memref<{n}x{elem}>\n"
         );
         let raw = if elem.starts_with('i') {
             "%v"
@@ -174,33 +212,35 @@ pub fn runnable(kernel: &Kernel, inputs: &[Tensor]) -> Result<String, String> {
     Ok(m)
 }
 
-/// The outputs `main` printed: one bracketed list of bit patterns per output.
-fn read_outputs(kernel: &Kernel, printed: &str) -> Result<Vec<Tensor>, String> {
-    // Each output prints `... sizes = [n] strides = [1] data = \n[v, ...]`: three lists.
-    let mut lists = (printed.split('[').skip(1)).filter_map(|s| s.split_once(']').map(|(l, _)| l));
+/// The outputs `main` printed (one bracketed list of bit patterns each), and whether the fault
+/// flag was raised.
+fn read_outputs(kernel: &Kernel, printed_text: &str) -> Result<(Vec<Tensor>, bool), String> {
+    // Each buffer prints `... sizes = [n] strides = [1] data = \n[v, ...]`: three lists.
+    let mut lists =
+        (printed_text.split('[').skip(1)).filter_map(|s| s.split_once(']').map(|(l, _)| l));
     let mut outputs = Vec::new();
-    for o in kernel.body.outputs() {
-        let ty = kernel.body.value_type(o.value);
+    let mut fault = false;
+    for (k, (_, ty)) in printed(kernel).iter().enumerate() {
         let (_, bits) = element(ty.dtype)?;
-        let list = (lists.nth(2)).ok_or_else(|| {
-            format!(
-                "the run printed no data for output `{}`:\n{printed}",
-                o.name
-            )
-        })?;
+        let list = (lists.nth(2))
+            .ok_or_else(|| format!("the run printed no data for buffer {k}:\n{printed_text}"))?;
         let mut bytes = Vec::new();
         for v in list.split(',').map(str::trim).filter(|v| !v.is_empty()) {
             let v: i64 = v
                 .parse()
-                .map_err(|_| format!("the run printed `{v}` for output `{}`", o.name))?;
+                .map_err(|_| format!("the run printed `{v}` for buffer {k}"))?;
             bytes.extend_from_slice(&(v as u64).to_le_bytes()[..bits / 8]);
+        }
+        if k >= kernel.outputs.len() {
+            fault |= bytes.iter().any(|&b| b != 0);
+            continue;
         }
         let dims: Vec<usize> = (ty.shape.dims().iter())
             .map(|d| d.known().ok_or("an output of unknown shape"))
             .collect::<Result<_, _>>()?;
         outputs.push(Tensor::from_le_bytes(ty.dtype, &dims, &bytes)?);
     }
-    Ok(outputs)
+    Ok((outputs, fault))
 }
 
 /// CUDA's PTX assembler and libdevice, from the `nvidia-cuda-nvcc-cu12` pip package: the

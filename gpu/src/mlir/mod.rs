@@ -1,19 +1,26 @@
-//! The IR's elementwise kernels as MLIR: one `gpu.func` per kernel in a `gpu.module`.
+//! A graph's kernels as MLIR: one `gpu.func` per computing node (a fused node's body, or a
+//! lone op) in a `gpu.module`.
 //!
-//! Each kernel takes one flat memref per input and per output, inputs first (with the
+//! Each kernel takes one flat memref per argument and per output, arguments first (with the
 //! bare-pointer calling convention of [`ptx_pipeline`], one pointer each), and runs one thread
-//! per element of its output: thread `blockIdx.x * blockDim.x + threadIdx.x` computes element
-//! `i` of every output, guarded by `i < n`. An input of a smaller (broadcast) shape is read at
-//! `i`'s projection onto its dimensions, as NumPy broadcasting reads it; values in between are
-//! SSA scalars. f16 and bf16 compute in f32 (rounded once when stored, or at a cast), as the
-//! CPU backend does; bool is stored as one byte.
+//! per element of its outputs: thread `blockIdx.x * blockDim.x + threadIdx.x` computes element
+//! `i` of every output, guarded by `i < n`, as the value of the body at `i`'s coordinates
+//! (`expr`: elementwise ops read their inputs at the same coordinates, broadcast as NumPy
+//! does; shape ops at moved ones; reductions, contractions and windows loop over what they
+//! sum). f16 and bf16 compute in f32 (rounded once when stored, or at a cast), as the CPU
+//! backend does; bool is stored as one byte. Nodes that compute nothing (`identity`, reshapes)
+//! are views of their input's buffer.
 
+mod emit;
+mod expr;
 pub mod host;
+#[cfg(feature = "cuda")]
+pub mod native;
 mod kernel;
 mod scalar;
 
-use lathe_ir::ops::FusedKind;
-use lathe_ir::{Graph, NodeId, Op};
+pub use expr::Arg;
+use lathe_ir::{Graph, NodeId, Op, TensorType, ValueId};
 use std::fmt::Write as _;
 
 /// MLIR's pipeline from a module of [`lower_graph`] to one PTX module per `gpu.module` (as the
@@ -81,33 +88,34 @@ pub struct Kernel {
     pub node: NodeId,
     /// Elements of each output: the threads the kernel is launched with.
     pub elements: usize,
-    /// What it computes: a graph whose inputs are the kernel's inputs and whose outputs are
-    /// its outputs (a fused node's body, or a lone op's).
-    pub body: Graph,
+    /// What its parameters `%a0`, `%a1`, ... are bound to; its outputs (the node's, in
+    /// order) follow them.
+    pub args: Vec<Arg>,
+    /// The types of its outputs.
+    pub outputs: Vec<TensorType>,
     /// The same instructions as a host function looping over the elements
     /// (`func.func @symbol`), for running the kernel on the CPU ([`host`]).
     pub host: String,
 }
 
-/// A graph's kernels as one MLIR module, and what was left out of it.
+/// A graph's kernels as one MLIR module.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lowered {
     /// The module: `module attributes {gpu.container_module} { gpu.module @kernels {...} }`.
     pub text: String,
     pub kernels: Vec<Kernel>,
-    /// Nodes that are kernels of another kind (contractions, reductions, data movement), not
-    /// lowered by this backend yet: each node's name and op.
-    pub skipped: Vec<(String, String)>,
+    /// Nodes that compute nothing: each output is the same buffer as a value of the graph
+    /// (`identity`, and `reshape`, `squeeze`, `expand_dims` of a row-major buffer).
+    pub views: Vec<(ValueId, ValueId)>,
 }
 
-/// Lowers every elementwise kernel of `graph` (a `fused.elementwise` node, or a lone
-/// elementwise op) to a `gpu.func`. Every shape must be known (a specialized graph). Other
-/// computing nodes are listed in [`Lowered::skipped`]; a node that is an elementwise kernel but
-/// cannot be lowered (an integer op, a non-scalar constant in its body) is an error naming it.
+/// Lowers every computing node of `graph` (a specialized graph: every shape known) to a
+/// `gpu.func`: a fused node's body, or a lone op. A node that cannot be lowered is an error
+/// naming it and its op.
 pub fn lower_graph(graph: &Graph) -> Result<Lowered, LowerError> {
     let mut text = String::new();
     let mut kernels = Vec::new();
-    let mut skipped = Vec::new();
+    let mut views = Vec::new();
     let order = graph.topo_order().map_err(|e| LowerError {
         node: graph.name.clone(),
         op: "graph".into(),
@@ -116,24 +124,38 @@ pub fn lower_graph(graph: &Graph) -> Result<Lowered, LowerError> {
     for id in order {
         let node = graph.node(id);
         let name = graph.display_name(id);
-        match &node.op {
-            Op::Input { .. } | Op::Const(_) | Op::Identity | Op::NoOp => {}
-            Op::Fused {
-                kind: FusedKind::Elementwise,
-                body: fused,
-            } => {
-                let k = kernel(&mut text, kernels.len(), id, &name, (**fused).clone())
-                    .map_err(|m| error(&name, &node.op, m))?;
-                kernels.push(k);
+        let built = match &node.op {
+            Op::Input { .. } | Op::Const(_) | Op::NoOp => continue,
+            Op::Identity | Op::StopGradient | Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims => {
+                views.push((ValueId::first(id), node.inputs[0]));
+                continue;
             }
-            op if kernel::is_elementwise(op) => {
-                let alone = kernel::single_op_body(graph, id).map_err(|m| error(&name, op, m))?;
-                let k = kernel(&mut text, kernels.len(), id, &name, alone)
-                    .map_err(|m| error(&name, op, m))?;
-                kernels.push(k);
+            Op::IdentityN => {
+                for (k, v) in node.inputs.iter().enumerate() {
+                    let out = ValueId {
+                        node: id,
+                        output: k as u32,
+                    };
+                    views.push((out, *v));
+                }
+                continue;
             }
-            op => skipped.push((name, op.mnemonic().to_string())),
-        }
+            Op::Fused { body, .. } => expr::fused(body, &node.inputs),
+            _ => expr::lone(graph, id),
+        };
+        let built = built.map_err(|m| error(&name, &node.op, m))?;
+        let symbol = format!("k{}", kernels.len());
+        kernel::gpu_func(&mut text, &symbol, &name, &built);
+        let mut host = String::new();
+        kernel::host_func(&mut host, &symbol, &built);
+        kernels.push(Kernel {
+            symbol,
+            node: id,
+            elements: built.elements,
+            args: built.args,
+            outputs: built.outputs,
+            host,
+        });
     }
     let text = format!(
         "module attributes {{gpu.container_module}} {{\n  gpu.module @kernels {{\n{text}  }}\n}}\n"
@@ -141,43 +163,33 @@ pub fn lower_graph(graph: &Graph) -> Result<Lowered, LowerError> {
     Ok(Lowered {
         text,
         kernels,
-        skipped,
+        views,
     })
 }
 
 impl Lowered {
-    /// The module with one comment line per skipped node after it: what `; print: mlir` and a
-    /// dump show.
-    pub fn print(&self) -> String {
+    /// The module, then one comment line per view: what `; print: mlir` and a dump show.
+    pub fn print(&self, graph: &Graph) -> String {
         let mut out = self.text.clone();
-        for (name, op) in &self.skipped {
-            let _ = writeln!(out, "// not lowered to MLIR yet: node `{name}` (op {op})");
+        for (v, of) in &self.views {
+            let _ = writeln!(
+                out,
+                "// `{}` is a view of `{}`",
+                value_name(graph, *v),
+                value_name(graph, *of)
+            );
         }
         out
     }
 }
 
-/// Kernel number `k`, node `id` named `name`, computing `body`: its `gpu.func` written to
-/// `gpu`, its host function kept.
-fn kernel(
-    gpu: &mut String,
-    k: usize,
-    id: NodeId,
-    name: &str,
-    body: Graph,
-) -> Result<Kernel, String> {
-    let symbol = format!("k{k}");
-    let b = kernel::body(&symbol, &body)?;
-    kernel::gpu_func(gpu, &symbol, name, &b);
-    let mut host = String::new();
-    kernel::host_func(&mut host, &symbol, &b);
-    Ok(Kernel {
-        symbol,
-        node: id,
-        elements: b.elements,
-        body,
-        host,
-    })
+fn value_name(g: &Graph, v: ValueId) -> String {
+    let name = g.display_name(v.node);
+    if g.node(v.node).outputs.len() > 1 {
+        format!("{name}:{}", v.output)
+    } else {
+        name
+    }
 }
 
 fn error(node: &str, op: &Op, message: String) -> LowerError {

@@ -2,7 +2,7 @@
 //! `arith` and `math` dialects, with the IR's semantics (NaN propagating through `maximum`,
 //! `relu` passing NaN, Python's sign for `floor_mod`).
 
-use super::kernel::Emitter;
+use super::emit::Emitter;
 use lathe_ir::ops::{BinaryOp, UnaryOp};
 use lathe_ir::{DType, Op, Tensor};
 
@@ -33,6 +33,11 @@ impl Compute {
             DType::U64 => int(64, false),
             d => return Err(format!("{d} kernels are not lowered to MLIR yet")),
         })
+    }
+
+    /// The MLIR type it computes in (`f32`, `i1`, `i32`, ...).
+    pub fn name(self) -> String {
+        self.mlir()
     }
 
     fn mlir(self) -> String {
@@ -133,6 +138,46 @@ fn int_value(t: &Tensor) -> i128 {
     }
 }
 
+/// Zero of type `ty` (false for bool).
+pub fn zero(e: &mut Emitter, ty: Compute) -> Scalar {
+    let name = match ty {
+        Compute::I1 => e.assign("arith.constant false"),
+        Compute::Int { .. } => int(e, 0, ty),
+        _ => float(e, 0.0, ty),
+    };
+    Scalar { name, ty }
+}
+
+/// A literal of type `ty`: `v` (integers: `v` truncated toward zero).
+pub fn literal(e: &mut Emitter, v: f64, ty: Compute) -> Scalar {
+    let name = match ty {
+        Compute::I1 => e.assign(format!("arith.constant {}", v != 0.0)),
+        Compute::Int { .. } => int(e, v as i64, ty),
+        _ => float(e, v, ty),
+    };
+    Scalar { name, ty }
+}
+
+/// The lowest value of `ty` (negative infinity for floats), or the highest.
+pub fn extreme(e: &mut Emitter, ty: Compute, highest: bool) -> Scalar {
+    let name = match ty {
+        Compute::I1 => e.assign(format!("arith.constant {highest}")),
+        Compute::Int { bits, signed } => {
+            let v: i128 = match (signed, highest) {
+                (true, true) => (1i128 << (bits - 1)) - 1,
+                (true, false) => -(1i128 << (bits - 1)),
+                (false, true) => (1i128 << bits) - 1,
+                (false, false) => 0,
+            };
+            // MLIR reads an integer literal of the type's width, either sign.
+            let v = if signed || v < (1i128 << (bits - 1)) { v } else { v - (1i128 << bits) };
+            e.assign(format!("arith.constant {v} : i{bits}"))
+        }
+        _ => float(e, if highest { f64::INFINITY } else { f64::NEG_INFINITY }, ty),
+    };
+    Scalar { name, ty }
+}
+
 /// A body constant: a single value.
 pub fn constant(e: &mut Emitter, t: &Tensor) -> Result<Scalar, String> {
     if t.len() != 1 {
@@ -223,6 +268,7 @@ fn unary(e: &mut Emitter, u: UnaryOp, x: &Scalar) -> Result<String, String> {
         }
         UnaryOp::Tanh => math(e, "tanh"),
         UnaryOp::Erf => math(e, "erf"),
+        UnaryOp::Erfc => erfc(e, x),
         UnaryOp::Rsqrt => {
             // 1 / sqrt(x): MLIR's libm lowering (the host's) has no `math.rsqrt`.
             let one = float(e, 1.0, x.ty);
@@ -381,11 +427,7 @@ fn cast(e: &mut Emitter, x: &Scalar, from: DType, to: DType) -> Result<String, S
             let op = if signed { "sitofp" } else { "uitofp" };
             round_to(e, op, x, to)
         }
-        (_, Compute::Int { .. }) => {
-            return Err(format!(
-                "cast from {from} to {to} is not lowered to MLIR yet"
-            ))
-        }
+        (_, Compute::Int { bits, signed }) => float_to_int(e, x, bits, signed),
         // Nonzero (NaN included) is true.
         (fl, Compute::I1) => {
             let zero = float(e, 0.0, fl);
@@ -398,6 +440,82 @@ fn cast(e: &mut Emitter, x: &Scalar, from: DType, to: DType) -> Result<String, S
         }
         _ => x_.clone(),
     })
+}
+
+/// `erfc(x)` (MLIR 19 has no `math.erfc`, and `1 - erf(x)` loses every digit in the tail):
+/// the Chebyshev fit `t * exp(-z^2 + P(t))` with `t = 1 / (1 + z / 2)`, `z = |x|` (relative
+/// error below 1.2e-7 everywhere; Numerical Recipes' `erfcc`), and `2 - erfc(-x)` below 0.
+fn erfc(e: &mut Emitter, x: &Scalar) -> String {
+    const P: [f64; 10] = [
+        -1.26551223,
+        1.00002368,
+        0.37409196,
+        0.09678418,
+        -0.18628806,
+        0.27886807,
+        -1.13520398,
+        1.48851587,
+        -0.82215223,
+        0.17087277,
+    ];
+    let (x_, t) = (&x.name, x.ty.mlir());
+    let one = float(e, 1.0, x.ty);
+    let half = float(e, 0.5, x.ty);
+    let z = e.assign(format!("math.absf {x_} : {t}"));
+    let hz = e.assign(format!("arith.mulf {z}, {half} : {t}"));
+    let den = e.assign(format!("arith.addf {one}, {hz} : {t}"));
+    let tt = e.assign(format!("arith.divf {one}, {den} : {t}"));
+    // Horner's rule from the highest coefficient down.
+    let mut p = float(e, P[9], x.ty);
+    for &c in P[..9].iter().rev() {
+        let c = float(e, c, x.ty);
+        let m = e.assign(format!("arith.mulf {p}, {tt} : {t}"));
+        p = e.assign(format!("arith.addf {m}, {c} : {t}"));
+    }
+    let zz = e.assign(format!("arith.mulf {z}, {z} : {t}"));
+    let arg = e.assign(format!("arith.subf {p}, {zz} : {t}"));
+    let ex = e.assign(format!("math.exp {arg} : {t}"));
+    let r = e.assign(format!("arith.mulf {tt}, {ex} : {t}"));
+    let two = float(e, 2.0, x.ty);
+    let flipped = e.assign(format!("arith.subf {two}, {r} : {t}"));
+    let zero = float(e, 0.0, x.ty);
+    let neg = e.assign(format!("arith.cmpf olt, {x_}, {zero} : {t}"));
+    e.assign(format!("arith.select {neg}, {flipped}, {r} : {t}"))
+}
+
+/// `x` (a float) converted to the integer type `to` as Rust's `as` does (the interpreter's
+/// cast): truncated toward zero, saturated at the type's bounds, NaN giving 0.
+fn float_to_int(e: &mut Emitter, x: &Scalar, bits: u32, signed: bool) -> String {
+    let (x_, t) = (&x.name, x.ty.mlir());
+    let it = format!("i{bits}");
+    // `fpto*i` truncates toward zero itself (MLIR 19 lowers no `math.trunc` to NVVM); a value
+    // just below the lower bound truncates to it, which is what saturating gives too.
+    let tr = x_;
+    // Bounds exact in any float type: -2^(bits-1) and 2^(bits-1) (signed), 0 and 2^bits.
+    let (lo, hi) = if signed {
+        (-(2f64.powi(bits as i32 - 1)), 2f64.powi(bits as i32 - 1))
+    } else {
+        (0.0, 2f64.powi(bits as i32))
+    };
+    let lo_f = float(e, lo, x.ty);
+    let hi_f = float(e, hi, x.ty);
+    let zero_f = float(e, 0.0, x.ty);
+    // In range, made so before converting (out of range, `fpto*i` gives poison).
+    let low = e.assign(format!("arith.cmpf olt, {tr}, {lo_f} : {t}"));
+    let high = e.assign(format!("arith.cmpf oge, {tr}, {hi_f} : {t}"));
+    let nan = e.assign(format!("arith.cmpf uno, {tr}, {tr} : {t}"));
+    let out = e.assign(format!("arith.ori {low}, {high} : i1"));
+    let out = e.assign(format!("arith.ori {out}, {nan} : i1"));
+    let safe = e.assign(format!("arith.select {out}, {zero_f}, {tr} : {t}"));
+    let op = if signed { "fptosi" } else { "fptoui" };
+    let v = e.assign(format!("arith.{op} {safe} : {t} to {it}"));
+    let ty = Compute::Int { bits, signed };
+    let min = extreme(e, ty, false).name;
+    let max = extreme(e, ty, true).name;
+    let zero = int(e, 0, ty);
+    let a = e.assign(format!("arith.select {low}, {min}, {v} : {it}"));
+    let b = e.assign(format!("arith.select {high}, {max}, {a} : {it}"));
+    e.assign(format!("arith.select {nan}, {zero}, {b} : {it}"))
 }
 
 /// `x` converted by `arith.{op}` to the float type `to` (rounded there once), and widened

@@ -18,6 +18,7 @@ mod slice;
 mod trilu;
 
 pub use index::resolve_index;
+pub use slice::strided_slice_selection;
 pub use scatter::Combine;
 pub use trilu::trilu_keeps;
 

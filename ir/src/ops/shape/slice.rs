@@ -269,6 +269,27 @@ pub(super) fn infer_strided_slice(
     Ok(TensorType::new(inputs[0].dtype, Shape(dims)))
 }
 
+/// What a strided slice of `x` with constant `begin`, `end` and `strides` reads: per axis of
+/// `x`, `(start, step, len)` (element `j` of the selection is `start + j * step`). The output
+/// is the selection reshaped (new and shrunk axes are of size 1). For backends that lower the
+/// op: one definition of TensorFlow's masks.
+pub fn strided_slice_selection(
+    attrs: &StridedSliceAttrs,
+    x: &TensorType,
+    bounds: [&Tensor; 3],
+) -> OpResult<Vec<(i64, i64, usize)>> {
+    let mut types = vec![x.clone()];
+    types.extend(bounds.iter().map(|t| t.ty()));
+    let consts = [None, Some(bounds[0]), Some(bounds[1]), Some(bounds[2])];
+    let (_, sels) = strided_slice_plan(attrs, &types, &consts)?;
+    sels.into_iter()
+        .map(|s| {
+            let s = s.ok_or("the slice is not concrete: the input's shape is not known")?;
+            Ok((s.start, s.step, s.len))
+        })
+        .collect()
+}
+
 /// Selects the strided slice; `out` is the final (inferred) shape.
 pub(super) fn eval_strided_slice(
     attrs: &StridedSliceAttrs,

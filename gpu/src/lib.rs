@@ -12,6 +12,13 @@
 //! text (`tests/filetests/gpu/`, `; print: mlir`) and, where MLIR's `mlir-opt` is installed,
 //! that MLIR verifies the module and lowers it to PTX.
 
-#![forbid(unsafe_code)]
+// Unsafe code (FFI: MLIR's JIT, the CUDA driver) only in the `cuda` modules that allow it.
+#![cfg_attr(not(feature = "cuda"), forbid(unsafe_code))]
+#![cfg_attr(feature = "cuda", deny(unsafe_code))]
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod exec;
+#[cfg(feature = "cuda")]
+pub mod host_device;
 pub mod mlir;

@@ -68,10 +68,7 @@ pub fn run<T: Borrow<Tensor>>(g: &Graph, inputs: &[T]) -> Result<Vec<Tensor>> {
 
 /// Runs `g` on `inputs` and returns the outputs of every node the graph's outputs depend on
 /// (to check another backend's result node by node).
-pub fn run_all<T: Borrow<Tensor>>(
-    g: &Graph,
-    inputs: &[T],
-) -> Result<HashMap<NodeId, Vec<Tensor>>> {
+pub fn run_all<T: Borrow<Tensor>>(g: &Graph, inputs: &[T]) -> Result<HashMap<NodeId, Vec<Tensor>>> {
     evaluate(g, inputs, true)
 }
 

@@ -13,6 +13,7 @@ mod alloc;
 pub mod artifact;
 mod cache;
 pub mod cpu;
+mod gpu;
 pub mod kernels;
 mod model;
 pub mod npy;
@@ -39,17 +40,22 @@ pub enum Backend {
     Cpu,
     /// The reference interpreter: slow, obviously correct, the oracle for everything else.
     Interp,
+    /// An NVIDIA GPU: every node a kernel made by MLIR (melior) as PTX, run through cudarc
+    /// (`lathe_gpu`). Only in builds with the `cuda` feature; elsewhere choosing it is an
+    /// error saying how to build it.
+    Cuda,
 }
 
 impl Backend {
     /// Every backend, by name.
-    pub const ALL: [Backend; 2] = [Backend::Cpu, Backend::Interp];
+    pub const ALL: [Backend; 3] = [Backend::Cpu, Backend::Interp, Backend::Cuda];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Cpu => "cpu",
             Backend::Interp => "interp",
+            Backend::Cuda => "cuda",
         }
     }
 }
@@ -151,4 +157,8 @@ pub enum RunError {
     /// The graph is invalid, an input does not fit, or an op failed.
     #[error(transparent)]
     Ir(#[from] IrError),
+    /// The CUDA backend: not in this build, no device, a node its kernels cannot compute, or
+    /// a failure on the device (the message names the node and op where there is one).
+    #[error("{0}")]
+    Gpu(String),
 }

@@ -157,7 +157,7 @@ pub struct Specialization {
 
 /// How a specialization runs.
 #[derive(Debug)]
-enum Exec {
+pub(crate) enum Exec {
     /// A compiled plan; the optimized graph is kept only when asked for ([`Keep::Graph`]):
     /// the plan holds each weight once (packed, or shared with the model's graph), and a kept
     /// graph would hold the packed ones a second time.
@@ -167,6 +167,12 @@ enum Exec {
     },
     /// The reference interpreter on the optimized graph.
     Interp(SpecializedGraph),
+    /// The graph's kernels on a CUDA device (one caller at a time), and the graph.
+    #[cfg(feature = "cuda")]
+    Cuda {
+        runner: Box<std::sync::Mutex<crate::gpu::CudaRunner>>,
+        graph: SpecializedGraph,
+    },
 }
 
 /// Whether a compiled specialization keeps its optimized graph.
@@ -295,6 +301,7 @@ impl Specialization {
                 }
             }
             Backend::Interp => Exec::Interp(g),
+            Backend::Cuda => crate::gpu::exec(g, &signature)?,
         };
         let compile_time = start.elapsed();
         tracing::info!(
@@ -326,6 +333,8 @@ impl Specialization {
         match &self.exec {
             Exec::Cpu { graph, .. } => graph.as_ref().map(SpecializedGraph::graph),
             Exec::Interp(graph) => Some(graph.graph()),
+            #[cfg(feature = "cuda")]
+            Exec::Cuda { graph, .. } => Some(graph.graph()),
         }
     }
 
@@ -358,7 +367,7 @@ impl Specialization {
     pub fn cpu_plan(&self) -> Option<&CpuPlan> {
         match &self.exec {
             Exec::Cpu { plan, .. } => Some(plan),
-            Exec::Interp(_) => None,
+            _ => None,
         }
     }
 
@@ -367,6 +376,8 @@ impl Specialization {
         match &self.exec {
             Exec::Cpu { plan, .. } => Ok(plan.run(inputs)?),
             Exec::Interp(g) => Ok(lathe_ir::interp::run(g.graph(), inputs)?),
+            #[cfg(feature = "cuda")]
+            Exec::Cuda { runner, .. } => crate::gpu::run(runner, inputs),
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct ServeConfig {
     pub batching: Option<BatchingConfig>,
     /// Threads each model's CPU kernels may use; `None` is one per core.
     pub threads: Option<usize>,
+    /// Where the models run (`cpu`, `interp`, `cuda`).
+    pub backend: lathe_runtime::Backend,
 }
 
 impl Default for ServeConfig {
@@ -114,6 +116,7 @@ impl Default for ServeConfig {
             limits: Limits::default(),
             batching: None,
             threads: None,
+            backend: lathe_runtime::Backend::Cpu,
         }
     }
 }

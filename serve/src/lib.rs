@@ -103,7 +103,11 @@ impl Server {
             &config.models,
             config.limits.clone(),
             config.batching.clone(),
-            config.threads,
+            lathe_runtime::ModelOptions {
+                threads: config.threads,
+                backend: config.backend,
+                ..lathe_runtime::ModelOptions::default()
+            },
         ));
         let shared = Arc::new(Shared {
             repo: repo.clone(),

@@ -9,6 +9,7 @@
 use crate::config::{BatchingConfig, Limits, ModelConfig};
 use crate::error::{Result, ServeError};
 use crate::servable::Servable;
+use lathe_runtime::ModelOptions;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -44,7 +45,8 @@ pub struct Repository {
     models: RwLock<BTreeMap<String, Entry>>,
     limits: Limits,
     batching: Option<BatchingConfig>,
-    threads: Option<usize>,
+    /// How each model is loaded: its backend and threads.
+    options: ModelOptions,
 }
 
 impl Repository {
@@ -52,7 +54,7 @@ impl Repository {
         models: &[ModelConfig],
         limits: Limits,
         batching: Option<BatchingConfig>,
-        threads: Option<usize>,
+        options: ModelOptions,
     ) -> Repository {
         let models = models
             .iter()
@@ -68,7 +70,7 @@ impl Repository {
             models: RwLock::new(models),
             limits,
             batching,
-            threads,
+            options,
         }
     }
 
@@ -230,7 +232,7 @@ impl Repository {
             &config.name,
             version,
             &dir,
-            self.threads,
+            &self.options,
             &self.limits,
             self.batching.as_ref(),
         );

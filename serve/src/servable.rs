@@ -114,16 +114,12 @@ impl Servable {
         name: &str,
         version: i64,
         dir: &Path,
-        threads: Option<usize>,
+        options: &ModelOptions,
         limits: &Limits,
         batching: Option<&BatchingConfig>,
     ) -> std::result::Result<Servable, String> {
         let path = model_path(dir)?;
-        let options = ModelOptions {
-            threads,
-            ..ModelOptions::default()
-        };
-        let model = Model::open(&path, options).map_err(|e| e.to_string())?;
+        let model = Model::open(&path, options.clone()).map_err(|e| e.to_string())?;
         let graph = model.graph();
         let inputs = (model.inputs().iter())
             .map(|i| TensorInfo::of(&i.name, Some(&i.ty)))

@@ -70,6 +70,7 @@ async fn launch(models: Vec<ModelConfig>, tweak: impl FnOnce(&mut ServeConfig)) 
         },
         batching: None,
         threads: Some(1),
+        backend: lathe_runtime::Backend::Cpu,
     };
     tweak(&mut config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -1112,4 +1113,44 @@ async fn calls_past_the_queue_limit_or_the_timeout_are_refused_and_the_rest_answ
         late[0].to_text()
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_option_reaches_the_models() {
+    // The interpreter serves the model's answer; the CUDA backend either serves it too (a
+    // build with the `cuda` feature on a machine with a GPU) or the version fails to load
+    // saying why (no such backend in this build, or no device).
+    let dir = TempDir::new("serve-backend");
+    let row16 = format!("{{\"instances\": [[{}]]}}", vec!["1"; 16].join(","));
+    let interp = start(repository(dir.path(), &[("m", "mlp_tiny", 1)]), |c| {
+        c.backend = lathe_runtime::Backend::Interp
+    })
+    .await;
+    let (status, v) = post_json(interp.rest(), "/v1/models/m:predict", &row16).await;
+    assert_eq!(status, 200, "{}", v.to_text());
+    interp.stop().await;
+    let cuda = launch(repository(dir.path(), &[("m", "mlp_tiny", 1)]), |c| {
+        c.backend = lathe_runtime::Backend::Cuda
+    })
+    .await;
+    let start = Instant::now();
+    loop {
+        let (_, v) = get_json(cuda.rest(), "/v1/models/m").await;
+        let text = v.to_text();
+        if text.contains(r#""state":"AVAILABLE""#) {
+            let (status, v) = post_json(cuda.rest(), "/v1/models/m:predict", &row16).await;
+            assert_eq!(status, 200, "{}", v.to_text());
+            break;
+        }
+        if text.contains(r#""state":"END""#) {
+            assert!(
+                text.contains("no cuda backend") || text.contains("CUDA"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cuda.stop().await;
 }

@@ -337,10 +337,7 @@ fn mlir_required() -> bool {
 /// libdevice linked, where `LATHE_CUDA_NVCC` names them), and each kernel, run on the CPU through its host function,
 /// must give the interpreter's outputs for its node, given the interpreter's values of the
 /// graph (seeded random inputs) as its arguments.
-fn check_with_mlir(
-    g: &lathe_ir::Graph,
-    lowered: &lathe_gpu::mlir::Lowered,
-) -> Result<(), String> {
+fn check_with_mlir(g: &lathe_ir::Graph, lowered: &lathe_gpu::mlir::Lowered) -> Result<(), String> {
     let Some(tools) = lathe_gpu::mlir::host::Tools::find() else {
         if mlir_required() {
             return Err("LATHE_REQUIRE_MLIR=1 but LLVM 19's MLIR tools are not installed".into());

@@ -673,6 +673,39 @@ fn dump_prints_the_mlir_of_the_elementwise_kernels() {
     assert!(e.contains("need a specialization"), "{e}");
 }
 
+/// `dump --format ptx` writes one PTX module with every kernel for `--chip`, by MLIR
+/// in-process; a build without the `cuda` feature says how to build one that can.
+#[test]
+fn dump_prints_the_ptx_of_the_kernels_or_says_how_to_build_for_it() {
+    let f = Fixture::open("gelu_chain_tiny");
+    let model_path = f.model_path();
+    let model = path_str(&model_path);
+    if !cfg!(feature = "cuda") {
+        let e = one_line_error(&lathe(&["dump", "--format", "ptx", model]));
+        assert!(
+            e.contains("`cargo build -p lathe-cli --features cuda`"),
+            "{e}"
+        );
+        return;
+    }
+    for chip in ["sm_80", "sm_90"] {
+        let ptx = success(&lathe(&["dump", "--format", "ptx", "--chip", chip, model]));
+        assert!(ptx.contains(&format!(".target {chip}")), "{ptx}");
+        assert!(ptx.contains(".entry k0("), "{ptx}");
+        // With libdevice linked (`LATHE_CUDA_NVCC`), CUDA's assembler takes it alone.
+        if let Some(ptxas) = lathe_gpu::mlir::host::Ptxas::find() {
+            ptxas.assemble(&ptx, chip).expect("assembles");
+        }
+    }
+    assert_eq!(
+        success(&lathe(&["dump", "--format", "ptx", model])),
+        success(&lathe(&[
+            "dump", "--format", "ptx", "--chip", "sm_90", model
+        ])),
+        "sm_90 by default"
+    );
+}
+
 #[test]
 fn dump_elides_large_constants_by_default() {
     let f = Fixture::open("mlp_tiny");

@@ -129,7 +129,11 @@ impl Emitter {
         let pad = " ".repeat(indent);
         let mut out = String::new();
         for v in &self.constants {
-            let _ = writeln!(out, "{pad}{} = arith.constant {v} : index", constant_name(*v));
+            let _ = writeln!(
+                out,
+                "{pad}{} = arith.constant {v} : index",
+                constant_name(*v)
+            );
         }
         for l in self.scopes[0].text.lines() {
             let _ = writeln!(out, "{pad}{l}");
@@ -207,7 +211,11 @@ pub trait Regions: Sized {
         e.line(head);
         e.nested(&inner);
         if !next.is_empty() {
-            e.line(format!("  scf.yield {} : {}", next.join(", "), types.join(", ")));
+            e.line(format!(
+                "  scf.yield {} : {}",
+                next.join(", "),
+                types.join(", ")
+            ));
         }
         e.line("}");
         Ok(results.1)
@@ -286,7 +294,9 @@ mod tests {
                 let outer = e.hoisted(0, |e: &mut Emitter| e.assign("arith.constant 1.0 : f32"));
                 let x = e.assign(format!("arith.index_cast {j} : index to i32"));
                 let _ = x;
-                Ok(vec![e.assign(format!("arith.addf {}, {outer} : f32", acc[0]))])
+                Ok(vec![
+                    e.assign(format!("arith.addf {}, {outer} : f32", acc[0]))
+                ])
             })
             .unwrap();
         assert_eq!(r.len(), 1);

@@ -103,10 +103,7 @@ fn tool(command: &mut Command, input: &str) -> Result<String, String> {
 
 /// The tensors `kernel`'s arguments are bound to, given the values of its graph's nodes (as
 /// `lathe_ir::interp::run_all` gives them): a fault flag starts at 0.
-pub fn bind(
-    kernel: &Kernel,
-    values: &HashMap<NodeId, Vec<Tensor>>,
-) -> Result<Vec<Tensor>, String> {
+pub fn bind(kernel: &Kernel, values: &HashMap<NodeId, Vec<Tensor>>) -> Result<Vec<Tensor>, String> {
     (kernel.args.iter())
         .map(|a| match a {
             Arg::Value(v) => (values.get(&v.node))

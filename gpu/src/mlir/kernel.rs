@@ -95,7 +95,6 @@ pub fn host_func(out: &mut String, symbol: &str, b: &Built) {
     out.push_str("    }\n    return\n  }\n");
 }
 
-
 fn indented(out: &mut String, text: &str, by: usize) {
     for l in text.lines() {
         let _ = writeln!(out, "{:by$}{l}", "");

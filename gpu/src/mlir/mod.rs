@@ -14,9 +14,9 @@
 mod emit;
 mod expr;
 pub mod host;
+mod kernel;
 #[cfg(feature = "cuda")]
 pub mod native;
-mod kernel;
 mod scalar;
 
 pub use expr::Arg;

@@ -170,10 +170,22 @@ pub fn extreme(e: &mut Emitter, ty: Compute, highest: bool) -> Scalar {
                 (false, false) => 0,
             };
             // MLIR reads an integer literal of the type's width, either sign.
-            let v = if signed || v < (1i128 << (bits - 1)) { v } else { v - (1i128 << bits) };
+            let v = if signed || v < (1i128 << (bits - 1)) {
+                v
+            } else {
+                v - (1i128 << bits)
+            };
             e.assign(format!("arith.constant {v} : i{bits}"))
         }
-        _ => float(e, if highest { f64::INFINITY } else { f64::NEG_INFINITY }, ty),
+        _ => float(
+            e,
+            if highest {
+                f64::INFINITY
+            } else {
+                f64::NEG_INFINITY
+            },
+            ty,
+        ),
     };
     Scalar { name, ty }
 }

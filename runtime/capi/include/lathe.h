@@ -96,13 +96,26 @@ const char *lathe_last_error(void);
 
 // Loads the model at `path` (a SavedModel directory, a frozen GraphDef `.pb`, an ONNX
 // model, Lathe IR text `.lir`, or a `.lathe` artifact of `lathe compile`, told by its
-// content) to run on `threads` threads (0: one per core). On success `*out` holds the model;
-// on failure `*out` is null.
+// content) to run on `threads` threads (0: one per core) on the CPU backend. On success
+// `*out` holds the model; on failure `*out` is null.
 //
 // # Safety
 // `path` is null or a NUL-terminated string; `out` is null or points to writable storage
 // for a pointer.
 enum LatheStatus lathe_model_load(const char *path, uint32_t threads, struct LatheModel **out);
+
+// Loads the model at `path` as [`lathe_model_load`] does, to run on `backend`: `"cpu"`
+// (native code), `"interp"` (the reference interpreter) or `"cuda"` (an NVIDIA GPU, in a
+// library built with the `cuda` feature; elsewhere, or without a device, the error says so
+// when the model is first compiled).
+//
+// # Safety
+// `path` and `backend` are null or NUL-terminated strings; `out` is null or points to
+// writable storage for a pointer.
+enum LatheStatus lathe_model_load_on(const char *path,
+                                     const char *backend,
+                                     uint32_t threads,
+                                     struct LatheModel **out);
 
 // Frees a model (null is ignored). No call may be running on it.
 //

@@ -248,8 +248,8 @@ pub extern "C" fn lathe_last_error() -> *const c_char {
 
 /// Loads the model at `path` (a SavedModel directory, a frozen GraphDef `.pb`, an ONNX
 /// model, Lathe IR text `.lir`, or a `.lathe` artifact of `lathe compile`, told by its
-/// content) to run on `threads` threads (0: one per core). On success `*out` holds the model;
-/// on failure `*out` is null.
+/// content) to run on `threads` threads (0: one per core) on the CPU backend. On success
+/// `*out` holds the model; on failure `*out` is null.
 ///
 /// # Safety
 /// `path` is null or a NUL-terminated string; `out` is null or points to writable storage
@@ -257,6 +257,25 @@ pub extern "C" fn lathe_last_error() -> *const c_char {
 #[no_mangle]
 pub unsafe extern "C" fn lathe_model_load(
     path: *const c_char,
+    threads: u32,
+    out: *mut *mut LatheModel,
+) -> LatheStatus {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { lathe_model_load_on(path, c"cpu".as_ptr(), threads, out) }
+}
+
+/// Loads the model at `path` as [`lathe_model_load`] does, to run on `backend`: `"cpu"`
+/// (native code), `"interp"` (the reference interpreter) or `"cuda"` (an NVIDIA GPU, in a
+/// library built with the `cuda` feature; elsewhere, or without a device, the error says so
+/// when the model is first compiled).
+///
+/// # Safety
+/// `path` and `backend` are null or NUL-terminated strings; `out` is null or points to
+/// writable storage for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn lathe_model_load_on(
+    path: *const c_char,
+    backend: *const c_char,
     threads: u32,
     out: *mut *mut LatheModel,
 ) -> LatheStatus {
@@ -268,8 +287,13 @@ pub unsafe extern "C" fn lathe_model_load(
         unsafe { *out = std::ptr::null_mut() };
         // SAFETY: the caller's contract for `path`.
         let path = Path::new(unsafe { text(path, "path") }?);
+        // SAFETY: the caller's contract for `backend`.
+        let backend: lathe_runtime::Backend = (unsafe { text(backend, "backend") }?)
+            .parse()
+            .map_err(|e: String| invalid(format!("backend: {e}")))?;
         let options = ModelOptions {
             threads: (threads > 0).then_some(threads as usize),
+            backend,
             ..ModelOptions::default()
         };
         let load = |e: String| (LatheStatus::Load, e);
@@ -794,6 +818,26 @@ mod tests {
         // SAFETY: null or from `lathe_model_run`.
         unsafe { lathe_outputs_free(out) };
         status
+    }
+
+    #[test]
+    fn load_on_takes_a_backend_by_name_and_names_an_unknown_one() {
+        let mut model = null_mut();
+        // SAFETY: valid strings and out pointer; the model is freed once.
+        unsafe {
+            let status = lathe_model_load_on(MODEL.as_ptr(), c"interp".as_ptr(), 1, &mut model);
+            assert_eq!(status, LatheStatus::Ok, "{}", last_error());
+            let loaded = Loaded(model);
+            assert_eq!(run(&loaded, &[x()]), LatheStatus::Ok, "{}", last_error());
+            let status = lathe_model_load_on(MODEL.as_ptr(), c"tpu".as_ptr(), 1, &mut model);
+            assert_eq!(status, LatheStatus::InvalidArgument);
+            assert!(model.is_null());
+            assert!(
+                last_error().contains("unknown backend `tpu`"),
+                "{}",
+                last_error()
+            );
+        }
     }
 
     #[test]

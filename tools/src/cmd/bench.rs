@@ -38,7 +38,8 @@ pub struct BenchArgs {
     /// Seed of the random inputs.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
-    /// Where to run: `cpu` (native code) or `interp` (the reference interpreter).
+    /// Where to run: `cpu` (native code), `interp` (the reference interpreter) or `cuda` (an
+    /// NVIDIA GPU; builds with the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub backend: Backend,
     /// After timing, run as many profiled calls and print where the time goes, step by step
@@ -126,8 +127,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Backend::Cpu => args
             .threads
             .map_or_else(lathe_runtime::default_threads, |n| n as usize),
-        // The interpreter runs each call on the caller's thread.
-        Backend::Interp => {
+        // The interpreter runs each call on the caller's thread; the CUDA backend one call at
+        // a time on its device.
+        Backend::Interp | Backend::Cuda => {
             if let Some(n) = args.threads.filter(|&n| n != 1) {
                 eprintln!(
                     "note: the {} backend runs on one thread; --threads {n} has no effect",

@@ -4,7 +4,8 @@
 //! By default it shows exactly what `lathe run` executes: the graph specialized to the input
 //! shapes (`--input`, `--shape`, or the declared ones with unknown dims bound to 1) and
 //! optimized by the same pipeline the runtime uses; `--format plan` prints the CPU plan compiled
-//! from it, `--format mlir` the MLIR of its elementwise kernels (the GPU backend's lowering).
+//! from it, `--format mlir` the MLIR of its elementwise kernels (the GPU backend's lowering),
+//! `--format ptx` their PTX for `--chip` (with the `cuda` feature: MLIR in-process).
 //! `--generic` optimizes the graph as imported instead, symbolic dims and all.
 
 use super::opt::OptArgs;
@@ -35,6 +36,10 @@ pub enum Format {
     /// The MLIR the GPU backend writes for the optimized specialization's elementwise kernels
     /// (one `gpu.func` each); the kernels it does not lower yet are listed after the module.
     Mlir,
+    /// One PTX module with every kernel of `--format mlir`, for `--chip`, by MLIR in-process
+    /// (a build with the `cuda` feature); math functions come from CUDA's libdevice when
+    /// `LATHE_CUDA_NVCC` names the `nvidia-cuda-nvcc-cu12` pip package's `nvidia/cuda_nvcc`.
+    Ptx,
 }
 
 /// Arguments of `lathe dump`.
@@ -60,6 +65,9 @@ pub struct DumpArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// The GPU to write PTX for (`--format ptx`): `sm_80`, `sm_90`, ...
+    #[arg(long, value_name = "CHIP", default_value = "sm_90")]
+    pub chip: String,
     /// Print every constant in full (the text then parses back as `.lir`); by default
     /// constants of more than 16 elements are elided.
     #[arg(long)]
@@ -82,6 +90,7 @@ pub struct DumpArgs {
 /// Renders graphs in the chosen format.
 struct Renderer {
     format: Format,
+    chip: String,
     text: PrintOptions,
     dot: DotOptions,
 }
@@ -93,7 +102,7 @@ impl Renderer {
             Format::Dot => to_dot(g, &self.dot),
             Format::Svg => render_svg(&to_dot(g, &self.dot)).map_err(anyhow::Error::msg)?,
             // Plans and MLIR are printed once, at the end; graphs around passes as text.
-            Format::Plan | Format::Mlir => print_with(g, &self.text),
+            Format::Plan | Format::Mlir | Format::Ptx => print_with(g, &self.text),
         })
     }
 
@@ -101,14 +110,18 @@ impl Renderer {
     fn render_final(&self, g: &Graph) -> Result<String> {
         if self.format == Format::Mlir {
             let lowered = lathe_gpu::mlir::lower_graph(g).map_err(|e| anyhow::anyhow!("{e}"))?;
-            return Ok(lowered.print());
+            return Ok(lowered.print(g));
+        }
+        if self.format == Format::Ptx {
+            let lowered = lathe_gpu::mlir::lower_graph(g).map_err(|e| anyhow::anyhow!("{e}"))?;
+            return ptx(&lowered.text, &self.chip);
         }
         self.render(g)
     }
 
     fn extension(&self) -> &'static str {
         match self.format {
-            Format::Text | Format::Plan | Format::Mlir => "lir",
+            Format::Text | Format::Plan | Format::Mlir | Format::Ptx => "lir",
             Format::Dot => "dot",
             Format::Svg => "svg",
         }
@@ -210,8 +223,14 @@ pub fn run(args: DumpArgs) -> Result<()> {
             bail!("unknown pass `{p}`");
         }
     }
-    if args.generic && matches!(args.format, Format::Plan | Format::Mlir) {
-        bail!("--format plan and --format mlir need a specialization (drop --generic)");
+    if args.generic && matches!(args.format, Format::Plan | Format::Mlir | Format::Ptx) {
+        bail!("--format plan, mlir and ptx need a specialization (drop --generic)");
+    }
+    if args.format == Format::Ptx && !cfg!(feature = "cuda") {
+        bail!(
+            "--format ptx needs MLIR in-process: build lathe with `cargo build -p lathe-cli \
+             --features cuda` (LLVM/MLIR 19's development packages, see the README)"
+        );
     }
     let graph = args.model.load()?;
     let pipeline = args.opt.pipeline()?;
@@ -220,6 +239,7 @@ pub fn run(args: DumpArgs) -> Result<()> {
     }
     let renderer = Renderer {
         format: args.format,
+        chip: args.chip.clone(),
         text: PrintOptions {
             elide_constants_above: (!args.full_constants).then_some(16),
             ..PrintOptions::default()
@@ -275,6 +295,28 @@ pub fn run(args: DumpArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The PTX MLIR makes of `module` (a lowered graph) for `chip`, with libdevice linked from
+/// `$LATHE_CUDA_NVCC` when that is set.
+#[cfg(feature = "cuda")]
+fn ptx(module: &str, chip: &str) -> Result<String> {
+    let libdevice = std::env::var_os("LATHE_CUDA_NVCC")
+        .map(|dir| PathBuf::from(dir).join("nvvm/libdevice/libdevice.10.bc"));
+    if let Some(l) = libdevice.as_ref().filter(|l| !l.is_file()) {
+        bail!("LATHE_CUDA_NVCC is set but {} is not a file", l.display());
+    }
+    let native = lathe_gpu::mlir::native::Native::new();
+    // MLIR's diagnostics come a line each; errors are one line.
+    native
+        .ptx(module, chip, libdevice.as_deref())
+        .map_err(|e| anyhow::anyhow!("{}", e.replace(":\n", ": ").replace('\n', "; ")))
+}
+
+/// Refused in `run` before anything is loaded.
+#[cfg(not(feature = "cuda"))]
+fn ptx(_: &str, _: &str) -> Result<String> {
+    bail!("--format ptx needs a build with `--features cuda`")
 }
 
 /// What `dump` prints at the end.

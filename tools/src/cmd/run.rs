@@ -19,7 +19,8 @@ pub struct RunArgs {
     /// Write each output to DIR/<output name>.npy (characters outside [A-Za-z0-9_.-] become `_`).
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Where to run: `cpu` (native code) or `interp` (the reference interpreter).
+    /// Where to run: `cpu` (native code), `interp` (the reference interpreter) or `cuda` (an
+    /// NVIDIA GPU; builds with the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub backend: Backend,
     /// Threads the cpu backend may use (default: one per core).

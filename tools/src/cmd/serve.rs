@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// Threads each model's kernels may use [default: one per core]
     #[arg(long)]
     threads: Option<usize>,
+    /// Where the models run: `cpu` (native code), `interp` (the reference interpreter) or `cuda` (an NVIDIA GPU; builds with the `cuda` feature)
+    #[arg(long, default_value = "cpu")]
+    backend: lathe_runtime::Backend,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -102,6 +105,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             batch_timeout: Duration::from_micros(a.batch_timeout_micros),
         }),
         threads: a.threads,
+        backend: a.backend,
     };
     lathe_serve::run(config).map_err(anyhow::Error::msg)
 }

@@ -110,28 +110,32 @@ impl Ctx<'_> {
         let compute = Compute::of(d)?;
         let zero = scalar::zero(&mut self.e, compute);
         let (mul, add) = (Op::Binary(BinaryOp::Mul), Op::Binary(BinaryOp::Add));
-        let acc = self.fold(sizes, &[(zero.name, compute.name())], &mut |c, point, acc| {
-            let mut product: Option<Scalar> = None;
-            for (v, axes) in operands {
-                let at: Vec<String> = (axes.iter())
-                    .map(|a| match a {
-                        Ax::Out(k) => coords[*k].clone(),
-                        Ax::Sum(k) => point[*k].clone(),
-                    })
-                    .collect();
-                let x = c.at(*v, &at)?;
-                product = Some(match product {
-                    None => x,
-                    Some(p) => scalar::op(&mut c.e, &mul, &[p, x], &[d, d], d)?,
-                });
-            }
-            let a = Scalar {
-                name: acc[0].clone(),
-                ty: compute,
-            };
-            let p = product.ok_or("a contraction without operands")?;
-            Ok(vec![scalar::op(&mut c.e, &add, &[a, p], &[d, d], d)?.name])
-        })?;
+        let acc = self.fold(
+            sizes,
+            &[(zero.name, compute.name())],
+            &mut |c, point, acc| {
+                let mut product: Option<Scalar> = None;
+                for (v, axes) in operands {
+                    let at: Vec<String> = (axes.iter())
+                        .map(|a| match a {
+                            Ax::Out(k) => coords[*k].clone(),
+                            Ax::Sum(k) => point[*k].clone(),
+                        })
+                        .collect();
+                    let x = c.at(*v, &at)?;
+                    product = Some(match product {
+                        None => x,
+                        Some(p) => scalar::op(&mut c.e, &mul, &[p, x], &[d, d], d)?,
+                    });
+                }
+                let a = Scalar {
+                    name: acc[0].clone(),
+                    ty: compute,
+                };
+                let p = product.ok_or("a contraction without operands")?;
+                Ok(vec![scalar::op(&mut c.e, &add, &[a, p], &[d, d], d)?.name])
+            },
+        )?;
         Ok(Scalar {
             name: acc[0].clone(),
             ty: compute,
@@ -161,7 +165,10 @@ impl Ctx<'_> {
         let (channels, first) = if depthwise {
             let m = self.e.index(fd[3] as i64);
             let ci = self.e.assign(format!("arith.divui {co}, {m} : index"));
-            (1, Some((ci, self.e.assign(format!("arith.remui {co}, {m} : index")))))
+            (
+                1,
+                Some((ci, self.e.assign(format!("arith.remui {co}, {m} : index")))),
+            )
         } else {
             let groups = win.c / fd[2].max(1);
             if groups == 0 || win.c % fd[2].max(1) != 0 || fd[3] % groups.max(1) != 0 {
@@ -178,39 +185,49 @@ impl Ctx<'_> {
         };
         let (base, fcol) = first.expect("set");
         let zero = scalar::zero(&mut self.e, compute);
-        let acc = self.fold(&[win.kh, win.kw], &[(zero.name, t.clone())], &mut |c, tap, acc| {
-            let (iy, ix, inside) = c.tap(&win, &oy, &ox, &tap[0], &tap[1]);
-            let carried = acc[0].clone();
-            let r = c.if_else(
-                &inside,
-                std::slice::from_ref(&t),
-                |c| {
-                    let r = c.fold(&[channels], &[(carried.clone(), t.clone())], &mut |c, ch, acc| {
-                        let (ci, fi) = if depthwise {
-                            (base.clone(), base.clone())
-                        } else {
-                            let ci = c.e.assign(format!("arith.addi {base}, {} : index", ch[0]));
-                            (ci, ch[0].clone())
-                        };
-                        let mut at = vec![String::new(); 4];
-                        for (k, v) in axes.iter().zip([&n, &iy, &ix, &ci]) {
-                            at[*k] = v.clone();
-                        }
-                        let xv = c.at(x, &at)?;
-                        let fv = c.at(f, &[tap[0].clone(), tap[1].clone(), fi, fcol.clone()])?;
-                        let p = scalar::op(&mut c.e, &mul, &[xv, fv], &[d, d], d)?;
-                        let a = Scalar {
-                            name: acc[0].clone(),
-                            ty: compute,
-                        };
-                        Ok(vec![scalar::op(&mut c.e, &add, &[a, p], &[d, d], d)?.name])
-                    })?;
-                    Ok(r)
-                },
-                |_| Ok(vec![carried.clone()]),
-            )?;
-            Ok(r)
-        })?;
+        let acc = self.fold(
+            &[win.kh, win.kw],
+            &[(zero.name, t.clone())],
+            &mut |c, tap, acc| {
+                let (iy, ix, inside) = c.tap(&win, &oy, &ox, &tap[0], &tap[1]);
+                let carried = acc[0].clone();
+                let r = c.if_else(
+                    &inside,
+                    std::slice::from_ref(&t),
+                    |c| {
+                        let r = c.fold(
+                            &[channels],
+                            &[(carried.clone(), t.clone())],
+                            &mut |c, ch, acc| {
+                                let (ci, fi) = if depthwise {
+                                    (base.clone(), base.clone())
+                                } else {
+                                    let ci =
+                                        c.e.assign(format!("arith.addi {base}, {} : index", ch[0]));
+                                    (ci, ch[0].clone())
+                                };
+                                let mut at = vec![String::new(); 4];
+                                for (k, v) in axes.iter().zip([&n, &iy, &ix, &ci]) {
+                                    at[*k] = v.clone();
+                                }
+                                let xv = c.at(x, &at)?;
+                                let fv =
+                                    c.at(f, &[tap[0].clone(), tap[1].clone(), fi, fcol.clone()])?;
+                                let p = scalar::op(&mut c.e, &mul, &[xv, fv], &[d, d], d)?;
+                                let a = Scalar {
+                                    name: acc[0].clone(),
+                                    ty: compute,
+                                };
+                                Ok(vec![scalar::op(&mut c.e, &add, &[a, p], &[d, d], d)?.name])
+                            },
+                        )?;
+                        Ok(r)
+                    },
+                    |_| Ok(vec![carried.clone()]),
+                )?;
+                Ok(r)
+            },
+        )?;
         Ok(Scalar {
             name: acc[0].clone(),
             ty: compute,
@@ -289,12 +306,9 @@ impl Ctx<'_> {
                                 Compute::Int { .. } => "arith.cmpi ugt",
                                 _ => "arith.cmpf ogt",
                             };
-                            let greater =
-                                c.e.assign(format!("{gt}, {}, {} : {t}", v.name, a.name));
-                            let take = c.e.assign(format!(
-                                "arith.ori {greater}, {} : i1",
-                                carried[1]
-                            ));
+                            let greater = c.e.assign(format!("{gt}, {}, {} : {t}", v.name, a.name));
+                            let take =
+                                c.e.assign(format!("arith.ori {greater}, {} : i1", carried[1]));
                             c.e.assign(format!("arith.select {take}, {}, {} : {t}", v.name, a.name))
                         } else {
                             scalar::op(&mut c.e, &add, &[a, v], &[d, d], d)?.name

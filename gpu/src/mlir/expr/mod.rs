@@ -48,6 +48,11 @@ pub struct Built {
     pub text: String,
 }
 
+/// The body of a [`Ctx::fold`]: given the grid point's coordinates and the carried values,
+/// their next values.
+pub type FoldBody<'b> =
+    dyn FnMut(&mut Ctx, &[String], &[String]) -> Result<Vec<String>, String> + 'b;
+
 /// Where a kernel's leaves are.
 enum Leaves<'g> {
     /// The body of a fused node: `input k` is the node's input `inputs[k]`.
@@ -188,7 +193,7 @@ impl<'g> Ctx<'g> {
         &mut self,
         sizes: &[usize],
         inits: &[(String, String)],
-        body: &mut dyn FnMut(&mut Ctx, &[String], &[String]) -> Result<Vec<String>, String>,
+        body: &mut FoldBody,
     ) -> Result<Vec<String>, String> {
         let mut point = Vec::new();
         self.nest(sizes, &mut point, inits, body)
@@ -199,7 +204,7 @@ impl<'g> Ctx<'g> {
         sizes: &[usize],
         point: &mut Vec<String>,
         inits: &[(String, String)],
-        body: &mut dyn FnMut(&mut Ctx, &[String], &[String]) -> Result<Vec<String>, String>,
+        body: &mut FoldBody,
     ) -> Result<Vec<String>, String> {
         let Some((&n, rest)) = sizes.split_first() else {
             let values: Vec<String> = inits.iter().map(|(v, _)| v.clone()).collect();
@@ -217,7 +222,12 @@ impl<'g> Ctx<'g> {
     }
 
     /// Computes `v` (of type `ty`) at `coords`, in the current scope.
-    fn compute(&mut self, v: ValueId, ty: &TensorType, coords: &[String]) -> Result<Scalar, String> {
+    fn compute(
+        &mut self,
+        v: ValueId,
+        ty: &TensorType,
+        coords: &[String],
+    ) -> Result<Scalar, String> {
         let node = self.g.node(v.node);
         if let Some(arg) = self.leaf(v)? {
             return self.load(arg, ty, coords);

@@ -109,13 +109,8 @@ impl Ctx<'_> {
                     _ => ("arith.mulf", "arith.addf"),
                 };
                 let step = self.e.assign(format!("{mul} {i}, {} : {t}", delta.name));
-                let name = self
-                    .e
-                    .assign(format!("{add} {}, {step} : {t}", start.name));
-                Ok(Scalar {
-                    name,
-                    ty: start.ty,
-                })
+                let name = self.e.assign(format!("{add} {}, {step} : {t}", start.name));
+                Ok(Scalar { name, ty: start.ty })
             }
             op => Err(format!("op {} is not lowered to MLIR yet", op.mnemonic())),
         }
@@ -225,10 +220,15 @@ impl Ctx<'_> {
                     let low = self.offset(&neg, -shift);
                     let top = self.e.index(2 * n - 2 + shift);
                     let high = self.e.assign(format!("arith.subi {top}, {s} : index"));
-                    let below = self.e.assign(format!("arith.cmpi slt, {s}, {zero} : index"));
+                    let below = self
+                        .e
+                        .assign(format!("arith.cmpi slt, {s}, {zero} : index"));
                     let above = self.e.assign(format!("arith.cmpi sge, {s}, {ni} : index"));
-                    let a = self.e.assign(format!("arith.select {above}, {high}, {s} : index"));
-                    self.e.assign(format!("arith.select {below}, {low}, {a} : index"))
+                    let a = self
+                        .e
+                        .assign(format!("arith.select {above}, {high}, {s} : index"));
+                    self.e
+                        .assign(format!("arith.select {below}, {low}, {a} : index"))
                 }
                 PadMode::Wrap => {
                     let r = self.e.assign(format!("arith.remsi {s}, {ni} : index"));
@@ -270,8 +270,12 @@ impl Ctx<'_> {
         let indices = dims(self.g.value_type(inputs[1]))?;
         let axis = self.axis(inputs[2], params.len())?;
         let ri = indices.len() as i64;
-        let b = usize::try_from(if batch_dims < 0 { batch_dims + ri } else { batch_dims })
-            .map_err(|_| format!("batch_dims {batch_dims} is out of range"))?;
+        let b = usize::try_from(if batch_dims < 0 {
+            batch_dims + ri
+        } else {
+            batch_dims
+        })
+        .map_err(|_| format!("batch_dims {batch_dims} is out of range"))?;
         let width = indices.len() - b;
         let mut ic: Vec<String> = coords[..b].to_vec();
         ic.extend_from_slice(&coords[axis..axis + width]);
@@ -293,18 +297,26 @@ impl Ctx<'_> {
             .assign(format!("arith.index_cast {} : {t} to index", raw.name));
         let zero = self.e.index(0);
         let ni = self.e.index(n);
-        let neg = self.e.assign(format!("arith.cmpi slt, {i}, {zero} : index"));
+        let neg = self
+            .e
+            .assign(format!("arith.cmpi slt, {i}, {zero} : index"));
         let wrapped = self.e.assign(format!("arith.addi {i}, {ni} : index"));
-        let r = self.e.assign(format!("arith.select {neg}, {wrapped}, {i} : index"));
+        let r = self
+            .e
+            .assign(format!("arith.select {neg}, {wrapped}, {i} : index"));
         let bad = self.e.assign(format!("arith.cmpi uge, {r}, {ni} : index"));
         let fault = self.fault_arg()?;
         self.when(&bad, |c| {
             let one = c.e.assign("arith.constant 1 : i32");
             let zero = c.e.index(0);
-            c.e.line(format!("memref.store {one}, %a{fault}[{zero}] : memref<1xi32>"));
+            c.e.line(format!(
+                "memref.store {one}, %a{fault}[{zero}] : memref<1xi32>"
+            ));
             Ok(())
         })?;
-        Ok(self.e.assign(format!("arith.select {bad}, {zero}, {r} : index")))
+        Ok(self
+            .e
+            .assign(format!("arith.select {bad}, {zero}, {r} : index")))
     }
 
     /// The fault flag's argument.
@@ -321,13 +333,16 @@ impl Ctx<'_> {
     /// Index `c` as a value of type `ty`.
     pub(super) fn of_index(&mut self, c: &str, ty: Compute) -> String {
         match ty {
-            Compute::Int { bits, .. } => {
-                self.e.assign(format!("arith.index_cast {c} : index to i{bits}"))
-            }
+            Compute::Int { bits, .. } => self
+                .e
+                .assign(format!("arith.index_cast {c} : index to i{bits}")),
             Compute::I1 => self.e.assign(format!("arith.index_cast {c} : index to i1")),
             f => {
-                let i = self.e.assign(format!("arith.index_cast {c} : index to i64"));
-                self.e.assign(format!("arith.sitofp {i} : i64 to {}", f.name()))
+                let i = self
+                    .e
+                    .assign(format!("arith.index_cast {c} : index to i64"));
+                self.e
+                    .assign(format!("arith.sitofp {i} : i64 to {}", f.name()))
             }
         }
     }

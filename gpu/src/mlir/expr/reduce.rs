@@ -97,7 +97,9 @@ impl Ctx<'_> {
                     name: acc[0].clone(),
                     ty: compute,
                 };
-                Ok(vec![scalar::op(&mut c.e, &combine, &[a, v], &[d, d], d)?.name])
+                Ok(vec![
+                    scalar::op(&mut c.e, &combine, &[a, v], &[d, d], d)?.name,
+                ])
             },
         )?;
         let sum = Scalar {
@@ -156,7 +158,9 @@ impl Ctx<'_> {
                 let v = c.at(x, &at)?;
                 let diff = c.e.assign(format!("arith.subf {}, {m} : {t}", v.name));
                 let exp = c.e.assign(format!("math.exp {diff} : {t}"));
-                Ok(vec![c.e.assign(format!("arith.addf {}, {exp} : {t}", acc[0]))])
+                Ok(vec![c
+                    .e
+                    .assign(format!("arith.addf {}, {exp} : {t}", acc[0]))])
             })?;
             Ok(vec![m, s[0].clone()])
         })?;

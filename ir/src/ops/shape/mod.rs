@@ -18,8 +18,8 @@ mod slice;
 mod trilu;
 
 pub use index::resolve_index;
-pub use slice::strided_slice_selection;
 pub use scatter::Combine;
+pub use slice::strided_slice_selection;
 pub use trilu::trilu_keeps;
 
 use super::common::{const_ints, expect_int};

@@ -130,6 +130,16 @@ impl Device for CudaDevice {
             .map_err(|e| format!("allocating {len} bytes on the device: {e}"))
     }
 
+    fn alloc_output(&mut self, len: usize) -> Result<CudaSlice<u8>, String> {
+        let len = len.max(1);
+        if let Some(buf) = self.free.get_mut(&len).and_then(Vec::pop) {
+            return Ok(buf);
+        }
+        // SAFETY: the kernel writes every byte of its output before anything reads it.
+        unsafe { self.stream.alloc::<u8>(len) }
+            .map_err(|e| format!("allocating {len} bytes on the device: {e}"))
+    }
+
     fn download(&mut self, buf: &CudaSlice<u8>, len: usize) -> Result<Vec<u8>, String> {
         let mut bytes = (self.stream)
             .clone_dtoh(buf)

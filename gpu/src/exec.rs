@@ -19,6 +19,11 @@ pub trait Device {
     fn upload(&mut self, bytes: &[u8]) -> Result<Self::Buf, String>;
     /// A buffer of `len` bytes, zeroed.
     fn alloc_zeroed(&mut self, len: usize) -> Result<Self::Buf, String>;
+    /// A buffer of `len` bytes for a kernel's output, which the kernel writes whole: its
+    /// contents before need not be zero.
+    fn alloc_output(&mut self, len: usize) -> Result<Self::Buf, String> {
+        self.alloc_zeroed(len)
+    }
     /// The first `len` bytes of `buf`.
     fn download(&mut self, buf: &Self::Buf, len: usize) -> Result<Vec<u8>, String>;
     /// Runs `kernel` (one thread per element) on `args`: its arguments, then its outputs.
@@ -204,7 +209,7 @@ impl<D: Device> Loaded<D> {
             let mut outs = Vec::new();
             for (j, ty) in k.outputs.iter().enumerate() {
                 let len = byte_len(ty).map_err(node_err)?;
-                let buf = Arc::new(device.alloc_zeroed(len.max(1)).map_err(node_err)?);
+                let buf = Arc::new(device.alloc_output(len.max(1)).map_err(node_err)?);
                 outs.push((
                     ValueId {
                         node: k.node,

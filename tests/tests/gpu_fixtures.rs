@@ -162,3 +162,49 @@ fn every_fixture_assembles_for_sm_80_and_sm_90() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The benchmark models (`benches/make_models.py DIR`: `DIR/NAME/model.onnx`, `input.npy`,
+/// `output.npy`, one input and one output each) on the host through MLIR's JIT, against
+/// onnxruntime's outputs. Too slow for every run (the kernels are loops, run on one core):
+/// `LATHE_BENCH_MODELS=DIR cargo test -p lathe-tests --features cuda --test gpu_fixtures --
+/// --ignored`.
+#[test]
+#[ignore]
+fn benchmark_models_run_their_mlir_kernels_on_the_host() {
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("LATHE_BENCH_MODELS").expect("LATHE_BENCH_MODELS names the models"),
+    );
+    let mut failures = vec![];
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the models directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.onnx").is_file())
+        .collect();
+    names.sort();
+    for m in names {
+        let start = std::time::Instant::now();
+        let model = Model::open(
+            &m.join("model.onnx"),
+            ModelOptions {
+                backend: Backend::Interp,
+                ..ModelOptions::default()
+            },
+        )
+        .expect("the model loads");
+        let x = lathe_tests::read_npy(&m.join("input.npy"));
+        let want = lathe_tests::read_npy(&m.join("output.npy"));
+        let (specialized, _) = model
+            .optimized_graph(&[x.ty()], &mut NoHooks)
+            .expect("the model optimizes");
+        let mut device = HostDevice::new();
+        let got = Loaded::new(&mut device, specialized.into_graph())
+            .and_then(|l| l.run(&mut device, &[x]))
+            .map_err(|e| e.to_string())
+            .and_then(|o| compare(&o[0], &want, tolerance(&want)).map_err(|e| e.to_string()));
+        eprintln!("{}: {:?} in {:.1?}", m.display(), got, start.elapsed());
+        if let Err(e) = got {
+            failures.push(format!("{}: {e}", m.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -4,7 +4,7 @@
 //! By default it shows exactly what `lathe run` executes: the graph specialized to the input
 //! shapes (`--input`, `--shape`, or the declared ones with unknown dims bound to 1) and
 //! optimized by the same pipeline the runtime uses; `--format plan` prints the CPU plan compiled
-//! from it, `--format mlir` the MLIR of its elementwise kernels (the GPU backend's lowering),
+//! from it, `--format mlir` the MLIR of its kernels (the GPU backend's lowering),
 //! `--format ptx` their PTX for `--chip` (with the `cuda` feature: MLIR in-process).
 //! `--generic` optimizes the graph as imported instead, symbolic dims and all.
 
@@ -33,8 +33,8 @@ pub enum Format {
     /// The CPU plan compiled from the optimized specialization: steps, kernels, buffers and
     /// their arena offsets.
     Plan,
-    /// The MLIR the GPU backend writes for the optimized specialization's elementwise kernels
-    /// (one `gpu.func` each); the kernels it does not lower yet are listed after the module.
+    /// The MLIR the GPU backend writes for the optimized specialization (one `gpu.func` per
+    /// computing node); the views (reshapes, identities) are listed after the module.
     Mlir,
     /// One PTX module with every kernel of `--format mlir`, for `--chip`, by MLIR in-process
     /// (a build with the `cuda` feature); math functions come from CUDA's libdevice when

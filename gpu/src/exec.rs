@@ -4,8 +4,8 @@
 //! inputs and outputs. The device is the CUDA one (`cuda::CudaDevice`) or the host running the
 //! kernels' host functions (`host_device::HostDevice`, which checks the lowering without a GPU).
 
-use crate::mlir::{lower_graph, Arg, Kernel, LowerError, Lowered};
-use lathe_ir::{DType, Graph, NodeId, Op, Tensor, TensorType, ValueId};
+use crate::mlir::{element, lower_graph, Arg, Kernel, LowerError, Lowered};
+use lathe_ir::{Graph, Op, Tensor, TensorType, ValueId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -72,13 +72,8 @@ fn byte_len(ty: &TensorType) -> Result<usize, String> {
         .shape
         .as_known()
         .ok_or_else(|| format!("the shape {ty} is not known: run a specialized graph"))?;
-    let elem = match ty.dtype {
-        DType::Bool | DType::I8 | DType::U8 => 1,
-        DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
-        DType::F32 | DType::I32 | DType::U32 => 4,
-        DType::F64 | DType::I64 | DType::U64 => 8,
-        d => return Err(format!("{d} tensors are not run on this device yet")),
-    };
+    let (_, bits) = element(ty.dtype)?;
+    let elem = bits / 8;
     Ok(dims.iter().product::<usize>() * elem)
 }
 
@@ -102,38 +97,36 @@ impl<D: Device> Loaded<D> {
         let resolve = |v: ValueId| *source.get(&v).unwrap_or(&v);
         let mut readers: HashMap<ValueId, usize> = HashMap::new();
         let mut constants = HashMap::new();
-        let mut weights = Vec::new();
-        for k in &lowered.kernels {
-            let mut w = Vec::new();
-            for a in &k.args {
-                match a {
-                    Arg::Value(v) => {
-                        let v = resolve(*v);
-                        *readers.entry(v).or_default() += 1;
-                        if let (Op::Const(t), false) =
-                            (&graph.node(v.node).op, constants.contains_key(&v))
-                        {
-                            let buf = device.upload(&t.to_le_bytes()).map_err(ExecError::Device)?;
-                            constants.insert(v, Arc::new(buf));
-                        }
-                        w.push(None);
-                    }
-                    Arg::Weight(t) => {
-                        let buf = device.upload(&t.to_le_bytes()).map_err(ExecError::Device)?;
-                        w.push(Some(Arc::new(buf)));
-                    }
-                    Arg::Fault => w.push(None),
-                }
-            }
-            weights.push(w);
-        }
-        for o in graph.outputs() {
-            let v = resolve(o.value);
+        // A value read by a kernel or as an output: counted, and uploaded once if a constant.
+        let mut read = |device: &mut D, v: ValueId| -> Result<(), ExecError> {
+            let v = resolve(v);
             *readers.entry(v).or_default() += 1;
             if let (Op::Const(t), false) = (&graph.node(v.node).op, constants.contains_key(&v)) {
                 let buf = device.upload(&t.to_le_bytes()).map_err(ExecError::Device)?;
                 constants.insert(v, Arc::new(buf));
             }
+            Ok(())
+        };
+        let mut weights = Vec::new();
+        for k in &lowered.kernels {
+            let mut w = Vec::new();
+            for a in &k.args {
+                w.push(match a {
+                    Arg::Value(v) => {
+                        read(device, *v)?;
+                        None
+                    }
+                    Arg::Weight(t) => {
+                        let buf = device.upload(&t.to_le_bytes()).map_err(ExecError::Device)?;
+                        Some(Arc::new(buf))
+                    }
+                    Arg::Fault => None,
+                });
+            }
+            weights.push(w);
+        }
+        for o in graph.outputs() {
+            read(device, o.value)?;
         }
         Ok(Loaded {
             graph,
@@ -143,6 +136,11 @@ impl<D: Device> Loaded<D> {
             readers,
             source,
         })
+    }
+
+    /// The buffer `v` lives in: its own, or a view's source's.
+    fn resolve(&self, v: ValueId) -> ValueId {
+        *self.source.get(&v).unwrap_or(&v)
     }
 
     /// The lowered module (what `--format mlir` prints).
@@ -161,8 +159,8 @@ impl<D: Device> Loaded<D> {
                 inputs.len()
             )));
         }
-        let resolve = |v: ValueId| *self.source.get(&v).unwrap_or(&v);
-        let mut live: HashMap<ValueId, Arc<D::Buf>> = self.constants.clone();
+        // This call's buffers (constants are looked up in `self.constants`, not copied here).
+        let mut live: HashMap<ValueId, Arc<D::Buf>> = HashMap::new();
         let mut left = self.readers.clone();
         for (index, (i, t)) in g.inputs().iter().zip(inputs).enumerate() {
             let bad = |message: String| ExecError::Input {
@@ -192,9 +190,11 @@ impl<D: Device> Loaded<D> {
             for (a, w) in k.args.iter().zip(w) {
                 match (a, w) {
                     (Arg::Value(v), _) => {
-                        let buf = live.get(&resolve(*v)).ok_or_else(|| {
-                            node_err(format!("no buffer for its input {v:?} (not computed)"))
-                        })?;
+                        let v = self.resolve(*v);
+                        let buf =
+                            (live.get(&v).or_else(|| self.constants.get(&v))).ok_or_else(|| {
+                                node_err(format!("no buffer for its input {v:?} (not computed)"))
+                            })?;
                         held.push(buf.clone());
                     }
                     (Arg::Weight(_), Some(buf)) => held.push(buf.clone()),
@@ -244,10 +244,10 @@ impl<D: Device> Loaded<D> {
             // Release what no later kernel (or output) reads.
             for a in &k.args {
                 if let Arg::Value(v) = a {
-                    let v = resolve(*v);
+                    let v = self.resolve(*v);
                     if let Some(n) = left.get_mut(&v) {
                         *n -= 1;
-                        if *n == 0 && !self.constants.contains_key(&v) {
+                        if *n == 0 {
                             if let Some(buf) = live.remove(&v).and_then(|b| Arc::try_unwrap(b).ok())
                             {
                                 device.release(buf);
@@ -259,9 +259,9 @@ impl<D: Device> Loaded<D> {
         }
         let mut results = Vec::new();
         for o in g.outputs() {
-            let v = resolve(o.value);
+            let v = self.resolve(o.value);
             let ty = g.value_type(o.value);
-            let buf = live.get(&v).ok_or_else(|| {
+            let buf = (live.get(&v).or_else(|| self.constants.get(&v))).ok_or_else(|| {
                 ExecError::Device(format!("output `{}` was not computed", o.name))
             })?;
             let len = byte_len(ty).map_err(ExecError::Device)?;
@@ -270,18 +270,11 @@ impl<D: Device> Loaded<D> {
             let t = Tensor::from_le_bytes(ty.dtype, &dims, &bytes).map_err(ExecError::Device)?;
             results.push(t);
         }
-        for (v, buf) in live {
-            if !self.constants.contains_key(&v) {
-                if let Ok(buf) = Arc::try_unwrap(buf) {
-                    device.release(buf);
-                }
+        for buf in live.into_values() {
+            if let Ok(buf) = Arc::try_unwrap(buf) {
+                device.release(buf);
             }
         }
         Ok(results)
-    }
-
-    /// The graph's node `id`'s kernel, if it has one.
-    pub fn kernel_of(&self, id: NodeId) -> Option<&Kernel> {
-        self.lowered.kernels.iter().find(|k| k.node == id)
     }
 }

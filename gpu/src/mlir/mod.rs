@@ -20,6 +20,7 @@ pub mod native;
 mod scalar;
 
 pub use expr::Arg;
+pub use kernel::element;
 use lathe_ir::{Graph, NodeId, Op, TensorType, ValueId};
 use std::fmt::Write as _;
 

@@ -19,7 +19,7 @@ mod reduce;
 use super::emit::{Emitter, Regions};
 use super::kernel::{dims, storage};
 use super::scalar::{self, Compute, Scalar};
-use lathe_ir::{DType, Graph, NodeId, Op, Tensor, TensorType, ValueId};
+use lathe_ir::{Graph, NodeId, Op, Tensor, TensorType, ValueId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -274,7 +274,7 @@ impl<'g> Ctx<'g> {
                     lathe_ir::ops::DataFormat::Nhwc => coords.len() - 1,
                     lathe_ir::ops::DataFormat::Nchw => 1,
                 };
-                self.batch_norm(&inputs, coords, axis, *epsilon, out)
+                self.batch_norm(&inputs, coords, axis, *epsilon)
             }
             Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims => {
                 let x = inputs[0];
@@ -437,7 +437,6 @@ impl<'g> Ctx<'g> {
         coords: &[String],
         axis: usize,
         epsilon: f32,
-        out: DType,
     ) -> Result<Scalar, String> {
         let x = self.at(inputs[0], coords)?;
         let ch = &coords[axis..=axis];
@@ -453,7 +452,6 @@ impl<'g> Ctx<'g> {
         let scaled = e.assign(format!("arith.mulf {centered}, {} : {t}", scale.name));
         let normed = e.assign(format!("arith.divf {scaled}, {root} : {t}"));
         let name = e.assign(format!("arith.addf {normed}, {} : {t}", offset.name));
-        let _ = out;
         Ok(Scalar { name, ty: x.ty })
     }
 }

@@ -6,7 +6,7 @@ use lathe_ir::{DType, Dim, Graph, Shape, Tensor, TensorType};
 use lathe_runtime::{Backend, Model};
 use std::sync::Arc;
 
-/// `x: f32[?batch, 8]` → `x @ w` (w: 8×16), and `x @ w + b` with `b` read from memory.
+/// `x: f32[?batch, 8]` → `x @ w` (w: 8×16).
 fn dense() -> Graph {
     let mut g = Graph::new("dense");
     let batch = Shape(vec![Dim::sym("batch"), Dim::Known(8)]);
@@ -45,35 +45,52 @@ fn weight(g: &Graph) -> Arc<Tensor> {
 #[test]
 fn a_packed_weight_is_not_kept_in_the_plan() {
     let model = Model::new(dense(), Backend::Cpu).unwrap();
-    // Four rows: a GEMM, so the weight is packed and the plan needs no other copy.
-    let spec = model
-        .specialize_for(&[TensorType::known(DType::F32, &[4, 8])])
-        .unwrap();
-    let plan = spec.cpu_plan().expect("a cpu plan");
-    assert!(plan.stats().gemm_steps > 0, "{:?}", plan.stats());
-    assert!(
-        plan.constants().iter().all(|t| t.shape() != [8, 16]),
-        "the packed weight is still a constant of the plan"
-    );
-    // And it still computes `x @ w`.
-    let x = Tensor::from_vec(&[4, 8], (0..32).map(|i| (i % 5) as f32).collect());
-    let got = model.run(&[("x", x.clone())]).unwrap();
-    let want = lathe_ir::interp::run(&dense(), &[x]).unwrap();
-    assert_eq!(got[0].1.to_f64_vec(), want[0].to_f64_vec());
+    // Four rows (a GEMM) and one row (a matrix-vector product): both read the weight packed,
+    // so the plan needs no other copy.
+    for rows in [4, 1] {
+        let spec = model
+            .specialize_for(&[TensorType::known(DType::F32, &[rows, 8])])
+            .unwrap();
+        let plan = spec.cpu_plan().expect("a cpu plan");
+        assert!(plan.stats().gemm_steps > 0, "{:?}", plan.stats());
+        assert!(
+            plan.constants().iter().all(|t| t.shape() != [8, 16]),
+            "{rows} rows: the packed weight is still a constant of the plan"
+        );
+        // And it still computes `x @ w`.
+        let x = Tensor::from_vec(&[rows, 8], (0..8 * rows).map(|i| (i % 5) as f32).collect());
+        let got = model.run(&[("x", x.clone())]).unwrap();
+        let want = lathe_ir::interp::run(&dense(), &[x]).unwrap();
+        assert_eq!(got[0].1.to_f64_vec(), want[0].to_f64_vec());
+    }
 }
 
 #[test]
 fn an_unpacked_weight_is_shared_with_the_graph_not_copied() {
-    let model = Model::new(dense(), Backend::Cpu).unwrap();
-    // One row: a matrix-vector product streams the weight as is, from the graph's tensor.
+    // `w @ x`: a constant left operand is read from memory as it is (only B is packed).
+    let mut g = Graph::new("left");
+    let cols = Shape(vec![Dim::Known(8), Dim::sym("n")]);
+    let x = g.add_input("x", TensorType::new(DType::F32, cols));
+    let w = g.add_const(
+        Tensor::from_vec(&[16, 8], (0..128).map(|i| i as f32 / 64.0).collect()),
+        "w",
+    );
+    let mm = Op::MatMul {
+        transpose_a: false,
+        transpose_b: false,
+    };
+    let y = g.add_node(mm, vec![w, x], "y").unwrap();
+    g.add_output("y", lathe_ir::ValueId::first(y)).unwrap();
+    let model = Model::new(g, Backend::Cpu).unwrap();
     let spec = model
-        .specialize_for(&[TensorType::known(DType::F32, &[1, 8])])
+        .specialize_for(&[TensorType::known(DType::F32, &[8, 4])])
         .unwrap();
     let plan = spec.cpu_plan().expect("a cpu plan");
     let held = plan.constants();
-    let w = weight(model.graph().unwrap());
+    let w = constants_shaped(model.graph().unwrap(), &[16, 8]);
+    assert_eq!(w.len(), 1, "one weight in the graph");
     assert!(
-        held.iter().any(|t| Arc::ptr_eq(t, &w)),
+        held.iter().any(|t| Arc::ptr_eq(t, &w[0])),
         "the plan copied the weight instead of sharing it"
     );
 }

@@ -12,7 +12,7 @@ use super::error::CpuError;
 use super::plan::*;
 use super::threads::ThreadPool;
 use crate::kernels::gemm::{sgemm, MatMut, MatRef};
-use crate::kernels::gemv::gemv;
+use crate::kernels::gemv::{gemv, gemv_packed};
 use crate::kernels::generic_gemm::{self, GemmDims};
 use crate::kernels::packed::{gemm_packed, PackedB};
 use lathe_ir::{DType, Tensor};
@@ -683,9 +683,18 @@ impl Frame {
         let batches = g.batch_count();
         let dense_c_row = g.c == (g.n, 1);
         if batches == 1 && g.m == 1 && dense_c_row && g.n >= 64 && g.k > 0 {
-            // Batch-1 dense layer: memory-bound, split over columns.
+            // Batch-1 dense layer: memory-bound, split over columns (whole panels of a
+            // packed B).
             let tasks = (g.n / 64).clamp(1, threads);
-            let chunk = g.n.div_ceil(tasks);
+            let panel = packed.map_or(1, |p| p.panel_width());
+            let chunk = g.n.div_ceil(tasks).next_multiple_of(panel);
+            // A's one row, contiguous for a packed B (copied only when its column stride is
+            // not 1).
+            let a_row: std::borrow::Cow<'_, [f32]> = match (packed, g.a.1) {
+                (None, _) => (&[][..]).into(),
+                (Some(_), 1) => a_all[..g.k].into(),
+                (Some(_), s) => (0..g.k).map(|p| a_all[p * s]).collect(),
+            };
             let av = MatRef {
                 data: a_all,
                 rows: 1,
@@ -704,7 +713,10 @@ impl Frame {
                 let out = unsafe {
                     std::slice::from_raw_parts_mut(c_ptr.get().add(cols.start), cols.len())
                 };
-                gemv(av, bv, cols, out);
+                match packed {
+                    Some(p) => gemv_packed(&a_row, p, cols, out),
+                    None => gemv(av, bv, cols, out),
+                }
             });
             if let Some(e) = epilogue {
                 self.bind_epilogue(plan, e).run_split(pool);

@@ -681,12 +681,13 @@ impl Builder {
     }
 
     /// B packed for the GEMM kernel, when it is a constant f32 matrix shared by every GEMM of
-    /// the batch (weights) and the product is not a matrix-vector one (which streams B as is).
+    /// the batch (weights). A matrix-vector product reads it packed too: its panels are
+    /// contiguous streams, where B's own rows may share cache sets.
     fn pack(&self, gemm: &BatchedGemm, b: BufId) -> Option<Arc<PackedB>> {
         let StorageKind::Const(t) = &self.storages[self.bufs[b].storage].kind else {
             return None;
         };
-        if gemm.m == 1 || gemm.batch.iter().any(|l| l.1[1] != 0) {
+        if gemm.batch.iter().any(|l| l.1[1] != 0) {
             return None;
         }
         let data = t.as_array::<f32>()?.as_slice()?;

@@ -11,6 +11,11 @@
 //!   columns of `B` (contiguous rows of `Bᵀ`) against every row of `A`, vectorized along `k`,
 //!   summed across lanes at the end.
 //! * Any other strides: a correct scalar loop.
+//! * `B` constant and packed ([`gemv_packed`], one row of `A`): `B` in the GEMM's panel layout
+//!   ([`PackedB`]), so each group of four panels is four contiguous streams. Weights read with
+//!   their own row stride are not: with a power-of-two row length (512 floats: 2 KiB) a column
+//!   block's rows all fall in a sixteenth of L2's sets and evict each other, and a batch-1 MLP
+//!   whose weights fit in L2 streamed them from L3 at half the speed.
 //!
 //! Vectors are AVX-512 or AVX2+FMA, chosen at run time, with a scalar fallback (the shared
 //! [`simd`] layer). More than four rows of `A` are done four at a time.
@@ -18,6 +23,7 @@
 //! [`simd`]: super::simd
 
 use super::gemm::MatRef;
+use super::packed::PackedB;
 use super::simd::{self, Isa, Simd};
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -67,6 +73,124 @@ pub fn gemv(a: MatRef<'_>, b: MatRef<'_>, c_cols: Range<usize>, c: &mut [f32]) {
         dot(isa, &a, &b, c_cols, c);
     } else {
         naive(&a, &b, c_cols, c);
+    }
+}
+
+/// `c[j - cols.start] = Σ_p a[p] · B[p, j]` for every column `j` in `cols`, with `B` packed
+/// (`a` is one row of `A`, contiguous). Threads split `B` by panels: `cols.start` is a
+/// multiple of [`PackedB::panel_width`].
+///
+/// Panics, with a message, when `a` is not `k` long, `cols` is not inside `0..n` or starts
+/// inside a panel, or `c` is not `cols.len()` long.
+pub fn gemv_packed(a: &[f32], b: &PackedB, cols: Range<usize>, c: &mut [f32]) {
+    let nr = b.panel_width();
+    assert!(
+        a.len() == b.k(),
+        "gemv_packed: A has {} elements, B has {} rows",
+        a.len(),
+        b.k()
+    );
+    assert!(
+        cols.start <= cols.end && cols.end <= b.n() && cols.start.is_multiple_of(nr),
+        "gemv_packed: columns {cols:?} out of 0..{} or not from a panel's start ({nr} wide)",
+        b.n()
+    );
+    assert!(
+        c.len() == cols.len(),
+        "gemv_packed: C has {} elements for columns {cols:?}",
+        c.len()
+    );
+    if c.is_empty() {
+        return;
+    }
+    if b.k() == 0 {
+        c.fill(0.0);
+        return;
+    }
+    match b.isa() {
+        // `b` was packed for an instruction set this CPU runs (`PackedB`'s invariant); its
+        // panels are two vectors wide for both.
+        isa @ (Isa::Avx512 | Isa::Avx2) => packed_panels(isa, a, b, cols, c),
+        Isa::Scalar => {
+            for (dst, j) in c.iter_mut().zip(cols) {
+                let (jp, jj) = (j - j % nr, j % nr);
+                let mut acc = 0.0f32;
+                for k0 in (0..b.k()).step_by(b.kc()) {
+                    let block = b.block(k0);
+                    let kb = b.kc().min(b.k() - k0);
+                    for p in 0..kb {
+                        acc += a[k0 + p] * block[jp * kb + p * nr + jj];
+                    }
+                }
+                *dst = acc;
+            }
+        }
+    }
+}
+
+simd::multiversion!(fn packed_panels(a: &[f32], b: &PackedB, cols: Range<usize>, c: &mut [f32]) => packed_panels_generic);
+
+/// [`gemv_packed`] with vectors: four panels at a time, then what is left.
+#[inline(always)]
+fn packed_panels_generic<S: Simd>(a: &[f32], b: &PackedB, cols: Range<usize>, c: &mut [f32]) {
+    let nr = b.panel_width();
+    assert_eq!(
+        nr,
+        2 * S::LANES,
+        "gemv_packed: panels of {nr} for {} lanes",
+        S::LANES
+    );
+    let mut j0 = cols.start;
+    while j0 < cols.end {
+        let panels = (cols.end - j0).div_ceil(nr).min(4);
+        let out = &mut c[j0 - cols.start..];
+        let w = (panels * nr).min(cols.end - j0);
+        match panels {
+            4 => panel_group::<S, 4>(a, b, j0, &mut out[..w]),
+            3 => panel_group::<S, 3>(a, b, j0, &mut out[..w]),
+            2 => panel_group::<S, 2>(a, b, j0, &mut out[..w]),
+            _ => panel_group::<S, 1>(a, b, j0, &mut out[..w]),
+        }
+        j0 += panels * nr;
+    }
+}
+
+/// Columns `j0..j0 + out.len()` (at most `G` panels, `j0` a panel's start) with every
+/// accumulator in a register, summed over all of `B`'s `k` blocks.
+#[inline(always)]
+fn panel_group<S: Simd, const G: usize>(a: &[f32], b: &PackedB, j0: usize, out: &mut [f32]) {
+    let nr = 2 * S::LANES;
+    debug_assert!(out.len() <= G * nr && out.len() > (G - 1) * nr);
+    // SAFETY: block `k0` holds `kb` rows of every panel (`kb × n_pad` floats, `n_pad` a
+    // multiple of `nr` above `j0 + (G - 1) · nr`), so the `G` panels from `j0` are in it;
+    // `k0 + p < k == a.len()`; stores touch `out.len()` floats (masked at the end). The CPU
+    // runs `S` (multiversion!).
+    unsafe {
+        let mut acc = [[S::zero(); 2]; G];
+        let ap = a.as_ptr();
+        for k0 in (0..b.k()).step_by(b.kc()) {
+            let block = b.block(k0);
+            let kb = b.kc().min(b.k() - k0);
+            debug_assert!(j0 * kb + G * nr * kb <= block.len());
+            let base = block.as_ptr().add(j0 * kb);
+            for p in 0..kb {
+                let av = S::splat(*ap.add(k0 + p));
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    let q = base.add((g * kb + p) * nr);
+                    acc[0] = S::fma(av, S::load(q), acc[0]);
+                    acc[1] = S::fma(av, S::load(q.add(S::LANES)), acc[1]);
+                }
+            }
+        }
+        let dst = out.as_mut_ptr();
+        for (v, &x) in acc.iter().flatten().enumerate() {
+            let at = v * S::LANES;
+            if at + S::LANES <= out.len() {
+                S::store(dst.add(at), x);
+            } else if at < out.len() {
+                S::store_n(dst.add(at), x, out.len() - at);
+            }
+        }
     }
 }
 
@@ -383,6 +507,66 @@ mod tests {
             let (m, k, n, layout) = (rng.int(1, 5), rng.int(1, 90), rng.int(1, 90), rng.int(0, 7));
             check(&mut rng, m, k, n, layout);
         }
+    }
+
+    /// Packed `B` for every instruction set this CPU runs, `k` across block boundaries, `n`
+    /// across panel and group edges, and column ranges as threads split them (by panels).
+    #[test]
+    fn packed_matches_naive_product() {
+        let mut rng = Rng(0x9a1d);
+        for &(k, n) in &[
+            (1, 1),
+            (5, 31),
+            (64, 32),
+            (300, 129),
+            (784, 512),
+            (1300, 1000),
+            (0, 40),
+        ] {
+            let a = rng.values(k);
+            let b_data = rng.values(k * n);
+            for bt in [false, true] {
+                let b = if bt {
+                    MatRef::row_major(&b_data, n, k).t()
+                } else {
+                    MatRef::row_major(&b_data, k, n)
+                };
+                let want: Vec<f32> = (0..n)
+                    .map(|j| {
+                        (0..k)
+                            .map(|p| a[p] as f64 * b.data[p * b.strides.0 + j * b.strides.1] as f64)
+                            .sum::<f64>() as f32
+                    })
+                    .collect();
+                let tol = 1e-5 * (k as f32).sqrt().max(1.0) * 2.0;
+                for isa in Isa::all_supported() {
+                    let packed = PackedB::with_isa(b, isa);
+                    let nr = packed.panel_width();
+                    let what = format!("gemv_packed {isa:?} {k}x{n} transposed {bt}");
+                    let mut got = vec![f32::NAN; n];
+                    gemv_packed(&a, &packed, 0..n, &mut got);
+                    assert_close(&got, &want, tol, &what);
+                    let start = rng.int(0, n) / nr * nr;
+                    let end = rng.int(start, n);
+                    let mut got = vec![f32::NAN; end - start];
+                    gemv_packed(&a, &packed, start..end, &mut got);
+                    assert_close(
+                        &got,
+                        &want[start..end],
+                        tol,
+                        &format!("{what} cols {start}..{end}"),
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "not from a panel's start")]
+    fn packed_columns_start_at_a_panel() {
+        let b = [0.0f32; 64];
+        let packed = PackedB::new(MatRef::row_major(&b, 2, 32));
+        gemv_packed(&[0.0; 2], &packed, 1..32, &mut [0.0; 31]);
     }
 
     #[test]

@@ -226,6 +226,24 @@ impl PackedB {
         self.isa
     }
 
+    /// The panel width (columns per panel).
+    pub fn panel_width(&self) -> usize {
+        self.isa.nr()
+    }
+
+    /// Rows per `k` block (the last block may be shorter).
+    pub(super) fn kc(&self) -> usize {
+        self.kc
+    }
+
+    /// The panels of the `k` block starting at row `k0` (a multiple of [`PackedB::kc`]):
+    /// `kb × n_pad` floats, the panel of columns `j0..j0 + nr` (`j0` a multiple of the panel
+    /// width) at `j0 * kb`, row `p` of it at `+ p * nr`, padding columns zero.
+    pub(super) fn block(&self, k0: usize) -> &[f32] {
+        let kb = self.kc.min(self.k - k0);
+        &self.floats()[k0 * self.n_pad..][..kb * self.n_pad]
+    }
+
     fn floats(&self) -> &[f32] {
         match &self.data {
             // SAFETY: `Line` is `repr(C)` around `[f32; 16]` with no padding (64 bytes, align

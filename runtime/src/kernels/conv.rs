@@ -28,7 +28,7 @@
 
 use super::direct_conv::DirectConv;
 use super::gemm::{MatMut, MatRef};
-use super::packed::{gemm_packed, PackedB};
+use super::packed::{gemm_packed, gemm_packed_cols, PackedB};
 use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{ConvAttrs, DataFormat, Op};
 use lathe_ir::{DType, Tensor, TensorType};
@@ -289,6 +289,77 @@ impl Conv2d {
                 let c = MatMut::new(&mut o[g * cog..], m, cog, (co, 1));
                 gemm_packed(a, &self.filter[g], c, false);
             }
+            t0 = t1;
+        }
+    }
+
+    /// Whether threads can split the output's columns ([`Self::run_block`]): one group, by
+    /// a GEMM (not the direct kernel).
+    pub fn splits_columns(&self) -> bool {
+        self.groups == 1 && self.direct.is_none()
+    }
+
+    /// Columns a block of [`Self::run_block`] starts on a multiple of (the filter's panels).
+    pub fn column_align(&self) -> usize {
+        self.filter.first().map_or(1, PackedB::panel_width)
+    }
+
+    /// Computes output rows `rows`, columns `cols` into `out` (a `rows.len() × cols.len()`
+    /// view) on the calling thread, for threads that split the output by columns as well as
+    /// rows; each builds the im2col rows of its `rows` itself. Needs
+    /// [`Self::splits_columns`]; `cols.start` is a multiple of [`Self::column_align`], and
+    /// `scratch` as for [`Self::run_rows`].
+    ///
+    /// Panics, with a message, when those do not hold or a range or view is out of bounds.
+    pub fn run_block(
+        &self,
+        x: &[f32],
+        rows: Range<usize>,
+        cols: Range<usize>,
+        mut out: MatMut<'_>,
+        scratch: &mut [f32],
+    ) {
+        assert!(
+            self.splits_columns(),
+            "conv2d: a grouped or direct convolution cannot split its columns"
+        );
+        assert!(
+            out.rows == rows.len() && out.cols == cols.len(),
+            "conv2d: a {}x{} output block for rows {rows:?}, columns {cols:?}",
+            out.rows,
+            out.cols
+        );
+        check_run_rows(
+            [
+                self.input_len(),
+                self.rows(),
+                0,
+                self.scratch_len(rows.len()),
+            ],
+            x,
+            &rows,
+            &[],
+            scratch,
+        );
+        let c = self.win.c;
+        let mut t0 = rows.start;
+        while t0 < rows.end {
+            let t1 = rows.end.min(t0.saturating_add(self.tile_rows()));
+            let m = t1 - t0;
+            let a = if self.pointwise {
+                MatRef {
+                    data: &x[t0 * c..],
+                    rows: m,
+                    cols: c,
+                    strides: (c, 1),
+                }
+            } else {
+                let patches = &mut scratch[..m * self.depth];
+                self.im2col(x, t0..t1, 0, patches);
+                MatRef::row_major(patches, m, self.depth)
+            };
+            let tile = out.rows_view(t0 - rows.start..t1 - rows.start);
+            gemm_packed_cols(a, &self.filter[0], cols.clone(), tile, false);
             t0 = t1;
         }
     }

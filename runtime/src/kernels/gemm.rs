@@ -18,6 +18,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::Range;
 
 /// A read-only matrix view: `rows × cols` elements of `data` with strides `(row, col)`.
 #[derive(Clone, Copy, Debug)]
@@ -109,6 +110,27 @@ impl<'a> MatMut<'a> {
             rows,
             cols,
             strides,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The view of rows `rows` of this one, borrowing it.
+    ///
+    /// Panics when `rows` is not inside `0..self.rows`.
+    pub fn rows_view(&mut self, rows: Range<usize>) -> MatMut<'_> {
+        assert!(
+            rows.start <= rows.end && rows.end <= self.rows,
+            "MatMut: rows {rows:?} out of 0..{}",
+            self.rows
+        );
+        let at = (rows.start * self.strides.0).min(self.len);
+        MatMut {
+            // In bounds or one past the end (`at <= len`).
+            ptr: self.ptr.wrapping_add(at),
+            len: self.len - at,
+            rows: rows.len(),
+            cols: self.cols,
+            strides: self.strides,
             _borrow: PhantomData,
         }
     }

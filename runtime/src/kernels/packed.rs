@@ -11,7 +11,9 @@
 //!   `kc × n`, stays in L2) and each block into `NR`-column panels, row-major inside a panel
 //!   (`NR` floats per `k` step, 64-byte aligned), the last panel zero-padded.
 //! * Per call, for each `k` block and each sliver of `MR` rows of `A` (at most `MR × kc`, it
-//!   stays in L1), the micro-kernel runs over every panel of `B`: an `R × NR` tile of `C` held
+//!   stays in L1), the micro-kernel runs over every panel of `B` (or, when the block of all of
+//!   `A`'s rows fits in L2, each panel runs over every sliver while the next is prefetched:
+//!   see `drive`): an `R × NR` tile of `C` held
 //!   in registers, one broadcast of `A` and `NR / lanes` FMAs per row per `k` step. `A` is not
 //!   packed: with contiguous columns (an im2col tile, activation rows) the kernel reads its rows
 //!   in place, because a transposing pack measured as costly as the product itself for narrow
@@ -275,11 +277,33 @@ fn check_view(what: &str, operand: &str, len: usize, rows: usize, cols: usize, s
 ///
 /// Panics, with a message and before writing anything, when the shapes do not compose, a
 /// slice is too short for its view, or `C`'s elements overlap.
-pub fn gemm_packed(a: MatRef<'_>, b: &PackedB, mut c: MatMut<'_>, accumulate: bool) {
-    let (m, k, n) = (a.rows, b.k, b.n);
+pub fn gemm_packed(a: MatRef<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool) {
+    gemm_packed_cols(a, b, 0..b.n, c, accumulate)
+}
+
+/// [`gemm_packed`] for columns `cols` of `B` only: `C` is `m × cols.len()`, its column `j`
+/// the product's column `cols.start + j`. Threads that split a product by columns call it
+/// with whole panels each: `cols.start` is a multiple of [`PackedB::panel_width`].
+///
+/// Panics as [`gemm_packed`] does, and when `cols` is not in `0..n` or starts inside a panel.
+pub fn gemm_packed_cols(
+    a: MatRef<'_>,
+    b: &PackedB,
+    cols: Range<usize>,
+    mut c: MatMut<'_>,
+    accumulate: bool,
+) {
+    let (m, k) = (a.rows, b.k);
+    assert!(
+        cols.start <= cols.end && cols.end <= b.n && cols.start.is_multiple_of(b.isa.nr()),
+        "gemm_packed: columns {cols:?} out of 0..{} or not from a panel's start ({} wide)",
+        b.n,
+        b.isa.nr()
+    );
+    let n = cols.len();
     assert!(
         a.cols == k && c.rows == m && c.cols == n,
-        "gemm_packed: shapes do not compose: A is {}x{}, B is {}x{}, C is {}x{}",
+        "gemm_packed: shapes do not compose: A is {}x{}, B is {}x{}, C is {}x{} (B's columns {cols:?})",
         a.rows,
         a.cols,
         b.k,
@@ -306,7 +330,7 @@ pub fn gemm_packed(a: MatRef<'_>, b: &PackedB, mut c: MatMut<'_>, accumulate: bo
     // SAFETY: the views were checked above: every element of A and C lies in its range, C's
     // elements are distinct and accessed through `c` alone (its contract); `b` was packed for `b.isa`, which
     // `PackedB::with_isa` checked this CPU supports.
-    unsafe { drive(a, b, c, accumulate) }
+    unsafe { drive(a, b, cols, c, accumulate) }
 }
 
 /// One micro-kernel call: `C[0..R, 0..NR] (+)= A[0..R, 0..kc] · panel`, with `A` element
@@ -319,6 +343,10 @@ struct Tile {
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    /// Lines to prefetch into L2 while the kernel runs (`pf_lines` 64-byte lines from `pf`,
+    /// at most `2 · kc`): the next panel's. Hints only, never dereferenced.
+    pf: *const f32,
+    pf_lines: usize,
 }
 
 /// A micro-kernel for a fixed row count.
@@ -374,83 +402,202 @@ struct Aligned<const N: usize>([f32; N]);
 
 /// The blocked loops around the micro-kernel.
 ///
+/// Per `k` block, two orders:
+///
+/// * Slivers outer, panels inner (Goto's order): a block of `B` stays in L2 while each sliver
+///   of `A` runs over it. For many rows.
+/// * Panels outer, slivers inner, when the `k` block of all of `A`'s rows fits in L2
+///   ([`A_BLOCK_FLOATS`]): each panel (`kb × NR`, 32 KiB) stays in L1 while every sliver
+///   runs over it, and each sliver's call prefetches its share of the next panel. With few
+///   rows (ResNet-50's last stage: 49) the other order reads each block of `B` from memory
+///   during the first sliver alone, a pass bound by memory bandwidth, and computes the others
+///   from L2 with the memory idle; here `B` streams in while every sliver computes.
+///
 /// # Safety
 ///
 /// `a` and `c` satisfy [`gemm_packed`]'s checks, `m, n, k > 0`, and this CPU runs `b.isa`.
-unsafe fn drive(a: MatRef<'_>, b: &PackedB, mut c: MatMut<'_>, accumulate: bool) {
-    let (m, k, n) = (a.rows, b.k, b.n);
+unsafe fn drive(
+    a: MatRef<'_>,
+    b: &PackedB,
+    cols: Range<usize>,
+    mut c: MatMut<'_>,
+    accumulate: bool,
+) {
+    let (m, k) = (a.rows, b.k);
     let (mr, nr) = (b.isa.mr(), b.isa.nr());
-    let kernels = kernels(b.isa);
     let (ars, acs) = a.strides;
-    let (crs, ccs) = c.strides;
     // `A` is read in place (an im2col tile or activation rows: copying would cost as much as
     // the product when `B` is narrow) unless its columns are strided or its rows would
     // thrash L1; then each `mr × kc` sliver is first copied to rows one cache line longer
     // than a block (distinct sets).
     let copy = acs != 1 || (m > 1 && rows_collide(ars, mr.min(m)));
     let ld = b.kc.next_multiple_of(16) + 16;
+    let panels_outer = m * b.kc <= A_BLOCK_FLOATS;
+    // Panels outer copy the whole `k` block of A at once (each sliver serves every panel).
+    let copied_rows = if panels_outer { m } else { mr };
     let mut sliver = if copy {
-        vec![0.0f32; mr * ld]
+        vec![0.0f32; copied_rows * ld]
     } else {
         Vec::new()
     };
-    let mut tmp = Aligned::<TILE_MAX>([0.0; TILE_MAX]);
-    let bp = b.floats().as_ptr();
+    let mut d = Driver {
+        b,
+        kernels: kernels(b.isa),
+        c_ptr: c.as_mut_ptr(),
+        c_strides: c.strides,
+        tmp: Aligned([0.0; TILE_MAX]),
+    };
     let ap = a.data.as_ptr();
-    let cp = c.as_mut_ptr();
     for k0 in (0..k).step_by(b.kc) {
         let kb = b.kc.min(k - k0);
         let acc = accumulate || k0 > 0;
-        for i0 in (0..m).step_by(mr) {
-            let rows = mr.min(m - i0);
-            let kernel = kernels[rows - 1];
-            let (sa, lda) = if copy {
-                copy_sliver(&a, i0..i0 + rows, k0..k0 + kb, ld, &mut sliver);
+        if panels_outer {
+            let (a_block, lda) = if copy {
+                copy_sliver(&a, 0..m, k0..k0 + kb, ld, &mut sliver);
                 (sliver.as_ptr(), ld)
             } else {
-                // SAFETY: element (i0, k0) is in A (i0 < m, k0 < k, checked view).
-                (unsafe { ap.add(i0 * ars + k0) }, ars)
+                // SAFETY: element (0, k0) is in A (k0 < k, checked view).
+                (unsafe { ap.add(k0) }, ars)
             };
-            for j0 in (0..n).step_by(nr) {
-                let cols = nr.min(n - j0);
-                // SAFETY: block `k0` of B holds `kb * n_pad` floats from `k0 * n_pad`; the
-                // panel of columns `j0..j0 + nr` is `kb * nr` of them.
-                let panel = unsafe { bp.add(k0 * b.n_pad + j0 * kb) };
-                if ccs == 1 && cols == nr {
-                    let tile = Tile {
-                        kc: kb,
-                        a: sa,
-                        lda,
-                        b: panel,
-                        // SAFETY: rows i0..i0+rows, columns j0..j0+nr of C exist (checked).
-                        c: unsafe { cp.add(i0 * crs + j0) },
-                        ldc: crs,
-                        accumulate: acc,
-                    };
-                    // SAFETY: `rows` rows of A from `sa` (stride `lda`, `kb` columns), the
-                    // panel and the C tile are in range as above; the CPU runs `b.isa`.
-                    unsafe { kernel(&tile) };
+            let slivers = m.div_ceil(mr);
+            for j0 in cols.clone().step_by(nr) {
+                let next = (j0 + nr < cols.end).then(|| d.panel(k0, kb, j0 + nr));
+                for (s, i0) in (0..m).step_by(mr).enumerate() {
+                    let pf = next.map(|p| Prefetch::share(p, kb * nr, s, slivers));
+                    let rows = i0..(i0 + mr).min(m);
+                    // SAFETY: row i0 < m of A's block, or of the copy (`m` rows of `ld`).
+                    let sa = unsafe { a_block.add(i0 * lda) };
+                    let at = (j0, j0 - cols.start, nr.min(cols.end - j0));
+                    // SAFETY: `sa` holds `rows` rows of `kb` floats (stride `lda`); rows `rows`
+                    // and columns `j0 - cols.start..` (at most `nr`, inside `cols`) of C are
+                    // in the checked view; `j0` is a panel of B and `k0` a block.
+                    unsafe { d.tile(rows, (sa, lda), (k0, kb), at, acc, pf) };
+                }
+            }
+        } else {
+            for i0 in (0..m).step_by(mr) {
+                let rows = i0..(i0 + mr).min(m);
+                let (sa, lda) = if copy {
+                    copy_sliver(&a, rows.clone(), k0..k0 + kb, ld, &mut sliver);
+                    (sliver.as_ptr(), ld)
                 } else {
-                    // Right edge or strided C: through a tile buffer.
-                    let tile = Tile {
-                        kc: kb,
-                        a: sa,
-                        lda,
-                        b: panel,
-                        c: tmp.0.as_mut_ptr(),
-                        ldc: nr,
-                        accumulate: false,
-                    };
-                    // SAFETY: as above; `tmp` holds `mr * nr <= TILE_MAX` floats.
-                    unsafe { kernel(&tile) };
-                    for i in 0..rows {
-                        for j in 0..cols {
-                            // SAFETY: (i0 + i, j0 + j) is an element of C (checked).
-                            let dst = unsafe { &mut *cp.add((i0 + i) * crs + (j0 + j) * ccs) };
-                            let v = tmp.0[i * nr + j];
-                            *dst = if acc { *dst + v } else { v };
-                        }
-                    }
+                    // SAFETY: element (i0, k0) is in A (i0 < m, k0 < k, checked view).
+                    (unsafe { ap.add(i0 * ars + k0) }, ars)
+                };
+                for j0 in cols.clone().step_by(nr) {
+                    let at = (j0, j0 - cols.start, nr.min(cols.end - j0));
+                    // SAFETY: as in the other order, the sliver copied or read in place.
+                    unsafe { d.tile(rows.clone(), (sa, lda), (k0, kb), at, acc, None) };
+                }
+            }
+        }
+    }
+}
+
+/// Floats of `A`'s `k` block (all rows) that [`drive`] keeps in L2 to run panels outer:
+/// 512 KiB, a quarter of the L2 of the Sapphire Rapids machines measured.
+const A_BLOCK_FLOATS: usize = 1 << 17;
+
+/// What [`drive`] holds across micro-kernel calls.
+struct Driver<'b> {
+    b: &'b PackedB,
+    kernels: &'static [Kernel],
+    c_ptr: *mut f32,
+    c_strides: (usize, usize),
+    tmp: Aligned<TILE_MAX>,
+}
+
+/// Lines of a panel for one micro-kernel call to prefetch (into L2) as it runs.
+#[derive(Clone, Copy)]
+struct Prefetch {
+    from: *const f32,
+    lines: usize,
+}
+
+impl Prefetch {
+    /// Share `s` of `shares` of the `floats` floats from `panel`, in whole 64-byte lines.
+    fn share(panel: *const f32, floats: usize, s: usize, shares: usize) -> Prefetch {
+        let lines = floats.div_ceil(16);
+        let (lo, hi) = (lines * s / shares, lines * (s + 1) / shares);
+        Prefetch {
+            // A hint's address: never dereferenced (prefetches do not fault).
+            from: panel.wrapping_add(lo * 16),
+            lines: hi - lo,
+        }
+    }
+}
+
+impl Driver<'_> {
+    /// The panel of columns `j0..j0 + NR` of the `k` block `k0..k0 + kb` of `B`.
+    fn panel(&self, k0: usize, kb: usize, j0: usize) -> *const f32 {
+        // Block `k0` of B holds `kb * n_pad` floats from `k0 * n_pad`; the panel of columns
+        // `j0..j0 + nr` is `kb * nr` of them (a hint or a kernel operand: `tile` says why it
+        // is in range).
+        self.b
+            .floats()
+            .as_ptr()
+            .wrapping_add(k0 * self.b.n_pad + j0 * kb)
+    }
+
+    /// `C[rows, jc..jc + w] (+)= A[rows, k0..k0 + kb] · B[k0.., j0..j0 + w]` (`w <= NR`:
+    /// the panel of `j0`), the right edge (`w < NR`) or a strided `C` through the tile buffer.
+    ///
+    /// # Safety
+    ///
+    /// `sa` (row stride `lda`) holds `rows.len()` rows of `kb` floats of `A`; rows `rows` and
+    /// columns `jc..` of `C` are inside the view [`drive`] was given; `j0` is a panel of `B`'s
+    /// columns and `k0..k0 + kb` one of its `k` blocks; the CPU runs `b.isa`.
+    unsafe fn tile(
+        &mut self,
+        rows: Range<usize>,
+        (sa, lda): (*const f32, usize),
+        (k0, kb): (usize, usize),
+        (j0, jc, w): (usize, usize, usize),
+        accumulate: bool,
+        prefetch: Option<Prefetch>,
+    ) {
+        let (crs, ccs) = self.c_strides;
+        let (i0, r) = (rows.start, rows.len());
+        let kernel = self.kernels[r - 1];
+        let nr = self.b.isa.nr();
+        let panel = self.panel(k0, kb, j0);
+        let (pf, pf_lines) = prefetch.map_or((std::ptr::null(), 0), |p| (p.from, p.lines));
+        if ccs == 1 && w == nr {
+            let tile = Tile {
+                kc: kb,
+                a: sa,
+                lda,
+                b: panel,
+                // SAFETY: rows i0..i0+r, columns jc..jc+nr of C exist (the caller's).
+                c: unsafe { self.c_ptr.add(i0 * crs + jc) },
+                ldc: crs,
+                accumulate,
+                pf,
+                pf_lines,
+            };
+            // SAFETY: `r` rows of A from `sa` (stride `lda`, `kb` columns), the panel and the
+            // C tile are in range (the caller's); the CPU runs `b.isa`.
+            unsafe { kernel(&tile) };
+        } else {
+            let tile = Tile {
+                kc: kb,
+                a: sa,
+                lda,
+                b: panel,
+                c: self.tmp.0.as_mut_ptr(),
+                ldc: nr,
+                accumulate: false,
+                pf,
+                pf_lines,
+            };
+            // SAFETY: as above; `tmp` holds `mr * nr <= TILE_MAX` floats.
+            unsafe { kernel(&tile) };
+            for i in 0..r {
+                for j in 0..w {
+                    // SAFETY: (i0 + i, jc + j) is an element of C (the caller's).
+                    let dst = unsafe { &mut *self.c_ptr.add((i0 + i) * crs + (jc + j) * ccs) };
+                    let v = self.tmp.0[i * nr + j];
+                    *dst = if accumulate { *dst + v } else { v };
                 }
             }
         }
@@ -490,6 +637,20 @@ mod x86 {
     use super::Tile;
     use std::arch::x86_64::*;
 
+    /// At step `p` of the `k` loop, the prefetches of lines `p` and `p + kc` of the tile's
+    /// share of the next panel, those that exist.
+    #[inline(always)]
+    fn prefetch_next(t: &Tile, p: usize) {
+        if p < t.pf_lines {
+            // SAFETY: a prefetch is a hint: it never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(t.pf.wrapping_add(p * 16).cast()) };
+        }
+        if p + t.kc < t.pf_lines {
+            // SAFETY: as above.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(t.pf.wrapping_add((p + t.kc) * 16).cast()) };
+        }
+    }
+
     /// The AVX-512 micro-kernel: `R × 32`, two zmm accumulators per row, `A` broadcast from
     /// memory.
     ///
@@ -508,7 +669,8 @@ mod x86 {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         let (mut a, mut b) = (t.a, t.b);
         let lda = t.lda;
-        for _ in 0..t.kc {
+        for p in 0..t.kc {
+            prefetch_next(t, p);
             // SAFETY: over the whole loop, `kc` steps over the panel (32 floats each, 64-byte
             // aligned) and over the rows of A (one column per step) stay in the ranges the
             // caller vouches for; the caller checked the CPU has AVX-512F.
@@ -550,7 +712,8 @@ mod x86 {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         let (mut a, mut b) = (t.a, t.b);
         let lda = t.lda;
-        for _ in 0..t.kc {
+        for p in 0..t.kc {
+            prefetch_next(t, p);
             // SAFETY: as in `avx512`, with 16-float panel rows.
             unsafe {
                 let b0 = _mm256_load_ps(b);
@@ -722,6 +885,58 @@ mod tests {
             // Model-sized: many full tiles, several k blocks.
             case(isa, (140, 256, 1152), PLAIN, &mut rng);
         }
+    }
+
+    /// Threads splitting a product by columns each compute whole panels of it: the same
+    /// values as the whole product, into a `C` of just those columns.
+    #[test]
+    fn column_ranges_match_the_whole_product() {
+        let mut rng = Rng(0xc015);
+        for isa in isas() {
+            for &(m, n, k) in &[(1, 40, 9), (13, 100, 300), (49, 512, 600), (30, 96, 1031)] {
+                let a_data = rng.values(m * k);
+                let b_data = rng.values(k * n);
+                let a = MatRef::row_major(&a_data, m, k);
+                let b = MatRef::row_major(&b_data, k, n);
+                let mut want = vec![0.0f32; m * n];
+                naive(a, b, &mut want, (n, 1), false);
+                let packed = PackedB::with_isa(b, isa);
+                let nr = packed.panel_width();
+                for _ in 0..6 {
+                    let start = rng.int(0, n) / nr * nr;
+                    let end = rng.int(start, n);
+                    let w = end - start;
+                    // C with a padded row, as a slice of a wider output.
+                    let mut got = vec![f32::NAN; m * (w + 3)];
+                    let c = MatMut::new(&mut got, m, w, (w + 3, 1));
+                    gemm_packed_cols(a, &packed, start..end, c, false);
+                    let tol = 1e-5 * (k as f32).sqrt();
+                    for i in 0..m {
+                        for j in 0..w {
+                            let (g, x) = (got[i * (w + 3) + j], want[i * n + start + j]);
+                            assert!(
+                                (g - x).abs() <= tol * x.abs().max(1.0),
+                                "{isa:?} {m}x{n}x{k} columns {start}..{end}: ({i}, {j}) is {g}, want {x}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "not from a panel's start")]
+    fn column_ranges_start_at_a_panel() {
+        let b = PackedB::new(MatRef::row_major(&[0.0; 64], 1, 64));
+        let mut c = [0.0f32; 63];
+        gemm_packed_cols(
+            MatRef::row_major(&[1.0], 1, 1),
+            &b,
+            1..64,
+            MatMut::row_major(&mut c, 1, 63),
+            false,
+        );
     }
 
     #[test]

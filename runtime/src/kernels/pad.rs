@@ -1,5 +1,9 @@
-//! Constant padding of a dense row-major tensor: the output is filled with the pad value and
-//! the input is copied in, one contiguous run of its last axis at a time.
+//! Constant padding of a dense row-major tensor, computed a range of output rows (runs of the
+//! last axis) at a time so threads can split it. Each output element is written once: a row
+//! inside the input's box is the pad value, the input's row, and the pad value again; any
+//! other row is the pad value only.
+
+use std::ops::Range;
 
 /// `pad` with constant `value`, amounts `before`/`after` per axis.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -18,49 +22,66 @@ impl ConstPad {
             .collect()
     }
 
+    /// The output as rows: `(rows, row length)`, a row being a run of the last axis (a scalar
+    /// is one row of one element).
+    pub fn out_rows(&self) -> (usize, usize) {
+        let dims = self.out_dims();
+        match dims.split_last() {
+            Some((&last, lead)) => (lead.iter().product(), last),
+            None => (1, 1),
+        }
+    }
+
     /// Pads `x` into `out`.
     ///
     /// # Panics
     /// When a slice has the wrong length.
     pub fn run(&self, x: &[f32], out: &mut [f32]) {
-        let out_dims = self.out_dims();
+        self.run_rows(x, 0..self.out_rows().0, out)
+    }
+
+    /// Output rows `rows` (see [`Self::out_rows`]) into `out`, which holds just those rows.
+    ///
+    /// # Panics
+    /// When `x` is not the input's length, `rows` is past the output or `out` is not
+    /// `rows.len()` rows long.
+    pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32]) {
+        let (total, len) = self.out_rows();
         assert_eq!(
             x.len(),
             self.in_dims.iter().product::<usize>(),
             "pad input length"
         );
-        assert_eq!(
-            out.len(),
-            out_dims.iter().product::<usize>(),
-            "pad output length"
+        assert!(
+            rows.start <= rows.end && rows.end <= total,
+            "pad rows {rows:?} of {total}"
         );
-        out.fill(self.value);
-        let rank = self.in_dims.len();
-        if rank == 0 {
+        assert_eq!(out.len(), rows.len() * len, "pad output length");
+        let Some((&run, lead)) = self.in_dims.split_last() else {
             out.copy_from_slice(x);
             return;
-        }
-        let run = self.in_dims[rank - 1];
-        let rows = x.len() / run.max(1);
-        // Output strides, to place each input row.
-        let mut strides = vec![1; rank];
-        for i in (0..rank - 1).rev() {
-            strides[i] = strides[i + 1] * out_dims[i + 1];
-        }
-        let mut idx = vec![0usize; rank.saturating_sub(1)];
-        for r in 0..rows {
-            let mut off = self.before[rank - 1];
-            for (a, &i) in idx.iter().enumerate() {
-                off += (i + self.before[a]) * strides[a];
-            }
-            out[off..off + run].copy_from_slice(&x[r * run..(r + 1) * run]);
-            // Next row index (odometer over the leading axes).
-            for a in (0..idx.len()).rev() {
-                idx[a] += 1;
-                if idx[a] < self.in_dims[a] {
-                    break;
+        };
+        let (lo, hi) = (self.before[lead.len()], self.before[lead.len()] + run);
+        let out_lead = &self.out_dims()[..lead.len()];
+        for (r, row) in rows.zip(out.chunks_exact_mut(len.max(1))) {
+            // Row `r`'s index over the leading axes, and the input row it reads if inside.
+            let (mut rest, mut src, mut stride) = (r, 0usize, 1usize);
+            let mut inside = true;
+            for a in (0..lead.len()).rev() {
+                let i = rest % out_lead[a];
+                rest /= out_lead[a];
+                match i.checked_sub(self.before[a]).filter(|&i| i < lead[a]) {
+                    Some(i) => src += i * stride,
+                    None => inside = false,
                 }
-                idx[a] = 0;
+                stride *= lead[a];
+            }
+            if inside && run > 0 {
+                row[..lo].fill(self.value);
+                row[lo..hi].copy_from_slice(&x[src * run..][..run]);
+                row[hi..].fill(self.value);
+            } else {
+                row.fill(self.value);
             }
         }
     }
@@ -103,5 +124,14 @@ mod tests {
         k.run(&vals, &mut out);
         let got: Vec<f64> = out.iter().map(|&v| v as f64).collect();
         assert_eq!(got, want.to_f64_vec());
+        // Any range of rows, as threads split them.
+        let (rows, len) = k.out_rows();
+        assert_eq!(rows * len, want.len());
+        for (a, b) in [(0, 1), (3, 17), (rows - 5, rows), (7, 7)] {
+            let mut part = vec![f32::NAN; (b - a) * len];
+            k.run_rows(&vals, a..b, &mut part);
+            let got: Vec<f64> = part.iter().map(|&v| v as f64).collect();
+            assert_eq!(got, want.to_f64_vec()[a * len..b * len], "rows {a}..{b}");
+        }
     }
 }

@@ -42,10 +42,10 @@ pub struct BenchArgs {
     /// NVIDIA GPU; builds with the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub backend: Backend,
-    /// After timing, run as many profiled calls and print where the time goes, step by step
-    /// (cpu backend; on stderr).
-    #[arg(long)]
-    pub profile: bool,
+    /// After timing, run as many profiled calls and print where the time goes: the time per
+    /// kind of kernel and the N slowest steps (default 15; cpu backend; on stderr).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "15")]
+    pub profile: Option<usize>,
     /// Instead of steady-state latency, time load-to-first-result in N fresh processes
     /// (default 5): reading (or importing) the model, compiling it, and its first call.
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "5")]
@@ -62,6 +62,7 @@ fn print_profile(
     steps: &[(String, String, &'static str)],
     times: &[std::time::Duration],
     runs: usize,
+    top: usize,
 ) {
     let per_run = |d: std::time::Duration| d.as_secs_f64() * 1e3 / runs.max(1) as f64;
     let total: f64 = times.iter().map(|&d| per_run(d)).sum();
@@ -81,7 +82,7 @@ fn print_profile(
     let mut order: Vec<usize> = (0..steps.len()).collect();
     order.sort_by(|&a, &b| times[b].cmp(&times[a]));
     eprintln!("slowest steps:");
-    for &i in order.iter().take(15) {
+    for &i in order.iter().take(top) {
         let (name, op, kind) = &steps[i];
         let ms = per_run(times[i]);
         eprintln!(
@@ -190,7 +191,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let runs = times_ms.len();
     let stats = Stats::of(times_ms);
     let compile_ms = compile.as_secs_f64() * 1e3;
-    if args.profile {
+    if let Some(top) = args.profile {
         match spec.as_ref().and_then(|s| s.cpu_plan()) {
             Some(plan) => {
                 let ordered: Vec<Tensor> = graph_inputs
@@ -203,7 +204,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 for _ in 0..runs {
                     plan.run_timed(&ordered, Some(&mut times))?;
                 }
-                print_profile(&steps, &times, runs);
+                print_profile(&steps, &times, runs, top);
             }
             None if spec.is_none() => {
                 eprintln!("note: --profile is not available for a model imported per input value")

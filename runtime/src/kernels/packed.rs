@@ -343,6 +343,9 @@ struct Tile {
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    /// Columns of the tile to store (at most `NR`; fewer on a right edge, the rest of the
+    /// panel being padding).
+    w: usize,
     /// Lines to prefetch into L2 while the kernel runs (`pf_lines` 64-byte lines from `pf`,
     /// at most `2 · kc`): the next panel's. Hints only, never dereferenced.
     pf: *const f32,
@@ -352,21 +355,27 @@ struct Tile {
 /// A micro-kernel for a fixed row count.
 type Kernel = unsafe fn(&Tile);
 
-/// The kernels of `isa` for `1..=MR` rows.
-fn kernels(isa: Isa) -> &'static [Kernel] {
+/// The kernels of `isa` for `1..=MR` rows, computing the whole panel, or only its first half
+/// when `half` (a right edge of at most `NR / 2` columns: MobileNet's 16- and 24-channel
+/// projections would otherwise spend half their multiplies on padding).
+fn kernels(isa: Isa, half: bool) -> &'static [Kernel] {
     macro_rules! table {
-        ($f:ident, $($r:literal)*) => {
-            &[$($f::<$r> as Kernel),*]
+        ($f:ident, $v:literal, $($r:literal)*) => {
+            &[$($f::<$r, $v> as Kernel),*]
         };
     }
     #[cfg(target_arch = "x86_64")]
     use x86::{avx2, avx512};
-    match isa {
+    match (isa, half) {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => table!(avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
+        (Isa::Avx512, false) => table!(avx512, 2, 1 2 3 4 5 6 7 8 9 10 11 12),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => table!(avx2, 1 2 3 4 5 6),
-        _ => table!(scalar, 1 2 3 4),
+        (Isa::Avx512, true) => table!(avx512, 1, 1 2 3 4 5 6 7 8 9 10 11 12),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, false) => table!(avx2, 2, 1 2 3 4 5 6),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, true) => table!(avx2, 1, 1 2 3 4 5 6),
+        _ => table!(scalar, 2, 1 2 3 4),
     }
 }
 
@@ -442,7 +451,7 @@ unsafe fn drive(
     };
     let mut d = Driver {
         b,
-        kernels: kernels(b.isa),
+        kernels: [kernels(b.isa, false), kernels(b.isa, true)],
         c_ptr: c.as_mut_ptr(),
         c_strides: c.strides,
         tmp: Aligned([0.0; TILE_MAX]),
@@ -501,7 +510,7 @@ const A_BLOCK_FLOATS: usize = 1 << 17;
 /// What [`drive`] holds across micro-kernel calls.
 struct Driver<'b> {
     b: &'b PackedB,
-    kernels: &'static [Kernel],
+    kernels: [&'static [Kernel]; 2],
     c_ptr: *mut f32,
     c_strides: (usize, usize),
     tmp: Aligned<TILE_MAX>,
@@ -540,7 +549,8 @@ impl Driver<'_> {
     }
 
     /// `C[rows, jc..jc + w] (+)= A[rows, k0..k0 + kb] · B[k0.., j0..j0 + w]` (`w <= NR`:
-    /// the panel of `j0`), the right edge (`w < NR`) or a strided `C` through the tile buffer.
+    /// the panel of `j0`; a right edge stores only its `w` columns), a strided `C` through the
+    /// tile buffer.
     ///
     /// # Safety
     ///
@@ -558,11 +568,11 @@ impl Driver<'_> {
     ) {
         let (crs, ccs) = self.c_strides;
         let (i0, r) = (rows.start, rows.len());
-        let kernel = self.kernels[r - 1];
         let nr = self.b.isa.nr();
+        let kernel = self.kernels[usize::from(w <= nr / 2)][r - 1];
         let panel = self.panel(k0, kb, j0);
         let (pf, pf_lines) = prefetch.map_or((std::ptr::null(), 0), |p| (p.from, p.lines));
-        if ccs == 1 && w == nr {
+        if ccs == 1 {
             let tile = Tile {
                 kc: kb,
                 a: sa,
@@ -572,6 +582,7 @@ impl Driver<'_> {
                 c: unsafe { self.c_ptr.add(i0 * crs + jc) },
                 ldc: crs,
                 accumulate,
+                w,
                 pf,
                 pf_lines,
             };
@@ -587,6 +598,7 @@ impl Driver<'_> {
                 c: self.tmp.0.as_mut_ptr(),
                 ldc: nr,
                 accumulate: false,
+                w,
                 pf,
                 pf_lines,
             };
@@ -604,12 +616,13 @@ impl Driver<'_> {
     }
 }
 
-/// The portable micro-kernel: `R × 16`, written so the compiler may vectorize it.
+/// The portable micro-kernel: `R × 16` (`V` is the vector kernels' width in vectors; here
+/// always the whole panel), written so the compiler may vectorize it.
 ///
 /// # Safety
 ///
-/// `t` describes valid `A` (`R × kc`), panel (`kc × 16`) and `C` (`R × 16`) ranges.
-unsafe fn scalar<const R: usize>(t: &Tile) {
+/// `t` describes valid `A` (`R × kc`), panel (`kc × 16`) and `C` (`R × w`) ranges.
+unsafe fn scalar<const R: usize, const V: usize>(t: &Tile) {
     const NR: usize = 16;
     let mut acc = [[0.0f32; NR]; R];
     for p in 0..t.kc {
@@ -624,8 +637,8 @@ unsafe fn scalar<const R: usize>(t: &Tile) {
         }
     }
     for (i, row) in acc.iter().enumerate() {
-        // SAFETY: row `i < R` of the C tile, `NR` contiguous floats.
-        let c = unsafe { std::slice::from_raw_parts_mut(t.c.add(i * t.ldc), NR) };
+        // SAFETY: row `i < R` of the C tile, `w <= NR` contiguous floats.
+        let c = unsafe { std::slice::from_raw_parts_mut(t.c.add(i * t.ldc), t.w) };
         for (dst, &v) in c.iter_mut().zip(row) {
             *dst = if t.accumulate { *dst + v } else { v };
         }
@@ -635,6 +648,7 @@ unsafe fn scalar<const R: usize>(t: &Tile) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Tile;
+    use crate::kernels::simd::{load_first, store_first, Avx2, Avx512};
     use std::arch::x86_64::*;
 
     /// At step `p` of the `k` loop, the prefetches of lines `p` and `p + kc` of the tile's
@@ -651,22 +665,22 @@ mod x86 {
         }
     }
 
-    /// The AVX-512 micro-kernel: `R × 32`, two zmm accumulators per row, `A` broadcast from
-    /// memory.
+    /// The AVX-512 micro-kernel: `R × 16·V` (`V` of 1 or 2 zmm accumulators per row) of a
+    /// 32-wide panel, `A` broadcast from memory; stores the tile's first `w` columns.
     ///
     /// # Safety
     ///
     /// The CPU supports AVX-512F; `t` describes valid `A` (`R × kc`), panel (`kc × 32`,
-    /// 64-byte aligned) and `C` (`R × 32`) ranges.
+    /// 64-byte aligned) and `C` (`R × w`, `w <= 16·V`) ranges.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512<const R: usize>(t: &Tile) {
+    pub(super) unsafe fn avx512<const R: usize, const V: usize>(t: &Tile) {
         for i in 0..R {
             // Fetch the C tile while the products run (a hint: never faults).
             let c = t.c.wrapping_add(i * t.ldc);
             _mm_prefetch::<_MM_HINT_T0>(c.cast());
             _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(31).cast());
         }
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
         let (mut a, mut b) = (t.a, t.b);
         let lda = t.lda;
         for p in 0..t.kc {
@@ -675,69 +689,82 @@ mod x86 {
             // aligned) and over the rows of A (one column per step) stay in the ranges the
             // caller vouches for; the caller checked the CPU has AVX-512F.
             unsafe {
-                let b0 = _mm512_load_ps(b);
-                let b1 = _mm512_load_ps(b.add(16));
+                let mut bv = [_mm512_setzero_ps(); V];
+                for (v, bv) in bv.iter_mut().enumerate() {
+                    *bv = _mm512_load_ps(b.add(16 * v));
+                }
                 for (i, row) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*a.add(i * lda));
-                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                    for (acc, &bv) in row.iter_mut().zip(&bv) {
+                        *acc = _mm512_fmadd_ps(av, bv, *acc);
+                    }
                 }
                 a = a.add(1);
                 b = b.add(32);
             }
         }
         for (i, row) in acc.iter().enumerate() {
-            // SAFETY: row `i < R` of the C tile holds 32 floats.
-            unsafe {
-                let c = t.c.add(i * t.ldc);
-                let (mut x0, mut x1) = (row[0], row[1]);
-                if t.accumulate {
-                    x0 = _mm512_add_ps(x0, _mm512_loadu_ps(c));
-                    x1 = _mm512_add_ps(x1, _mm512_loadu_ps(c.add(16)));
+            for (v, &x) in row.iter().enumerate() {
+                let n = t.w.saturating_sub(16 * v);
+                // SAFETY: row `i < R` of the C tile holds `w` floats, of which these are the
+                // `n.min(16)` from `16·v`.
+                unsafe {
+                    let c = t.c.add(i * t.ldc + 16 * v);
+                    let x = if t.accumulate {
+                        _mm512_add_ps(x, load_first::<Avx512>(c, n))
+                    } else {
+                        x
+                    };
+                    store_first::<Avx512>(c, x, n);
                 }
-                _mm512_storeu_ps(c, x0);
-                _mm512_storeu_ps(c.add(16), x1);
             }
         }
     }
 
-    /// The AVX2 micro-kernel: `R × 16`, two ymm accumulators per row.
+    /// The AVX2 micro-kernel: `R × 8·V` (`V` of 1 or 2 ymm accumulators per row) of a
+    /// 16-wide panel; stores the tile's first `w` columns.
     ///
     /// # Safety
     ///
     /// The CPU supports AVX2 and FMA; `t` describes valid `A` (`R × kc`), panel (`kc × 16`,
-    /// 32-byte aligned) and `C` (`R × 16`) ranges.
+    /// 32-byte aligned) and `C` (`R × w`, `w <= 8·V`) ranges.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2<const R: usize>(t: &Tile) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    pub(super) unsafe fn avx2<const R: usize, const V: usize>(t: &Tile) {
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
         let (mut a, mut b) = (t.a, t.b);
         let lda = t.lda;
         for p in 0..t.kc {
             prefetch_next(t, p);
             // SAFETY: as in `avx512`, with 16-float panel rows.
             unsafe {
-                let b0 = _mm256_load_ps(b);
-                let b1 = _mm256_load_ps(b.add(8));
+                let mut bv = [_mm256_setzero_ps(); V];
+                for (v, bv) in bv.iter_mut().enumerate() {
+                    *bv = _mm256_load_ps(b.add(8 * v));
+                }
                 for (i, row) in acc.iter_mut().enumerate() {
                     let av = _mm256_broadcast_ss(&*a.add(i * lda));
-                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                    for (acc, &bv) in row.iter_mut().zip(&bv) {
+                        *acc = _mm256_fmadd_ps(av, bv, *acc);
+                    }
                 }
                 a = a.add(1);
                 b = b.add(16);
             }
         }
         for (i, row) in acc.iter().enumerate() {
-            // SAFETY: row `i < R` of the C tile holds 16 floats.
-            unsafe {
-                let c = t.c.add(i * t.ldc);
-                let (mut x0, mut x1) = (row[0], row[1]);
-                if t.accumulate {
-                    x0 = _mm256_add_ps(x0, _mm256_loadu_ps(c));
-                    x1 = _mm256_add_ps(x1, _mm256_loadu_ps(c.add(8)));
+            for (v, &x) in row.iter().enumerate() {
+                let n = t.w.saturating_sub(8 * v);
+                // SAFETY: row `i < R` of the C tile holds `w` floats, of which these are the
+                // `n.min(8)` from `8·v`.
+                unsafe {
+                    let c = t.c.add(i * t.ldc + 8 * v);
+                    let x = if t.accumulate {
+                        _mm256_add_ps(x, load_first::<Avx2>(c, n))
+                    } else {
+                        x
+                    };
+                    store_first::<Avx2>(c, x, n);
                 }
-                _mm256_storeu_ps(c, x0);
-                _mm256_storeu_ps(c.add(8), x1);
             }
         }
     }

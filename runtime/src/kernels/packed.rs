@@ -415,8 +415,10 @@ struct Aligned<const N: usize>([f32; N]);
 ///
 /// * Slivers outer, panels inner (Goto's order): a block of `B` stays in L2 while each sliver
 ///   of `A` runs over it. For many rows.
-/// * Panels outer, slivers inner, when the `k` block of all of `A`'s rows fits in L2
-///   ([`A_BLOCK_FLOATS`]): each panel (`kb × NR`, 32 KiB) stays in L1 while every sliver
+/// * Panels outer, slivers inner, when the `k` block of all of `A`'s rows and the whole of
+///   `C` fit in L2 ([`A_BLOCK_FLOATS`] each; a panel writes a column stripe of every row of
+///   `C`, so a `C` larger than L2 would be fetched again for every panel: MobileNet-v2's
+///   112×112 16→96 expansion, 6272 rows per thread, lost 10% that way): each panel (`kb × NR`, 32 KiB) stays in L1 while every sliver
 ///   runs over it, and each sliver's call prefetches its share of the next panel. With few
 ///   rows (ResNet-50's last stage: 49) the other order reads each block of `B` from memory
 ///   during the first sliver alone, a pass bound by memory bandwidth, and computes the others
@@ -441,7 +443,7 @@ unsafe fn drive(
     // than a block (distinct sets).
     let copy = acs != 1 || (m > 1 && rows_collide(ars, mr.min(m)));
     let ld = b.kc.next_multiple_of(16) + 16;
-    let panels_outer = m * b.kc <= A_BLOCK_FLOATS;
+    let panels_outer = m * b.kc <= A_BLOCK_FLOATS && m * cols.len() <= A_BLOCK_FLOATS;
     // Panels outer copy the whole `k` block of A at once (each sliver serves every panel).
     let copied_rows = if panels_outer { m } else { mr };
     let mut sliver = if copy {
@@ -503,8 +505,8 @@ unsafe fn drive(
     }
 }
 
-/// Floats of `A`'s `k` block (all rows) that [`drive`] keeps in L2 to run panels outer:
-/// 512 KiB, a quarter of the L2 of the Sapphire Rapids machines measured.
+/// Floats of `A`'s `k` block (all rows), and of `C`, that [`drive`] keeps in L2 to run panels
+/// outer: 512 KiB each, a quarter of the L2 of the Sapphire Rapids machines measured.
 const A_BLOCK_FLOATS: usize = 1 << 17;
 
 /// What [`drive`] holds across micro-kernel calls.

@@ -169,6 +169,10 @@ mod tests {
         assert_eq!(blocks(49, 512, 2048, 16), (1, 16));
         assert_eq!(blocks(10, 4096, 100, 16), (16, 1));
         assert_eq!(blocks(10, 4096, 200, 16), (5, 3));
+        // The shapes of `tests/column_split.rs`, which check the results.
+        assert_eq!(blocks(16, 4608, 512, 2), (1, 2));
+        assert_eq!(blocks(16, 4608, 512, 3), (1, 3));
+        assert_eq!(blocks(8, 1024, 1024, 3), (1, 3));
         // One task; a small B (MobileNet-v2's 1×1 at 14×14).
         assert_eq!(blocks(49, 4608, 512, 1), (1, 1));
         assert_eq!(blocks(196, 64, 384, 2), (2, 1));

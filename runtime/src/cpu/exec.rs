@@ -67,6 +67,18 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` on `need` floats of this thread's scratch (grown when shorter; its contents are
+/// whatever the last user left).
+fn with_scratch<R>(need: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut scratch = s.borrow_mut();
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        f(&mut scratch[..need])
+    })
+}
+
 impl Frame {
     /// Binds `plan`'s storages: inputs (already in plan order, checked by the caller) read in
     /// place when dense, constants, the arena and fresh output tensors. `keep` receives
@@ -531,9 +543,8 @@ impl Frame {
                 );
                 let rows = kernel.rows();
                 let tasks = copy_tasks(plan.bufs[*out].bytes(), rows, pool);
-                let chunk = rows.div_ceil(tasks);
                 pool.run(tasks, &|t| {
-                    let mine = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
+                    let mine = block(rows, tasks, 1, t);
                     // SAFETY: `x` and `out` are distinct storages of this step (the input is
                     // only read); each task writes its own rows of the output.
                     unsafe { kernel.run_rows(src.get(), dst.get(), mine) };
@@ -553,10 +564,9 @@ impl Frame {
                 );
                 let rows = kernel.rows();
                 let tasks = copy_tasks(plan.bufs[*out].bytes(), rows, pool);
-                let chunk = rows.div_ceil(tasks.max(1));
                 let err = std::sync::Mutex::new(None);
                 pool.run(tasks, &|t| {
-                    let mine = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
+                    let mine = block(rows, tasks, 1, t);
                     // SAFETY: the buffers have the kernel's geometry (checked when lowered);
                     // the output is its own storage and each task writes its own rows.
                     if let Err(e) = unsafe { kernel.run_rows(p.get(), i.get(), o.get(), mine) } {
@@ -664,9 +674,8 @@ impl Frame {
         );
         let rows = part.copy.rows();
         let tasks = copy_tasks(part.copy.len() * part.copy.elem, rows, pool);
-        let chunk = rows.div_ceil(tasks);
         pool.run(tasks, &|t| {
-            let mine = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
+            let mine = block(rows, tasks, 1, t);
             // SAFETY: the copy's extents fit its buffers (checked when lowered); source and
             // destination are distinct storages, or disjoint slices of one (a concat member
             // is never copied onto itself); each task writes its own rows.
@@ -701,7 +710,6 @@ impl Frame {
             // packed B).
             let tasks = (g.n / 64).clamp(1, threads);
             let panel = packed.map_or(1, |p| p.panel_width());
-            let chunk = g.n.div_ceil(tasks).next_multiple_of(panel);
             // A's one row, contiguous for a packed B (copied only when its column stride is
             // not 1).
             let a_row: std::borrow::Cow<'_, [f32]> = match (packed, g.a.1) {
@@ -722,7 +730,7 @@ impl Frame {
                 strides: g.b,
             };
             pool.run(tasks, &|t| {
-                let cols = (t * chunk).min(g.n)..((t + 1) * chunk).min(g.n);
+                let cols = block(g.n, tasks, panel, t);
                 // SAFETY: each task writes its own columns of C's one row.
                 let out = unsafe {
                     std::slice::from_raw_parts_mut(c_ptr.get().add(cols.start), cols.len())
@@ -737,15 +745,14 @@ impl Frame {
             }
             return Ok(());
         }
-        let (row_chunk, chunks) = gemm_tasks(g, threads);
         if let (1, Some(p)) = (batches, packed) {
-            let tasks = (2 * g.m * g.n * g.k / MIN_TASK_FLOPS).clamp(1, threads);
-            let split = columns::blocks(g.m, g.k, g.n, tasks);
+            let split = columns::blocks(g.m, g.k, g.n, gemm_threads(g, threads));
             if split.1 > 1 {
                 self.gemm_blocks(plan, g, (a, p, c), split, epilogue, pool);
                 return Ok(());
             }
         }
+        let (row_chunk, chunks) = gemm_tasks(g, threads);
         let tasks = batches * chunks;
         let err = std::sync::Mutex::new(None);
         let tiled = epilogue
@@ -821,21 +828,17 @@ impl Frame {
                 return self.conv_blocks(plan, conv, (x, out), split, epilogue, pool);
             }
         }
-        let chunk = rows.div_ceil(tasks).next_multiple_of(k.row_align());
         let tiled = epilogue
             .filter(|e| e.tiled)
             .map(|e| self.bind_epilogue(plan, e));
         pool.run(tasks, &|t| {
-            let mine = (t * chunk).min(rows)..((t + 1) * chunk).min(rows);
-            SCRATCH.with(|s| {
-                let mut scratch = s.borrow_mut();
+            let mine = block(rows, tasks, k.row_align(), t);
+            // Every tile's scratch: at most a whole tile's.
+            with_scratch(k.scratch_len(tile.min(mine.len())), |scratch| {
                 let mut r = mine.start;
                 while r < mine.end {
                     let tile_rows = r..(r + tile).min(mine.end);
                     let need = k.scratch_len(tile_rows.len());
-                    if scratch.len() < need {
-                        scratch.resize(need, 0.0);
-                    }
                     // SAFETY: this task alone writes these rows of the output.
                     let o = unsafe {
                         std::slice::from_raw_parts_mut(
@@ -973,13 +976,18 @@ fn splits_well(steps: &[Step], pool: &ThreadPool) -> bool {
     steps.iter().all(|s| s.work >= least)
 }
 
+/// How many of `threads` threads a batch of GEMMs is worth (at least one).
+fn gemm_threads(g: &super::matmul::BatchedGemm, threads: usize) -> usize {
+    let flops = 2 * g.m * g.n * g.k * g.batch_count();
+    (flops / MIN_TASK_FLOPS).clamp(1, threads)
+}
+
 /// How a batch of GEMMs splits into tasks, each a (batch, chunk of rows) pair, as many as the
 /// work is worth on `threads` threads: the rows per chunk and the chunks per GEMM. (An empty
 /// product, m = 0, still has one chunk, which writes nothing.)
 fn gemm_tasks(g: &super::matmul::BatchedGemm, threads: usize) -> (usize, usize) {
     let batches = g.batch_count();
-    let flops = 2 * g.m * g.n * g.k * batches;
-    let threads = (flops / MIN_TASK_FLOPS).clamp(1, threads);
+    let threads = gemm_threads(g, threads);
     let row_chunk = if batches >= threads {
         g.m
     } else {
@@ -1029,10 +1037,7 @@ impl BoundRows<'_> {
         let rows = self.kernel.rows();
         let per_task = (MIN_TASK_ELEMS / self.kernel.row_len().max(1)).max(1);
         let tasks = rows.div_ceil(per_task).clamp(1, pool.threads());
-        let chunk = rows.div_ceil(tasks);
-        pool.run(tasks, &|t| {
-            self.run((t * chunk).min(rows)..((t + 1) * chunk).min(rows))
-        });
+        pool.run(tasks, &|t| self.run(block(rows, tasks, 1, t)));
     }
 }
 
@@ -1127,8 +1132,14 @@ fn copy_tasks(bytes: usize, rows: usize, pool: &ThreadPool) -> usize {
 /// is worth), at least one and at most one per thread or item.
 fn split(pool: &ThreadPool, n: usize, tasks: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
     let tasks = tasks.clamp(1, pool.threads().min(n).max(1));
-    let chunk = n.div_ceil(tasks);
-    pool.run(tasks, &|t| f((t * chunk).min(n)..((t + 1) * chunk).min(n)));
+    pool.run(tasks, &|t| f(block(n, tasks, 1, t)));
+}
+
+/// Block `i` of `parts` even blocks of `0..len`, each a multiple of `align` long but the last
+/// (which may be shorter, or empty).
+fn block(len: usize, parts: usize, align: usize, i: usize) -> Range<usize> {
+    let chunk = len.div_ceil(parts.max(1)).next_multiple_of(align.max(1));
+    (i * chunk).min(len)..((i + 1) * chunk).min(len)
 }
 
 /// A byte pointer handed to the tasks of one step.

@@ -24,7 +24,7 @@
 
 use super::gemm::MatRef;
 use super::packed::PackedB;
-use super::simd::{self, Isa, Simd};
+use super::simd::{self, store_first, Isa, Simd};
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -116,10 +116,8 @@ pub fn gemv_packed(a: &[f32], b: &PackedB, cols: Range<usize>, c: &mut [f32]) {
                 let (jp, jj) = (j - j % nr, j % nr);
                 let mut acc = 0.0f32;
                 for k0 in (0..b.k()).step_by(b.kc()) {
-                    let block = b.block(k0);
-                    let kb = b.kc().min(b.k() - k0);
-                    for p in 0..kb {
-                        acc += a[k0 + p] * block[jp * kb + p * nr + jj];
+                    for (p, row) in b.panel(k0, jp).chunks_exact(nr).enumerate() {
+                        acc += a[k0 + p] * row[jj];
                     }
                 }
                 *dst = acc;
@@ -161,35 +159,31 @@ fn packed_panels_generic<S: Simd>(a: &[f32], b: &PackedB, cols: Range<usize>, c:
 fn panel_group<S: Simd, const G: usize>(a: &[f32], b: &PackedB, j0: usize, out: &mut [f32]) {
     let nr = 2 * S::LANES;
     debug_assert!(out.len() <= G * nr && out.len() > (G - 1) * nr);
-    // SAFETY: block `k0` holds `kb` rows of every panel (`kb × n_pad` floats, `n_pad` a
-    // multiple of `nr` above `j0 + (G - 1) · nr`), so the `G` panels from `j0` are in it;
-    // `k0 + p < k == a.len()`; stores touch `out.len()` floats (masked at the end). The CPU
-    // runs `S` (multiversion!).
-    unsafe {
-        let mut acc = [[S::zero(); 2]; G];
-        let ap = a.as_ptr();
-        for k0 in (0..b.k()).step_by(b.kc()) {
-            let block = b.block(k0);
-            let kb = b.kc().min(b.k() - k0);
-            debug_assert!(j0 * kb + G * nr * kb <= block.len());
-            let base = block.as_ptr().add(j0 * kb);
+    // SAFETY: the CPU runs `S` (multiversion!).
+    let mut acc = [[unsafe { S::zero() }; 2]; G];
+    for k0 in (0..b.k()).step_by(b.kc()) {
+        // The `G` panels from `j0` (each starts below `n`: the caller's group).
+        let panels: [&[f32]; G] = std::array::from_fn(|g| b.panel(k0, j0 + g * nr));
+        let kb = panels[0].len() / nr;
+        // SAFETY: each panel holds `kb` rows of `nr = 2 · LANES` floats; `k0 + p < k ==
+        // a.len()`. The CPU runs `S` (multiversion!).
+        unsafe {
             for p in 0..kb {
-                let av = S::splat(*ap.add(k0 + p));
-                for (g, acc) in acc.iter_mut().enumerate() {
-                    let q = base.add((g * kb + p) * nr);
+                let av = S::splat(*a.get_unchecked(k0 + p));
+                for (panel, acc) in panels.iter().zip(acc.iter_mut()) {
+                    let q = panel.as_ptr().add(p * nr);
                     acc[0] = S::fma(av, S::load(q), acc[0]);
                     acc[1] = S::fma(av, S::load(q.add(S::LANES)), acc[1]);
                 }
             }
         }
-        let dst = out.as_mut_ptr();
-        for (v, &x) in acc.iter().flatten().enumerate() {
-            let at = v * S::LANES;
-            if at + S::LANES <= out.len() {
-                S::store(dst.add(at), x);
-            } else if at < out.len() {
-                S::store_n(dst.add(at), x, out.len() - at);
-            }
+    }
+    for (v, &x) in acc.iter().flatten().enumerate() {
+        let at = v * S::LANES;
+        if at < out.len() {
+            // SAFETY: `out.len() - at` floats from `at` are in `out` (the first LANES of them
+            // written); the CPU runs `S`.
+            unsafe { store_first::<S>(out.as_mut_ptr().add(at), x, out.len() - at) };
         }
     }
 }

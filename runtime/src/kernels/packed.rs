@@ -238,12 +238,13 @@ impl PackedB {
         self.kc
     }
 
-    /// The panels of the `k` block starting at row `k0` (a multiple of [`PackedB::kc`]):
-    /// `kb × n_pad` floats, the panel of columns `j0..j0 + nr` (`j0` a multiple of the panel
-    /// width) at `j0 * kb`, row `p` of it at `+ p * nr`, padding columns zero.
-    pub(super) fn block(&self, k0: usize) -> &[f32] {
+    /// The panel of columns `j0..j0 + nr` (`j0` a multiple of the panel width, below `n`) in
+    /// the `k` block starting at row `k0` (a multiple of [`PackedB::kc`]): `kb × nr` floats,
+    /// row `p` at `p * nr`, padding columns zero. Block `k0` is `kb × n_pad` floats from
+    /// `k0 * n_pad`, its panels one after the other.
+    pub(super) fn panel(&self, k0: usize, j0: usize) -> &[f32] {
         let kb = self.kc.min(self.k - k0);
-        &self.floats()[k0 * self.n_pad..][..kb * self.n_pad]
+        &self.floats()[k0 * self.n_pad + j0 * kb..][..kb * self.isa.nr()]
     }
 
     fn floats(&self) -> &[f32] {
@@ -472,7 +473,7 @@ unsafe fn drive(
             };
             let slivers = m.div_ceil(mr);
             for j0 in cols.clone().step_by(nr) {
-                let next = (j0 + nr < cols.end).then(|| d.panel(k0, kb, j0 + nr));
+                let next = (j0 + nr < cols.end).then(|| b.panel(k0, j0 + nr).as_ptr());
                 for (s, i0) in (0..m).step_by(mr).enumerate() {
                     let pf = next.map(|p| Prefetch::share(p, kb * nr, s, slivers));
                     let rows = i0..(i0 + mr).min(m);
@@ -539,17 +540,6 @@ impl Prefetch {
 }
 
 impl Driver<'_> {
-    /// The panel of columns `j0..j0 + NR` of the `k` block `k0..k0 + kb` of `B`.
-    fn panel(&self, k0: usize, kb: usize, j0: usize) -> *const f32 {
-        // Block `k0` of B holds `kb * n_pad` floats from `k0 * n_pad`; the panel of columns
-        // `j0..j0 + nr` is `kb * nr` of them (a hint or a kernel operand: `tile` says why it
-        // is in range).
-        self.b
-            .floats()
-            .as_ptr()
-            .wrapping_add(k0 * self.b.n_pad + j0 * kb)
-    }
-
     /// `C[rows, jc..jc + w] (+)= A[rows, k0..k0 + kb] · B[k0.., j0..j0 + w]` (`w <= NR`:
     /// the panel of `j0`; a right edge stores only its `w` columns), a strided `C` through the
     /// tile buffer.
@@ -572,7 +562,7 @@ impl Driver<'_> {
         let (i0, r) = (rows.start, rows.len());
         let nr = self.b.isa.nr();
         let kernel = self.kernels[usize::from(w <= nr / 2)][r - 1];
-        let panel = self.panel(k0, kb, j0);
+        let panel = self.b.panel(k0, j0).as_ptr();
         let (pf, pf_lines) = prefetch.map_or((std::ptr::null(), 0), |p| (p.from, p.lines));
         if ccs == 1 {
             let tile = Tile {

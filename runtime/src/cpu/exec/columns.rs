@@ -12,14 +12,13 @@
 //! An epilogue then runs once the whole product is done (a tile of rows is finished only when
 //! every column task has finished it).
 
-use super::{Frame, SendPtr, SCRATCH};
+use super::{block, with_scratch, Frame, SendPtr};
 use crate::cpu::matmul::BatchedGemm;
 use crate::cpu::plan::*;
 use crate::cpu::threads::ThreadPool;
 use crate::kernels::conv::Conv2d;
 use crate::kernels::gemm::{MatMut, MatRef};
 use crate::kernels::packed::{gemm_packed_cols, PackedB};
-use std::ops::Range;
 
 /// Columns per task at least: two AVX-512 panels, so each task's micro-kernel calls still
 /// reuse a row of `A` across a few panels.
@@ -47,12 +46,6 @@ pub(super) fn blocks(m: usize, k: usize, n: usize, tasks: usize) -> (usize, usiz
         1
     };
     ((tasks / col_blocks).max(1), col_blocks)
-}
-
-/// Block `i` of `parts` even blocks of `0..len`, each a multiple of `align` long but the last.
-fn block(len: usize, parts: usize, align: usize, i: usize) -> Range<usize> {
-    let chunk = len.div_ceil(parts.max(1)).next_multiple_of(align.max(1));
-    (i * chunk).min(len)..((i + 1) * chunk).min(len)
 }
 
 impl Frame {
@@ -93,13 +86,8 @@ impl Frame {
                     (cols, 1),
                 )
             };
-            SCRATCH.with(|s| {
-                let mut scratch = s.borrow_mut();
-                let need = conv.scratch_len(mine.len());
-                if scratch.len() < need {
-                    scratch.resize(need, 0.0);
-                }
-                conv.run_block(xs, mine, cs, o, &mut scratch[..need]);
+            with_scratch(conv.scratch_len(mine.len()), |scratch| {
+                conv.run_block(xs, mine, cs, o, scratch)
             });
         });
         if let Some(e) = epilogue {
@@ -180,6 +168,7 @@ mod tests {
 
     #[test]
     fn blocks_cover_the_range_on_aligned_starts() {
+        // (`block` is the executor's one way to cut a range for tasks.)
         for (len, parts, align) in [(512, 2, 32), (1000, 3, 32), (49, 4, 1), (40, 3, 32)] {
             let mut next = 0;
             for i in 0..parts {

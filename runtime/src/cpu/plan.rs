@@ -589,7 +589,9 @@ pub struct Plan {
     /// arena bytes), which the scheduler may run at the same time.
     pub waves: Vec<std::ops::Range<usize>>,
     /// Per wave, whether its steps are worth running side by side (decided once, when
-    /// lowered, from the steps' work), else they run in order.
+    /// lowered, from the steps' work), else they run in order. The executor also runs in
+    /// order a wave whose every step is large enough to split over all of its pool's threads
+    /// (`splits_well` in `exec.rs`: the thread count is the pool's, not the plan's).
     pub side_by_side: Vec<bool>,
     /// The buffer of each graph output, in output order.
     pub outputs: Vec<BufId>,

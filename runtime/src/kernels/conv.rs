@@ -28,7 +28,7 @@
 
 use super::direct_conv::DirectConv;
 use super::gemm::{MatMut, MatRef};
-use super::packed::{gemm_packed, gemm_packed_cols, PackedB};
+use super::packed::{gemm_packed_cols, PackedB};
 use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{ConvAttrs, DataFormat, Op};
 use lathe_ir::{DType, Tensor, TensorType};
@@ -266,30 +266,13 @@ impl Conv2d {
             out,
             scratch,
         );
-        let (c, ci, co) = (self.win.c, self.ci, self.co);
-        let cog = co / self.groups;
-        let mut t0 = rows.start;
-        while t0 < rows.end {
-            let t1 = rows.end.min(t0.saturating_add(self.tile_rows()));
-            let m = t1 - t0;
-            let o = &mut out[(t0 - rows.start) * co..][..m * co];
-            for g in 0..self.groups {
-                let a = if self.pointwise {
-                    MatRef {
-                        data: &x[t0 * c + g * ci..],
-                        rows: m,
-                        cols: ci,
-                        strides: (c, 1),
-                    }
-                } else {
-                    let cols = &mut scratch[..m * self.depth];
-                    self.im2col(x, t0..t1, g, cols);
-                    MatRef::row_major(cols, m, self.depth)
-                };
-                let c = MatMut::new(&mut o[g * cog..], m, cog, (co, 1));
-                gemm_packed(a, &self.filter[g], c, false);
-            }
-            t0 = t1;
+        if rows.is_empty() {
+            return;
+        }
+        let cog = self.co / self.groups;
+        for g in 0..self.groups {
+            let o = MatMut::new(&mut out[g * cog..], rows.len(), cog, (self.co, 1));
+            self.group_tiles(x, rows.clone(), g, 0..cog, o, scratch);
         }
     }
 
@@ -316,7 +299,7 @@ impl Conv2d {
         x: &[f32],
         rows: Range<usize>,
         cols: Range<usize>,
-        mut out: MatMut<'_>,
+        out: MatMut<'_>,
         scratch: &mut [f32],
     ) {
         assert!(
@@ -341,6 +324,21 @@ impl Conv2d {
             &[],
             scratch,
         );
+        self.group_tiles(x, rows, 0, cols, out, scratch);
+    }
+
+    /// Output rows `rows` × columns `cols` of group `g`'s filter into `out` (a
+    /// `rows.len() × cols.len()` view), one GEMM per tile of [`Self::tile_rows`] rows, from
+    /// the input itself (pointwise) or the tile's im2col rows in `scratch`.
+    fn group_tiles(
+        &self,
+        x: &[f32],
+        rows: Range<usize>,
+        g: usize,
+        cols: Range<usize>,
+        mut out: MatMut<'_>,
+        scratch: &mut [f32],
+    ) {
         let c = self.win.c;
         let mut t0 = rows.start;
         while t0 < rows.end {
@@ -348,18 +346,18 @@ impl Conv2d {
             let m = t1 - t0;
             let a = if self.pointwise {
                 MatRef {
-                    data: &x[t0 * c..],
+                    data: &x[t0 * c + g * self.ci..],
                     rows: m,
-                    cols: c,
+                    cols: self.ci,
                     strides: (c, 1),
                 }
             } else {
                 let patches = &mut scratch[..m * self.depth];
-                self.im2col(x, t0..t1, 0, patches);
+                self.im2col(x, t0..t1, g, patches);
                 MatRef::row_major(patches, m, self.depth)
             };
             let tile = out.rows_view(t0 - rows.start..t1 - rows.start);
-            gemm_packed_cols(a, &self.filter[0], cols.clone(), tile, false);
+            gemm_packed_cols(a, &self.filter[g], cols.clone(), tile, false);
             t0 = t1;
         }
     }

@@ -12,10 +12,9 @@
 //!   (`NR` floats per `k` step, 64-byte aligned), the last panel zero-padded.
 //! * Per call, for each `k` block and each sliver of `MR` rows of `A` (at most `MR × kc`, it
 //!   stays in L1), the micro-kernel runs over every panel of `B` (or, when the block of all of
-//!   `A`'s rows fits in L2, each panel runs over every sliver while the next is prefetched:
-//!   see `drive`): an `R × NR` tile of `C` held
-//!   in registers, one broadcast of `A` and `NR / lanes` FMAs per row per `k` step. `A` is not
-//!   packed: with contiguous columns (an im2col tile, activation rows) the kernel reads its rows
+//!   `A`'s rows and `C` fit in L2, each panel runs over every sliver while the next is
+//!   prefetched: see `drive`): an `R × NR` tile of `C` held in registers, one broadcast of
+//!   `A` and `NR / lanes` FMAs per row per `k` step. `A` is not packed: with contiguous columns (an im2col tile, activation rows) the kernel reads its rows
 //!   in place, because a transposing pack measured as costly as the product itself for narrow
 //!   `B` (n = 64). Only when its columns are strided, or its row stride would make the sliver's
 //!   rows share L1 sets (a multiple of 2 KiB, say), is the sliver first copied to rows with a
@@ -419,8 +418,8 @@ struct Aligned<const N: usize>([f32; N]);
 /// * Panels outer, slivers inner, when the `k` block of all of `A`'s rows and the whole of
 ///   `C` fit in L2 ([`A_BLOCK_FLOATS`] each; a panel writes a column stripe of every row of
 ///   `C`, so a `C` larger than L2 would be fetched again for every panel: MobileNet-v2's
-///   112×112 16→96 expansion, 6272 rows per thread, lost 10% that way): each panel (`kb × NR`, 32 KiB) stays in L1 while every sliver
-///   runs over it, and each sliver's call prefetches its share of the next panel. With few
+///   112×112 16→96 expansion, 6272 rows per thread, lost 10% that way): each panel
+///   (`kb × NR`, 32 KiB) stays in L1 while every sliver runs over it, and each sliver's call prefetches its share of the next panel. With few
 ///   rows (ResNet-50's last stage: 49) the other order reads each block of `B` from memory
 ///   during the first sliver alone, a pass bound by memory bandwidth, and computes the others
 ///   from L2 with the memory idle; here `B` streams in while every sliver computes.

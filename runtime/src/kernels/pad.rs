@@ -25,11 +25,7 @@ impl ConstPad {
     /// The output as rows: `(rows, row length)`, a row being a run of the last axis (a scalar
     /// is one row of one element).
     pub fn out_rows(&self) -> (usize, usize) {
-        let dims = self.out_dims();
-        match dims.split_last() {
-            Some((&last, lead)) => (lead.iter().product(), last),
-            None => (1, 1),
-        }
+        rows_of(&self.out_dims())
     }
 
     /// Pads `x` into `out`.
@@ -46,7 +42,8 @@ impl ConstPad {
     /// When `x` is not the input's length, `rows` is past the output or `out` is not
     /// `rows.len()` rows long.
     pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32]) {
-        let (total, len) = self.out_rows();
+        let out_dims = self.out_dims();
+        let (total, len) = rows_of(&out_dims);
         assert_eq!(
             x.len(),
             self.in_dims.iter().product::<usize>(),
@@ -62,7 +59,7 @@ impl ConstPad {
             return;
         };
         let (lo, hi) = (self.before[lead.len()], self.before[lead.len()] + run);
-        let out_lead = &self.out_dims()[..lead.len()];
+        let out_lead = &out_dims[..lead.len()];
         for (r, row) in rows.zip(out.chunks_exact_mut(len.max(1))) {
             // Row `r`'s index over the leading axes, and the input row it reads if inside.
             let (mut rest, mut src, mut stride) = (r, 0usize, 1usize);
@@ -84,6 +81,14 @@ impl ConstPad {
                 row.fill(self.value);
             }
         }
+    }
+}
+
+/// Dims as `(rows, row length)`: runs of the last axis (a scalar is one row of one element).
+fn rows_of(dims: &[usize]) -> (usize, usize) {
+    match dims.split_last() {
+        Some((&last, lead)) => (lead.iter().product(), last),
+        None => (1, 1),
     }
 }
 

@@ -20,6 +20,7 @@ onnxruntime's answer is checked the same way. Prints a table (or, with --json, o
 with the ratios lathe/ort and lathe/tf, and the geometric mean of each ratio over the models. With
 --onnx, Lathe also runs each model.onnx in the same rounds, and onnx/frozen compares the two imports. Speed
 is only measured here, never asserted. A runtime that is not installed is skipped with a note.
+LATHE_ISA=avx2 in the environment times Lathe's AVX2 kernels (onnxruntime keeps its widest).
 """
 import argparse
 import importlib.util

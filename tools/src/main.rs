@@ -63,6 +63,11 @@ fn main() -> ExitCode {
     // resident; `run` and `bench` retune for calls once the model is compiled.
     lathe_runtime::tune_allocator(lathe_runtime::AllocPhase::Load);
     let cli = Cli::parse();
+    // A mistyped instruction-set cap would time or test the wrong kernels: refuse it.
+    if let Err(e) = lathe_runtime::cpu::isa_cap_checked() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a),
         Command::Compile(a) => cmd::compile::run(a),

@@ -255,3 +255,44 @@ fn threads_and_backend_are_reported_and_profile_names_steps() {
     assert_eq!(interp["backend"], "interp", "{interp}");
     assert_eq!(interp["threads"].as_u64(), Some(1), "{interp}");
 }
+
+#[test]
+fn instruction_set_cap_is_reported_and_checked() {
+    let f = Fixture::open("cnn_tiny");
+    let model = path_str(&f.model_path()).to_string();
+    let capped = |cap: &str| {
+        Command::new(env!("CARGO_BIN_EXE_lathe"))
+            .args([
+                "bench",
+                &model,
+                "--iterations",
+                "2",
+                "--warmup",
+                "1",
+                "--json",
+            ])
+            .env_remove("LATHE_LOG")
+            .env("LATHE_ISA", cap)
+            .output()
+            .expect("starting the lathe binary")
+    };
+    // `sse` leaves the tuned kernels their portable form on every machine.
+    let (out, _) = success(&capped("sse"));
+    let report: Value = serde_json::from_str(out.trim()).expect("JSON report");
+    check_report(&report, 2);
+    assert_eq!(report["isa"], "scalar", "{report}");
+    // Uncapped, the report names what this machine runs (whatever it is).
+    let (uncapped, _) = bench_json(&f.model_path(), 2, &[]);
+    assert!(
+        ["avx512", "avx2", "scalar"].contains(&uncapped["isa"].as_str().unwrap_or("")),
+        "{uncapped}"
+    );
+    let (interp, _) = bench_json(&f.model_path(), 2, &["--backend", "interp"]);
+    assert!(interp["isa"].is_null(), "{interp}");
+    // A mistyped cap would time the wrong kernels: an error, not a silent full-width run.
+    let line = one_line_error(&capped("avx3"));
+    assert!(
+        line.contains("LATHE_ISA=\"avx3\"") && line.contains("avx2"),
+        "{line}"
+    );
+}

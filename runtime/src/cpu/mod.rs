@@ -37,8 +37,14 @@ pub mod threads;
 
 pub use capability::{op_native, CpuCapabilities};
 pub use error::CpuError;
-pub use features::{check_features, has_feature};
+pub use features::{check_features, has_feature, isa_cap_checked, IsaCap, ISA_CAP_VAR};
 pub use plan::PlanStats;
+
+/// The instruction set the tuned f32 kernels run with on this machine (`avx512`, `avx2`,
+/// `scalar`), after the cap [`ISA_CAP_VAR`] sets.
+pub fn kernel_isa() -> &'static str {
+    crate::kernels::simd::Isa::detect().name()
+}
 pub use threads::ThreadPool;
 
 use exec::{Frame, Line};

@@ -50,12 +50,12 @@ impl IntIsa {
     pub fn supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            use std::is_x86_feature_detected as has;
-            let avx512 = || has!("avx512f") && has!("avx512bw");
+            use crate::cpu::has_feature as has;
+            let avx512 = || has("avx512f") && has("avx512bw");
             match self {
-                IntIsa::Vnni512 => avx512() && has!("avx512vnni"),
+                IntIsa::Vnni512 => avx512() && has("avx512vnni"),
                 IntIsa::Avx512 => avx512(),
-                IntIsa::Avx2 => has!("avx2"),
+                IntIsa::Avx2 => has("avx2"),
                 IntIsa::Portable => true,
             }
         }

@@ -5,8 +5,6 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
-#[cfg(target_arch = "x86_64")]
-use std::is_x86_feature_detected;
 use std::sync::OnceLock;
 
 /// One vector of `LANES` f32 lanes. Every method is `unsafe`: the caller guarantees the
@@ -123,7 +121,7 @@ impl<'de> serde::Deserialize<'de> for Isa {
 pub fn has_native_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx")
+        crate::cpu::has_feature("fma") && crate::cpu::has_feature("avx")
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -140,7 +138,7 @@ pub fn has_native_fma() -> bool {
 pub fn has_vector_rounding() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("sse4.1")
+        crate::cpu::has_feature("sse4.1")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

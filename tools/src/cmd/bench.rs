@@ -213,11 +213,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
 
+    // The instruction set of the CPU backend's kernels (`LATHE_ISA` may cap it).
+    let isa = (args.backend == Backend::Cpu).then(lathe_runtime::cpu::kernel_isa);
     if args.json {
         let report = serde_json::json!({
             "model": args.model.model.display().to_string(),
             "backend": args.backend.name(),
             "threads": threads,
+            "isa": isa,
             "pipeline": args.opt.pipeline_text(),
             "inputs": input_note,
             "warmup": args.warmup,
@@ -233,9 +236,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         println!("model:    {}", args.model.model.display());
         println!(
-            "backend:  {} ({threads} thread{}), pipeline: {}",
+            "backend:  {} ({threads} thread{}{}), pipeline: {}",
             args.backend,
             if threads == 1 { "" } else { "s" },
+            isa.map(|i| format!(", {i} kernels")).unwrap_or_default(),
             match &args.opt.passes {
                 Some(p) => format!("--passes {p}"),
                 None => format!("-O{}", args.opt.level),

@@ -90,7 +90,24 @@ pub(crate) fn host_isa(pic: bool) -> Result<OwnedTargetIsa, CodegenError> {
             .set(k, v)
             .map_err(|e| backend(format!("flag {k}: {e}")))?;
     }
-    let isa = cranelift_native::builder().map_err(|e| backend(format!("host ISA: {e}")))?;
+    let mut isa = cranelift_native::builder().map_err(|e| backend(format!("host ISA: {e}")))?;
+    // The host's flags, less what the instruction-set cap hides (`LATHE_ISA`).
+    #[cfg(target_arch = "x86_64")]
+    for (flag, feature) in [
+        ("has_avx", "avx"),
+        ("has_avx2", "avx2"),
+        ("has_fma", "fma"),
+        ("has_avx512f", "avx512f"),
+        ("has_avx512dq", "avx512f"),
+        ("has_avx512vl", "avx512f"),
+        ("has_avx512bitalg", "avx512f"),
+        ("has_avx512vbmi", "avx512f"),
+    ] {
+        if !crate::cpu::has_feature(feature) {
+            isa.set(flag, "false")
+                .map_err(|e| backend(format!("flag {flag}: {e}")))?;
+        }
+    }
     isa.finish(settings::Flags::new(flags))
         .map_err(|e| backend(format!("host ISA: {e}")))
 }

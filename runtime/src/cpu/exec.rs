@@ -14,7 +14,7 @@ use super::threads::ThreadPool;
 use crate::kernels::gemm::{sgemm, MatMut, MatRef};
 use crate::kernels::gemv::{gemv, gemv_packed};
 use crate::kernels::generic_gemm::{self, GemmDims};
-use crate::kernels::packed::{gemm_packed, PackedB};
+use crate::kernels::packed::{gemm_packed_then, PackedB};
 use lathe_ir::{DType, Tensor};
 use std::cell::RefCell;
 use std::ops::Range;
@@ -782,19 +782,28 @@ impl Frame {
             // `rows` of this batch) belong to this task alone: tasks are distinct (batch,
             // row chunk) pairs and C is the op's output, each of its elements the result of
             // exactly one (batch, row, column) of the product. Nothing else reads C during
-            // the step but each task's tiled epilogue, after its GEMM, on its own rows.
+            // the step but each task's tiled epilogue, on its own rows once they are final.
             let cv = unsafe {
                 MatMut::from_raw_parts(c_ptr.get().add(oc_in), c_len - oc_in, rows.len(), g.n, g.c)
             };
+            // C is dense rows when the epilogue is tiled: its element offset says which
+            // output row is this task's first.
+            let r0 = oc / g.n.max(1);
             if let Some(p) = packed {
-                gemm_packed(av, p, cv, false);
-            } else if let Err(e) = sgemm(av, bv, cv, false, 1) {
+                // The tiled epilogue runs on rows as soon as they are final, still in cache
+                // (the view holds no reference to C, so it may write them in place).
+                let after: &mut dyn FnMut(Range<usize>) = match &tiled {
+                    Some(e) => &mut |r| e.run(r0 + r.start..r0 + r.end),
+                    None => &mut |_| {},
+                };
+                gemm_packed_then(av, p, 0..g.n, cv, false, after);
+                return;
+            }
+            if let Err(e) = sgemm(av, bv, cv, false, 1) {
                 *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 return;
             }
             if let Some(e) = &tiled {
-                // C is dense rows: its element offset says which output row this is.
-                let r0 = oc / g.n.max(1);
                 e.run(r0..r0 + rows.len());
             }
         });
@@ -839,17 +848,25 @@ impl Frame {
                 while r < mine.end {
                     let tile_rows = r..(r + tile).min(mine.end);
                     let need = k.scratch_len(tile_rows.len());
-                    // SAFETY: this task alone writes these rows of the output.
+                    let n = tile_rows.len();
+                    // SAFETY: this task alone writes these rows of the output, `n × cols`
+                    // dense floats from this pointer; the view holds no reference, so the
+                    // tiled epilogue may write them (in place) through its own pointers.
                     let o = unsafe {
-                        std::slice::from_raw_parts_mut(
+                        MatMut::from_raw_parts(
                             out_ptr.get().add(tile_rows.start * cols),
-                            tile_rows.len() * cols,
+                            n * cols,
+                            n,
+                            cols,
+                            (cols, 1),
                         )
                     };
-                    k.run_rows(xs, tile_rows.clone(), o, &mut scratch[..need]);
-                    if let Some(e) = &tiled {
-                        e.run(tile_rows.clone());
-                    }
+                    // The epilogue runs on rows as soon as they are final, still in cache.
+                    let after: &mut dyn FnMut(Range<usize>) = match &tiled {
+                        Some(e) => &mut |r| e.run(r),
+                        None => &mut |_| {},
+                    };
+                    k.run_rows_then(xs, tile_rows.clone(), o, &mut scratch[..need], after);
                     r = tile_rows.end;
                 }
             });

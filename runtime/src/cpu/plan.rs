@@ -9,6 +9,7 @@ use crate::kernels::depthwise::DepthwiseConv2d;
 use crate::kernels::det::Det;
 use crate::kernels::dft::Dft;
 use crate::kernels::einsum::EinsumLoops;
+use crate::kernels::gemm::MatMut;
 use crate::kernels::generic_window::GenericWindow;
 use crate::kernels::int_conv::IntConv;
 use crate::kernels::int_gemm::PackedB as PackedInt;
@@ -118,13 +119,37 @@ impl Window {
         }
     }
 
-    pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
-        match self {
-            Window::Conv(k) => k.run_rows(x, rows, out, scratch),
-            Window::Winograd(k) => k.run_rows(x, rows, out, scratch),
-            Window::Depthwise(k) => k.run_rows(x, rows, out),
-            Window::Pool(k) => k.run_rows(x, rows, out),
+    /// Computes output rows `rows` into `out` (their dense `rows.len() × cols()` view), then
+    /// calls `after(r)` for sub-ranges `r` of `rows`, in order, as soon as their outputs are
+    /// final (an im2col or pointwise convolution: every few GEMM slivers, while still in L1;
+    /// the others: once, at the end). The view holds no reference to its elements, so `after`
+    /// may read and write rows `r` through pointers of its own.
+    pub fn run_rows_then(
+        &self,
+        x: &[f32],
+        rows: Range<usize>,
+        mut out: MatMut<'_>,
+        scratch: &mut [f32],
+        after: &mut dyn FnMut(Range<usize>),
+    ) {
+        if let Window::Conv(k) = self {
+            return k.run_rows_then(x, rows, out, scratch, after);
         }
+        let dense = out.rows == rows.len() && out.cols == self.cols() && out.strides.1 == 1;
+        assert!(
+            dense && out.strides.0 == self.cols(),
+            "window: output view is not dense rows"
+        );
+        // SAFETY: a dense view of `len` elements from its pointer, which this call alone
+        // addresses until it returns; the slice is gone before `after` runs.
+        let o = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr(), out.len()) };
+        match self {
+            Window::Winograd(k) => k.run_rows(x, rows.clone(), o, scratch),
+            Window::Depthwise(k) => k.run_rows(x, rows.clone(), o),
+            Window::Pool(k) => k.run_rows(x, rows.clone(), o),
+            Window::Conv(_) => unreachable!("returned above"),
+        }
+        after(rows)
     }
 
     /// Rows per tile: enough work per kernel call to amortize its set-up, small enough that

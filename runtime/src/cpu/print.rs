@@ -4,11 +4,14 @@
 //! ```text
 //! cpu plan @mlp: 3 steps, 3 waves, arena 4096 B (lower bound 4096 B), outputs 40 B
 //!   wave 0
-//!     s0 "dense/MatMul" fused.epilogue: gemm m=1 n=512 k=784 packed +epilogue(tiled)
+//!     s0 "dense/MatMul" fused.epilogue: gemm m=1 n=512 k=784 packed +epilogue(tiled) chain(2)
 //!         %0 f32[1,784] input 0, %1 f32[784,512] const -> %3 f32[1,512] arena+0
 //!   ...
 //!   return %9 f32[1,10] output
 //! ```
+//!
+//! `chain(N)` marks a generated kernel (or epilogue) whose body is a straight line of N
+//! elementwise stages, run as a wide-vector [`crate::kernels::chain::Chain`].
 //!
 //! `%N` names a buffer (a typed view of a storage); two buffers with the same place are views of
 //! the same bytes (a reshape, or a kernel writing in place). A buffer read twice is listed once.
@@ -106,11 +109,21 @@ fn buf(plan: &Plan, b: usize) -> String {
     format!("%{b} {}[{}] {place}", buf.dtype, dims.join(","))
 }
 
+/// ` chain(N)` for a generated kernel that runs as an N-stage wide-vector chain.
+fn chain(k: &super::codegen::RowKernel) -> String {
+    k.chain()
+        .map(|c| format!(" chain({})", c.stages.len()))
+        .unwrap_or_default()
+}
+
 /// The kernel and its parameters.
 fn kernel(plan: &Plan, k: &Kernel) -> String {
     let epilogue = |e: &Option<super::plan::Epilogue>| match e {
-        Some(e) if e.tiled => " +epilogue(tiled)".to_string(),
-        Some(_) => " +epilogue(after)".to_string(),
+        Some(e) => format!(
+            " +epilogue({}){}",
+            if e.tiled { "tiled" } else { "after" },
+            chain(&e.kernel)
+        ),
         None => String::new(),
     };
     match k {
@@ -238,7 +251,12 @@ fn kernel(plan: &Plan, k: &Kernel) -> String {
             kernel.dtype, kernel.outer, kernel.n, kernel.inner
         ),
         Kernel::Rows { kernel, .. } => {
-            format!("generated rows={} len={}", kernel.rows(), kernel.row_len())
+            format!(
+                "generated rows={} len={}{}",
+                kernel.rows(),
+                kernel.row_len(),
+                chain(kernel)
+            )
         }
         Kernel::Interp { reason, .. } => format!("interp ({reason})"),
         Kernel::SetItem { x, out, .. } => {

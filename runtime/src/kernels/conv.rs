@@ -28,7 +28,7 @@
 
 use super::direct_conv::DirectConv;
 use super::gemm::{MatMut, MatRef};
-use super::packed::{gemm_packed_cols, PackedB};
+use super::packed::{gemm_packed_then, PackedB};
 use lathe_ir::ops::conv::WindowGeometry;
 use lathe_ir::ops::{ConvAttrs, DataFormat, Op};
 use lathe_ir::{DType, Tensor, TensorType};
@@ -77,7 +77,7 @@ pub(crate) fn check_run_rows(
     [input_len, total_rows, cols, scratch_len]: [usize; 4],
     x: &[f32],
     rows: &Range<usize>,
-    out: &[f32],
+    out_len: usize,
     scratch: &[f32],
 ) {
     assert!(
@@ -90,9 +90,8 @@ pub(crate) fn check_run_rows(
         "conv2d: rows {rows:?} out of 0..{total_rows}"
     );
     assert!(
-        out.len() == rows.len() * cols,
-        "conv2d: output slice has {} elements, expected {}",
-        out.len(),
+        out_len == rows.len() * cols,
+        "conv2d: output slice has {out_len} elements, expected {}",
         rows.len() * cols
     );
     assert!(
@@ -250,9 +249,43 @@ impl Conv2d {
     ///
     /// Panics, with a message, on a range past [`Self::rows`] or slices of the wrong length.
     pub fn run_rows(&self, x: &[f32], rows: Range<usize>, out: &mut [f32], scratch: &mut [f32]) {
+        let (n, co) = (rows.len(), self.co);
+        self.run_rows_then(
+            x,
+            rows,
+            MatMut::new(out, n, co, (co, 1)),
+            scratch,
+            &mut |_| {},
+        )
+    }
+
+    /// [`Self::run_rows`] into a view (`rows.len() × cols()`, dense rows), calling
+    /// `after(r)` as soon as output rows `r` (a sub-range of `rows`) are final, in order,
+    /// every row once: while they are still in cache, for an epilogue. The view holds no
+    /// reference to its elements, so `after` may read and write rows `r` through pointers of
+    /// its own.
+    pub fn run_rows_then(
+        &self,
+        x: &[f32],
+        rows: Range<usize>,
+        mut out: MatMut<'_>,
+        scratch: &mut [f32],
+        after: &mut dyn FnMut(Range<usize>),
+    ) {
+        let dense = out.rows == rows.len() && out.cols == self.co && out.strides == (self.co, 1);
+        assert!(
+            dense,
+            "conv2d: output view is not {} dense rows of {}",
+            rows.len(),
+            self.co
+        );
         if let Some(d) = &self.direct {
-            // It checks its arguments (the same checks, its own scratch).
-            return d.run_rows(x, rows, out, scratch);
+            // SAFETY: a dense view of `len` elements from its pointer, which this call alone
+            // addresses until it returns; the slice is gone before `after` runs. (`d` checks
+            // the length against the rows.)
+            let o = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr(), out.len()) };
+            d.run_rows(x, rows.clone(), o, scratch);
+            return after(rows);
         }
         check_run_rows(
             [
@@ -263,17 +296,22 @@ impl Conv2d {
             ],
             x,
             &rows,
-            out,
+            out.len(),
             scratch,
         );
         if rows.is_empty() {
             return;
         }
+        if self.groups == 1 {
+            return self.group_tiles(x, rows, 0, 0..self.co, out, scratch, after);
+        }
+        // Groups fill column stripes: a row is final after the last group.
         let cog = self.co / self.groups;
         for g in 0..self.groups {
-            let o = MatMut::new(&mut out[g * cog..], rows.len(), cog, (self.co, 1));
-            self.group_tiles(x, rows.clone(), g, 0..cog, o, scratch);
+            let o = out.cols_view(g * cog..(g + 1) * cog);
+            self.group_tiles(x, rows.clone(), g, 0..cog, o, scratch, &mut |_| {});
         }
+        after(rows)
     }
 
     /// Whether threads can split the output's columns ([`Self::run_block`]): one group, by
@@ -321,10 +359,10 @@ impl Conv2d {
             ],
             x,
             &rows,
-            &[],
+            0,
             scratch,
         );
-        self.group_tiles(x, rows, 0, cols, out, scratch);
+        self.group_tiles(x, rows, 0, cols, out, scratch, &mut |_| {});
     }
 
     /// Output rows `rows` × columns `cols` of group `g`'s filter into `out` (a
@@ -338,6 +376,7 @@ impl Conv2d {
         cols: Range<usize>,
         mut out: MatMut<'_>,
         scratch: &mut [f32],
+        after: &mut dyn FnMut(Range<usize>),
     ) {
         let c = self.win.c;
         let mut t0 = rows.start;
@@ -357,7 +396,10 @@ impl Conv2d {
                 MatRef::row_major(patches, m, self.depth)
             };
             let tile = out.rows_view(t0 - rows.start..t1 - rows.start);
-            gemm_packed_cols(a, &self.filter[g], cols.clone(), tile, false);
+            let filter = &self.filter[g];
+            gemm_packed_then(a, filter, cols.clone(), tile, false, &mut |r| {
+                after(t0 + r.start..t0 + r.end)
+            });
             t0 = t1;
         }
     }

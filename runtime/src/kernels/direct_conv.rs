@@ -95,7 +95,7 @@ impl DirectConv {
             ],
             x,
             &rows,
-            out,
+            out.len(),
             scratch,
         );
         run(self.isa, self, x, rows, out, scratch);

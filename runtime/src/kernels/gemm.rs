@@ -135,6 +135,27 @@ impl<'a> MatMut<'a> {
         }
     }
 
+    /// The view of columns `cols` of this one, borrowing it.
+    ///
+    /// Panics when `cols` is not inside `0..self.cols`.
+    pub fn cols_view(&mut self, cols: Range<usize>) -> MatMut<'_> {
+        assert!(
+            cols.start <= cols.end && cols.end <= self.cols,
+            "MatMut: columns {cols:?} out of 0..{}",
+            self.cols
+        );
+        let at = (cols.start * self.strides.1).min(self.len);
+        MatMut {
+            // In bounds or one past the end (`at <= len`).
+            ptr: self.ptr.wrapping_add(at),
+            len: self.len - at,
+            rows: self.rows,
+            cols: cols.len(),
+            strides: self.strides,
+            _borrow: PhantomData,
+        }
+    }
+
     /// How many elements from the base pointer the view may address.
     pub fn len(&self) -> usize {
         self.len

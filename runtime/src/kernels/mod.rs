@@ -1,7 +1,9 @@
 //! CPU kernel library: tuned dense kernels that the CPU backend calls into.
 //!
 //! Everything around these kernels (bias, activation, residual add) is generated and fused by
-//! codegen (`crate::cpu::codegen`); the kernels here do the heavy, hard-to-generate part.
+//! codegen (`crate::cpu::codegen`); the kernels here do the heavy, hard-to-generate part. The
+//! commonest of those tails, straight lines of per-channel and elementwise ops, also run here
+//! with wide vectors ([`chain`]).
 //!
 //! f32 has tuned kernels (`gemm`, `packed`, `gemv`, `conv`, `winograd`, `depthwise`, `pool`,
 //! `reduce`);
@@ -29,6 +31,7 @@ macro_rules! with_float {
 }
 
 pub mod argmax;
+pub mod chain;
 pub mod conv;
 pub mod convert;
 pub mod copy;

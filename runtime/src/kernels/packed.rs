@@ -290,8 +290,27 @@ pub fn gemm_packed_cols(
     a: MatRef<'_>,
     b: &PackedB,
     cols: Range<usize>,
+    c: MatMut<'_>,
+    accumulate: bool,
+) {
+    gemm_packed_then(a, b, cols, c, accumulate, &mut |_| {})
+}
+
+/// Rows of `C` that [`gemm_packed_then`] gathers before calling back (at least a sliver):
+/// about 16 KiB, so that they are still in L1 when the callback reads them.
+const AFTER_FLOATS: usize = 4096;
+
+/// [`gemm_packed_cols`], calling `after(rows)` as soon as rows `rows` of `C` (a range of the
+/// view's rows) are final, in order, every row once: while they are still in cache, for an
+/// epilogue. `C` is written only through the view's pointer, so `after` may read and write
+/// those rows through pointers of its own (the view holds no reference to them).
+pub fn gemm_packed_then(
+    a: MatRef<'_>,
+    b: &PackedB,
+    cols: Range<usize>,
     mut c: MatMut<'_>,
     accumulate: bool,
+    after: &mut dyn FnMut(Range<usize>),
 ) {
     let (m, k) = (a.rows, b.k);
     assert!(
@@ -318,19 +337,19 @@ pub fn gemm_packed_cols(
         "gemm_packed: C's strides {:?} make distinct elements overlap",
         c.strides
     );
-    if m == 0 || n == 0 {
+    if m == 0 {
         return;
     }
-    if k == 0 {
+    if n == 0 || k == 0 {
         if !accumulate {
             c.fill_zero();
         }
-        return;
+        return after(0..m);
     }
     // SAFETY: the views were checked above: every element of A and C lies in its range, C's
     // elements are distinct and accessed through `c` alone (its contract); `b` was packed for `b.isa`, which
     // `PackedB::with_isa` checked this CPU supports.
-    unsafe { drive(a, b, cols, c, accumulate) }
+    unsafe { drive(a, b, cols, c, accumulate, after) }
 }
 
 /// One micro-kernel call: `C[0..R, 0..NR] (+)= A[0..R, 0..kc] · panel`, with `A` element
@@ -433,6 +452,7 @@ unsafe fn drive(
     cols: Range<usize>,
     mut c: MatMut<'_>,
     accumulate: bool,
+    after: &mut dyn FnMut(Range<usize>),
 ) {
     let (m, k) = (a.rows, b.k);
     let (mr, nr) = (b.isa.mr(), b.isa.nr());
@@ -486,6 +506,9 @@ unsafe fn drive(
                 }
             }
         } else {
+            // In the last `k` block, rows are final once their sliver has run every panel.
+            let last = k0 + kb == k;
+            let mut pending = 0;
             for i0 in (0..m).step_by(mr) {
                 let rows = i0..(i0 + mr).min(m);
                 let (sa, lda) = if copy {
@@ -500,9 +523,18 @@ unsafe fn drive(
                     // SAFETY: as in the other order, the sliver copied or read in place.
                     unsafe { d.tile(rows.clone(), (sa, lda), (k0, kb), at, acc, None) };
                 }
+                if last && ((rows.end - pending) * cols.len() >= AFTER_FLOATS || rows.end == m) {
+                    after(pending..rows.end);
+                    pending = rows.end;
+                }
+            }
+            if last {
+                return;
             }
         }
     }
+    // Panels outer: every row is final only after the last panel (`C` is in L2).
+    after(0..m);
 }
 
 /// Floats of `A`'s `k` block (all rows), and of `C`, that [`drive`] keeps in L2 to run panels

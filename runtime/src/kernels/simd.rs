@@ -30,6 +30,14 @@ pub trait Simd: Copy {
     unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
     /// `if a > b { a } else { b }` per lane (so a NaN in `a` never replaces `b`).
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// `if a < b { a } else { b }` per lane.
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// The IR's `maximum`, bit for bit: `if a is NaN or a > b { a } else { b }` per lane (a
+    /// NaN in either gives NaN; of two equal zeros, `b`).
+    unsafe fn maximum(a: Self::V, b: Self::V) -> Self::V;
+    /// The IR's `minimum`: `if a is NaN or a < b { a } else { b }` per lane.
+    unsafe fn minimum(a: Self::V, b: Self::V) -> Self::V;
     /// The sum of the lanes.
     unsafe fn sum(v: Self::V) -> f32;
 }
@@ -200,6 +208,34 @@ impl Simd for Scalar {
         }
     }
     #[inline(always)]
+    unsafe fn min(a: f32, b: f32) -> f32 {
+        if a < b {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: f32, b: f32) -> f32 {
+        a * b
+    }
+    #[inline(always)]
+    unsafe fn maximum(a: f32, b: f32) -> f32 {
+        if a.is_nan() || a > b {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
+    unsafe fn minimum(a: f32, b: f32) -> f32 {
+        if a.is_nan() || a < b {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
     unsafe fn sum(v: f32) -> f32 {
         v
     }
@@ -258,6 +294,31 @@ impl Simd for Avx2 {
     unsafe fn max(a: __m256, b: __m256) -> __m256 {
         // MAXPS returns its second operand unless the first is greater.
         _mm256_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m256, b: __m256) -> __m256 {
+        // MINPS returns its second operand unless the first is less.
+        _mm256_min_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+        _mm256_mul_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn maximum(a: __m256, b: __m256) -> __m256 {
+        let take_a = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_GT_OQ>(a, b),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(a, a),
+        );
+        _mm256_blendv_ps(b, a, take_a)
+    }
+    #[inline(always)]
+    unsafe fn minimum(a: __m256, b: __m256) -> __m256 {
+        let take_a = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_LT_OQ>(a, b),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(a, a),
+        );
+        _mm256_blendv_ps(b, a, take_a)
     }
     #[inline(always)]
     unsafe fn sum(v: __m256) -> f32 {
@@ -334,6 +395,27 @@ impl Simd for Avx512 {
     unsafe fn max(a: __m512, b: __m512) -> __m512 {
         // VMAXPS returns its second operand unless the first is greater.
         _mm512_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m512, b: __m512) -> __m512 {
+        // VMINPS returns its second operand unless the first is less.
+        _mm512_min_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        _mm512_mul_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn maximum(a: __m512, b: __m512) -> __m512 {
+        let take_a =
+            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a);
+        _mm512_mask_blend_ps(take_a, b, a)
+    }
+    #[inline(always)]
+    unsafe fn minimum(a: __m512, b: __m512) -> __m512 {
+        let take_a =
+            _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a);
+        _mm512_mask_blend_ps(take_a, b, a)
     }
     #[inline(always)]
     unsafe fn sum(v: __m512) -> f32 {

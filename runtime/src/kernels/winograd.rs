@@ -261,7 +261,7 @@ impl Winograd3x3 {
             ],
             x,
             &rows,
-            out,
+            out.len(),
             scratch,
         );
         if rows.is_empty() {

@@ -56,6 +56,7 @@
 //! half-precision bodies call the interpreter's own f64 functions (`libcalls.rs`).
 
 mod analyze;
+mod chain;
 mod jit;
 mod libcalls;
 mod lower;
@@ -66,6 +67,8 @@ mod rows;
 mod scalar;
 pub mod support;
 
+use crate::kernels::chain::Chain;
+use crate::kernels::simd::Isa;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -111,6 +114,9 @@ pub struct RowKernel {
     row_len: usize,
     num_inputs: usize,
     num_outputs: usize,
+    /// The body as a wide-vector chain, when it is one ([`chain::find`]): run instead of the
+    /// generated code wherever this CPU has vectors wider than Cranelift's.
+    chain: Option<Chain>,
 }
 
 /// A kernel's body: the graph, or (for a kernel placed from stored machine code, which needs
@@ -182,10 +188,13 @@ impl serde::Serialize for RowKernel {
                 let code = analyze::analyze(&body)
                     .ok()
                     .and_then(|plan| jit::compile_relocatable(&plan).ok().flatten());
-                return serde::Serialize::serialize(&(self.body.text(), code), s);
+                return serde::Serialize::serialize(&(self.body.text(), code, &self.chain), s);
             }
         }
-        serde::Serialize::serialize(&(self.body.text(), None::<jit::Relocatable>), s)
+        serde::Serialize::serialize(
+            &(self.body.text(), None::<jit::Relocatable>, &self.chain),
+            s,
+        )
     }
 }
 
@@ -196,8 +205,11 @@ impl serde::Serialize for RowKernel {
 impl<'de> serde::Deserialize<'de> for RowKernel {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RowKernel, D::Error> {
         use crate::cpu::image::invalid;
-        let (text, stored) =
-            <(std::borrow::Cow<'de, str>, Option<jit::Relocatable>)>::deserialize(d)?;
+        let (text, stored, stored_chain) = <(
+            std::borrow::Cow<'de, str>,
+            Option<jit::Relocatable>,
+            Option<Chain>,
+        )>::deserialize(d)?;
         let linked = LINKED.with(|l| {
             l.borrow_mut().as_mut().map(|(entries, next)| {
                 let entry = entries.get(*next).copied();
@@ -209,7 +221,18 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
             if let Some(code) = stored.as_ref().filter(|c| c.usable_here()) {
                 let shape = code.shape();
                 let name = body_name(&text).to_string();
+                if let Some(c) = &stored_chain {
+                    if shape.num_outputs != 1 {
+                        return Err(invalid(format!(
+                            "generated kernel `{name}`: a chain for {} outputs",
+                            shape.num_outputs
+                        )));
+                    }
+                    c.check(shape.num_inputs, shape.row_len)
+                        .map_err(|e| invalid(format!("generated kernel `{name}`: {e}")))?;
+                }
                 let kernel = RowKernel {
+                    chain: stored_chain,
                     code: Arc::new(OnceLock::new()),
                     rows: shape.rows,
                     row_len: shape.row_len,
@@ -233,6 +256,8 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
         let body = parse_body(&text).map_err(invalid)?;
         let mut plan = analyze::analyze(&body)
             .map_err(|e| invalid(format!("generated kernel body `{}`: {e}", body.name)))?;
+        // The body is at hand: its chain is found again rather than trusted from the file.
+        let chain = chain::find(&plan);
         let tables = std::mem::take(&mut plan.tables);
         let code = match linked {
             Some(entry) => OnceLock::from(jit::Code::linked(entry.ok_or_else(|| {
@@ -241,6 +266,7 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
             None => OnceLock::new(),
         };
         let kernel = RowKernel {
+            chain,
             code: Arc::new(code),
             rows: plan.rows,
             row_len: plan.row_len,
@@ -443,6 +469,7 @@ impl RowKernel {
             "compiled row kernel"
         );
         Ok(RowKernel {
+            chain: chain::find(&plan),
             body: Body::Graph(body.clone()),
             code: Arc::new(OnceLock::from(code)),
             rows: plan.rows,
@@ -462,6 +489,12 @@ impl RowKernel {
     /// Elements per row: the last dim of the output shape (1 for rank 0).
     pub fn row_len(&self) -> usize {
         self.row_len
+    }
+
+    /// The body as a wide-vector chain, when it is one (what runs instead of the generated
+    /// code on a CPU with AVX2 or AVX-512).
+    pub fn chain(&self) -> Option<&Chain> {
+        self.chain.as_ref()
     }
 
     /// Computes output rows `rows` (a sub-range of `0..self.rows()`). `inputs[i]` points at
@@ -507,6 +540,24 @@ impl RowKernel {
             "RowKernel::run: rows {rows:?} not within 0..{}",
             self.rows
         );
+        if let Some(chain) = &self.chain {
+            let isa = Isa::detect();
+            if isa != Isa::Scalar {
+                // SAFETY: the caller's contract is the chain's: a chain's body is f32
+                // throughout with one output, so every pointer addresses a dense f32 matrix of
+                // `self.rows` rows of `row_len` (checked when the chain was found or read),
+                // and an output overlaps an input only exactly.
+                unsafe {
+                    chain.run(
+                        isa,
+                        std::slice::from_raw_parts(inputs.as_ptr().cast(), inputs.len()),
+                        outputs[0].cast(),
+                        rows,
+                    )
+                };
+                return Ok(());
+            }
+        }
         // SAFETY: the caller guarantees the pointers; the code was compiled for exactly these
         // counts, shapes and dtypes. A slice of thin pointers has the layout of an array of
         // byte pointers, which is what the code reads.
@@ -557,11 +608,11 @@ mod tests {
         edit: impl FnOnce(jit::Relocatable) -> jit::Relocatable,
     ) -> (RowKernel, KernelLoads) {
         let bytes = storing_code(|| postcard::to_stdvec(k)).unwrap();
-        let (text, code): (String, Option<jit::Relocatable>) =
+        let (text, code, chain): (String, Option<jit::Relocatable>, Option<Chain>) =
             postcard::from_bytes(&bytes).unwrap();
         let code = code.expect("the code is stored");
         assert!(code.usable_here());
-        let bytes = postcard::to_stdvec(&(text, Some(edit(code)))).unwrap();
+        let bytes = postcard::to_stdvec(&(text, Some(edit(code)), chain)).unwrap();
         let back: RowKernel = postcard::from_bytes(&bytes).unwrap();
         let loads = compile_pending(1).unwrap();
         (back, loads)
@@ -598,6 +649,60 @@ mod tests {
             .needing("has_a_flag_no_cpu_has");
         let e = jit::link(&[(&code, vec![])]).err().expect("refused");
         assert!(e.to_string().contains("ISA flags this CPU lacks"), "{e}");
+    }
+
+    /// Bias, then ReLU6 as `maximum` and `minimum`: a chain.
+    const CHAIN_BODY: &str = r#"graph @c(%x: f32[3,21]) -> ("y": f32[3,21]) {
+  %0 = const dense<[0.5, -1.5, 2.5, -3.5, 4.5, 0.0, -0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0, 0.25]> : f32[21]
+  %1 = bias_add(%x, %0) {format = "NHWC"} : f32[3,21]
+  %2 = const dense<0.0> : f32[]
+  %3 = maximum(%1, %2) : f32[3,21]
+  %4 = const dense<6.0> : f32[]
+  %5 = minimum(%3, %4) : f32[3,21]
+  return %5
+}"#;
+
+    #[test]
+    fn a_chain_matches_the_generated_code_and_is_stored_checked() {
+        let body = lathe_ir::text::parse(CHAIN_BODY).unwrap();
+        let mut k = RowKernel::compile(&body).unwrap();
+        assert_eq!(k.chain().map(|c| c.stages.len()), Some(3));
+        let specials = [f32::NAN, -0.0, 0.0, 6.0, -7.5, 1e30];
+        let x: Vec<f32> = (0..63)
+            .map(|i| specials.get(i % 9).copied().unwrap_or(i as f32 * 0.4 - 9.0))
+            .collect();
+        let run = |k: &RowKernel| {
+            let mut y = vec![0f32; 63];
+            // SAFETY: the pointers hold the body's shapes.
+            unsafe { k.run(&[x.as_ptr()], &[y.as_mut_ptr()], 0..3) };
+            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        let by_chain = run(&k);
+
+        // Stored with its machine code and read back: the chain comes with it.
+        let bytes = storing_code(|| postcard::to_stdvec(&k)).unwrap();
+        let back: RowKernel = postcard::from_bytes(&bytes).unwrap();
+        compile_pending(1).unwrap();
+        assert_eq!(back.chain(), k.chain());
+        assert_eq!(run(&back), by_chain);
+
+        // A stored chain naming an input the kernel lacks is refused.
+        let (text, code, chain): (String, Option<jit::Relocatable>, Option<Chain>) =
+            postcard::from_bytes(&bytes).unwrap();
+        let mut bad = chain.expect("stored");
+        bad.stages[0] = crate::kernels::chain::Stage::Binary {
+            op: crate::kernels::chain::Binary::Add,
+            operand: crate::kernels::chain::Operand::Input(7),
+            operand_first: false,
+        };
+        let bytes = postcard::to_stdvec(&(text, code, Some(bad))).unwrap();
+        // (The message, which `image::decode` reports, is `Chain::check`'s; tested there.)
+        assert!(postcard::from_bytes::<RowKernel>(&bytes).is_err());
+        let _ = compile_pending(1);
+
+        // The generated code computes the same bits.
+        k.chain = None;
+        assert_eq!(run(&k), by_chain);
     }
 
     #[test]

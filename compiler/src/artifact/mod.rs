@@ -27,7 +27,7 @@ use thiserror::Error;
 
 /// The artifact format this build writes and reads. Bump it on any change to what the
 /// sections hold or how they are laid out.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Constants of more bytes than this go to the weights section; smaller ones stay in the
 /// graph text (shapes, axes, scalars), where dumps show them.

@@ -303,13 +303,13 @@ impl Conv2d {
             return;
         }
         if self.groups == 1 {
-            return self.group_tiles(x, rows, 0, 0..self.co, out, scratch, after);
+            return self.group_tiles(x, rows, (0, 0..self.co), out, scratch, after);
         }
         // Groups fill column stripes: a row is final after the last group.
         let cog = self.co / self.groups;
         for g in 0..self.groups {
             let o = out.cols_view(g * cog..(g + 1) * cog);
-            self.group_tiles(x, rows.clone(), g, 0..cog, o, scratch, &mut |_| {});
+            self.group_tiles(x, rows.clone(), (g, 0..cog), o, scratch, &mut |_| {});
         }
         after(rows)
     }
@@ -362,18 +362,18 @@ impl Conv2d {
             0,
             scratch,
         );
-        self.group_tiles(x, rows, 0, cols, out, scratch, &mut |_| {});
+        self.group_tiles(x, rows, (0, cols), out, scratch, &mut |_| {});
     }
 
     /// Output rows `rows` × columns `cols` of group `g`'s filter into `out` (a
     /// `rows.len() × cols.len()` view), one GEMM per tile of [`Self::tile_rows`] rows, from
-    /// the input itself (pointwise) or the tile's im2col rows in `scratch`.
+    /// the input itself (pointwise) or the tile's im2col rows in `scratch`; `after` gets
+    /// each range of output rows (absolute) as soon as the GEMM has finished it.
     fn group_tiles(
         &self,
         x: &[f32],
         rows: Range<usize>,
-        g: usize,
-        cols: Range<usize>,
+        (g, cols): (usize, Range<usize>),
         mut out: MatMut<'_>,
         scratch: &mut [f32],
         after: &mut dyn FnMut(Range<usize>),

@@ -119,11 +119,8 @@ impl Window {
         }
     }
 
-    /// Computes output rows `rows` into `out` (their dense `rows.len() × cols()` view), then
-    /// calls `after(r)` for sub-ranges `r` of `rows`, in order, as soon as their outputs are
-    /// final (an im2col or pointwise convolution: every few GEMM slivers, while still in L1;
-    /// the others: once, at the end). The view holds no reference to its elements, so `after`
-    /// may read and write rows `r` through pointers of its own.
+    /// [`Conv2d::run_rows_then`] for every window kernel: a convolution calls `after` every
+    /// few GEMM slivers; the others once, at the end.
     pub fn run_rows_then(
         &self,
         x: &[f32],

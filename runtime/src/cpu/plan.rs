@@ -132,14 +132,17 @@ impl Window {
         if let Window::Conv(k) = self {
             return k.run_rows_then(x, rows, out, scratch, after);
         }
-        let dense = out.rows == rows.len() && out.cols == self.cols() && out.strides.1 == 1;
         assert!(
-            dense && out.strides.0 == self.cols(),
-            "window: output view is not dense rows"
+            out.rows == rows.len() && out.cols == self.cols(),
+            "window: a {}x{} output view for rows {rows:?} of {}",
+            out.rows,
+            out.cols,
+            self.cols()
         );
-        // SAFETY: a dense view of `len` elements from its pointer, which this call alone
-        // addresses until it returns; the slice is gone before `after` runs.
-        let o = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr(), out.len()) };
+        // The slice is gone before `after` runs.
+        let o = out
+            .dense_rows()
+            .expect("window: output view is not dense rows");
         match self {
             Window::Winograd(k) => k.run_rows(x, rows.clone(), o, scratch),
             Window::Depthwise(k) => k.run_rows(x, rows.clone(), o),

@@ -36,12 +36,18 @@ pub enum Operand {
 
 /// The widest vector's lanes (AVX-512's 16 f32).
 pub const MAX_LANES: usize = 16;
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(MAX_LANES == <simd::Avx512 as Simd>::LANES);
 
 impl Operand {
     /// A per-column operand from one value per column: element `i` of the result is
     /// `values[i % len]`, for `len + MAX_LANES - 1` elements.
     pub fn column(values: &[f32]) -> Operand {
         let n = values.len();
+        if n == 0 {
+            // No columns: no valid chain reads it (`Chain::check` refuses it).
+            return Operand::Column(vec![]);
+        }
         Operand::Column((0..n + MAX_LANES - 1).map(|i| values[i % n]).collect())
     }
 }
@@ -84,9 +90,18 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Checks a chain read from a file against the kernel it belongs to: inputs it names
-    /// exist and per-column operands have a value per column.
-    pub fn check(&self, num_inputs: usize, row_len: usize) -> Result<(), String> {
+    /// Checks a chain read from a file against the kernel it belongs to: the kernel has one
+    /// output, the inputs the chain names exist, and per-column operands have a value per
+    /// column.
+    pub fn check(
+        &self,
+        num_inputs: usize,
+        num_outputs: usize,
+        row_len: usize,
+    ) -> Result<(), String> {
+        if num_outputs != 1 {
+            return Err(format!("chain for a kernel with {num_outputs} outputs"));
+        }
         let input = |k: usize| {
             (k < num_inputs)
                 .then_some(())
@@ -378,7 +393,7 @@ mod tests {
                     stages: st.clone(),
                     row_len: n,
                 };
-                chain.check(2, n).unwrap();
+                chain.check(2, 1, n).unwrap();
                 let mut out = vec![f32::NAN; rows * n];
                 // Rows 1.. only: row 0 stays untouched.
                 // SAFETY: two dense 3 × 37 inputs, a distinct output of the same size.
@@ -469,15 +484,20 @@ mod tests {
             operand,
             operand_first: false,
         };
-        assert!(chain(col(Operand::column(&[0.0; 4]))).check(1, 4).is_ok());
+        assert!(chain(col(Operand::column(&[0.0; 4])))
+            .check(1, 1, 4)
+            .is_ok());
         let short = chain(col(Operand::Column(vec![0.0; 4])));
-        assert!(short.check(1, 4).unwrap_err().contains("4 values"));
-        assert!(chain(Stage::Relu).check(1, 5).is_err());
+        assert!(short.check(1, 1, 4).unwrap_err().contains("4 values"));
+        assert!(chain(Stage::Relu).check(1, 1, 5).is_err());
         let input = Stage::Binary {
             op: Binary::Add,
             operand: Operand::Input(2),
             operand_first: false,
         };
-        assert!(chain(input).check(2, 4).unwrap_err().contains("input 2"));
+        assert!(chain(input).check(2, 1, 4).unwrap_err().contains("input 2"));
+        let two = chain(Stage::Relu).check(1, 2, 4).unwrap_err();
+        assert!(two.contains("2 outputs"), "{two}");
+        assert_eq!(Operand::column(&[]), Operand::Column(vec![]));
     }
 }

@@ -280,10 +280,8 @@ impl Conv2d {
             self.co
         );
         if let Some(d) = &self.direct {
-            // SAFETY: a dense view of `len` elements from its pointer, which this call alone
-            // addresses until it returns; the slice is gone before `after` runs. (`d` checks
-            // the length against the rows.)
-            let o = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr(), out.len()) };
+            // The slice is gone before `after` runs.
+            let o = out.dense_rows().expect("checked dense above");
             d.run_rows(x, rows.clone(), o, scratch);
             return after(rows);
         }

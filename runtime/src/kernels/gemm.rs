@@ -172,6 +172,19 @@ impl<'a> MatMut<'a> {
     }
 
     /// Sets every element to zero, touching nothing else.
+    /// The view's elements as one slice, borrowing the view, when they are dense rows
+    /// (strides `(cols, 1)`); `None` otherwise.
+    pub fn dense_rows(&mut self) -> Option<&mut [f32]> {
+        let n = self.rows * self.cols;
+        let dense = self.strides == (self.cols, 1) || self.rows <= 1 && self.strides.1 == 1;
+        (dense && n <= self.len).then(|| {
+            // SAFETY: dense rows make the view's elements exactly `ptr..ptr + n`, inside its
+            // range (`n <= len`), and this view alone accesses them (the constructors'
+            // contract) for as long as the slice borrows it.
+            unsafe { std::slice::from_raw_parts_mut(self.ptr, n) }
+        })
+    }
+
     pub(crate) fn fill_zero(&mut self) {
         check("C", self.len, self.rows, self.cols, self.strides).expect("a view fits its range");
         for i in 0..self.rows {

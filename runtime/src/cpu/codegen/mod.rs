@@ -222,13 +222,7 @@ impl<'de> serde::Deserialize<'de> for RowKernel {
                 let shape = code.shape();
                 let name = body_name(&text).to_string();
                 if let Some(c) = &stored_chain {
-                    if shape.num_outputs != 1 {
-                        return Err(invalid(format!(
-                            "generated kernel `{name}`: a chain for {} outputs",
-                            shape.num_outputs
-                        )));
-                    }
-                    c.check(shape.num_inputs, shape.row_len)
+                    c.check(shape.num_inputs, shape.num_outputs, shape.row_len)
                         .map_err(|e| invalid(format!("generated kernel `{name}`: {e}")))?;
                 }
                 let kernel = RowKernel {
